@@ -1,0 +1,57 @@
+# Value: the "any object" of xproc. What untyped queues and connections carry and what
+# Manager containers hold, readable by every Cap'n Proto implementation. It mirrors the
+# Python objects multiprocessing users pass around: None, bool, int, float, str, bytes,
+# list, dict (keys of any kind, insertion-ordered), plus a typed struct for messages of a
+# user's own schema.
+@0xb7abd7d3483534c4;
+
+using Cxx = import "/capnp/c++.capnp";
+$Cxx.namespace("xproc::schema");
+
+struct Value {
+  union {
+    null @0 :Void;
+    # Python None.
+
+    bool @1 :Bool;
+    # Python True / False.
+
+    int64 @2 :Int64;
+    # Python int within the signed 64-bit range.
+
+    float64 @3 :Float64;
+    # Python float (IEEE 754 double; NaN and infinities allowed).
+
+    text @4 :Text;
+    # Python str, UTF-8.
+
+    data @5 :Data;
+    # Python bytes.
+
+    list @6 :List(Value);
+    # Python list (tuples travel as lists).
+
+    map @7 :List(Entry);
+    # Python dict: entries in insertion order; keys are unique under Python's equality
+    # (1, 1.0 and True are the same key).
+
+    struct @8 :TypedStruct;
+    # A message of a user's schema, tagged with that schema's id.
+  }
+
+  struct Entry {
+    key @0 :Value;
+    # The key; any kind of Value, as Python allows any hashable object.
+
+    value @1 :Value;
+    # The value stored under the key.
+  }
+
+  struct TypedStruct {
+    schemaId @0 :UInt64;
+    # The 64-bit Cap'n Proto type id of the struct's schema (`capnp id` / typeId<T>()).
+
+    value @1 :AnyPointer;
+    # The struct itself.
+  }
+}

@@ -1,0 +1,158 @@
+// The exceptions xproc's public C++ API throws, named as Python names them.
+//
+// Sorted by what the caller can do: Empty/Full/TimeoutError -> retry later or give up;
+// EOFError/ConnectionError -> the peer is gone, reconnect or stop; DecodeError/
+// MessageTooLarge/ValueError -> the input is wrong, fix it; OSError -> the system said
+// no (errno attached). Every error keeps its message; nothing here is kj-specific.
+#pragma once
+
+#include <cerrno>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+namespace xproc {
+
+// Base of everything xproc throws.
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// A non-blocking or timed get found no message (Python: queue.Empty).
+class Empty : public Error {
+ public:
+  Empty() : Error("queue is empty") {}
+  using Error::Error;
+};
+
+// A non-blocking or timed put found no room (Python: queue.Full).
+class Full : public Error {
+ public:
+  Full() : Error("queue is full") {}
+  using Error::Error;
+};
+
+// The other end closed or died before a whole message arrived (Python: EOFError).
+class EOFError : public Error {
+ public:
+  using Error::Error;
+};
+
+// A blocking call's timeout ran out where Python raises TimeoutError (join, locks...).
+class TimeoutError : public Error {
+ public:
+  using Error::Error;
+};
+
+// The HMAC challenge-response failed (Python: multiprocessing.AuthenticationError).
+class AuthenticationError : public Error {
+ public:
+  using Error::Error;
+};
+
+// The peer or server is gone or refused us (Python: ConnectionError).
+class ConnectionError : public Error {
+ public:
+  using Error::Error;
+};
+
+// Writing to a connection whose peer has closed it (Python: BrokenPipeError).
+class BrokenPipeError : public ConnectionError {
+ public:
+  using ConnectionError::ConnectionError;
+};
+
+// A message is larger than the queue or connection accepts; nothing was changed.
+class MessageTooLarge : public Error {
+ public:
+  using Error::Error;
+};
+
+// Bytes that are not a valid message of the expected type (or exceed decode limits).
+class DecodeError : public Error {
+ public:
+  using Error::Error;
+};
+
+// A bad argument or a call in the wrong state (Python: ValueError).
+class ValueError : public Error {
+ public:
+  using Error::Error;
+};
+
+// A missing key in a mapping (Python: KeyError).
+class KeyError : public Error {
+ public:
+  using Error::Error;
+};
+
+// An index out of range (Python: IndexError).
+class IndexError : public Error {
+ public:
+  using Error::Error;
+};
+
+// A value of the wrong kind (Python: TypeError).
+class TypeError : public Error {
+ public:
+  using Error::Error;
+};
+
+// A system call failed; errno() tells which way (Python: OSError).
+class OSError : public Error {
+ public:
+  OSError(std::string what, int error_number)
+      : Error(std::move(what)), errno_(error_number) {}
+  int error_number() const noexcept { return errno_; }
+
+ private:
+  int errno_;
+};
+
+// Throws OSError "<call>: <strerror(errno)>" with the errno attached.
+[[noreturn]] void throw_os_error(std::string_view call, int error_number);
+
+// Runs a syscall-like expression, retrying on EINTR; throws OSError naming `call` when
+// it returns -1. Returns the result otherwise.
+template <typename F>
+auto retry_syscall(std::string_view call, F&& f) -> decltype(f()) {
+  for (;;) {
+    auto result = f();
+    if (result != -1) return result;
+    if (errno == EINTR) continue;
+    throw_os_error(call, errno);
+  }
+}
+
+namespace detail {
+inline void append_values(std::ostringstream&) {}
+template <typename T, typename... Rest>
+void append_values(std::ostringstream& out, const T& value, const Rest&... rest) {
+  out << (out.tellp() > 0 ? ", " : "") << value;
+  append_values(out, rest...);
+}
+template <typename... Values>
+std::string describe_values(const char* names, const Values&... values) {
+  std::ostringstream list;
+  append_values(list, values...);
+  return std::string(names) + " = " + list.str();
+}
+}  // namespace detail
+
+}  // namespace xproc
+
+// Throws xproc::ValueError with the failed condition and the values involved, e.g.
+//   XPROC_REQUIRE(size <= max, "message too large", size, max);
+// The first value argument is a human message; the rest are printed with their names.
+#define XPROC_REQUIRE(cond, message, ...)                                               \
+  do {                                                                                  \
+    if (!(cond)) {                                                                      \
+      throw ::xproc::ValueError(std::string(message) + " (" #cond                       \
+                                __VA_OPT__(+ std::string("; ") +                        \
+                                           ::xproc::detail::describe_values(#__VA_ARGS__, \
+                                                                            __VA_ARGS__)) \
+                                + ")");                                                 \
+    }                                                                                   \
+  } while (false)

@@ -1,0 +1,74 @@
+// Validation and flat serialization behind message.h.
+#include "xproc/message.h"
+
+#include <capnp/any.h>
+#include <kj/exception.h>
+
+#include <algorithm>
+
+namespace xproc {
+namespace detail {
+
+capnp::ReaderOptions reader_options(size_t size_words, const DecodeLimits& limits) {
+  capnp::ReaderOptions options;
+  options.traversalLimitInWords = std::max<uint64_t>(limits.traversal_limit_words, 2 * size_words);
+  options.nestingLimit = limits.nesting_limit;
+  return options;
+}
+
+void validate_flat_message(kj::ArrayPtr<const capnp::word> words, const DecodeLimits& limits) {
+  if (words.size() == 0) throw DecodeError("empty input is not a Cap'n Proto message");
+  try {
+    // The segment table must describe exactly the bytes we have.
+    const size_t expected = capnp::expectedSizeInWordsFromPrefix(words);
+    if (expected != words.size()) {
+      throw DecodeError("segment table describes " + std::to_string(expected * 8) +
+                        " bytes but the message has " + std::to_string(words.size() * 8));
+    }
+    capnp::FlatArrayMessageReader reader(words, reader_options(words.size(), limits));
+    // totalSize() walks every pointer, checking bounds, nesting and the traversal limit.
+    reader.getRoot<capnp::AnyStruct>().totalSize();
+  } catch (const kj::Exception& e) {
+    throw DecodeError(std::string("invalid Cap'n Proto message: ") + e.getDescription().cStr());
+  }
+}
+
+kj::Array<capnp::word> copy_to_words(std::span<const std::byte> bytes) {
+  if (bytes.size() % sizeof(capnp::word) != 0) {
+    throw DecodeError("a Cap'n Proto message is a whole number of 8-byte words; got " +
+                      std::to_string(bytes.size()) + " bytes");
+  }
+  auto words = kj::heapArray<capnp::word>(bytes.size() / sizeof(capnp::word));
+  if (!bytes.empty()) std::memcpy(words.begin(), bytes.data(), bytes.size());
+  return words;
+}
+
+}  // namespace detail
+
+size_t flat_size(capnp::AnyStruct::Reader root) {
+  // Segment table (one segment: two 32-bit words) + root pointer + content.
+  return sizeof(capnp::word) * (2 + root.totalSize().wordCount);
+}
+
+void write_flat(capnp::AnyStruct::Reader root, std::span<std::byte> out) {
+  const size_t words = out.size() / sizeof(capnp::word);
+  KJ_ASSERT(out.size() % sizeof(capnp::word) == 0 && words >= 2);
+  const uint32_t table[2] = {0, static_cast<uint32_t>(words - 1)};  // segment count - 1, size
+  std::memcpy(out.data(), table, sizeof(table));
+  auto* segment = reinterpret_cast<capnp::word*>(out.data()) + 1;
+  std::memset(segment, 0, (words - 1) * sizeof(capnp::word));  // copyToUnchecked's precondition
+  capnp::copyToUnchecked(root, kj::arrayPtr(segment, words - 1));
+}
+
+kj::Array<capnp::word> serialize(capnp::AnyStruct::Reader root) {
+  const size_t size = flat_size(root);
+  auto words = kj::heapArray<capnp::word>(size / sizeof(capnp::word));
+  write_flat(root, {reinterpret_cast<std::byte*>(words.begin()), size});
+  return words;
+}
+
+kj::Array<capnp::word> serialize(capnp::MessageBuilder& builder) {
+  return capnp::messageToFlatArray(builder);
+}
+
+}  // namespace xproc

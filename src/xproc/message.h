@@ -1,0 +1,114 @@
+// Message<T>: an owned, validated copy of a Cap'n Proto message, and the functions that
+// write a message in the standard flat serialization (segment table + segments).
+//
+// This is the "pickle" of xproc: what a receiver gets is its own copy, so nothing it does
+// touches the sender's data. Drop below it (a zero-copy view) only inside a queue lease.
+#pragma once
+
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+#include <kj/array.h>
+
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "xproc/errors.h"
+
+namespace xproc {
+
+// Bounds on the work of decoding untrusted bytes. Cap'n Proto reads lazily, so these
+// bound a full traversal, not just the first access.
+struct DecodeLimits {
+  // Words a traversal may visit; raised automatically to twice the message's own size so
+  // that a large, honest message always decodes. Protects against pointer amplification.
+  uint64_t traversal_limit_words = 8u * 1024 * 1024;
+  // Depth of nested structs and lists; deeper messages raise DecodeError.
+  int nesting_limit = 64;
+};
+
+namespace detail {
+
+// Reader options for a message of `size_words` words under `limits`.
+capnp::ReaderOptions reader_options(size_t size_words, const DecodeLimits& limits);
+
+// Checks that `words` is exactly one well-formed flat message whose root is a struct,
+// traversing all of it within `limits`. Throws DecodeError naming the defect. Returns
+// the reader options used, so the caller can build its reader with the same limits.
+void validate_flat_message(kj::ArrayPtr<const capnp::word> words, const DecodeLimits& limits);
+
+// Copies arbitrary bytes into a word-aligned array; DecodeError if the length is not a
+// whole number of words (no Cap'n Proto message can have that length).
+kj::Array<capnp::word> copy_to_words(std::span<const std::byte> bytes);
+
+}  // namespace detail
+
+// Size in bytes of `root`'s single-segment flat serialization. Traverses the message.
+size_t flat_size(capnp::AnyStruct::Reader root);
+
+// Writes `root` as a single-segment flat message into `out`, which must be exactly
+// flat_size(root) bytes and 8-byte aligned. Makes no allocation; this is how queues
+// serialize straight into shared memory.
+void write_flat(capnp::AnyStruct::Reader root, std::span<std::byte> out);
+
+// The standard flat serialization of `root` (what capnp::messageToFlatArray writes for a
+// single-segment message); `capnp decode` reads it.
+kj::Array<capnp::word> serialize(capnp::AnyStruct::Reader root);
+template <typename Reader>
+  requires requires(Reader r) { capnp::toAny(r); }
+kj::Array<capnp::word> serialize(Reader root) {
+  return serialize(capnp::AnyStruct::Reader(capnp::toAny(root)));
+}
+// The flat serialization of a builder's message, copying its segments as they are.
+kj::Array<capnp::word> serialize(capnp::MessageBuilder& builder);
+
+// An owned, validated Cap'n Proto message whose root is a T. Move-only; cheap to move.
+// Readers it hands out stay valid as long as the Message lives (and across moves).
+template <typename T>
+class Message {
+ public:
+  using Reader = typename T::Reader;
+
+  // Validates and copies `bytes` (a flat serialization). Throws DecodeError on garbage:
+  // a bad segment table, out-of-bounds pointers, trailing bytes, nesting or traversal
+  // over `limits`, or a root that is not a struct.
+  static Message decode(std::span<const std::byte> bytes, const DecodeLimits& limits = {}) {
+    return adopt(detail::copy_to_words(bytes), limits);
+  }
+
+  // Like decode, taking ownership of already word-aligned storage (no copy).
+  static Message adopt(kj::Array<capnp::word> words, const DecodeLimits& limits = {}) {
+    detail::validate_flat_message(words.asPtr(), limits);
+    return Message(kj::mv(words), limits);
+  }
+
+  // Serializes `root` into a new owned message (one copy).
+  static Message copy_of(Reader root) { return Message(serialize(root), DecodeLimits{}); }
+
+  Message(Message&&) noexcept = default;
+  Message& operator=(Message&&) noexcept = default;
+
+  Reader reader() const noexcept { return root_; }
+  const Reader* operator->() const noexcept { return &root_; }
+  const Reader& operator*() const noexcept { return root_; }
+
+  // The flat serialization this message was read from.
+  std::span<const std::byte> bytes() const noexcept {
+    return {reinterpret_cast<const std::byte*>(words_.begin()), words_.size() * sizeof(capnp::word)};
+  }
+
+ private:
+  Message(kj::Array<capnp::word> words, const DecodeLimits& limits)
+      : words_(kj::mv(words)),
+        reader_(std::make_unique<capnp::FlatArrayMessageReader>(
+            words_.asPtr(), detail::reader_options(words_.size(), limits))),
+        root_(reader_->getRoot<T>()) {}
+
+  kj::Array<capnp::word> words_;
+  std::unique_ptr<capnp::FlatArrayMessageReader> reader_;  // points into words_' heap block
+  Reader root_;
+};
+
+}  // namespace xproc

@@ -1,0 +1,67 @@
+// Implementation of test_support.h.
+#include "support/test_support.h"
+
+#include <dirent.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <fstream>
+#include <sstream>
+
+namespace xproc::testing {
+
+std::string name_prefix() { return "t" + std::to_string(getpid()) + "-"; }
+
+std::string unique_name(const std::string& tag) {
+  static std::atomic<int> counter{0};
+  return name_prefix() + tag + "-" + std::to_string(counter++);
+}
+
+std::vector<std::string> leaked_segments() {
+  std::vector<std::string> leaked;
+  const std::string prefix = "xproc." + name_prefix();
+  if (DIR* dir = opendir("/dev/shm")) {
+    while (dirent* entry = readdir(dir)) {
+      std::string name = entry->d_name;
+      if (name.rfind(prefix, 0) == 0) leaked.push_back(name);
+    }
+    closedir(dir);
+  }
+  return leaked;
+}
+
+std::vector<pid_t> child_pids() {
+  std::vector<pid_t> children;
+  const pid_t self = getpid();
+  DIR* proc = opendir("/proc");
+  if (!proc) return children;
+  while (dirent* entry = readdir(proc)) {
+    char* end = nullptr;
+    const long pid = std::strtol(entry->d_name, &end, 10);
+    if (*end != '\0' || pid <= 0) continue;
+    std::ifstream status("/proc/" + std::string(entry->d_name) + "/status");
+    std::string line;
+    while (std::getline(status, line)) {
+      if (line.rfind("PPid:", 0) == 0) {
+        if (std::stol(line.substr(5)) == self) children.push_back(static_cast<pid_t>(pid));
+        break;
+      }
+    }
+  }
+  closedir(proc);
+  return children;
+}
+
+int wait_exit_code(pid_t pid) {
+  int status = 0;
+  while (waitpid(pid, &status, 0) == -1) {
+    if (errno != EINTR) return -1000;
+  }
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return -WTERMSIG(status);
+  return -1000;
+}
+
+}  // namespace xproc::testing
