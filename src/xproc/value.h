@@ -1,0 +1,218 @@
+// xproc::Value: the SDK's "any object" — what untyped queues carry and Manager containers
+// hold. It behaves like the Python object it stands for: equality and hashing follow
+// Python (1 == 1.0 == True, so they are one dict key), maps keep insertion order, and
+// repr() prints exactly what Python's repr() prints for the same object.
+//
+// On the wire a Value is schema/xproc/value.capnp's Value; encode()/decode() convert, and
+// decoding untrusted bytes is bounded (DecodeLimits) so hostile input gives DecodeError,
+// never a stack overflow.
+#pragma once
+
+#include <capnp/message.h>
+#include <kj/array.h>
+
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "xproc/errors.h"
+#include "xproc/message.h"
+#include "xproc/value.capnp.h"
+
+namespace xproc {
+
+class Value;
+class ValueMap;
+
+// Python bytes: an owned byte string, distinct from text.
+struct Bytes {
+  std::string data;
+  friend bool operator==(const Bytes&, const Bytes&) = default;
+};
+
+// A message of a user's schema carried inside a Value: the schema's 64-bit type id and
+// the struct as a flat Cap'n Proto message whose root is that struct.
+struct TypedStruct {
+  uint64_t schema_id = 0;
+  std::shared_ptr<const kj::Array<capnp::word>> message;  // immutable, shared on copy
+  friend bool operator==(const TypedStruct& a, const TypedStruct& b);
+};
+
+class Value {
+ public:
+  enum class Kind { kNull, kBool, kInt, kFloat, kText, kBytes, kList, kMap, kStruct };
+  using List = std::vector<Value>;
+
+  // None.
+  Value() noexcept;
+  Value(std::nullptr_t) noexcept;  // NOLINT(google-explicit-constructor): Value v = nullptr;
+  // bool must not be captured by the integer or pointer overloads.
+  Value(bool b) noexcept;  // NOLINT
+  Value(int i) noexcept;   // NOLINT
+  Value(long i) noexcept;  // NOLINT
+  Value(long long i) noexcept;  // NOLINT
+  // Unsigned integers above INT64_MAX raise ValueError (Value holds signed 64-bit ints).
+  Value(unsigned i) noexcept;            // NOLINT
+  Value(unsigned long i);                // NOLINT
+  Value(unsigned long long i);           // NOLINT
+  Value(double d) noexcept;              // NOLINT
+  Value(const char* text);               // NOLINT: text (str), UTF-8
+  Value(std::string text) noexcept;      // NOLINT
+  Value(std::string_view text);          // NOLINT
+  Value(Bytes bytes) noexcept;           // NOLINT
+  Value(List list) noexcept;             // NOLINT
+  Value(ValueMap map);                   // NOLINT
+  Value(TypedStruct s) noexcept;         // NOLINT
+
+  Value(const Value& other);
+  Value(Value&& other) noexcept;
+  Value& operator=(const Value& other);
+  Value& operator=(Value&& other) noexcept;
+  ~Value();
+
+  // Builders for kinds a literal cannot pick: Value::bytes("\0a"), Value::list({1, 2}),
+  // Value::map({{"a", 1}, {0.25, nullptr}}).
+  static Value bytes(std::string_view data);
+  static Value list(std::initializer_list<Value> items);
+  static Value map(std::initializer_list<std::pair<Value, Value>> entries);
+  // A typed struct holding a copy of `root` tagged with T's schema id.
+  template <typename Reader>
+  static Value typed(Reader root);
+
+  Kind kind() const noexcept;
+  // Python's type name: "NoneType", "bool", "int", "float", "str", "bytes", "list",
+  // "dict", "struct".
+  std::string_view type_name() const noexcept;
+
+  bool is_null() const noexcept { return kind() == Kind::kNull; }
+  bool is_bool() const noexcept { return kind() == Kind::kBool; }
+  bool is_int() const noexcept { return kind() == Kind::kInt; }
+  bool is_float() const noexcept { return kind() == Kind::kFloat; }
+  bool is_text() const noexcept { return kind() == Kind::kText; }
+  bool is_bytes() const noexcept { return kind() == Kind::kBytes; }
+  bool is_list() const noexcept { return kind() == Kind::kList; }
+  bool is_map() const noexcept { return kind() == Kind::kMap; }
+  bool is_struct() const noexcept { return kind() == Kind::kStruct; }
+
+  // Accessors throw TypeError naming both kinds when the Value is of another kind.
+  // as_int() accepts a bool (as Python's int(True)); as_float() accepts int and bool.
+  bool as_bool() const;
+  int64_t as_int() const;
+  double as_float() const;
+  const std::string& as_text() const;
+  const std::string& as_bytes() const;
+  const List& as_list() const;
+  List& as_list();
+  const ValueMap& as_map() const;
+  ValueMap& as_map();
+  const TypedStruct& as_struct() const;
+
+  // Python truthiness: None, False, 0, 0.0, and empty str/bytes/list/dict are false.
+  bool truthy() const noexcept;
+
+  // Exactly Python's repr() of the equivalent object: None, True, 1, 1.5, 1e+16, 'it\'s'
+  // -> "it's", b'\x00a', [0, 1, 2], {0.25: None, 'Process_9': '1', '2': 2}.
+  std::string repr() const;
+
+  // Python equality: numbers compare by value across bool/int/float (NaN != NaN); str
+  // never equals bytes; lists and maps compare element-wise (maps ignore order).
+  friend bool operator==(const Value& a, const Value& b) noexcept;
+  // Consistent with ==: hash(1) == hash(1.0) == hash(True). Lists and maps hash by
+  // content (C++ callers may use them as keys; Python would refuse).
+  size_t hash() const noexcept;
+
+  // To and from the Cap'n Proto Value. from_capnp throws DecodeError for unknown union
+  // members or nesting deeper than limits.nesting_limit.
+  void to_capnp(schema::Value::Builder builder) const;
+  static Value from_capnp(schema::Value::Reader reader, const DecodeLimits& limits = {});
+
+  // The standard flat serialization of this Value as a schema::Value message, and back.
+  kj::Array<capnp::word> encode() const;
+  static Value decode(std::span<const std::byte> bytes, const DecodeLimits& limits = {});
+
+ private:
+  using Storage = std::variant<std::monostate, bool, int64_t, double, std::string, Bytes, List,
+                               std::unique_ptr<ValueMap> /* deep-copied */, TypedStruct>;
+  Storage storage_;
+};
+
+struct ValueHash {
+  size_t operator()(const Value& v) const noexcept { return v.hash(); }
+};
+
+// Python dict semantics: keys unique under Python equality, iteration in insertion order,
+// re-setting a key keeps its position (and its original key object), erase keeps the
+// order of the rest. Lookups, inserts and erases are O(1) on average.
+class ValueMap {
+ public:
+  using Entry = std::pair<Value, Value>;
+
+  ValueMap();
+  ValueMap(std::initializer_list<Entry> entries);
+  ValueMap(const ValueMap&);
+  ValueMap(ValueMap&&) noexcept;
+  ValueMap& operator=(const ValueMap&);
+  ValueMap& operator=(ValueMap&&) noexcept;
+  ~ValueMap();
+
+  size_t size() const noexcept;
+  bool empty() const noexcept { return size() == 0; }
+
+  // nullptr when absent.
+  const Value* find(const Value& key) const;
+  Value* find(const Value& key);
+  bool contains(const Value& key) const { return find(key) != nullptr; }
+  // Throws KeyError with the key's repr when absent.
+  const Value& at(const Value& key) const;
+  // Inserts None when absent, like a defaultdict(lambda: None).
+  Value& operator[](const Value& key);
+  // Sets key to value; returns true when the key was new.
+  bool set(Value key, Value value);
+  // Removes key; returns its value, or nullopt when absent.
+  std::optional<Value> erase(const Value& key);
+  // Removes and returns the last-inserted entry (Python popitem); KeyError when empty.
+  Entry pop_last();
+  void clear() noexcept;
+
+  // Live entries in insertion order. Invalidated by any mutation.
+  template <typename F>
+  void for_each(F&& f) const {
+    for (const auto& slot : slots_) {
+      if (slot) f(slot->first, slot->second);
+    }
+  }
+  std::vector<Value> keys() const;
+  std::vector<Value> values() const;
+  std::vector<Entry> items() const;
+
+  // Order-insensitive, as Python's dict ==.
+  friend bool operator==(const ValueMap& a, const ValueMap& b);
+
+ private:
+  struct Index;
+  void compact();
+  std::vector<std::optional<Entry>> slots_;  // insertion order; nullopt = erased
+  std::unique_ptr<Index> index_;             // key -> slot position
+  size_t live_ = 0;
+};
+
+template <typename Reader>
+Value Value::typed(Reader root) {
+  using Struct = typename Reader::Reads;
+  return Value(TypedStruct{capnp::typeId<Struct>(),
+                           std::make_shared<const kj::Array<capnp::word>>(serialize(root))});
+}
+
+}  // namespace xproc
+
+template <>
+struct std::hash<xproc::Value> {
+  size_t operator()(const xproc::Value& v) const noexcept { return v.hash(); }
+};
