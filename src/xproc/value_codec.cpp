@@ -1,0 +1,121 @@
+// Value <-> schema::Value (Cap'n Proto). Decoding is defensive: the depth is counted
+// explicitly against DecodeLimits::nesting_limit, an unknown union member is an error, and
+// every kj::Exception Cap'n Proto raises on malformed input becomes DecodeError.
+#include <capnp/serialize.h>
+#include <kj/exception.h>
+
+#include "xproc/value.h"
+
+namespace xproc {
+namespace {
+
+Value from_reader(schema::Value::Reader reader, int depth_left) {
+  if (depth_left <= 0) throw DecodeError("Value nested deeper than the decode limit");
+  switch (reader.which()) {
+    case schema::Value::NULL_: return Value();
+    case schema::Value::BOOL: return Value(reader.getBool());
+    case schema::Value::INT64: return Value(static_cast<long long>(reader.getInt64()));
+    case schema::Value::FLOAT64: return Value(reader.getFloat64());
+    case schema::Value::TEXT: {
+      auto text = reader.getText();
+      return Value(std::string(text.cStr(), text.size()));
+    }
+    case schema::Value::DATA: {
+      auto data = reader.getData();
+      return Value::bytes(std::string_view(reinterpret_cast<const char*>(data.begin()), data.size()));
+    }
+    case schema::Value::LIST: {
+      Value::List items;
+      auto list = reader.getList();
+      items.reserve(list.size());
+      for (auto item : list) items.push_back(from_reader(item, depth_left - 1));
+      return Value(std::move(items));
+    }
+    case schema::Value::MAP: {
+      ValueMap map;
+      // Duplicate keys: the last value wins, at the first key's position (as a Python
+      // dict display {k: 1, k: 2} does).
+      for (auto entry : reader.getMap()) {
+        map.set(from_reader(entry.getKey(), depth_left - 1),
+                from_reader(entry.getValue(), depth_left - 1));
+      }
+      return Value(std::move(map));
+    }
+    case schema::Value::STRUCT: {
+      auto s = reader.getStruct();
+      auto root = s.getValue().getAs<capnp::AnyStruct>();
+      return Value(TypedStruct{s.getSchemaId(),
+                               std::make_shared<const kj::Array<capnp::word>>(serialize(root))});
+    }
+  }
+  throw DecodeError("unknown Value kind " + std::to_string(static_cast<int>(reader.which())));
+}
+
+}  // namespace
+
+void Value::to_capnp(schema::Value::Builder builder) const {
+  switch (kind()) {
+    case Kind::kNull: builder.setNull(); return;
+    case Kind::kBool: builder.setBool(as_bool()); return;
+    case Kind::kInt: builder.setInt64(as_int()); return;
+    case Kind::kFloat: builder.setFloat64(as_float()); return;
+    case Kind::kText: {
+      const std::string& text = as_text();
+      builder.setText(capnp::Text::Reader(text.data(), text.size()));
+      return;
+    }
+    case Kind::kBytes: {
+      const std::string& data = as_bytes();
+      builder.setData(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(data.data()), data.size()));
+      return;
+    }
+    case Kind::kList: {
+      const List& items = as_list();
+      auto list = builder.initList(static_cast<unsigned>(items.size()));
+      for (unsigned i = 0; i < items.size(); ++i) items[i].to_capnp(list[i]);
+      return;
+    }
+    case Kind::kMap: {
+      const ValueMap& map = as_map();
+      auto entries = builder.initMap(static_cast<unsigned>(map.size()));
+      unsigned i = 0;
+      map.for_each([&](const Value& k, const Value& v) {
+        k.to_capnp(entries[i].initKey());
+        v.to_capnp(entries[i].initValue());
+        ++i;
+      });
+      return;
+    }
+    case Kind::kStruct: {
+      const TypedStruct& s = as_struct();
+      auto out = builder.initStruct();
+      out.setSchemaId(s.schema_id);
+      if (s.message) {
+        capnp::FlatArrayMessageReader reader(*s.message);
+        out.getValue().setAs<capnp::AnyStruct>(reader.getRoot<capnp::AnyStruct>());
+      }
+      return;
+    }
+  }
+}
+
+Value Value::from_capnp(schema::Value::Reader reader, const DecodeLimits& limits) {
+  try {
+    return from_reader(reader, limits.nesting_limit);
+  } catch (const kj::Exception& e) {
+    throw DecodeError(std::string("invalid Value: ") + e.getDescription().cStr());
+  }
+}
+
+kj::Array<capnp::word> Value::encode() const {
+  capnp::MallocMessageBuilder builder;
+  to_capnp(builder.initRoot<schema::Value>());
+  return capnp::messageToFlatArray(builder);
+}
+
+Value Value::decode(std::span<const std::byte> bytes, const DecodeLimits& limits) {
+  auto message = Message<schema::Value>::decode(bytes, limits);
+  return from_capnp(message.reader(), limits);
+}
+
+}  // namespace xproc
