@@ -1,0 +1,375 @@
+// The shared-memory ring behind ByteQueue. See byte_queue.h for the crash-safety argument
+// and docs/protocol.md for the layout.
+#include "xproc/byte_queue.h"
+
+#include <time.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "xproc/errors.h"
+#include "xproc/queue_layout_internal.h"
+#include "xproc/shm/segment.h"
+#include "xproc/sync_internal.h"
+
+namespace xproc {
+namespace detail {
+
+// Process-local state of one mapped queue, shared by all handles copied from each other.
+struct QueueState {
+  shm::Segment segment;
+  QueueHeader* header;
+  std::byte* ring;
+  std::atomic<bool> closed{false};
+  // A lower bound of the tail, so consumers touch the producers' cache line only when
+  // they run out of known messages. (Every message before it is published and complete.)
+  std::atomic<uint64_t> cached_tail{0};
+  // Adaptive spin budget before sleeping, in nanoseconds.
+  std::atomic<int64_t> spin_ns{50'000};
+
+  explicit QueueState(shm::Segment s)
+      : segment(std::move(s)),
+        header(reinterpret_cast<QueueHeader*>(segment.data())),
+        ring(segment.data() + kRingOffset) {}
+};
+
+}  // namespace detail
+
+using detail::Clock;
+using detail::Position;
+using detail::QueueHeader;
+using detail::QueueKind;
+using detail::QueueState;
+using detail::RecordHeader;
+using detail::round_up8;
+
+namespace {
+
+constexpr int64_t kMinSpinNs = 2'000;
+constexpr int64_t kMaxSpinNs = 100'000;
+
+size_t ring_capacity(const QueueOptions& options) {
+  XPROC_REQUIRE(options.capacity_bytes >= 64 && options.capacity_bytes < (uint64_t{1} << 32),
+                "capacity_bytes must be between 64 bytes and 4 GiB", options.capacity_bytes);
+  return round_up8(options.capacity_bytes);
+}
+
+size_t max_message(const QueueOptions& options, size_t capacity) {
+  // A record of up to capacity/2 always fits once the ring drains, wherever the tail is.
+  const size_t limit = capacity / 2 - sizeof(RecordHeader);
+  if (options.max_message_bytes == 0) return limit;
+  XPROC_REQUIRE(options.max_message_bytes <= limit,
+                "max_message_bytes must be at most capacity_bytes / 2 - 8",
+                options.max_message_bytes, limit);
+  return options.max_message_bytes;
+}
+
+void initialise(QueueHeader* h, const QueueOptions& options, uint64_t schema_id, QueueKind kind) {
+  const size_t capacity = ring_capacity(options);
+  h->layout_version = detail::kQueueLayoutVersion;
+  h->kind = kind;
+  h->schema_id = schema_id;
+  h->capacity = capacity;
+  h->max_message = max_message(options, capacity);
+  h->maxsize = options.maxsize;
+  timespec now{};
+  clock_gettime(CLOCK_REALTIME, &now);
+  h->created_unix_ns = static_cast<uint64_t>(now.tv_sec) * 1000000000u + now.tv_nsec;
+  h->creator_pid = getpid();
+  detail::init_robust_mutex(&h->producer_lock);
+  detail::init_robust_mutex(&h->consumer_lock);
+  h->tail.store(0, std::memory_order_relaxed);
+  h->head.store(0, std::memory_order_relaxed);
+  // Published last: an opener that sees the magic sees a complete header.
+  h->magic.store(detail::kQueueMagic, std::memory_order_release);
+}
+
+size_t segment_size(const QueueOptions& options) { return detail::kRingOffset + ring_capacity(options); }
+
+Position load(const std::atomic<uint64_t>& word, std::memory_order order = std::memory_order_acquire) {
+  return Position::unpack(word.load(order));
+}
+
+// Messages between two positions (counts wrap at 2^32).
+uint32_t distance(Position from, Position to) { return to.count - from.count; }
+
+// Wakes sleepers of `flag` waiting on `word` after a publish. The fence orders the
+// publish before reading the flag (Dekker against the sleeper's flag-then-check).
+void wake_if_sleeping(std::atomic<uint32_t>& flag, const void* word) {
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (flag.load(std::memory_order_relaxed) != 0 && flag.exchange(0) != 0) detail::futex_wake_all(word);
+}
+
+// Waits until the 32-bit count at `word` differs from `observed`: first a bounded spin
+// (adapting to how often spinning paid off), then futex sleeps announced through `flag`.
+// Returns false when the deadline passes first.
+bool wait_for_change(QueueState& state, const std::atomic<uint64_t>& word, uint32_t observed,
+                     std::atomic<uint32_t>& flag, const ByteQueue::Deadline& deadline) {
+  auto changed = [&] { return static_cast<uint32_t>(word.load(std::memory_order_acquire)) != observed; };
+  const int64_t budget = state.spin_ns.load(std::memory_order_relaxed);
+  const auto spin_start = Clock::now();
+  auto spin_end = spin_start + std::chrono::nanoseconds(budget);
+  if (deadline && *deadline < spin_end) spin_end = *deadline;
+  for (int i = 0;; ++i) {
+    if (changed()) {
+      state.spin_ns.store(std::min(kMaxSpinNs, budget * 2), std::memory_order_relaxed);
+      return true;
+    }
+    detail::cpu_relax();
+    if ((i & 63) == 63 && Clock::now() >= spin_end) break;
+  }
+  state.spin_ns.store(std::max(kMinSpinNs, budget / 2), std::memory_order_relaxed);
+  for (;;) {
+    flag.store(1, std::memory_order_seq_cst);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (changed()) return true;
+    if (deadline && Clock::now() >= *deadline) return false;
+    detail::futex_wait(&word, observed, deadline);
+    if (changed()) return true;
+  }
+}
+
+}  // namespace
+
+ByteQueue::Deadline ByteQueue::deadline(bool block, Timeout timeout) {
+  if (!block) return Clock::now();
+  if (!timeout) return std::nullopt;
+  XPROC_REQUIRE(timeout->count() >= 0, "'timeout' must be a non-negative number", timeout->count());
+  return Clock::now() + std::chrono::duration_cast<Clock::duration>(*timeout);
+}
+
+ByteQueue::ByteQueue(const QueueOptions& options) : ByteQueue(options, 0, QueueKind::kQueue) {}
+
+ByteQueue::ByteQueue(const QueueOptions& options, uint64_t schema_id, QueueKind kind) {
+  const size_t size = segment_size(options);
+  max_message(options, ring_capacity(options));  // validate before reserving memory
+  auto state = std::make_shared<QueueState>(shm::Segment::anonymous(size));
+  initialise(state->header, options, schema_id, kind);
+  state_ = std::move(state);
+}
+
+ByteQueue ByteQueue::create(std::string_view name, const QueueOptions& options) {
+  return create(name, options, 0, QueueKind::kQueue);
+}
+
+ByteQueue ByteQueue::create(std::string_view name, const QueueOptions& options, uint64_t schema_id,
+                            QueueKind kind) {
+  const size_t size = segment_size(options);
+  max_message(options, ring_capacity(options));
+  auto state = std::make_shared<QueueState>(shm::Segment::create(name, size, options.mode));
+  initialise(state->header, options, schema_id, kind);
+  return ByteQueue(std::move(state));
+}
+
+ByteQueue ByteQueue::open(std::string_view name) {
+  auto segment = shm::Segment::open(name);
+  const std::string what = "segment '" + std::string(name) + "'";
+  if (segment.size() < detail::kRingOffset) throw ValueError(what + " is too small to be a queue");
+  auto state = std::make_shared<QueueState>(std::move(segment));
+  const QueueHeader* h = state->header;
+  if (h->magic.load(std::memory_order_acquire) != detail::kQueueMagic) {
+    throw ValueError(what + " is not an xproc queue (or is still being created)");
+  }
+  if (h->layout_version != detail::kQueueLayoutVersion) {
+    throw ValueError(what + " has queue layout version " + std::to_string(h->layout_version) +
+                     "; this library reads version " + std::to_string(detail::kQueueLayoutVersion));
+  }
+  if (detail::kRingOffset + h->capacity > state->segment.size() || h->capacity % 8 != 0 ||
+      h->max_message > h->capacity / 2) {
+    throw ValueError(what + " has an inconsistent header");
+  }
+  return ByteQueue(std::move(state));
+}
+
+bool ByteQueue::remove(std::string_view name) { return shm::Segment::remove(name); }
+
+bool ByteQueue::put_raw(size_t size, void (*fill)(void*, std::byte*), void* ctx, Deadline deadline) {
+  QueueState& s = *state_;
+  QueueHeader& h = *s.header;
+  if (s.closed.load(std::memory_order_relaxed)) throw ValueError("Queue is closed");
+  if (size > h.max_message) {
+    throw MessageTooLarge("message of " + std::to_string(size) + " bytes exceeds the queue's maximum of " +
+                          std::to_string(h.max_message));
+  }
+  const uint64_t capacity = h.capacity;
+  const uint64_t need = sizeof(RecordHeader) + round_up8(size);
+  for (;;) {
+    detail::RobustLock lock(&h.producer_lock);
+    if (lock.owner_died()) h.recoveries.fetch_add(1, std::memory_order_relaxed);
+    const Position tail = load(h.tail, std::memory_order_relaxed);  // only lock holders write it
+    // Producers re-read the head each time: a cached head could be more than one lap old,
+    // and its offset would then say nothing about where unread data lies.
+    const Position head = load(h.head);
+    const uint32_t count = distance(head, tail);
+    bool room = h.maxsize == 0 || count < h.maxsize;
+    uint64_t write_at = tail.offset;
+    bool wrap = false;
+    if (room && (count == 0 || tail.offset > head.offset)) {
+      // Free: [tail, capacity) and [0, head). (Empty: tail == head, all of it is free.)
+      if (need <= capacity - tail.offset) {
+        write_at = tail.offset;
+      } else if (need <= head.offset) {
+        wrap = true;
+        write_at = 0;
+      } else {
+        room = false;
+      }
+    } else if (room && tail.offset < head.offset) {
+      room = need <= head.offset - tail.offset;
+    } else {
+      room = false;  // tail == head with messages in between: every byte is in use
+    }
+    if (room) {
+      if (wrap) {
+        *reinterpret_cast<RecordHeader*>(s.ring + tail.offset) = RecordHeader{0, RecordHeader::kWrap};
+      }
+      auto* record = reinterpret_cast<RecordHeader*>(s.ring + write_at);
+      record->size = static_cast<uint32_t>(size);
+      record->flags = 0;
+      fill(ctx, s.ring + write_at + sizeof(RecordHeader));  // may throw: nothing published
+      const uint64_t next = (write_at + need) % capacity;
+      h.tail.store(Position{tail.count + 1, static_cast<uint32_t>(next)}.pack(), std::memory_order_release);
+      wake_if_sleeping(h.consumers_sleeping, &h.tail);
+      return true;
+    }
+    // Full: release the lock and wait for a consumer to move the head past what we saw.
+    lock.unlock();
+    if (!wait_for_change(s, h.head, head.count, h.producers_sleeping, deadline)) return false;
+  }
+}
+
+bool ByteQueue::get_raw(void (*consume)(void*, std::span<const std::byte>), void* ctx,
+                        Deadline deadline) {
+  QueueState& s = *state_;
+  QueueHeader& h = *s.header;
+  const uint64_t capacity = h.capacity;
+  for (;;) {
+    detail::RobustLock lock(&h.consumer_lock);
+    if (lock.owner_died()) h.recoveries.fetch_add(1, std::memory_order_relaxed);
+    const Position head = load(h.head, std::memory_order_relaxed);
+    Position tail = Position::unpack(s.cached_tail.load(std::memory_order_relaxed));
+    if (static_cast<int32_t>(distance(head, tail)) <= 0) {
+      tail = load(h.tail);
+      s.cached_tail.store(tail.pack(), std::memory_order_relaxed);
+    }
+    if (static_cast<int32_t>(distance(head, tail)) <= 0) {
+      lock.unlock();
+      if (!wait_for_change(s, h.tail, tail.count, h.consumers_sleeping, deadline)) return false;
+      continue;
+    }
+    uint64_t read_at = head.offset;
+    auto* record = reinterpret_cast<const RecordHeader*>(s.ring + read_at);
+    if (record->flags & RecordHeader::kWrap) {
+      read_at = 0;
+      record = reinterpret_cast<const RecordHeader*>(s.ring);
+    }
+    const uint64_t need = sizeof(RecordHeader) + round_up8(record->size);
+    if (record->size > h.max_message || read_at + need > capacity || record->flags != 0) {
+      // Only possible if something scribbled on the segment: drop what is there rather
+      // than hand out garbage, and say so.
+      const Position now = load(h.tail);
+      h.head.store(now.pack(), std::memory_order_release);
+      h.recoveries.fetch_add(1, std::memory_order_relaxed);
+      wake_if_sleeping(h.producers_sleeping, &h.head);
+      throw DecodeError("queue segment corrupted at offset " + std::to_string(read_at) + "; dropped " +
+                        std::to_string(distance(head, now)) + " messages");
+    }
+    std::exception_ptr failure;
+    try {
+      consume(ctx, {s.ring + read_at + sizeof(RecordHeader), record->size});
+    } catch (...) {
+      failure = std::current_exception();  // the message is consumed all the same
+    }
+    const uint64_t next = (read_at + need) % capacity;
+    h.head.store(Position{head.count + 1, static_cast<uint32_t>(next)}.pack(), std::memory_order_release);
+    wake_if_sleeping(h.producers_sleeping, &h.head);
+    lock.unlock();
+    if (failure) std::rethrow_exception(failure);
+    return true;
+  }
+}
+
+void ByteQueue::put_bytes(std::span<const std::byte> message, bool block, Timeout timeout) {
+  if (!try_put_bytes(message, block ? timeout : Timeout(std::chrono::seconds(0)))) throw Full();
+}
+
+bool ByteQueue::try_put_bytes(std::span<const std::byte> message, Timeout timeout) {
+  return put_in_place(
+      message.size(),
+      [&](std::byte* dst) {
+        if (!message.empty()) std::memcpy(dst, message.data(), message.size());
+      },
+      true, timeout);
+}
+
+std::vector<std::byte> ByteQueue::get_bytes(bool block, Timeout timeout) {
+  auto message = try_get_bytes(block ? timeout : Timeout(std::chrono::seconds(0)));
+  if (!message) throw Empty();
+  return std::move(*message);
+}
+
+std::optional<std::vector<std::byte>> ByteQueue::try_get_bytes(Timeout timeout) {
+  std::vector<std::byte> out;
+  if (!get_in_place([&](std::span<const std::byte> bytes) { out.assign(bytes.begin(), bytes.end()); },
+                    true, timeout)) {
+    return std::nullopt;
+  }
+  return out;
+}
+
+size_t ByteQueue::qsize() const noexcept {
+  const QueueHeader& h = *state_->header;
+  // Read head first: the count can only be overstated by puts racing in, never negative.
+  const Position head = load(h.head);
+  const Position tail = load(h.tail);
+  const int32_t n = static_cast<int32_t>(distance(head, tail));
+  return n > 0 ? static_cast<size_t>(n) : 0;
+}
+
+bool ByteQueue::full() const noexcept {
+  const QueueHeader& h = *state_->header;
+  if (h.maxsize != 0) return qsize() >= h.maxsize;
+  return false;  // bounded by bytes only: "full" depends on the next message's size
+}
+
+void ByteQueue::close() noexcept { state_->closed.store(true); }
+bool ByteQueue::closed() const noexcept { return state_->closed.load(); }
+
+void ByteQueue::task_done() {
+  QueueHeader& h = *state_->header;
+  uint32_t done = h.done.load(std::memory_order_acquire);
+  for (;;) {
+    const uint32_t puts = load(h.tail).count;
+    if (done == puts) throw ValueError("task_done() called too many times");
+    if (h.done.compare_exchange_weak(done, done + 1, std::memory_order_acq_rel)) break;
+  }
+  wake_if_sleeping(h.joiners_sleeping, &h.done);
+}
+
+void ByteQueue::join(Timeout timeout) {
+  QueueHeader& h = *state_->header;
+  const Deadline until = deadline(true, timeout);
+  for (;;) {
+    const uint32_t done = h.done.load(std::memory_order_acquire);
+    if (done == load(h.tail).count) return;
+    h.joiners_sleeping.store(1, std::memory_order_seq_cst);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (h.done.load() == load(h.tail).count) return;
+    if (until && Clock::now() >= *until) throw TimeoutError("join() timed out with unfinished tasks");
+    detail::futex_wait(&h.done, done, until);
+  }
+}
+
+QueueInfo ByteQueue::info() const {
+  const QueueHeader& h = *state_->header;
+  return QueueInfo{state_->segment.name(), h.schema_id, h.maxsize, h.capacity, h.max_message,
+                   h.recoveries.load()};
+}
+
+int ByteQueue::anonymous_fd() const noexcept {
+  return state_->segment.name().empty() ? state_->segment.fd() : -1;
+}
+
+uint64_t ByteQueue::schema_id() const noexcept { return state_->header->schema_id; }
+
+}  // namespace xproc

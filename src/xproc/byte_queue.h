@@ -1,0 +1,135 @@
+// ByteQueue: a multi-producer, multi-consumer queue of byte messages in shared memory,
+// with multiprocessing.Queue's semantics, that no process can wedge by dying.
+//
+// It is the engine under Queue<T> and the language bindings; use Queue<T> for typed
+// Cap'n Proto messages. A ByteQueue is a handle: copies share the same queue (as Python's
+// Queue objects do), and handles made before fork() work in the child.
+//
+// Crash safety: producers serialise on one robust mutex, consumers on another, and each
+// side publishes its progress with a single atomic store after a message is completely
+// written (or read). A process killed at any instant leaves nothing half-visible: the next
+// producer overwrites an unpublished record, the next consumer re-reads an unconsumed one.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace xproc {
+
+// A timeout as Python gives it: nullopt blocks forever.
+using Timeout = std::optional<std::chrono::duration<double>>;
+
+struct QueueOptions {
+  // Python's maxsize: the most messages held at once; 0 = bounded only by capacity_bytes.
+  size_t maxsize = 0;
+  // Ring size in bytes (rounded up to 8). Reserved in full when the queue is created.
+  size_t capacity_bytes = 8u << 20;
+  // Largest message accepted; 0 = the most the ring can always hold (capacity / 2 - 8).
+  size_t max_message_bytes = 0;
+  // Permission bits of a named segment.
+  unsigned mode = 0600;
+};
+
+// What a queue's segment says about itself.
+struct QueueInfo {
+  std::string name;  // empty for an anonymous queue
+  uint64_t schema_id = 0;
+  size_t maxsize = 0;
+  size_t capacity_bytes = 0;
+  size_t max_message_bytes = 0;
+  uint64_t recoveries = 0;  // locks taken over from processes that died holding them
+};
+
+namespace detail {
+// What a queue segment was made as (recorded in its header for tools).
+enum class QueueKind : uint32_t { kQueue = 0, kSimple = 1, kJoinable = 2 };
+struct QueueState;
+}  // namespace detail
+
+class ByteQueue {
+ public:
+  // An anonymous queue: inherited by fork()ed children, never visible in /dev/shm.
+  explicit ByteQueue(const QueueOptions& options = {});
+  // A new named queue /dev/shm/xproc.<name>. ValueError when the name is invalid or taken;
+  // OSError when /dev/shm cannot hold it.
+  static ByteQueue create(std::string_view name, const QueueOptions& options = {});
+  // Opens a named queue made by any process. ValueError when absent or not a queue of
+  // this layout version.
+  static ByteQueue open(std::string_view name);
+  // Unlinks a named queue; open handles keep working. False when there was none.
+  static bool remove(std::string_view name);
+
+  // Copies `message` into the queue. Blocks while full (up to `timeout`; Full when it runs
+  // out, or at once when !block). MessageTooLarge when over max_message_bytes;
+  // ValueError after close(). Thread- and process-safe.
+  void put_bytes(std::span<const std::byte> message, bool block = true, Timeout timeout = {});
+  // As put_bytes, false instead of Full.
+  bool try_put_bytes(std::span<const std::byte> message, Timeout timeout = std::chrono::seconds(0));
+
+  // Removes the oldest message and returns a copy. Blocks while empty (Empty on timeout).
+  std::vector<std::byte> get_bytes(bool block = true, Timeout timeout = {});
+  std::optional<std::vector<std::byte>> try_get_bytes(Timeout timeout = std::chrono::seconds(0));
+
+  // Zero-copy write: reserves `size` bytes in the ring and lets `fill(dst)` write them in
+  // place (dst is 8-byte aligned). Nothing is visible until fill returns; if it throws,
+  // nothing is published. False when full at the deadline.
+  template <typename Fill>
+  bool put_in_place(size_t size, Fill&& fill, bool block = true, Timeout timeout = {}) {
+    return put_raw(size, &call<Fill, std::byte*>, &fill, deadline(block, timeout));
+  }
+  // Zero-copy read: `consume(bytes)` sees the oldest message in the ring (8-byte aligned,
+  // valid only during the call; other consumers wait meanwhile). The message is removed
+  // when consume returns, or throws (the exception is passed on). False when empty.
+  template <typename Consume>
+  bool get_in_place(Consume&& consume, bool block = true, Timeout timeout = {}) {
+    return get_raw(&call<Consume, std::span<const std::byte>>, &consume, deadline(block, timeout));
+  }
+
+  // Messages in the queue now (exact at the instant; others may change it at once).
+  size_t qsize() const noexcept;
+  bool empty() const noexcept { return qsize() == 0; }
+  bool full() const noexcept;
+  // This handle (and its copies in this process) may no longer put; Python's close().
+  void close() noexcept;
+  bool closed() const noexcept;
+
+  // JoinableQueue: mark one got message as processed; ValueError if called more times than
+  // messages were put. join() blocks until every put message has been marked (TimeoutError
+  // when `timeout` runs out).
+  void task_done();
+  void join(Timeout timeout = {});
+
+  QueueInfo info() const;
+  // The anonymous segment's memfd (for bindings that re-open it in another process), -1
+  // for named queues.
+  int anonymous_fd() const noexcept;
+
+  // For Queue<T> and bindings: a typed queue records its schema id and kind.
+  ByteQueue(const QueueOptions& options, uint64_t schema_id, detail::QueueKind kind);
+  static ByteQueue create(std::string_view name, const QueueOptions& options, uint64_t schema_id,
+                          detail::QueueKind kind);
+  uint64_t schema_id() const noexcept;
+
+  using Deadline = std::optional<std::chrono::steady_clock::time_point>;
+  static Deadline deadline(bool block, Timeout timeout);
+
+ private:
+  template <typename F, typename Arg>
+  static void call(void* f, Arg arg) {
+    (*static_cast<std::remove_reference_t<F>*>(f))(arg);
+  }
+  bool put_raw(size_t size, void (*fill)(void*, std::byte*), void* ctx, Deadline deadline);
+  bool get_raw(void (*consume)(void*, std::span<const std::byte>), void* ctx, Deadline deadline);
+  explicit ByteQueue(std::shared_ptr<detail::QueueState> state) : state_(std::move(state)) {}
+
+  std::shared_ptr<detail::QueueState> state_;
+};
+
+}  // namespace xproc

@@ -1,0 +1,193 @@
+// Queue<T>: multiprocessing.Queue for Cap'n Proto messages of type T (or xproc::Value),
+// over a ByteQueue in shared memory. put() serializes once, straight into the ring; get()
+// returns an owned, validated copy (Message<T>), or a zero-copy view with get_view().
+//
+// Like Python's queues, a Queue is a handle: copies share one queue, and a Queue made
+// before Process::start() works in the child. Thread- and process-safe; see byte_queue.h
+// for what happens when a process dies mid-operation (nothing is torn, nothing wedges).
+#pragma once
+
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+
+#include <cstring>
+#include <optional>
+#include <string_view>
+
+#include "xproc/byte_queue.h"
+#include "xproc/message.h"
+#include "xproc/value.h"
+
+namespace xproc {
+
+namespace detail {
+// Size of the flat serialization of a builder's segments, and writing it.
+size_t flat_size(kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments);
+void write_flat(kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments, std::byte* out);
+
+std::span<const std::byte> bytes_of(const kj::Array<capnp::word>& words);
+}  // namespace detail
+
+template <typename T>
+class Queue {
+ public:
+  using Reader = typename T::Reader;
+
+  // An anonymous queue holding at most `maxsize` messages (0: bounded by bytes only).
+  explicit Queue(size_t maxsize = 0) : Queue(QueueOptions{.maxsize = maxsize}) {}
+  explicit Queue(const QueueOptions& options)
+      : Queue(ByteQueue(options, capnp::typeId<T>(), detail::QueueKind::kQueue)) {}
+  // A named queue; see ByteQueue::create.
+  static Queue create(std::string_view name, const QueueOptions& options = {}) {
+    return Queue(ByteQueue::create(name, options, capnp::typeId<T>(), detail::QueueKind::kQueue));
+  }
+  // Opens a named queue; ValueError when its messages are not T (schema ids differ).
+  static Queue open(std::string_view name) {
+    ByteQueue bytes = ByteQueue::open(name);
+    if (bytes.schema_id() != capnp::typeId<T>()) {
+      throw ValueError("queue '" + std::string(name) + "' carries schema id " +
+                       hex(bytes.schema_id()) + ", not " + hex(capnp::typeId<T>()));
+    }
+    return Queue(std::move(bytes));
+  }
+  static bool remove(std::string_view name) { return ByteQueue::remove(name); }
+
+  // Serializes `message` straight into the ring (no heap allocation). Full / MessageTooLarge
+  // / ValueError as ByteQueue::put_bytes.
+  void put(Reader message, bool block = true, Timeout timeout = {}) {
+    if (!try_put(message, block ? timeout : Timeout(std::chrono::seconds(0)))) throw Full();
+  }
+  // Copies a builder's segments as they are (the fastest put for a freshly built message).
+  void put(capnp::MessageBuilder& message, bool block = true, Timeout timeout = {}) {
+    if (!try_put(message, block ? timeout : Timeout(std::chrono::seconds(0)))) throw Full();
+  }
+  void put_nowait(Reader message) { put(message, false); }
+  bool try_put(Reader message, Timeout timeout = std::chrono::seconds(0)) {
+    auto root = capnp::AnyStruct::Reader(capnp::toAny(message));
+    const size_t size = flat_size(root);
+    return bytes_.put_in_place(
+        size, [&](std::byte* dst) { write_flat(root, {dst, size}); }, true, timeout);
+  }
+  bool try_put(capnp::MessageBuilder& message, Timeout timeout = std::chrono::seconds(0)) {
+    auto segments = message.getSegmentsForOutput();
+    return bytes_.put_in_place(
+        detail::flat_size(segments), [&](std::byte* dst) { detail::write_flat(segments, dst); },
+        true, timeout);
+  }
+
+  // Removes the oldest message and returns an owned copy. Empty on timeout; DecodeError if
+  // that message is not a valid T (it is consumed; the next get works).
+  Message<T> get(bool block = true, Timeout timeout = {}) {
+    auto message = try_get(block ? timeout : Timeout(std::chrono::seconds(0)));
+    if (!message) throw Empty();
+    return std::move(*message);
+  }
+  Message<T> get_nowait() { return get(false); }
+  std::optional<Message<T>> try_get(Timeout timeout = std::chrono::seconds(0)) {
+    std::optional<Message<T>> out;
+    bytes_.get_in_place([&](std::span<const std::byte> bytes) { out.emplace(Message<T>::decode(bytes)); },
+                        true, timeout);
+    return out;
+  }
+  // Zero-copy read: calls f(T::Reader) on the message in shared memory, then removes it.
+  // The reader is valid only during the call. False when empty at the deadline.
+  template <typename F>
+  bool get_view(F&& f, bool block = true, Timeout timeout = {}) {
+    return bytes_.get_in_place(
+        [&](std::span<const std::byte> bytes) {
+          auto words = kj::arrayPtr(reinterpret_cast<const capnp::word*>(bytes.data()), bytes.size() / 8);
+          XPROC_REQUIRE(bytes.size() % 8 == 0, "message is not a whole number of words", bytes.size());
+          detail::validate_flat_message(words, DecodeLimits{});
+          capnp::FlatArrayMessageReader reader(words, detail::reader_options(words.size(), {}));
+          f(reader.getRoot<T>());
+        },
+        block, timeout);
+  }
+
+  size_t qsize() const noexcept { return bytes_.qsize(); }
+  bool empty() const noexcept { return bytes_.empty(); }
+  bool full() const noexcept { return bytes_.full(); }
+  void close() noexcept { bytes_.close(); }
+  QueueInfo info() const { return bytes_.info(); }
+  // The untyped engine (for bindings and tools); shares this queue.
+  ByteQueue& bytes() noexcept { return bytes_; }
+
+ protected:
+  explicit Queue(ByteQueue bytes) : bytes_(std::move(bytes)) {}
+  Queue(const QueueOptions& options, detail::QueueKind kind)
+      : bytes_(options, capnp::typeId<T>(), kind) {}
+  static std::string hex(uint64_t id) {
+    char buffer[24];
+    std::snprintf(buffer, sizeof(buffer), "0x%016llx", static_cast<unsigned long long>(id));
+    return buffer;
+  }
+  ByteQueue bytes_;
+};
+
+// Queue<Value>: untyped Python-like values (None, numbers, str, bytes, list, dict...).
+template <>
+class Queue<Value> {
+ public:
+  explicit Queue(size_t maxsize = 0) : Queue(QueueOptions{.maxsize = maxsize}) {}
+  explicit Queue(const QueueOptions& options)
+      : bytes_(options, capnp::typeId<schema::Value>(), detail::QueueKind::kQueue) {}
+  static Queue create(std::string_view name, const QueueOptions& options = {}) {
+    return Queue(ByteQueue::create(name, options, capnp::typeId<schema::Value>(), detail::QueueKind::kQueue));
+  }
+  static Queue open(std::string_view name) {
+    ByteQueue bytes = ByteQueue::open(name);
+    if (bytes.schema_id() != capnp::typeId<schema::Value>()) {
+      throw ValueError("queue '" + std::string(name) + "' does not carry xproc Values");
+    }
+    return Queue(std::move(bytes));
+  }
+
+  void put(const Value& value, bool block = true, Timeout timeout = {}) {
+    // TODO(perf): encode straight into the ring instead of through a heap message.
+    bytes_.put_bytes(detail::bytes_of(value.encode()), block, timeout);
+  }
+  void put_nowait(const Value& value) { put(value, false); }
+  Value get(bool block = true, Timeout timeout = {}) {
+    auto bytes = bytes_.get_bytes(block, timeout);
+    return Value::decode(bytes);
+  }
+  Value get_nowait() { return get(false); }
+  std::optional<Value> try_get(Timeout timeout = std::chrono::seconds(0)) {
+    auto bytes = bytes_.try_get_bytes(timeout);
+    if (!bytes) return std::nullopt;
+    return Value::decode(*bytes);
+  }
+
+  size_t qsize() const noexcept { return bytes_.qsize(); }
+  bool empty() const noexcept { return bytes_.empty(); }
+  bool full() const noexcept { return bytes_.full(); }
+  void close() noexcept { bytes_.close(); }
+  QueueInfo info() const { return bytes_.info(); }
+  ByteQueue& bytes() noexcept { return bytes_; }
+
+ private:
+  explicit Queue(ByteQueue bytes) : bytes_(std::move(bytes)) {}
+  ByteQueue bytes_;
+};
+
+// multiprocessing.SimpleQueue: an unbounded Queue (same engine, no maxsize).
+template <typename T>
+class SimpleQueue : public Queue<T> {
+ public:
+  SimpleQueue() : Queue<T>(QueueOptions{}, detail::QueueKind::kSimple) {}
+};
+
+// multiprocessing.JoinableQueue: a Queue whose consumers call task_done() for each message
+// they finish, and whose join() waits (across processes) until all are done.
+template <typename T>
+class JoinableQueue : public Queue<T> {
+ public:
+  explicit JoinableQueue(size_t maxsize = 0)
+      : Queue<T>(QueueOptions{.maxsize = maxsize}, detail::QueueKind::kJoinable) {}
+  // ValueError when called more times than messages were put.
+  void task_done() { this->bytes_.task_done(); }
+  // Blocks until every message put so far is marked done; TimeoutError on timeout.
+  void join(Timeout timeout = {}) { this->bytes_.join(timeout); }
+};
+
+}  // namespace xproc

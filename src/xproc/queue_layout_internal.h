@@ -1,0 +1,90 @@
+// The memory layout of a queue segment (documented in docs/protocol.md): a header, then a
+// byte ring of records. Layout version 1. Everything here is read and written by several
+// processes at once; the static_asserts pin what other languages may rely on.
+#pragma once
+
+#include <pthread.h>
+
+#include <atomic>
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+
+#include "xproc/byte_queue.h"  // QueueKind
+
+namespace xproc::detail {
+
+inline constexpr uint64_t kQueueMagic = 0x3130515250524f58ULL;  // "XPROQQ01" little-endian
+inline constexpr uint32_t kQueueLayoutVersion = 1;
+inline constexpr size_t kCacheLine = 64;
+
+
+// A position in the ring packed into one atomic word so that a single store publishes it:
+// low 32 bits = messages passed so far (wrapping), high 32 bits = byte offset in the ring.
+// The count half is what futexes sleep on (little-endian: it sits at the word's address).
+struct Position {
+  uint32_t count;
+  uint32_t offset;
+  static Position unpack(uint64_t word) noexcept {
+    return {static_cast<uint32_t>(word), static_cast<uint32_t>(word >> 32)};
+  }
+  uint64_t pack() const noexcept { return (uint64_t{offset} << 32) | count; }
+};
+static_assert(std::endian::native == std::endian::little, "futex on the count half needs LE");
+
+// Each record: this header, then the payload padded to 8 bytes. A record with kWrap set
+// carries no payload: readers continue at offset 0.
+struct RecordHeader {
+  uint32_t size;   // payload bytes
+  uint32_t flags;  // kWrap
+  static constexpr uint32_t kWrap = 1;
+};
+static_assert(sizeof(RecordHeader) == 8);
+
+struct alignas(kCacheLine) QueueHeader {
+  // --- identity (written once, before `magic`) ---
+  std::atomic<uint64_t> magic;  // kQueueMagic once fully initialised
+  uint32_t layout_version;
+  QueueKind kind;
+  uint64_t schema_id;        // Cap'n Proto type id of the messages; 0 = untyped bytes
+  uint64_t capacity;         // ring bytes (multiple of 8)
+  uint64_t max_message;      // largest payload accepted
+  uint64_t maxsize;          // message count limit; 0 = bounded by bytes only
+  uint64_t created_unix_ns;  // CLOCK_REALTIME at creation
+  int32_t creator_pid;
+  uint32_t reserved0;
+  std::atomic<uint64_t> recoveries;  // locks recovered from dead holders
+  uint64_t reserved1[6];             // owner table etc. (later layout revisions)
+
+  // --- producers ---
+  alignas(kCacheLine) pthread_mutex_t producer_lock;
+  std::atomic<uint32_t> producers_sleeping;  // 1 when a producer may be in futex_wait
+  // --- consumers ---
+  alignas(kCacheLine) pthread_mutex_t consumer_lock;
+  std::atomic<uint32_t> consumers_sleeping;
+  // --- published positions, each on its own line ---
+  alignas(kCacheLine) std::atomic<uint64_t> tail;  // Position: next write (producers)
+  alignas(kCacheLine) std::atomic<uint64_t> head;  // Position: next read (consumers)
+  // --- JoinableQueue ---
+  alignas(kCacheLine) std::atomic<uint32_t> done;  // task_done() calls (wrapping)
+  std::atomic<uint32_t> joiners_sleeping;
+};
+
+static_assert(std::atomic<uint64_t>::is_always_lock_free);
+static_assert(std::atomic<uint32_t>::is_always_lock_free);
+static_assert(sizeof(std::atomic<uint64_t>) == 8 && sizeof(std::atomic<uint32_t>) == 4);
+static_assert(offsetof(QueueHeader, magic) == 0);
+static_assert(offsetof(QueueHeader, producer_lock) % kCacheLine == 0);
+static_assert(offsetof(QueueHeader, consumer_lock) - offsetof(QueueHeader, producer_lock) >= kCacheLine);
+static_assert(offsetof(QueueHeader, head) - offsetof(QueueHeader, tail) == kCacheLine,
+              "producer and consumer positions must not share a cache line");
+static_assert(sizeof(QueueHeader) % kCacheLine == 0);
+static_assert(sizeof(QueueHeader) == 448, "layout version 1: header size");
+static_assert(offsetof(QueueHeader, tail) == 256 && offsetof(QueueHeader, head) == 320);
+
+
+inline constexpr size_t kRingOffset = sizeof(QueueHeader);
+
+inline constexpr uint64_t round_up8(uint64_t n) noexcept { return (n + 7) & ~uint64_t{7}; }
+
+}  // namespace xproc::detail

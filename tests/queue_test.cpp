@@ -1,0 +1,380 @@
+// Tests for ByteQueue and Queue<T>: Python's semantics, named segments, bad input, and
+// real fork()ed producers and consumers.
+#include "xproc/queue.h"
+
+#include <capnp/message.h>
+#include <gtest/gtest.h>
+#include <sys/mount.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <random>
+#include <thread>
+
+#include "support/test_support.h"
+#include "xproc/process.h"
+#include "xproc/shm/segment.h"
+
+namespace {
+
+using namespace std::chrono_literals;
+using xproc::ByteQueue;
+using xproc::Queue;
+using xproc::QueueOptions;
+using xproc::Value;
+using SchemaValue = xproc::schema::Value;
+
+std::vector<std::byte> bytes(std::string_view s) {
+  auto p = reinterpret_cast<const std::byte*>(s.data());
+  return {p, p + s.size()};
+}
+std::string text(const std::vector<std::byte>& b) {
+  return {reinterpret_cast<const char*>(b.data()), b.size()};
+}
+
+// Removes a named queue when the test ends, whatever happens.
+struct NamedQueueGuard {
+  std::string name;
+  ~NamedQueueGuard() { ByteQueue::remove(name); }
+};
+
+TEST(QueueTest, PutThenGetReturnsSameBytesInOrder) {
+  ByteQueue q;
+  for (int i = 0; i < 100; ++i) q.put_bytes(bytes("message " + std::to_string(i)));
+  EXPECT_EQ(q.qsize(), 100u);
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(text(q.get_bytes()), "message " + std::to_string(i));
+  EXPECT_TRUE(q.empty());
+}
+
+TEST(QueueTest, GetNowaitOnEmptyThrowsEmpty) {
+  ByteQueue q;
+  EXPECT_THROW(q.get_bytes(false), xproc::Empty);
+  EXPECT_FALSE(q.try_get_bytes().has_value());
+}
+
+TEST(QueueTest, GetWithTimeoutOnEmptyThrowsEmptyAfterTimeout) {
+  ByteQueue q;
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_THROW(q.get_bytes(true, 0.05s), xproc::Empty);
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 50ms);
+}
+
+TEST(QueueTest, PutNowaitOnFullThrowsFull) {
+  ByteQueue q(QueueOptions{.maxsize = 2});
+  q.put_bytes(bytes("a"));
+  q.put_bytes(bytes("b"));
+  EXPECT_TRUE(q.full());
+  EXPECT_THROW(q.put_bytes(bytes("c"), false), xproc::Full);
+  EXPECT_THROW(q.put_bytes(bytes("c"), true, 0.02s), xproc::Full);
+  EXPECT_FALSE(q.try_put_bytes(bytes("c")));
+  EXPECT_EQ(text(q.get_bytes()), "a");
+  EXPECT_TRUE(q.try_put_bytes(bytes("c")));
+  EXPECT_EQ(q.qsize(), 2u);
+}
+
+TEST(QueueTest, RingFullByBytesBlocksUntilSpaceFrees) {
+  ByteQueue q(QueueOptions{.capacity_bytes = 4096});
+  const std::string big(1000, 'x');
+  int put = 0;
+  while (q.try_put_bytes(bytes(big))) ++put;
+  EXPECT_GE(put, 3);
+  std::thread consumer([&] {
+    std::this_thread::sleep_for(20ms);
+    q.get_bytes();
+  });
+  q.put_bytes(bytes(big), true, 5s);  // blocks until the consumer frees a slot
+  consumer.join();
+  EXPECT_EQ(q.qsize(), static_cast<size_t>(put));
+}
+
+TEST(QueueTest, WrapAroundKeepsVariableSizeMessagesIntact) {
+  ByteQueue q(QueueOptions{.capacity_bytes = 1024});
+  std::mt19937 rng(1);
+  for (int i = 0; i < 5000; ++i) {
+    std::string message(rng() % 300, static_cast<char>('a' + i % 26));
+    message += std::to_string(i);
+    q.put_bytes(bytes(message));
+    ASSERT_EQ(text(q.get_bytes()), message);
+  }
+}
+
+TEST(QueueTest, MessageOverMaximumThrowsMessageTooLargeAndChangesNothing) {
+  ByteQueue q(QueueOptions{.capacity_bytes = 4096, .max_message_bytes = 100});
+  q.put_bytes(bytes("keep"));
+  EXPECT_THROW(q.put_bytes(bytes(std::string(101, 'x'))), xproc::MessageTooLarge);
+  EXPECT_EQ(q.qsize(), 1u);
+  EXPECT_EQ(text(q.get_bytes()), "keep");
+}
+
+TEST(QueueTest, MaxMessageOverHalfCapacityThrowsValueError) {
+  EXPECT_THROW(ByteQueue(QueueOptions{.capacity_bytes = 4096, .max_message_bytes = 4000}),
+               xproc::ValueError);
+}
+
+TEST(QueueTest, EmptyMessageRoundTrips) {
+  ByteQueue q;
+  q.put_bytes({});
+  EXPECT_TRUE(q.get_bytes().empty());
+}
+
+TEST(QueueTest, PutAfterCloseThrowsValueError) {
+  ByteQueue q;
+  q.put_bytes(bytes("before"));
+  q.close();
+  EXPECT_THROW(q.put_bytes(bytes("after")), xproc::ValueError);
+  EXPECT_EQ(text(q.get_bytes()), "before");  // what was put stays readable
+}
+
+TEST(QueueTest, TypedQueueRoundTripsReaderAndBuilder) {
+  Queue<SchemaValue> q(3);
+  capnp::MallocMessageBuilder builder;
+  builder.initRoot<SchemaValue>().setText("from a builder");
+  q.put(builder);
+  q.put(builder.getRoot<SchemaValue>().asReader());
+  auto first = q.get();
+  auto second = q.get();
+  EXPECT_STREQ(first->getText().cStr(), "from a builder");
+  EXPECT_STREQ(second->getText().cStr(), "from a builder");
+}
+
+TEST(QueueTest, MultiSegmentBuilderRoundTrips) {
+  Queue<SchemaValue> q;
+  capnp::MallocMessageBuilder builder(16, capnp::AllocationStrategy::FIXED_SIZE);  // many segments
+  auto list = builder.initRoot<SchemaValue>().initList(50);
+  for (unsigned i = 0; i < 50; ++i) list[i].setText("item " + std::to_string(i));
+  ASSERT_GT(builder.getSegmentsForOutput().size(), 1u);
+  q.put(builder);
+  auto message = q.get();
+  ASSERT_EQ(message->getList().size(), 50u);
+  EXPECT_STREQ(message->getList()[49].getText().cStr(), "item 49");
+}
+
+TEST(QueueTest, ZeroCopyViewSeesMessageInPlace) {
+  Queue<SchemaValue> q;
+  capnp::MallocMessageBuilder builder;
+  builder.initRoot<SchemaValue>().setInt64(42);
+  q.put(builder);
+  int64_t seen = 0;
+  EXPECT_TRUE(q.get_view([&](SchemaValue::Reader r) { seen = r.getInt64(); }));
+  EXPECT_EQ(seen, 42);
+  EXPECT_FALSE(q.get_view([&](SchemaValue::Reader) {}, false));
+}
+
+TEST(QueueTest, GarbageBytesReadByTypedQueueThrowDecodeErrorForThatMessageOnly) {
+  NamedQueueGuard guard{xproc::testing::unique_name("garbage")};
+  auto typed = Queue<SchemaValue>::create(guard.name);
+  auto raw = ByteQueue::open(guard.name);
+  raw.put_bytes(bytes("this is not a capnp message!!!!!"));  // 32 bytes of garbage
+  raw.put_bytes(bytes("odd length"));
+  capnp::MallocMessageBuilder builder;
+  builder.initRoot<SchemaValue>().setText("fine");
+  typed.put(builder);
+  EXPECT_THROW(typed.get(), xproc::DecodeError);
+  EXPECT_THROW(typed.get(), xproc::DecodeError);
+  EXPECT_STREQ(typed.get()->getText().cStr(), "fine");
+  EXPECT_TRUE(typed.empty());
+}
+
+TEST(QueueTest, ValueQueueCarriesPythonLikeValues) {
+  Queue<Value> q;
+  xproc::ValueMap dict;
+  dict.set(0.25, nullptr);
+  dict.set("Process_1", "1");
+  q.put(Value(dict));
+  q.put(Value::list({1, 2, 3}));
+  EXPECT_EQ(q.get().repr(), "{0.25: None, 'Process_1': '1'}");
+  EXPECT_EQ(q.get().repr(), "[1, 2, 3]");
+  EXPECT_THROW(q.get_nowait(), xproc::Empty);
+}
+
+TEST(QueueTest, JoinableQueueJoinWaitsForTaskDone) {
+  xproc::JoinableQueue<SchemaValue> q;
+  capnp::MallocMessageBuilder builder;
+  builder.initRoot<SchemaValue>().setInt64(1);
+  q.put(builder);
+  q.put(builder);
+  EXPECT_THROW(q.join(0.01s), xproc::TimeoutError);
+  xproc::Process worker([&q] {
+    for (int i = 0; i < 2; ++i) {
+      q.get();
+      q.task_done();
+    }
+  });
+  worker.start();
+  q.join(10s);
+  worker.join();
+  EXPECT_EQ(worker.exitcode(), 0);
+  EXPECT_THROW(q.task_done(), xproc::ValueError);
+}
+
+TEST(QueueTest, NamedQueueIsSharedBetweenUnrelatedOpens) {
+  NamedQueueGuard guard{xproc::testing::unique_name("named")};
+  auto a = ByteQueue::create(guard.name, QueueOptions{.maxsize = 5});
+  auto b = ByteQueue::open(guard.name);
+  a.put_bytes(bytes("hello"));
+  EXPECT_EQ(text(b.get_bytes()), "hello");
+  EXPECT_EQ(b.info().maxsize, 5u);
+  EXPECT_EQ(b.info().name, guard.name);
+}
+
+TEST(QueueTest, NamedSegmentIsCreatedWithMode0600) {
+  NamedQueueGuard guard{xproc::testing::unique_name("mode")};
+  const mode_t old = umask(0);
+  auto q = ByteQueue::create(guard.name);
+  umask(old);
+  struct stat st {};
+  ASSERT_EQ(stat(("/dev/shm/xproc." + guard.name).c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+}
+
+TEST(QueueTest, CreatingExistingNameThrowsValueError) {
+  NamedQueueGuard guard{xproc::testing::unique_name("twice")};
+  auto q = ByteQueue::create(guard.name);
+  EXPECT_THROW(ByteQueue::create(guard.name), xproc::ValueError);
+}
+
+TEST(QueueTest, OpeningMissingNameThrowsValueError) {
+  EXPECT_THROW(ByteQueue::open(xproc::testing::unique_name("absent")), xproc::ValueError);
+}
+
+TEST(QueueTest, InvalidNamesThrowValueError) {
+  for (std::string bad : {std::string(""), std::string("a/b"), std::string(".."), std::string("."),
+                          std::string("../etc"), std::string("sp ace"), std::string(201, 'a'),
+                          std::string("nul\0l", 5)}) {
+    EXPECT_THROW(ByteQueue::create(bad), xproc::ValueError) << bad;
+    EXPECT_THROW(ByteQueue::open(bad), xproc::ValueError) << bad;
+  }
+  NamedQueueGuard guard{std::string(200 - xproc::testing::name_prefix().size(), 'n')};
+  guard.name = xproc::testing::name_prefix() + guard.name;
+  EXPECT_NO_THROW(ByteQueue::create(guard.name));
+}
+
+TEST(QueueTest, OpeningWithWrongSchemaThrowsValueError) {
+  NamedQueueGuard guard{xproc::testing::unique_name("schema")};
+  auto values = Queue<Value>::create(guard.name);
+  EXPECT_NO_THROW(Queue<Value>::open(guard.name));
+  EXPECT_THROW(Queue<SchemaValue::Entry>::open(guard.name), xproc::ValueError);
+  EXPECT_NO_THROW(ByteQueue::open(guard.name));  // untyped access is always allowed
+}
+
+TEST(QueueTest, OpeningNonQueueSegmentThrowsValueError) {
+  NamedQueueGuard guard{xproc::testing::unique_name("notqueue")};
+  auto segment = xproc::shm::Segment::create(guard.name, 4096, 0600);
+  std::memset(segment.data(), 0x5a, 4096);
+  EXPECT_THROW(ByteQueue::open(guard.name), xproc::ValueError);
+}
+
+TEST(QueueTest, TooSmallShmFailsAtCreationAndLeavesNothing) {
+  // A private mount namespace with a 1 MiB /dev/shm: creating an 8 MiB queue must fail
+  // cleanly at creation (not SIGBUS later) and leave no segment.
+  const pid_t child = fork();
+  if (child == 0) {
+    if (unshare(CLONE_NEWNS) != 0) _exit(10);
+    if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) _exit(11);
+    if (mount("tmpfs", "/dev/shm", "tmpfs", 0, "size=1m") != 0) _exit(12);
+    try {
+      ByteQueue::create("tiny-shm-test", QueueOptions{.capacity_bytes = 8u << 20});
+      _exit(20);
+    } catch (const xproc::OSError& e) {
+      if (std::strstr(e.what(), "/dev/shm") == nullptr) _exit(21);
+    } catch (...) {
+      _exit(22);
+    }
+    struct stat st {};
+    _exit(stat("/dev/shm/xproc.tiny-shm-test", &st) == 0 ? 23 : 0);
+  }
+  EXPECT_EQ(xproc::testing::wait_exit_code(child), 0)
+      << "10-12: could not set up a small tmpfs (needs root); 20: no error; 21/22: wrong error; "
+         "23: segment left behind";
+}
+
+TEST(QueueTest, AnonymousQueueWorksAcrossForkWithSeveralProducersAndConsumers) {
+  ByteQueue q(QueueOptions{.maxsize = 64});
+  ByteQueue results;
+  constexpr int kProducers = 3, kConsumers = 2, kPerProducer = 3000;
+  std::vector<xproc::Process> procs;
+  for (int p = 0; p < kProducers; ++p) {
+    procs.emplace_back([&q, p] {
+      for (uint32_t i = 0; i < kPerProducer; ++i) {
+        uint32_t record[2] = {static_cast<uint32_t>(p), i};
+        q.put_bytes(std::as_bytes(std::span(record)));
+      }
+    }).start();
+  }
+  for (int c = 0; c < kConsumers; ++c) {
+    procs.emplace_back([&q, &results] {
+      std::vector<int64_t> last(kProducers, -1);
+      uint32_t got = 0;
+      for (;;) {
+        auto m = q.get_bytes(true, 5s);
+        uint32_t record[2];
+        if (m.size() != sizeof(record)) throw xproc::SystemExit{2};
+        std::memcpy(record, m.data(), sizeof(record));
+        if (record[0] == 999) break;  // stop marker
+        if (static_cast<int64_t>(record[1]) <= last[record[0]]) throw xproc::SystemExit{3};  // order
+        last[record[0]] = record[1];
+        ++got;
+      }
+      results.put_bytes(std::as_bytes(std::span(&got, 1)));
+    }).start();
+  }
+  for (int p = 0; p < kProducers; ++p) procs[p].join();
+  for (int c = 0; c < kConsumers; ++c) {
+    uint32_t stop[2] = {999, 0};
+    q.put_bytes(std::as_bytes(std::span(stop)));
+  }
+  uint32_t total = 0;
+  for (int c = 0; c < kConsumers; ++c) {
+    auto m = results.get_bytes(true, 30s);
+    uint32_t got;
+    std::memcpy(&got, m.data(), sizeof(got));
+    total += got;
+  }
+  for (auto& p : procs) {
+    p.join();
+    EXPECT_EQ(p.exitcode(), 0) << p.name();
+  }
+  EXPECT_EQ(total, static_cast<uint32_t>(kProducers * kPerProducer));
+}
+
+TEST(QueueTest, BlockedConsumerSleepsInsteadOfSpinning) {
+  ByteQueue q;
+  ByteQueue report;
+  xproc::Process consumer([&q, &report] {
+    try {
+      q.get_bytes(true, 1s);
+    } catch (const xproc::Empty&) {
+    }
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
+    const double cpu = usage.ru_utime.tv_sec + usage.ru_utime.tv_usec / 1e6 + usage.ru_stime.tv_sec +
+                       usage.ru_stime.tv_usec / 1e6;
+    report.put_bytes(std::as_bytes(std::span(&cpu, 1)));
+  });
+  consumer.start();
+  auto m = report.get_bytes(true, 30s);
+  consumer.join();
+  double cpu;
+  std::memcpy(&cpu, m.data(), sizeof(cpu));
+  EXPECT_LT(cpu, 0.02) << "a consumer blocked for 1 s used " << cpu << " s of CPU";
+}
+
+TEST(QueueTest, PingPongAcrossProcessesDeliversEveryReply) {
+  ByteQueue ping, pong;
+  xproc::Process echo([&] {
+    for (int i = 0; i < 2000; ++i) pong.put_bytes(ping.get_bytes());
+  });
+  echo.start();
+  for (int i = 0; i < 2000; ++i) {
+    ping.put_bytes(bytes(std::to_string(i)));
+    ASSERT_EQ(text(pong.get_bytes(true, 10s)), std::to_string(i));
+  }
+  echo.join();
+  EXPECT_EQ(echo.exitcode(), 0);
+}
+
+}  // namespace
