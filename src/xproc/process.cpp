@@ -42,8 +42,9 @@ Identity& identity() {
 // parent takes them along through PR_SET_PDEATHSIG.)
 std::mutex daemons_mutex;
 std::set<pid_t>& live_daemons() {
-  static std::set<pid_t> pids;
-  return pids;
+  // Never destroyed: the atexit handler that reads it may run after static destructors.
+  static auto* pids = new std::set<pid_t>;
+  return *pids;
 }
 
 void terminate_daemons_at_exit() {
