@@ -24,6 +24,12 @@ struct QueueState {
   // A lower bound of the tail, so consumers touch the producers' cache line only when
   // they run out of known messages. (Every message before it is published and complete.)
   std::atomic<uint64_t> cached_tail{0};
+  // The head a producer in this process last planned space against, and the tail that
+  // put produced. While the tail is still that value nobody has written since, so the
+  // cached head is at most one lap old and safe to plan against (and the producers'
+  // cache line of the head need not be touched).
+  std::atomic<uint64_t> cached_head{0};
+  std::atomic<uint64_t> last_tail_written{~uint64_t{0}};
   // Adaptive spin budget before sleeping, in nanoseconds.
   std::atomic<int64_t> spin_ns{50'000};
 
@@ -129,6 +135,28 @@ bool wait_for_change(QueueState& state, const std::atomic<uint64_t>& word, uint3
   }
 }
 
+struct Placement {
+  uint64_t write_at;
+  bool wrap;  // a WRAP marker goes at the tail and the record at offset 0
+};
+
+// Where a record of `need` bytes goes, or nullopt when the queue is full for it.
+std::optional<Placement> place(Position head, Position tail, uint64_t need, uint64_t capacity,
+                               uint64_t maxsize) {
+  const uint32_t count = distance(head, tail);
+  if (maxsize != 0 && count >= maxsize) return std::nullopt;
+  if (count == 0 || tail.offset > head.offset) {
+    // Free: [tail, capacity) and [0, head). (Empty: tail == head, all of it is free.)
+    if (need <= capacity - tail.offset) return Placement{tail.offset, false};
+    if (need <= head.offset) return Placement{0, true};
+    return std::nullopt;
+  }
+  if (tail.offset < head.offset && need <= head.offset - tail.offset) {
+    return Placement{tail.offset, false};
+  }
+  return std::nullopt;  // tail == head with messages in between: every byte is in use
+}
+
 }  // namespace
 
 ByteQueue::Deadline ByteQueue::deadline(bool block, Timeout timeout) {
@@ -197,30 +225,16 @@ bool ByteQueue::put_raw(size_t size, void (*fill)(void*, std::byte*), void* ctx,
     detail::RobustLock lock(&h.producer_lock);
     if (lock.owner_died()) h.recoveries.fetch_add(1, std::memory_order_relaxed);
     const Position tail = load(h.tail, std::memory_order_relaxed);  // only lock holders write it
-    // Producers re-read the head each time: a cached head could be more than one lap old,
-    // and its offset would then say nothing about where unread data lies.
-    const Position head = load(h.head);
-    const uint32_t count = distance(head, tail);
-    bool room = h.maxsize == 0 || count < h.maxsize;
-    uint64_t write_at = tail.offset;
-    bool wrap = false;
-    if (room && (count == 0 || tail.offset > head.offset)) {
-      // Free: [tail, capacity) and [0, head). (Empty: tail == head, all of it is free.)
-      if (need <= capacity - tail.offset) {
-        write_at = tail.offset;
-      } else if (need <= head.offset) {
-        wrap = true;
-        write_at = 0;
-      } else {
-        room = false;
-      }
-    } else if (room && tail.offset < head.offset) {
-      room = need <= head.offset - tail.offset;
-    } else {
-      room = false;  // tail == head with messages in between: every byte is in use
+    const bool cached = s.last_tail_written.load(std::memory_order_relaxed) == tail.pack();
+    Position head = cached ? Position::unpack(s.cached_head.load(std::memory_order_relaxed)) : load(h.head);
+    auto placement = place(head, tail, need, capacity, h.maxsize);
+    if (!placement && cached) {  // the cached head was too old to find room: look again
+      head = load(h.head);
+      placement = place(head, tail, need, capacity, h.maxsize);
     }
-    if (room) {
-      if (wrap) {
+    if (placement) {
+      const uint64_t write_at = placement->write_at;
+      if (placement->wrap) {
         *reinterpret_cast<RecordHeader*>(s.ring + tail.offset) = RecordHeader{0, RecordHeader::kWrap};
       }
       auto* record = reinterpret_cast<RecordHeader*>(s.ring + write_at);
@@ -228,7 +242,10 @@ bool ByteQueue::put_raw(size_t size, void (*fill)(void*, std::byte*), void* ctx,
       record->flags = 0;
       fill(ctx, s.ring + write_at + sizeof(RecordHeader));  // may throw: nothing published
       const uint64_t next = (write_at + need) % capacity;
-      h.tail.store(Position{tail.count + 1, static_cast<uint32_t>(next)}.pack(), std::memory_order_release);
+      const uint64_t published = Position{tail.count + 1, static_cast<uint32_t>(next)}.pack();
+      h.tail.store(published, std::memory_order_release);
+      s.cached_head.store(head.pack(), std::memory_order_relaxed);
+      s.last_tail_written.store(published, std::memory_order_relaxed);
       wake_if_sleeping(h.consumers_sleeping, &h.tail);
       return true;
     }

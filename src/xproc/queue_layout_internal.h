@@ -56,12 +56,13 @@ struct alignas(kCacheLine) QueueHeader {
   std::atomic<uint64_t> recoveries;  // locks recovered from dead holders
   uint64_t reserved1[6];             // owner table etc. (later layout revisions)
 
-  // --- producers ---
+  // --- the locks, each on its own line (each side hammers its own) ---
   alignas(kCacheLine) pthread_mutex_t producer_lock;
-  std::atomic<uint32_t> producers_sleeping;  // 1 when a producer may be in futex_wait
-  // --- consumers ---
   alignas(kCacheLine) pthread_mutex_t consumer_lock;
-  std::atomic<uint32_t> consumers_sleeping;
+  // --- sleeper flags, read by the other side after every publish: on lines of their own
+  // so that reading them does not steal the line holding the reader's peer's lock ---
+  alignas(kCacheLine) std::atomic<uint32_t> producers_sleeping;  // 1: a producer may sleep
+  alignas(kCacheLine) std::atomic<uint32_t> consumers_sleeping;  // 1: a consumer may sleep
   // --- published positions, each on its own line ---
   alignas(kCacheLine) std::atomic<uint64_t> tail;  // Position: next write (producers)
   alignas(kCacheLine) std::atomic<uint64_t> head;  // Position: next read (consumers)
@@ -79,8 +80,9 @@ static_assert(offsetof(QueueHeader, consumer_lock) - offsetof(QueueHeader, produ
 static_assert(offsetof(QueueHeader, head) - offsetof(QueueHeader, tail) == kCacheLine,
               "producer and consumer positions must not share a cache line");
 static_assert(sizeof(QueueHeader) % kCacheLine == 0);
-static_assert(sizeof(QueueHeader) == 448, "layout version 1: header size");
-static_assert(offsetof(QueueHeader, tail) == 256 && offsetof(QueueHeader, head) == 320);
+static_assert(sizeof(QueueHeader) == 576, "layout version 1: header size");
+static_assert(offsetof(QueueHeader, tail) == 384 && offsetof(QueueHeader, head) == 448);
+static_assert(offsetof(QueueHeader, producers_sleeping) == 256 && offsetof(QueueHeader, consumers_sleeping) == 320);
 
 
 inline constexpr size_t kRingOffset = sizeof(QueueHeader);

@@ -1,0 +1,397 @@
+// Side-by-side comparison of xproc's shared-memory queue with its peers, on the same
+// machine in the same run: Boost.Interprocess message_queue, an AF_UNIX socketpair, a
+// minimal spinning single-producer ring (the practical limit) and Python's
+// multiprocessing.Queue. Every message is counted, per-producer order is checked through
+// sequence numbers, and the last message of each producer is compared in full.
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <boost/interprocess/ipc/message_queue.hpp>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "bench.capnp.h"
+#include "support/harness.h"
+#include "xproc/queue.h"
+
+namespace bip = boost::interprocess;
+using namespace xproc::bench;
+
+namespace {
+
+constexpr uint64_t kStop = ~uint64_t{0};
+
+// --- the contenders: each is made before fork and used by both sides -----------------
+
+struct XprocBytes {
+  xproc::ByteQueue q;
+  explicit XprocBytes(size_t max_message)
+      : q(xproc::QueueOptions{.capacity_bytes = std::max<size_t>(8u << 20, 4 * max_message + 64)}) {}
+  void send(const std::byte* data, size_t n) { q.put_bytes({data, n}); }
+  size_t recv(std::byte* out, size_t) {  // copy-out
+    size_t n = 0;
+    q.get_in_place([&](std::span<const std::byte> m) {
+      std::memcpy(out, m.data(), m.size());
+      n = m.size();
+    });
+    return n;
+  }
+};
+
+// Reads in place: only the sequence header and (for the check) the full last message.
+struct XprocZeroCopy : XprocBytes {
+  using XprocBytes::XprocBytes;
+  size_t recv(std::byte* out, size_t) {
+    size_t n = 0;
+    q.get_in_place([&](std::span<const std::byte> m) {
+      std::memcpy(out, m.data(), 16);  // the header the harness inspects
+      if (m.size() > 16 && static_cast<char>(m[16]) == 'L') std::memcpy(out, m.data(), m.size());
+      n = m.size();
+    });
+    return n;
+  }
+};
+
+struct BoostQueue {
+  std::string name;
+  std::unique_ptr<bip::message_queue> mq;
+  BoostQueue(size_t depth, size_t size) : name("xproc-bench-boost-" + std::to_string(getpid())) {
+    bip::message_queue::remove(name.c_str());
+    mq = std::make_unique<bip::message_queue>(bip::create_only, name.c_str(), depth, size);
+  }
+  ~BoostQueue() { bip::message_queue::remove(name.c_str()); }
+  void send(const std::byte* data, size_t n) { mq->send(data, n, 0); }
+  size_t recv(std::byte* out, size_t cap) {
+    bip::message_queue::size_type n = 0;
+    unsigned priority = 0;
+    mq->receive(out, cap, n, priority);
+    return n;
+  }
+};
+
+// One write() per message, buffered reads (as BASELINES measured): fixed-size frames.
+struct SocketPair {
+  int fds[2];
+  size_t size;
+  std::vector<std::byte> buffer;
+  size_t begin = 0, end = 0;
+  explicit SocketPair(size_t message_size) : size(message_size), buffer(1 << 16) {
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, fds) != 0) throw std::runtime_error("socketpair");
+  }
+  ~SocketPair() {
+    close(fds[0]);
+    close(fds[1]);
+  }
+  void send(const std::byte* data, size_t n) {
+    for (size_t done = 0; done < n;) {
+      const ssize_t w = write(fds[0], data + done, n - done);
+      if (w <= 0) throw std::runtime_error("write");
+      done += static_cast<size_t>(w);
+    }
+  }
+  size_t recv(std::byte* out, size_t) {
+    for (size_t got = 0; got < size;) {
+      if (begin == end) {
+        const ssize_t r = read(fds[1], buffer.data(), buffer.size());
+        if (r <= 0) throw std::runtime_error("read");
+        begin = 0;
+        end = static_cast<size_t>(r);
+      }
+      const size_t take = std::min(size - got, end - begin);
+      std::memcpy(out + got, buffer.data() + begin, take);
+      begin += take;
+      got += take;
+    }
+    return size;
+  }
+};
+
+// The practical limit: one producer, one consumer, fixed 64-byte slots, both sides spin.
+struct SpinRing {
+  static constexpr size_t kSlots = 4096, kSlotSize = 64;
+  struct alignas(64) Shared {
+    std::atomic<uint64_t> head{0};
+    alignas(64) std::atomic<uint64_t> tail{0};
+    alignas(64) std::byte slots[kSlots][kSlotSize];
+  };
+  Shared* shared = shared_object<Shared>();
+  uint64_t cached_head = 0, cached_tail = 0;
+  ~SpinRing() { release_shared(shared); }
+  void send(const std::byte* data, size_t n) {
+    const uint64_t t = shared->tail.load(std::memory_order_relaxed);
+    while (t - cached_head >= kSlots) cached_head = shared->head.load(std::memory_order_acquire);
+    std::memcpy(shared->slots[t % kSlots], data, n);
+    shared->tail.store(t + 1, std::memory_order_release);
+  }
+  size_t recv(std::byte* out, size_t) {
+    const uint64_t h = shared->head.load(std::memory_order_relaxed);
+    while (h == cached_tail) cached_tail = shared->tail.load(std::memory_order_acquire);
+    std::memcpy(out, shared->slots[h % kSlots], kSlotSize);
+    shared->head.store(h + 1, std::memory_order_release);
+    return kSlotSize;
+  }
+};
+
+// --- workloads ----------------------------------------------------------------------
+
+struct Stamps {
+  std::atomic<int64_t> start{INT64_MAX};
+  std::atomic<int64_t> end{0};
+  std::atomic<int> failures{0};
+};
+
+void fill_message(std::byte* m, size_t size, uint64_t producer, uint64_t seq, bool last) {
+  const uint64_t header[2] = {(producer << 48) | seq, 0};
+  std::memset(m, last ? 'L' : 'x', size);
+  std::memcpy(m, header, std::min<size_t>(size, 16));
+}
+
+void wait_all(const std::vector<pid_t>& pids) {
+  for (pid_t pid : pids) {
+    int status = 0;
+    waitpid(pid, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) throw std::runtime_error("a benchmark child failed");
+  }
+}
+
+// msgs/s for `producers` x `per_producer` messages of `size` bytes into `consumers`.
+template <typename Channel>
+double throughput(Channel& ch, size_t size, int producers, int consumers, size_t per_producer) {
+  auto* stamps = shared_object<Stamps>();
+  std::vector<pid_t> children;
+  std::fflush(nullptr);
+  for (int p = 0; p < producers; ++p) {
+    const pid_t pid = fork();
+    if (pid == 0) {
+      std::vector<std::byte> m(size);
+      int64_t expected = INT64_MAX, now = now_ns();
+      while (now < expected && !stamps->start.compare_exchange_weak(expected, now)) {
+      }
+      for (size_t i = 0; i < per_producer; ++i) {
+        fill_message(m.data(), size, p, i, i + 1 == per_producer);
+        ch.send(m.data(), size);
+      }
+      _exit(0);
+    }
+    children.push_back(pid);
+  }
+  auto consume = [&] {
+    std::vector<std::byte> m(size), expected(size);
+    std::map<uint64_t, int64_t> last;
+    for (;;) {
+      ch.recv(m.data(), size);
+      uint64_t header;
+      std::memcpy(&header, m.data(), 8);
+      if (header == kStop) break;
+      const uint64_t producer = header >> 48, seq = header & 0xffffffffffffULL;
+      auto [it, fresh] = last.try_emplace(producer, -1);
+      if (static_cast<int64_t>(seq) <= it->second) stamps->failures++;
+      it->second = static_cast<int64_t>(seq);
+      if (seq + 1 == per_producer) {
+        fill_message(expected.data(), size, producer, seq, true);
+        if (std::memcmp(expected.data(), m.data(), size) != 0) stamps->failures++;
+        stamps->end.store(std::max(stamps->end.load(), now_ns()));
+      }
+    }
+  };
+  std::vector<pid_t> consumer_pids;
+  for (int c = 0; c < consumers; ++c) {
+    const pid_t pid = fork();
+    if (pid == 0) {
+      consume();
+      _exit(0);
+    }
+    consumer_pids.push_back(pid);
+  }
+  wait_all(children);
+  std::vector<std::byte> stop(size);
+  std::memcpy(stop.data(), &kStop, 8);
+  for (int c = 0; c < consumers; ++c) ch.send(stop.data(), size);
+  wait_all(consumer_pids);
+  const double seconds = static_cast<double>(stamps->end.load() - stamps->start.load()) / 1e9;
+  const int failures = stamps->failures.load();
+  release_shared(stamps);
+  if (failures) throw std::runtime_error("order or content check failed");
+  return static_cast<double>(producers * per_producer) / seconds;
+}
+
+// Round-trip samples (µs) of a parent and an echoing child over two channels.
+template <typename Channel>
+std::pair<double, double> pingpong(Channel& there, Channel& back, size_t size, size_t rounds) {
+  const size_t warmup = 1000;
+  std::fflush(nullptr);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    std::vector<std::byte> m(size);
+    for (size_t i = 0; i < rounds + warmup; ++i) {
+      there.recv(m.data(), size);
+      back.send(m.data(), size);
+    }
+    _exit(0);
+  }
+  std::vector<std::byte> m(size), reply(size);
+  std::vector<double> samples;
+  for (size_t i = 0; i < rounds + warmup; ++i) {
+    fill_message(m.data(), size, 0, i, false);
+    const int64_t t0 = now_ns();
+    there.send(m.data(), size);
+    back.recv(reply.data(), size);
+    const int64_t t1 = now_ns();
+    if (std::memcmp(m.data(), reply.data(), size) != 0) throw std::runtime_error("echo mismatch");
+    if (i >= warmup) samples.push_back(static_cast<double>(t1 - t0) / 1000.0);
+  }
+  wait_all({pid});
+  return {percentile(samples, 0.5), percentile(samples, 0.99)};
+}
+
+// Typed 64-byte Cap'n Proto messages, serialization and validation included.
+double typed_throughput(size_t count) {
+  xproc::Queue<Sample> q;
+  auto* stamps = shared_object<Stamps>();
+  std::fflush(nullptr);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    capnp::MallocMessageBuilder builder;
+    auto sample = builder.initRoot<Sample>();
+    auto payload = sample.initPayload(16);
+    std::memset(payload.begin(), 'x', payload.size());
+    stamps->start.store(now_ns());
+    for (size_t i = 0; i < count; ++i) {
+      sample.setSeq(i);
+      q.put(sample.asReader());
+    }
+    _exit(0);
+  }
+  for (size_t i = 0; i < count; ++i) {
+    auto m = q.get();
+    if (m->getSeq() != i || m->getPayload().size() != 16) stamps->failures++;
+  }
+  stamps->end.store(now_ns());
+  wait_all({pid});
+  const double seconds = static_cast<double>(stamps->end.load() - stamps->start.load()) / 1e9;
+  const bool ok = stamps->failures.load() == 0;
+  release_shared(stamps);
+  if (!ok) throw std::runtime_error("typed order check failed");
+  return static_cast<double>(count) / seconds;
+}
+
+size_t typed_message_size() {
+  capnp::MallocMessageBuilder builder;
+  builder.initRoot<Sample>().initPayload(16);
+  return xproc::flat_size(capnp::AnyStruct::Reader(capnp::toAny(builder.getRoot<Sample>().asReader())));
+}
+
+std::string python_json(const Settings& s, const std::string& args) {
+  const char* dir = std::getenv("XPROC_BENCH_DIR");
+  const std::string script = std::string(dir ? dir : "bench") + "/python/queue_peer.py";
+  const std::string command = s.python + " " + script + " --reps " + std::to_string(s.reps) + " " + args;
+  FILE* pipe = popen(command.c_str(), "r");
+  if (!pipe) throw std::runtime_error("cannot run " + command);
+  std::string out;
+  char buffer[512];
+  while (size_t n = fread(buffer, 1, sizeof(buffer), pipe)) out.append(buffer, n);
+  if (pclose(pipe) != 0) throw std::runtime_error("python peer failed: " + command);
+  return out;
+}
+
+double json_number(const std::string& json, const std::string& key) {
+  const size_t at = json.find("\"" + key + "\"");
+  if (at == std::string::npos) throw std::runtime_error("no " + key + " in " + json);
+  return std::stod(json.substr(json.find(':', at) + 1));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Settings s = Settings::parse(argc, argv);
+  std::vector<Row> rows;
+  auto mps = [&](auto make, size_t size, int p, int c, size_t n) {
+    return median_of(s, [&] {
+      auto ch = make();
+      return throughput(*ch, size, p, c, n);
+    });
+  };
+  auto xproc_bytes = [](size_t size) { return [size] { return std::make_unique<XprocBytes>(size); }; };
+  auto xproc_zero = [](size_t size) { return [size] { return std::make_unique<XprocZeroCopy>(size); }; };
+  auto boost = [](size_t depth, size_t size) {
+    return [=] { return std::make_unique<BoostQueue>(depth, size); };
+  };
+
+  // 64 B, one producer, one consumer.
+  const size_t n64 = s.count(2'000'000);
+  const double x64 = mps(xproc_bytes(64), 64, 1, 1, n64);
+  const double b64 = mps(boost(1024, 64), 64, 1, 1, n64);
+  const double spin64 = mps([] { return std::make_unique<SpinRing>(); }, 64, 1, 1, n64);
+  const double sock64 = mps([] { return std::make_unique<SocketPair>(64); }, 64, 1, 1, n64);
+  rows.push_back({"1P->1C 64 B bytes", "msgs/s", x64, "Boost message_queue", b64, ">= 2.0"});
+  rows.push_back({"1P->1C 64 B bytes", "msgs/s", x64, "spinning SPSC ring", spin64, ">= 0.7"});
+  rows.push_back({"1P->1C 64 B bytes", "msgs/s", x64, "socketpair", sock64, ""});
+
+  // 64 B typed Cap'n Proto struct, serialization included.
+  const double typed = median_of(s, [&] { return typed_throughput(n64); });
+  rows.push_back({"1P->1C 64 B typed struct (" + std::to_string(typed_message_size()) + " B)", "msgs/s",
+                  typed, "Boost message_queue 64 B bytes", b64, ">= 1.0"});
+  const double py_dict = json_number(
+      python_json(s, "--workload small_dict --count " + std::to_string(s.count(200'000))), "msgs_per_s");
+  rows.push_back({"1P->1C 64 B typed struct", "msgs/s", typed, "multiprocessing.Queue small dict", py_dict,
+                  ">= 40"});
+
+  // Several producers or consumers.
+  for (auto [p, c] : {std::pair{2, 1}, std::pair{1, 2}}) {
+    const std::string w = std::to_string(p) + "P->" + std::to_string(c) + "C 64 B bytes";
+    const double x = mps(xproc_bytes(64), 64, p, c, n64 / p);
+    const double b = mps(boost(1024, 64), 64, p, c, n64 / p);
+    rows.push_back({w, "msgs/s", x, "Boost message_queue", b, ">= 1.5"});
+  }
+
+  // 4 KiB and 64 KiB.
+  const size_t n4k = s.count(400'000);
+  rows.push_back({"1P->1C 4 KiB bytes", "msgs/s", mps(xproc_bytes(4096), 4096, 1, 1, n4k), "Boost message_queue",
+                  mps(boost(256, 4096), 4096, 1, 1, n4k), ""});
+  const size_t n64k = s.count(60'000);
+  const double b64k = mps(boost(64, 65536), 65536, 1, 1, n64k);
+  rows.push_back({"1P->1C 64 KiB copy-out", "msgs/s", mps(xproc_bytes(65536), 65536, 1, 1, n64k),
+                  "Boost message_queue", b64k, ">= 1.2"});
+  rows.push_back({"1P->1C 64 KiB zero-copy read", "msgs/s", mps(xproc_zero(65536), 65536, 1, 1, n64k),
+                  "Boost message_queue", b64k, ">= 2.0"});
+
+  // 1 MiB.
+  const size_t n1m = s.count(3'000);
+  const double x1m = mps(xproc_bytes(1 << 20), 1 << 20, 1, 1, n1m);
+  const double py1m = json_number(
+      python_json(s, "--workload bytes --size 1048576 --count " + std::to_string(s.count(1000))), "msgs_per_s");
+  rows.push_back({"1P->1C 1 MiB bytes", "msgs/s", x1m, "multiprocessing.Queue 1 MiB bytes", py1m, ">= 30"});
+  rows.push_back({"1P->1C 1 MiB bytes", "msgs/s", x1m, "Boost message_queue",
+                  mps(boost(16, 1 << 20), 1 << 20, 1, 1, n1m), ""});
+
+  // Ping-pong round trips.
+  const size_t rounds = s.count(20'000);
+  std::vector<double> xp50, xp99, sp50, sp99;
+  for (int r = 0; r < s.reps; ++r) {
+    XprocBytes a(64), b(64);
+    auto [p50, p99] = pingpong(a, b, 64, rounds);
+    xp50.push_back(p50);
+    xp99.push_back(p99);
+    SocketPair c(64), d(64);
+    // The socketpair's two directions: write on fds[0], read on fds[1] of each pair.
+    auto [q50, q99] = pingpong(c, d, 64, rounds);
+    sp50.push_back(q50);
+    sp99.push_back(q99);
+  }
+  rows.push_back({"ping-pong 64 B", "RTT p50 (us)", median(xp50), "socketpair", median(sp50), "<= 0.1"});
+  rows.push_back({"ping-pong 64 B", "RTT p99 (us)", median(xp99), "socketpair", median(sp99), "<= 0.333"});
+  const std::string py_pp = python_json(s, "--pingpong --count " + std::to_string(s.count(5'000)));
+  rows.push_back({"ping-pong small message", "RTT p50 (us)", median(xp50), "multiprocessing.Queue small dict",
+                  json_number(py_pp, "p50_us"), ""});
+
+  report(rows, s.out);
+  return 0;
+}
