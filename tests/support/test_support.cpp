@@ -12,7 +12,12 @@
 
 namespace xproc::testing {
 
-std::string name_prefix() { return "t" + std::to_string(getpid()) + "-"; }
+std::string name_prefix() {
+  std::string prefix = "t";  // built step by step: GCC 12 at -O3 misreports "t" + string
+  prefix += std::to_string(getpid());
+  prefix += '-';
+  return prefix;
+}
 
 std::string unique_name(const std::string& tag) {
   static std::atomic<int> counter{0};
