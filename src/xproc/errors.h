@@ -76,6 +76,19 @@ class DecodeError : public Error {
   using Error::Error;
 };
 
+// recv_bytes_into's buffer cannot hold the message (Python: multiprocessing.BufferTooShort).
+// The whole message is in message(); nothing is lost.
+class BufferTooShort : public Error {
+ public:
+  explicit BufferTooShort(std::string message)
+      : Error("buffer too short for a message of " + std::to_string(message.size()) + " bytes"),
+        message_(std::move(message)) {}
+  const std::string& message() const noexcept { return message_; }
+
+ private:
+  std::string message_;
+};
+
 // A bad argument or a call in the wrong state (Python: ValueError).
 class ValueError : public Error {
  public:

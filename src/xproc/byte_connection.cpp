@@ -1,0 +1,284 @@
+// Implementation of byte_connection.h: CPython's framing over a buffered fd.
+#include "xproc/byte_connection.h"
+
+#include <arpa/inet.h>
+#include <endian.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <utility>
+
+#include "xproc/errors.h"
+
+namespace xproc {
+namespace {
+
+constexpr size_t kBufferSize = 64 * 1024;
+constexpr size_t kGrowStep = 16u << 20;  // large messages grow by this as bytes arrive
+
+[[noreturn]] void throw_write_error(int error_number) {
+  if (error_number == EPIPE || error_number == ECONNRESET) {
+    throw BrokenPipeError("the other end of the connection is closed");
+  }
+  throw_os_error("write", error_number);
+}
+
+// Blocks SIGPIPE in this thread while writing to a pipe, and swallows the SIGPIPE the
+// write raised, so a closed reader surfaces as EPIPE instead of killing the process.
+class SigpipeGuard {
+ public:
+  SigpipeGuard() {
+    sigemptyset(&pipe_);
+    sigaddset(&pipe_, SIGPIPE);
+    sigset_t pending;
+    sigpending(&pending);
+    was_pending_ = sigismember(&pending, SIGPIPE) == 1;
+    pthread_sigmask(SIG_BLOCK, &pipe_, &old_);
+  }
+  ~SigpipeGuard() {
+    if (raised_ && !was_pending_) {
+      timespec zero{};
+      while (sigtimedwait(&pipe_, nullptr, &zero) == -1 && errno == EINTR) {
+      }
+    }
+    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+  void raised() { raised_ = true; }
+
+ private:
+  sigset_t pipe_{}, old_{};
+  bool was_pending_ = false;
+  bool raised_ = false;
+};
+
+}  // namespace
+
+ByteConnection::ByteConnection(int fd, bool readable, bool writable, ConnectionOptions options)
+    : fd_(fd), readable_(readable), writable_(writable), options_(options) {
+  struct stat st {};
+  is_socket_ = fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
+ByteConnection::ByteConnection(ByteConnection&& other) noexcept
+    : fd_(std::exchange(other.fd_, -1)),
+      readable_(other.readable_),
+      writable_(other.writable_),
+      is_socket_(other.is_socket_),
+      options_(other.options_),
+      buffer_(std::move(other.buffer_)),
+      buffer_begin_(std::exchange(other.buffer_begin_, 0)),
+      buffer_end_(std::exchange(other.buffer_end_, 0)) {}
+
+ByteConnection& ByteConnection::operator=(ByteConnection&& other) noexcept {
+  if (this != &other) {
+    close();
+    fd_ = std::exchange(other.fd_, -1);
+    readable_ = other.readable_;
+    writable_ = other.writable_;
+    is_socket_ = other.is_socket_;
+    options_ = other.options_;
+    buffer_ = std::move(other.buffer_);
+    buffer_begin_ = std::exchange(other.buffer_begin_, 0);
+    buffer_end_ = std::exchange(other.buffer_end_, 0);
+  }
+  return *this;
+}
+
+ByteConnection::~ByteConnection() { close(); }
+
+void ByteConnection::close() noexcept {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+  buffer_begin_ = buffer_end_ = 0;
+}
+
+int ByteConnection::fileno() const {
+  require_open();
+  return fd_;
+}
+
+void ByteConnection::require_open() const {
+  if (fd_ < 0) throw OSError("handle is closed", EBADF);
+}
+
+void ByteConnection::writev_all(iovec* iov, int count) {
+  std::optional<SigpipeGuard> guard;
+  if (!is_socket_) guard.emplace();
+  while (count > 0) {
+    ssize_t n;
+    if (is_socket_) {
+      msghdr message{};
+      message.msg_iov = iov;
+      message.msg_iovlen = static_cast<size_t>(count);
+      n = sendmsg(fd_, &message, MSG_NOSIGNAL);
+    } else {
+      n = writev(fd_, iov, count);
+    }
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EPIPE && guard) guard->raised();
+      throw_write_error(errno);
+    }
+    auto written = static_cast<size_t>(n);
+    while (count > 0 && written >= iov->iov_len) {
+      written -= iov->iov_len;
+      ++iov;
+      --count;
+    }
+    if (count > 0) {
+      iov->iov_base = static_cast<char*>(iov->iov_base) + written;
+      iov->iov_len -= written;
+    }
+  }
+}
+
+void ByteConnection::send_bytes(std::span<const std::byte> buf, size_t offset, std::optional<size_t> size) {
+  if (offset > buf.size()) throw ValueError("offset is negative or larger than the buffer");
+  const size_t n = size.value_or(buf.size() - offset);
+  if (n > buf.size() - offset) throw ValueError("buffer length < offset + size");
+  const std::span<const std::byte> part = buf.subspan(offset, n);
+  send_parts({&part, 1});
+}
+
+void ByteConnection::send_parts(std::span<const std::span<const std::byte>> parts) {
+  require_open();
+  if (!writable_) throw OSError("connection is read-only", EBADF);
+  size_t total = 0;
+  for (auto part : parts) total += part.size();
+  unsigned char header[12];
+  size_t header_size;
+  if (total > 0x7fffffff) {
+    const int32_t marker = htonl(static_cast<uint32_t>(-1));
+    const uint64_t length = htobe64(total);
+    std::memcpy(header, &marker, 4);
+    std::memcpy(header + 4, &length, 8);
+    header_size = 12;
+  } else {
+    const uint32_t length = htonl(static_cast<uint32_t>(total));
+    std::memcpy(header, &length, 4);
+    header_size = 4;
+  }
+  std::vector<iovec> iov;
+  iov.reserve(parts.size() + 1);
+  iov.push_back({header, header_size});
+  for (auto part : parts) {
+    if (!part.empty()) iov.push_back({const_cast<std::byte*>(part.data()), part.size()});
+  }
+  writev_all(iov.data(), static_cast<int>(iov.size()));
+}
+
+bool ByteConnection::read_exact(std::byte* out, size_t n, bool eof_ok) {
+  size_t got = 0;
+  while (got < n) {
+    if (buffer_begin_ < buffer_end_) {
+      const size_t take = std::min(n - got, buffer_end_ - buffer_begin_);
+      std::memcpy(out + got, buffer_.data() + buffer_begin_, take);
+      buffer_begin_ += take;
+      got += take;
+      continue;
+    }
+    // Large remainders go straight to the destination; small ones through the buffer so
+    // that many small messages cost one read().
+    const bool direct = n - got >= kBufferSize;
+    if (!direct && buffer_.size() < kBufferSize) buffer_.resize(kBufferSize);
+    const ssize_t r = direct ? ::read(fd_, out + got, n - got) : ::read(fd_, buffer_.data(), buffer_.size());
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == ECONNRESET) throw EOFError("connection reset by peer");
+      throw_os_error("read", errno);
+    }
+    if (r == 0) {
+      if (got == 0 && eof_ok) return false;
+      throw EOFError(got == 0 ? "the other end closed the connection"
+                              : "the other end closed the connection in the middle of a message");
+    }
+    if (direct) {
+      got += static_cast<size_t>(r);
+    } else {
+      buffer_begin_ = 0;
+      buffer_end_ = static_cast<size_t>(r);
+    }
+  }
+  return true;
+}
+
+size_t ByteConnection::read_frame_length(size_t limit) {
+  require_open();
+  if (!readable_) throw OSError("connection is write-only", EBADF);
+  unsigned char header[4];
+  if (!read_exact(reinterpret_cast<std::byte*>(header), 4, true)) {
+    throw EOFError("the other end closed the connection");
+  }
+  int32_t length;
+  std::memcpy(&length, header, 4);
+  length = static_cast<int32_t>(ntohl(static_cast<uint32_t>(length)));
+  uint64_t size = static_cast<uint64_t>(length);
+  if (length == -1) {
+    uint64_t big;
+    read_exact(reinterpret_cast<std::byte*>(&big), 8, false);
+    size = be64toh(big);
+  } else if (length < 0) {
+    close();
+    throw OSError("bad message length " + std::to_string(length), EPROTO);
+  }
+  if (size > limit) {
+    close();  // the stream cannot be resynchronised without reading the whole frame
+    throw OSError("bad message length " + std::to_string(size) + " (limit " + std::to_string(limit) + ")",
+                  EMSGSIZE);
+  }
+  return static_cast<size_t>(size);
+}
+
+std::vector<std::byte> ByteConnection::recv_bytes(std::optional<size_t> maxlength) {
+  const size_t limit = std::min(maxlength.value_or(options_.max_message_bytes), options_.max_message_bytes);
+  const size_t size = read_frame_length(limit);
+  std::vector<std::byte> out;
+  // Grow with the bytes that actually arrive: a peer claiming a huge length and then
+  // closing costs us nothing.
+  while (out.size() < size) {
+    const size_t at = out.size();
+    out.resize(std::min(size, at + kGrowStep));
+    read_exact(out.data() + at, out.size() - at, false);
+  }
+  return out;
+}
+
+size_t ByteConnection::recv_bytes_into(std::span<std::byte> buffer, size_t offset) {
+  if (offset > buffer.size()) throw ValueError("negative offset or offset beyond the buffer");
+  auto message = recv_bytes();
+  if (message.size() > buffer.size() - offset) {
+    throw BufferTooShort(std::string(reinterpret_cast<const char*>(message.data()), message.size()));
+  }
+  if (!message.empty()) std::memcpy(buffer.data() + offset, message.data(), message.size());
+  return message.size();
+}
+
+bool ByteConnection::poll(Timeout timeout) {
+  require_open();
+  if (!readable_) throw OSError("connection is write-only", EBADF);
+  if (buffer_begin_ < buffer_end_) return true;
+  const auto deadline = ByteQueue::deadline(true, timeout);
+  for (;;) {
+    int ms = -1;
+    if (deadline) {
+      const auto left = *deadline - std::chrono::steady_clock::now();
+      ms = left <= std::chrono::steady_clock::duration::zero()
+               ? 0
+               : static_cast<int>(std::ceil(std::chrono::duration<double, std::milli>(left).count()));
+    }
+    pollfd fd{fd_, POLLIN, 0};
+    const int r = ::poll(&fd, 1, ms);
+    if (r > 0) return true;  // data, or EOF/error that recv will report
+    if (r == 0) return false;
+    if (errno != EINTR) throw_os_error("poll", errno);
+  }
+}
+
+}  // namespace xproc

@@ -1,0 +1,83 @@
+// ByteConnection: multiprocessing.connection.Connection over a socket or pipe fd, moving
+// byte messages with CPython's framing (4-byte big-endian signed length, or -1 and an
+// 8-byte length for payloads of 2 GiB and more). Connection<T> (connection.h) builds
+// typed Cap'n Proto messages on it.
+//
+// A peer that closes or dies gives EOFError on recv and BrokenPipeError on send — never a
+// SIGPIPE, never a hang, never half a message. Move-only; one thread at a time per
+// direction.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "xproc/byte_queue.h"  // Timeout
+
+namespace xproc {
+
+struct ConnectionOptions {
+  // Largest message recv accepts; a longer frame closes the connection with OSError
+  // ("bad message length"), without allocating its claimed size.
+  size_t max_message_bytes = size_t{1} << 30;
+};
+
+class ByteConnection {
+ public:
+  // Takes ownership of `fd`.
+  ByteConnection(int fd, bool readable, bool writable, ConnectionOptions options = {});
+  ByteConnection(ByteConnection&& other) noexcept;
+  ByteConnection& operator=(ByteConnection&& other) noexcept;
+  ByteConnection(const ByteConnection&) = delete;
+  ByteConnection& operator=(const ByteConnection&) = delete;
+  ~ByteConnection();
+
+  // Sends buf[offset, offset + size) as one message (size defaults to the rest).
+  // BrokenPipeError when the peer is gone; OSError("connection is read-only") on a
+  // read-only end; ValueError on bad offset/size or a closed connection.
+  void send_bytes(std::span<const std::byte> buf, size_t offset = 0, std::optional<size_t> size = {});
+  // Sends the concatenation of `parts` as one message (one system call when it fits).
+  void send_parts(std::span<const std::span<const std::byte>> parts);
+
+  // Blocks for the next whole message. EOFError when the peer closed (even mid-message);
+  // OSError("bad message length") and the connection closed when it is longer than
+  // `maxlength` or the configured maximum.
+  std::vector<std::byte> recv_bytes(std::optional<size_t> maxlength = {});
+  // Reads the next message into buffer[offset...]; returns its size. BufferTooShort
+  // (carrying the message) when it does not fit.
+  size_t recv_bytes_into(std::span<std::byte> buffer, size_t offset = 0);
+
+  // Whether a message (or EOF) is ready to read, waiting up to `timeout` (0: just look;
+  // nullopt: forever). Monotonic clock.
+  bool poll(Timeout timeout = std::chrono::seconds(0));
+
+  void close() noexcept;
+  bool closed() const noexcept { return fd_ < 0; }
+  bool readable() const noexcept { return readable_; }
+  bool writable() const noexcept { return writable_; }
+  // The fd, for select/poll; ValueError when closed.
+  int fileno() const;
+
+ private:
+  void require_open() const;
+  void write_all(const std::byte* data, size_t n);
+  void writev_all(struct iovec* iov, int count);
+  // Reads exactly n bytes (from the buffer first); false on EOF before any byte when
+  // `eof_ok`, EOFError on EOF mid-way.
+  bool read_exact(std::byte* out, size_t n, bool eof_ok);
+  size_t read_frame_length(size_t limit);
+
+  int fd_ = -1;
+  bool readable_ = true;
+  bool writable_ = true;
+  bool is_socket_ = true;
+  ConnectionOptions options_;
+  std::vector<std::byte> buffer_;  // bytes read from the fd but not yet handed out
+  size_t buffer_begin_ = 0;
+  size_t buffer_end_ = 0;
+};
+
+}  // namespace xproc

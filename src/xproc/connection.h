@@ -1,0 +1,100 @@
+// Connection<T> and Pipe<T>: multiprocessing's Pipe()/Connection for Cap'n Proto messages.
+// send() writes one frame whose payload is the message's standard flat serialization, so
+// CPython's Connection.recv_bytes() on the other end receives exactly those bytes.
+//
+// Connection<Value> carries Python-like values; ByteConnection (byte_connection.h) raw bytes.
+#pragma once
+
+#include <utility>
+#include <vector>
+
+#include "xproc/byte_connection.h"
+#include "xproc/message.h"
+#include "xproc/value.h"
+
+namespace xproc {
+
+template <typename T>
+class Connection {
+ public:
+  using Reader = typename T::Reader;
+
+  explicit Connection(ByteConnection bytes) : bytes_(std::move(bytes)) {}
+
+  // Serializes `message` once and sends it as one frame. BrokenPipeError when the peer is
+  // gone.
+  void send(Reader message) {
+    auto root = capnp::AnyStruct::Reader(capnp::toAny(message));
+    scratch_.resize(flat_size(root) / sizeof(capnp::word));
+    write_flat(root, {reinterpret_cast<std::byte*>(scratch_.data()), scratch_.size() * sizeof(capnp::word)});
+    bytes_.send_bytes({reinterpret_cast<const std::byte*>(scratch_.data()), scratch_.size() * sizeof(capnp::word)});
+  }
+  void send(capnp::MessageBuilder& message) {
+    auto words = serialize(message);
+    bytes_.send_bytes({reinterpret_cast<const std::byte*>(words.begin()), words.size() * sizeof(capnp::word)});
+  }
+  // Blocks for the next message. EOFError when the peer closed; DecodeError when the frame
+  // is not a valid T (the frame is consumed; the connection stays usable).
+  Message<T> recv() { return Message<T>::decode(bytes_.recv_bytes()); }
+
+  void send_bytes(std::span<const std::byte> buf, size_t offset = 0, std::optional<size_t> size = {}) {
+    bytes_.send_bytes(buf, offset, size);
+  }
+  std::vector<std::byte> recv_bytes(std::optional<size_t> maxlength = {}) { return bytes_.recv_bytes(maxlength); }
+  size_t recv_bytes_into(std::span<std::byte> buffer, size_t offset = 0) {
+    return bytes_.recv_bytes_into(buffer, offset);
+  }
+  bool poll(Timeout timeout = std::chrono::seconds(0)) { return bytes_.poll(timeout); }
+  void close() noexcept { bytes_.close(); }
+  bool closed() const noexcept { return bytes_.closed(); }
+  bool readable() const noexcept { return bytes_.readable(); }
+  bool writable() const noexcept { return bytes_.writable(); }
+  int fileno() const { return bytes_.fileno(); }
+  ByteConnection& bytes() noexcept { return bytes_; }
+
+ private:
+  ByteConnection bytes_;
+  std::vector<capnp::word> scratch_;  // reused serialization buffer
+};
+
+template <>
+class Connection<Value> {
+ public:
+  explicit Connection(ByteConnection bytes) : bytes_(std::move(bytes)) {}
+
+  void send(const Value& value) {
+    auto words = value.encode();
+    bytes_.send_bytes({reinterpret_cast<const std::byte*>(words.begin()), words.size() * sizeof(capnp::word)});
+  }
+  Value recv() { return Value::decode(bytes_.recv_bytes()); }
+
+  void send_bytes(std::span<const std::byte> buf, size_t offset = 0, std::optional<size_t> size = {}) {
+    bytes_.send_bytes(buf, offset, size);
+  }
+  std::vector<std::byte> recv_bytes(std::optional<size_t> maxlength = {}) { return bytes_.recv_bytes(maxlength); }
+  size_t recv_bytes_into(std::span<std::byte> buffer, size_t offset = 0) {
+    return bytes_.recv_bytes_into(buffer, offset);
+  }
+  bool poll(Timeout timeout = std::chrono::seconds(0)) { return bytes_.poll(timeout); }
+  void close() noexcept { bytes_.close(); }
+  bool closed() const noexcept { return bytes_.closed(); }
+  bool readable() const noexcept { return bytes_.readable(); }
+  bool writable() const noexcept { return bytes_.writable(); }
+  int fileno() const { return bytes_.fileno(); }
+  ByteConnection& bytes() noexcept { return bytes_; }
+
+ private:
+  ByteConnection bytes_;
+};
+
+// Two connected ends. duplex: both read and write (a socketpair). Not duplex: the first
+// end only reads and the second only writes (a pipe), as Python's Pipe(duplex=False).
+std::pair<ByteConnection, ByteConnection> byte_pipe(bool duplex = true, ConnectionOptions options = {});
+
+template <typename T>
+std::pair<Connection<T>, Connection<T>> Pipe(bool duplex = true, ConnectionOptions options = {}) {
+  auto [a, b] = byte_pipe(duplex, options);
+  return {Connection<T>(std::move(a)), Connection<T>(std::move(b))};
+}
+
+}  // namespace xproc
