@@ -17,6 +17,8 @@
 
 #include "xproc/byte_queue.h"  // Timeout
 
+struct iovec;  // <sys/uio.h>
+
 namespace xproc {
 
 struct ConnectionOptions {
@@ -63,8 +65,7 @@ class ByteConnection {
 
  private:
   void require_open() const;
-  void write_all(const std::byte* data, size_t n);
-  void writev_all(struct iovec* iov, int count);
+  void writev_all(::iovec* iov, int count);
   // Reads exactly n bytes (from the buffer first); false on EOF before any byte when
   // `eof_ok`, EOFError on EOF mid-way.
   bool read_exact(std::byte* out, size_t n, bool eof_ok);
