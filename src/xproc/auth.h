@@ -1,0 +1,22 @@
+// multiprocessing.connection's HMAC challenge-response, compatible with CPython both as
+// the challenger and as the answerer: challenges are "#CHALLENGE#{sha256}" + 40 random
+// bytes; answers are "{sha256}" + HMAC-SHA256 of the whole challenge payload, and the
+// legacy raw HMAC-MD5 answer that Python 3.11 and older send is accepted. HMAC and
+// randomness come from OpenSSL; digests are compared in constant time.
+#pragma once
+
+#include <string_view>
+
+#include "xproc/byte_connection.h"
+
+namespace xproc {
+
+// Sends a challenge and checks the answer; sends #WELCOME# or #FAILURE#. Throws
+// AuthenticationError when the answer is wrong, EOFError when the peer leaves.
+void deliver_challenge(ByteConnection& connection, std::string_view authkey);
+
+// Answers the peer's challenge. Throws AuthenticationError when the peer rejects us or
+// sends something that is not a challenge.
+void answer_challenge(ByteConnection& connection, std::string_view authkey);
+
+}  // namespace xproc

@@ -1,0 +1,267 @@
+// Implementation of listener.h: address parsing, sockets, the handshake hooks, wait().
+#include "xproc/listener.h"
+
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <utility>
+
+#include "xproc/auth.h"
+#include "xproc/errors.h"
+
+namespace xproc {
+namespace {
+
+struct Address {
+  enum Kind { kPath, kAbstract, kTcp } kind;
+  std::string path;  // path or abstract name
+  std::string host;
+  std::string port;
+};
+
+bool all_digits(std::string_view s) {
+  return !s.empty() && s.find_first_not_of("0123456789") == std::string_view::npos;
+}
+
+Address parse(const std::string& text) {
+  if (text.rfind("unix:", 0) == 0) {
+    const std::string rest = text.substr(5);
+    if (!rest.empty() && rest[0] == '@') return {Address::kAbstract, rest.substr(1), {}, {}};
+    return {Address::kPath, rest, {}, {}};
+  }
+  std::string tcp = text.rfind("tcp:", 0) == 0 ? text.substr(4) : std::string();
+  if (!text.empty() && text[0] == '\0') return {Address::kAbstract, text.substr(1), {}, {}};
+  if (tcp.empty() && !text.empty() && text[0] != '/' && text[0] != '.') {
+    const size_t colon = text.rfind(':');
+    if (colon != std::string::npos && all_digits(std::string_view(text).substr(colon + 1))) tcp = text;
+  }
+  if (!tcp.empty()) {
+    const size_t colon = tcp.rfind(':');
+    if (colon == std::string::npos || !all_digits(std::string_view(tcp).substr(colon + 1))) {
+      throw ValueError("TCP address must be host:port, got '" + text + "'");
+    }
+    std::string host = tcp.substr(0, colon);
+    if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    return {Address::kTcp, {}, host.empty() ? "127.0.0.1" : host, tcp.substr(colon + 1)};
+  }
+  if (text.empty()) throw ValueError("empty address");
+  return {Address::kPath, text, {}, {}};
+}
+
+sockaddr_un unix_address(const Address& a, socklen_t& length) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  const size_t room = sizeof(addr.sun_path) - (a.kind == Address::kAbstract ? 1 : 1);
+  if (a.path.size() > room || a.path.empty()) {
+    throw ValueError("unix socket address must be 1 to " + std::to_string(room) + " bytes: '" + a.path + "'");
+  }
+  if (a.kind == Address::kAbstract) {
+    std::memcpy(addr.sun_path + 1, a.path.data(), a.path.size());  // leading NUL: abstract
+    length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + a.path.size());
+  } else {
+    std::memcpy(addr.sun_path, a.path.data(), a.path.size());
+    length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + a.path.size() + 1);
+  }
+  return addr;
+}
+
+addrinfo* resolve(const Address& a, bool passive) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = passive ? AI_PASSIVE : 0;
+  addrinfo* result = nullptr;
+  const int rc = getaddrinfo(a.host.c_str(), a.port.c_str(), &hints, &result);
+  if (rc != 0) throw ValueError("cannot resolve '" + a.host + "': " + gai_strerror(rc));
+  return result;
+}
+
+std::string random_abstract_name() {
+  static int counter = 0;
+  return "xproc-listener-" + std::to_string(getpid()) + "-" + std::to_string(counter++);
+}
+
+}  // namespace
+
+Listener::Listener(std::string address, int backlog, std::optional<std::string> authkey,
+                   ConnectionOptions options)
+    : authkey_(std::move(authkey)), options_(options) {
+  if (address.empty()) address = std::string(1, '\0') + random_abstract_name();
+  const Address a = parse(address);
+  if (a.kind == Address::kTcp) {
+    addrinfo* info = resolve(a, true);
+    int error_number = 0;
+    for (addrinfo* p = info; p; p = p->ai_next) {
+      fd_ = socket(p->ai_family, p->ai_socktype | SOCK_CLOEXEC, p->ai_protocol);
+      if (fd_ < 0) continue;
+      const int one = 1;
+      setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+      if (bind(fd_, p->ai_addr, p->ai_addrlen) == 0) break;
+      error_number = errno;
+      ::close(fd_);
+      fd_ = -1;
+    }
+    freeaddrinfo(info);
+    if (fd_ < 0) throw_os_error("bind " + a.host + ":" + a.port, error_number ? error_number : EADDRNOTAVAIL);
+    sockaddr_storage bound{};
+    socklen_t length = sizeof(bound);
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&bound), &length);
+    char host[NI_MAXHOST], port[NI_MAXSERV];
+    getnameinfo(reinterpret_cast<sockaddr*>(&bound), length, host, sizeof(host), port, sizeof(port),
+                NI_NUMERICHOST | NI_NUMERICSERV);
+    address_ = std::string(host) + ":" + port;
+  } else {
+    socklen_t length = 0;
+    const sockaddr_un addr = unix_address(a, length);
+    fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd_ < 0) throw_os_error("socket", errno);
+    if (bind(fd_, reinterpret_cast<const sockaddr*>(&addr), length) != 0) {
+      const int error_number = errno;
+      ::close(fd_);
+      fd_ = -1;
+      throw_os_error("bind " + (a.kind == Address::kAbstract ? "@" + a.path : a.path), error_number);
+    }
+    if (a.kind == Address::kPath) unlink_path_ = a.path;
+    address_ = a.kind == Address::kAbstract ? std::string(1, '\0') + a.path : a.path;
+  }
+  if (listen(fd_, backlog) != 0) {
+    const int error_number = errno;
+    close();
+    throw_os_error("listen", error_number);
+  }
+}
+
+Listener::Listener(Listener&& other) noexcept
+    : fd_(std::exchange(other.fd_, -1)),
+      address_(std::move(other.address_)),
+      unlink_path_(std::move(other.unlink_path_)),
+      authkey_(std::move(other.authkey_)),
+      options_(other.options_) {
+  other.unlink_path_.clear();
+}
+
+Listener& Listener::operator=(Listener&& other) noexcept {
+  if (this != &other) {
+    close();
+    fd_ = std::exchange(other.fd_, -1);
+    address_ = std::move(other.address_);
+    unlink_path_ = std::exchange(other.unlink_path_, {});
+    authkey_ = std::move(other.authkey_);
+    options_ = other.options_;
+  }
+  return *this;
+}
+
+Listener::~Listener() { close(); }
+
+void Listener::close() noexcept {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+  if (!unlink_path_.empty()) ::unlink(unlink_path_.c_str());
+  unlink_path_.clear();
+}
+
+ByteConnection Listener::accept() {
+  if (fd_ < 0) throw OSError("listener is closed", EBADF);
+  int fd;
+  while ((fd = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC)) < 0) {
+    if (errno != EINTR && errno != ECONNABORTED) throw_os_error("accept", errno);
+  }
+  ByteConnection connection(fd, true, true, options_);
+  if (authkey_) {
+    try {
+      deliver_challenge(connection, *authkey_);
+      answer_challenge(connection, *authkey_);
+    } catch (const EOFError& e) {
+      throw AuthenticationError(std::string("client left during the handshake: ") + e.what());
+    } catch (const ConnectionError& e) {
+      throw AuthenticationError(std::string("client left during the handshake: ") + e.what());
+    }
+  }
+  return connection;
+}
+
+ByteConnection Client(const std::string& address, std::optional<std::string> authkey, ConnectionOptions options) {
+  const Address a = parse(address);
+  int fd = -1;
+  int error_number = 0;
+  if (a.kind == Address::kTcp) {
+    addrinfo* info = resolve(a, false);
+    for (addrinfo* p = info; p; p = p->ai_next) {
+      fd = socket(p->ai_family, p->ai_socktype | SOCK_CLOEXEC, p->ai_protocol);
+      if (fd < 0) continue;
+      if (connect(fd, p->ai_addr, p->ai_addrlen) == 0) break;
+      error_number = errno;
+      ::close(fd);
+      fd = -1;
+    }
+    freeaddrinfo(info);
+    if (fd >= 0) {
+      const int one = 1;
+      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
+  } else {
+    socklen_t length = 0;
+    const sockaddr_un addr = unix_address(a, length);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) throw_os_error("socket", errno);
+    while (connect(fd, reinterpret_cast<const sockaddr*>(&addr), length) != 0) {
+      if (errno == EINTR) continue;
+      error_number = errno;
+      ::close(fd);
+      fd = -1;
+      break;
+    }
+  }
+  if (fd < 0) {
+    throw ConnectionError("cannot connect to '" + (a.kind == Address::kAbstract ? "@" + a.path : address) +
+                          "': " + std::strerror(error_number));
+  }
+  ByteConnection connection(fd, true, true, options);
+  if (authkey) {
+    try {
+      answer_challenge(connection, *authkey);
+      deliver_challenge(connection, *authkey);
+    } catch (const EOFError& e) {
+      throw AuthenticationError(std::string("server closed the connection during the handshake: ") + e.what());
+    }
+  }
+  return connection;
+}
+
+std::vector<ByteConnection*> wait(const std::vector<ByteConnection*>& connections, Timeout timeout) {
+  std::vector<ByteConnection*> ready;
+  for (ByteConnection* c : connections) {
+    if (c->poll(std::chrono::seconds(0))) ready.push_back(c);
+  }
+  if (!ready.empty()) return ready;
+  std::vector<pollfd> fds;
+  for (ByteConnection* c : connections) fds.push_back({c->fileno(), POLLIN, 0});
+  const auto deadline = ByteQueue::deadline(true, timeout);
+  for (;;) {
+    int ms = -1;
+    if (deadline) {
+      const auto left = *deadline - std::chrono::steady_clock::now();
+      ms = left <= std::chrono::steady_clock::duration::zero()
+               ? 0
+               : static_cast<int>(std::ceil(std::chrono::duration<double, std::milli>(left).count()));
+    }
+    const int r = ::poll(fds.data(), fds.size(), ms);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) throw_os_error("poll", errno);
+    for (size_t i = 0; i < fds.size(); ++i) {
+      if (fds[i].revents != 0) ready.push_back(connections[i]);
+    }
+    return ready;
+  }
+}
+
+}  // namespace xproc

@@ -1,0 +1,55 @@
+// Listener and Client: multiprocessing.connection's, for unix sockets (paths and Linux
+// abstract names) and TCP, with the same HMAC handshake, so CPython's own Listener and
+// Client interoperate with these.
+//
+// Addresses: "/path/to.sock" (or "unix:/path"), "\0name" or "unix:@name" (abstract),
+// "host:port" (or "tcp:host:port"; port 0 picks a free one).
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "xproc/byte_connection.h"
+
+namespace xproc {
+
+class Listener {
+ public:
+  // Binds and listens. An empty address picks a fresh abstract unix name. With an authkey,
+  // accept() runs the handshake (deliver, then answer, as CPython's Listener).
+  explicit Listener(std::string address = "", int backlog = 1,
+                    std::optional<std::string> authkey = std::nullopt, ConnectionOptions options = {});
+  Listener(Listener&& other) noexcept;
+  Listener& operator=(Listener&& other) noexcept;
+  Listener(const Listener&) = delete;
+  Listener& operator=(const Listener&) = delete;
+  ~Listener();
+
+  // Blocks for the next client. AuthenticationError when its handshake fails (that
+  // connection is closed; the listener stays usable).
+  ByteConnection accept();
+  // The bound address, in the form Client() accepts (TCP with the real port).
+  const std::string& address() const noexcept { return address_; }
+  int fileno() const noexcept { return fd_; }
+  // Stops listening; a filesystem socket is unlinked.
+  void close() noexcept;
+
+ private:
+  int fd_ = -1;
+  std::string address_;
+  std::string unlink_path_;  // filesystem socket to remove on close
+  std::optional<std::string> authkey_;
+  ConnectionOptions options_;
+};
+
+// Connects to a Listener (xproc's or CPython's). With an authkey, answers then delivers a
+// challenge. ConnectionError when nobody listens; AuthenticationError on a key mismatch.
+ByteConnection Client(const std::string& address, std::optional<std::string> authkey = std::nullopt,
+                      ConnectionOptions options = {});
+
+// Waits until at least one of `connections` can be read (a message or EOF), up to
+// `timeout`; returns the ready ones (empty on timeout). Python's connection.wait().
+std::vector<ByteConnection*> wait(const std::vector<ByteConnection*>& connections, Timeout timeout = {});
+
+}  // namespace xproc

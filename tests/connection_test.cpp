@@ -1,0 +1,326 @@
+// Tests for Pipe, Connection, Listener and Client: framing, typed and Value messages,
+// dead peers, hostile frames and handshakes, poll and wait.
+#include "xproc/connection.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <thread>
+
+#include "support/test_support.h"
+#include "xproc/listener.h"
+#include "xproc/process.h"
+
+namespace {
+
+using namespace std::chrono_literals;
+using xproc::ByteConnection;
+using xproc::Value;
+
+std::vector<std::byte> bytes(std::string_view s) {
+  auto p = reinterpret_cast<const std::byte*>(s.data());
+  return {p, p + s.size()};
+}
+std::string text(const std::vector<std::byte>& b) { return {reinterpret_cast<const char*>(b.data()), b.size()}; }
+
+void write_raw(int fd, const void* data, size_t n) { ASSERT_EQ(write(fd, data, n), static_cast<ssize_t>(n)); }
+
+TEST(ConnectionTest, DuplexPipeSendsBothWays) {
+  auto [a, b] = xproc::byte_pipe();
+  a.send_bytes(bytes("ping"));
+  EXPECT_EQ(text(b.recv_bytes()), "ping");
+  b.send_bytes(bytes("pong"));
+  EXPECT_EQ(text(a.recv_bytes()), "pong");
+}
+
+TEST(ConnectionTest, FramingIsFourByteBigEndianLength) {
+  int fds[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+  ByteConnection sender(fds[0], true, true);
+  sender.send_bytes(bytes("abc"));
+  unsigned char raw[7];
+  ASSERT_EQ(read(fds[1], raw, sizeof(raw)), 7);
+  EXPECT_EQ(std::vector<unsigned char>(raw, raw + 7), (std::vector<unsigned char>{0, 0, 0, 3, 'a', 'b', 'c'}));
+  close(fds[1]);
+}
+
+TEST(ConnectionTest, SendBytesHonoursOffsetAndSize) {
+  auto [a, b] = xproc::byte_pipe();
+  a.send_bytes(bytes("0123456789"), 2, 3);
+  EXPECT_EQ(text(b.recv_bytes()), "234");
+  EXPECT_THROW(a.send_bytes(bytes("abc"), 4), xproc::ValueError);
+  EXPECT_THROW(a.send_bytes(bytes("abc"), 1, 5), xproc::ValueError);
+}
+
+TEST(ConnectionTest, ManySmallAndSomeLargeMessagesArriveWhole) {
+  auto [a, b] = xproc::byte_pipe();
+  std::thread sender([&a] {
+    for (int i = 0; i < 2000; ++i) a.send_bytes(bytes(std::string(i % 97, 'x') + std::to_string(i)));
+    a.send_bytes(bytes(std::string(3 << 20, 'L')));
+  });
+  for (int i = 0; i < 2000; ++i) ASSERT_EQ(text(b.recv_bytes()), std::string(i % 97, 'x') + std::to_string(i));
+  EXPECT_EQ(b.recv_bytes().size(), 3u << 20);
+  sender.join();
+}
+
+TEST(ConnectionTest, OneWayPipeRejectsWrongDirection) {
+  auto [reader, writer] = xproc::byte_pipe(false);
+  EXPECT_TRUE(reader.readable());
+  EXPECT_FALSE(reader.writable());
+  EXPECT_THROW(reader.send_bytes(bytes("x")), xproc::OSError);
+  EXPECT_THROW(writer.recv_bytes(), xproc::OSError);
+  writer.send_bytes(bytes("one way"));
+  EXPECT_EQ(text(reader.recv_bytes()), "one way");
+}
+
+TEST(ConnectionTest, RecvAfterPeerClosedThrowsEOFError) {
+  auto [a, b] = xproc::byte_pipe();
+  a.send_bytes(bytes("last"));
+  a.close();
+  EXPECT_EQ(text(b.recv_bytes()), "last");
+  EXPECT_THROW(b.recv_bytes(), xproc::EOFError);
+}
+
+TEST(ConnectionTest, PeerDyingMidFrameGivesEOFErrorNotPartialMessage) {
+  int fds[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+  ByteConnection reader(fds[1], true, true);
+  const uint32_t length = htonl(100);
+  write_raw(fds[0], &length, 4);
+  write_raw(fds[0], "only part", 9);
+  close(fds[0]);
+  EXPECT_THROW(reader.recv_bytes(), xproc::EOFError);
+}
+
+TEST(ConnectionTest, PeerKilledWhileReaderBlockedGivesEOFError) {
+  auto [a, b] = xproc::byte_pipe();
+  xproc::Process peer([&b] { pause(); });
+  peer.start();
+  b.close();  // only the child holds b now
+  std::thread killer([&peer] {
+    std::this_thread::sleep_for(50ms);
+    peer.kill();
+  });
+  EXPECT_THROW(a.recv_bytes(), xproc::EOFError);
+  killer.join();
+  peer.join();
+}
+
+TEST(ConnectionTest, SendToClosedSocketThrowsBrokenPipeNotSigpipe) {
+  auto [a, b] = xproc::byte_pipe();
+  b.close();
+  EXPECT_THROW(
+      {
+        for (int i = 0; i < 100; ++i) a.send_bytes(bytes(std::string(65536, 'x')));
+      },
+      xproc::BrokenPipeError);
+}
+
+TEST(ConnectionTest, SendToClosedPipeThrowsBrokenPipeAndProcessSurvives) {
+  auto [reader, writer] = xproc::byte_pipe(false);
+  reader.close();
+  EXPECT_THROW(writer.send_bytes(bytes("nobody listens")), xproc::BrokenPipeError);
+  sigset_t pending;
+  sigpending(&pending);
+  EXPECT_EQ(sigismember(&pending, SIGPIPE), 0) << "the SIGPIPE must be consumed";
+}
+
+TEST(ConnectionTest, NegativeLengthClosesConnectionWithOSError) {
+  int fds[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+  ByteConnection reader(fds[1], true, true);
+  const int32_t length = static_cast<int32_t>(htonl(static_cast<uint32_t>(-5)));
+  write_raw(fds[0], &length, 4);
+  EXPECT_THROW(reader.recv_bytes(), xproc::OSError);
+  EXPECT_TRUE(reader.closed());
+  close(fds[0]);
+}
+
+TEST(ConnectionTest, AbsurdLengthIsRejectedWithoutAllocating) {
+  int fds[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+  ByteConnection reader(fds[1], true, true);
+  const int32_t marker = static_cast<int32_t>(htonl(static_cast<uint32_t>(-1)));
+  const uint64_t huge = htobe64(uint64_t{1} << 62);
+  write_raw(fds[0], &marker, 4);
+  write_raw(fds[0], &huge, 8);
+  EXPECT_THROW(reader.recv_bytes(), xproc::OSError);
+  EXPECT_TRUE(reader.closed());
+  close(fds[0]);
+}
+
+TEST(ConnectionTest, LyingLengthThenCloseCostsNoHugeAllocation) {
+  int fds[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+  ByteConnection reader(fds[1], true, true);  // default limit 1 GiB
+  const uint32_t length = htonl(900u << 20);  // claims 900 MiB, sends 3 bytes
+  write_raw(fds[0], &length, 4);
+  write_raw(fds[0], "abc", 3);
+  close(fds[0]);
+  EXPECT_THROW(reader.recv_bytes(), xproc::EOFError);
+}
+
+TEST(ConnectionTest, RecvBytesOverMaxlengthClosesWithOSError) {
+  auto [a, b] = xproc::byte_pipe();
+  a.send_bytes(bytes("0123456789"));
+  EXPECT_THROW(b.recv_bytes(5), xproc::OSError);
+  EXPECT_TRUE(b.closed());
+}
+
+TEST(ConnectionTest, RecvBytesIntoFillsBufferOrThrowsBufferTooShort) {
+  auto [a, b] = xproc::byte_pipe();
+  a.send_bytes(bytes("hello"));
+  a.send_bytes(bytes("too long for it"));
+  std::vector<std::byte> buffer(8);
+  EXPECT_EQ(b.recv_bytes_into(buffer, 2), 5u);
+  EXPECT_EQ(std::string(reinterpret_cast<char*>(buffer.data()) + 2, 5), "hello");
+  try {
+    b.recv_bytes_into(buffer);
+    FAIL() << "expected BufferTooShort";
+  } catch (const xproc::BufferTooShort& e) {
+    EXPECT_EQ(e.message(), "too long for it");
+  }
+}
+
+TEST(ConnectionTest, GarbagePayloadGivesDecodeErrorAndConnectionStaysUsable) {
+  auto [a, b] = xproc::byte_pipe();
+  xproc::Connection<Value> typed(std::move(b));
+  a.send_bytes(bytes("definitely not capnp!!!!"));
+  a.send_bytes(bytes("odd"));
+  xproc::Connection<Value> sender(std::move(a));
+  sender.send(Value::list({1, "two"}));
+  EXPECT_THROW(typed.recv(), xproc::DecodeError);
+  EXPECT_THROW(typed.recv(), xproc::DecodeError);
+  EXPECT_EQ(typed.recv().repr(), "[1, 'two']");
+}
+
+TEST(ConnectionTest, TypedConnectionCarriesCapnpMessages) {
+  auto [a, b] = xproc::Pipe<xproc::schema::Value>();
+  capnp::MallocMessageBuilder builder;
+  builder.initRoot<xproc::schema::Value>().setText("typed");
+  a.send(builder.getRoot<xproc::schema::Value>().asReader());
+  a.send(builder);
+  EXPECT_STREQ(b.recv()->getText().cStr(), "typed");
+  EXPECT_STREQ(b.recv()->getText().cStr(), "typed");
+}
+
+TEST(ConnectionTest, PollHonoursTimeoutAndSeesData) {
+  auto [a, b] = xproc::byte_pipe();
+  EXPECT_FALSE(b.poll());
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_FALSE(b.poll(0.05s));
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 50ms);
+  a.send_bytes(bytes("x"));
+  a.send_bytes(bytes("y"));
+  EXPECT_TRUE(b.poll(1s));
+  b.recv_bytes();
+  EXPECT_TRUE(b.poll());  // the second message may already sit in the read buffer
+  b.recv_bytes();
+  EXPECT_FALSE(b.poll());
+}
+
+TEST(ConnectionTest, ClosedConnectionRefusesUse) {
+  auto [a, b] = xproc::byte_pipe();
+  a.close();
+  EXPECT_TRUE(a.closed());
+  EXPECT_THROW(a.fileno(), xproc::OSError);
+  EXPECT_THROW(a.send_bytes(bytes("x")), xproc::OSError);
+}
+
+TEST(ConnectionTest, WaitReturnsReadyConnections) {
+  auto [a1, b1] = xproc::byte_pipe();
+  auto [a2, b2] = xproc::byte_pipe();
+  EXPECT_TRUE(xproc::wait({&b1, &b2}, 0.01s).empty());
+  a2.send_bytes(bytes("here"));
+  auto ready = xproc::wait({&b1, &b2}, 1s);
+  ASSERT_EQ(ready.size(), 1u);
+  EXPECT_EQ(ready[0], &b2);
+}
+
+TEST(ListenerTest, UnixPathListenerAcceptsClientWithAuthkey) {
+  const std::string path = "/tmp/xproc-test-" + xproc::testing::unique_name("sock");
+  {
+    xproc::Listener listener(path, 1, "secret");
+    EXPECT_EQ(listener.address(), path);
+    std::thread client([&] {
+      auto c = xproc::Client(path, "secret");
+      c.send_bytes(bytes("hello listener"));
+      EXPECT_EQ(text(c.recv_bytes()), "hello client");
+    });
+    auto server = listener.accept();
+    EXPECT_EQ(text(server.recv_bytes()), "hello listener");
+    server.send_bytes(bytes("hello client"));
+    client.join();
+  }
+  EXPECT_NE(access(path.c_str(), F_OK), 0) << "the socket file is removed on close";
+}
+
+TEST(ListenerTest, AbstractAndTcpAddressesWork) {
+  for (std::string address : {std::string(""), std::string("127.0.0.1:0"), std::string("unix:@") +
+                                  xproc::testing::unique_name("abstract")}) {
+    xproc::Listener listener(address, 1, "k");
+    std::thread client([addr = listener.address()] {
+      auto c = xproc::Client(addr, "k");
+      c.send_bytes(bytes("via " + addr));
+    });
+    auto server = listener.accept();
+    EXPECT_EQ(text(server.recv_bytes()), "via " + listener.address());
+    client.join();
+    if (address == "127.0.0.1:0") {
+      EXPECT_NE(listener.address(), "127.0.0.1:0");
+    }
+  }
+}
+
+TEST(ListenerTest, WrongAuthkeyFailsOnBothSides) {
+  xproc::Listener listener("", 1, "right");
+  std::exception_ptr client_error;
+  std::thread client([&, addr = listener.address()] {
+    try {
+      xproc::Client(addr, "wrong");
+    } catch (...) {
+      client_error = std::current_exception();
+    }
+  });
+  EXPECT_THROW(listener.accept(), xproc::AuthenticationError);
+  client.join();
+  ASSERT_TRUE(client_error);
+  EXPECT_THROW(std::rethrow_exception(client_error), xproc::AuthenticationError);
+}
+
+TEST(ListenerTest, GarbageOrAbandonedHandshakeLeavesListenerUsable) {
+  xproc::Listener listener("", 2, "key");
+  const std::string address = listener.address();
+  std::thread bad([&] {
+    // Connects, then sends a frame that is not an answer, then leaves.
+    auto raw = xproc::Client(address);
+    raw.recv_bytes();  // the challenge
+    raw.send_bytes(bytes(std::string(300, 'z')));  // over the handshake limit
+  });
+  EXPECT_THROW(listener.accept(), xproc::AuthenticationError);
+  bad.join();
+  std::thread quitter([&] { xproc::Client(address); });  // connects and leaves at once
+  EXPECT_THROW(listener.accept(), xproc::AuthenticationError);
+  quitter.join();
+  std::thread good([&] { xproc::Client(address, "key").send_bytes(bytes("still here")); });
+  auto server = listener.accept();
+  EXPECT_EQ(text(server.recv_bytes()), "still here");
+  good.join();
+}
+
+TEST(ListenerTest, ClientToNobodyThrowsConnectionError) {
+  EXPECT_THROW(xproc::Client("/tmp/xproc-test-" + xproc::testing::unique_name("nobody")), xproc::ConnectionError);
+  EXPECT_THROW(xproc::Client("unix:@" + xproc::testing::unique_name("nobody")), xproc::ConnectionError);
+}
+
+TEST(ListenerTest, BadAddressesThrowValueError) {
+  EXPECT_THROW(xproc::Listener("tcp:nohostport"), xproc::ValueError);
+  EXPECT_THROW(xproc::Listener("/tmp/" + std::string(200, 'p')), xproc::ValueError);
+}
+
+}  // namespace
