@@ -1,0 +1,34 @@
+"""CPython's own multiprocessing.connection.Client, standard library only.
+
+usage: python_client.py ADDRESS AUTHKEY
+Sends messages of several sizes, expects each back reversed, then sends b'bye'.
+Exit codes: 0 ok, 3 authentication failure, 4 wrong reply.
+"""
+import sys
+from multiprocessing import AuthenticationError
+from multiprocessing.connection import Client
+
+
+
+def parse_address(text):
+    """'host:port' -> (host, port); '@name' -> abstract '\0name'; else a path."""
+    if text.startswith("@"):
+        return "\0" + text[1:]
+    host, sep, port = text.rpartition(":")
+    if sep and port.isdigit() and not text.startswith(("/", ".")):
+        return (host, int(port))
+    return text
+
+
+address, authkey = parse_address(sys.argv[1]), sys.argv[2].encode()
+try:
+    conn = Client(address, authkey=authkey)
+except AuthenticationError:
+    sys.exit(3)
+for size in (0, 1, 100, 16385, 70000, 1 << 20):
+    message = bytes((i * 7 + size) % 256 for i in range(size))
+    conn.send_bytes(message)
+    if conn.recv_bytes() != message[::-1]:
+        sys.exit(4)
+conn.send_bytes(b"bye")
+conn.close()
