@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs the cross-language demo: a C++ Listener and a standard-library Python client.
+# usage: examples/cross/run.sh BUILD_DIR VENV_DIR
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+build=$1
+python=${2:-}/bin/python
+[ -x "$python" ] || python=python3
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+"$build/examples/xproc_example_cross_listener" >"$out" &
+listener=$!
+for _ in $(seq 100); do [ -s "$out" ] && break; sleep 0.05; done
+"$python" "$here/client.py" "$(head -n 1 "$out")"
+wait "$listener"
+tail -n +2 "$out"
