@@ -289,25 +289,6 @@ size_t typed_message_size() {
   return xproc::flat_size(capnp::AnyStruct::Reader(capnp::toAny(builder.getRoot<Sample>().asReader())));
 }
 
-std::string python_json(const Settings& s, const std::string& args) {
-  const char* dir = std::getenv("XPROC_BENCH_DIR");
-  const std::string script = std::string(dir ? dir : "bench") + "/python/queue_peer.py";
-  const std::string command = s.python + " " + script + " --reps " + std::to_string(s.reps) + " " + args;
-  FILE* pipe = popen(command.c_str(), "r");
-  if (!pipe) throw std::runtime_error("cannot run " + command);
-  std::string out;
-  char buffer[512];
-  while (size_t n = fread(buffer, 1, sizeof(buffer), pipe)) out.append(buffer, n);
-  if (pclose(pipe) != 0) throw std::runtime_error("python peer failed: " + command);
-  return out;
-}
-
-double json_number(const std::string& json, const std::string& key) {
-  const size_t at = json.find("\"" + key + "\"");
-  if (at == std::string::npos) throw std::runtime_error("no " + key + " in " + json);
-  return std::stod(json.substr(json.find(':', at) + 1));
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -340,7 +321,7 @@ int main(int argc, char** argv) {
   rows.push_back({"1P->1C 64 B typed struct (" + std::to_string(typed_message_size()) + " B)", "msgs/s",
                   typed, "Boost message_queue 64 B bytes", b64, ">= 1.0"});
   const double py_dict = json_number(
-      python_json(s, "--workload small_dict --count " + std::to_string(s.count(200'000))), "msgs_per_s");
+      python_peer(s, "queue_peer.py", "--workload small_dict --count " + std::to_string(s.count(200'000))), "msgs_per_s");
   rows.push_back({"1P->1C 64 B typed struct", "msgs/s", typed, "multiprocessing.Queue small dict", py_dict,
                   ">= 40"});
 
@@ -367,7 +348,7 @@ int main(int argc, char** argv) {
   const size_t n1m = s.count(3'000);
   const double x1m = mps(xproc_bytes(1 << 20), 1 << 20, 1, 1, n1m);
   const double py1m = json_number(
-      python_json(s, "--workload bytes --size 1048576 --count " + std::to_string(s.count(1000))), "msgs_per_s");
+      python_peer(s, "queue_peer.py", "--workload bytes --size 1048576 --count " + std::to_string(s.count(1000))), "msgs_per_s");
   rows.push_back({"1P->1C 1 MiB bytes", "msgs/s", x1m, "multiprocessing.Queue 1 MiB bytes", py1m, ">= 30"});
   rows.push_back({"1P->1C 1 MiB bytes", "msgs/s", x1m, "Boost message_queue",
                   mps(boost(16, 1 << 20), 1 << 20, 1, 1, n1m), ""});
@@ -388,7 +369,7 @@ int main(int argc, char** argv) {
   }
   rows.push_back({"ping-pong 64 B", "RTT p50 (us)", median(xp50), "socketpair", median(sp50), "<= 0.1"});
   rows.push_back({"ping-pong 64 B", "RTT p99 (us)", median(xp99), "socketpair", median(sp99), "<= 0.333"});
-  const std::string py_pp = python_json(s, "--pingpong --count " + std::to_string(s.count(5'000)));
+  const std::string py_pp = python_peer(s, "queue_peer.py", "--pingpong --count " + std::to_string(s.count(5'000)));
   rows.push_back({"ping-pong small message", "RTT p50 (us)", median(xp50), "multiprocessing.Queue small dict",
                   json_number(py_pp, "p50_us"), ""});
 

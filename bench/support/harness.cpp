@@ -104,6 +104,25 @@ void report(const std::vector<Row>& rows, const std::string& json_path) {
   std::printf("\nwrote %s\n", json_path.c_str());
 }
 
+std::string python_peer(const Settings& settings, const std::string& script, const std::string& args) {
+  const char* dir = std::getenv("XPROC_BENCH_DIR");
+  const std::string path = std::string(dir ? dir : "bench") + "/python/" + script;
+  const std::string command = settings.python + " " + path + " --reps " + std::to_string(settings.reps) + " " + args;
+  FILE* pipe = popen(command.c_str(), "r");
+  if (!pipe) throw std::runtime_error("cannot run " + command);
+  std::string out;
+  char buffer[512];
+  while (size_t n = fread(buffer, 1, sizeof(buffer), pipe)) out.append(buffer, n);
+  if (pclose(pipe) != 0) throw std::runtime_error("python peer failed: " + command);
+  return out;
+}
+
+double json_number(const std::string& json, const std::string& key) {
+  const size_t at = json.find("\"" + key + "\"");
+  if (at == std::string::npos) throw std::runtime_error("no " + key + " in " + json);
+  return std::stod(json.substr(json.find(':', at) + 1));
+}
+
 double median_of(const Settings& settings, const std::function<double()>& rep) {
   std::vector<double> values;
   for (int i = 0; i < settings.reps; ++i) values.push_back(rep());

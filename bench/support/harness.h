@@ -55,6 +55,12 @@ struct Row {
 // Prints the table and writes the JSON list.
 void report(const std::vector<Row>& rows, const std::string& json_path);
 
+// Runs bench/python/<script> with the settings' interpreter and repetitions plus `args`;
+// returns what it prints (one JSON object).
+std::string python_peer(const Settings& settings, const std::string& script, const std::string& args);
+// The number stored under "key" in a flat JSON object.
+double json_number(const std::string& json, const std::string& key);
+
 // Runs `rep` settings.reps times and returns the median of what it returns.
 double median_of(const Settings& settings, const std::function<double()>& rep);
 

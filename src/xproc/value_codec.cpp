@@ -108,7 +108,9 @@ Value Value::from_capnp(schema::Value::Reader reader, const DecodeLimits& limits
 }
 
 kj::Array<capnp::word> Value::encode() const {
-  capnp::MallocMessageBuilder builder;
+  // A small first segment: the default (1024 words, zeroed) costs more than encoding a
+  // typical small value; larger values simply grow into further segments.
+  capnp::MallocMessageBuilder builder(64);
   to_capnp(builder.initRoot<schema::Value>());
   return capnp::messageToFlatArray(builder);
 }
