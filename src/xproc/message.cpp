@@ -16,21 +16,42 @@ capnp::ReaderOptions reader_options(size_t size_words, const DecodeLimits& limit
   return options;
 }
 
-void validate_flat_message(kj::ArrayPtr<const capnp::word> words, const DecodeLimits& limits) {
+void throw_decode_error(const char* what) {
+  throw DecodeError(std::string("invalid Cap'n Proto message: ") + what);
+}
+
+void check_segment_table(kj::ArrayPtr<const capnp::word> words) {
   if (words.size() == 0) throw DecodeError("empty input is not a Cap'n Proto message");
+  // The segment table must describe exactly the bytes we have.
+  const size_t expected = capnp::expectedSizeInWordsFromPrefix(words);
+  if (expected != words.size()) {
+    throw DecodeError("segment table describes " + std::to_string(expected * 8) +
+                      " bytes but the message has " + std::to_string(words.size() * 8));
+  }
+}
+
+void check_traversal(capnp::MessageReader& reader) {
   try {
-    // The segment table must describe exactly the bytes we have.
-    const size_t expected = capnp::expectedSizeInWordsFromPrefix(words);
-    if (expected != words.size()) {
-      throw DecodeError("segment table describes " + std::to_string(expected * 8) +
-                        " bytes but the message has " + std::to_string(words.size() * 8));
-    }
-    capnp::FlatArrayMessageReader reader(words, reader_options(words.size(), limits));
     // totalSize() walks every pointer, checking bounds, nesting and the traversal limit.
     reader.getRoot<capnp::AnyStruct>().totalSize();
   } catch (const kj::Exception& e) {
-    throw DecodeError(std::string("invalid Cap'n Proto message: ") + e.getDescription().cStr());
+    throw_decode_error(e.getDescription().cStr());
   }
+}
+
+std::unique_ptr<capnp::FlatArrayMessageReader> make_reader(kj::ArrayPtr<const capnp::word> words,
+                                                           const DecodeLimits& limits) {
+  try {
+    return std::make_unique<capnp::FlatArrayMessageReader>(words, reader_options(words.size(), limits));
+  } catch (const kj::Exception& e) {
+    throw_decode_error(e.getDescription().cStr());
+  }
+}
+
+void validate_flat_message(kj::ArrayPtr<const capnp::word> words, const DecodeLimits& limits) {
+  check_segment_table(words);
+  auto reader = make_reader(words, limits);
+  check_traversal(*reader);
 }
 
 kj::Array<capnp::word> copy_to_words(std::span<const std::byte> bytes) {

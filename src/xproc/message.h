@@ -8,6 +8,7 @@
 #include <capnp/message.h>
 #include <capnp/serialize.h>
 #include <kj/array.h>
+#include <kj/exception.h>
 
 #include <cstdint>
 #include <cstring>
@@ -38,6 +39,27 @@ capnp::ReaderOptions reader_options(size_t size_words, const DecodeLimits& limit
 // traversing all of it within `limits`. Throws DecodeError naming the defect. Returns
 // the reader options used, so the caller can build its reader with the same limits.
 void validate_flat_message(kj::ArrayPtr<const capnp::word> words, const DecodeLimits& limits);
+
+// The two halves of validate_flat_message, for callers that keep their reader: the
+// segment table must describe exactly `words`; then a full traversal of the root.
+void check_segment_table(kj::ArrayPtr<const capnp::word> words);
+void check_traversal(capnp::MessageReader& reader);
+
+// A reader over `words`; DecodeError (not kj::Exception) when the table is malformed.
+std::unique_ptr<capnp::FlatArrayMessageReader> make_reader(kj::ArrayPtr<const capnp::word> words,
+                                                           const DecodeLimits& limits);
+
+[[noreturn]] void throw_decode_error(const char* what);
+
+// The root as a T, with Cap'n Proto's complaints (a root that is not a struct) as DecodeError.
+template <typename T>
+typename T::Reader root_of(capnp::MessageReader& reader) {
+  try {
+    return reader.getRoot<T>();
+  } catch (const kj::Exception& e) {
+    throw_decode_error(e.getDescription().cStr());
+  }
+}
 
 // Copies arbitrary bytes into a word-aligned array; DecodeError if the length is not a
 // whole number of words (no Cap'n Proto message can have that length).
@@ -80,8 +102,10 @@ class Message {
 
   // Like decode, taking ownership of already word-aligned storage (no copy).
   static Message adopt(kj::Array<capnp::word> words, const DecodeLimits& limits = {}) {
-    detail::validate_flat_message(words.asPtr(), limits);
-    return Message(kj::mv(words), limits);
+    detail::check_segment_table(words.asPtr());
+    Message message(kj::mv(words), limits);
+    detail::check_traversal(*message.reader_);  // validates with the reader it keeps
+    return message;
   }
 
   // Serializes `root` into a new owned message (one copy).
@@ -102,9 +126,8 @@ class Message {
  private:
   Message(kj::Array<capnp::word> words, const DecodeLimits& limits)
       : words_(kj::mv(words)),
-        reader_(std::make_unique<capnp::FlatArrayMessageReader>(
-            words_.asPtr(), detail::reader_options(words_.size(), limits))),
-        root_(reader_->getRoot<T>()) {}
+        reader_(detail::make_reader(words_.asPtr(), limits)),
+        root_(detail::root_of<T>(*reader_)) {}
 
   kj::Array<capnp::word> words_;
   std::unique_ptr<capnp::FlatArrayMessageReader> reader_;  // points into words_' heap block

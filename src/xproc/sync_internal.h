@@ -42,6 +42,12 @@ inline void futex_wake_all(const void* word) {
   syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
 }
 
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
 // Initialises a robust, process-shared mutex in place (in a fresh segment).
 inline void init_robust_mutex(pthread_mutex_t* mutex) {
   pthread_mutexattr_t attr;
@@ -59,7 +65,14 @@ inline void init_robust_mutex(pthread_mutex_t* mutex) {
 class RobustLock {
  public:
   explicit RobustLock(pthread_mutex_t* mutex) : mutex_(mutex) {
-    const int rc = pthread_mutex_lock(mutex_);
+    // Holders keep the lock for well under a microsecond, while sleeping in the kernel and
+    // being woken costs ~20 us: try for a short while before blocking.
+    int rc = EBUSY;
+    for (int i = 0; i < kSpinTries && rc == EBUSY; ++i) {
+      rc = pthread_mutex_trylock(mutex_);
+      if (rc == EBUSY) cpu_relax();
+    }
+    if (rc == EBUSY) rc = pthread_mutex_lock(mutex_);
     if (rc == EOWNERDEAD) {
       owner_died_ = true;
       pthread_mutex_consistent(mutex_);
@@ -78,14 +91,9 @@ class RobustLock {
   bool owner_died() const noexcept { return owner_died_; }
 
  private:
+  static constexpr int kSpinTries = 2000;
   pthread_mutex_t* mutex_;
   bool owner_died_ = false;
 };
-
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#endif
-}
 
 }  // namespace xproc::detail
