@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "xproc/errors.h"
+#include "xproc/poll_internal.h"
 
 namespace xproc {
 namespace {
@@ -266,13 +267,7 @@ bool ByteConnection::poll(Timeout timeout) {
   if (buffer_begin_ < buffer_end_) return true;
   const auto deadline = ByteQueue::deadline(true, timeout);
   for (;;) {
-    int ms = -1;
-    if (deadline) {
-      const auto left = *deadline - std::chrono::steady_clock::now();
-      ms = left <= std::chrono::steady_clock::duration::zero()
-               ? 0
-               : static_cast<int>(std::ceil(std::chrono::duration<double, std::milli>(left).count()));
-    }
+    const int ms = detail::poll_milliseconds(deadline);
     pollfd fd{fd_, POLLIN, 0};
     const int r = ::poll(&fd, 1, ms);
     if (r > 0) return true;  // data, or EOF/error that recv will report

@@ -14,12 +14,36 @@
 
 namespace xproc {
 
+// What every Connection<T> shares: the byte-level calls, passed through.
+class ConnectionBase {
+ public:
+  explicit ConnectionBase(ByteConnection bytes) : bytes_(std::move(bytes)) {}
+
+  void send_bytes(std::span<const std::byte> buf, size_t offset = 0, std::optional<size_t> size = {}) {
+    bytes_.send_bytes(buf, offset, size);
+  }
+  std::vector<std::byte> recv_bytes(std::optional<size_t> maxlength = {}) { return bytes_.recv_bytes(maxlength); }
+  size_t recv_bytes_into(std::span<std::byte> buffer, size_t offset = 0) {
+    return bytes_.recv_bytes_into(buffer, offset);
+  }
+  bool poll(Timeout timeout = std::chrono::seconds(0)) { return bytes_.poll(timeout); }
+  void close() noexcept { bytes_.close(); }
+  bool closed() const noexcept { return bytes_.closed(); }
+  bool readable() const noexcept { return bytes_.readable(); }
+  bool writable() const noexcept { return bytes_.writable(); }
+  int fileno() const { return bytes_.fileno(); }
+  ByteConnection& bytes() noexcept { return bytes_; }
+
+ protected:
+  ByteConnection bytes_;
+};
+
 template <typename T>
-class Connection {
+class Connection : public ConnectionBase {
  public:
   using Reader = typename T::Reader;
 
-  explicit Connection(ByteConnection bytes) : bytes_(std::move(bytes)) {}
+  explicit Connection(ByteConnection bytes) : ConnectionBase(std::move(bytes)) {}
 
   // Serializes `message` once and sends it as one frame. BrokenPipeError when the peer is
   // gone.
@@ -37,54 +61,20 @@ class Connection {
   // is not a valid T (the frame is consumed; the connection stays usable).
   Message<T> recv() { return Message<T>::decode(bytes_.recv_bytes()); }
 
-  void send_bytes(std::span<const std::byte> buf, size_t offset = 0, std::optional<size_t> size = {}) {
-    bytes_.send_bytes(buf, offset, size);
-  }
-  std::vector<std::byte> recv_bytes(std::optional<size_t> maxlength = {}) { return bytes_.recv_bytes(maxlength); }
-  size_t recv_bytes_into(std::span<std::byte> buffer, size_t offset = 0) {
-    return bytes_.recv_bytes_into(buffer, offset);
-  }
-  bool poll(Timeout timeout = std::chrono::seconds(0)) { return bytes_.poll(timeout); }
-  void close() noexcept { bytes_.close(); }
-  bool closed() const noexcept { return bytes_.closed(); }
-  bool readable() const noexcept { return bytes_.readable(); }
-  bool writable() const noexcept { return bytes_.writable(); }
-  int fileno() const { return bytes_.fileno(); }
-  ByteConnection& bytes() noexcept { return bytes_; }
-
  private:
-  ByteConnection bytes_;
   std::vector<capnp::word> scratch_;  // reused serialization buffer
 };
 
 template <>
-class Connection<Value> {
+class Connection<Value> : public ConnectionBase {
  public:
-  explicit Connection(ByteConnection bytes) : bytes_(std::move(bytes)) {}
+  explicit Connection(ByteConnection bytes) : ConnectionBase(std::move(bytes)) {}
 
   void send(const Value& value) {
     auto words = value.encode();
     bytes_.send_bytes({reinterpret_cast<const std::byte*>(words.begin()), words.size() * sizeof(capnp::word)});
   }
   Value recv() { return Value::decode(bytes_.recv_bytes()); }
-
-  void send_bytes(std::span<const std::byte> buf, size_t offset = 0, std::optional<size_t> size = {}) {
-    bytes_.send_bytes(buf, offset, size);
-  }
-  std::vector<std::byte> recv_bytes(std::optional<size_t> maxlength = {}) { return bytes_.recv_bytes(maxlength); }
-  size_t recv_bytes_into(std::span<std::byte> buffer, size_t offset = 0) {
-    return bytes_.recv_bytes_into(buffer, offset);
-  }
-  bool poll(Timeout timeout = std::chrono::seconds(0)) { return bytes_.poll(timeout); }
-  void close() noexcept { bytes_.close(); }
-  bool closed() const noexcept { return bytes_.closed(); }
-  bool readable() const noexcept { return bytes_.readable(); }
-  bool writable() const noexcept { return bytes_.writable(); }
-  int fileno() const { return bytes_.fileno(); }
-  ByteConnection& bytes() noexcept { return bytes_; }
-
- private:
-  ByteConnection bytes_;
 };
 
 // Two connected ends. duplex: both read and write (a socketpair). Not duplex: the first

@@ -16,6 +16,7 @@
 
 #include "xproc/auth.h"
 #include "xproc/errors.h"
+#include "xproc/poll_internal.h"
 
 namespace xproc {
 namespace {
@@ -247,13 +248,7 @@ std::vector<ByteConnection*> wait(const std::vector<ByteConnection*>& connection
   for (ByteConnection* c : connections) fds.push_back({c->fileno(), POLLIN, 0});
   const auto deadline = ByteQueue::deadline(true, timeout);
   for (;;) {
-    int ms = -1;
-    if (deadline) {
-      const auto left = *deadline - std::chrono::steady_clock::now();
-      ms = left <= std::chrono::steady_clock::duration::zero()
-               ? 0
-               : static_cast<int>(std::ceil(std::chrono::duration<double, std::milli>(left).count()));
-    }
+    const int ms = detail::poll_milliseconds(deadline);
     const int r = ::poll(fds.data(), fds.size(), ms);
     if (r < 0 && errno == EINTR) continue;
     if (r < 0) throw_os_error("poll", errno);

@@ -28,8 +28,25 @@ void write_flat(kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments, st
 std::span<const std::byte> bytes_of(const kj::Array<capnp::word>& words);
 }  // namespace detail
 
+// What every Queue<T> shares: the state queries, passed through to the engine.
+class QueueBase {
+ public:
+  size_t qsize() const noexcept { return bytes_.qsize(); }
+  bool empty() const noexcept { return bytes_.empty(); }
+  bool full() const noexcept { return bytes_.full(); }
+  // This handle may no longer put (ValueError), as Python's close().
+  void close() noexcept { bytes_.close(); }
+  QueueInfo info() const { return bytes_.info(); }
+  // The untyped engine (for bindings and tools); shares this queue.
+  ByteQueue& bytes() noexcept { return bytes_; }
+
+ protected:
+  explicit QueueBase(ByteQueue bytes) : bytes_(std::move(bytes)) {}
+  ByteQueue bytes_;
+};
+
 template <typename T>
-class Queue {
+class Queue : public QueueBase {
  public:
   using Reader = typename T::Reader;
 
@@ -104,33 +121,25 @@ class Queue {
         block, timeout);
   }
 
-  size_t qsize() const noexcept { return bytes_.qsize(); }
-  bool empty() const noexcept { return bytes_.empty(); }
-  bool full() const noexcept { return bytes_.full(); }
-  void close() noexcept { bytes_.close(); }
-  QueueInfo info() const { return bytes_.info(); }
-  // The untyped engine (for bindings and tools); shares this queue.
-  ByteQueue& bytes() noexcept { return bytes_; }
 
  protected:
-  explicit Queue(ByteQueue bytes) : bytes_(std::move(bytes)) {}
+  explicit Queue(ByteQueue bytes) : QueueBase(std::move(bytes)) {}
   Queue(const QueueOptions& options, detail::QueueKind kind)
-      : bytes_(options, capnp::typeId<T>(), kind) {}
+      : QueueBase(ByteQueue(options, capnp::typeId<T>(), kind)) {}
   static std::string hex(uint64_t id) {
     char buffer[24];
     std::snprintf(buffer, sizeof(buffer), "0x%016llx", static_cast<unsigned long long>(id));
     return buffer;
   }
-  ByteQueue bytes_;
 };
 
 // Queue<Value>: untyped Python-like values (None, numbers, str, bytes, list, dict...).
 template <>
-class Queue<Value> {
+class Queue<Value> : public QueueBase {
  public:
   explicit Queue(size_t maxsize = 0) : Queue(QueueOptions{.maxsize = maxsize}) {}
   explicit Queue(const QueueOptions& options)
-      : bytes_(options, capnp::typeId<schema::Value>(), detail::QueueKind::kQueue) {}
+      : QueueBase(ByteQueue(options, capnp::typeId<schema::Value>(), detail::QueueKind::kQueue)) {}
   static Queue create(std::string_view name, const QueueOptions& options = {}) {
     return Queue(ByteQueue::create(name, options, capnp::typeId<schema::Value>(), detail::QueueKind::kQueue));
   }
@@ -158,16 +167,9 @@ class Queue<Value> {
     return Value::decode(*bytes);
   }
 
-  size_t qsize() const noexcept { return bytes_.qsize(); }
-  bool empty() const noexcept { return bytes_.empty(); }
-  bool full() const noexcept { return bytes_.full(); }
-  void close() noexcept { bytes_.close(); }
-  QueueInfo info() const { return bytes_.info(); }
-  ByteQueue& bytes() noexcept { return bytes_; }
 
  private:
-  explicit Queue(ByteQueue bytes) : bytes_(std::move(bytes)) {}
-  ByteQueue bytes_;
+  explicit Queue(ByteQueue bytes) : QueueBase(std::move(bytes)) {}
 };
 
 // multiprocessing.SimpleQueue: an unbounded Queue (same engine, no maxsize).

@@ -5,19 +5,11 @@ Sends messages of several sizes, expects each back reversed, then sends b'bye'.
 Exit codes: 0 ok, 3 authentication failure, 4 wrong reply.
 """
 import sys
+
+from addresses import parse_address
 from multiprocessing import AuthenticationError
 from multiprocessing.connection import Client
 
-
-
-def parse_address(text):
-    """'host:port' -> (host, port); '@name' -> abstract '\0name'; else a path."""
-    if text.startswith("@"):
-        return "\0" + text[1:]
-    host, sep, port = text.rpartition(":")
-    if sep and port.isdigit() and not text.startswith(("/", ".")):
-        return (host, int(port))
-    return text
 
 
 address, authkey = parse_address(sys.argv[1]), sys.argv[2].encode()

@@ -6,19 +6,11 @@ b'bye'; the first message is also saved to SAVE_PATH when given. Exit code 3 on 
 authentication failure.
 """
 import sys
+
+from addresses import parse_address
 from multiprocessing import AuthenticationError
 from multiprocessing.connection import Listener
 
-
-
-def parse_address(text):
-    """'host:port' -> (host, port); '@name' -> abstract '\0name'; else a path."""
-    if text.startswith("@"):
-        return "\0" + text[1:]
-    host, sep, port = text.rpartition(":")
-    if sep and port.isdigit() and not text.startswith(("/", ".")):
-        return (host, int(port))
-    return text
 
 
 address, authkey = parse_address(sys.argv[1]), sys.argv[2].encode()
