@@ -292,6 +292,31 @@ TEST(QueueTest, TooSmallShmFailsAtCreationAndLeavesNothing) {
          "23: segment left behind";
 }
 
+TEST(QueueTest, NegativeTimeoutThrowsValueError) {
+  ByteQueue q;
+  EXPECT_THROW(q.get_bytes(true, -1s), xproc::ValueError);
+  EXPECT_THROW(q.put_bytes(bytes("x"), true, -0.5s), xproc::ValueError);
+}
+
+TEST(QueueTest, ScribbledSegmentGivesDecodeErrorAndQueueRecovers) {
+  NamedQueueGuard guard{xproc::testing::unique_name("scribble")};
+  auto q = ByteQueue::create(guard.name, QueueOptions{.capacity_bytes = 4096});
+  q.put_bytes(bytes("first"));
+  q.put_bytes(bytes("second"));
+  {
+    // Another process with write access corrupts the first record's header.
+    auto segment = xproc::shm::Segment::open(guard.name);
+    const size_t ring = segment.size() - 4096;
+    const uint32_t absurd = 0xfffffff0u;
+    std::memcpy(segment.data() + ring, &absurd, sizeof(absurd));
+  }
+  EXPECT_THROW(q.get_bytes(), xproc::DecodeError);  // drops what it cannot trust
+  EXPECT_TRUE(q.empty());
+  EXPECT_EQ(q.info().recoveries, 1u);
+  q.put_bytes(bytes("after"));
+  EXPECT_EQ(text(q.get_bytes()), "after");
+}
+
 TEST(QueueTest, AnonymousQueueWorksAcrossForkWithSeveralProducersAndConsumers) {
   ByteQueue q(QueueOptions{.maxsize = 64});
   ByteQueue results;
