@@ -99,11 +99,14 @@ Position load(const std::atomic<uint64_t>& word, std::memory_order order = std::
 // Messages between two positions (counts wrap at 2^32).
 uint32_t distance(Position from, Position to) { return to.count - from.count; }
 
-// Wakes sleepers of `flag` waiting on `word` after a publish. The fence orders the
-// publish before reading the flag (Dekker against the sleeper's flag-then-check).
-void wake_if_sleeping(std::atomic<uint32_t>& flag, const void* word) {
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (flag.load(std::memory_order_relaxed) != 0 && flag.exchange(0) != 0) detail::futex_wake_all(word);
+// Publishes `value` into `position` and wakes the sleepers announced by `flag`. Both the
+// publish here and the sleeper's flag-raising are sequentially consistent read-modify-
+// writes, so of "publish, then read flag" and "raise flag, then read position" at least
+// one side sees the other's write: no wake-up is ever lost. (A seq_cst exchange costs
+// what a store plus fence does, and sanitizers can reason about it.)
+void publish_and_wake(std::atomic<uint64_t>& position, uint64_t value, std::atomic<uint32_t>& flag) {
+  position.exchange(value, std::memory_order_seq_cst);
+  if (flag.load(std::memory_order_seq_cst) != 0 && flag.exchange(0) != 0) detail::futex_wake_all(&position);
 }
 
 // Waits until the 32-bit count at `word` differs from `observed`: first a bounded spin
@@ -126,9 +129,8 @@ bool wait_for_change(QueueState& state, const std::atomic<uint64_t>& word, uint3
   }
   state.spin_ns.store(std::max(kMinSpinNs, budget / 2), std::memory_order_relaxed);
   for (;;) {
-    flag.store(1, std::memory_order_seq_cst);
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (changed()) return true;
+    flag.exchange(1, std::memory_order_seq_cst);  // see publish_and_wake
+    if (static_cast<uint32_t>(word.load(std::memory_order_seq_cst)) != observed) return true;
     if (deadline && Clock::now() >= *deadline) return false;
     detail::futex_wait(&word, observed, deadline);
     if (changed()) return true;
@@ -243,10 +245,9 @@ bool ByteQueue::put_raw(size_t size, void (*fill)(void*, std::byte*), void* ctx,
       fill(ctx, s.ring + write_at + sizeof(RecordHeader));  // may throw: nothing published
       const uint64_t next = (write_at + need) % capacity;
       const uint64_t published = Position{tail.count + 1, static_cast<uint32_t>(next)}.pack();
-      h.tail.store(published, std::memory_order_release);
       s.cached_head.store(head.pack(), std::memory_order_relaxed);
       s.last_tail_written.store(published, std::memory_order_relaxed);
-      wake_if_sleeping(h.consumers_sleeping, &h.tail);
+      publish_and_wake(h.tail, published, h.consumers_sleeping);
       return true;
     }
     // Full: release the lock and wait for a consumer to move the head past what we saw.
@@ -285,9 +286,8 @@ bool ByteQueue::get_raw(void (*consume)(void*, std::span<const std::byte>), void
       // Only possible if something scribbled on the segment: drop what is there rather
       // than hand out garbage, and say so.
       const Position now = load(h.tail);
-      h.head.store(now.pack(), std::memory_order_release);
       h.recoveries.fetch_add(1, std::memory_order_relaxed);
-      wake_if_sleeping(h.producers_sleeping, &h.head);
+      publish_and_wake(h.head, now.pack(), h.producers_sleeping);
       throw DecodeError("queue segment corrupted at offset " + std::to_string(read_at) + "; dropped " +
                         std::to_string(distance(head, now)) + " messages");
     }
@@ -298,8 +298,8 @@ bool ByteQueue::get_raw(void (*consume)(void*, std::span<const std::byte>), void
       failure = std::current_exception();  // the message is consumed all the same
     }
     const uint64_t next = (read_at + need) % capacity;
-    h.head.store(Position{head.count + 1, static_cast<uint32_t>(next)}.pack(), std::memory_order_release);
-    wake_if_sleeping(h.producers_sleeping, &h.head);
+    publish_and_wake(h.head, Position{head.count + 1, static_cast<uint32_t>(next)}.pack(),
+                     h.producers_sleeping);
     lock.unlock();
     if (failure) std::rethrow_exception(failure);
     return true;
@@ -358,9 +358,12 @@ void ByteQueue::task_done() {
   for (;;) {
     const uint32_t puts = load(h.tail).count;
     if (done == puts) throw ValueError("task_done() called too many times");
-    if (h.done.compare_exchange_weak(done, done + 1, std::memory_order_acq_rel)) break;
+    if (h.done.compare_exchange_weak(done, done + 1, std::memory_order_seq_cst)) break;
   }
-  wake_if_sleeping(h.joiners_sleeping, &h.done);
+  // The seq_cst increment pairs with join()'s seq_cst flag exchange, as in publish_and_wake.
+  if (h.joiners_sleeping.load(std::memory_order_seq_cst) != 0 && h.joiners_sleeping.exchange(0) != 0) {
+    detail::futex_wake_all(&h.done);
+  }
 }
 
 void ByteQueue::join(Timeout timeout) {
@@ -369,9 +372,8 @@ void ByteQueue::join(Timeout timeout) {
   for (;;) {
     const uint32_t done = h.done.load(std::memory_order_acquire);
     if (done == load(h.tail).count) return;
-    h.joiners_sleeping.store(1, std::memory_order_seq_cst);
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (h.done.load() == load(h.tail).count) return;
+    h.joiners_sleeping.exchange(1, std::memory_order_seq_cst);
+    if (h.done.load(std::memory_order_seq_cst) == load(h.tail).count) return;
     if (until && Clock::now() >= *until) throw TimeoutError("join() timed out with unfinished tasks");
     detail::futex_wait(&h.done, done, until);
   }
