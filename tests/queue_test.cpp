@@ -191,6 +191,26 @@ TEST(QueueTest, ValueQueueCarriesPythonLikeValues) {
   EXPECT_THROW(q.get_nowait(), xproc::Empty);
 }
 
+TEST(QueueTest, ValueQueuePutNowaitOnFullThrowsFull) {
+  Queue<Value> q(1);
+  q.put("only");
+  EXPECT_THROW(q.put_nowait("more"), xproc::Full);
+  EXPECT_EQ(q.get().repr(), "'only'");
+}
+
+TEST(QueueTest, ZeroCopyViewOfGarbageThrowsDecodeErrorAndNextMessageWorks) {
+  NamedQueueGuard guard{xproc::testing::unique_name("viewgarbage")};
+  auto typed = Queue<SchemaValue>::create(guard.name);
+  ByteQueue::open(guard.name).put_bytes(bytes("garbage garbage!"));
+  capnp::MallocMessageBuilder builder;
+  builder.initRoot<SchemaValue>().setInt64(7);
+  typed.put(builder);
+  EXPECT_THROW(typed.get_view([](SchemaValue::Reader) {}), xproc::DecodeError);
+  int64_t seen = 0;
+  EXPECT_TRUE(typed.get_view([&](SchemaValue::Reader r) { seen = r.getInt64(); }));
+  EXPECT_EQ(seen, 7);
+}
+
 TEST(QueueTest, JoinableQueueJoinWaitsForTaskDone) {
   xproc::JoinableQueue<SchemaValue> q;
   capnp::MallocMessageBuilder builder;

@@ -20,8 +20,4 @@ void write_flat(kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments, st
   }
 }
 
-std::span<const std::byte> bytes_of(const kj::Array<capnp::word>& words) {
-  return {reinterpret_cast<const std::byte*>(words.begin()), words.size() * sizeof(capnp::word)};
-}
-
 }  // namespace xproc::detail

@@ -25,7 +25,6 @@ namespace detail {
 size_t flat_size(kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments);
 void write_flat(kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments, std::byte* out);
 
-std::span<const std::byte> bytes_of(const kj::Array<capnp::word>& words);
 }  // namespace detail
 
 // What every Queue<T> shares: the state queries, passed through to the engine.
@@ -112,11 +111,12 @@ class Queue : public QueueBase {
   bool get_view(F&& f, bool block = true, Timeout timeout = {}) {
     return bytes_.get_in_place(
         [&](std::span<const std::byte> bytes) {
+          if (bytes.size() % 8 != 0) throw DecodeError("message is not a whole number of words");
           auto words = kj::arrayPtr(reinterpret_cast<const capnp::word*>(bytes.data()), bytes.size() / 8);
-          XPROC_REQUIRE(bytes.size() % 8 == 0, "message is not a whole number of words", bytes.size());
-          detail::validate_flat_message(words, DecodeLimits{});
-          capnp::FlatArrayMessageReader reader(words, detail::reader_options(words.size(), {}));
-          f(reader.getRoot<T>());
+          detail::check_segment_table(words);
+          auto reader = detail::make_reader(words, DecodeLimits{});
+          detail::check_traversal(*reader);
+          f(detail::root_of<T>(*reader));
         },
         block, timeout);
   }
@@ -152,8 +152,13 @@ class Queue<Value> : public QueueBase {
   }
 
   void put(const Value& value, bool block = true, Timeout timeout = {}) {
-    // TODO(perf): encode straight into the ring instead of through a heap message.
-    bytes_.put_bytes(detail::bytes_of(value.encode()), block, timeout);
+    capnp::MallocMessageBuilder builder(64);  // small first segment: most values are small
+    value.to_capnp(builder.initRoot<schema::Value>());
+    auto segments = builder.getSegmentsForOutput();
+    if (!bytes_.put_in_place(detail::flat_size(segments),
+                             [&](std::byte* dst) { detail::write_flat(segments, dst); }, block, timeout)) {
+      throw Full();
+    }
   }
   void put_nowait(const Value& value) { put(value, false); }
   Value get(bool block = true, Timeout timeout = {}) {
