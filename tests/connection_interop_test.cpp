@@ -142,13 +142,8 @@ TEST(ConnectionInteropTest, ValuePayloadReceivedByCPythonDecodesWithCapnpTool) {
   c.recv_bytes();  // the reversed echo: Python got the whole frame
   c.send_bytes(std::as_bytes(std::span("bye", 3)));
   EXPECT_EQ(listener.wait(), 0);
-  const std::string command = "capnp decode -I " XPROC_SOURCE_DIR "/schema " XPROC_SOURCE_DIR
-                              "/schema/xproc/value.capnp Value < " + saved + " 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  std::string output;
-  char buffer[256];
-  while (size_t n = fread(buffer, 1, sizeof(buffer), pipe)) output.append(buffer, n);
-  EXPECT_EQ(pclose(pipe), 0) << output;
+  auto [status, output] = xproc::testing::capnp_decode_value(saved);
+  EXPECT_EQ(status, 0) << output;
   std::remove(saved.c_str());
   EXPECT_NE(output.find("your subprocess"), std::string::npos) << output;
   EXPECT_NE(output.find("int64 = 42"), std::string::npos) << output;

@@ -4,6 +4,8 @@
 #include <capnp/message.h>
 #include <gtest/gtest.h>
 
+#include "support/test_support.h"
+
 #include <cstdio>
 #include <fstream>
 #include <random>
@@ -110,14 +112,8 @@ TEST(MessageTest, CapnpDecodeToolReadsSerializedBytes) {
     std::ofstream out(path, std::ios::binary);
     out.write(reinterpret_cast<const char*>(words.begin()), words.size() * 8);
   }
-  const std::string command = "capnp decode -I " XPROC_SOURCE_DIR "/schema " XPROC_SOURCE_DIR
-                              "/schema/xproc/value.capnp Value < " + path + " 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  ASSERT_NE(pipe, nullptr);
-  std::string output;
-  char buffer[256];
-  while (size_t n = fread(buffer, 1, sizeof(buffer), pipe)) output.append(buffer, n);
-  EXPECT_EQ(pclose(pipe), 0) << output;
+  auto [status, output] = xproc::testing::capnp_decode_value(path);
+  EXPECT_EQ(status, 0) << output;
   std::remove(path.c_str());
   EXPECT_NE(output.find("text = \"from xproc\""), std::string::npos) << output;
 }

@@ -55,6 +55,30 @@ std::pair<int, std::string> run_captured(const std::function<void()>& body) {
 
 bool pid_exists(pid_t pid) { return kill(pid, 0) == 0 || errno != ESRCH; }
 
+// Forks a parent that starts a daemon child and reports its pid; the parent then exits
+// normally (`exit_at_once`) or waits to be killed. Returns (parent pid, daemon pid or -1).
+std::pair<pid_t, pid_t> start_parent_of_daemon(bool exit_at_once) {
+  int fds[2];
+  if (pipe(fds) != 0) return {-1, -1};
+  std::fflush(nullptr);
+  const pid_t parent = fork();
+  if (parent == 0) {
+    close(fds[0]);
+    Process daemon([] { pause(); }, {.daemon = true});
+    daemon.start();
+    const pid_t pid = daemon.pid();
+    (void)!write(fds[1], &pid, sizeof(pid));
+    if (exit_at_once) std::exit(0);  // atexit terminates the daemon
+    pause();
+    _exit(0);
+  }
+  close(fds[1]);
+  pid_t daemon_pid = -1;
+  if (read(fds[0], &daemon_pid, sizeof(daemon_pid)) != static_cast<ssize_t>(sizeof(daemon_pid))) daemon_pid = -1;
+  close(fds[0]);
+  return {parent, daemon_pid};
+}
+
 TEST(ProcessTest, TargetReturningNormallyExitsZero) {
   Process p([] {});
   p.start();
@@ -196,43 +220,16 @@ TEST(ProcessTest, BufferedParentOutputIsNotPrintedTwice) {
 }
 
 TEST(ProcessTest, DaemonIsTerminatedWhenParentExitsNormally) {
-  int fds[2];
-  ASSERT_EQ(pipe(fds), 0);
-  const pid_t wrapper = fork();
-  if (wrapper == 0) {
-    close(fds[0]);
-    Process daemon([] { pause(); }, {.daemon = true});
-    daemon.start();
-    const pid_t pid = daemon.pid();
-    (void)!write(fds[1], &pid, sizeof(pid));
-    std::exit(0);  // atexit terminates the daemon
-  }
-  close(fds[1]);
-  pid_t daemon_pid = 0;
-  ASSERT_EQ(read(fds[0], &daemon_pid, sizeof(daemon_pid)), static_cast<ssize_t>(sizeof(daemon_pid)));
-  close(fds[0]);
+  auto [wrapper, daemon_pid] = start_parent_of_daemon(/*exit_at_once=*/true);
+  ASSERT_GT(daemon_pid, 0);
   EXPECT_EQ(xproc::testing::wait_exit_code(wrapper), 0);
   // The wrapper reaped its daemon before exiting, so the pid is gone.
   EXPECT_FALSE(pid_exists(daemon_pid));
 }
 
 TEST(ProcessTest, DaemonDiesWhenParentIsKilled) {
-  int fds[2];
-  ASSERT_EQ(pipe(fds), 0);
-  const pid_t wrapper = fork();
-  if (wrapper == 0) {
-    close(fds[0]);
-    Process daemon([] { pause(); }, {.daemon = true});
-    daemon.start();
-    const pid_t pid = daemon.pid();
-    (void)!write(fds[1], &pid, sizeof(pid));
-    pause();
-    _exit(0);
-  }
-  close(fds[1]);
-  pid_t daemon_pid = 0;
-  ASSERT_EQ(read(fds[0], &daemon_pid, sizeof(daemon_pid)), static_cast<ssize_t>(sizeof(daemon_pid)));
-  close(fds[0]);
+  auto [wrapper, daemon_pid] = start_parent_of_daemon(/*exit_at_once=*/false);
+  ASSERT_GT(daemon_pid, 0);
   kill(wrapper, SIGKILL);
   EXPECT_EQ(xproc::testing::wait_exit_code(wrapper), -SIGKILL);
   // The orphaned daemon is re-parented (to init or a subreaper) and killed by PDEATHSIG.

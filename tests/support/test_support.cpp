@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cerrno>
 #include <fstream>
 #include <sstream>
@@ -57,6 +58,20 @@ std::vector<pid_t> child_pids() {
   }
   closedir(proc);
   return children;
+}
+
+std::pair<int, std::string> run_command(const std::string& command) {
+  FILE* pipe = popen(command.c_str(), "r");
+  if (!pipe) return {-1, "popen failed: " + command};
+  std::string output;
+  char buffer[256];
+  while (size_t n = fread(buffer, 1, sizeof(buffer), pipe)) output.append(buffer, n);
+  return {pclose(pipe), output};
+}
+
+std::pair<int, std::string> capnp_decode_value(const std::string& path) {
+  return run_command("capnp decode -I " XPROC_SOURCE_DIR "/schema " XPROC_SOURCE_DIR
+                     "/schema/xproc/value.capnp Value < " + path + " 2>&1");
 }
 
 int wait_exit_code(pid_t pid) {

@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace xproc::testing {
@@ -21,6 +22,13 @@ std::vector<std::string> leaked_segments();
 
 // Pids of this process's children (zombies included), read from /proc.
 std::vector<pid_t> child_pids();
+
+// Runs `command` through the shell; returns (exit status as pclose gives it, stdout).
+std::pair<int, std::string> run_command(const std::string& command);
+
+// `capnp decode` of the Value message in the file at `path` (schema/xproc/value.capnp):
+// (exit status, what it printed, stderr included).
+std::pair<int, std::string> capnp_decode_value(const std::string& path);
 
 // Waits for `pid` and returns its exit status decoded as Python does: the exit code, or
 // minus the signal number that killed it.
