@@ -27,6 +27,12 @@ std::string python() {
   return p && *p ? p : "python3";
 }
 
+// The project's venv interpreter (it has pycapnp): $XPROC_VENV, else <source>/.venv.
+std::string venv_python() {
+  const char* venv = std::getenv("XPROC_VENV");
+  return std::string(venv && *venv ? venv : XPROC_SOURCE_DIR "/.venv") + "/bin/python";
+}
+
 std::string script(const char* name) { return std::string(XPROC_SOURCE_DIR) + "/tests/interop/" + name; }
 
 // A python3 child with its stdout on a pipe we read lines from.
@@ -132,18 +138,25 @@ TEST(ConnectionInteropTest, WrongAuthkeyFailsWithCPythonClient) {
   EXPECT_EQ(client.wait(), 3);
 }
 
-TEST(ConnectionInteropTest, ValuePayloadReceivedByCPythonDecodesWithCapnpTool) {
+TEST(ConnectionInteropTest, ValuePayloadReceivedByCPythonDecodesWithCapnpToolAndPycapnp) {
   const std::string path = "/tmp/xproc-interop-" + xproc::testing::unique_name("py-decode");
   const std::string saved = path + ".bin";
   PythonChild listener({script("python_listener.py"), path, "k", saved});
   ASSERT_EQ(listener.line(), path);
   xproc::Connection<xproc::Value> c(xproc::Client(path, "k"));
-  c.send(xproc::Value::map({{"greeting", "Hi I'm your subprocess"}, {"id", 42}}));
+  const xproc::Value sent = xproc::Value::map(
+      {{"greeting", "Hi I'm your subprocess"}, {"id", 42}, {0.25, nullptr}, {"raw", xproc::Value::bytes("\x00a")}});
+  c.send(sent);
   c.recv_bytes();  // the reversed echo: Python got the whole frame
   c.send_bytes(std::as_bytes(std::span("bye", 3)));
   EXPECT_EQ(listener.wait(), 0);
   auto [status, output] = xproc::testing::capnp_decode_value(saved);
   EXPECT_EQ(status, 0) << output;
+  // pycapnp alone (the project's venv has it) reads the same bytes into the same object.
+  auto [py_status, py_repr] = xproc::testing::run_command(
+      venv_python() + " " + script("pycapnp_decode.py") + " " XPROC_SOURCE_DIR "/schema " + saved + " 2>&1");
+  EXPECT_EQ(py_status, 0) << py_repr;
+  EXPECT_EQ(py_repr, sent.repr() + "\n");
   std::remove(saved.c_str());
   EXPECT_NE(output.find("your subprocess"), std::string::npos) << output;
   EXPECT_NE(output.find("int64 = 42"), std::string::npos) << output;
