@@ -48,12 +48,6 @@ std::unique_ptr<capnp::FlatArrayMessageReader> make_reader(kj::ArrayPtr<const ca
   }
 }
 
-void validate_flat_message(kj::ArrayPtr<const capnp::word> words, const DecodeLimits& limits) {
-  check_segment_table(words);
-  auto reader = make_reader(words, limits);
-  check_traversal(*reader);
-}
-
 kj::Array<capnp::word> copy_to_words(std::span<const std::byte> bytes) {
   if (bytes.size() % sizeof(capnp::word) != 0) {
     throw DecodeError("a Cap'n Proto message is a whole number of 8-byte words; got " +

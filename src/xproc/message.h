@@ -35,13 +35,9 @@ namespace detail {
 // Reader options for a message of `size_words` words under `limits`.
 capnp::ReaderOptions reader_options(size_t size_words, const DecodeLimits& limits);
 
-// Checks that `words` is exactly one well-formed flat message whose root is a struct,
-// traversing all of it within `limits`. Throws DecodeError naming the defect. Returns
-// the reader options used, so the caller can build its reader with the same limits.
-void validate_flat_message(kj::ArrayPtr<const capnp::word> words, const DecodeLimits& limits);
 
-// The two halves of validate_flat_message, for callers that keep their reader: the
-// segment table must describe exactly `words`; then a full traversal of the root.
+// Validation in two steps, so a caller validates with the reader it keeps: the segment
+// table must describe exactly `words`; then a full traversal of the root.
 void check_segment_table(kj::ArrayPtr<const capnp::word> words);
 void check_traversal(capnp::MessageReader& reader);
 
