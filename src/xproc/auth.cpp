@@ -30,10 +30,6 @@ std::string hmac(std::string_view digest, std::string_view key, std::string_view
   return {reinterpret_cast<const char*>(out), length};
 }
 
-bool equal_constant_time(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
-}
-
 // "{name}payload" -> (name, payload); no braces -> ("", whole).
 std::pair<std::string, std::string_view> split_digest(std::string_view message) {
   if (message.size() > 2 && message[0] == '{') {
@@ -92,6 +88,20 @@ void answer_challenge(ByteConnection& connection, std::string_view authkey) {
                                               : "{" + digest + "}" + hmac(digest, authkey, message);
   send_text(connection, response);
   if (recv_text(connection) != kWelcome) throw AuthenticationError("digest sent was rejected");
+}
+
+bool equal_constant_time(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+std::string hmac_sha256(std::string_view key, std::string_view message) { return hmac("sha256", key, message); }
+
+std::string random_bytes(size_t n) {
+  std::string bytes(n, '\0');
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(bytes.data()), static_cast<int>(n)) != 1) {
+    throw OSError("RAND_bytes failed", EIO);
+  }
+  return bytes;
 }
 
 }  // namespace xproc

@@ -5,6 +5,7 @@
 // randomness come from OpenSSL; digests are compared in constant time.
 #pragma once
 
+#include <string>
 #include <string_view>
 
 #include "xproc/byte_connection.h"
@@ -18,5 +19,14 @@ void deliver_challenge(ByteConnection& connection, std::string_view authkey);
 // Answers the peer's challenge. Throws AuthenticationError when the peer rejects us or
 // sends something that is not a challenge.
 void answer_challenge(ByteConnection& connection, std::string_view authkey);
+
+// HMAC-SHA256(key, message): the Manager's login digest.
+std::string hmac_sha256(std::string_view key, std::string_view message);
+
+// Equality that takes the same time wherever the inputs differ.
+bool equal_constant_time(std::string_view a, std::string_view b);
+
+// `n` bytes from OpenSSL's CSPRNG (nonces, authkeys). OSError if it fails.
+std::string random_bytes(size_t n);
 
 }  // namespace xproc

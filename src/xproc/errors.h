@@ -113,6 +113,27 @@ class TypeError : public Error {
   using Error::Error;
 };
 
+// An operation in the wrong state, such as releasing a lock one does not hold (Python:
+// RuntimeError).
+class RuntimeError : public Error {
+ public:
+  using Error::Error;
+};
+
+// A missing attribute of a Manager namespace (Python: AttributeError).
+class AttributeError : public Error {
+ public:
+  using Error::Error;
+};
+
+// A Manager barrier was aborted, reset, or timed out while waiting (Python:
+// threading.BrokenBarrierError).
+class BrokenBarrierError : public Error {
+ public:
+  BrokenBarrierError() : Error("barrier is broken") {}
+  using Error::Error;
+};
+
 // A system call failed; errno() tells which way (Python: OSError).
 class OSError : public Error {
  public:

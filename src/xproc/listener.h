@@ -34,6 +34,9 @@ class Listener {
   int fileno() const noexcept { return fd_; }
   // Stops listening; a filesystem socket is unlinked.
   void close() noexcept;
+  // Leaves the socket file in place at close(): for a process that forked another to
+  // serve this socket and closes its own copy.
+  void keep_path() noexcept { unlink_path_.clear(); }
 
  private:
   int fd_ = -1;

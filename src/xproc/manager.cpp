@@ -1,0 +1,340 @@
+// Manager: starts or connects to a server, and makes the proxies of its objects.
+#include "xproc/manager.h"
+
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+
+#include "xproc/auth.h"
+#include "xproc/errors.h"
+#include "xproc/process.h"
+#include "xproc/rpc/client_connection.h"
+
+namespace xproc {
+namespace {
+
+constexpr size_t kAuthkeyBytes = 32;
+
+uint64_t next_endpoint_serial() {
+  static std::atomic<uint64_t> serial{1};
+  return serial.fetch_add(1);
+}
+
+std::string make_private_directory() {
+  std::string pattern = (std::filesystem::temp_directory_path() / "xproc-manager-XXXXXX").string();
+  if (::mkdtemp(pattern.data()) == nullptr) throw_os_error("mkdtemp", errno);  // mode 0700
+  return pattern;
+}
+
+std::string text(std::string_view s) { return std::string(s); }
+
+}  // namespace
+
+void rethrow_manager_error(const kj::Exception& error) { rpc::rethrow_local(error); }
+
+Manager::Manager(ManagerOptions options) {
+  std::string address = options.address;
+  if (address.empty()) {
+    socket_dir_ = make_private_directory();
+    address = "unix:" + socket_dir_ + "/manager.sock";
+  }
+  std::string authkey = options.authkey ? *options.authkey : random_bytes(kAuthkeyBytes);
+  try {
+    auto server = std::make_shared<ManagerServer>(
+        ServerOptions{address, authkey, std::move(options.types), options.server_spin});
+    auto endpoint = std::make_shared<rpc::Endpoint>();
+    endpoint->serial = next_endpoint_serial();
+    endpoint->address = server->address();
+    endpoint->authkey = authkey;
+    endpoint->spin = options.client_spin;
+    endpoint_ = std::move(endpoint);
+
+    // The socket is bound before the fork, so clients may connect at once: the kernel
+    // queues them until the server accepts.
+    server_ = std::make_unique<Process>([server] { server->serve_forever(); },
+                                        ProcessOptions{.name = "SyncManager", .daemon = true});
+    server_->start();
+    owner_pid_ = getpid();
+    server->close_unserved();
+  } catch (...) {
+    if (!socket_dir_.empty()) std::filesystem::remove_all(socket_dir_);
+    throw;
+  }
+}
+
+Manager Manager::connect(const std::string& address, std::optional<std::string> authkey,
+                         std::chrono::microseconds client_spin) {
+  auto endpoint = std::make_shared<rpc::Endpoint>();
+  endpoint->serial = next_endpoint_serial();
+  endpoint->address = address;
+  endpoint->authkey = std::move(authkey);
+  endpoint->spin = client_spin;
+  Manager manager{Connected{}};
+  manager.endpoint_ = std::move(endpoint);
+  try {
+    rpc::connection_for(*manager.endpoint_);  // fail now, not at the first call
+  } catch (const kj::Exception& e) {
+    rpc::rethrow_local(e);
+  }
+  return manager;
+}
+
+Manager::Manager(Manager&& other) noexcept = default;
+
+Manager& Manager::operator=(Manager&& other) noexcept {
+  if (this != &other) {
+    shutdown();
+    endpoint_ = std::move(other.endpoint_);
+    server_ = std::move(other.server_);
+    owner_pid_ = std::exchange(other.owner_pid_, 0);
+    socket_dir_ = std::move(other.socket_dir_);
+    other.socket_dir_.clear();
+  }
+  return *this;
+}
+
+Manager::~Manager() { shutdown(); }
+
+void Manager::shutdown() {
+  if (!server_ || owner_pid_ != getpid()) return;
+  if (endpoint_) rpc::drop_connection(*endpoint_);
+  server_->terminate();
+  server_->join(std::chrono::seconds(1));
+  if (server_->is_alive()) {
+    server_->kill();
+    server_->join();
+  }
+  server_.reset();
+  if (!socket_dir_.empty()) {
+    std::error_code ignored;
+    std::filesystem::remove_all(socket_dir_, ignored);
+    socket_dir_.clear();
+  }
+}
+
+const std::string& Manager::address() const noexcept { return endpoint_->address; }
+const std::optional<std::string>& Manager::authkey() const noexcept { return endpoint_->authkey; }
+pid_t Manager::pid() const noexcept { return server_ ? server_->pid() : 0; }
+
+namespace {
+
+// Sends a factory request, wraps the object it returns in a reference, and caches the
+// capability on this thread's connection.
+template <typename Send, typename Capability>
+std::shared_ptr<const rpc::ObjectRef> make_object(const std::shared_ptr<const rpc::Endpoint>& endpoint, schema::Kind kind,
+                                                  Send&& send, Capability&& capability_of) {
+  auto response = rpc::call_manager(*endpoint, [&](rpc::ClientConnection& c) { return send(c.manager()); });
+  auto ref = std::make_shared<const rpc::ObjectRef>(rpc::ObjectRef{endpoint, response.getId(), kind, 0});
+  rpc::connection_for(*endpoint).remember(ref, capability_of(response));
+  return ref;
+}
+
+}  // namespace
+
+DictProxy Manager::dict(const ValueMap& initial, std::string_view name) {
+  return DictProxy(make_object(
+      endpoint_, schema::Kind::DICT,
+      [&](schema::Manager::Client& m) {
+        auto request = m.dictRequest();
+        request.setName(text(name));
+        Value(initial).to_capnp(request.initInitial());
+        return request.send();
+      },
+      [](auto& r) { return r.getDict(); }));
+}
+
+ListProxy Manager::list(const Value::List& initial, std::string_view name) {
+  return ListProxy(make_object(
+      endpoint_, schema::Kind::LIST,
+      [&](schema::Manager::Client& m) {
+        auto request = m.listRequest();
+        request.setName(text(name));
+        Value(initial).to_capnp(request.initInitial());
+        return request.send();
+      },
+      [](auto& r) { return r.getList(); }));
+}
+
+NamespaceProxy Manager::namespace_(std::string_view name) {
+  return NamespaceProxy(make_object(
+      endpoint_, schema::Kind::NAMESPACE,
+      [&](schema::Manager::Client& m) {
+        auto request = m.namespaceRequest();
+        request.setName(text(name));
+        return request.send();
+      },
+      [](auto& r) { return r.getNamespace(); }));
+}
+
+ValueProxy Manager::value(std::string_view typecode, const Value& initial, std::string_view name) {
+  return ValueProxy(make_object(
+      endpoint_, schema::Kind::VALUE,
+      [&](schema::Manager::Client& m) {
+        auto request = m.valueRequest();
+        request.setName(text(name));
+        request.setTypecode(text(typecode));
+        initial.to_capnp(request.initInitial());
+        return request.send();
+      },
+      [](auto& r) { return r.getValue(); }));
+}
+
+ArrayProxy Manager::array(std::string_view typecode, const Value::List& initial, std::string_view name) {
+  return ArrayProxy(make_object(
+      endpoint_, schema::Kind::ARRAY,
+      [&](schema::Manager::Client& m) {
+        auto request = m.arrayRequest();
+        request.setName(text(name));
+        request.setTypecode(text(typecode));
+        auto items = request.initInitial(static_cast<unsigned>(initial.size()));
+        for (unsigned i = 0; i < initial.size(); ++i) initial[i].to_capnp(items[i]);
+        return request.send();
+      },
+      [](auto& r) { return r.getArray(); }));
+}
+
+QueueProxy Manager::queue(int64_t maxsize, std::string_view name) {
+  return QueueProxy(make_object(
+      endpoint_, schema::Kind::QUEUE,
+      [&](schema::Manager::Client& m) {
+        auto request = m.queueRequest();
+        request.setName(text(name));
+        request.setMaxsize(maxsize);
+        return request.send();
+      },
+      [](auto& r) { return r.getQueue(); }));
+}
+
+JoinableQueueProxy Manager::joinable_queue(int64_t maxsize, std::string_view name) {
+  return JoinableQueueProxy(make_object(
+      endpoint_, schema::Kind::JOINABLE_QUEUE,
+      [&](schema::Manager::Client& m) {
+        auto request = m.joinableQueueRequest();
+        request.setName(text(name));
+        request.setMaxsize(maxsize);
+        return request.send();
+      },
+      [](auto& r) { return r.getQueue(); }));
+}
+
+LockProxy Manager::lock(std::string_view name) {
+  return LockProxy(make_object(
+      endpoint_, schema::Kind::LOCK,
+      [&](schema::Manager::Client& m) {
+        auto request = m.lockRequest();
+        request.setName(text(name));
+        return request.send();
+      },
+      [](auto& r) { return r.getLock(); }));
+}
+
+LockProxy Manager::rlock(std::string_view name) {
+  return LockProxy(make_object(
+      endpoint_, schema::Kind::RLOCK,
+      [&](schema::Manager::Client& m) {
+        auto request = m.rlockRequest();
+        request.setName(text(name));
+        return request.send();
+      },
+      [](auto& r) { return r.getLock(); }));
+}
+
+SemaphoreProxy Manager::semaphore(int64_t value, std::string_view name) {
+  return SemaphoreProxy(make_object(
+      endpoint_, schema::Kind::SEMAPHORE,
+      [&](schema::Manager::Client& m) {
+        auto request = m.semaphoreRequest();
+        request.setName(text(name));
+        request.setValue(value);
+        return request.send();
+      },
+      [](auto& r) { return r.getSemaphore(); }));
+}
+
+SemaphoreProxy Manager::bounded_semaphore(int64_t value, std::string_view name) {
+  return SemaphoreProxy(make_object(
+      endpoint_, schema::Kind::BOUNDED_SEMAPHORE,
+      [&](schema::Manager::Client& m) {
+        auto request = m.boundedSemaphoreRequest();
+        request.setName(text(name));
+        request.setValue(value);
+        return request.send();
+      },
+      [](auto& r) { return r.getSemaphore(); }));
+}
+
+EventProxy Manager::event(std::string_view name) {
+  return EventProxy(make_object(
+      endpoint_, schema::Kind::EVENT,
+      [&](schema::Manager::Client& m) {
+        auto request = m.eventRequest();
+        request.setName(text(name));
+        return request.send();
+      },
+      [](auto& r) { return r.getEvent(); }));
+}
+
+ConditionProxy Manager::condition(std::optional<LockProxy> lock, std::string_view name) {
+  return ConditionProxy(make_object(
+      endpoint_, schema::Kind::CONDITION,
+      [&](schema::Manager::Client& m) {
+        auto request = m.conditionRequest();
+        request.setName(text(name));
+        request.setLock(lock ? lock->id() : 0);
+        return request.send();
+      },
+      [](auto& r) { return r.getCondition(); }));
+}
+
+BarrierProxy Manager::barrier(uint32_t parties, Timeout timeout, std::string_view name) {
+  return BarrierProxy(make_object(
+      endpoint_, schema::Kind::BARRIER,
+      [&](schema::Manager::Client& m) {
+        auto request = m.barrierRequest();
+        request.setName(text(name));
+        request.setParties(parties);
+        request.setTimeout(timeout ? std::max(0.0, timeout->count()) : -1.0);
+        return request.send();
+      },
+      [](auto& r) { return r.getBarrier(); }));
+}
+
+std::shared_ptr<const rpc::ObjectRef> Manager::create_user(std::string_view type_name, std::string_view name,
+                                                           uint64_t interface_id) {
+  auto response = rpc::call_manager(*endpoint_, [&](rpc::ClientConnection& c) {
+    auto request = c.manager().createRequest();
+    request.setName(text(name));
+    request.setTypeName(text(type_name));
+    return request.send();
+  });
+  if (response.getInterfaceId() != interface_id) {
+    throw TypeError("type " + Value(text(type_name)).repr() + " implements another interface");
+  }
+  auto ref = std::make_shared<const rpc::ObjectRef>(
+      rpc::ObjectRef{endpoint_, response.getId(), schema::Kind::USER, interface_id});
+  rpc::connection_for(*endpoint_).remember(ref, response.getObject());
+  return ref;
+}
+
+std::vector<std::string> Manager::names() {
+  auto response = rpc::call_manager(*endpoint_, [&](rpc::ClientConnection& c) { return c.manager().namesRequest().send(); });
+  std::vector<std::string> result;
+  for (auto name : response.getNames()) result.emplace_back(name.cStr());
+  return result;
+}
+
+void Manager::unregister(std::string_view name) {
+  rpc::call_manager(*endpoint_, [&](rpc::ClientConnection& c) {
+    auto request = c.manager().unregisterRequest();
+    request.setName(text(name));
+    return request.send();
+  });
+}
+
+schema::Manager::Client Manager::client() { return rpc::connection_for(*endpoint_).manager(); }
+
+kj::WaitScope& Manager::wait_scope() { return rpc::thread_loop().wait_scope(); }
+
+}  // namespace xproc

@@ -1,0 +1,140 @@
+// xproc::Manager: multiprocessing's Manager() over Cap'n Proto RPC. A server process holds
+// shared objects (dict, list, namespace, value, array, queues, locks, semaphores, events,
+// conditions, barriers, and objects of users' own interfaces); proxies reach them from
+// any thread, forked child or, through manager.capnp, any language.
+//
+//   xproc::Manager manager;                       // forks the server
+//   auto d = manager.dict();                      // a DictProxy
+//   xproc::Process([d] { d.set("x", 1); }).start().join();
+//   std::cout << d << "\n";                       // {'x': 1}
+//
+// The server listens on a unix socket in a private 0700 directory with a fresh random
+// authkey; it exits when the Manager that started it shuts down or leaves scope, or when
+// the starting process dies. Manager::connect reaches a server started elsewhere
+// (another Manager, or `xproc serve`). When the server is gone every call fails with
+// ConnectionError at once; nothing hangs.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <capnp/capability.h>
+#include <kj/async.h>
+
+#include "xproc/manager_proxies.h"
+#include "xproc/manager_server.h"
+
+namespace xproc {
+
+class Process;
+namespace rpc {
+struct Endpoint;
+}
+
+struct ManagerOptions {
+  // Default: "unix:<fresh private directory>/manager.sock". A TCP address
+  // ("tcp:host:port") needs an authkey.
+  std::string address;
+  // Default: 32 random bytes.
+  std::optional<std::string> authkey;
+  // Factories for user-defined interfaces (see manager_server.h).
+  UserTypes types;
+  // How long the server polls after a call, and a client after sending one, before
+  // sleeping: a round trip within the window costs no wake-up (~20 µs each). Zero never
+  // spins (least CPU).
+  std::chrono::microseconds server_spin{50};
+  std::chrono::microseconds client_spin{50};
+};
+
+// [[noreturn]]: the xproc error a failed Manager call (kj::Exception) stands for.
+[[noreturn]] void rethrow_manager_error(const kj::Exception& error);
+
+class Manager {
+ public:
+  // Starts a server process (Python's Manager()). OSError when it cannot.
+  explicit Manager(ManagerOptions options = {});
+  // A client of a server started elsewhere; it does not own the server. ConnectionError
+  // when nobody listens there, AuthenticationError for a wrong authkey.
+  static Manager connect(const std::string& address, std::optional<std::string> authkey,
+                         std::chrono::microseconds client_spin = std::chrono::microseconds(50));
+
+  Manager(Manager&& other) noexcept;
+  Manager& operator=(Manager&& other) noexcept;
+  Manager(const Manager&) = delete;
+  Manager& operator=(const Manager&) = delete;
+  // Shuts down a server this process started (as `with Manager() as m:` does).
+  ~Manager();
+
+  // Stops the server this Manager started (no-op for a connected one, or twice): its
+  // process is terminated, its socket directory removed. Proxies fail afterwards with
+  // ConnectionError.
+  void shutdown();
+
+  const std::string& address() const noexcept;
+  const std::optional<std::string>& authkey() const noexcept;
+  // The server's pid; 0 for a connected Manager or after shutdown.
+  pid_t pid() const noexcept;
+
+  // Factories, as Python's. `name` non-empty: the object registered under that name,
+  // made (from the other arguments) only if the name is new; ValueError if it names an
+  // object of another kind.
+  DictProxy dict(const ValueMap& initial = {}, std::string_view name = {});
+  ListProxy list(const Value::List& initial = {}, std::string_view name = {});
+  NamespaceProxy namespace_(std::string_view name = {});
+  ValueProxy value(std::string_view typecode, const Value& initial, std::string_view name = {});
+  ArrayProxy array(std::string_view typecode, const Value::List& initial, std::string_view name = {});
+  QueueProxy queue(int64_t maxsize = 0, std::string_view name = {});
+  JoinableQueueProxy joinable_queue(int64_t maxsize = 0, std::string_view name = {});
+  LockProxy lock(std::string_view name = {});
+  LockProxy rlock(std::string_view name = {});
+  SemaphoreProxy semaphore(int64_t value = 1, std::string_view name = {});
+  SemaphoreProxy bounded_semaphore(int64_t value = 1, std::string_view name = {});
+  EventProxy event(std::string_view name = {});
+  // Over `lock` (a lock or rlock of this manager); without one, a fresh rlock.
+  ConditionProxy condition(std::optional<LockProxy> lock = std::nullopt, std::string_view name = {});
+  BarrierProxy barrier(uint32_t parties, Timeout timeout = {}, std::string_view name = {});
+
+  // An object of a user type the server registered (ManagerOptions::types), checked to be
+  // of `Interface`. KeyError for an unknown type name, TypeError for another interface.
+  template <typename Interface>
+  UserProxy<Interface> create(std::string_view type_name, std::string_view name = {}) {
+    return UserProxy<Interface>(create_user(type_name, name, capnp::typeId<Interface>()));
+  }
+
+  // The names registered on the server, sorted; and removing one (KeyError if absent).
+  std::vector<std::string> names();
+  void unregister(std::string_view name);
+
+  // For the asynchronous API: the Manager capability on this thread's connection, and
+  // the loop to wait on. Promises must be waited on from the same thread.
+  schema::Manager::Client client();
+  kj::WaitScope& wait_scope();
+  // Waits for a reply on this thread's loop, turning failures into xproc errors.
+  template <typename Results>
+  capnp::Response<Results> wait(capnp::RemotePromise<Results>&& reply) {
+    kj::Promise<capnp::Response<Results>> promise = kj::mv(reply);
+    try {
+      return promise.wait(wait_scope());
+    } catch (const kj::Exception& e) {
+      rethrow_manager_error(e);
+    }
+  }
+
+ private:
+  struct Connected {};
+  explicit Manager(Connected) {}
+  std::shared_ptr<const rpc::ObjectRef> create_user(std::string_view type_name, std::string_view name,
+                                                    uint64_t interface_id);
+
+  std::shared_ptr<const rpc::Endpoint> endpoint_;
+  std::unique_ptr<Process> server_;  // when this process started the server
+  pid_t owner_pid_ = 0;              // the process that started it
+  std::string socket_dir_;           // the private directory to remove at shutdown
+};
+
+}  // namespace xproc

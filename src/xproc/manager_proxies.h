@@ -1,0 +1,276 @@
+// Proxies: what a Manager hands out for its shared objects. Each one is a small copyable
+// handle naming an object on the server; every method is one synchronous RPC.
+//
+// Proxies are safe to use from several threads (each thread talks over its own
+// connection) and in forked children (the child connects on first use). An object lives
+// while some proxy in some process holds it, or while it has a name. Printing a proxy
+// prints the remote object's repr, as Python does.
+//
+// For pipelining, client() gives the Cap'n Proto capability on the calling thread's
+// connection and Manager::wait_scope() the loop to wait on: send many requests, then wait.
+#pragma once
+
+#include <sys/types.h>
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "xproc/byte_queue.h"  // Timeout
+#include "xproc/manager.capnp.h"
+#include "xproc/value.h"
+
+namespace xproc {
+
+namespace rpc {
+struct ObjectRef;
+}
+
+// Python's slice(start, stop, step): a missing bound is std::nullopt.
+struct Slice {
+  std::optional<int64_t> start;
+  std::optional<int64_t> stop;
+  int64_t step = 1;
+};
+
+class Proxy {
+ public:
+  // Proxies come from a Manager's factories.
+  explicit Proxy(std::shared_ptr<const rpc::ObjectRef> ref) : ref_(std::move(ref)) {}
+
+  uint64_t id() const noexcept;
+  // The object's repr, fetched from the server.
+  std::string repr() const;
+  friend std::ostream& operator<<(std::ostream& out, const Proxy& proxy) { return out << proxy.repr(); }
+
+ protected:
+  capnp::Capability::Client capability() const;  // on this thread's connection
+
+  std::shared_ptr<const rpc::ObjectRef> ref_;
+};
+
+// manager.dict(): Python's dict, plus atomic compound operations.
+class DictProxy : public Proxy {
+ public:
+  using Proxy::Proxy;
+
+  Value operator[](const Value& key) const;  // KeyError when missing
+  Value get(const Value& key, const Value& fallback = nullptr) const;
+  void set(const Value& key, const Value& value) const;
+  void del(const Value& key) const;  // del d[key]; KeyError when missing
+  bool contains(const Value& key) const;
+  size_t size() const;
+  std::vector<Value> keys() const;
+  std::vector<Value> values() const;
+  std::vector<std::pair<Value, Value>> items() const;
+  void update(const ValueMap& items) const;
+  Value pop(const Value& key) const;  // KeyError when missing
+  Value pop(const Value& key, const Value& fallback) const;
+  std::pair<Value, Value> popitem() const;  // the last inserted; KeyError when empty
+  Value setdefault(const Value& key, const Value& fallback = nullptr) const;
+  void clear() const;
+  ValueMap copy() const;  // a snapshot
+
+  // d[key] = d.get(key, 0) + delta, atomically; returns the new value.
+  Value increment(const Value& key, const Value& delta = 1) const;
+  // Sets d[key] = value if d[key] == expected (nullopt: if key is missing). Returns
+  // whether it did and the value there now (nullopt: missing).
+  struct CasResult {
+    bool swapped;
+    std::optional<Value> current;
+  };
+  CasResult compare_and_set(const Value& key, const std::optional<Value>& expected, const Value& value) const;
+  // Many reads or writes in one round trip; a missing key reads as nullopt.
+  std::vector<std::optional<Value>> get_many(const std::vector<Value>& keys) const;
+  void set_many(const ValueMap& items) const;
+
+  schema::Dict::Client client() const;
+};
+
+// manager.list(): Python's list.
+class ListProxy : public Proxy {
+ public:
+  using Proxy::Proxy;
+
+  Value operator[](int64_t index) const;  // negative from the end; IndexError
+  void set(int64_t index, const Value& value) const;
+  void del(int64_t index) const;
+  Value::List slice(const Slice& slice) const;
+  void set_slice(const Slice& slice, const Value::List& values) const;
+  void del_slice(const Slice& slice) const;
+  void append(const Value& value) const;
+  void extend(const Value::List& values) const;
+  void insert(int64_t index, const Value& value) const;
+  Value pop() const;
+  Value pop(int64_t index) const;
+  void remove(const Value& value) const;  // ValueError when absent
+  int64_t index(const Value& value, int64_t start = 0, std::optional<int64_t> stop = std::nullopt) const;
+  size_t count(const Value& value) const;
+  bool contains(const Value& value) const;
+  void reverse() const;
+  void sort(bool reverse = false) const;  // TypeError for values Python cannot order
+  size_t size() const;
+  Value::List copy() const;
+  void multiply(int64_t times) const;  // l *= times
+
+  schema::SharedList::Client client() const;
+};
+
+// manager.Namespace(): attributes by name.
+class NamespaceProxy : public Proxy {
+ public:
+  using Proxy::Proxy;
+
+  Value get(const std::string& name) const;  // AttributeError when missing
+  void set(const std::string& name, const Value& value) const;
+  void del(const std::string& name) const;
+  std::vector<std::pair<std::string, Value>> items() const;
+
+  schema::Namespace::Client client() const;
+};
+
+// manager.Value(typecode, value).
+class ValueProxy : public Proxy {
+ public:
+  using Proxy::Proxy;
+
+  Value get() const;
+  void set(const Value& value) const;
+  std::string typecode() const;
+  Value increment(const Value& delta = 1) const;  // atomic value += delta
+
+  schema::ValueCell::Client client() const;
+};
+
+// manager.Array(typecode, sequence): fixed length, items checked against the typecode.
+class ArrayProxy : public Proxy {
+ public:
+  using Proxy::Proxy;
+
+  size_t size() const;
+  Value operator[](int64_t index) const;
+  void set(int64_t index, const Value& value) const;
+  Value::List slice(const Slice& slice) const;
+  void set_slice(const Slice& slice, const Value::List& values) const;  // same length
+  std::string typecode() const;
+
+  schema::Array::Client client() const;
+};
+
+// manager.Queue(maxsize): Python's queue.Queue held by the server.
+class QueueProxy : public Proxy {
+ public:
+  using Proxy::Proxy;
+
+  void put(const Value& value, bool block = true, Timeout timeout = {}) const;  // Full
+  Value get(bool block = true, Timeout timeout = {}) const;                     // Empty
+  void put_nowait(const Value& value) const { put(value, false); }
+  Value get_nowait() const { return get(false); }
+  size_t qsize() const;
+  bool empty() const;
+  bool full() const;
+
+  schema::Queue::Client client() const;
+};
+
+class JoinableQueueProxy : public QueueProxy {
+ public:
+  using QueueProxy::QueueProxy;
+
+  void task_done() const;  // ValueError when called too often
+  // Until every item put has been marked done; false when the timeout runs out.
+  bool join(Timeout timeout = {}) const;
+
+  schema::JoinableQueue::Client client() const;
+};
+
+// manager.Lock() and manager.RLock(). Also BasicLockable, for std::lock_guard. Released by
+// the server when the holding thread's connection drops (the thread or process exits).
+class LockProxy : public Proxy {
+ public:
+  using Proxy::Proxy;
+
+  bool acquire(bool blocking = true, Timeout timeout = {}) const;
+  void release() const;  // RuntimeError when not held
+  bool locked() const;
+  void lock() const { acquire(); }
+  void unlock() const { release(); }
+  bool try_lock() const { return acquire(false); }
+
+  schema::Lock::Client client() const;
+};
+
+// manager.Semaphore(value) and manager.BoundedSemaphore(value).
+class SemaphoreProxy : public Proxy {
+ public:
+  using Proxy::Proxy;
+
+  bool acquire(bool blocking = true, Timeout timeout = {}) const;
+  void release(uint32_t n = 1) const;  // ValueError past a bounded semaphore's value
+  int64_t value() const;
+
+  schema::Semaphore::Client client() const;
+};
+
+// manager.Event().
+class EventProxy : public Proxy {
+ public:
+  using Proxy::Proxy;
+
+  void set() const;
+  void clear() const;
+  bool is_set() const;
+  bool wait(Timeout timeout = {}) const;  // the flag at return
+
+  schema::Event::Client client() const;
+};
+
+// manager.Condition(lock).
+class ConditionProxy : public Proxy {
+ public:
+  using Proxy::Proxy;
+
+  bool acquire(bool blocking = true, Timeout timeout = {}) const;
+  void release() const;
+  void lock() const { acquire(); }
+  void unlock() const { release(); }
+  // Releases the lock, waits for notify (false on timeout), reacquires it.
+  bool wait(Timeout timeout = {}) const;
+  // Waits until predicate() holds (checked with the lock held); returns its last value.
+  bool wait_for(const std::function<bool()>& predicate, Timeout timeout = {}) const;
+  void notify(uint32_t n = 1) const;
+  void notify_all() const;
+
+  schema::Condition::Client client() const;
+};
+
+// manager.Barrier(parties, timeout).
+class BarrierProxy : public Proxy {
+ public:
+  using Proxy::Proxy;
+
+  uint32_t wait(Timeout timeout = {}) const;  // BrokenBarrierError
+  void reset() const;
+  void abort() const;
+  uint32_t parties() const;
+  uint32_t n_waiting() const;
+  bool broken() const;
+
+  schema::Barrier::Client client() const;
+};
+
+// An object of a user's own interface. Calls go through client() on this thread's
+// connection; wait() waits for a reply the way proxies do (mapping errors).
+template <typename Interface>
+class UserProxy : public Proxy {
+ public:
+  using Proxy::Proxy;
+  typename Interface::Client client() const { return capability().template castAs<Interface>(); }
+};
+
+}  // namespace xproc

@@ -1,0 +1,139 @@
+// ManagerServer: accepts connections, gives each a Gate and a session, and runs the
+// event loop, polling for a short while after each call before it sleeps.
+#include "xproc/manager_server.h"
+
+#include <unistd.h>
+
+#include <capnp/rpc-twoparty.h>
+
+#include "xproc/errors.h"
+#include "xproc/listener.h"
+#include "xproc/rpc/manager_service.h"
+#include "xproc/rpc/thread_loop.h"
+
+namespace xproc {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+bool is_unix_address(const std::string& address) {
+  return address.empty() || address.starts_with('/') || address.starts_with("unix:") || address.starts_with('\0');
+}
+
+// Large enough for a 50 MB dict copied in one reply; a client cannot make the server
+// walk more than this per message.
+capnp::ReaderOptions rpc_reader_options() {
+  capnp::ReaderOptions options;
+  options.traversalLimitInWords = uint64_t{64} * 1024 * 1024;  // 512 MiB
+  options.nestingLimit = 128;
+  return options;
+}
+
+// One client connection: its RPC system, the Gate it bootstraps and its session.
+struct ServedConnection {
+  ServedConnection(rpc::Runtime& runtime, const rpc::ServiceConfig& config, kj::Own<kj::AsyncIoStream> stream_,
+                   uint64_t session_id)
+      : stream(kj::mv(stream_)),
+        network(*stream, capnp::rpc::twoparty::Side::SERVER, rpc_reader_options()),
+        session(kj::refcounted<rpc::Session>(session_id)),
+        system(capnp::makeRpcServer(network, rpc::make_gate(runtime, config, kj::addRef(*session)))) {}
+
+  kj::Own<kj::AsyncIoStream> stream;
+  capnp::TwoPartyVatNetwork network;
+  kj::Own<rpc::Session> session;
+  capnp::RpcSystem<capnp::rpc::twoparty::VatId> system;
+};
+
+class IgnoreErrors final : public kj::TaskSet::ErrorHandler {
+ public:
+  void taskFailed(kj::Exception&&) override {}  // a broken connection only ends itself
+};
+
+}  // namespace
+
+struct ManagerServer::State {
+  ServerOptions options;
+  Listener listener;
+};
+
+ManagerServer::ManagerServer(ServerOptions options) {
+  if (!is_unix_address(options.address) && !options.authkey) {
+    throw ValueError("a Manager listening on TCP needs an authkey");
+  }
+  std::string address = options.address.starts_with("tcp:") ? options.address.substr(4) : options.address;
+  Listener listener(address, 128);
+  state_ = std::make_unique<State>(State{std::move(options), std::move(listener)});
+}
+
+ManagerServer::ManagerServer(ManagerServer&&) noexcept = default;
+ManagerServer& ManagerServer::operator=(ManagerServer&&) noexcept = default;
+ManagerServer::~ManagerServer() = default;
+
+const std::string& ManagerServer::address() const noexcept { return state_->listener.address(); }
+
+void ManagerServer::close_unserved() noexcept {
+  state_->listener.keep_path();
+  state_->listener.close();
+}
+
+void ManagerServer::serve_forever() {
+  auto& loop = rpc::thread_loop();
+  auto& io = loop.io();
+  auto& scope = loop.wait_scope();
+
+  rpc::Registry registry;
+  rpc::Runtime runtime{io.provider->getTimer(), registry};
+  bool stopping = false;
+  auto stop = kj::newPromiseAndFulfiller<void>();
+  auto stopped = stop.promise.fork();
+  rpc::ServiceConfig config{state_->options.authkey, state_->options.types, [&] {
+                              stopping = true;
+                              stop.fulfiller->fulfill();
+                            }};
+
+  int fd = retry_syscall("dup", [&] { return ::dup(state_->listener.fileno()); });
+  auto receiver = io.lowLevelProvider->wrapListenSocketFd(fd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
+  IgnoreErrors ignore_errors;
+  kj::TaskSet connections(ignore_errors);
+  uint64_t next_session = 1;
+
+  // Accepts forever; a failed accept (out of descriptors) is retried after a pause.
+  kj::Function<kj::Promise<void>()> accept_loop = [&]() -> kj::Promise<void> {
+    return receiver->accept()
+        .then([&](kj::Own<kj::AsyncIoStream>&& stream) {
+          auto connection = kj::heap<ServedConnection>(runtime, config, kj::mv(stream), next_session++);
+          auto disconnected = connection->network.onDisconnect();
+          connections.add(disconnected.then([connection = kj::mv(connection)]() mutable {
+            // Cancel its calls first, then give back what it held.
+            auto session = kj::addRef(*connection->session);
+            connection = nullptr;
+            session->close();
+          }));
+        })
+        .catch_([&](kj::Exception&&) { return runtime.timer.afterDelay(10 * kj::MILLISECONDS); })
+        .then([&] { return accept_loop(); });
+  };
+  auto accepting = accept_loop().eagerlyEvaluate(nullptr);
+
+  const auto spin = state_->options.spin;
+  uint64_t seen = rpc::calls_dispatched();
+  auto last_call = Clock::now();
+  while (!stopping) {
+    scope.poll();
+    uint64_t calls = rpc::calls_dispatched();
+    if (calls != seen) {
+      seen = calls;
+      last_call = Clock::now();
+      continue;
+    }
+    if (Clock::now() - last_call < spin) continue;
+    // Quiet: sleep until the next call (serving connects and disconnects meanwhile).
+    rpc::next_call().exclusiveJoin(stopped.addBranch()).wait(scope);
+    seen = rpc::calls_dispatched();
+    last_call = Clock::now();
+  }
+  // Let the reply to shutdown go out before the connections close.
+  for (int i = 0; i < 8; ++i) scope.poll();
+}
+
+}  // namespace xproc

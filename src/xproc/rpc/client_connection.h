@@ -1,0 +1,101 @@
+// The client side of the Manager: one connection per (thread, manager), made on first use
+// in that thread and process, logged in through the Gate; and the call helper proxies use.
+//
+// Why per thread: a kj event loop belongs to one thread, and a call blocks its caller, so
+// each thread talks over its own connection (as Python's proxies do). A forked child
+// inherits none of them: thread_loop() gives it a fresh loop and it reconnects.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+
+#include <capnp/rpc-twoparty.h>
+
+#include "xproc/manager.capnp.h"
+#include "xproc/rpc/remote_error.h"
+#include "xproc/rpc/thread_loop.h"
+
+namespace xproc::rpc {
+
+// Where a manager is and how to log in; shared by all its proxies.
+struct Endpoint {
+  uint64_t serial = 0;  // tells managers apart in the per-thread connection table
+  std::string address;
+  std::optional<std::string> authkey;
+  std::chrono::microseconds spin{50};  // how long a caller polls for a reply before sleeping
+};
+
+// A shared object as proxies know it: enough to reach it from any thread or process.
+struct ObjectRef {
+  std::shared_ptr<const Endpoint> endpoint;
+  uint64_t id = 0;
+  schema::Kind kind = schema::Kind::DICT;
+  uint64_t interface_id = 0;
+};
+
+class ClientConnection {
+ public:
+  // Connects and logs in, blocking. ConnectionError when nobody listens;
+  // AuthenticationError for a wrong authkey.
+  ClientConnection(ThreadLoop& loop, const Endpoint& endpoint);
+  ~ClientConnection();
+  KJ_DISALLOW_COPY(ClientConnection);
+
+  schema::Manager::Client& manager() noexcept { return manager_; }
+
+  // The capability for `ref` on this connection: cached, or fetched by id (pipelined, so
+  // it costs no extra round trip).
+  capnp::Capability::Client object(const std::shared_ptr<const ObjectRef>& ref);
+  // Caches the capability a factory call returned for `ref`.
+  void remember(const std::shared_ptr<const ObjectRef>& ref, capnp::Capability::Client capability);
+
+ private:
+  struct Cached {
+    std::weak_ptr<const ObjectRef> ref;
+    capnp::Capability::Client capability;
+  };
+  void sweep();  // forgets capabilities whose proxies are all gone, so the server can free them
+
+  ThreadLoop& loop_;
+  int fd_;
+  kj::Own<kj::AsyncIoStream> stream_;
+  capnp::TwoPartyVatNetwork network_;
+  capnp::RpcSystem<capnp::rpc::twoparty::VatId> system_;
+  schema::Manager::Client manager_;
+  std::unordered_map<const ObjectRef*, Cached> cache_;
+  size_t sweep_at_ = 64;
+};
+
+// This thread's connection to `endpoint`, connecting if there is none.
+ClientConnection& connection_for(const Endpoint& endpoint);
+// Forgets this thread's connection to `endpoint` (after it broke): the next call
+// reconnects.
+void drop_connection(const Endpoint& endpoint);
+
+template <typename Results>
+capnp::Response<Results> wait_reply(capnp::RemotePromise<Results>&& reply, kj::WaitScope& scope,
+                                    std::chrono::microseconds spin) {
+  kj::Promise<capnp::Response<Results>> promise = kj::mv(reply);
+  return wait_spinning(kj::mv(promise), scope, spin);
+}
+
+// Calls send(connection), which sends a request and returns its RemotePromise, then waits
+// for the reply (polling for endpoint.spin first) and returns it. Remote errors become
+// xproc errors; a dropped connection becomes ConnectionError (and the next call
+// reconnects).
+template <typename Send>
+auto call_manager(const Endpoint& endpoint, Send&& send) {
+  auto& loop = thread_loop();
+  try {
+    auto& connection = connection_for(endpoint);
+    return wait_reply(send(connection), loop.wait_scope(), endpoint.spin);
+  } catch (const kj::Exception& e) {
+    if (e.getType() == kj::Exception::Type::DISCONNECTED) drop_connection(endpoint);
+    rethrow_local(e);
+  }
+}
+
+}  // namespace xproc::rpc

@@ -1,0 +1,294 @@
+// Gate (challenge, login) and the Manager service: factories, names, ids, shutdown.
+#include "xproc/rpc/manager_service.h"
+
+#include "xproc/auth.h"
+#include "xproc/errors.h"
+#include "xproc/rpc/objects.h"
+#include "xproc/rpc/value_ops.h"
+
+namespace xproc::rpc {
+namespace {
+
+constexpr size_t kNonceBytes = 32;
+
+class ManagerService final : public Served<schema::Manager::Server> {
+ public:
+  ManagerService(Runtime& runtime, const ServiceConfig& config, kj::Own<Session> session)
+      : runtime_(runtime), config_(config), session_(kj::mv(session)) {}
+
+ protected:
+  kj::Promise<void> dict(DictContext context) override {
+    auto params = context.getParams();
+    auto object = obtain(params.getName(), schema::Kind::DICT,
+                          [&] { return make_dict(runtime_, Value::from_capnp(params.getInitial())); });
+    auto results = context.getResults();
+    results.setDict(object->client(*session_).castAs<schema::Dict>());
+    results.setId(object->id());
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> list(ListContext context) override {
+    auto params = context.getParams();
+    auto object = obtain(params.getName(), schema::Kind::LIST,
+                          [&] { return make_list(runtime_, Value::from_capnp(params.getInitial())); });
+    auto results = context.getResults();
+    results.setList(object->client(*session_).castAs<schema::SharedList>());
+    results.setId(object->id());
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> namespace_(NamespaceContext context) override {
+    auto object = obtain(context.getParams().getName(), schema::Kind::NAMESPACE, [&] { return make_namespace(runtime_); });
+    auto results = context.getResults();
+    results.setNamespace(object->client(*session_).castAs<schema::Namespace>());
+    results.setId(object->id());
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> value(ValueContext context) override {
+    auto params = context.getParams();
+    auto object = obtain(params.getName(), schema::Kind::VALUE, [&] {
+      return make_value_cell(runtime_, params.getTypecode().cStr(), Value::from_capnp(params.getInitial()));
+    });
+    auto results = context.getResults();
+    results.setValue(object->client(*session_).castAs<schema::ValueCell>());
+    results.setId(object->id());
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> array(ArrayContext context) override {
+    auto params = context.getParams();
+    auto object = obtain(params.getName(), schema::Kind::ARRAY, [&] {
+      return make_array(runtime_, params.getTypecode().cStr(), read_values(params.getInitial()));
+    });
+    auto results = context.getResults();
+    results.setArray(object->client(*session_).castAs<schema::Array>());
+    results.setId(object->id());
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> queue(QueueContext context) override {
+    auto params = context.getParams();
+    auto object = obtain(params.getName(), schema::Kind::QUEUE, [&] { return make_queue(runtime_, params.getMaxsize(), false); });
+    auto results = context.getResults();
+    results.setQueue(object->client(*session_).castAs<schema::Queue>());
+    results.setId(object->id());
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> joinableQueue(JoinableQueueContext context) override {
+    auto params = context.getParams();
+    auto object = obtain(params.getName(), schema::Kind::JOINABLE_QUEUE,
+                          [&] { return make_queue(runtime_, params.getMaxsize(), true); });
+    auto results = context.getResults();
+    results.setQueue(object->client(*session_).castAs<schema::JoinableQueue>());
+    results.setId(object->id());
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> lock(LockContext context) override {
+    auto object = obtain(context.getParams().getName(), schema::Kind::LOCK, [&] { return make_lock(runtime_, false); });
+    set_lock(context.getResults(), *object);
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> rlock(RlockContext context) override {
+    auto object = obtain(context.getParams().getName(), schema::Kind::RLOCK, [&] { return make_lock(runtime_, true); });
+    set_lock(context.getResults(), *object);
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> semaphore(SemaphoreContext context) override {
+    auto params = context.getParams();
+    auto object = obtain(params.getName(), schema::Kind::SEMAPHORE,
+                          [&] { return make_semaphore(runtime_, params.getValue(), false); });
+    auto results = context.getResults();
+    results.setSemaphore(object->client(*session_).castAs<schema::Semaphore>());
+    results.setId(object->id());
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> boundedSemaphore(BoundedSemaphoreContext context) override {
+    auto params = context.getParams();
+    auto object = obtain(params.getName(), schema::Kind::BOUNDED_SEMAPHORE,
+                          [&] { return make_semaphore(runtime_, params.getValue(), true); });
+    auto results = context.getResults();
+    results.setSemaphore(object->client(*session_).castAs<schema::Semaphore>());
+    results.setId(object->id());
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> event(EventContext context) override {
+    auto object = obtain(context.getParams().getName(), schema::Kind::EVENT, [&] { return make_event(runtime_); });
+    auto results = context.getResults();
+    results.setEvent(object->client(*session_).castAs<schema::Event>());
+    results.setId(object->id());
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> condition(ConditionContext context) override {
+    auto params = context.getParams();
+    auto object = obtain(params.getName(), schema::Kind::CONDITION, [&] {
+      uint64_t lock_id = params.getLock();
+      if (lock_id == 0) return make_condition(runtime_, make_lock(runtime_, true));
+      SharedObject* lock = runtime_.registry.find(lock_id);
+      if (lock == nullptr) throw KeyError("no object with id " + std::to_string(lock_id));
+      return make_condition(runtime_, kj::addRef(*lock));
+    });
+    auto results = context.getResults();
+    results.setCondition(object->client(*session_).castAs<schema::Condition>());
+    results.setId(object->id());
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> barrier(BarrierContext context) override {
+    auto params = context.getParams();
+    auto object = obtain(params.getName(), schema::Kind::BARRIER,
+                          [&] { return make_barrier(runtime_, params.getParties(), params.getTimeout()); });
+    auto results = context.getResults();
+    results.setBarrier(object->client(*session_).castAs<schema::Barrier>());
+    results.setId(object->id());
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> create(CreateContext context) override {
+    auto params = context.getParams();
+    std::string type_name = params.getTypeName().cStr();
+    const UserTypes::Type* type = config_.types.find(type_name);
+    if (type == nullptr) throw KeyError("no type registered as " + Value(type_name).repr());
+    auto object = obtain(params.getName(), schema::Kind::USER, [&] {
+      return make_user_object(runtime_, type->make(), type->interface_id);
+    });
+    if (params.getName().size() == 0) pinned_anonymous(*object);
+    auto results = context.getResults();
+    results.setObject(object->client(*session_));
+    results.setId(object->id());
+    results.setInterfaceId(object->interface_id());
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> publish(PublishContext context) override {
+    auto params = context.getParams();
+    std::string name = params.getName().cStr();
+    if (name.empty()) throw ValueError("a published object needs a name");
+    if (runtime_.registry.find_name(name)) throw ValueError("the name " + Value(name).repr() + " is taken");
+    auto object = make_user_object(runtime_, params.getObject(), params.getInterfaceId());
+    context.getResults().setId(object->id());
+    runtime_.registry.bind_name(name, kj::mv(object));
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> lookup(LookupContext context) override {
+    std::string name = context.getParams().getName().cStr();
+    SharedObject* object = runtime_.registry.find_name(name);
+    if (object == nullptr) throw KeyError(Value(name).repr());
+    auto results = context.getResults();
+    results.setObject(object->client(*session_));
+    results.setKind(object->kind());
+    results.setId(object->id());
+    results.setInterfaceId(object->interface_id());
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> object(ObjectContext context) override {
+    uint64_t id = context.getParams().getId();
+    SharedObject* object = runtime_.registry.find(id);
+    if (object == nullptr) throw KeyError("no object with id " + std::to_string(id) + " (all its holders released it)");
+    auto results = context.getResults();
+    results.setObject(object->client(*session_));
+    results.setKind(object->kind());
+    results.setInterfaceId(object->interface_id());
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> names(NamesContext context) override {
+    auto names = runtime_.registry.names();
+    auto out = context.getResults().initNames(static_cast<unsigned>(names.size()));
+    for (unsigned i = 0; i < names.size(); ++i) out.set(i, names[i]);
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> unregister(UnregisterContext context) override {
+    runtime_.registry.unbind_name(context.getParams().getName().cStr());
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> shutdown(ShutdownContext) override {
+    config_.stop();
+    return kj::READY_NOW;
+  }
+
+ private:
+  // The named object (made by `make` if the name is new) or a new anonymous one, which
+  // lives on only while a capability the caller gets holds it.
+  template <typename Make>
+  kj::Own<SharedObject> obtain(capnp::Text::Reader name_reader, schema::Kind kind, Make&& make) {
+    std::string name = name_reader.cStr();
+    if (name.empty()) return make();
+    if (SharedObject* existing = runtime_.registry.find_name(name)) {
+      if (existing->kind() != kind) throw ValueError("the name " + Value(name).repr() + " holds an object of another kind");
+      return kj::addRef(*existing);
+    }
+    auto made = make();
+    runtime_.registry.bind_name(name, kj::addRef(*made));
+    return made;
+  }
+
+  void set_lock(schema::Manager::LockResults::Builder results, SharedObject& object) {
+    results.setLock(object.client(*session_).castAs<schema::Lock>());
+    results.setId(object.id());
+  }
+  void set_lock(schema::Manager::RlockResults::Builder results, SharedObject& object) {
+    results.setLock(object.client(*session_).castAs<schema::Lock>());
+    results.setId(object.id());
+  }
+
+  // A user's object is the user's capability, which does not hold our record of it:
+  // anonymous ones are kept until the server stops, so that their id stays valid.
+  void pinned_anonymous(SharedObject& object) { runtime_.registry.pin(kj::addRef(object)); }
+
+  Runtime& runtime_;
+  const ServiceConfig& config_;
+  kj::Own<Session> session_;
+};
+
+class Gate final : public Served<schema::Gate::Server> {
+ public:
+  Gate(Runtime& runtime, const ServiceConfig& config, kj::Own<Session> session)
+      : runtime_(runtime), config_(config), session_(kj::mv(session)) {}
+
+ protected:
+  kj::Promise<void> challenge(ChallengeContext context) override {
+    nonce_ = random_bytes(kNonceBytes);
+    context.getResults().setNonce(kj::arrayPtr(reinterpret_cast<const kj::byte*>(nonce_.data()), nonce_.size()));
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> login(LoginContext context) override {
+    auto digest = context.getParams().getDigest();
+    std::string nonce = std::move(nonce_);  // each challenge answers one login attempt
+    nonce_.clear();
+    if (config_.authkey) {
+      if (nonce.empty()) throw AuthenticationError("login needs a challenge first");
+      std::string expected = hmac_sha256(*config_.authkey, nonce);
+      std::string_view received(reinterpret_cast<const char*>(digest.begin()), digest.size());
+      if (!equal_constant_time(expected, received)) throw AuthenticationError("digest received was wrong");
+    }
+    context.getResults().setManager(kj::heap<ManagerService>(runtime_, config_, kj::addRef(*session_)));
+    return kj::READY_NOW;
+  }
+
+ private:
+  Runtime& runtime_;
+  const ServiceConfig& config_;
+  kj::Own<Session> session_;
+  std::string nonce_;
+};
+
+}  // namespace
+
+schema::Gate::Client make_gate(Runtime& runtime, const ServiceConfig& config, kj::Own<Session> session) {
+  return kj::heap<Gate>(runtime, config, kj::mv(session));
+}
+
+}  // namespace xproc::rpc

@@ -1,0 +1,76 @@
+// This thread's kj event loop, as the Manager's client and server use it.
+//
+// kj allows one event loop per thread, and a loop belongs to the process that made it:
+// its epoll set is shared with a forked child, so a child that tore the inherited loop
+// down would unregister the parent's sockets. thread_loop() therefore makes the loop on
+// first use and, in a forked child, abandons the inherited one — it closes the sockets
+// the loop owned (the parent keeps its own descriptors), unregisters it as the thread's
+// current loop without touching the epoll set, and leaks the rest — then makes a new one.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <unordered_set>
+
+#include <kj/async-io.h>
+
+namespace xproc::rpc {
+
+class ThreadLoop {
+ public:
+  ThreadLoop();
+  ~ThreadLoop();
+  KJ_DISALLOW_COPY(ThreadLoop);
+
+  kj::AsyncIoContext& io() noexcept { return io_; }
+  kj::WaitScope& wait_scope() noexcept { return io_.waitScope; }
+
+  // Descriptors this loop's connections own: closed in a forked child that abandons it.
+  void own_fd(int fd) { owned_fds_.insert(fd); }
+  void disown_fd(int fd) { owned_fds_.erase(fd); }
+
+  // Per-thread state of other layers (the client's connections), destroyed with the loop
+  // in this process and leaked with it in a child.
+  template <typename T>
+  T& slot() {
+    auto& holder = slots_[&slot_key<T>];
+    if (!holder) holder = std::shared_ptr<void>(new T(), [](void* p) { delete static_cast<T*>(p); });
+    return *static_cast<T*>(holder.get());
+  }
+
+  // Forgets the loop without destroying it (see above). Only thread_loop() calls this.
+  void abandon() noexcept;
+
+  pid_t pid() const noexcept { return pid_; }
+
+ private:
+  template <typename T>
+  static inline char slot_key = 0;
+
+  pid_t pid_;
+  kj::AsyncIoContext io_;
+  std::unordered_set<int> owned_fds_;
+  std::map<const void*, std::shared_ptr<void>> slots_;
+};
+
+// The calling thread's loop, made (or remade after fork) as needed.
+ThreadLoop& thread_loop();
+
+// Waits for `promise`, first polling without sleeping for up to `spin`: a reply that
+// comes back within it costs no wake-up.
+template <typename T>
+T wait_spinning(kj::Promise<T>&& promise, kj::WaitScope& scope, std::chrono::microseconds spin) {
+  if (spin.count() > 0) {
+    auto until = std::chrono::steady_clock::now() + spin;
+    while (!promise.poll(scope)) {
+      if (std::chrono::steady_clock::now() >= until) break;
+    }
+  }
+  return promise.wait(scope);
+}
+
+}  // namespace xproc::rpc
