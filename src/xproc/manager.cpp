@@ -318,6 +318,31 @@ std::shared_ptr<const rpc::ObjectRef> Manager::create_user(std::string_view type
   return ref;
 }
 
+std::shared_ptr<const rpc::ObjectRef> Manager::lookup_user(std::string_view name, uint64_t interface_id) {
+  auto response = rpc::call_manager(*endpoint_, [&](rpc::ClientConnection& c) {
+    auto request = c.manager().lookupRequest();
+    request.setName(text(name));
+    return request.send();
+  });
+  if (response.getKind() != schema::Kind::USER || response.getInterfaceId() != interface_id) {
+    throw TypeError("the object named " + Value(text(name)).repr() + " implements another interface");
+  }
+  auto ref = std::make_shared<const rpc::ObjectRef>(
+      rpc::ObjectRef{endpoint_, response.getId(), schema::Kind::USER, interface_id});
+  rpc::connection_for(*endpoint_).remember(ref, response.getObject());
+  return ref;
+}
+
+void Manager::publish_user(std::string_view name, capnp::Capability::Client object, uint64_t interface_id) {
+  rpc::call_manager(*endpoint_, [&](rpc::ClientConnection& c) {
+    auto request = c.manager().publishRequest();
+    request.setName(text(name));
+    request.setObject(kj::mv(object));
+    request.setInterfaceId(interface_id);
+    return request.send();
+  });
+}
+
 std::vector<std::string> Manager::names() {
   auto response = rpc::call_manager(*endpoint_, [&](rpc::ClientConnection& c) { return c.manager().namesRequest().send(); });
   std::vector<std::string> result;

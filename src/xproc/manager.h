@@ -106,6 +106,21 @@ class Manager {
     return UserProxy<Interface>(create_user(type_name, name, capnp::typeId<Interface>()));
   }
 
+  // The object of a user's interface registered under `name` (created by name, or
+  // published). KeyError when there is none, TypeError when it has another interface.
+  template <typename Interface>
+  UserProxy<Interface> lookup(std::string_view name) {
+    return UserProxy<Interface>(lookup_user(name, capnp::typeId<Interface>()));
+  }
+
+  // Registers a capability this process implements under `name`, for other clients to
+  // look up; their calls are served while this thread runs its loop (waits on
+  // wait_scope()). Make `object` on this thread after its first Manager call.
+  template <typename Interface>
+  void publish(std::string_view name, typename Interface::Client object) {
+    publish_user(name, kj::mv(object), capnp::typeId<Interface>());
+  }
+
   // The names registered on the server, sorted; and removing one (KeyError if absent).
   std::vector<std::string> names();
   void unregister(std::string_view name);
@@ -130,6 +145,8 @@ class Manager {
   explicit Manager(Connected) {}
   std::shared_ptr<const rpc::ObjectRef> create_user(std::string_view type_name, std::string_view name,
                                                     uint64_t interface_id);
+  std::shared_ptr<const rpc::ObjectRef> lookup_user(std::string_view name, uint64_t interface_id);
+  void publish_user(std::string_view name, capnp::Capability::Client object, uint64_t interface_id);
 
   std::shared_ptr<const rpc::Endpoint> endpoint_;
   std::unique_ptr<Process> server_;  // when this process started the server
