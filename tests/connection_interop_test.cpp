@@ -27,13 +27,8 @@ std::string python() {
   return p && *p ? p : "python3";
 }
 
-// The project's venv interpreter (it has pycapnp): $XPROC_VENV, else <source>/.venv.
-std::string venv_python() {
-  const char* venv = std::getenv("XPROC_VENV");
-  return std::string(venv && *venv ? venv : XPROC_SOURCE_DIR "/.venv") + "/bin/python";
-}
-
-std::string script(const char* name) { return std::string(XPROC_SOURCE_DIR) + "/tests/interop/" + name; }
+using xproc::testing::venv_python;
+std::string script(const char* name) { return xproc::testing::interop_script(name); }
 
 // A python3 child with its stdout on a pipe we read lines from.
 struct PythonChild {

@@ -53,48 +53,49 @@ enum Kind {
 }
 
 interface Manager {
-  # Every factory takes a `name`: empty makes a new anonymous object; otherwise the object
-  # registered under that name is returned, made (from the other arguments) if there is none
+  # Every factory takes a `registeredName` (not `name`, which pycapnp's request methods
+  # take for themselves): empty makes a new anonymous object; otherwise the object
+  # registered under it is returned, made (from the other arguments) if there is none
   # yet — so unrelated processes that agree on a name share one object. ValueError if the
   # name holds an object of another kind. Every object also has a numeric id, by which a
   # process that inherited a proxy reaches it again over its own connection.
 
-  dict @0 (name :Text, initial :Value) -> (dict :Dict, id :UInt64);
+  dict @0 (registeredName :Text, initial :Value) -> (dict :Dict, id :UInt64);
   # initial: a map, or null for an empty dict.
-  list @1 (name :Text, initial :Value) -> (list :SharedList, id :UInt64);
+  list @1 (registeredName :Text, initial :Value) -> (list :SharedList, id :UInt64);
   # initial: a list, or null for an empty list.
-  namespace @2 (name :Text) -> (namespace :Namespace, id :UInt64);
-  value @3 (name :Text, typecode :Text, initial :Value) -> (value :ValueCell, id :UInt64);
-  array @4 (name :Text, typecode :Text, initial :List(Value)) -> (array :Array, id :UInt64);
+  namespace @2 (registeredName :Text) -> (namespace :Namespace, id :UInt64);
+  value @3 (registeredName :Text, typecode :Text, initial :Value) -> (value :ValueCell, id :UInt64);
+  array @4 (registeredName :Text, typecode :Text, initial :List(Value)) -> (array :Array, id :UInt64);
   # typecode as Python's array module: b B h H i I l L q Q (ints in range), f d (floats),
   # u (one-character strings).
-  queue @5 (name :Text, maxsize :Int64) -> (queue :Queue, id :UInt64);
+  queue @5 (registeredName :Text, maxsize :Int64) -> (queue :Queue, id :UInt64);
   # maxsize <= 0: unbounded.
-  joinableQueue @6 (name :Text, maxsize :Int64) -> (queue :JoinableQueue, id :UInt64);
-  lock @7 (name :Text) -> (lock :Lock, id :UInt64);
-  rlock @8 (name :Text) -> (lock :Lock, id :UInt64);
-  semaphore @9 (name :Text, value :Int64) -> (semaphore :Semaphore, id :UInt64);
-  boundedSemaphore @10 (name :Text, value :Int64) -> (semaphore :Semaphore, id :UInt64);
-  event @11 (name :Text) -> (event :Event, id :UInt64);
-  condition @12 (name :Text, lock :UInt64) -> (condition :Condition, id :UInt64);
+  joinableQueue @6 (registeredName :Text, maxsize :Int64) -> (queue :JoinableQueue, id :UInt64);
+  lock @7 (registeredName :Text) -> (lock :Lock, id :UInt64);
+  rlock @8 (registeredName :Text) -> (lock :Lock, id :UInt64);
+  semaphore @9 (registeredName :Text, value :Int64) -> (semaphore :Semaphore, id :UInt64);
+  boundedSemaphore @10 (registeredName :Text, value :Int64) -> (semaphore :Semaphore, id :UInt64);
+  event @11 (registeredName :Text) -> (event :Event, id :UInt64);
+  condition @12 (registeredName :Text, lock :UInt64) -> (condition :Condition, id :UInt64);
   # lock: the id of a lock or rlock of this manager to wait with; 0 makes a fresh rlock.
-  barrier @13 (name :Text, parties :UInt32, timeout :Float64) -> (barrier :Barrier, id :UInt64);
+  barrier @13 (registeredName :Text, parties :UInt32, timeout :Float64) -> (barrier :Barrier, id :UInt64);
   # timeout: default for wait(); negative for none.
 
-  create @14 (name :Text, typeName :Text) -> (object :Capability, id :UInt64, interfaceId :UInt64);
+  create @14 (registeredName :Text, typeName :Text) -> (object :Capability, id :UInt64, interfaceId :UInt64);
   # An object of a type the server registered (BaseManager.register's analogue): a new one
-  # each call when `name` is empty. KeyError for an unknown type name.
-  publish @15 (name :Text, object :Capability, interfaceId :UInt64) -> (id :UInt64);
-  # Registers a capability the client implements itself under `name` (replacing nothing:
+  # each call when `registeredName` is empty. KeyError for an unknown type name.
+  publish @15 (registeredName :Text, object :Capability, interfaceId :UInt64) -> (id :UInt64);
+  # Registers a capability the client implements itself under `registeredName` (replacing nothing:
   # ValueError if taken); calls from other clients are forwarded to it while it lives.
 
-  lookup @16 (name :Text) -> (object :Capability, kind :Kind, id :UInt64, interfaceId :UInt64);
-  # KeyError when nothing is registered under `name`.
+  lookup @16 (registeredName :Text) -> (object :Capability, kind :Kind, id :UInt64, interfaceId :UInt64);
+  # KeyError when nothing is registered under `registeredName`.
   object @17 (id :UInt64) -> (object :Capability, kind :Kind, interfaceId :UInt64);
   # KeyError once the object is gone: anonymous objects live while some connection holds
   # them; named objects until unregistered.
   names @18 () -> (names :List(Text));
-  unregister @19 (name :Text);
+  unregister @19 (registeredName :Text);
   # KeyError when the name is not registered. The object lives on while held.
 
   shutdown @20 ();
@@ -182,10 +183,10 @@ interface SharedList extends(Object) {
 }
 
 interface Namespace extends(Object) {
-  getAttr @0 (name :Text) -> (value :Value);
+  getAttr @0 (attribute :Text) -> (value :Value);
   # AttributeError when missing.
-  setAttr @1 (name :Text, value :Value);
-  delAttr @2 (name :Text);
+  setAttr @1 (attribute :Text, value :Value);
+  delAttr @2 (attribute :Text);
   items @3 () -> (items :List(Value.Entry));
 }
 

@@ -138,7 +138,7 @@ DictProxy Manager::dict(const ValueMap& initial, std::string_view name) {
       endpoint_, schema::Kind::DICT,
       [&](schema::Manager::Client& m) {
         auto request = m.dictRequest();
-        request.setName(text(name));
+        request.setRegisteredName(text(name));
         Value(initial).to_capnp(request.initInitial());
         return request.send();
       },
@@ -150,7 +150,7 @@ ListProxy Manager::list(const Value::List& initial, std::string_view name) {
       endpoint_, schema::Kind::LIST,
       [&](schema::Manager::Client& m) {
         auto request = m.listRequest();
-        request.setName(text(name));
+        request.setRegisteredName(text(name));
         Value(initial).to_capnp(request.initInitial());
         return request.send();
       },
@@ -162,7 +162,7 @@ NamespaceProxy Manager::namespace_(std::string_view name) {
       endpoint_, schema::Kind::NAMESPACE,
       [&](schema::Manager::Client& m) {
         auto request = m.namespaceRequest();
-        request.setName(text(name));
+        request.setRegisteredName(text(name));
         return request.send();
       },
       [](auto& r) { return r.getNamespace(); }));
@@ -173,7 +173,7 @@ ValueProxy Manager::value(std::string_view typecode, const Value& initial, std::
       endpoint_, schema::Kind::VALUE,
       [&](schema::Manager::Client& m) {
         auto request = m.valueRequest();
-        request.setName(text(name));
+        request.setRegisteredName(text(name));
         request.setTypecode(text(typecode));
         initial.to_capnp(request.initInitial());
         return request.send();
@@ -186,7 +186,7 @@ ArrayProxy Manager::array(std::string_view typecode, const Value::List& initial,
       endpoint_, schema::Kind::ARRAY,
       [&](schema::Manager::Client& m) {
         auto request = m.arrayRequest();
-        request.setName(text(name));
+        request.setRegisteredName(text(name));
         request.setTypecode(text(typecode));
         auto items = request.initInitial(static_cast<unsigned>(initial.size()));
         for (unsigned i = 0; i < initial.size(); ++i) initial[i].to_capnp(items[i]);
@@ -200,7 +200,7 @@ QueueProxy Manager::queue(int64_t maxsize, std::string_view name) {
       endpoint_, schema::Kind::QUEUE,
       [&](schema::Manager::Client& m) {
         auto request = m.queueRequest();
-        request.setName(text(name));
+        request.setRegisteredName(text(name));
         request.setMaxsize(maxsize);
         return request.send();
       },
@@ -212,7 +212,7 @@ JoinableQueueProxy Manager::joinable_queue(int64_t maxsize, std::string_view nam
       endpoint_, schema::Kind::JOINABLE_QUEUE,
       [&](schema::Manager::Client& m) {
         auto request = m.joinableQueueRequest();
-        request.setName(text(name));
+        request.setRegisteredName(text(name));
         request.setMaxsize(maxsize);
         return request.send();
       },
@@ -224,7 +224,7 @@ LockProxy Manager::lock(std::string_view name) {
       endpoint_, schema::Kind::LOCK,
       [&](schema::Manager::Client& m) {
         auto request = m.lockRequest();
-        request.setName(text(name));
+        request.setRegisteredName(text(name));
         return request.send();
       },
       [](auto& r) { return r.getLock(); }));
@@ -235,7 +235,7 @@ LockProxy Manager::rlock(std::string_view name) {
       endpoint_, schema::Kind::RLOCK,
       [&](schema::Manager::Client& m) {
         auto request = m.rlockRequest();
-        request.setName(text(name));
+        request.setRegisteredName(text(name));
         return request.send();
       },
       [](auto& r) { return r.getLock(); }));
@@ -246,7 +246,7 @@ SemaphoreProxy Manager::semaphore(int64_t value, std::string_view name) {
       endpoint_, schema::Kind::SEMAPHORE,
       [&](schema::Manager::Client& m) {
         auto request = m.semaphoreRequest();
-        request.setName(text(name));
+        request.setRegisteredName(text(name));
         request.setValue(value);
         return request.send();
       },
@@ -258,7 +258,7 @@ SemaphoreProxy Manager::bounded_semaphore(int64_t value, std::string_view name) 
       endpoint_, schema::Kind::BOUNDED_SEMAPHORE,
       [&](schema::Manager::Client& m) {
         auto request = m.boundedSemaphoreRequest();
-        request.setName(text(name));
+        request.setRegisteredName(text(name));
         request.setValue(value);
         return request.send();
       },
@@ -270,7 +270,7 @@ EventProxy Manager::event(std::string_view name) {
       endpoint_, schema::Kind::EVENT,
       [&](schema::Manager::Client& m) {
         auto request = m.eventRequest();
-        request.setName(text(name));
+        request.setRegisteredName(text(name));
         return request.send();
       },
       [](auto& r) { return r.getEvent(); }));
@@ -281,7 +281,7 @@ ConditionProxy Manager::condition(std::optional<LockProxy> lock, std::string_vie
       endpoint_, schema::Kind::CONDITION,
       [&](schema::Manager::Client& m) {
         auto request = m.conditionRequest();
-        request.setName(text(name));
+        request.setRegisteredName(text(name));
         request.setLock(lock ? lock->id() : 0);
         return request.send();
       },
@@ -293,7 +293,7 @@ BarrierProxy Manager::barrier(uint32_t parties, Timeout timeout, std::string_vie
       endpoint_, schema::Kind::BARRIER,
       [&](schema::Manager::Client& m) {
         auto request = m.barrierRequest();
-        request.setName(text(name));
+        request.setRegisteredName(text(name));
         request.setParties(parties);
         request.setTimeout(timeout ? std::max(0.0, timeout->count()) : -1.0);
         return request.send();
@@ -305,7 +305,7 @@ std::shared_ptr<const rpc::ObjectRef> Manager::create_user(std::string_view type
                                                            uint64_t interface_id) {
   auto response = rpc::call_manager(*endpoint_, [&](rpc::ClientConnection& c) {
     auto request = c.manager().createRequest();
-    request.setName(text(name));
+    request.setRegisteredName(text(name));
     request.setTypeName(text(type_name));
     return request.send();
   });
@@ -321,7 +321,7 @@ std::shared_ptr<const rpc::ObjectRef> Manager::create_user(std::string_view type
 std::shared_ptr<const rpc::ObjectRef> Manager::lookup_user(std::string_view name, uint64_t interface_id) {
   auto response = rpc::call_manager(*endpoint_, [&](rpc::ClientConnection& c) {
     auto request = c.manager().lookupRequest();
-    request.setName(text(name));
+    request.setRegisteredName(text(name));
     return request.send();
   });
   if (response.getKind() != schema::Kind::USER || response.getInterfaceId() != interface_id) {
@@ -336,7 +336,7 @@ std::shared_ptr<const rpc::ObjectRef> Manager::lookup_user(std::string_view name
 void Manager::publish_user(std::string_view name, capnp::Capability::Client object, uint64_t interface_id) {
   rpc::call_manager(*endpoint_, [&](rpc::ClientConnection& c) {
     auto request = c.manager().publishRequest();
-    request.setName(text(name));
+    request.setRegisteredName(text(name));
     request.setObject(kj::mv(object));
     request.setInterfaceId(interface_id);
     return request.send();
@@ -353,7 +353,7 @@ std::vector<std::string> Manager::names() {
 void Manager::unregister(std::string_view name) {
   rpc::call_manager(*endpoint_, [&](rpc::ClientConnection& c) {
     auto request = c.manager().unregisterRequest();
-    request.setName(text(name));
+    request.setRegisteredName(text(name));
     return request.send();
   });
 }

@@ -411,7 +411,7 @@ schema::SharedList::Client ListProxy::client() const { return capability().castA
 Value NamespaceProxy::get(const std::string& name) const {
   auto reply = invoke<schema::Namespace>(ref_, [&](auto& n) {
     auto request = n.getAttrRequest();
-    request.setName(name);
+    request.setAttribute(name);
     return request.send();
   });
   return Value::from_capnp(reply.getValue());
@@ -420,7 +420,7 @@ Value NamespaceProxy::get(const std::string& name) const {
 void NamespaceProxy::set(const std::string& name, const Value& value) const {
   invoke<schema::Namespace>(ref_, [&](auto& n) {
     auto request = n.setAttrRequest();
-    request.setName(name);
+    request.setAttribute(name);
     value.to_capnp(request.initValue());
     return request.send();
   });
@@ -429,7 +429,7 @@ void NamespaceProxy::set(const std::string& name, const Value& value) const {
 void NamespaceProxy::del(const std::string& name) const {
   invoke<schema::Namespace>(ref_, [&](auto& n) {
     auto request = n.delAttrRequest();
-    request.setName(name);
+    request.setAttribute(name);
     return request.send();
   });
 }

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <cstdio>
 #include <cerrno>
 #include <fstream>
@@ -83,5 +84,12 @@ int wait_exit_code(pid_t pid) {
   if (WIFSIGNALED(status)) return -WTERMSIG(status);
   return -1000;
 }
+
+std::string venv_python() {
+  const char* venv = std::getenv("XPROC_VENV");
+  return std::string(venv && *venv ? venv : XPROC_SOURCE_DIR "/.venv") + "/bin/python";
+}
+
+std::string interop_script(const std::string& name) { return std::string(XPROC_SOURCE_DIR) + "/tests/interop/" + name; }
 
 }  // namespace xproc::testing

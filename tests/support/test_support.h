@@ -30,6 +30,13 @@ std::pair<int, std::string> run_command(const std::string& command);
 // (exit status, what it printed, stderr included).
 std::pair<int, std::string> capnp_decode_value(const std::string& path);
 
+// The project's venv interpreter (it has pycapnp): $XPROC_VENV/bin/python, else
+// <source>/.venv/bin/python.
+std::string venv_python();
+
+// The path of tests/interop/<name>.
+std::string interop_script(const std::string& name);
+
 // Waits for `pid` and returns its exit status decoded as Python does: the exit code, or
 // minus the signal number that killed it.
 int wait_exit_code(pid_t pid);

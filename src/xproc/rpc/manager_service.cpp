@@ -19,7 +19,7 @@ class ManagerService final : public Served<schema::Manager::Server> {
  protected:
   kj::Promise<void> dict(DictContext context) override {
     auto params = context.getParams();
-    auto object = obtain(params.getName(), schema::Kind::DICT,
+    auto object = obtain(params.getRegisteredName(), schema::Kind::DICT,
                           [&] { return make_dict(runtime_, Value::from_capnp(params.getInitial())); });
     auto results = context.getResults();
     results.setDict(object->client(*session_).castAs<schema::Dict>());
@@ -29,7 +29,7 @@ class ManagerService final : public Served<schema::Manager::Server> {
 
   kj::Promise<void> list(ListContext context) override {
     auto params = context.getParams();
-    auto object = obtain(params.getName(), schema::Kind::LIST,
+    auto object = obtain(params.getRegisteredName(), schema::Kind::LIST,
                           [&] { return make_list(runtime_, Value::from_capnp(params.getInitial())); });
     auto results = context.getResults();
     results.setList(object->client(*session_).castAs<schema::SharedList>());
@@ -38,7 +38,7 @@ class ManagerService final : public Served<schema::Manager::Server> {
   }
 
   kj::Promise<void> namespace_(NamespaceContext context) override {
-    auto object = obtain(context.getParams().getName(), schema::Kind::NAMESPACE, [&] { return make_namespace(runtime_); });
+    auto object = obtain(context.getParams().getRegisteredName(), schema::Kind::NAMESPACE, [&] { return make_namespace(runtime_); });
     auto results = context.getResults();
     results.setNamespace(object->client(*session_).castAs<schema::Namespace>());
     results.setId(object->id());
@@ -47,7 +47,7 @@ class ManagerService final : public Served<schema::Manager::Server> {
 
   kj::Promise<void> value(ValueContext context) override {
     auto params = context.getParams();
-    auto object = obtain(params.getName(), schema::Kind::VALUE, [&] {
+    auto object = obtain(params.getRegisteredName(), schema::Kind::VALUE, [&] {
       return make_value_cell(runtime_, params.getTypecode().cStr(), Value::from_capnp(params.getInitial()));
     });
     auto results = context.getResults();
@@ -58,7 +58,7 @@ class ManagerService final : public Served<schema::Manager::Server> {
 
   kj::Promise<void> array(ArrayContext context) override {
     auto params = context.getParams();
-    auto object = obtain(params.getName(), schema::Kind::ARRAY, [&] {
+    auto object = obtain(params.getRegisteredName(), schema::Kind::ARRAY, [&] {
       return make_array(runtime_, params.getTypecode().cStr(), read_values(params.getInitial()));
     });
     auto results = context.getResults();
@@ -69,7 +69,7 @@ class ManagerService final : public Served<schema::Manager::Server> {
 
   kj::Promise<void> queue(QueueContext context) override {
     auto params = context.getParams();
-    auto object = obtain(params.getName(), schema::Kind::QUEUE, [&] { return make_queue(runtime_, params.getMaxsize(), false); });
+    auto object = obtain(params.getRegisteredName(), schema::Kind::QUEUE, [&] { return make_queue(runtime_, params.getMaxsize(), false); });
     auto results = context.getResults();
     results.setQueue(object->client(*session_).castAs<schema::Queue>());
     results.setId(object->id());
@@ -78,7 +78,7 @@ class ManagerService final : public Served<schema::Manager::Server> {
 
   kj::Promise<void> joinableQueue(JoinableQueueContext context) override {
     auto params = context.getParams();
-    auto object = obtain(params.getName(), schema::Kind::JOINABLE_QUEUE,
+    auto object = obtain(params.getRegisteredName(), schema::Kind::JOINABLE_QUEUE,
                           [&] { return make_queue(runtime_, params.getMaxsize(), true); });
     auto results = context.getResults();
     results.setQueue(object->client(*session_).castAs<schema::JoinableQueue>());
@@ -87,20 +87,20 @@ class ManagerService final : public Served<schema::Manager::Server> {
   }
 
   kj::Promise<void> lock(LockContext context) override {
-    auto object = obtain(context.getParams().getName(), schema::Kind::LOCK, [&] { return make_lock(runtime_, false); });
+    auto object = obtain(context.getParams().getRegisteredName(), schema::Kind::LOCK, [&] { return make_lock(runtime_, false); });
     set_lock(context.getResults(), *object);
     return kj::READY_NOW;
   }
 
   kj::Promise<void> rlock(RlockContext context) override {
-    auto object = obtain(context.getParams().getName(), schema::Kind::RLOCK, [&] { return make_lock(runtime_, true); });
+    auto object = obtain(context.getParams().getRegisteredName(), schema::Kind::RLOCK, [&] { return make_lock(runtime_, true); });
     set_lock(context.getResults(), *object);
     return kj::READY_NOW;
   }
 
   kj::Promise<void> semaphore(SemaphoreContext context) override {
     auto params = context.getParams();
-    auto object = obtain(params.getName(), schema::Kind::SEMAPHORE,
+    auto object = obtain(params.getRegisteredName(), schema::Kind::SEMAPHORE,
                           [&] { return make_semaphore(runtime_, params.getValue(), false); });
     auto results = context.getResults();
     results.setSemaphore(object->client(*session_).castAs<schema::Semaphore>());
@@ -110,7 +110,7 @@ class ManagerService final : public Served<schema::Manager::Server> {
 
   kj::Promise<void> boundedSemaphore(BoundedSemaphoreContext context) override {
     auto params = context.getParams();
-    auto object = obtain(params.getName(), schema::Kind::BOUNDED_SEMAPHORE,
+    auto object = obtain(params.getRegisteredName(), schema::Kind::BOUNDED_SEMAPHORE,
                           [&] { return make_semaphore(runtime_, params.getValue(), true); });
     auto results = context.getResults();
     results.setSemaphore(object->client(*session_).castAs<schema::Semaphore>());
@@ -119,7 +119,7 @@ class ManagerService final : public Served<schema::Manager::Server> {
   }
 
   kj::Promise<void> event(EventContext context) override {
-    auto object = obtain(context.getParams().getName(), schema::Kind::EVENT, [&] { return make_event(runtime_); });
+    auto object = obtain(context.getParams().getRegisteredName(), schema::Kind::EVENT, [&] { return make_event(runtime_); });
     auto results = context.getResults();
     results.setEvent(object->client(*session_).castAs<schema::Event>());
     results.setId(object->id());
@@ -128,7 +128,7 @@ class ManagerService final : public Served<schema::Manager::Server> {
 
   kj::Promise<void> condition(ConditionContext context) override {
     auto params = context.getParams();
-    auto object = obtain(params.getName(), schema::Kind::CONDITION, [&] {
+    auto object = obtain(params.getRegisteredName(), schema::Kind::CONDITION, [&] {
       uint64_t lock_id = params.getLock();
       if (lock_id == 0) return make_condition(runtime_, make_lock(runtime_, true));
       SharedObject* lock = runtime_.registry.find(lock_id);
@@ -143,7 +143,7 @@ class ManagerService final : public Served<schema::Manager::Server> {
 
   kj::Promise<void> barrier(BarrierContext context) override {
     auto params = context.getParams();
-    auto object = obtain(params.getName(), schema::Kind::BARRIER,
+    auto object = obtain(params.getRegisteredName(), schema::Kind::BARRIER,
                           [&] { return make_barrier(runtime_, params.getParties(), params.getTimeout()); });
     auto results = context.getResults();
     results.setBarrier(object->client(*session_).castAs<schema::Barrier>());
@@ -156,10 +156,10 @@ class ManagerService final : public Served<schema::Manager::Server> {
     std::string type_name = params.getTypeName().cStr();
     const UserTypes::Type* type = config_.types.find(type_name);
     if (type == nullptr) throw KeyError("no type registered as " + Value(type_name).repr());
-    auto object = obtain(params.getName(), schema::Kind::USER, [&] {
+    auto object = obtain(params.getRegisteredName(), schema::Kind::USER, [&] {
       return make_user_object(runtime_, type->make(), type->interface_id);
     });
-    if (params.getName().size() == 0) pinned_anonymous(*object);
+    if (params.getRegisteredName().size() == 0) pinned_anonymous(*object);
     auto results = context.getResults();
     results.setObject(object->client(*session_));
     results.setId(object->id());
@@ -169,7 +169,7 @@ class ManagerService final : public Served<schema::Manager::Server> {
 
   kj::Promise<void> publish(PublishContext context) override {
     auto params = context.getParams();
-    std::string name = params.getName().cStr();
+    std::string name = params.getRegisteredName().cStr();
     if (name.empty()) throw ValueError("a published object needs a name");
     if (runtime_.registry.find_name(name)) throw ValueError("the name " + Value(name).repr() + " is taken");
     auto object = make_user_object(runtime_, params.getObject(), params.getInterfaceId());
@@ -179,7 +179,7 @@ class ManagerService final : public Served<schema::Manager::Server> {
   }
 
   kj::Promise<void> lookup(LookupContext context) override {
-    std::string name = context.getParams().getName().cStr();
+    std::string name = context.getParams().getRegisteredName().cStr();
     SharedObject* object = runtime_.registry.find_name(name);
     if (object == nullptr) throw KeyError(Value(name).repr());
     auto results = context.getResults();
@@ -209,7 +209,7 @@ class ManagerService final : public Served<schema::Manager::Server> {
   }
 
   kj::Promise<void> unregister(UnregisterContext context) override {
-    runtime_.registry.unbind_name(context.getParams().getName().cStr());
+    runtime_.registry.unbind_name(context.getParams().getRegisteredName().cStr());
     return kj::READY_NOW;
   }
 

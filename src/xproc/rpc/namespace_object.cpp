@@ -30,7 +30,7 @@ class NamespaceObject final : public SharedObject, public Served<schema::Namespa
   }
 
   kj::Promise<void> getAttr(GetAttrContext context) override {
-    Value name(std::string(context.getParams().getName().cStr()));
+    Value name(std::string(context.getParams().getAttribute().cStr()));
     const Value* value = attributes_.find(name);
     if (!value) throw AttributeError("'Namespace' object has no attribute '" + name.as_text() + "'");
     value->to_capnp(context.getResults().initValue());
@@ -39,12 +39,12 @@ class NamespaceObject final : public SharedObject, public Served<schema::Namespa
 
   kj::Promise<void> setAttr(SetAttrContext context) override {
     auto params = context.getParams();
-    attributes_.set(Value(std::string(params.getName().cStr())), Value::from_capnp(params.getValue()));
+    attributes_.set(Value(std::string(params.getAttribute().cStr())), Value::from_capnp(params.getValue()));
     return kj::READY_NOW;
   }
 
   kj::Promise<void> delAttr(DelAttrContext context) override {
-    Value name(std::string(context.getParams().getName().cStr()));
+    Value name(std::string(context.getParams().getAttribute().cStr()));
     if (!attributes_.erase(name)) throw AttributeError("'Namespace' object has no attribute '" + name.as_text() + "'");
     return kj::READY_NOW;
   }
