@@ -64,6 +64,8 @@ Manager::Manager(ManagerOptions options) {
   }
 }
 
+Manager::Manager(Connected) {}
+
 Manager Manager::connect(const std::string& address, std::optional<std::string> authkey,
                          std::chrono::microseconds client_spin) {
   auto endpoint = std::make_shared<rpc::Endpoint>();

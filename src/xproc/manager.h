@@ -142,7 +142,7 @@ class Manager {
 
  private:
   struct Connected {};
-  explicit Manager(Connected) {}
+  explicit Manager(Connected);
   std::shared_ptr<const rpc::ObjectRef> create_user(std::string_view type_name, std::string_view name,
                                                     uint64_t interface_id);
   std::shared_ptr<const rpc::ObjectRef> lookup_user(std::string_view name, uint64_t interface_id);

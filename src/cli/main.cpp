@@ -1,0 +1,22 @@
+// The `xproc` command: one subcommand a file (serve_command.cpp, ...).
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+
+#include "serve_command.h"
+#include "xproc/errors.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"xproc: processes messaging in any language"};
+  app.require_subcommand(1);
+  xproc::cli::add_serve_command(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const xproc::Error& e) {
+    std::cerr << "xproc: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}
