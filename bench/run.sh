@@ -7,7 +7,7 @@ build=$1
 venv=$2
 out=$3
 topic=${4:-}
-topics=(queue pipe)
+topics=(queue pipe manager)
 if [ -n "$topic" ]; then
   if [ ! -x "$build/bench/xproc_${topic}_compare" ]; then
     echo "no benchmark for topic '$topic' (have: ${topics[*]})" >&2

@@ -8,6 +8,7 @@
 
 #include "xproc/errors.h"
 #include "xproc/listener.h"
+#include "xproc/rpc/buffered_stream.h"
 #include "xproc/rpc/manager_service.h"
 #include "xproc/rpc/thread_loop.h"
 
@@ -33,7 +34,7 @@ capnp::ReaderOptions rpc_reader_options() {
 struct ServedConnection {
   ServedConnection(rpc::Runtime& runtime, const rpc::ServiceConfig& config, kj::Own<kj::AsyncIoStream> stream_,
                    uint64_t session_id)
-      : stream(kj::mv(stream_)),
+      : stream(kj::heap<rpc::BufferedStream>(kj::mv(stream_))),
         network(*stream, capnp::rpc::twoparty::Side::SERVER, rpc_reader_options()),
         session(kj::refcounted<rpc::Session>(session_id)),
         system(capnp::makeRpcServer(network, rpc::make_gate(runtime, config, kj::addRef(*session)))) {}

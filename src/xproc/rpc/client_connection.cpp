@@ -8,6 +8,7 @@
 #include "xproc/auth.h"
 #include "xproc/errors.h"
 #include "xproc/listener.h"
+#include "xproc/rpc/buffered_stream.h"
 
 namespace xproc::rpc {
 namespace {
@@ -53,7 +54,8 @@ using ConnectionTable = std::map<uint64_t, std::unique_ptr<ClientConnection>>;
 ClientConnection::ClientConnection(ThreadLoop& loop, const Endpoint& endpoint)
     : loop_(loop),
       fd_(connect_socket(endpoint.address)),
-      stream_(loop.io().lowLevelProvider->wrapSocketFd(fd_, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP)),
+      stream_(kj::heap<BufferedStream>(
+          loop.io().lowLevelProvider->wrapSocketFd(fd_, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP))),
       network_(*stream_, capnp::rpc::twoparty::Side::CLIENT, client_reader_options()),
       system_(capnp::makeRpcClient(network_)),
       manager_(nullptr) {

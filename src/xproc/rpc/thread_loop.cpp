@@ -47,4 +47,25 @@ ThreadLoop& thread_loop() {
   return *t_loop;
 }
 
+std::chrono::nanoseconds SpinBudget::next(std::chrono::nanoseconds limit) {
+  if (budget_.count() < 0 || budget_ > limit) budget_ = limit;
+  if (budget_.count() > 0) return budget_;
+  if (++calls_at_zero_ % 32 == 0) return limit;  // look again: maybe the crowd left
+  return std::chrono::nanoseconds(0);
+}
+
+void SpinBudget::record(bool reply_came_while_polling, std::chrono::nanoseconds limit) {
+  if (reply_came_while_polling) {
+    budget_ = limit;
+  } else {
+    budget_ /= 2;
+    if (budget_ < limit / 4) budget_ = std::chrono::nanoseconds(0);
+  }
+}
+
+SpinBudget& thread_spin_budget() {
+  thread_local SpinBudget budget;
+  return budget;
+}
+
 }  // namespace xproc::rpc

@@ -60,14 +60,36 @@ class ThreadLoop {
 // The calling thread's loop, made (or remade after fork) as needed.
 ThreadLoop& thread_loop();
 
-// Waits for `promise`, first polling without sleeping for up to `spin`: a reply that
-// comes back within it costs no wake-up.
+// How long this thread polls for a reply before sleeping, adapted to how replies come:
+// a reply that arrives while polling restores the full budget; one that does not —
+// typically because more processes than cores are calling, so polling only takes the CPU
+// from the server — halves it, and below a quarter it drops to zero. At zero, every 32nd
+// call polls again for the full time, to notice when the crowd has gone.
+class SpinBudget {
+ public:
+  std::chrono::nanoseconds next(std::chrono::nanoseconds limit);
+  void record(bool reply_came_while_polling, std::chrono::nanoseconds limit);
+
+ private:
+  std::chrono::nanoseconds budget_{-1};  // -1: not yet set (start at the limit)
+  unsigned calls_at_zero_ = 0;
+};
+SpinBudget& thread_spin_budget();
+
+// Waits for `promise`, first polling without sleeping for up to the thread's spin budget
+// (at most `spin`): a reply that comes back within it costs no wake-up.
 template <typename T>
 T wait_spinning(kj::Promise<T>&& promise, kj::WaitScope& scope, std::chrono::microseconds spin) {
   if (spin.count() > 0) {
-    auto until = std::chrono::steady_clock::now() + spin;
-    while (!promise.poll(scope)) {
-      if (std::chrono::steady_clock::now() >= until) break;
+    auto& budget = thread_spin_budget();
+    auto allowed = budget.next(spin);
+    if (allowed.count() > 0) {
+      auto until = std::chrono::steady_clock::now() + allowed;
+      bool ready = false;
+      while (!(ready = promise.poll(scope))) {
+        if (std::chrono::steady_clock::now() >= until) break;
+      }
+      budget.record(ready, spin);
     }
   }
   return promise.wait(scope);
