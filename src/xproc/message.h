@@ -35,7 +35,6 @@ namespace detail {
 // Reader options for a message of `size_words` words under `limits`.
 capnp::ReaderOptions reader_options(size_t size_words, const DecodeLimits& limits);
 
-
 // Validation in two steps, so a caller validates with the reader it keeps: the segment
 // table must describe exactly `words`; then a full traversal of the root.
 void check_segment_table(kj::ArrayPtr<const capnp::word> words);
