@@ -11,6 +11,7 @@
 #include "xproc/errors.h"
 #include "xproc/process.h"
 #include "xproc/rpc/client_connection.h"
+#include "xproc/rpc/value_ops.h"
 
 namespace xproc {
 namespace {
@@ -190,8 +191,7 @@ ArrayProxy Manager::array(std::string_view typecode, const Value::List& initial,
         auto request = m.arrayRequest();
         request.setRegisteredName(text(name));
         request.setTypecode(text(typecode));
-        auto items = request.initInitial(static_cast<unsigned>(initial.size()));
-        for (unsigned i = 0; i < initial.size(); ++i) initial[i].to_capnp(items[i]);
+        rpc::write_values(request.initInitial(static_cast<unsigned>(initial.size())), initial);
         return request.send();
       },
       [](auto& r) { return r.getArray(); }));

@@ -9,6 +9,7 @@
 
 #include "xproc/errors.h"
 #include "xproc/rpc/client_connection.h"
+#include "xproc/rpc/value_ops.h"
 
 namespace xproc {
 namespace {
@@ -37,26 +38,6 @@ void write_slice(schema::Slice::Builder builder, const Slice& slice) {
   builder.setHasStop(slice.stop.has_value());
   builder.setStop(slice.stop.value_or(0));
   builder.setStep(slice.step);
-}
-
-Value::List read_list(capnp::List<schema::Value>::Reader values) {
-  Value::List result;
-  result.reserve(values.size());
-  for (auto v : values) result.push_back(Value::from_capnp(v));
-  return result;
-}
-
-void write_list(capnp::List<schema::Value>::Builder builder, const Value::List& values) {
-  for (unsigned i = 0; i < values.size(); ++i) values[i].to_capnp(builder[i]);
-}
-
-void write_items(capnp::List<schema::Value::Entry>::Builder builder, const ValueMap& items) {
-  unsigned i = 0;
-  items.for_each([&](const Value& k, const Value& v) {
-    k.to_capnp(builder[i].initKey());
-    v.to_capnp(builder[i].initValue());
-    ++i;
-  });
 }
 
 }  // namespace
@@ -124,11 +105,11 @@ size_t DictProxy::size() const {
 }
 
 std::vector<Value> DictProxy::keys() const {
-  return read_list(invoke<schema::Dict>(ref_, [](auto& d) { return d.keysRequest().send(); }).getKeys());
+  return rpc::read_values(invoke<schema::Dict>(ref_, [](auto& d) { return d.keysRequest().send(); }).getKeys());
 }
 
 std::vector<Value> DictProxy::values() const {
-  return read_list(invoke<schema::Dict>(ref_, [](auto& d) { return d.valuesRequest().send(); }).getValues());
+  return rpc::read_values(invoke<schema::Dict>(ref_, [](auto& d) { return d.valuesRequest().send(); }).getValues());
 }
 
 std::vector<std::pair<Value, Value>> DictProxy::items() const {
@@ -142,7 +123,7 @@ std::vector<std::pair<Value, Value>> DictProxy::items() const {
 void DictProxy::update(const ValueMap& items) const {
   invoke<schema::Dict>(ref_, [&](auto& d) {
     auto request = d.updateRequest();
-    write_items(request.initItems(static_cast<unsigned>(items.size())), items);
+    rpc::write_entries(request.initItems(static_cast<unsigned>(items.size())), items);
     return request.send();
   });
 }
@@ -220,7 +201,7 @@ DictProxy::CasResult DictProxy::compare_and_set(const Value& key, const std::opt
 std::vector<std::optional<Value>> DictProxy::get_many(const std::vector<Value>& keys) const {
   auto reply = invoke<schema::Dict>(ref_, [&](auto& d) {
     auto request = d.getManyRequest();
-    write_list(request.initKeys(static_cast<unsigned>(keys.size())), keys);
+    rpc::write_values(request.initKeys(static_cast<unsigned>(keys.size())), keys);
     return request.send();
   });
   std::vector<std::optional<Value>> result;
@@ -237,7 +218,7 @@ std::vector<std::optional<Value>> DictProxy::get_many(const std::vector<Value>& 
 void DictProxy::set_many(const ValueMap& items) const {
   invoke<schema::Dict>(ref_, [&](auto& d) {
     auto request = d.setManyRequest();
-    write_items(request.initItems(static_cast<unsigned>(items.size())), items);
+    rpc::write_entries(request.initItems(static_cast<unsigned>(items.size())), items);
     return request.send();
   });
 }
@@ -278,14 +259,14 @@ Value::List ListProxy::slice(const Slice& slice) const {
     write_slice(request.initSlice(), slice);
     return request.send();
   });
-  return read_list(reply.getValues());
+  return rpc::read_values(reply.getValues());
 }
 
 void ListProxy::set_slice(const Slice& slice, const Value::List& values) const {
   invoke<schema::SharedList>(ref_, [&](auto& l) {
     auto request = l.setSliceRequest();
     write_slice(request.initSlice(), slice);
-    write_list(request.initValues(static_cast<unsigned>(values.size())), values);
+    rpc::write_values(request.initValues(static_cast<unsigned>(values.size())), values);
     return request.send();
   });
 }
@@ -309,7 +290,7 @@ void ListProxy::append(const Value& value) const {
 void ListProxy::extend(const Value::List& values) const {
   invoke<schema::SharedList>(ref_, [&](auto& l) {
     auto request = l.extendRequest();
-    write_list(request.initValues(static_cast<unsigned>(values.size())), values);
+    rpc::write_values(request.initValues(static_cast<unsigned>(values.size())), values);
     return request.send();
   });
 }
@@ -393,7 +374,7 @@ size_t ListProxy::size() const {
 }
 
 Value::List ListProxy::copy() const {
-  return read_list(invoke<schema::SharedList>(ref_, [](auto& l) { return l.copyRequest().send(); }).getList());
+  return rpc::read_values(invoke<schema::SharedList>(ref_, [](auto& l) { return l.copyRequest().send(); }).getList());
 }
 
 void ListProxy::multiply(int64_t times) const {
@@ -502,14 +483,14 @@ Value::List ArrayProxy::slice(const Slice& slice) const {
     write_slice(request.initSlice(), slice);
     return request.send();
   });
-  return read_list(reply.getValues());
+  return rpc::read_values(reply.getValues());
 }
 
 void ArrayProxy::set_slice(const Slice& slice, const Value::List& values) const {
   invoke<schema::Array>(ref_, [&](auto& a) {
     auto request = a.setSliceRequest();
     write_slice(request.initSlice(), slice);
-    write_list(request.initValues(static_cast<unsigned>(values.size())), values);
+    rpc::write_values(request.initValues(static_cast<unsigned>(values.size())), values);
     return request.send();
   });
 }

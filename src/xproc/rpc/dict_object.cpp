@@ -76,13 +76,7 @@ class DictObject final : public SharedObject, public Served<schema::Dict::Server
   }
 
   kj::Promise<void> items(ItemsContext context) override {
-    auto out = context.getResults().initItems(static_cast<unsigned>(map().size()));
-    unsigned i = 0;
-    map().for_each([&](const Value& k, const Value& v) {
-      k.to_capnp(out[i].initKey());
-      v.to_capnp(out[i].initValue());
-      ++i;
-    });
+    write_entries(context.getResults().initItems(static_cast<unsigned>(map().size())), map());
     return kj::READY_NOW;
   }
 

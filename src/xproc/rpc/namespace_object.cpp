@@ -3,6 +3,7 @@
 
 #include "xproc/errors.h"
 #include "xproc/rpc/objects.h"
+#include "xproc/rpc/value_ops.h"
 
 namespace xproc::rpc {
 namespace {
@@ -50,13 +51,7 @@ class NamespaceObject final : public SharedObject, public Served<schema::Namespa
   }
 
   kj::Promise<void> items(ItemsContext context) override {
-    auto out = context.getResults().initItems(static_cast<unsigned>(attributes_.size()));
-    unsigned i = 0;
-    attributes_.for_each([&](const Value& k, const Value& v) {
-      k.to_capnp(out[i].initKey());
-      v.to_capnp(out[i].initValue());
-      ++i;
-    });
+    write_entries(context.getResults().initItems(static_cast<unsigned>(attributes_.size())), attributes_);
     return kj::READY_NOW;
   }
 

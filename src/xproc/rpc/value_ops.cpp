@@ -118,4 +118,13 @@ void write_values(capnp::List<schema::Value>::Builder builder, const std::vector
   for (size_t i = 0; i < values.size(); ++i) values[i].to_capnp(builder[static_cast<unsigned>(i)]);
 }
 
+void write_entries(capnp::List<schema::Value::Entry>::Builder builder, const ValueMap& items) {
+  unsigned i = 0;
+  items.for_each([&](const Value& k, const Value& v) {
+    k.to_capnp(builder[i].initKey());
+    v.to_capnp(builder[i].initValue());
+    ++i;
+  });
+}
+
 }  // namespace xproc::rpc

@@ -33,5 +33,7 @@ size_t normalize_index(int64_t index, size_t length, const char* message);
 // Lists of Values across the wire.
 std::vector<Value> read_values(capnp::List<schema::Value>::Reader values);
 void write_values(capnp::List<schema::Value>::Builder builder, const std::vector<Value>& values);
+// A map's entries, in insertion order, into a list of `items.size()` entries.
+void write_entries(capnp::List<schema::Value::Entry>::Builder builder, const ValueMap& items);
 
 }  // namespace xproc::rpc
