@@ -6,24 +6,10 @@ usage: pycapnp_decode.py SCHEMA_DIR MESSAGE_FILE
 import sys
 
 import capnp
+from value_to_python import to_python
 
 capnp.remove_import_hook()
 schema = capnp.load(sys.argv[1] + "/xproc/value.capnp", imports=[sys.argv[1], "/usr/include"])
-
-
-def to_python(value):
-    kind = value.which()
-    if kind == "null":
-        return None
-    if kind in ("bool", "int64", "float64", "text"):
-        return getattr(value, kind)
-    if kind == "data":
-        return bytes(value.data)
-    if kind == "list":
-        return [to_python(item) for item in value.list]
-    if kind == "map":
-        return {to_python(entry.key): to_python(entry.value) for entry in value.map}
-    raise ValueError("unsupported Value kind " + kind)
 
 
 with open(sys.argv[2], "rb") as f:

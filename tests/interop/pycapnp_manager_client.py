@@ -10,25 +10,11 @@ import hmac
 import sys
 
 import capnp
+from value_to_python import to_python
 
 capnp.remove_import_hook()
 schema_dir, socket_path, authkey_hex, dict_name = sys.argv[1:5]
 manager_capnp = capnp.load(schema_dir + "/xproc/manager.capnp", imports=[schema_dir, "/usr/include"])
-
-
-def to_python(value):
-    kind = value.which()
-    if kind == "null":
-        return None
-    if kind in ("bool", "int64", "float64", "text"):
-        return getattr(value, kind)
-    if kind == "data":
-        return bytes(value.data)
-    if kind == "list":
-        return [to_python(item) for item in value.list]
-    if kind == "map":
-        return {to_python(entry.key): to_python(entry.value) for entry in value.map}
-    raise ValueError("unsupported Value kind " + kind)
 
 
 async def log_in(authkey):
