@@ -61,8 +61,7 @@ ManagerServer::ManagerServer(ServerOptions options) {
   if (!is_unix_address(options.address) && !options.authkey) {
     throw ValueError("a Manager listening on TCP needs an authkey");
   }
-  std::string address = options.address.starts_with("tcp:") ? options.address.substr(4) : options.address;
-  Listener listener(address, 128);
+  Listener listener(options.address, 128);
   state_ = std::make_unique<State>(State{std::move(options), std::move(listener)});
 }
 

@@ -23,8 +23,7 @@ capnp::ReaderOptions client_reader_options() {
 // Connects with the library's own Client (addresses parsed once, in one place) and takes
 // the socket from it.
 int connect_socket(const std::string& address) {
-  std::string target = address.starts_with("tcp:") ? address.substr(4) : address;
-  ByteConnection connection = Client(target);
+  ByteConnection connection = Client(address);
   return retry_syscall("dup", [&] { return ::dup(connection.fileno()); });
 }
 
@@ -95,12 +94,22 @@ void ClientConnection::sweep() {
   sweep_at_ = std::max<size_t>(64, cache_.size() * 2);
 }
 
+ObjectRef::~ObjectRef() {
+  ThreadLoop* loop = existing_thread_loop();  // none in a child that never called
+  if (loop == nullptr || !endpoint) return;
+  auto* table = loop->find_slot<ConnectionTable>();
+  if (table == nullptr) return;
+  auto it = table->find(endpoint->serial);
+  if (it != table->end()) it->second->forget(this);
+}
+
 ClientConnection& connection_for(const Endpoint& endpoint) {
-  auto& table = thread_loop().slot<ConnectionTable>();
+  auto& loop = thread_loop();
+  auto& table = loop.slot<ConnectionTable>();
   auto& connection = table[endpoint.serial];
   if (!connection) {
     try {
-      connection = std::make_unique<ClientConnection>(thread_loop(), endpoint);
+      connection = std::make_unique<ClientConnection>(loop, endpoint);
     } catch (...) {
       table.erase(endpoint.serial);
       throw;

@@ -29,7 +29,12 @@ struct Endpoint {
 };
 
 // A shared object as proxies know it: enough to reach it from any thread or process.
+// When the last proxy copy goes, the capability cached for it on this thread's
+// connection goes too, so the server can free the object (other threads' caches let go
+// of theirs at their next sweep).
 struct ObjectRef {
+  ~ObjectRef();
+
   std::shared_ptr<const Endpoint> endpoint;
   uint64_t id = 0;
   schema::Kind kind = schema::Kind::DICT;
@@ -51,6 +56,8 @@ class ClientConnection {
   capnp::Capability::Client object(const std::shared_ptr<const ObjectRef>& ref);
   // Caches the capability a factory call returned for `ref`.
   void remember(const std::shared_ptr<const ObjectRef>& ref, capnp::Capability::Client capability);
+  // Drops what is cached for `ref`.
+  void forget(const ObjectRef* ref) { cache_.erase(ref); }
 
  private:
   struct Cached {

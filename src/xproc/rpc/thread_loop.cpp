@@ -1,12 +1,21 @@
 // See thread_loop.h.
 #include "xproc/rpc/thread_loop.h"
 
+#include <pthread.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <memory>
 
 namespace xproc::rpc {
 namespace {
+
+// This process's pid, kept current by a fork handler: thread_loop() runs on every call,
+// and getpid() is a system call.
+std::atomic<pid_t> g_pid{::getpid()};
+void note_forked_child() { g_pid.store(::getpid(), std::memory_order_relaxed); }
+const int g_fork_handler = ::pthread_atfork(nullptr, nullptr, note_forked_child);
+pid_t current_pid() { return g_pid.load(std::memory_order_relaxed); }
 
 // Raw on purpose: an inherited loop is abandoned, never freed.
 thread_local ThreadLoop* t_loop = nullptr;
@@ -14,7 +23,7 @@ thread_local ThreadLoop* t_loop = nullptr;
 // Frees this thread's loop when the thread exits (in the process that made it).
 struct LoopReaper {
   ~LoopReaper() {
-    if (t_loop != nullptr && t_loop->pid() == getpid()) delete t_loop;
+    if (t_loop != nullptr && t_loop->pid() == current_pid()) delete t_loop;
     t_loop = nullptr;
   }
 };
@@ -22,7 +31,7 @@ thread_local LoopReaper t_reaper;
 
 }  // namespace
 
-ThreadLoop::ThreadLoop() : pid_(getpid()), io_(kj::setupAsyncIo()) {}
+ThreadLoop::ThreadLoop() : pid_(current_pid()), io_(kj::setupAsyncIo()) {}
 
 ThreadLoop::~ThreadLoop() {
   // Connections (in slots) go before the loop they run on.
@@ -39,12 +48,17 @@ void ThreadLoop::abandon() noexcept {
 
 ThreadLoop& thread_loop() {
   (void)&t_reaper;  // odr-use: make sure the reaper exists for this thread
-  if (t_loop != nullptr && t_loop->pid() != getpid()) {
+  (void)g_fork_handler;
+  if (t_loop != nullptr && t_loop->pid() != current_pid()) {
     t_loop->abandon();
     t_loop = nullptr;
   }
   if (t_loop == nullptr) t_loop = new ThreadLoop();
   return *t_loop;
+}
+
+ThreadLoop* existing_thread_loop() noexcept {
+  return t_loop != nullptr && t_loop->pid() == current_pid() ? t_loop : nullptr;
 }
 
 std::chrono::nanoseconds SpinBudget::next(std::chrono::nanoseconds limit) {

@@ -42,6 +42,13 @@ class ThreadLoop {
     return *static_cast<T*>(holder.get());
   }
 
+  // The slot if some layer made it; nullptr otherwise.
+  template <typename T>
+  T* find_slot() {
+    auto it = slots_.find(&slot_key<T>);
+    return it == slots_.end() ? nullptr : static_cast<T*>(it->second.get());
+  }
+
   // Forgets the loop without destroying it (see above). Only thread_loop() calls this.
   void abandon() noexcept;
 
@@ -59,6 +66,8 @@ class ThreadLoop {
 
 // The calling thread's loop, made (or remade after fork) as needed.
 ThreadLoop& thread_loop();
+// The calling thread's loop if this process made one; never makes one (for destructors).
+ThreadLoop* existing_thread_loop() noexcept;
 
 // How long this thread polls for a reply before sleeping, adapted to how replies come:
 // a reply that arrives while polling restores the full budget; one that does not —
