@@ -87,6 +87,12 @@ TEST(CliServe, RefusesTcpWithoutKeyAndKeysOthersCanRead) {
   EXPECT_NE(open_key.first_line.find("readable by others"), std::string::npos) << open_key.first_line;
   EXPECT_EQ(open_key.wait(), 1);
   ::unlink(keys.c_str());
+
+  std::string empty = key_file("", 0600);
+  ServeProcess empty_key({kXproc, "serve", "--address", "tcp:127.0.0.1:0", "--authkey-file", empty});
+  EXPECT_NE(empty_key.first_line.find("is empty"), std::string::npos) << empty_key.first_line;
+  EXPECT_EQ(empty_key.wait(), 1);
+  ::unlink(empty.c_str());
 }
 
 }  // namespace

@@ -635,15 +635,48 @@ TEST(ManagerFailures, MalformedInputLeavesTheServerServing) {
 
 TEST(ManagerFailures, ObjectGoneWhenEveryHolderReleasedIt) {
   Manager manager;
+  auto keep = manager.dict();
   uint64_t id = 0;
   {
     auto d = manager.dict();
     id = d.id();
-    EXPECT_EQ(d.size(), 0u);
+    auto copy = d;  // copies share one reference
+    copy.set("x", 1);
   }
-  // A proxy whose object was freed would get KeyError; a fresh one works.
-  auto d2 = manager.dict();
-  EXPECT_NE(d2.id(), id);
+  EXPECT_EQ(keep.size(), 0u);  // a round trip after the release went out
+  auto request = manager.client().objectRequest();
+  request.setId(id);
+  EXPECT_THROW(manager.wait(request.send()), KeyError);
+  auto again = manager.client().objectRequest();
+  again.setId(keep.id());
+  EXPECT_EQ(manager.wait(again.send()).getKind(), schema::Kind::DICT);
+}
+
+TEST(ManagerFailures, BadArgumentsAreTypedErrorsAndChangeNothing) {
+  ManagerOptions options;
+  options.types.add<Counter>("Counter", [] { return Counter::Client(kj::heap<CounterImpl>()); });
+  Manager manager(options);
+  EXPECT_THROW(manager.semaphore(-1), ValueError);
+  EXPECT_THROW(manager.barrier(0), ValueError);
+  auto d = manager.dict({}, "d");
+  EXPECT_THROW(manager.lookup<Counter>("d"), TypeError);  // a dict, not a Counter
+
+  auto condition = manager.client().conditionRequest();
+  condition.setLock(d.id());  // not a lock
+  EXPECT_THROW(manager.wait(condition.send()), TypeError);
+  auto orphan = manager.client().conditionRequest();
+  orphan.setLock(999999);  // no such object
+  EXPECT_THROW(manager.wait(orphan.send()), KeyError);
+  auto not_a_map = manager.client().dictRequest();
+  not_a_map.initInitial().setInt64(5);
+  EXPECT_THROW(manager.wait(not_a_map.send()), TypeError);
+
+  manager.wait_scope();  // publish needs this thread's loop to exist
+  EXPECT_THROW(manager.publish<Counter>("", Counter::Client(kj::heap<CounterImpl>())), ValueError);
+  EXPECT_THROW(manager.publish<Counter>("d", Counter::Client(kj::heap<CounterImpl>())), ValueError);
+  EXPECT_EQ(manager.names(), std::vector<std::string>{"d"});
+  d.set("still", "works");
+  EXPECT_EQ(d["still"], Value("works"));
 }
 
 }  // namespace
