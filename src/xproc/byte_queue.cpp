@@ -192,8 +192,14 @@ ByteQueue ByteQueue::create(std::string_view name, const QueueOptions& options, 
 }
 
 ByteQueue ByteQueue::open(std::string_view name) {
-  auto segment = shm::Segment::open(name);
-  const std::string what = "segment '" + std::string(name) + "'";
+  return attach(shm::Segment::open(name), "segment '" + std::string(name) + "'");
+}
+
+ByteQueue ByteQueue::adopt_anonymous(int fd) {
+  return attach(shm::Segment::adopt(fd), "the anonymous segment of descriptor " + std::to_string(fd));
+}
+
+ByteQueue ByteQueue::attach(shm::Segment segment, const std::string& what) {
   if (segment.size() < detail::kRingOffset) throw ValueError(what + " is too small to be a queue");
   auto state = std::make_shared<QueueState>(std::move(segment));
   const QueueHeader* h = state->header;

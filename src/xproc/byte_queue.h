@@ -47,6 +47,10 @@ struct QueueInfo {
   uint64_t recoveries = 0;  // locks taken over from processes that died holding them
 };
 
+namespace shm {
+class Segment;
+}
+
 namespace detail {
 // What a queue segment was made as (recorded in its header for tools).
 enum class QueueKind : uint32_t { kQueue = 0, kSimple = 1, kJoinable = 2 };
@@ -63,6 +67,10 @@ class ByteQueue {
   // Opens a named queue made by any process. ValueError when absent or not a queue of
   // this layout version.
   static ByteQueue open(std::string_view name);
+  // Re-opens an anonymous queue from a duplicate of its anonymous_fd() received from
+  // another process (how the Python package hands anonymous queues to spawned children).
+  // Takes ownership of `fd`. ValueError when it is not a queue segment.
+  static ByteQueue adopt_anonymous(int fd);
   // Unlinks a named queue; open handles keep working. False when there was none.
   static bool remove(std::string_view name);
 
@@ -127,6 +135,7 @@ class ByteQueue {
   }
   bool put_raw(size_t size, void (*fill)(void*, std::byte*), void* ctx, Deadline deadline);
   bool get_raw(void (*consume)(void*, std::span<const std::byte>), void* ctx, Deadline deadline);
+  static ByteQueue attach(shm::Segment segment, const std::string& what);
   explicit ByteQueue(std::shared_ptr<detail::QueueState> state) : state_(std::move(state)) {}
 
   std::shared_ptr<detail::QueueState> state_;

@@ -320,6 +320,15 @@ std::shared_ptr<const rpc::ObjectRef> Manager::create_user(std::string_view type
   return ref;
 }
 
+std::shared_ptr<const rpc::ObjectRef> Manager::attach_ref(uint64_t id) const {
+  // The kind is informative only: the server checks each call against the object.
+  return std::make_shared<const rpc::ObjectRef>(rpc::ObjectRef{endpoint_, id, schema::Kind::USER, 0});
+}
+
+void set_call_interrupt_check(void (*check)(), std::chrono::milliseconds interval) {
+  rpc::set_interrupt_check(check, interval);
+}
+
 std::shared_ptr<const rpc::ObjectRef> Manager::lookup_user(std::string_view name, uint64_t interface_id) {
   auto response = rpc::call_manager(*endpoint_, [&](rpc::ClientConnection& c) {
     auto request = c.manager().lookupRequest();

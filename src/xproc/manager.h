@@ -54,6 +54,12 @@ struct ManagerOptions {
 // [[noreturn]]: the xproc error a failed Manager call (kj::Exception) stands for.
 [[noreturn]] void rethrow_manager_error(const kj::Exception& error);
 
+// For language bindings that must stay responsive while a proxy call waits (the Python
+// package turns Ctrl-C into KeyboardInterrupt this way): `check` is called every
+// `interval` while a reply is awaited; an exception it throws cancels the call (the
+// server drops it) and reaches the caller. nullptr turns it off. Process-wide.
+void set_call_interrupt_check(void (*check)(), std::chrono::milliseconds interval);
+
 class Manager {
  public:
   // Starts a server process (Python's Manager()). OSError when it cannot.
@@ -121,6 +127,13 @@ class Manager {
     publish_user(name, kj::mv(object), capnp::typeId<Interface>());
   }
 
+  // The proxy of type P for the object `id` (another proxy's id(), for instance sent by
+  // another process). The object must still exist: calls raise KeyError otherwise.
+  template <typename P>
+  P attach(uint64_t id) {
+    return P(attach_ref(id));
+  }
+
   // The names registered on the server, sorted; and removing one (KeyError if absent).
   std::vector<std::string> names();
   void unregister(std::string_view name);
@@ -145,6 +158,7 @@ class Manager {
   explicit Manager(Connected);
   std::shared_ptr<const rpc::ObjectRef> create_user(std::string_view type_name, std::string_view name,
                                                     uint64_t interface_id);
+  std::shared_ptr<const rpc::ObjectRef> attach_ref(uint64_t id) const;
   std::shared_ptr<const rpc::ObjectRef> lookup_user(std::string_view name, uint64_t interface_id);
   void publish_user(std::string_view name, capnp::Capability::Client object, uint64_t interface_id);
 

@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <memory>
 
@@ -29,7 +30,20 @@ struct LoopReaper {
 };
 thread_local LoopReaper t_reaper;
 
+std::atomic<void (*)()> g_interrupt_check{nullptr};
+std::atomic<int64_t> g_interrupt_interval_ms{50};
+
 }  // namespace
+
+InterruptCheck interrupt_check() noexcept {
+  return InterruptCheck{g_interrupt_check.load(std::memory_order_relaxed),
+                        std::chrono::milliseconds(g_interrupt_interval_ms.load(std::memory_order_relaxed))};
+}
+
+void set_interrupt_check(void (*check)(), std::chrono::milliseconds interval) {
+  g_interrupt_interval_ms.store(std::max<int64_t>(1, interval.count()), std::memory_order_relaxed);
+  g_interrupt_check.store(check, std::memory_order_relaxed);
+}
 
 ThreadLoop::ThreadLoop() : pid_(current_pid()), io_(kj::setupAsyncIo()) {}
 

@@ -85,6 +85,30 @@ class SpinBudget {
 };
 SpinBudget& thread_spin_budget();
 
+// The interrupt check set by set_call_interrupt_check() (manager.h), or nullptr.
+struct InterruptCheck {
+  void (*check)() = nullptr;
+  std::chrono::milliseconds interval{50};
+};
+InterruptCheck interrupt_check() noexcept;
+void set_interrupt_check(void (*check)(), std::chrono::milliseconds interval);
+
+// Waits for `promise` in slices of `interval`, calling `check` between them; an
+// exception from `check` drops the promise (cancelling the call) and propagates.
+template <typename T>
+T wait_checking(kj::Promise<T>&& promise, kj::WaitScope& scope, const InterruptCheck& interrupt) {
+  // On the heap: GCC 12 falsely reports a local captured here as uninitialized (inside
+  // kj's probe of the continuation's address).
+  auto result = kj::heap<kj::Maybe<T>>();
+  auto settled = promise.then([slot = result.get()](T&& value) { *slot = kj::mv(value); }).fork();
+  auto& timer = thread_loop().io().provider->getTimer();
+  for (;;) {
+    settled.addBranch().exclusiveJoin(timer.afterDelay(interrupt.interval.count() * kj::MILLISECONDS)).wait(scope);
+    KJ_IF_MAYBE(value, *result) { return kj::mv(*value); }
+    interrupt.check();
+  }
+}
+
 // Waits for `promise`, first polling without sleeping for up to the thread's spin budget
 // (at most `spin`): a reply that comes back within it costs no wake-up.
 template <typename T>
@@ -100,6 +124,9 @@ T wait_spinning(kj::Promise<T>&& promise, kj::WaitScope& scope, std::chrono::mic
       }
       budget.record(ready, spin);
     }
+  }
+  if (auto interrupt = interrupt_check(); interrupt.check != nullptr) {
+    return wait_checking(kj::mv(promise), scope, interrupt);
   }
   return promise.wait(scope);
 }

@@ -93,14 +93,21 @@ Segment Segment::open(std::string_view name) {
   }
   const int fd = dup(object.get_mapping_handle().handle);
   if (fd < 0) throw_os_error("dup", errno);
+  return map_whole(fd, std::string(name));
+}
+
+Segment Segment::adopt(int fd) { return map_whole(fd, {}); }
+
+Segment Segment::map_whole(int fd, std::string name) {
   struct stat st {};
   if (fstat(fd, &st) != 0) {
+    const int error = errno;
     close(fd);
-    throw_os_error("fstat", errno);
+    throw_os_error("fstat", error);
   }
   try {
     return Segment(fd, map_fd(fd, static_cast<size_t>(st.st_size)), static_cast<size_t>(st.st_size),
-                   std::string(name));
+                   std::move(name));
   } catch (...) {
     close(fd);
     throw;

@@ -27,6 +27,10 @@ class Segment {
   static Segment open(std::string_view name);
   // Creates an anonymous segment (memfd).
   static Segment anonymous(size_t size);
+  // Maps the whole of an anonymous segment's descriptor received from another process
+  // (for instance passed by a language binding to a spawned child). Takes ownership of
+  // `fd`, closing it on failure.
+  static Segment adopt(int fd);
   // Unlinks a named segment; false when it did not exist. Mappings stay valid.
   static bool remove(std::string_view name);
 
@@ -42,6 +46,7 @@ class Segment {
   const std::string& name() const noexcept { return name_; }  // empty when anonymous
 
  private:
+  static Segment map_whole(int fd, std::string name);
   Segment(int fd, std::byte* data, size_t size, std::string name)
       : fd_(fd), data_(data), size_(size), name_(std::move(name)) {}
   int fd_ = -1;

@@ -1,0 +1,181 @@
+// _xproc.Connection, _xproc.Listener, _xproc.client and _xproc.pipe: the C++ connections
+// (multiprocessing.connection's framing and authentication) taking Python objects.
+// The xproc package adds pickling and Python's address forms on top.
+#include <poll.h>
+
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/pair.h>
+#include <nanobind/stl/string.h>
+
+#include <cerrno>
+
+#include "blocking.h"
+#include "bindings.h"
+#include "message_codec.h"
+#include "xproc/byte_connection.h"
+#include "xproc/connection.h"
+#include "xproc/errors.h"
+#include "xproc/listener.h"
+
+namespace xproc::python {
+namespace {
+
+struct PythonConnection {
+  ByteConnection connection;
+  MessageCodec codec;
+};
+
+// A Python object's bytes (bytes, bytearray, memoryview, array ...), held for a call.
+class BufferView {
+ public:
+  BufferView(nb::handle object, bool writable) {
+    if (PyObject_GetBuffer(object.ptr(), &view_, writable ? PyBUF_WRITABLE : PyBUF_SIMPLE) != 0) {
+      throw nb::python_error();
+    }
+  }
+  ~BufferView() { PyBuffer_Release(&view_); }
+  BufferView(const BufferView&) = delete;
+  BufferView& operator=(const BufferView&) = delete;
+  std::byte* data() const { return static_cast<std::byte*>(view_.buf); }
+  size_t size() const { return static_cast<size_t>(view_.len); }
+
+ private:
+  Py_buffer view_{};
+};
+
+// Waits until the connection has something to read (or EOF), interruptibly.
+bool wait_readable(PythonConnection& self, const Deadline& deadline) {
+  return wait_in_slices(deadline, [&](Timeout slice) { return self.connection.poll(slice); });
+}
+
+std::vector<std::byte> receive(PythonConnection& self, std::optional<size_t> maxlength = std::nullopt) {
+  wait_readable(self, Deadline(true, std::nullopt));
+  nb::gil_scoped_release unlocked;
+  return self.connection.recv_bytes(maxlength);
+}
+
+nb::bytes as_bytes(const std::vector<std::byte>& message) {
+  return nb::bytes(reinterpret_cast<const char*>(message.data()), message.size());
+}
+
+// Authkeys are bytes in Python, as in multiprocessing.
+std::optional<std::string> key(const std::optional<nb::bytes>& authkey) {
+  if (!authkey) return std::nullopt;
+  return std::string(authkey->c_str(), authkey->size());
+}
+
+PythonConnection wrap(ByteConnection connection, uint64_t schema_id) {
+  return PythonConnection{std::move(connection), MessageCodec(schema_id)};
+}
+
+}  // namespace
+
+void register_connections(nb::module_& m) {
+  nb::class_<PythonConnection>(m, "Connection", "One end of a connection (the engine under xproc's Connection).")
+      .def(
+          "__init__",
+          [](PythonConnection* self, int fd, bool readable, bool writable, uint64_t schema_id) {
+            new (self) PythonConnection{ByteConnection(fd, readable, writable), MessageCodec(schema_id)};
+          },
+          nb::arg("fd"), nb::arg("readable") = true, nb::arg("writable") = true,
+          nb::arg("schema_id") = MessageCodec::value_schema_id(),
+          "Takes ownership of the socket or pipe descriptor `fd`.")
+      .def(
+          "send",
+          [](PythonConnection& self, nb::handle object) {
+            EncodedMessage message = self.codec.encode(object);
+            std::vector<std::byte> bytes(message.size());
+            message.write_to(bytes.data());
+            nb::gil_scoped_release unlocked;
+            self.connection.send_bytes(bytes);
+          },
+          nb::arg("obj"))
+      .def("recv", [](PythonConnection& self) { return self.codec.decode(receive(self)); })
+      .def(
+          "send_bytes",
+          [](PythonConnection& self, nb::handle buffer, size_t offset, std::optional<size_t> size) {
+            BufferView view(buffer, false);
+            nb::gil_scoped_release unlocked;
+            self.connection.send_bytes({view.data(), view.size()}, offset, size);
+          },
+          nb::arg("buf"), nb::arg("offset") = 0, nb::arg("size") = nb::none())
+      .def(
+          "recv_bytes",
+          [](PythonConnection& self, std::optional<size_t> maxlength) { return as_bytes(receive(self, maxlength)); },
+          nb::arg("maxlength") = nb::none())
+      .def(
+          "recv_bytes_into",
+          [](PythonConnection& self, nb::handle buffer, size_t offset) {
+            wait_readable(self, Deadline(true, std::nullopt));
+            BufferView view(buffer, true);
+            try {
+              nb::gil_scoped_release unlocked;
+              return self.connection.recv_bytes_into({view.data(), view.size()}, offset);
+            } catch (const BufferTooShort& e) {
+              // As CPython: the whole message travels in the exception's args[0].
+              nb::object error = nb::module_::import_("multiprocessing").attr("BufferTooShort")(
+                  nb::bytes(e.message().data(), e.message().size()));
+              PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(error.ptr())), error.ptr());
+              throw nb::python_error();
+            }
+          },
+          nb::arg("buf"), nb::arg("offset") = 0)
+      .def(
+          "poll",
+          [](PythonConnection& self, std::optional<double> timeout) {
+            return wait_readable(self, Deadline(true, timeout));
+          },
+          nb::arg("timeout") = 0.0)
+      .def("close", [](PythonConnection& self) { self.connection.close(); })
+      .def_prop_ro("closed", [](const PythonConnection& self) { return self.connection.closed(); })
+      .def_prop_ro("readable", [](const PythonConnection& self) { return self.connection.readable(); })
+      .def_prop_ro("writable", [](const PythonConnection& self) { return self.connection.writable(); })
+      .def_prop_ro("schema_id", [](const PythonConnection& self) { return self.codec.schema_id(); })
+      .def("fileno", [](const PythonConnection& self) { return self.connection.fileno(); });
+
+  m.def(
+      "pipe",
+      [](bool duplex, uint64_t schema_id) {
+        auto [a, b] = byte_pipe(duplex);
+        return std::make_pair(wrap(std::move(a), schema_id), wrap(std::move(b), schema_id));
+      },
+      nb::arg("duplex") = true, nb::arg("schema_id") = MessageCodec::value_schema_id());
+
+  nb::class_<Listener>(m, "Listener", "A bound, listening socket (the engine under xproc.connection.Listener).")
+      .def(
+          "__init__",
+          [](Listener* self, std::string address, int backlog, std::optional<nb::bytes> authkey) {
+            new (self) Listener(std::move(address), backlog, key(authkey));
+          },
+          nb::arg("address") = "", nb::arg("backlog") = 1, nb::arg("authkey") = nb::none())
+      .def(
+          "accept",
+          [](Listener& self, uint64_t schema_id) {
+            // Wait for a caller in slices (Ctrl-C), then accept and authenticate without the GIL.
+            const Deadline forever(true, std::nullopt);
+            wait_in_slices(forever, [&](Timeout slice) {
+              pollfd request{self.fileno(), POLLIN, 0};
+              const int milliseconds = static_cast<int>(slice.value_or(std::chrono::seconds(0)).count() * 1000);
+              const int ready = ::poll(&request, 1, milliseconds);
+              return ready != 0;  // ready, or an error accept() will report
+            });
+            nb::gil_scoped_release unlocked;
+            return wrap(self.accept(), schema_id);
+          },
+          nb::arg("schema_id") = MessageCodec::value_schema_id())
+      .def_prop_ro("address", &Listener::address)
+      .def("fileno", &Listener::fileno)
+      .def("keep_path", &Listener::keep_path)
+      .def("close", &Listener::close);
+
+  m.def(
+      "client",
+      [](const std::string& address, std::optional<nb::bytes> authkey, uint64_t schema_id) {
+        auto secret = key(authkey);
+        nb::gil_scoped_release unlocked;
+        return wrap(Client(address, std::move(secret)), schema_id);
+      },
+      nb::arg("address"), nb::arg("authkey") = nb::none(), nb::arg("schema_id") = MessageCodec::value_schema_id());
+}
+
+}  // namespace xproc::python

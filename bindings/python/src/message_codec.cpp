@@ -1,0 +1,72 @@
+#include "message_codec.h"
+
+#include <capnp/serialize.h>
+
+#include <cstring>
+#include <string>
+
+#include "python_values.h"
+#include "xproc/queue.h"  // detail::flat_size / write_flat
+
+namespace xproc::python {
+namespace {
+
+std::string hex(uint64_t id) {
+  char text[24];
+  std::snprintf(text, sizeof(text), "0x%016llx", static_cast<unsigned long long>(id));
+  return text;
+}
+
+}  // namespace
+
+size_t EncodedMessage::size() const noexcept {
+  if (builder_) return detail::flat_size(builder_->getSegmentsForOutput());
+  return raw_.size();
+}
+
+void EncodedMessage::write_to(std::byte* out) const {
+  if (builder_) {
+    detail::write_flat(builder_->getSegmentsForOutput(), out);
+  } else {
+    std::memcpy(out, raw_.c_str(), raw_.size());
+  }
+}
+
+uint64_t MessageCodec::value_schema_id() noexcept { return capnp::typeId<schema::Value>(); }
+
+EncodedMessage MessageCodec::encode(nb::handle object) const {
+  EncodedMessage encoded;
+  if (carries_values()) {
+    // A small first segment: the default (1024 zeroed words) costs more than encoding a
+    // typical small value; larger values grow into further segments.
+    encoded.builder_ = std::make_unique<capnp::MallocMessageBuilder>(64);
+    encode_value(object, *encoded.builder_);
+    return encoded;
+  }
+  auto message = as_pycapnp_message(object);
+  if (!message) {
+    throw nb::type_error(("this channel carries Cap'n Proto structs " + hex(schema_id_) +
+                          "; send a pycapnp builder or reader of that type, not '" +
+                          Py_TYPE(object.ptr())->tp_name + "'")
+                             .c_str());
+  }
+  if (message->schema_id != schema_id_) {
+    throw nb::type_error(("this channel carries Cap'n Proto structs " + hex(schema_id_) + ", not " +
+                          hex(message->schema_id))
+                             .c_str());
+  }
+  encoded.raw_ = std::move(message->bytes);
+  return encoded;
+}
+
+nb::object MessageCodec::decode(std::span<const std::byte> message) const {
+  if (carries_values()) return decode_value(message);
+  // Checked here, as C++'s Queue<T> checks it, so a malformed message is a DecodeError
+  // at get() rather than an error from pycapnp at some later field access.
+  auto words = detail::copy_to_words(message);
+  detail::check_segment_table(words);
+  detail::check_traversal(*detail::make_reader(words, DecodeLimits{}));
+  return pycapnp_reader(schema_id_, nb::bytes(reinterpret_cast<const char*>(message.data()), message.size()));
+}
+
+}  // namespace xproc::python

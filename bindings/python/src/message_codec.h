@@ -1,0 +1,45 @@
+// What a queue or connection carries, seen from Python: xproc Values (any supported
+// Python object) or the messages of one Cap'n Proto struct type (pycapnp builders and
+// readers in, pycapnp readers out).
+#pragma once
+#include <capnp/message.h>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include "bindings.h"
+
+namespace xproc::python {
+
+// One encoded message, made with the GIL held and copied out without it.
+class EncodedMessage {
+ public:
+  size_t size() const noexcept;
+  // Writes the flat serialization (size() bytes, 8-byte aligned destination).
+  void write_to(std::byte* out) const;
+
+ private:
+  friend class MessageCodec;
+  std::unique_ptr<capnp::MallocMessageBuilder> builder_;  // a Value, or else ...
+  nb::bytes raw_;                                          // ... a pycapnp message's bytes
+};
+
+class MessageCodec {
+ public:
+  // The schema id of xproc's Value: what untyped queues and connections record.
+  static uint64_t value_schema_id() noexcept;
+
+  explicit MessageCodec(uint64_t schema_id = value_schema_id()) : schema_id_(schema_id) {}
+  uint64_t schema_id() const noexcept { return schema_id_; }
+  bool carries_values() const noexcept { return schema_id_ == value_schema_id(); }
+
+  // TypeError when `object` cannot be sent here (an unsupported type, or a struct of
+  // another schema on a typed channel).
+  EncodedMessage encode(nb::handle object) const;
+  // DecodeError when the bytes are not a message of this channel's type.
+  nb::object decode(std::span<const std::byte> message) const;
+
+ private:
+  uint64_t schema_id_;
+};
+
+}  // namespace xproc::python

@@ -1,0 +1,28 @@
+// The Manager's proxies as Python classes (_xproc.DictProxy ...): each method converts
+// its arguments to Values, makes the remote call without the GIL, and converts back.
+// The xproc package wraps them in multiprocessing's proxy API (MutableMapping ...).
+#pragma once
+#include <optional>
+#include "bindings.h"
+#include "xproc/byte_queue.h"  // Timeout
+
+namespace xproc::python {
+
+// Python's timeout argument: None (or, for acquire, a negative number) waits forever.
+inline Timeout python_timeout(std::optional<double> seconds) {
+  if (!seconds || *seconds < 0) return std::nullopt;
+  return std::chrono::duration<double>(*seconds);
+}
+
+// Runs f() with the GIL released: remote calls block, and other Python threads go on.
+template <typename F>
+auto without_gil(F&& f) {
+  nb::gil_scoped_release unlocked;
+  return f();
+}
+
+void register_container_proxies(nb::module_& m);     // dict, list, namespace, value, array
+void register_queue_proxies(nb::module_& m);         // queue, joinable queue
+void register_synchronization_proxies(nb::module_& m);  // lock, semaphore, event, condition, barrier
+
+}  // namespace xproc::python

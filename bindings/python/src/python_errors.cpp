@@ -1,0 +1,86 @@
+// xproc's C++ exceptions become the standard library's: queue.Empty, queue.Full,
+// EOFError, multiprocessing.AuthenticationError, KeyError, ... so Python code written
+// for multiprocessing catches what it always caught. The two with no standard
+// equivalent, MessageTooLarge and DecodeError, are ValueError subclasses.
+#include "bindings.h"
+#include "xproc/errors.h"
+
+namespace xproc::python {
+namespace {
+
+nb::object attribute(const char* module, const char* name) { return nb::module_::import_(module).attr(name); }
+
+// Set once at import; translators run with the GIL held.
+struct PythonErrors {
+  nb::object empty, full, authentication, buffer_too_short, broken_barrier;
+  PyObject* message_too_large = nullptr;
+  PyObject* decode_error = nullptr;
+};
+PythonErrors* errors = nullptr;
+
+void raise(PyObject* type, const std::exception& e) { PyErr_SetString(type, e.what()); }
+
+void translate(const std::exception_ptr& pointer, void*) {
+  try {
+    std::rethrow_exception(pointer);
+  } catch (const Empty& e) {
+    raise(errors->empty.ptr(), e);
+  } catch (const Full& e) {
+    raise(errors->full.ptr(), e);
+  } catch (const EOFError& e) {
+    raise(PyExc_EOFError, e);
+  } catch (const TimeoutError& e) {
+    raise(PyExc_TimeoutError, e);
+  } catch (const AuthenticationError& e) {
+    raise(errors->authentication.ptr(), e);
+  } catch (const BrokenPipeError& e) {
+    raise(PyExc_BrokenPipeError, e);
+  } catch (const ConnectionError& e) {
+    raise(PyExc_ConnectionError, e);
+  } catch (const MessageTooLarge& e) {
+    raise(errors->message_too_large, e);
+  } catch (const DecodeError& e) {
+    raise(errors->decode_error, e);
+  } catch (const BufferTooShort& e) {
+    raise(errors->buffer_too_short.ptr(), e);
+  } catch (const KeyError& e) {
+    raise(PyExc_KeyError, e);
+  } catch (const IndexError& e) {
+    raise(PyExc_IndexError, e);
+  } catch (const TypeError& e) {
+    raise(PyExc_TypeError, e);
+  } catch (const AttributeError& e) {
+    raise(PyExc_AttributeError, e);
+  } catch (const BrokenBarrierError& e) {
+    raise(errors->broken_barrier.ptr(), e);
+  } catch (const RuntimeError& e) {
+    raise(PyExc_RuntimeError, e);
+  } catch (const ValueError& e) {
+    raise(PyExc_ValueError, e);
+  } catch (const OSError& e) {
+    nb::object error = nb::steal(PyObject_CallFunction(PyExc_OSError, "is", e.error_number(), e.what()));
+    PyErr_SetObject(PyExc_OSError, error.ptr());
+  }
+  // Anything else (xproc::Error's base, std::exception) falls through to nanobind's
+  // default translation (RuntimeError with the message).
+}
+
+}  // namespace
+
+void register_errors(nb::module_& m) {
+  errors = new PythonErrors{attribute("queue", "Empty"), attribute("queue", "Full"),
+                            attribute("multiprocessing", "AuthenticationError"),
+                            attribute("multiprocessing", "BufferTooShort"),
+                            attribute("threading", "BrokenBarrierError")};
+  errors->message_too_large =
+      PyErr_NewExceptionWithDoc("xproc.MessageTooLarge", "A message is larger than the queue or connection accepts.",
+                                PyExc_ValueError, nullptr);
+  errors->decode_error = PyErr_NewExceptionWithDoc(
+      "xproc.DecodeError", "Bytes that are not a valid Cap'n Proto message of the expected type.",
+      PyExc_ValueError, nullptr);
+  m.attr("MessageTooLarge") = nb::borrow(errors->message_too_large);
+  m.attr("DecodeError") = nb::borrow(errors->decode_error);
+  nb::register_exception_translator(&translate);
+}
+
+}  // namespace xproc::python

@@ -1,0 +1,315 @@
+// See python_values.h. The hot paths (put and get of small dicts and lists) use the
+// CPython API directly: exact-type checks first, so the common kinds cost one pointer
+// comparison each, and pycapnp is only looked at for objects of no other kind.
+#include "python_values.h"
+
+#include <capnp/serialize.h>
+#include <kj/exception.h>
+
+#include <cstring>
+#include <string>
+
+#include "xproc/errors.h"
+#include "xproc/message.h"
+
+namespace xproc::python {
+namespace {
+
+constexpr int kNestingLimit = 64;  // as DecodeLimits: what one side writes, the other reads
+
+// Schema id -> pycapnp struct module (what `read_multiple_bytes` is called on), for the
+// struct types this process has sent or registered. Only touched with the GIL held.
+nb::dict& known_structs() {
+  static nb::dict* structs = new nb::dict();  // never destroyed: lives as long as the module
+  return *structs;
+}
+
+bool is_pycapnp_struct(PyTypeObject* type, bool* is_builder) {
+  const char* name = type->tp_name;
+  if (std::strcmp(name, "capnp.lib.capnp._DynamicStructBuilder") == 0) {
+    *is_builder = true;
+    return true;
+  }
+  if (std::strcmp(name, "capnp.lib.capnp._DynamicStructReader") == 0) {
+    *is_builder = false;
+    return true;
+  }
+  return false;
+}
+
+void remember_struct(nb::handle schema) {
+  nb::object id = schema.attr("node").attr("id");
+  if (known_structs().contains(id)) return;
+  nb::object module_type = nb::module_::import_("capnp.lib.capnp").attr("_StructModule");
+  nb::str display_name = nb::str(schema.attr("node").attr("displayName"));
+  known_structs()[id] = module_type(schema, display_name);
+}
+
+kj::Array<capnp::word> aligned_copy(std::span<const std::byte> bytes) {
+  return detail::copy_to_words(bytes);  // DecodeError when not a whole number of words
+}
+
+[[noreturn]] void unsupported(nb::handle object) {
+  throw nb::type_error(("xproc cannot send an object of type '" +
+                        std::string(Py_TYPE(object.ptr())->tp_name) +
+                        "' (supported: None, bool, int, float, str, bytes, list, tuple, dict "
+                        "and pycapnp structs)")
+                           .c_str());
+}
+
+void write(PyObject* object, schema::Value::Builder builder, int depth);
+
+void write_sequence(PyObject* const* items, Py_ssize_t size, schema::Value::Builder builder, int depth) {
+  auto list = builder.initList(static_cast<unsigned>(size));
+  for (Py_ssize_t i = 0; i < size; ++i) write(items[i], list[static_cast<unsigned>(i)], depth + 1);
+}
+
+void write_struct(PyObject* object, bool is_builder, schema::Value::Builder builder) {
+  nb::handle handle(object);
+  nb::object schema = handle.attr("schema");
+  remember_struct(schema);
+  nb::object source = is_builder ? nb::borrow(handle) : handle.attr("as_builder")();
+  nb::bytes bytes = nb::bytes(source.attr("to_bytes")());
+  auto words = aligned_copy({reinterpret_cast<const std::byte*>(bytes.c_str()), bytes.size()});
+  capnp::FlatArrayMessageReader reader(words);
+  auto out = builder.initStruct();
+  out.setSchemaId(nb::cast<uint64_t>(schema.attr("node").attr("id")));
+  out.getValue().setAs<capnp::AnyStruct>(reader.getRoot<capnp::AnyStruct>());
+}
+
+void write(PyObject* object, schema::Value::Builder builder, int depth) {
+  if (depth >= kNestingLimit) {
+    throw nb::value_error("xproc cannot send an object nested deeper than 64 levels (or one that contains itself)");
+  }
+  PyTypeObject* type = Py_TYPE(object);
+  if (object == Py_None) {
+    builder.setNull();
+  } else if (type == &PyBool_Type) {
+    builder.setBool(object == Py_True);
+  } else if (type == &PyLong_Type) {
+    int overflow = 0;
+    long long value = PyLong_AsLongLongAndOverflow(object, &overflow);
+    if (overflow != 0) {
+      PyErr_SetString(PyExc_OverflowError, "xproc ints are 64-bit; this int does not fit");
+      throw nb::python_error();
+    }
+    builder.setInt64(value);
+  } else if (type == &PyFloat_Type) {
+    builder.setFloat64(PyFloat_AS_DOUBLE(object));
+  } else if (type == &PyUnicode_Type) {
+    Py_ssize_t size = 0;
+    const char* text = PyUnicode_AsUTF8AndSize(object, &size);
+    if (text == nullptr) throw nb::python_error();
+    builder.setText(capnp::Text::Reader(text, static_cast<size_t>(size)));
+  } else if (type == &PyBytes_Type) {
+    builder.setData(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(PyBytes_AS_STRING(object)),
+                                        static_cast<size_t>(PyBytes_GET_SIZE(object))));
+  } else if (type == &PyDict_Type) {
+    auto entries = builder.initMap(static_cast<unsigned>(PyDict_GET_SIZE(object)));
+    Py_ssize_t position = 0;
+    PyObject* key = nullptr;
+    PyObject* value = nullptr;
+    unsigned i = 0;
+    while (PyDict_Next(object, &position, &key, &value)) {
+      write(key, entries[i].initKey(), depth + 1);
+      write(value, entries[i].initValue(), depth + 1);
+      ++i;
+    }
+  } else if (type == &PyList_Type) {
+    write_sequence(&PyList_GET_ITEM(object, 0), PyList_GET_SIZE(object), builder, depth);
+  } else if (type == &PyTuple_Type) {
+    write_sequence(&PyTuple_GET_ITEM(object, 0), PyTuple_GET_SIZE(object), builder, depth);
+  } else if (bool is_builder = false; is_pycapnp_struct(type, &is_builder)) {
+    write_struct(object, is_builder, builder);
+  } else {
+    unsupported(object);
+  }
+}
+
+nb::object read(schema::Value::Reader reader, bool as_key, int depth) {
+  if (depth >= kNestingLimit) throw DecodeError("Value nested deeper than the decode limit");
+  switch (reader.which()) {
+    case schema::Value::NULL_: return nb::none();
+    case schema::Value::BOOL: return nb::bool_(reader.getBool());
+    case schema::Value::INT64: return nb::steal(PyLong_FromLongLong(reader.getInt64()));
+    case schema::Value::FLOAT64: return nb::steal(PyFloat_FromDouble(reader.getFloat64()));
+    case schema::Value::TEXT: {
+      auto text = reader.getText();
+      PyObject* result = PyUnicode_DecodeUTF8(text.cStr(), static_cast<Py_ssize_t>(text.size()), nullptr);
+      if (result == nullptr) throw nb::python_error();
+      return nb::steal(result);
+    }
+    case schema::Value::DATA: {
+      auto data = reader.getData();
+      return nb::steal(PyBytes_FromStringAndSize(reinterpret_cast<const char*>(data.begin()),
+                                                 static_cast<Py_ssize_t>(data.size())));
+    }
+    case schema::Value::LIST: {
+      auto list = reader.getList();
+      const auto size = static_cast<Py_ssize_t>(list.size());
+      nb::object result = nb::steal(as_key ? PyTuple_New(size) : PyList_New(size));
+      for (Py_ssize_t i = 0; i < size; ++i) {
+        PyObject* item = read(list[static_cast<unsigned>(i)], as_key, depth + 1).release().ptr();
+        if (as_key) {
+          PyTuple_SET_ITEM(result.ptr(), i, item);
+        } else {
+          PyList_SET_ITEM(result.ptr(), i, item);
+        }
+      }
+      return result;
+    }
+    case schema::Value::MAP: {
+      nb::object result = nb::steal(PyDict_New());
+      for (auto entry : reader.getMap()) {
+        nb::object key = read(entry.getKey(), true, depth + 1);
+        nb::object value = read(entry.getValue(), false, depth + 1);
+        // Duplicate keys: the last value wins, as in a dict display {k: 1, k: 2}.
+        if (PyDict_SetItem(result.ptr(), key.ptr(), value.ptr()) != 0) throw nb::python_error();
+      }
+      return result;
+    }
+    case schema::Value::STRUCT: {
+      auto s = reader.getStruct();
+      auto words = serialize(s.getValue().getAs<capnp::AnyStruct>());
+      return pycapnp_reader(s.getSchemaId(),
+                            nb::bytes(reinterpret_cast<const char*>(words.begin()), words.size() * sizeof(capnp::word)));
+    }
+  }
+  throw DecodeError("unknown Value kind " + std::to_string(static_cast<int>(reader.which())));
+}
+
+// A struct of a schema this process does not know: its id and bytes, readable later with
+// the right pycapnp type (Struct.read(schema)).
+struct Struct {
+  uint64_t schema_id;
+  nb::bytes message;
+};
+
+}  // namespace
+
+void write_value(nb::handle object, schema::Value::Builder builder) { write(object.ptr(), builder, 0); }
+
+nb::object read_value(schema::Value::Reader reader) {
+  try {
+    return read(reader, false, 0);
+  } catch (const kj::Exception& e) {
+    throw DecodeError(std::string("invalid Value: ") + e.getDescription().cStr());
+  }
+}
+
+capnp::MallocMessageBuilder& encode_value(nb::handle object, capnp::MallocMessageBuilder& builder) {
+  write_value(object, builder.initRoot<schema::Value>());
+  return builder;
+}
+
+nb::object decode_value(std::span<const std::byte> message) {
+  kj::Array<capnp::word> copy;
+  kj::ArrayPtr<const capnp::word> words;
+  if (reinterpret_cast<uintptr_t>(message.data()) % alignof(capnp::word) == 0 && message.size() % 8 == 0) {
+    words = kj::arrayPtr(reinterpret_cast<const capnp::word*>(message.data()), message.size() / 8);
+  } else {
+    copy = aligned_copy(message);
+    words = copy;
+  }
+  detail::check_segment_table(words);
+  auto reader = detail::make_reader(words, DecodeLimits{});
+  try {
+    return read(detail::root_of<schema::Value>(*reader), false, 0);
+  } catch (const kj::Exception& e) {
+    throw DecodeError(std::string("invalid Value: ") + e.getDescription().cStr());
+  }
+}
+
+Value to_value(nb::handle object) {
+  capnp::MallocMessageBuilder builder(64);
+  encode_value(object, builder);
+  return Value::from_capnp(builder.getRoot<schema::Value>().asReader());
+}
+
+nb::object from_value(const Value& value, bool as_key) {
+  capnp::MallocMessageBuilder builder(64);
+  value.to_capnp(builder.initRoot<schema::Value>());
+  try {
+    return read(builder.getRoot<schema::Value>().asReader(), as_key, 0);
+  } catch (const kj::Exception& e) {
+    throw DecodeError(std::string("invalid Value: ") + e.getDescription().cStr());
+  }
+}
+
+std::optional<PycapnpMessage> as_pycapnp_message(nb::handle object) {
+  bool is_builder = false;
+  if (!is_pycapnp_struct(Py_TYPE(object.ptr()), &is_builder)) return std::nullopt;
+  nb::object schema = object.attr("schema");
+  remember_struct(schema);
+  nb::object source = is_builder ? nb::borrow(object) : object.attr("as_builder")();
+  return PycapnpMessage{nb::cast<uint64_t>(schema.attr("node").attr("id")), nb::bytes(source.attr("to_bytes")())};
+}
+
+nb::object pycapnp_reader(uint64_t schema_id, nb::bytes message) {
+  nb::int_ id(schema_id);
+  if (!known_structs().contains(id)) {
+    // Maybe a schema this program loaded but never sent (a receiving process, or a child
+    // that unpickled a typed queue): the package looks through the loaded capnp modules.
+    nb::object found = nb::module_::import_("xproc._schemas").attr("find_struct")(id);
+    if (!found.is_none()) known_structs()[id] = found;
+  }
+  if (known_structs().contains(id)) {
+    nb::object messages = known_structs()[id].attr("read_multiple_bytes")(message);
+    return nb::iter(messages).attr("__next__")();
+  }
+  return nb::cast(Struct{schema_id, std::move(message)});
+}
+
+void register_values(nb::module_& m) {
+  nb::class_<Struct>(m, "Struct",
+                     "A Cap'n Proto struct of a schema this process has not seen: its schema id and "
+                     "its flat message. Read it with `read(schema)`, or call `register_schema(schema)` "
+                     "so such structs arrive as pycapnp readers.")
+      .def(nb::init<uint64_t, nb::bytes>(), nb::arg("schema_id"), nb::arg("message"))
+      .def_ro("schema_id", &Struct::schema_id)
+      .def_ro("message", &Struct::message)
+      .def(
+          "read",
+          [](const Struct& self, nb::handle schema) {
+            nb::object messages = schema.attr("read_multiple_bytes")(self.message);
+            return nb::object(nb::iter(messages).attr("__next__")());
+          },
+          nb::arg("schema"), "This struct as a reader of the pycapnp struct type `schema`.")
+      .def("__eq__",
+           [](const Struct& a, nb::handle b) {
+             if (!nb::isinstance<Struct>(b)) return false;
+             const Struct& other = nb::cast<const Struct&>(b);
+             return a.schema_id == other.schema_id && a.message.equal(other.message);
+           })
+      .def("__repr__", [](const Struct& self) {
+        char id[24];
+        std::snprintf(id, sizeof(id), "0x%016llx", static_cast<unsigned long long>(self.schema_id));
+        return "xproc.Struct(schema_id=" + std::string(id) + ", " + std::to_string(self.message.size()) +
+               " bytes)";
+      });
+  m.def(
+      "register_schema",
+      [](nb::handle struct_type) {
+        nb::object id = struct_type.attr("schema").attr("node").attr("id");
+        known_structs()[id] = struct_type;
+      },
+      nb::arg("struct_type"),
+      "Makes structs of this pycapnp type arrive as its readers (types sent from this "
+      "process are registered on first send).");
+  m.def(
+      "encode",
+      [](nb::handle object) {
+        capnp::MallocMessageBuilder builder(64);
+        auto words = capnp::messageToFlatArray(encode_value(object, builder));
+        return nb::bytes(reinterpret_cast<const char*>(words.begin()), words.size() * sizeof(capnp::word));
+      },
+      nb::arg("object"), "The Value message for `object` (its standard flat serialization).");
+  m.def(
+      "decode",
+      [](nb::bytes message) {
+        return decode_value({reinterpret_cast<const std::byte*>(message.c_str()), message.size()});
+      },
+      nb::arg("message"), "The object a Value message holds; DecodeError when it is not one.");
+}
+
+}  // namespace xproc::python

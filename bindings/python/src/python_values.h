@@ -1,0 +1,50 @@
+// Python objects <-> xproc's Value message (schema/xproc/value.capnp), converted straight
+// between CPython objects and Cap'n Proto builders/readers, with no intermediate copy.
+//
+// The mapping: None, bool, int (64-bit), float, str, bytes, list and dict map to the
+// Value kinds of the same name; a tuple travels as a list (Cap'n Proto has one sequence
+// type) and comes back as a list, except as a dict key, where a list comes back as a tuple
+// so the key stays hashable. A pycapnp struct builder or reader travels as a typed struct
+// (its schema id and the struct) and comes back as a pycapnp reader when its schema was
+// seen or registered in this process, else as an xproc.Struct. Any other type is a
+// TypeError naming it, raised by the call that was given it.
+#pragma once
+#include <capnp/message.h>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include "bindings.h"
+#include "xproc/value.capnp.h"
+#include "xproc/value.h"
+
+namespace xproc::python {
+
+// Writes `object` into `builder`. TypeError for unsupported types, OverflowError for an
+// int beyond 64 bits, ValueError for nesting deeper than the decode limit (64).
+void write_value(nb::handle object, schema::Value::Builder builder);
+
+// The Python object for a Value reader. DecodeError for nesting beyond the limit.
+nb::object read_value(schema::Value::Reader reader);
+
+// The whole message: the flat serialization of `object` as a Value message ...
+capnp::MallocMessageBuilder& encode_value(nb::handle object, capnp::MallocMessageBuilder& builder);
+// ... and a received message back (validated: DecodeError for bytes that are not one).
+nb::object decode_value(std::span<const std::byte> message);
+
+// Through xproc::Value, for the Manager proxies' C++ API.
+// `as_key`: lists come back as tuples (for dict keys and the keys() of a dict proxy).
+Value to_value(nb::handle object);
+nb::object from_value(const Value& value, bool as_key = false);
+
+// A pycapnp struct builder or reader: its schema id and flat serialization. nullopt for
+// any other object.
+struct PycapnpMessage {
+  uint64_t schema_id;
+  nb::bytes bytes;
+};
+std::optional<PycapnpMessage> as_pycapnp_message(nb::handle object);
+
+// A pycapnp reader over a flat message, for the struct type `schema_id` if known.
+nb::object pycapnp_reader(uint64_t schema_id, nb::bytes message);
+
+}  // namespace xproc::python

@@ -1,0 +1,145 @@
+// _xproc.Queue: a ByteQueue (shared-memory ring) that takes and returns Python objects.
+// The xproc package's Queue, SimpleQueue and JoinableQueue derive from it in Python.
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/string_view.h>
+
+#include <vector>
+
+#include "blocking.h"
+#include "bindings.h"
+#include "message_codec.h"
+#include "xproc/byte_queue.h"
+#include "xproc/errors.h"
+
+namespace xproc::python {
+namespace {
+
+struct PythonQueue {
+  ByteQueue queue;
+  MessageCodec codec;
+};
+
+QueueOptions options_for(size_t maxsize, size_t capacity_bytes, size_t max_message_bytes) {
+  return QueueOptions{.maxsize = maxsize, .capacity_bytes = capacity_bytes, .max_message_bytes = max_message_bytes};
+}
+
+void put_encoded(PythonQueue& self, const EncodedMessage& message, bool block, std::optional<double> timeout) {
+  const size_t size = message.size();
+  auto fill = [&](std::byte* out) { message.write_to(out); };
+  if (!wait_in_slices(Deadline(block, timeout),
+                      [&](Timeout slice) { return self.queue.put_in_place(size, fill, true, slice); })) {
+    throw Full();
+  }
+}
+
+std::vector<std::byte> get_message(PythonQueue& self, bool block, std::optional<double> timeout) {
+  std::optional<std::vector<std::byte>> message;
+  if (!wait_in_slices(Deadline(block, timeout), [&](Timeout slice) {
+        message = self.queue.try_get_bytes(slice);
+        return message.has_value();
+      })) {
+    throw Empty();
+  }
+  return std::move(*message);
+}
+
+}  // namespace
+
+void register_queues(nb::module_& m) {
+  nb::class_<PythonQueue>(m, "Queue", "A queue of messages in shared memory (the engine under xproc.Queue).")
+      .def(
+          "__init__",
+          [](PythonQueue* self, size_t maxsize, size_t capacity_bytes, size_t max_message_bytes, uint32_t kind,
+             uint64_t schema_id, std::optional<std::string_view> name) {
+            auto options = options_for(maxsize, capacity_bytes, max_message_bytes);
+            auto queue_kind = static_cast<detail::QueueKind>(kind);
+            new (self) PythonQueue{name ? ByteQueue::create(*name, options, schema_id, queue_kind)
+                                        : ByteQueue(options, schema_id, queue_kind),
+                                   MessageCodec(schema_id)};
+          },
+          nb::arg("maxsize") = 0, nb::arg("capacity_bytes") = QueueOptions{}.capacity_bytes,
+          nb::arg("max_message_bytes") = 0, nb::arg("kind") = 0,
+          nb::arg("schema_id") = MessageCodec::value_schema_id(), nb::arg("name") = nb::none(),
+          "A new queue: anonymous, or named (ValueError when the name is invalid or taken).")
+      .def_static(
+          "open", [](std::string_view name) {
+            ByteQueue queue = ByteQueue::open(name);
+            const uint64_t schema_id = queue.schema_id();
+            return PythonQueue{std::move(queue), MessageCodec(schema_id)};
+          },
+          nb::arg("name"), "Opens the named queue any process made.")
+      .def_static(
+          "adopt", [](int fd) {
+            ByteQueue queue = ByteQueue::adopt_anonymous(fd);
+            const uint64_t schema_id = queue.schema_id();
+            return PythonQueue{std::move(queue), MessageCodec(schema_id)};
+          },
+          nb::arg("fd"), "Re-opens an anonymous queue from a received duplicate of its anonymous_fd (owned).")
+      .def_static("remove", &ByteQueue::remove, nb::arg("name"),
+                  "Unlinks a named queue (open handles keep working); False when there was none.")
+      .def(
+          "put",
+          [](PythonQueue& self, nb::handle object, bool block, std::optional<double> timeout) {
+            put_encoded(self, self.codec.encode(object), block, timeout);
+          },
+          nb::arg("obj"), nb::arg("block") = true, nb::arg("timeout") = nb::none())
+      .def(
+          "get",
+          [](PythonQueue& self, bool block, std::optional<double> timeout) {
+            auto message = get_message(self, block, timeout);
+            return self.codec.decode(message);
+          },
+          nb::arg("block") = true, nb::arg("timeout") = nb::none())
+      .def(
+          "put_bytes",
+          [](PythonQueue& self, nb::bytes message, bool block, std::optional<double> timeout) {
+            const auto* data = reinterpret_cast<const std::byte*>(message.c_str());
+            const size_t size = message.size();
+            if (!wait_in_slices(Deadline(block, timeout), [&](Timeout slice) {
+                  return self.queue.try_put_bytes({data, size}, slice);
+                })) {
+              throw Full();
+            }
+          },
+          nb::arg("message"), nb::arg("block") = true, nb::arg("timeout") = nb::none(),
+          "Puts raw bytes (not checked: the reader decides what they are).")
+      .def(
+          "get_bytes",
+          [](PythonQueue& self, bool block, std::optional<double> timeout) {
+            auto message = get_message(self, block, timeout);
+            return nb::bytes(reinterpret_cast<const char*>(message.data()), message.size());
+          },
+          nb::arg("block") = true, nb::arg("timeout") = nb::none())
+      .def("qsize", [](const PythonQueue& self) { return self.queue.qsize(); })
+      .def("empty", [](const PythonQueue& self) { return self.queue.empty(); })
+      .def("full", [](const PythonQueue& self) { return self.queue.full(); })
+      .def("close", [](PythonQueue& self) { self.queue.close(); })
+      .def_prop_ro("closed", [](const PythonQueue& self) { return self.queue.closed(); })
+      .def("task_done", [](PythonQueue& self) { self.queue.task_done(); })
+      .def(
+          "join",
+          [](PythonQueue& self, std::optional<double> timeout) {
+            // ByteQueue::join raises TimeoutError at the end of each slice; only the last
+            // one is the caller's.
+            const Deadline deadline(true, timeout);
+            const bool done = wait_in_slices(deadline, [&](Timeout slice) {
+              try {
+                self.queue.join(slice);
+                return true;
+              } catch (const TimeoutError&) {
+                return false;
+              }
+            });
+            if (!done) throw TimeoutError("join() timed out with tasks still not done");
+          },
+          nb::arg("timeout") = nb::none())
+      .def_prop_ro("name", [](const PythonQueue& self) { return self.queue.info().name; })
+      .def_prop_ro("schema_id", [](const PythonQueue& self) { return self.queue.schema_id(); })
+      .def_prop_ro("maxsize", [](const PythonQueue& self) { return self.queue.info().maxsize; })
+      .def_prop_ro("capacity_bytes", [](const PythonQueue& self) { return self.queue.info().capacity_bytes; })
+      .def_prop_ro("max_message_bytes", [](const PythonQueue& self) { return self.queue.info().max_message_bytes; })
+      .def_prop_ro("anonymous_fd", [](const PythonQueue& self) { return self.queue.anonymous_fd(); });
+}
+
+}  // namespace xproc::python

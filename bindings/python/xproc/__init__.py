@@ -1,0 +1,39 @@
+"""xproc: ``multiprocessing``'s Queue, Pipe and Manager whose messages are Cap'n Proto.
+
+Replace ``from multiprocessing import Queue, Pipe, Manager`` with
+``from xproc import Queue, Pipe, Manager`` and keep the program: processes still come
+from ``multiprocessing.Process`` (fork or spawn), the exceptions are the standard
+library's (``queue.Empty``, ``queue.Full``, ``EOFError``,
+``multiprocessing.AuthenticationError`` ...), and every message becomes readable by C++,
+Rust and any other Cap'n Proto language.
+"""
+
+from multiprocessing import AuthenticationError, BufferTooShort
+
+from . import connection
+from ._xproc import DecodeError, MessageTooLarge, Struct, decode, encode, register_schema
+from .connection import Connection, Pipe
+from .managers import Manager, SyncManager, connect
+from .queues import JoinableQueue, Queue, SimpleQueue
+
+__all__ = [
+    "AuthenticationError",
+    "BufferTooShort",
+    "Connection",
+    "DecodeError",
+    "JoinableQueue",
+    "Manager",
+    "MessageTooLarge",
+    "Pipe",
+    "Queue",
+    "SimpleQueue",
+    "Struct",
+    "SyncManager",
+    "connect",
+    "connection",
+    "decode",
+    "encode",
+    "register_schema",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,200 @@
+"""Pipe, Connection, Listener, Client and wait: ``multiprocessing.connection`` with
+Cap'n Proto payloads.
+
+The framing and the authentication are multiprocessing's own, so CPython's
+``multiprocessing.connection.Client`` can talk to an xproc Listener with ``send_bytes``
+and ``recv_bytes``, and the reverse. ``send(obj)`` carries a Python value as an xproc
+Value message (or, on a connection made with ``schema=``, a pycapnp struct as itself),
+which a C++ ``Connection<Value>`` (or ``Connection<T>``) receives.
+"""
+
+from __future__ import annotations
+
+import multiprocessing.connection as _mp_connection
+from multiprocessing import reduction
+from typing import Any, Iterable, List, Optional, Tuple, Union
+
+from . import _xproc
+from .queues import _schema_id
+
+__all__ = ["Connection", "Pipe", "Listener", "Client", "wait"]
+
+Address = Union[str, Tuple[str, int]]
+
+
+class Connection:
+    """One end of a Pipe or of a Listener/Client connection, as
+    ``multiprocessing.connection.Connection``."""
+
+    def __init__(self, engine: "_xproc.Connection", schema: Any = None) -> None:
+        self._engine = engine
+        self._schema = schema
+        # Bound once: send/recv are one call into C++.
+        self.send = engine.send
+        self.recv = engine.recv
+        self.send_bytes = engine.send_bytes
+        self.recv_bytes = engine.recv_bytes
+        self.recv_bytes_into = engine.recv_bytes_into
+        self.poll = engine.poll
+
+    def send(self, obj: Any) -> None:  # noqa: F811 (bound in __init__)
+        """Sends `obj` as one message (``BrokenPipeError`` when the peer is gone)."""
+        self._engine.send(obj)
+
+    def recv(self) -> Any:  # noqa: F811
+        """Blocks for the next message (``EOFError`` when the peer closed)."""
+        return self._engine.recv()
+
+    def send_bytes(self, buf: Any, offset: int = 0, size: Optional[int] = None) -> None:  # noqa: F811
+        self._engine.send_bytes(buf, offset, size)
+
+    def recv_bytes(self, maxlength: Optional[int] = None) -> bytes:  # noqa: F811
+        return self._engine.recv_bytes(maxlength)
+
+    def recv_bytes_into(self, buf: Any, offset: int = 0) -> int:  # noqa: F811
+        return self._engine.recv_bytes_into(buf, offset)
+
+    def poll(self, timeout: Optional[float] = 0.0) -> bool:  # noqa: F811
+        """Whether a message can be read now; waits up to `timeout` (None: forever)."""
+        return self._engine.poll(timeout)
+
+    def fileno(self) -> int:
+        return self._engine.fileno()
+
+    def close(self) -> None:
+        self._engine.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._engine.closed
+
+    @property
+    def readable(self) -> bool:
+        return self._engine.readable
+
+    @property
+    def writable(self) -> bool:
+        return self._engine.writable
+
+    def __enter__(self) -> "Connection":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"fd={self.fileno()}"
+        return f"<xproc.Connection {state}>"
+
+    # Pickling (multiprocessing.Process arguments, or sending over another connection):
+    # a duplicate of the descriptor travels, as with multiprocessing's connections.
+    def __reduce__(self) -> Any:
+        return (
+            _rebuild_connection,
+            (reduction.DupFd(self.fileno()), self.readable, self.writable, self._engine.schema_id),
+        )
+
+
+def _rebuild_connection(duplicate: Any, readable: bool, writable: bool, schema_id: int) -> Connection:
+    return Connection(_xproc.Connection(duplicate.detach(), readable, writable, schema_id))
+
+
+def Pipe(duplex: bool = True, *, schema: Any = None) -> Tuple[Connection, Connection]:
+    """Two connected ends. Not duplex: the first only receives, the second only sends."""
+    a, b = _xproc.pipe(duplex, _schema_id(schema))
+    return Connection(a, schema), Connection(b, schema)
+
+
+def _address_text(address: Address) -> str:
+    """multiprocessing's address forms as the C++ library spells them."""
+    if isinstance(address, tuple):
+        host, port = address
+        return f"tcp:{host}:{int(port)}"
+    if isinstance(address, str):
+        return address
+    raise TypeError(f"address must be a (host, port) tuple or a str, not {type(address).__name__}")
+
+
+def _address_value(text: str) -> Address:
+    """The C++ library's address text in multiprocessing's form: TCP as (host, port)."""
+    body = text[4:] if text.startswith("tcp:") else text
+    host, colon, port = body.rpartition(":")
+    if colon and port.isdigit() and not body.startswith(("\0", "/", ".")):
+        return (host.strip("[]"), int(port))
+    return text
+
+
+def _check_authkey(authkey: Optional[bytes]) -> Optional[bytes]:
+    if authkey is not None and not isinstance(authkey, bytes):
+        raise TypeError(f"authkey should be a byte string, not {type(authkey).__name__}")
+    return authkey
+
+
+class Listener:
+    """A listening socket, as ``multiprocessing.connection.Listener``.
+
+    ``address`` is a ``(host, port)`` tuple (TCP), a filesystem path, or a str starting
+    with ``'\\0'`` (a Linux abstract socket); None picks a fresh abstract address (or
+    ``('localhost', 0)`` for ``family='AF_INET'``). With ``authkey``, every accepted
+    connection must pass multiprocessing's HMAC challenge first.
+    """
+
+    def __init__(
+        self,
+        address: Optional[Address] = None,
+        family: Optional[str] = None,
+        backlog: int = 1,
+        authkey: Optional[bytes] = None,
+        *,
+        schema: Any = None,
+    ) -> None:
+        if address is None and family == "AF_INET":
+            address = ("127.0.0.1", 0)
+        self._schema = schema
+        self._schema_id = _schema_id(schema)
+        self._engine = _xproc.Listener("" if address is None else _address_text(address), backlog,
+                                       _check_authkey(authkey))
+        self.last_accepted: Optional[Any] = None
+
+    def accept(self) -> Connection:
+        """Waits for a client and returns the connection (after authentication)."""
+        return Connection(self._engine.accept(self._schema_id), self._schema)
+
+    @property
+    def address(self) -> Address:
+        return _address_value(self._engine.address)
+
+    def fileno(self) -> int:
+        return self._engine.fileno()
+
+    def close(self) -> None:
+        self._engine.close()
+
+    def __enter__(self) -> "Listener":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def Client(
+    address: Address, family: Optional[str] = None, authkey: Optional[bytes] = None, *, schema: Any = None
+) -> Connection:
+    """Connects to a Listener (xproc's or multiprocessing's) and answers its challenge."""
+    return Connection(_xproc.client(_address_text(address), _check_authkey(authkey), _schema_id(schema)), schema)
+
+
+def wait(object_list: Iterable[Any], timeout: Optional[float] = None) -> List[Any]:
+    """The objects of `object_list` that are ready to read, waiting up to `timeout`.
+
+    Accepts xproc Connections beside anything multiprocessing's ``wait`` accepts
+    (its Connections, sockets, objects with ``fileno()``)."""
+    objects = list(object_list)
+    # A connection may hold a whole message read ahead into its buffer while its
+    # descriptor shows nothing: those are ready without asking the kernel.
+    ready = [o for o in objects if isinstance(o, Connection) and not o.closed and o.poll(0)]
+    if ready:
+        return ready
+    return _mp_connection.wait(objects, timeout)
+
+

@@ -1,0 +1,224 @@
+"""Queue, SimpleQueue and JoinableQueue: multiprocessing's queues over xproc's
+shared-memory rings.
+
+Differences from multiprocessing that a user can see, all deliberate:
+
+* ``put`` serializes and copies the message into shared memory before it returns, so
+  an unsupported object raises ``TypeError`` at the call, a message too large raises
+  ``xproc.MessageTooLarge``, and a process may exit while its messages are still queued
+  (there is no feeder thread, so ``join_thread``/``cancel_join_thread`` have nothing to do).
+* Messages are Cap'n Proto: Python values (None, bool, int, float, str, bytes, list,
+  tuple, dict) or, on a queue made with ``schema=``, pycapnp structs of that type. A C++
+  or Rust process reads them with the same schema.
+* ``qsize()`` works everywhere; a process killed at any instant never wedges the queue.
+"""
+
+from __future__ import annotations
+
+from multiprocessing import reduction
+from typing import Any, Optional
+
+from . import _xproc
+from ._xproc import register_schema
+
+__all__ = ["Queue", "SimpleQueue", "JoinableQueue"]
+
+_DEFAULT_CAPACITY = 8 << 20
+_KIND_QUEUE, _KIND_SIMPLE, _KIND_JOINABLE = 0, 1, 2
+_VALUE_SCHEMA_ID = _xproc.Queue(capacity_bytes=4096).schema_id
+
+
+def _schema_id(schema: Any) -> int:
+    if schema is None:
+        return _VALUE_SCHEMA_ID
+    try:
+        node = schema.schema.node
+    except AttributeError:
+        raise TypeError(f"schema must be a pycapnp struct type (such as point_capnp.Point), not {schema!r}") from None
+    if node.which != "struct":
+        raise TypeError(f"schema must be a Cap'n Proto struct, not a {node.which}")
+    register_schema(schema)
+    return node.id
+
+
+def _open_or_create(name: str, make: Any) -> "_xproc.Queue":
+    """The named queue, made by `make()` unless another process already made it."""
+    try:
+        return _xproc.Queue.open(name)
+    except ValueError:
+        pass
+    try:
+        return make()
+    except ValueError:
+        return _xproc.Queue.open(name)  # another process created it between our two calls
+
+
+class Queue:
+    """A process-safe FIFO queue in shared memory, as ``multiprocessing.Queue``.
+
+    ``Queue(maxsize=0, *, name=None, schema=None)``: with ``name`` the queue is the named
+    shared-memory segment ``/dev/shm/xproc.<name>`` (opened if it exists, created
+    otherwise) that any process and language can open; without it the queue is anonymous
+    and reaches children through ``multiprocessing.Process`` (fork or spawn).
+    ``capacity_bytes`` sizes the ring (default 8 MiB); the largest message is half of it
+    unless ``max_message_bytes`` says less.
+    """
+
+    _kind = _KIND_QUEUE
+
+    def __init__(
+        self,
+        maxsize: int = 0,
+        *,
+        name: Optional[str] = None,
+        schema: Any = None,
+        capacity_bytes: int = _DEFAULT_CAPACITY,
+        max_message_bytes: int = 0,
+    ) -> None:
+        schema_id = _schema_id(schema)
+        maxsize = max(0, maxsize)
+
+        def make(named: Optional[str] = None) -> "_xproc.Queue":
+            return _xproc.Queue(maxsize, capacity_bytes, max_message_bytes, self._kind, schema_id, named)
+
+        engine = make() if name is None else _open_or_create(name, lambda: make(name))
+        if engine.schema_id != schema_id:
+            raise ValueError(
+                f"queue {name!r} carries schema id {engine.schema_id:#018x}, not {schema_id:#018x}"
+                + (" (xproc Values)" if schema_id == _VALUE_SCHEMA_ID else "")
+            )
+        self._attach(engine, schema)
+
+    @classmethod
+    def open(cls, name: str, *, schema: Any = None) -> "Queue":
+        """Opens an existing named queue (``ValueError`` when there is none)."""
+        engine = _xproc.Queue.open(name)
+        if schema is not None and engine.schema_id != _schema_id(schema):
+            raise ValueError(f"queue {name!r} carries schema id {engine.schema_id:#018x}, not {_schema_id(schema):#018x}")
+        queue = cls.__new__(cls)
+        queue._attach(engine, schema)
+        return queue
+
+    @staticmethod
+    def remove(name: str) -> bool:
+        """Unlinks the named queue (open handles keep working); False when there was none."""
+        return _xproc.Queue.remove(name)
+
+    def _attach(self, engine: "_xproc.Queue", schema: Any) -> None:
+        self._engine = engine
+        self._schema = schema
+        # The engine's methods, bound once: a put or get is one call into C++.
+        self.put = engine.put
+        self.get = engine.get
+        self.put_bytes = engine.put_bytes
+        self.get_bytes = engine.get_bytes
+        self.qsize = engine.qsize
+        self.empty = engine.empty
+        self.full = engine.full
+
+    def put(self, obj: Any, block: bool = True, timeout: Optional[float] = None) -> None:  # noqa: F811 (bound in _attach)
+        """Copies `obj` into the queue; blocks while it is full (``queue.Full`` on timeout)."""
+        self._engine.put(obj, block, timeout)
+
+    def get(self, block: bool = True, timeout: Optional[float] = None) -> Any:  # noqa: F811
+        """Removes and returns the oldest message (``queue.Empty`` on timeout)."""
+        return self._engine.get(block, timeout)
+
+    def put_nowait(self, obj: Any) -> None:
+        self._engine.put(obj, False)
+
+    def get_nowait(self) -> Any:
+        return self._engine.get(False)
+
+    def put_bytes(self, message: bytes, block: bool = True, timeout: Optional[float] = None) -> None:  # noqa: F811
+        """Puts raw bytes, unchecked (for messages already serialized)."""
+        self._engine.put_bytes(message, block, timeout)
+
+    def get_bytes(self, block: bool = True, timeout: Optional[float] = None) -> bytes:  # noqa: F811
+        """Removes the oldest message and returns its bytes, undecoded."""
+        return self._engine.get_bytes(block, timeout)
+
+    def qsize(self) -> int:  # noqa: F811
+        return self._engine.qsize()
+
+    def empty(self) -> bool:  # noqa: F811
+        return self._engine.empty()
+
+    def full(self) -> bool:  # noqa: F811
+        return self._engine.full()
+
+    def close(self) -> None:
+        """This handle may no longer put (``ValueError``); other handles are unaffected."""
+        self._engine.close()
+
+    def join_thread(self) -> None:
+        """Nothing to wait for: put() has copied every message before returning."""
+
+    def cancel_join_thread(self) -> None:
+        """Nothing to cancel (there is no feeder thread)."""
+
+    @property
+    def name(self) -> Optional[str]:
+        """The segment name for a named queue, None for an anonymous one."""
+        return self._engine.name or None
+
+    @property
+    def schema_id(self) -> int:
+        return self._engine.schema_id
+
+    @property
+    def maxsize(self) -> int:
+        return self._engine.maxsize
+
+    def __repr__(self) -> str:
+        where = f"name={self.name!r}" if self.name else "anonymous"
+        return f"<xproc.{type(self).__name__} {where} qsize={self.qsize()}>"
+
+    # Pickling, for multiprocessing.Process arguments: a named queue travels as its name;
+    # an anonymous one as a duplicate of its memory's descriptor, which only a process
+    # being spawned can receive (as multiprocessing's own queues).
+    def __reduce__(self) -> Any:
+        if self.name:
+            return (_reopen_named, (type(self), self.name, self._engine.schema_id))
+        return (_reopen_anonymous, (type(self), reduction.DupFd(self._engine.anonymous_fd)))
+
+
+def _rebuild(cls: type, engine: "_xproc.Queue") -> Queue:
+    queue = cls.__new__(cls)
+    queue._attach(engine, None)
+    return queue
+
+
+def _reopen_named(cls: type, name: str, schema_id: int) -> Queue:
+    engine = _xproc.Queue.open(name)
+    if engine.schema_id != schema_id:
+        raise ValueError(f"queue {name!r} was replaced by one of another schema")
+    return _rebuild(cls, engine)
+
+
+def _reopen_anonymous(cls: type, duplicate: Any) -> Queue:
+    return _rebuild(cls, _xproc.Queue.adopt(duplicate.detach()))
+
+
+class SimpleQueue(Queue):
+    """``multiprocessing.SimpleQueue``: an unbounded queue (``get``, ``put``, ``empty``, ``close``)."""
+
+    _kind = _KIND_SIMPLE
+
+    def __init__(self, *, name: Optional[str] = None, schema: Any = None, capacity_bytes: int = _DEFAULT_CAPACITY) -> None:
+        super().__init__(0, name=name, schema=schema, capacity_bytes=capacity_bytes)
+
+
+class JoinableQueue(Queue):
+    """``multiprocessing.JoinableQueue``: consumers call ``task_done()`` per message and
+    ``join()`` waits until every message put so far is done (across processes)."""
+
+    _kind = _KIND_JOINABLE
+
+    def task_done(self) -> None:
+        """Marks one message as processed (``ValueError`` if called too many times)."""
+        self._engine.task_done()
+
+    def join(self, timeout: Optional[float] = None) -> None:
+        """Blocks until every message put is done (``TimeoutError`` after `timeout`)."""
+        self._engine.join(timeout)
