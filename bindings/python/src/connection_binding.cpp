@@ -82,7 +82,7 @@ void register_connections(nb::module_& m) {
           "Takes ownership of the socket or pipe descriptor `fd`.")
       .def(
           "send",
-          [](PythonConnection& self, nb::handle object) {
+          [](PythonConnection& self, AnyObject object) {
             EncodedMessage message = self.codec.encode(object);
             std::vector<std::byte> bytes(message.size());
             message.write_to(bytes.data());

@@ -63,30 +63,30 @@ nb::class_<P> proxy_class(nb::module_& m, const char* name, const char* doc) {
 void register_dict(nb::module_& m) {
   proxy_class<DictProxy>(m, "DictProxy", "A dict held by a manager.")
       .def("__getitem__",
-           [](const DictProxy& self, nb::handle key) {
+           [](const DictProxy& self, AnyObject key) {
              Value k = to_value(key);
              return from_value(without_gil([&] { return self[k]; }));
            })
       .def("get",
-           [](const DictProxy& self, nb::handle key, nb::handle fallback) {
+           [](const DictProxy& self, AnyObject key, AnyObject fallback) {
              Value k = to_value(key);
              Value f = to_value(fallback);
              return from_value(without_gil([&] { return self.get(k, f); }));
            },
            nb::arg("key"), nb::arg("default") = nb::none())
       .def("__setitem__",
-           [](const DictProxy& self, nb::handle key, nb::handle value) {
+           [](const DictProxy& self, AnyObject key, AnyObject value) {
              Value k = to_value(key);
              Value v = to_value(value);
              without_gil([&] { self.set(k, v); });
            })
       .def("__delitem__",
-           [](const DictProxy& self, nb::handle key) {
+           [](const DictProxy& self, AnyObject key) {
              Value k = to_value(key);
              without_gil([&] { self.del(k); });
            })
       .def("__contains__",
-           [](const DictProxy& self, nb::handle key) {
+           [](const DictProxy& self, AnyObject key) {
              Value k = to_value(key);
              return without_gil([&] { return self.contains(k); });
            })
@@ -106,12 +106,12 @@ void register_dict(nb::module_& m) {
              without_gil([&] { self.update(items); });
            })
       .def("pop",
-           [](const DictProxy& self, nb::handle key) {
+           [](const DictProxy& self, AnyObject key) {
              Value k = to_value(key);
              return from_value(without_gil([&] { return self.pop(k); }));
            })
       .def("pop",
-           [](const DictProxy& self, nb::handle key, nb::handle fallback) {
+           [](const DictProxy& self, AnyObject key, AnyObject fallback) {
              Value k = to_value(key);
              Value f = to_value(fallback);
              return from_value(without_gil([&] { return self.pop(k, f); }));
@@ -122,7 +122,7 @@ void register_dict(nb::module_& m) {
              return nb::make_tuple(from_value(k, true), from_value(v));
            })
       .def("setdefault",
-           [](const DictProxy& self, nb::handle key, nb::handle fallback) {
+           [](const DictProxy& self, AnyObject key, AnyObject fallback) {
              Value k = to_value(key);
              Value f = to_value(fallback);
              return from_value(without_gil([&] { return self.setdefault(k, f); }));
@@ -131,14 +131,14 @@ void register_dict(nb::module_& m) {
       .def("clear", [](const DictProxy& self) { without_gil([&] { self.clear(); }); })
       .def("copy", [](const DictProxy& self) { return dict_of(without_gil([&] { return self.copy(); })); })
       .def("increment",
-           [](const DictProxy& self, nb::handle key, nb::handle delta) {
+           [](const DictProxy& self, AnyObject key, AnyObject delta) {
              Value k = to_value(key);
              Value d = to_value(delta);
              return from_value(without_gil([&] { return self.increment(k, d); }));
            },
            nb::arg("key"), nb::arg("delta") = 1)
       .def("compare_and_set",
-           [](const DictProxy& self, nb::handle key, bool expect_present, nb::handle expected, nb::handle value) {
+           [](const DictProxy& self, AnyObject key, bool expect_present, AnyObject expected, AnyObject value) {
              Value k = to_value(key);
              std::optional<Value> e;
              if (expect_present) e = to_value(expected);
@@ -148,7 +148,7 @@ void register_dict(nb::module_& m) {
                                    result.current ? from_value(*result.current) : nb::none());
            })
       .def("get_many",
-           [](const DictProxy& self, nb::handle keys, nb::handle fallback) {
+           [](const DictProxy& self, nb::handle keys, AnyObject fallback) {
              std::vector<Value> ks = values_of(keys);
              auto found = without_gil([&] { return self.get_many(ks); });
              nb::list out;
@@ -172,7 +172,7 @@ void register_list(nb::module_& m) {
              return list_of(without_gil([&] { return self.slice(s); }));
            })
       .def("__setitem__",
-           [](const ListProxy& self, int64_t index, nb::handle value) {
+           [](const ListProxy& self, int64_t index, AnyObject value) {
              Value v = to_value(value);
              without_gil([&] { self.set(index, v); });
            })
@@ -190,12 +190,12 @@ void register_list(nb::module_& m) {
            })
       .def("__len__", [](const ListProxy& self) { return without_gil([&] { return self.size(); }); })
       .def("__contains__",
-           [](const ListProxy& self, nb::handle value) {
+           [](const ListProxy& self, AnyObject value) {
              Value v = to_value(value);
              return without_gil([&] { return self.contains(v); });
            })
       .def("append",
-           [](const ListProxy& self, nb::handle value) {
+           [](const ListProxy& self, AnyObject value) {
              Value v = to_value(value);
              without_gil([&] { self.append(v); });
            })
@@ -205,7 +205,7 @@ void register_list(nb::module_& m) {
              without_gil([&] { self.extend(vs); });
            })
       .def("insert",
-           [](const ListProxy& self, int64_t index, nb::handle value) {
+           [](const ListProxy& self, int64_t index, AnyObject value) {
              Value v = to_value(value);
              without_gil([&] { self.insert(index, v); });
            })
@@ -215,18 +215,18 @@ void register_list(nb::module_& m) {
            },
            nb::arg("index") = -1)
       .def("remove",
-           [](const ListProxy& self, nb::handle value) {
+           [](const ListProxy& self, AnyObject value) {
              Value v = to_value(value);
              without_gil([&] { self.remove(v); });
            })
       .def("index",
-           [](const ListProxy& self, nb::handle value, int64_t start, std::optional<int64_t> stop) {
+           [](const ListProxy& self, AnyObject value, int64_t start, std::optional<int64_t> stop) {
              Value v = to_value(value);
              return without_gil([&] { return self.index(v, start, stop); });
            },
            nb::arg("value"), nb::arg("start") = 0, nb::arg("stop") = nb::none())
       .def("count",
-           [](const ListProxy& self, nb::handle value) {
+           [](const ListProxy& self, AnyObject value) {
              Value v = to_value(value);
              return without_gil([&] { return self.count(v); });
            })
@@ -244,7 +244,7 @@ void register_namespace(nb::module_& m) {
              return from_value(without_gil([&] { return self.get(name); }));
            })
       .def("set",
-           [](const NamespaceProxy& self, const std::string& name, nb::handle value) {
+           [](const NamespaceProxy& self, const std::string& name, AnyObject value) {
              Value v = to_value(value);
              without_gil([&] { self.set(name, v); });
            })
@@ -261,12 +261,12 @@ void register_cells(nb::module_& m) {
   proxy_class<ValueProxy>(m, "ValueProxy", "A single value held by a manager (manager.Value).")
       .def("get", [](const ValueProxy& self) { return from_value(without_gil([&] { return self.get(); })); })
       .def("set",
-           [](const ValueProxy& self, nb::handle value) {
+           [](const ValueProxy& self, AnyObject value) {
              Value v = to_value(value);
              without_gil([&] { self.set(v); });
            })
       .def("increment",
-           [](const ValueProxy& self, nb::handle delta) {
+           [](const ValueProxy& self, AnyObject delta) {
              Value d = to_value(delta);
              return from_value(without_gil([&] { return self.increment(d); }));
            },
@@ -283,7 +283,7 @@ void register_cells(nb::module_& m) {
              return list_of(without_gil([&] { return self.slice(s); }));
            })
       .def("__setitem__",
-           [](const ArrayProxy& self, int64_t index, nb::handle value) {
+           [](const ArrayProxy& self, int64_t index, AnyObject value) {
              Value v = to_value(value);
              without_gil([&] { self.set(index, v); });
            })

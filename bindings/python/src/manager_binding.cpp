@@ -7,6 +7,9 @@
 #include <nanobind/stl/string_view.h>
 #include <nanobind/stl/vector.h>
 
+#include <capnp/common.h>
+#include <dlfcn.h>
+
 #include <string>
 
 #include "blocking.h"
@@ -27,6 +30,32 @@ std::optional<std::string> key(const std::optional<nb::bytes>& authkey) {
 void raise_pending_signal() {
   nb::gil_scoped_acquire locked;
   check_signals();
+}
+
+// pycapnp carries its own, newer Cap'n Proto. If it was loaded first, the dynamic
+// linker binds the template instances both define (GNU unique symbols such as the heap
+// disposer of the RPC system) to pycapnp's copies, and the RPC client would destroy its
+// objects with the other version's code. Detected here, as a clear error, before any
+// connection is made; loading xproc first avoids it.
+void require_own_capnp() {
+  static const bool own = [] {
+    const std::string name = "libcapnp-rpc-" + std::to_string(CAPNP_VERSION_MAJOR) + "." +
+                             std::to_string(CAPNP_VERSION_MINOR) + "." + std::to_string(CAPNP_VERSION_MICRO) + ".so";
+    void* library = dlopen(name.c_str(), RTLD_NOW | RTLD_NOLOAD);
+    if (library == nullptr) return true;  // linked some other way: nothing to compare
+    void* symbol = dlsym(library, "_ZN2kj1_12HeapDisposerIN5capnp1_13RpcSystemBase4ImplEE8instanceE");
+    Dl_info info{};
+    const bool ours = symbol == nullptr || (dladdr(symbol, &info) != 0 && info.dli_fname != nullptr &&
+                                            std::string(info.dli_fname).find("libcapnp-rpc") != std::string::npos);
+    dlclose(library);
+    return ours;
+  }();
+  if (!own) {
+    throw RuntimeError(
+        "pycapnp was imported before xproc in this process, and its Cap'n Proto (another version) "
+        "now stands in for xproc's: the Manager client cannot run safely. Import xproc before "
+        "capnp (put `import xproc` above `import capnp`).");
+  }
 }
 
 nb::object attach(Manager& manager, std::string_view kind, uint64_t id) {
@@ -57,6 +86,7 @@ void register_managers(nb::module_& m) {
       .def(
           "__init__",
           [](Manager* self, std::string address, std::optional<nb::bytes> authkey) {
+            require_own_capnp();
             ManagerOptions options;
             options.address = std::move(address);
             options.authkey = key(authkey);
@@ -68,6 +98,7 @@ void register_managers(nb::module_& m) {
       .def_static(
           "connect",
           [](const std::string& address, std::optional<nb::bytes> authkey) {
+            require_own_capnp();
             auto secret = key(authkey);
             return without_gil([&] { return Manager::connect(address, secret); });
           },

@@ -298,12 +298,12 @@ void register_values(nb::module_& m) {
       "process are registered on first send).");
   m.def(
       "encode",
-      [](nb::handle object) {
+      [](AnyObject object) {
         capnp::MallocMessageBuilder builder(64);
         auto words = capnp::messageToFlatArray(encode_value(object, builder));
         return nb::bytes(reinterpret_cast<const char*>(words.begin()), words.size() * sizeof(capnp::word));
       },
-      nb::arg("object"), "The Value message for `object` (its standard flat serialization).");
+      nb::arg("object").none(), "The Value message for `object` (its standard flat serialization).");
   m.def(
       "decode",
       [](nb::bytes message) {

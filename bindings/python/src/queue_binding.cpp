@@ -80,7 +80,7 @@ void register_queues(nb::module_& m) {
                   "Unlinks a named queue (open handles keep working); False when there was none.")
       .def(
           "put",
-          [](PythonQueue& self, nb::handle object, bool block, std::optional<double> timeout) {
+          [](PythonQueue& self, AnyObject object, bool block, std::optional<double> timeout) {
             put_encoded(self, self.codec.encode(object), block, timeout);
           },
           nb::arg("obj"), nb::arg("block") = true, nb::arg("timeout") = nb::none())

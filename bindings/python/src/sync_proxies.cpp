@@ -23,7 +23,7 @@ nb::class_<P> proxy_class(nb::module_& m, const char* name, const char* doc) {
 void register_queue_proxies(nb::module_& m) {
   proxy_class<QueueProxy>(m, "QueueProxy", "A queue held by a manager (manager.Queue).")
       .def("put",
-           [](const QueueProxy& self, nb::handle object, bool block, std::optional<double> timeout) {
+           [](const QueueProxy& self, AnyObject object, bool block, std::optional<double> timeout) {
              Value v = to_value(object);
              without_gil([&] { self.put(v, block, python_timeout(timeout)); });
            },

@@ -31,6 +31,7 @@ class EventObject final : public SharedObject, public Served<schema::Event::Serv
     return kj::READY_NOW;
   }
   kj::Promise<void> wait(WaitContext context) override {
+    context.allowCancellation();  // see allow_cancellation_note in server_core.h
     return retry_until(runtime_.timer, changed_, true, context.getParams().getTimeout(),
                        [this, self = kj::addRef(*this)] { return set_; })
         .then([context](bool is_set) mutable { context.getResults().setResult(is_set); });

@@ -97,6 +97,7 @@ class LockFacade final : public Served<schema::Lock::Server> {
     return kj::READY_NOW;
   }
   kj::Promise<void> acquire(AcquireContext context) override {
+    context.allowCancellation();  // see allow_cancellation_note in server_core.h
     auto params = context.getParams();
     return lock_->acquire(*session_, params.getOwner(), params.getBlocking(), params.getTimeout())
         .then([context](bool acquired) mutable { context.getResults().setAcquired(acquired); });

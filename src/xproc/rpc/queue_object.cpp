@@ -29,6 +29,7 @@ class QueueObject final : public SharedObject, public Served<schema::JoinableQue
   }
 
   kj::Promise<void> put(PutContext context) override {
+    context.allowCancellation();  // see allow_cancellation_note in server_core.h
     auto params = context.getParams();
     auto item = capnp::clone(params.getValue());  // copied now: the params go with the call
     return retry_until(runtime_.timer, not_full_, params.getBlock(), params.getTimeout(),
@@ -45,6 +46,7 @@ class QueueObject final : public SharedObject, public Served<schema::JoinableQue
   }
 
   kj::Promise<void> get(GetContext context) override {
+    context.allowCancellation();
     auto params = context.getParams();
     return retry_until(runtime_.timer, not_empty_, params.getBlock(), params.getTimeout(),
                        [this, self = kj::addRef(*this), context]() mutable {
@@ -81,6 +83,7 @@ class QueueObject final : public SharedObject, public Served<schema::JoinableQue
 
   kj::Promise<void> join(JoinContext context) override {
     require_joinable();
+    context.allowCancellation();
     return retry_until(runtime_.timer, all_done_, true, context.getParams().getTimeout(),
                        [this, self = kj::addRef(*this)] { return unfinished_ == 0; })
         .then([context](bool done) mutable { context.getResults().setDone(done); });

@@ -81,6 +81,7 @@ class SemaphoreFacade final : public Served<schema::Semaphore::Server> {
     return kj::READY_NOW;
   }
   kj::Promise<void> acquire(AcquireContext context) override {
+    context.allowCancellation();  // see allow_cancellation_note in server_core.h
     auto params = context.getParams();
     return state_->acquire(*session_, params.getBlocking(), params.getTimeout())
         .then([context](bool acquired) mutable { context.getResults().setAcquired(acquired); });

@@ -149,6 +149,13 @@ kj::Maybe<kj::TimePoint> deadline_after(kj::Timer& timer, double timeout_seconds
 // Runs `attempt` now and after each wake of `list` until it succeeds (resolves to true)
 // or the deadline passes (resolves to false after one last attempt). With
 // blocking = false, one attempt.
+// allow_cancellation_note: Cap'n Proto 0.9 finishes a server call even after its client
+// cancelled it, unless the method calls context.allowCancellation(). The blocking
+// methods whose effect happens only at the end (queue put/get/join, lock and semaphore
+// acquire, event wait) allow it, so a client that gives up (Ctrl-C, a dropped proxy
+// call) leaves no phantom waiter behind to take an item or a lock nobody receives.
+// Condition and barrier waits do not: their waiting itself changes shared state
+// (a released lock, a counted party), which the call must see through to the end.
 kj::Promise<bool> retry_until(kj::Timer& timer, WaitList& list, bool blocking, double timeout_seconds,
                               kj::Function<bool()> attempt);
 

@@ -1,0 +1,213 @@
+"""xproc Pipe/Connection/Listener/Client, and their compatibility with CPython's own."""
+
+from __future__ import annotations
+
+import array
+import multiprocessing as mp
+import multiprocessing.connection as mpc
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+import xproc
+from xproc.connection import Client, Listener, wait
+from conftest import point_capnp
+
+
+def echo_twice(conn):
+    conn.send(conn.recv() * 2)
+    conn.close()
+
+
+def test_duplex_pipe_both_ways():
+    a, b = xproc.Pipe()
+    a.send({"to": "b"})
+    b.send(["to", "a"])
+    assert b.recv() == {"to": "b"}
+    assert a.recv() == ["to", "a"]
+
+
+def test_one_way_pipe_refuses_the_wrong_direction():
+    reader, writer = xproc.Pipe(duplex=False)
+    writer.send(1)
+    assert reader.recv() == 1
+    with pytest.raises(OSError):
+        reader.send(1)
+    with pytest.raises(OSError):
+        writer.recv()
+
+
+def test_eof_after_the_peer_closes():
+    a, b = xproc.Pipe()
+    a.send("last")
+    a.close()
+    assert b.recv() == "last"
+    with pytest.raises(EOFError):
+        b.recv()
+
+
+def test_send_after_the_peer_is_gone_is_broken_pipe():
+    a, b = xproc.Pipe()
+    b.close()
+    with pytest.raises((BrokenPipeError, ConnectionResetError)):
+        for _ in range(100):
+            a.send_bytes(b"x" * 65536)
+
+
+def test_bytes_offset_size_and_recv_into():
+    a, b = xproc.Pipe()
+    a.send_bytes(b"0123456789", 2, 5)
+    assert b.recv_bytes() == b"23456"
+    a.send_bytes(memoryview(b"abc"))
+    buffer = bytearray(10)
+    assert b.recv_bytes_into(buffer, 4) == 3
+    assert bytes(buffer[4:7]) == b"abc"
+    a.send_bytes(b"x" * 16)
+    with pytest.raises(mp.BufferTooShort) as error:
+        b.recv_bytes_into(bytearray(4))
+    assert error.value.args[0] == b"x" * 16  # the whole message, nothing lost
+    a.send_bytes(array.array("i", [1, 2]))
+    assert len(b.recv_bytes()) == 8
+
+
+def test_poll_with_timeout():
+    a, b = xproc.Pipe()
+    assert not b.poll()
+    started = time.monotonic()
+    assert not b.poll(0.1)
+    assert time.monotonic() - started >= 0.09
+    a.send(1)
+    assert b.poll(None)
+
+
+def test_malformed_frame_is_decode_error_and_the_connection_goes_on():
+    a, b = xproc.Pipe()
+    a.send_bytes(b"\xff" * 16)
+    a.send("good")
+    with pytest.raises(xproc.DecodeError):
+        b.recv()
+    assert b.recv() == "good"
+
+
+def test_typed_pipe_carries_structs():
+    a, b = xproc.Pipe(schema=point_capnp.Point)
+    a.send(point_capnp.Point.new_message(x=9, name="typed"))
+    point = b.recv()
+    assert (point.x, point.name) == (9, "typed")
+    with pytest.raises(TypeError):
+        a.send({"x": 9})
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_connection_passed_to_a_child(method):
+    a, b = xproc.Pipe()
+    child = mp.get_context(method).Process(target=echo_twice, args=(b,))
+    child.start()
+    a.send(21)
+    assert a.recv() == 42
+    child.join()
+    assert child.exitcode == 0
+
+
+def test_listener_and_client_with_authkey():
+    with Listener(authkey=b"secret") as listener:
+        result = {}
+
+        def client():
+            with Client(listener.address, authkey=b"secret") as conn:
+                result["got"] = conn.recv()
+
+        thread = threading.Thread(target=client)
+        thread.start()
+        with listener.accept() as conn:
+            conn.send({"hello": "client"})
+        thread.join()
+    assert result["got"] == {"hello": "client"}
+
+
+def test_tcp_address_is_a_tuple_as_in_multiprocessing():
+    with Listener(("127.0.0.1", 0), authkey=b"k") as listener:
+        host, port = listener.address
+        assert host == "127.0.0.1" and port > 0
+
+
+def test_wrong_authkey_is_authentication_error_and_the_listener_serves_the_next():
+    with Listener(authkey=b"right") as listener:
+        outcome = {}
+
+        def bad_client():
+            try:
+                Client(listener.address, authkey=b"wrong")
+            except mp.AuthenticationError:
+                outcome["bad"] = "refused"
+
+        thread = threading.Thread(target=bad_client)
+        thread.start()
+        with pytest.raises(mp.AuthenticationError):
+            listener.accept()
+        thread.join()
+        assert outcome["bad"] == "refused"
+
+        thread = threading.Thread(target=lambda: Client(listener.address, authkey=b"right").send("ok"))
+        thread.start()
+        assert listener.accept().recv() == "ok"
+        thread.join()
+
+
+def test_cpython_client_talks_to_an_xproc_listener():
+    with Listener(("127.0.0.1", 0), authkey=b"k") as listener:
+        def cpython_client():
+            with mpc.Client(listener.address, authkey=b"k") as conn:
+                conn.send_bytes(conn.recv_bytes() + b" back")
+
+        thread = threading.Thread(target=cpython_client)
+        thread.start()
+        conn = listener.accept()
+        conn.send_bytes(b"there and")
+        assert conn.recv_bytes() == b"there and back"
+        thread.join()
+
+
+def test_xproc_client_talks_to_a_cpython_listener():
+    with mpc.Listener(("127.0.0.1", 0), authkey=b"k") as listener:
+        def xproc_client():
+            with Client(listener.address, authkey=b"k") as conn:
+                conn.send_bytes(xproc.encode({"from": "xproc"}))
+
+        thread = threading.Thread(target=xproc_client)
+        thread.start()
+        with listener.accept() as conn:
+            assert xproc.decode(conn.recv_bytes()) == {"from": "xproc"}
+        thread.join()
+
+
+def test_wait_returns_the_ready_connections():
+    a, b = xproc.Pipe()
+    c, d = xproc.Pipe()
+    assert wait([b, d], timeout=0.05) == []
+    c.send(1)
+    assert wait([b, d], timeout=5) == [d]
+
+
+def test_ctrl_c_interrupts_recv():
+    code = (
+        "import xproc\n"
+        "a, b = xproc.Pipe()\n"
+        "print('blocking', flush=True)\n"
+        "try:\n"
+        "    b.recv()\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted', flush=True)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env)
+    assert child.stdout.readline().strip() == "blocking"
+    time.sleep(0.2)
+    child.send_signal(signal.SIGINT)
+    out, _ = child.communicate(timeout=10)
+    assert out.strip() == "interrupted"

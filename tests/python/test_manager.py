@@ -1,0 +1,253 @@
+"""xproc.Manager against multiprocessing.Manager's semantics, across processes."""
+
+from __future__ import annotations
+
+import collections.abc
+import multiprocessing as mp
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+import xproc
+
+
+@pytest.fixture(scope="module")
+def manager():
+    with xproc.Manager() as m:
+        yield m
+
+
+def add_many(d, key, times):
+    for _ in range(times):
+        d.increment(key)
+
+
+def append_ids(shared, i):
+    shared.append(i)
+
+
+def hold_lock_forever(lock, ready):
+    lock.acquire()
+    ready.set()
+    time.sleep(60)
+
+
+def test_dict_is_a_mutable_mapping(manager):
+    d = manager.dict({"a": 1}, b=2)
+    assert isinstance(d, collections.abc.MutableMapping)
+    d["c"] = [3]
+    d[(1, 2)] = None
+    assert d["c"] == [3] and d[(1, 2)] is None
+    assert len(d) == 4 and "a" in d and "z" not in d
+    assert sorted(map(str, d.keys())) == ["(1, 2)", "a", "b", "c"]
+    assert d.copy() == {"a": 1, "b": 2, "c": [3], (1, 2): None}
+    assert d.pop("a") == 1 and d.pop("a", "gone") == "gone"
+    assert d.setdefault("s", 5) == 5 and d.get("nope") is None
+    d.update({"u": 1}, v=2)
+    assert d.popitem() == ("v", 2)
+    with pytest.raises(KeyError) as error:
+        d["missing"]
+    assert error.value.args == ("missing",)
+    with pytest.raises(KeyError):
+        del d["missing"]
+    del d[(1, 2)]
+    assert str(d) == repr(d.copy())  # print(proxy) shows the remote dict, as in multiprocessing
+    d.clear()
+    assert len(d) == 0
+
+
+def test_dict_atomic_extensions(manager):
+    d = manager.dict()
+    assert d.increment("n") == 1 and d.increment("n", 5) == 6
+    assert d.compare_and_set("n", 6, 7) == (True, 7)
+    assert d.compare_and_set("n", 6, 8) == (False, 7)
+    assert d.compare_and_set("new", xproc.managers.MISSING, 1) == (True, 1)
+    d.set_many({"x": 1, "y": 2})
+    assert d.get_many(["x", "y", "z"], default=-1) == [1, 2, -1]
+
+
+def test_list_is_a_mutable_sequence(manager):
+    lst = manager.list(range(5))
+    assert isinstance(lst, collections.abc.MutableSequence)
+    lst.append(5)
+    lst.extend([6, 7])
+    lst.insert(0, -1)
+    assert lst[0] == -1 and lst[-1] == 7 and lst[1:3] == [0, 1]
+    lst[1:3] = ["a", "b", "c"]
+    del lst[0]
+    assert lst.copy() == ["a", "b", "c", 2, 3, 4, 5, 6, 7]
+    assert lst.pop() == 7 and lst.index("b") == 1 and lst.count(3) == 1
+    lst.remove("a")
+    with pytest.raises(ValueError):
+        lst.remove("zzz")
+    with pytest.raises(IndexError):
+        lst[100]
+    lst += [8]
+    assert lst == ["b", "c", 2, 3, 4, 5, 6, 8]
+    numbers = manager.list([3, 1, 2])
+    numbers.sort(reverse=True)
+    assert list(numbers) == [3, 2, 1]
+    with pytest.raises(TypeError):
+        manager.list(["a", 1]).sort()
+    assert str(numbers) == "[3, 2, 1]"
+
+
+def test_namespace_value_and_array(manager):
+    ns = manager.Namespace(x=1)
+    ns.y = "two"
+    assert (ns.x, ns.y) == (1, "two")
+    with pytest.raises(AttributeError):
+        ns.missing
+    del ns.x
+    with pytest.raises(AttributeError):
+        ns.x
+    v = manager.Value("i", 5)
+    v.value += 1
+    assert v.value == 6 and v.increment(4) == 10
+    a = manager.Array("d", [1, 2, 3])
+    a[0] = 9.5
+    assert a[:] == [9.5, 2.0, 3.0] and len(a) == 3
+    with pytest.raises(IndexError):
+        a[3] = 1
+
+
+def test_queue_proxy(manager):
+    q = manager.Queue(1)
+    q.put({"k": [1]})
+    with pytest.raises(queue.Full):
+        q.put(2, timeout=0.05)
+    assert q.get() == {"k": [1]}
+    with pytest.raises(queue.Empty):
+        q.get_nowait()
+    jq = manager.JoinableQueue()
+    jq.put(1)
+    jq.get()
+    jq.task_done()
+    assert jq.join(timeout=5)
+
+
+def test_synchronization_primitives(manager):
+    lock = manager.Lock()
+    with lock:
+        assert not lock.acquire(False)
+    with pytest.raises(RuntimeError):
+        lock.release()
+    rlock = manager.RLock()
+    with rlock:
+        with rlock:
+            pass
+    sem = manager.BoundedSemaphore(2)
+    assert sem.acquire() and sem.acquire() and not sem.acquire(timeout=0.05)
+    sem.release()
+    sem.release()
+    with pytest.raises(ValueError):
+        sem.release()
+    event = manager.Event()
+    assert not event.wait(0.05)
+    event.set()
+    assert event.wait() and event.is_set()
+    barrier = manager.Barrier(1)
+    assert barrier.wait() == 0 and barrier.parties == 1
+    condition = manager.Condition()
+    state = manager.dict(ready=False)
+
+    def notifier():
+        time.sleep(0.1)
+        with condition:
+            state["ready"] = True
+            condition.notify_all()
+
+    thread = threading.Thread(target=notifier)
+    thread.start()
+    with condition:
+        assert condition.wait_for(lambda: state["ready"], timeout=10)
+    thread.join()
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_children_increment_exactly(manager, method):
+    d = manager.dict()
+    ctx = mp.get_context(method)
+    workers = [ctx.Process(target=add_many, args=(d, "n", 100)) for _ in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert [w.exitcode for w in workers] == [0] * 4
+    assert d["n"] == 400
+
+
+def test_the_lock_of_a_killed_holder_comes_free(manager):
+    lock = manager.Lock()
+    ready = manager.Event()
+    holder = mp.get_context("fork").Process(target=hold_lock_forever, args=(lock, ready))
+    holder.start()
+    assert ready.wait(20)
+    assert not lock.acquire(timeout=0.1)
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.join()
+    assert lock.acquire(timeout=10)
+    lock.release()
+
+
+def test_connect_from_elsewhere_by_address_and_named_objects(manager):
+    shared = manager.dict(name="shared-for-connect")
+    shared["from"] = "parent"
+    other = xproc.connect(manager.address, manager.authkey)
+    assert other.dict(name="shared-for-connect")["from"] == "parent"
+    assert "shared-for-connect" in other.names()
+    with pytest.raises(mp.AuthenticationError):
+        xproc.connect(manager.address, b"not the key")
+
+
+def test_unsupported_value_is_type_error_at_the_call(manager):
+    d = manager.dict()
+    with pytest.raises(TypeError, match="'object'"):
+        d["k"] = object()
+    d["k"] = 1
+    assert d["k"] == 1
+
+
+def test_after_shutdown_calls_fail_with_connection_error():
+    with xproc.Manager() as m:
+        d = m.dict()
+        d["x"] = 1
+    with pytest.raises((ConnectionError, EOFError, OSError)):
+        d["x"]
+
+
+def test_ctrl_c_interrupts_a_blocked_proxy_call():
+    code = (
+        "import xproc\n"
+        "with xproc.Manager() as m:\n"
+        "    q = m.Queue()\n"
+        "    print('blocking', flush=True)\n"
+        "    try:\n"
+        "        q.get()\n"
+        "    except KeyboardInterrupt:\n"
+        "        q.put('still usable')\n"
+        "        print('interrupted', q.get(), flush=True)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env)
+    assert child.stdout.readline().strip() == "blocking"
+    time.sleep(0.3)
+    child.send_signal(signal.SIGINT)
+    out, _ = child.communicate(timeout=20)
+    assert out.strip() == "interrupted still usable"
+    assert child.returncode == 0
+
+
+def test_pycapnp_loaded_first_is_a_clear_error_not_a_crash():
+    result = subprocess.run(
+        [sys.executable, "-c", "import capnp, xproc\ntry:\n    xproc.Manager()\nexcept RuntimeError as e:\n    print(e)"],
+        capture_output=True, text=True, timeout=60, env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Import xproc before capnp" in result.stdout

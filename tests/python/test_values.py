@@ -1,0 +1,92 @@
+"""What Python objects become on the wire, and back: the mapping the package documents."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+import xproc
+from conftest import point_capnp, value_capnp
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [None, True, False, 0, -1, 2**63 - 1, -(2**63), 1.5, -0.0, math.inf, "", "héllo ✓", b"", b"\x00\xff",
+     [], [1, "a", None], {}, {"a": 1, 2: [b"x", {"n": None}], 0.25: False}],
+)
+def test_round_trip_keeps_value_and_type(obj):
+    back = xproc.decode(xproc.encode(obj))
+    assert back == obj
+    assert type(back) is type(obj)
+    if isinstance(obj, dict):
+        assert list(back) == list(obj)  # insertion order kept
+
+
+def test_bool_and_int_stay_distinct():
+    assert [type(x) for x in xproc.decode(xproc.encode([True, 1, 1.0]))] == [bool, int, float]
+
+
+def test_nan_survives():
+    assert math.isnan(xproc.decode(xproc.encode(math.nan)))
+
+
+def test_tuple_travels_as_list_but_stays_a_tuple_as_a_key():
+    back = xproc.decode(xproc.encode({(1, "a"): (2, (3,))}))
+    assert back == {(1, "a"): [2, [3]]}
+    assert type(next(iter(back))) is tuple
+
+
+@pytest.mark.parametrize("obj", [object(), {1, 2}, bytearray(b"x"), 1j, [1, object()], {"k": frozenset()}])
+def test_unsupported_type_is_type_error_naming_it(obj):
+    with pytest.raises(TypeError, match="cannot send an object of type"):
+        xproc.encode(obj)
+
+
+def test_int_beyond_64_bits_is_overflow_error():
+    with pytest.raises(OverflowError):
+        xproc.encode(2**64)
+
+
+def test_self_containing_list_is_value_error():
+    cycle: list = []
+    cycle.append(cycle)
+    with pytest.raises(ValueError, match="nested deeper"):
+        xproc.encode(cycle)
+
+
+@pytest.mark.parametrize("garbage", [b"", b"\x00" * 7, b"\xff" * 64, b"\x00\x00\x00\x00\x10\x00\x00\x00" + b"\x00" * 8])
+def test_malformed_bytes_are_decode_error(garbage):
+    with pytest.raises(xproc.DecodeError):
+        xproc.decode(garbage)
+    assert issubclass(xproc.DecodeError, ValueError)
+
+
+def test_plain_pycapnp_reads_what_xproc_writes():
+    reader = next(iter(value_capnp.Value.read_multiple_bytes(xproc.encode({"k": [1, "two"]}))))
+    entry = reader.map[0]
+    assert entry.key.text == "k"
+    assert [entry.value.list[0].int64, entry.value.list[1].text] == [1, "two"]
+
+
+def test_xproc_reads_what_plain_pycapnp_writes():
+    message = value_capnp.Value.new_message()
+    items = message.init("list", 2)
+    items[0].text = "from pycapnp"
+    items[1].float64 = 2.5
+    assert xproc.decode(message.to_bytes()) == ["from pycapnp", 2.5]
+
+
+def test_pycapnp_struct_inside_a_value_comes_back_as_a_reader():
+    point = point_capnp.Point.new_message(x=3, y=4, name="p")
+    back = xproc.decode(xproc.encode({"point": point}))["point"]
+    assert (back.x, back.y, back.name) == (3, 4, "p")
+
+
+def test_struct_of_an_unknown_schema_comes_back_as_xproc_struct():
+    message = value_capnp.Value.new_message()
+    struct = message.init("struct")
+    struct.schemaId = 0x1234
+    back = xproc.decode(message.to_bytes())
+    assert isinstance(back, xproc.Struct)
+    assert back.schema_id == 0x1234
