@@ -10,9 +10,30 @@ namespace {
 
 nb::object attribute(const char* module, const char* name) { return nb::module_::import_(module).attr(name); }
 
-// Set once at import; translators run with the GIL held.
+// The standard library's classes are looked up when first raised, not at import: a
+// program may itself be called queue.py (the seed's is), and then `import queue` while
+// xproc is being imported would find that program instead of the standard module.
+// Translators run with the GIL held.
+class LazyClass {
+ public:
+  LazyClass(const char* module, const char* name) : module_(module), name_(name) {}
+  PyObject* get() {
+    if (!type_.is_valid()) type_ = attribute(module_, name_);
+    return type_.ptr();
+  }
+
+ private:
+  const char* module_;
+  const char* name_;
+  nb::object type_;
+};
+
 struct PythonErrors {
-  nb::object empty, full, authentication, buffer_too_short, broken_barrier;
+  LazyClass empty{"queue", "Empty"};
+  LazyClass full{"queue", "Full"};
+  LazyClass authentication{"multiprocessing", "AuthenticationError"};
+  LazyClass buffer_too_short{"multiprocessing", "BufferTooShort"};
+  LazyClass broken_barrier{"threading", "BrokenBarrierError"};
   PyObject* message_too_large = nullptr;
   PyObject* decode_error = nullptr;
 };
@@ -24,15 +45,15 @@ void translate(const std::exception_ptr& pointer, void*) {
   try {
     std::rethrow_exception(pointer);
   } catch (const Empty& e) {
-    raise(errors->empty.ptr(), e);
+    raise(errors->empty.get(), e);
   } catch (const Full& e) {
-    raise(errors->full.ptr(), e);
+    raise(errors->full.get(), e);
   } catch (const EOFError& e) {
     raise(PyExc_EOFError, e);
   } catch (const TimeoutError& e) {
     raise(PyExc_TimeoutError, e);
   } catch (const AuthenticationError& e) {
-    raise(errors->authentication.ptr(), e);
+    raise(errors->authentication.get(), e);
   } catch (const BrokenPipeError& e) {
     raise(PyExc_BrokenPipeError, e);
   } catch (const ConnectionError& e) {
@@ -42,7 +63,7 @@ void translate(const std::exception_ptr& pointer, void*) {
   } catch (const DecodeError& e) {
     raise(errors->decode_error, e);
   } catch (const BufferTooShort& e) {
-    raise(errors->buffer_too_short.ptr(), e);
+    raise(errors->buffer_too_short.get(), e);
   } catch (const KeyError& e) {
     raise(PyExc_KeyError, e);
   } catch (const IndexError& e) {
@@ -52,7 +73,7 @@ void translate(const std::exception_ptr& pointer, void*) {
   } catch (const AttributeError& e) {
     raise(PyExc_AttributeError, e);
   } catch (const BrokenBarrierError& e) {
-    raise(errors->broken_barrier.ptr(), e);
+    raise(errors->broken_barrier.get(), e);
   } catch (const RuntimeError& e) {
     raise(PyExc_RuntimeError, e);
   } catch (const ValueError& e) {
@@ -68,10 +89,7 @@ void translate(const std::exception_ptr& pointer, void*) {
 }  // namespace
 
 void register_errors(nb::module_& m) {
-  errors = new PythonErrors{attribute("queue", "Empty"), attribute("queue", "Full"),
-                            attribute("multiprocessing", "AuthenticationError"),
-                            attribute("multiprocessing", "BufferTooShort"),
-                            attribute("threading", "BrokenBarrierError")};
+  errors = new PythonErrors();  // lives as long as the process: translators may run at exit
   errors->message_too_large =
       PyErr_NewExceptionWithDoc("xproc.MessageTooLarge", "A message is larger than the queue or connection accepts.",
                                 PyExc_ValueError, nullptr);

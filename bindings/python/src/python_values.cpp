@@ -4,6 +4,7 @@
 #include "python_values.h"
 
 #include <capnp/serialize.h>
+#include <nanobind/stl/string.h>
 #include <kj/exception.h>
 
 #include <cstring>
