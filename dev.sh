@@ -77,7 +77,10 @@ install_python_packages() {
 setup() {
   install_system_packages
   install_python_packages
-  if [ ! -f "$BUILD/build.ninja" ]; then
+  # (Re)configure when there is no build yet, or when it was made for another Python than
+  # the venv's (the Python extension and tests are built for that interpreter).
+  if [ ! -f "$BUILD/build.ninja" ] ||
+     ! grep -q "^Python_EXECUTABLE:[A-Z]*=$VENV/bin/python\$" "$BUILD/CMakeCache.txt" 2>/dev/null; then
     log "configuring ($PRESET)"
     cmake --preset "$PRESET" -DPython_EXECUTABLE="$VENV/bin/python" >/dev/null
   fi
