@@ -45,6 +45,10 @@ struct Deadline {
 // deadline passes (false); a signal between attempts raises. Called with the GIL held.
 template <typename Attempt>
 bool wait_in_slices(const Deadline& deadline, Attempt&& attempt) {
+  // Most calls find a message (or room) at once: trying first without handing the GIL
+  // over saves two GIL transfers per call, a fifth of a small message's cost.
+  if (attempt(Timeout(std::chrono::seconds(0)))) return true;
+  if (deadline.passed()) return false;
   for (;;) {
     bool done;
     {
