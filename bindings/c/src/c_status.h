@@ -9,7 +9,7 @@
 #include <span>
 #include <string>
 
-#include "xproc/xproc.h"
+#include "xproc.h"
 
 namespace xproc::c_api {
 

@@ -10,7 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "xproc/xproc.h"
+#include "xproc.h"
 
 static int failures = 0;
 

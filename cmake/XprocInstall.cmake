@@ -1,0 +1,37 @@
+# `cmake --install`: headers (the library's and the generated schema headers), the
+# libraries, the `xproc` command, the schemas, a CMake package (xprocConfig.cmake) and a
+# pkg-config file.
+include(GNUInstallDirs)
+include(CMakePackageConfigHelpers)
+set(XPROC_INSTALL_SCHEMA_DIR ${CMAKE_INSTALL_DATADIR}/xproc/schema)
+set(XPROC_INSTALL_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/xproc)
+
+install(DIRECTORY ${CMAKE_SOURCE_DIR}/src/xproc/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/xproc
+        FILES_MATCHING PATTERN "*.h")
+install(DIRECTORY ${XPROC_GENERATED_DIR}/xproc/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/xproc
+        FILES_MATCHING PATTERN "*.capnp.h")
+install(DIRECTORY ${CMAKE_SOURCE_DIR}/schema/xproc DESTINATION ${XPROC_INSTALL_SCHEMA_DIR})
+
+set(XPROC_INSTALL_TARGETS xproc)
+if(TARGET xproc_c)
+  list(APPEND XPROC_INSTALL_TARGETS xproc_c)
+  install(FILES ${CMAKE_SOURCE_DIR}/bindings/c/include/xproc.h DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+endif()
+install(TARGETS ${XPROC_INSTALL_TARGETS} EXPORT xprocTargets
+        ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+        LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+        INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+if(TARGET xproc_cli)
+  install(TARGETS xproc_cli RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+endif()
+install(EXPORT xprocTargets NAMESPACE xproc:: DESTINATION ${XPROC_INSTALL_CMAKE_DIR})
+
+configure_package_config_file(${CMAKE_SOURCE_DIR}/cmake/xprocConfig.cmake.in
+  ${CMAKE_BINARY_DIR}/xprocConfig.cmake INSTALL_DESTINATION ${XPROC_INSTALL_CMAKE_DIR}
+  PATH_VARS XPROC_INSTALL_SCHEMA_DIR)
+write_basic_package_version_file(${CMAKE_BINARY_DIR}/xprocConfigVersion.cmake COMPATIBILITY SameMinorVersion)
+install(FILES ${CMAKE_BINARY_DIR}/xprocConfig.cmake ${CMAKE_BINARY_DIR}/xprocConfigVersion.cmake
+              ${CMAKE_SOURCE_DIR}/cmake/XprocAddSchema.cmake
+        DESTINATION ${XPROC_INSTALL_CMAKE_DIR})
+configure_file(${CMAKE_SOURCE_DIR}/cmake/xproc.pc.in ${CMAKE_BINARY_DIR}/xproc.pc @ONLY)
+install(FILES ${CMAKE_BINARY_DIR}/xproc.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
