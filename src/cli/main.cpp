@@ -3,6 +3,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "segment_commands.h"
 #include "serve_command.h"
 #include "xproc/errors.h"
 
@@ -10,6 +11,7 @@ int main(int argc, char** argv) {
   CLI::App app{"xproc: processes messaging in any language"};
   app.require_subcommand(1);
   xproc::cli::add_serve_command(app);
+  xproc::cli::add_segment_commands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

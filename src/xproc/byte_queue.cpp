@@ -387,8 +387,22 @@ void ByteQueue::join(Timeout timeout) {
 
 QueueInfo ByteQueue::info() const {
   const QueueHeader& h = *state_->header;
-  return QueueInfo{state_->segment.name(), h.schema_id, h.maxsize, h.capacity, h.max_message,
-                   h.recoveries.load()};
+  QueueInfo info{state_->segment.name(), h.schema_id, h.maxsize, h.capacity, h.max_message, h.recoveries.load()};
+  info.kind = h.kind == QueueKind::kSimple ? "SimpleQueue" : h.kind == QueueKind::kJoinable ? "JoinableQueue" : "Queue";
+  const Position head = load(h.head);
+  const Position tail = load(h.tail);
+  info.messages = qsize();
+  info.put_count = tail.count;
+  info.got_count = head.count;
+  // Ring bytes between the read and write offsets (all of it when full, none when empty).
+  if (tail.offset > head.offset) {
+    info.bytes_used = tail.offset - head.offset;
+  } else if (tail.offset < head.offset || info.messages > 0) {
+    info.bytes_used = h.capacity - head.offset + tail.offset;
+  }
+  info.creator_pid = h.creator_pid;
+  info.created_unix_ns = h.created_unix_ns;
+  return info;
 }
 
 int ByteQueue::anonymous_fd() const noexcept {

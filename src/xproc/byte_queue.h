@@ -45,6 +45,13 @@ struct QueueInfo {
   size_t capacity_bytes = 0;
   size_t max_message_bytes = 0;
   uint64_t recoveries = 0;  // locks taken over from processes that died holding them
+  std::string kind;         // "Queue", "SimpleQueue" or "JoinableQueue"
+  size_t messages = 0;      // in the queue now
+  size_t bytes_used = 0;    // of the ring, records included
+  uint32_t put_count = 0;   // messages ever put, modulo 2^32
+  uint32_t got_count = 0;   // messages ever got, modulo 2^32
+  int creator_pid = 0;
+  uint64_t created_unix_ns = 0;
 };
 
 namespace shm {
