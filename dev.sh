@@ -103,6 +103,9 @@ demo() {
 run_tests() {
   build
   log "running tests"
+  if ! command -v cargo >/dev/null && [ ! -x "$HOME/.cargo/bin/cargo" ]; then
+    log "cargo not found: the Rust crate's tests (bindings/rust) are skipped"
+  fi
   export XPROC_VENV=$VENV
   ctest --preset "$PRESET" --output-on-failure -j "$(nproc)"
 }
