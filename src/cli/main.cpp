@@ -3,6 +3,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "bench_command.h"
 #include "segment_commands.h"
 #include "serve_command.h"
 #include "xproc/errors.h"
@@ -12,6 +13,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   xproc::cli::add_serve_command(app);
   xproc::cli::add_segment_commands(app);
+  xproc::cli::add_bench_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
