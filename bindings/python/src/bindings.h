@@ -2,6 +2,9 @@
 #pragma once
 #include <nanobind/nanobind.h>
 
+#include <optional>
+#include <string>
+
 namespace xproc::python {
 
 namespace nb = nanobind;
@@ -20,6 +23,16 @@ void register_values(nb::module_& m);
 void register_queues(nb::module_& m);
 void register_connections(nb::module_& m);
 void register_managers(nb::module_& m);
+
+}  // namespace xproc::python
+
+namespace xproc::python {
+
+// Authkeys are bytes in Python, as in multiprocessing; the C++ library takes a string.
+inline std::optional<std::string> authkey_string(const std::optional<nb::bytes>& authkey) {
+  if (!authkey) return std::nullopt;
+  return std::string(authkey->c_str(), authkey->size());
+}
 
 }  // namespace xproc::python
 

@@ -58,12 +58,6 @@ nb::bytes as_bytes(const std::vector<std::byte>& message) {
   return nb::bytes(reinterpret_cast<const char*>(message.data()), message.size());
 }
 
-// Authkeys are bytes in Python, as in multiprocessing.
-std::optional<std::string> key(const std::optional<nb::bytes>& authkey) {
-  if (!authkey) return std::nullopt;
-  return std::string(authkey->c_str(), authkey->size());
-}
-
 PythonConnection wrap(ByteConnection connection, uint64_t schema_id) {
   return PythonConnection{std::move(connection), MessageCodec(schema_id)};
 }
@@ -145,7 +139,7 @@ void register_connections(nb::module_& m) {
       .def(
           "__init__",
           [](Listener* self, std::string address, int backlog, std::optional<nb::bytes> authkey) {
-            new (self) Listener(std::move(address), backlog, key(authkey));
+            new (self) Listener(std::move(address), backlog, authkey_string(authkey));
           },
           nb::arg("address") = "", nb::arg("backlog") = 1, nb::arg("authkey") = nb::none())
       .def(
@@ -171,7 +165,7 @@ void register_connections(nb::module_& m) {
   m.def(
       "client",
       [](const std::string& address, std::optional<nb::bytes> authkey, uint64_t schema_id) {
-        auto secret = key(authkey);
+        auto secret = authkey_string(authkey);
         nb::gil_scoped_release unlocked;
         return wrap(Client(address, std::move(secret)), schema_id);
       },

@@ -49,17 +49,6 @@ Slice slice_of(nb::handle slice) {
   return out;
 }
 
-std::string proxy_repr(const Proxy& proxy) {
-  return without_gil([&] { return proxy.repr(); });
-}
-
-template <typename P>
-nb::class_<P> proxy_class(nb::module_& m, const char* name, const char* doc) {
-  return nb::class_<P>(m, name, doc)
-      .def_prop_ro("id", &P::id, "The object's id on its manager (what attach() takes).")
-      .def("__repr__", [](const P& self) { return proxy_repr(self); });
-}
-
 void register_dict(nb::module_& m) {
   proxy_class<DictProxy>(m, "DictProxy", "A dict held by a manager.")
       .def("__getitem__",

@@ -21,11 +21,6 @@
 namespace xproc::python {
 namespace {
 
-std::optional<std::string> key(const std::optional<nb::bytes>& authkey) {
-  if (!authkey) return std::nullopt;
-  return std::string(authkey->c_str(), authkey->size());
-}
-
 // Called by a waiting proxy call, without the GIL, every kSignalCheckInterval.
 void raise_pending_signal() {
   nb::gil_scoped_acquire locked;
@@ -89,7 +84,7 @@ void register_managers(nb::module_& m) {
             require_own_capnp();
             ManagerOptions options;
             options.address = std::move(address);
-            options.authkey = key(authkey);
+            options.authkey = authkey_string(authkey);
             new (self) Manager(std::move(options));
           },
           nb::arg("address") = "", nb::arg("authkey") = nb::none(),
@@ -99,7 +94,7 @@ void register_managers(nb::module_& m) {
           "connect",
           [](const std::string& address, std::optional<nb::bytes> authkey) {
             require_own_capnp();
-            auto secret = key(authkey);
+            auto secret = authkey_string(authkey);
             return without_gil([&] { return Manager::connect(address, secret); });
           },
           nb::arg("address"), nb::arg("authkey") = nb::none())

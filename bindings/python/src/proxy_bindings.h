@@ -4,6 +4,8 @@
 #pragma once
 #include <optional>
 #include "bindings.h"
+#include <nanobind/stl/string.h>
+
 #include "xproc/byte_queue.h"  // Timeout
 
 namespace xproc::python {
@@ -19,6 +21,14 @@ template <typename F>
 auto without_gil(F&& f) {
   nb::gil_scoped_release unlocked;
   return f();
+}
+
+// A proxy class with what every proxy has: its object id and the remote repr.
+template <typename P>
+nb::class_<P> proxy_class(nb::module_& m, const char* name, const char* doc) {
+  return nb::class_<P>(m, name, doc)
+      .def_prop_ro("id", &P::id, "The object's id on its manager (what attach() takes).")
+      .def("__repr__", [](const P& self) { return without_gil([&] { return self.repr(); }); });
 }
 
 void register_container_proxies(nb::module_& m);     // dict, list, namespace, value, array

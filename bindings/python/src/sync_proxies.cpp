@@ -9,17 +9,6 @@
 #include "xproc/manager_proxies.h"
 
 namespace xproc::python {
-namespace {
-
-template <typename P>
-nb::class_<P> proxy_class(nb::module_& m, const char* name, const char* doc) {
-  return nb::class_<P>(m, name, doc)
-      .def_prop_ro("id", &P::id, "The object's id on its manager (what attach() takes).")
-      .def("__repr__", [](const P& self) { return without_gil([&] { return self.repr(); }); });
-}
-
-}  // namespace
-
 void register_queue_proxies(nb::module_& m) {
   proxy_class<QueueProxy>(m, "QueueProxy", "A queue held by a manager (manager.Queue).")
       .def("put",
