@@ -36,12 +36,25 @@ struct ServeProcess {
       _exit(127);
     }
     ::close(fds[1]);
-    FILE* out = ::fdopen(fds[0], "r");
+    out = ::fdopen(fds[0], "r");
     char line[512] = {};
     if (std::fgets(line, sizeof(line), out)) first_line = line;
-    std::fclose(out);
   }
-  int wait() { return testing::wait_exit_code(pid); }
+  // Waits for the exit, keeping what the server printed after its first line (read to the
+  // end, so the server never writes into a closed pipe).
+  int wait() {
+    char buffer[512];
+    size_t n;
+    while ((n = std::fread(buffer, 1, sizeof(buffer), out)) > 0) rest.append(buffer, n);
+    std::fclose(out);
+    out = nullptr;
+    return testing::wait_exit_code(pid);
+  }
+  ~ServeProcess() {
+    if (out != nullptr) std::fclose(out);
+  }
+  FILE* out = nullptr;
+  std::string rest;
 };
 
 const std::string kXproc = XPROC_BINARY_DIR "/src/cli/xproc";
@@ -74,6 +87,9 @@ TEST(CliServe, TcpManagerServesClientsUntilShutdown) {
   }
   EXPECT_EQ(serve.wait(), 0);
   EXPECT_THROW(d["a"], ConnectionError);
+  // Each connection is logged as it opens (with the client's address) and closes.
+  EXPECT_NE(serve.rest.find("connection 1 opened from 127.0.0.1:"), std::string::npos) << serve.rest;
+  EXPECT_NE(serve.rest.find("connection 3 closed"), std::string::npos) << serve.rest;
   ::unlink(keys.c_str());
 }
 

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include <fstream>
+#include <ctime>
 #include <iostream>
 #include <sstream>
 
@@ -17,6 +18,16 @@ namespace {
 
 // The key is the file's bytes, less one trailing newline. Like ssh with its keys, a file
 // that others may read is refused.
+// Local time as 2026-11-25T03:04:05, for the connection log.
+std::string timestamp() {
+  const std::time_t now = std::time(nullptr);
+  std::tm local{};
+  localtime_r(&now, &local);
+  char text[32];
+  std::strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%S", &local);
+  return text;
+}
+
 std::string read_authkey(const std::string& path) {
   struct stat info {};
   if (::stat(path.c_str(), &info) != 0) throw_os_error("stat " + path, errno);
@@ -49,6 +60,7 @@ void add_serve_command(CLI::App& app) {
     options.address = *address;
     if (!authkey_file->empty()) options.authkey = read_authkey(*authkey_file);
     options.spin = std::chrono::microseconds(*spin_us);
+    options.log = [](const std::string& event) { std::cout << timestamp() << " " << event << std::endl; };
     ManagerServer server(std::move(options));
     std::cout << "serving on " << server.address() << std::endl;
     server.serve_forever();

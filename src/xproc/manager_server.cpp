@@ -2,6 +2,10 @@
 // event loop, polling for a short while after each call before it sleeps.
 #include "xproc/manager_server.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <unistd.h>
 
 #include <capnp/rpc-twoparty.h>
@@ -44,6 +48,29 @@ struct ServedConnection {
   kj::Own<rpc::Session> session;
   capnp::RpcSystem<capnp::rpc::twoparty::VatId> system;
 };
+
+// " from host:port" for a TCP client; nothing for a unix socket (its peer has no name).
+std::string peer_of(kj::AsyncIoStream& stream) {
+  sockaddr_storage address{};
+  kj::uint length = sizeof(address);
+  try {
+    stream.getpeername(reinterpret_cast<sockaddr*>(&address), &length);
+  } catch (const kj::Exception&) {
+    return "";
+  }
+  char host[INET6_ADDRSTRLEN] = {};
+  if (address.ss_family == AF_INET) {
+    const auto* in = reinterpret_cast<const sockaddr_in*>(&address);
+    inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+    return std::string(" from ") + host + ":" + std::to_string(ntohs(in->sin_port));
+  }
+  if (address.ss_family == AF_INET6) {
+    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&address);
+    inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+    return std::string(" from [") + host + "]:" + std::to_string(ntohs(in6->sin6_port));
+  }
+  return "";
+}
 
 class IgnoreErrors final : public kj::TaskSet::ErrorHandler {
  public:
@@ -96,18 +123,22 @@ void ManagerServer::serve_forever() {
   IgnoreErrors ignore_errors;
   kj::TaskSet connections(ignore_errors);
   uint64_t next_session = 1;
+  const auto& log = state_->options.log;
 
   // Accepts forever; a failed accept (out of descriptors) is retried after a pause.
   kj::Function<kj::Promise<void>()> accept_loop = [&]() -> kj::Promise<void> {
     return receiver->accept()
         .then([&](kj::Own<kj::AsyncIoStream>&& stream) {
-          auto connection = kj::heap<ServedConnection>(runtime, config, kj::mv(stream), next_session++);
+          const uint64_t id = next_session++;
+          if (log) log("connection " + std::to_string(id) + " opened" + peer_of(*stream));
+          auto connection = kj::heap<ServedConnection>(runtime, config, kj::mv(stream), id);
           auto disconnected = connection->network.onDisconnect();
-          connections.add(disconnected.then([connection = kj::mv(connection)]() mutable {
+          connections.add(disconnected.then([connection = kj::mv(connection), id, &log]() mutable {
             // Cancel its calls first, then give back what it held.
             auto session = kj::addRef(*connection->session);
             connection = nullptr;
             session->close();
+            if (log) log("connection " + std::to_string(id) + " closed");
           }));
         })
         .catch_([&](kj::Exception&&) { return runtime.timer.afterDelay(10 * kj::MILLISECONDS); })

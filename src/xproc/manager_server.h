@@ -56,6 +56,9 @@ struct ServerOptions {
   // client calling again within the window is served without a wake-up (~20 µs on these
   // machines). Zero never spins.
   std::chrono::microseconds spin{50};
+  // Told of each client connection opening and closing ("connection 3 opened from
+  // 127.0.0.1:51234", "connection 3 closed"); runs on the server's thread. Empty: silent.
+  std::function<void(const std::string&)> log;
 };
 
 class ManagerServer {
