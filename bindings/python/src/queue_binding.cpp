@@ -87,6 +87,14 @@ void register_queues(nb::module_& m) {
       .def(
           "get",
           [](PythonQueue& self, bool block, std::optional<double> timeout) {
+            // Fast path: a message is there, so decode it where it lies in the ring, with
+            // the GIL held (no copy out). Building the objects runs no Python code, so
+            // holding the consumer lock meanwhile cannot deadlock with another thread.
+            nb::object result;
+            if (self.queue.get_in_place([&](std::span<const std::byte> bytes) { result = self.codec.decode(bytes); },
+                                        false)) {
+              return result;
+            }
             auto message = get_message(self, block, timeout);
             return self.codec.decode(message);
           },
