@@ -79,6 +79,7 @@ class ByteConnection {
   std::vector<std::byte> buffer_;  // bytes read from the fd but not yet handed out
   size_t buffer_begin_ = 0;
   size_t buffer_end_ = 0;
+  std::vector<std::byte> send_buffer_;  // header + payload of a small frame, sent in one call
 };
 
 }  // namespace xproc
