@@ -68,6 +68,59 @@ TEST(ConnectionTest, ManySmallAndSomeLargeMessagesArriveWhole) {
   sender.join();
 }
 
+// try_send_in_place never waits: when the socket is full it keeps the rest of the frame,
+// finish_send() completes it, and frames still arrive whole and in order.
+TEST(ConnectionTest, TrySendInPlaceKeepsWhatAFullSocketCannotTake) {
+  auto [a, b] = xproc::byte_pipe();
+  const std::string payload(1000, 'p');
+  auto fill = [&](std::byte* out) { std::memcpy(out, payload.data(), payload.size()); };
+  size_t sent = 0;
+  while (a.try_send_in_place(payload.size(), fill)) ++sent;  // until the socket buffer is full
+  ASSERT_GT(sent, 0u);
+  EXPECT_THROW(a.try_send_in_place(3, [](std::byte*) {}), xproc::ValueError);  // finish first
+  std::thread reader([&b, &sent] {
+    for (size_t i = 0; i <= sent; ++i) EXPECT_EQ(b.recv_bytes().size(), 1000u);
+    EXPECT_EQ(text(b.recv_bytes()), "after");
+  });
+  a.finish_send();  // blocks until the reader makes room
+  a.send_bytes(bytes("after"));
+  reader.join();
+}
+
+TEST(ConnectionTest, TrySendInPlaceOnAPipeEndIsCompletedByFinishSend) {
+  auto [reader, writer] = xproc::byte_pipe(false);
+  const bool sent_at_once = writer.try_send_in_place(5, [](std::byte* out) { std::memcpy(out, "hello", 5); });
+  if (!sent_at_once) writer.finish_send();
+  EXPECT_EQ(text(reader.recv_bytes()), "hello");
+  EXPECT_THROW(writer.try_send_in_place(ByteConnection::kSmallFrameLimit + 1, [](std::byte*) {}), xproc::ValueError);
+}
+
+TEST(ConnectionTest, TryRecvInPlaceTakesOnlyWholeFramesThatAreHere) {
+  auto [a, b] = xproc::byte_pipe();
+  auto take = [&b = b] {
+    std::string got;
+    const bool ok = b.try_recv_in_place([&](std::span<const std::byte> m) {
+      got.assign(reinterpret_cast<const char*>(m.data()), m.size());
+    });
+    return ok ? std::optional<std::string>(got) : std::nullopt;
+  };
+  EXPECT_EQ(take(), std::nullopt);  // nothing sent: false at once, no waiting
+  a.send_bytes(bytes("one"));
+  a.send_bytes(bytes("two"));
+  EXPECT_EQ(take(), "one");
+  EXPECT_THROW(b.try_recv_in_place([](std::span<const std::byte>) { throw xproc::DecodeError("bad"); }),
+               xproc::DecodeError);  // consumed all the same
+  const uint32_t half_header = htonl(10);
+  write_raw(a.fileno(), &half_header, 4);
+  write_raw(a.fileno(), "12345", 5);
+  EXPECT_EQ(take(), std::nullopt);  // half a frame stays for later
+  write_raw(a.fileno(), "67890", 5);
+  EXPECT_EQ(take(), "1234567890");
+  a.close();
+  EXPECT_EQ(take(), std::nullopt);  // EOF is recv_bytes' to report
+  EXPECT_THROW(b.recv_bytes(), xproc::EOFError);
+}
+
 TEST(ConnectionTest, OneWayPipeRejectsWrongDirection) {
   auto [reader, writer] = xproc::byte_pipe(false);
   EXPECT_TRUE(reader.readable());
@@ -122,8 +175,10 @@ TEST(ConnectionTest, SendToClosedSocketThrowsBrokenPipeNotSigpipe) {
 }
 
 TEST(ConnectionTest, SendToClosedPipeThrowsBrokenPipeAndProcessSurvives) {
-  auto [reader, writer] = xproc::byte_pipe(false);
-  reader.close();
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);  // a real pipe (Pipe() itself uses sockets): SIGPIPE must be held off
+  ByteConnection writer(fds[1], false, true);
+  close(fds[0]);
   EXPECT_THROW(writer.send_bytes(bytes("nobody listens")), xproc::BrokenPipeError);
   sigset_t pending;
   sigpending(&pending);

@@ -23,7 +23,6 @@ namespace {
 
 constexpr size_t kBufferSize = 64 * 1024;
 constexpr size_t kGrowStep = 16u << 20;  // large messages grow by this as bytes arrive
-constexpr size_t kCoalesceLimit = 4 * 1024;  // payloads up to this go out in one copied buffer
 
 [[noreturn]] void throw_write_error(int error_number) {
   if (error_number == EPIPE || error_number == ECONNRESET) {
@@ -77,7 +76,9 @@ ByteConnection::ByteConnection(ByteConnection&& other) noexcept
       buffer_(std::move(other.buffer_)),
       buffer_begin_(std::exchange(other.buffer_begin_, 0)),
       buffer_end_(std::exchange(other.buffer_end_, 0)),
-      send_buffer_(std::move(other.send_buffer_)) {}
+      send_buffer_(std::move(other.send_buffer_)),
+      unsent_begin_(std::exchange(other.unsent_begin_, 0)),
+      unsent_end_(std::exchange(other.unsent_end_, 0)) {}
 
 ByteConnection& ByteConnection::operator=(ByteConnection&& other) noexcept {
   if (this != &other) {
@@ -91,6 +92,8 @@ ByteConnection& ByteConnection::operator=(ByteConnection&& other) noexcept {
     buffer_begin_ = std::exchange(other.buffer_begin_, 0);
     buffer_end_ = std::exchange(other.buffer_end_, 0);
     send_buffer_ = std::move(other.send_buffer_);
+    unsent_begin_ = std::exchange(other.unsent_begin_, 0);
+    unsent_end_ = std::exchange(other.unsent_end_, 0);
   }
   return *this;
 }
@@ -101,6 +104,7 @@ void ByteConnection::close() noexcept {
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
   buffer_begin_ = buffer_end_ = 0;
+  unsent_begin_ = unsent_end_ = 0;
 }
 
 int ByteConnection::fileno() const {
@@ -173,18 +177,14 @@ void ByteConnection::send_parts(std::span<const std::span<const std::byte>> part
     std::memcpy(header, &length, 4);
     header_size = 4;
   }
-  if (total <= kCoalesceLimit) {
-    // Small frames go out as one contiguous buffer, as CPython does (below 16 KiB): one
-    // plain send() is markedly cheaper than a gathered sendmsg() for the kernel.
-    if (send_buffer_.size() < header_size + kCoalesceLimit) send_buffer_.resize(header_size + kCoalesceLimit);
-    std::memcpy(send_buffer_.data(), header, header_size);
-    size_t at = header_size;
+  finish_send();  // frames go out whole and in order
+  if (total <= kSmallFrameLimit) {
+    std::byte* at = small_frame(total);
     for (auto part : parts) {
-      if (!part.empty()) std::memcpy(send_buffer_.data() + at, part.data(), part.size());
+      if (!part.empty()) std::memcpy(at, part.data(), part.size());
       at += part.size();
     }
-    iovec whole{send_buffer_.data(), at};
-    writev_all(&whole, 1);
+    write_small_frame(total, true);
     return;
   }
   std::vector<iovec> iov;
@@ -194,6 +194,49 @@ void ByteConnection::send_parts(std::span<const std::span<const std::byte>> part
     if (!part.empty()) iov.push_back({const_cast<std::byte*>(part.data()), part.size()});
   }
   writev_all(iov.data(), static_cast<int>(iov.size()));
+}
+
+std::byte* ByteConnection::small_frame(size_t size) {
+  require_open();
+  if (!writable_) throw OSError("connection is read-only", EBADF);
+  if (unsent_begin_ < unsent_end_) throw ValueError("finish_send() first: an earlier frame is still unsent");
+  if (size > kSmallFrameLimit) throw ValueError("frame of " + std::to_string(size) + " bytes is over the small-frame limit");
+  if (send_buffer_.empty()) send_buffer_.resize(8 + kSmallFrameLimit);
+  const uint32_t length = htonl(static_cast<uint32_t>(size));
+  std::memcpy(send_buffer_.data() + 4, &length, 4);
+  return send_buffer_.data() + 8;
+}
+
+bool ByteConnection::write_small_frame(size_t size, bool block) {
+  // One plain send() of a contiguous frame is markedly cheaper for the kernel than a
+  // gathered sendmsg().
+  size_t begin = 4;
+  const size_t end = 8 + size;
+  if (!block && is_socket_) {
+    ssize_t n;
+    do {
+      n = ::send(fd_, send_buffer_.data() + begin, end - begin, MSG_NOSIGNAL | MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) throw_write_error(errno);
+    if (n > 0) begin += static_cast<size_t>(n);
+    if (begin == end) return true;
+  }
+  if (!block) {  // a pipe, or a socket that cannot take all of it now
+    unsent_begin_ = begin;
+    unsent_end_ = end;
+    return false;
+  }
+  iovec whole{send_buffer_.data() + begin, end - begin};
+  writev_all(&whole, 1);
+  return true;
+}
+
+void ByteConnection::finish_send() {
+  if (unsent_begin_ == unsent_end_) return;
+  require_open();
+  iovec rest{send_buffer_.data() + unsent_begin_, unsent_end_ - unsent_begin_};
+  unsent_begin_ = unsent_end_ = 0;  // a failed write leaves the stream broken either way
+  writev_all(&rest, 1);
 }
 
 bool ByteConnection::read_exact(std::byte* out, size_t n, bool eof_ok) {
@@ -256,6 +299,41 @@ size_t ByteConnection::read_frame_length(size_t limit) {
                   EMSGSIZE);
   }
   return static_cast<size_t>(size);
+}
+
+std::optional<std::span<const std::byte>> ByteConnection::take_buffered_frame() {
+  if (fd_ < 0 || !readable_) return std::nullopt;  // recv_bytes raises the error
+  auto complete_frame = [&]() -> std::optional<size_t> {  // its payload size, if all buffered
+    const size_t have = buffer_end_ - buffer_begin_;
+    if (have < 4) return std::nullopt;
+    uint32_t length;
+    std::memcpy(&length, buffer_.data() + buffer_begin_, 4);
+    const int32_t size = static_cast<int32_t>(ntohl(length));
+    if (size < 0 || static_cast<size_t>(size) > options_.max_message_bytes) return std::nullopt;
+    if (have - 4 < static_cast<size_t>(size)) return std::nullopt;
+    return static_cast<size_t>(size);
+  };
+  auto size = complete_frame();
+  if (!size && is_socket_) {
+    if (buffer_.size() < kBufferSize) buffer_.resize(kBufferSize);
+    if (buffer_begin_ > 0) {  // keep the partial frame at the front, room behind it
+      std::memmove(buffer_.data(), buffer_.data() + buffer_begin_, buffer_end_ - buffer_begin_);
+      buffer_end_ -= buffer_begin_;
+      buffer_begin_ = 0;
+    }
+    if (buffer_end_ < buffer_.size()) {
+      ssize_t r;
+      do {
+        r = ::recv(fd_, buffer_.data() + buffer_end_, buffer_.size() - buffer_end_, MSG_DONTWAIT);
+      } while (r < 0 && errno == EINTR);
+      if (r > 0) buffer_end_ += static_cast<size_t>(r);
+      size = complete_frame();
+    }
+  }
+  if (!size) return std::nullopt;
+  const std::span<const std::byte> payload{buffer_.data() + buffer_begin_ + 4, *size};
+  buffer_begin_ += 4 + *size;
+  return payload;
 }
 
 std::vector<std::byte> ByteConnection::recv_bytes(std::optional<size_t> maxlength) {

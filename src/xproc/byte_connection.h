@@ -44,6 +44,34 @@ class ByteConnection {
   // Sends the concatenation of `parts` as one message (one system call when it fits).
   void send_parts(std::span<const std::span<const std::byte>> parts);
 
+  // Payloads up to this size go out through the connection's own buffer: one copy and one
+  // plain send(), as CPython does for small messages.
+  static constexpr size_t kSmallFrameLimit = 4 * 1024;
+
+  // For bindings that must not block while holding a lock (Python's GIL): `fill(dst)`
+  // writes a payload of `size` <= kSmallFrameLimit bytes straight into the send buffer
+  // (dst is 8-byte aligned), and the frame is offered to the socket without waiting.
+  // False when it could not go out whole at once: the rest is kept, and finish_send()
+  // (which blocks) must be called before anything else is sent.
+  template <typename Fill>
+  bool try_send_in_place(size_t size, Fill&& fill) {
+    fill(small_frame(size));
+    return write_small_frame(size, false);
+  }
+  void finish_send();
+
+  // The receiving twin, for the same bindings: when a whole frame is already buffered, or
+  // arrives with one read that does not wait (sockets), `consume(bytes)` sees it in place
+  // and it is consumed (even if consume throws); true then. False, with nothing consumed,
+  // when recv_bytes would have to wait, or has an error or EOF to report.
+  template <typename Consume>
+  bool try_recv_in_place(Consume&& consume) {
+    auto frame = take_buffered_frame();
+    if (!frame) return false;
+    consume(*frame);
+    return true;
+  }
+
   // Blocks for the next whole message. EOFError when the peer closed (even mid-message);
   // OSError("bad message length") and the connection closed when it is longer than
   // `maxlength` or the configured maximum.
@@ -66,10 +94,20 @@ class ByteConnection {
  private:
   void require_open() const;
   void writev_all(::iovec* iov, int count);
+  // The payload area of the send buffer for a small frame of `size` bytes, its header
+  // written in front of it.
+  std::byte* small_frame(size_t size);
+  // Sends the small frame prepared in the buffer; without `block`, keeps what the socket
+  // did not take at once (returning false) instead of waiting.
+  bool write_small_frame(size_t size, bool block);
   // Reads exactly n bytes (from the buffer first); false on EOF before any byte when
   // `eof_ok`, EOFError on EOF mid-way.
   bool read_exact(std::byte* out, size_t n, bool eof_ok);
   size_t read_frame_length(size_t limit);
+  // A whole frame from the buffer (topped up by one non-waiting read), removed from it;
+  // the span stays valid until the next read. nullopt when there is none yet, or the frame
+  // is one recv_bytes must report on (too long, a 64-bit length).
+  std::optional<std::span<const std::byte>> take_buffered_frame();
 
   int fd_ = -1;
   bool readable_ = true;
@@ -79,7 +117,10 @@ class ByteConnection {
   std::vector<std::byte> buffer_;  // bytes read from the fd but not yet handed out
   size_t buffer_begin_ = 0;
   size_t buffer_end_ = 0;
-  std::vector<std::byte> send_buffer_;  // header + payload of a small frame, sent in one call
+  // A small frame: 4 spare bytes, the 4-byte header, the payload (8-byte aligned).
+  std::vector<std::byte> send_buffer_;
+  size_t unsent_begin_ = 0;  // [begin, end) of send_buffer_: a frame try_send_in_place left
+  size_t unsent_end_ = 0;
 };
 
 }  // namespace xproc

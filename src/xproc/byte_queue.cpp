@@ -115,10 +115,14 @@ void publish_and_wake(std::atomic<uint64_t>& position, uint64_t value, std::atom
 bool wait_for_change(QueueState& state, const std::atomic<uint64_t>& word, uint32_t observed,
                      std::atomic<uint32_t>& flag, const ByteQueue::Deadline& deadline) {
   auto changed = [&] { return static_cast<uint32_t>(word.load(std::memory_order_acquire)) != observed; };
-  const int64_t budget = state.spin_ns.load(std::memory_order_relaxed);
   const auto spin_start = Clock::now();
-  auto spin_end = spin_start + std::chrono::nanoseconds(budget);
-  if (deadline && *deadline < spin_end) spin_end = *deadline;
+  // A non-blocking call (or a spent timeout) neither spins nor announces a sleeper: a
+  // raised flag would cost the next publisher a futex wake for nobody, and the misses
+  // would shrink the spin budget of the blocking calls.
+  if (deadline && spin_start >= *deadline) return changed();
+  const int64_t budget = state.spin_ns.load(std::memory_order_relaxed);
+  const auto budget_end = spin_start + std::chrono::nanoseconds(budget);
+  const auto spin_end = deadline && *deadline < budget_end ? *deadline : budget_end;
   for (int i = 0;; ++i) {
     if (changed()) {
       state.spin_ns.store(std::min(kMaxSpinNs, budget * 2), std::memory_order_relaxed);
@@ -127,11 +131,11 @@ bool wait_for_change(QueueState& state, const std::atomic<uint64_t>& word, uint3
     detail::cpu_relax();
     if ((i & 63) == 63 && Clock::now() >= spin_end) break;
   }
-  state.spin_ns.store(std::max(kMinSpinNs, budget / 2), std::memory_order_relaxed);
+  if (spin_end == budget_end) state.spin_ns.store(std::max(kMinSpinNs, budget / 2), std::memory_order_relaxed);
   for (;;) {
+    if (deadline && Clock::now() >= *deadline) return changed();
     flag.exchange(1, std::memory_order_seq_cst);  // see publish_and_wake
     if (static_cast<uint32_t>(word.load(std::memory_order_seq_cst)) != observed) return true;
-    if (deadline && Clock::now() >= *deadline) return false;
     detail::futex_wait(&word, observed, deadline);
     if (changed()) return true;
   }
@@ -161,7 +165,7 @@ std::optional<Placement> place(Position head, Position tail, uint64_t need, uint
 
 }  // namespace
 
-ByteQueue::Deadline ByteQueue::deadline(bool block, Timeout timeout) {
+ByteQueue::Deadline ByteQueue::timed_deadline(bool block, Timeout timeout) {
   if (!block) return Clock::now();
   if (!timeout) return std::nullopt;
   XPROC_REQUIRE(timeout->count() >= 0, "'timeout' must be a non-negative number", timeout->count());

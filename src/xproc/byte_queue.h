@@ -133,9 +133,13 @@ class ByteQueue {
   uint64_t schema_id() const noexcept;
 
   using Deadline = std::optional<std::chrono::steady_clock::time_point>;
-  static Deadline deadline(bool block, Timeout timeout);
+  static Deadline deadline(bool block, Timeout timeout) {
+    if (block && !timeout) return std::nullopt;  // the common case, kept inline
+    return timed_deadline(block, timeout);
+  }
 
  private:
+  static Deadline timed_deadline(bool block, Timeout timeout);
   template <typename F, typename Arg>
   static void call(void* f, Arg arg) {
     (*static_cast<std::remove_reference_t<F>*>(f))(arg);

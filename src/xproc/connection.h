@@ -77,8 +77,8 @@ class Connection<Value> : public ConnectionBase {
   Value recv() { return Value::decode(bytes_.recv_bytes()); }
 };
 
-// Two connected ends. duplex: both read and write (a socketpair). Not duplex: the first
-// end only reads and the second only writes (a pipe), as Python's Pipe(duplex=False).
+// Two connected ends of a socketpair. duplex: both read and write. Not duplex: the first
+// end only reads and the second only writes, as Python's Pipe(duplex=False).
 std::pair<ByteConnection, ByteConnection> byte_pipe(bool duplex = true, ConnectionOptions options = {});
 
 template <typename T>

@@ -8,6 +8,7 @@
 #include <nanobind/stl/string.h>
 
 #include <cerrno>
+#include <cstring>
 
 #include "blocking.h"
 #include "bindings.h"
@@ -58,6 +59,15 @@ nb::bytes as_bytes(const std::vector<std::byte>& message) {
   return nb::bytes(reinterpret_cast<const char*>(message.data()), message.size());
 }
 
+// A small frame is offered to the socket with the GIL held (most go out at once, saving
+// two GIL transfers); only when the socket is full is the GIL released to wait.
+template <typename Fill>
+void send_small(PythonConnection& self, size_t size, Fill&& fill) {
+  if (self.connection.try_send_in_place(size, fill)) return;
+  nb::gil_scoped_release unlocked;
+  self.connection.finish_send();
+}
+
 PythonConnection wrap(ByteConnection connection, uint64_t schema_id) {
   return PythonConnection{std::move(connection), MessageCodec(schema_id)};
 }
@@ -78,24 +88,53 @@ void register_connections(nb::module_& m) {
           "send",
           [](PythonConnection& self, AnyObject object) {
             EncodedMessage message = self.codec.encode(object);
-            std::vector<std::byte> bytes(message.size());
+            const size_t size = message.size();
+            if (size <= ByteConnection::kSmallFrameLimit) {
+              send_small(self, size, [&](std::byte* out) { message.write_to(out); });
+              return;
+            }
+            std::vector<std::byte> bytes(size);
             message.write_to(bytes.data());
             nb::gil_scoped_release unlocked;
             self.connection.send_bytes(bytes);
           },
           nb::arg("obj"))
-      .def("recv", [](PythonConnection& self) { return self.codec.decode(receive(self)); })
+      .def("recv",
+           [](PythonConnection& self) {
+             // A frame that is already here is decoded in place, with the GIL held.
+             nb::object result;
+             if (self.connection.try_recv_in_place([&](std::span<const std::byte> bytes) {
+                   result = self.codec.decode(bytes);
+                 })) {
+               return result;
+             }
+             return self.codec.decode(receive(self));
+           })
       .def(
           "send_bytes",
           [](PythonConnection& self, nb::handle buffer, size_t offset, std::optional<size_t> size) {
             BufferView view(buffer, false);
-            nb::gil_scoped_release unlocked;
+            const bool valid = offset <= view.size() && (!size || *size <= view.size() - offset);
+            const size_t n = valid ? size.value_or(view.size() - offset) : 0;
+            if (valid && n <= ByteConnection::kSmallFrameLimit) {
+              send_small(self, n, [&](std::byte* out) { std::memcpy(out, view.data() + offset, n); });
+              return;
+            }
+            nb::gil_scoped_release unlocked;  // checks the arguments and raises as CPython does
             self.connection.send_bytes({view.data(), view.size()}, offset, size);
           },
           nb::arg("buf"), nb::arg("offset") = 0, nb::arg("size") = nb::none())
       .def(
           "recv_bytes",
-          [](PythonConnection& self, std::optional<size_t> maxlength) { return as_bytes(receive(self, maxlength)); },
+          [](PythonConnection& self, std::optional<size_t> maxlength) {
+            nb::bytes result;
+            if (!maxlength && self.connection.try_recv_in_place([&](std::span<const std::byte> bytes) {
+                  result = nb::bytes(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+                })) {
+              return result;
+            }
+            return as_bytes(receive(self, maxlength));
+          },
           nb::arg("maxlength") = nb::none())
       .def(
           "recv_bytes_into",
