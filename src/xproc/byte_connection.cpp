@@ -151,19 +151,34 @@ void ByteConnection::writev_all(iovec* iov, int count) {
   }
 }
 
-void ByteConnection::send_bytes(std::span<const std::byte> buf, size_t offset, std::optional<size_t> size) {
+std::span<const std::byte> ByteConnection::message_slice(std::span<const std::byte> buf, size_t offset,
+                                                         std::optional<size_t> size) {
   if (offset > buf.size()) throw ValueError("offset is negative or larger than the buffer");
   const size_t n = size.value_or(buf.size() - offset);
   if (n > buf.size() - offset) throw ValueError("buffer length < offset + size");
-  const std::span<const std::byte> part = buf.subspan(offset, n);
+  return buf.subspan(offset, n);
+}
+
+void ByteConnection::send_bytes(std::span<const std::byte> buf, size_t offset, std::optional<size_t> size) {
+  const std::span<const std::byte> part = message_slice(buf, offset, size);
   send_parts({&part, 1});
 }
 
 void ByteConnection::send_parts(std::span<const std::span<const std::byte>> parts) {
-  require_open();
-  if (!writable_) throw OSError("connection is read-only", EBADF);
+  finish_send();  // frames go out whole and in order
   size_t total = 0;
   for (auto part : parts) total += part.size();
+  if (total <= kSmallFrameLimit) {
+    std::byte* at = small_frame(total);
+    for (auto part : parts) {
+      if (!part.empty()) std::memcpy(at, part.data(), part.size());
+      at += part.size();
+    }
+    write_small_frame(total, true);
+    return;
+  }
+  require_open();
+  if (!writable_) throw OSError("connection is read-only", EBADF);
   unsigned char header[12];
   size_t header_size;
   if (total > 0x7fffffff) {
@@ -176,16 +191,6 @@ void ByteConnection::send_parts(std::span<const std::span<const std::byte>> part
     const uint32_t length = htonl(static_cast<uint32_t>(total));
     std::memcpy(header, &length, 4);
     header_size = 4;
-  }
-  finish_send();  // frames go out whole and in order
-  if (total <= kSmallFrameLimit) {
-    std::byte* at = small_frame(total);
-    for (auto part : parts) {
-      if (!part.empty()) std::memcpy(at, part.data(), part.size());
-      at += part.size();
-    }
-    write_small_frame(total, true);
-    return;
   }
   std::vector<iovec> iov;
   iov.reserve(parts.size() + 1);

@@ -41,6 +41,9 @@ class ByteConnection {
   // BrokenPipeError when the peer is gone; OSError("connection is read-only") on a
   // read-only end; ValueError on bad offset/size or a closed connection.
   void send_bytes(std::span<const std::byte> buf, size_t offset = 0, std::optional<size_t> size = {});
+  // buf[offset, offset + size) as send_bytes checks it: ValueError as CPython raises.
+  static std::span<const std::byte> message_slice(std::span<const std::byte> buf, size_t offset,
+                                                  std::optional<size_t> size);
   // Sends the concatenation of `parts` as one message (one system call when it fits).
   void send_parts(std::span<const std::span<const std::byte>> parts);
 
@@ -59,6 +62,22 @@ class ByteConnection {
     return write_small_frame(size, false);
   }
   void finish_send();
+
+  // Sends a message of `size` bytes that `fill(dst)` writes (dst 8-byte aligned): straight
+  // into the send buffer when small, else through one temporary. Blocks like send_bytes.
+  template <typename Fill>
+  void send_in_place(size_t size, Fill&& fill) {
+    finish_send();
+    if (size <= kSmallFrameLimit) {
+      fill(small_frame(size));
+      write_small_frame(size, true);
+      return;
+    }
+    std::vector<std::byte> payload(size);
+    fill(payload.data());
+    const std::span<const std::byte> part(payload);
+    send_parts({&part, 1});
+  }
 
   // The receiving twin, for the same bindings: when a whole frame is already buffered, or
   // arrives with one read that does not wait (sockets), `consume(bytes)` sees it in place

@@ -48,10 +48,9 @@ class Connection : public ConnectionBase {
   // Serializes `message` once and sends it as one frame. BrokenPipeError when the peer is
   // gone.
   void send(Reader message) {
-    auto root = capnp::AnyStruct::Reader(capnp::toAny(message));
-    scratch_.resize(flat_size(root) / sizeof(capnp::word));
-    write_flat(root, {reinterpret_cast<std::byte*>(scratch_.data()), scratch_.size() * sizeof(capnp::word)});
-    bytes_.send_bytes({reinterpret_cast<const std::byte*>(scratch_.data()), scratch_.size() * sizeof(capnp::word)});
+    const auto root = capnp::AnyStruct::Reader(capnp::toAny(message));
+    const size_t size = flat_size(root);
+    bytes_.send_in_place(size, [&](std::byte* out) { write_flat(root, {out, size}); });
   }
   void send(capnp::MessageBuilder& message) {
     auto words = serialize(message);
@@ -60,9 +59,6 @@ class Connection : public ConnectionBase {
   // Blocks for the next message. EOFError when the peer closed; DecodeError when the frame
   // is not a valid T (the frame is consumed; the connection stays usable).
   Message<T> recv() { return Message<T>::decode(bytes_.recv_bytes()); }
-
- private:
-  std::vector<capnp::word> scratch_;  // reused serialization buffer
 };
 
 template <>

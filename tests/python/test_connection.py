@@ -73,6 +73,23 @@ def test_bytes_offset_size_and_recv_into():
     assert error.value.args[0] == b"x" * 16  # the whole message, nothing lost
     a.send_bytes(array.array("i", [1, 2]))
     assert len(b.recv_bytes()) == 8
+    with pytest.raises(ValueError):
+        a.send_bytes(b"abc", 4)
+    with pytest.raises(ValueError):
+        a.send_bytes(b"abc", 1, 5)
+    a.send_bytes(b"still usable")
+    assert b.recv_bytes() == b"still usable"
+
+
+def test_messages_over_the_small_frame_size_go_out_whole():
+    a, b = xproc.Pipe()
+    big = {"blob": b"b" * 20000, "n": 1}
+    a.send(big)
+    a.send_bytes(b"y" * 20000, 10, 15000)
+    a.send("small after big")
+    assert b.recv() == big
+    assert b.recv_bytes() == b"y" * 15000
+    assert b.recv() == "small after big"
 
 
 def test_poll_with_timeout():

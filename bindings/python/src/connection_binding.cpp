@@ -89,14 +89,13 @@ void register_connections(nb::module_& m) {
           [](PythonConnection& self, AnyObject object) {
             EncodedMessage message = self.codec.encode(object);
             const size_t size = message.size();
+            auto fill = [&](std::byte* out) { message.write_to(out); };  // no Python: safe without the GIL
             if (size <= ByteConnection::kSmallFrameLimit) {
-              send_small(self, size, [&](std::byte* out) { message.write_to(out); });
+              send_small(self, size, fill);
               return;
             }
-            std::vector<std::byte> bytes(size);
-            message.write_to(bytes.data());
             nb::gil_scoped_release unlocked;
-            self.connection.send_bytes(bytes);
+            self.connection.send_in_place(size, fill);
           },
           nb::arg("obj"))
       .def("recv",
@@ -114,14 +113,13 @@ void register_connections(nb::module_& m) {
           "send_bytes",
           [](PythonConnection& self, nb::handle buffer, size_t offset, std::optional<size_t> size) {
             BufferView view(buffer, false);
-            const bool valid = offset <= view.size() && (!size || *size <= view.size() - offset);
-            const size_t n = valid ? size.value_or(view.size() - offset) : 0;
-            if (valid && n <= ByteConnection::kSmallFrameLimit) {
-              send_small(self, n, [&](std::byte* out) { std::memcpy(out, view.data() + offset, n); });
+            const auto part = ByteConnection::message_slice({view.data(), view.size()}, offset, size);
+            if (part.size() <= ByteConnection::kSmallFrameLimit) {
+              send_small(self, part.size(), [&](std::byte* out) { std::memcpy(out, part.data(), part.size()); });
               return;
             }
-            nb::gil_scoped_release unlocked;  // checks the arguments and raises as CPython does
-            self.connection.send_bytes({view.data(), view.size()}, offset, size);
+            nb::gil_scoped_release unlocked;
+            self.connection.send_bytes(part);
           },
           nb::arg("buf"), nb::arg("offset") = 0, nb::arg("size") = nb::none())
       .def(
