@@ -7,16 +7,11 @@
 #include <string>
 
 #include "xproc/errors.h"
+#include "xproc/message.h"
 #include "xproc/segments.h"
 
 namespace xproc::cli {
 namespace {
-
-std::string hex(uint64_t id) {
-  char text[24];
-  std::snprintf(text, sizeof(text), "0x%016llx", static_cast<unsigned long long>(id));
-  return text;
-}
 
 std::string json_string(const std::string& text) {
   std::string out = "\"";
@@ -49,7 +44,7 @@ std::string json(const SegmentStatus& s) {
   out << "], \"abandoned\": " << (s.holders.empty() ? "true" : "false");
   if (s.queue) {
     const QueueInfo& q = *s.queue;
-    out << ", \"kind\": " << json_string(q.kind) << ", \"schema_id\": " << json_string(hex(q.schema_id))
+    out << ", \"kind\": " << json_string(q.kind) << ", \"schema_id\": " << json_string(schema_id_hex(q.schema_id))
         << ", \"messages\": " << q.messages << ", \"maxsize\": " << q.maxsize
         << ", \"capacity_bytes\": " << q.capacity_bytes << ", \"bytes_used\": " << q.bytes_used
         << ", \"max_message_bytes\": " << q.max_message_bytes << ", \"put\": " << q.put_count
@@ -69,7 +64,7 @@ void print_table(const std::vector<SegmentStatus>& segments) {
       const QueueInfo& q = *s.queue;
       const std::string used = std::to_string(q.bytes_used) + "/" + std::to_string(q.capacity_bytes);
       std::printf("%-32s %-14s %-18s %10zu %10zu %12s  %s\n", s.name.c_str(), q.kind.c_str(),
-                  hex(q.schema_id).c_str(), q.messages, q.maxsize, used.c_str(), holders_text(s).c_str());
+                  schema_id_hex(q.schema_id).c_str(), q.messages, q.maxsize, used.c_str(), holders_text(s).c_str());
     } else {
       std::printf("%-32s %-14s %s  %s\n", s.name.c_str(), "?", s.error.c_str(), holders_text(s).c_str());
     }
@@ -89,7 +84,7 @@ void print_stat(const SegmentStatus& s) {
               "bytes used      %zu of %zu (largest message %zu)\nput / got       %u / %u (modulo 2^32)\n"
               "lock recoveries %llu (locks taken over from processes that died holding them)\n"
               "creator pid     %d\n",
-              q.kind.c_str(), hex(q.schema_id).c_str(), q.messages, q.maxsize, q.bytes_used, q.capacity_bytes,
+              q.kind.c_str(), schema_id_hex(q.schema_id).c_str(), q.messages, q.maxsize, q.bytes_used, q.capacity_bytes,
               q.max_message_bytes, q.put_count, q.got_count, static_cast<unsigned long long>(q.recoveries),
               q.creator_pid);
 }

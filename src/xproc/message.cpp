@@ -5,6 +5,7 @@
 #include <kj/exception.h>
 
 #include <algorithm>
+#include <cstdio>
 
 namespace xproc {
 namespace detail {
@@ -59,6 +60,12 @@ kj::Array<capnp::word> copy_to_words(std::span<const std::byte> bytes) {
 }
 
 }  // namespace detail
+
+std::string schema_id_hex(uint64_t id) {
+  char text[24];
+  std::snprintf(text, sizeof(text), "0x%016llx", static_cast<unsigned long long>(id));
+  return text;
+}
 
 size_t flat_size(capnp::AnyStruct::Reader root) {
   // Segment table (one segment: two 32-bit words) + root pointer + content.

@@ -62,6 +62,9 @@ kj::Array<capnp::word> copy_to_words(std::span<const std::byte> bytes);
 
 }  // namespace detail
 
+// A schema (type) id as Cap'n Proto writes it: "0x" and 16 hex digits.
+std::string schema_id_hex(uint64_t id);
+
 // Size in bytes of `root`'s single-segment flat serialization. Traverses the message.
 size_t flat_size(capnp::AnyStruct::Reader root);
 

@@ -62,7 +62,7 @@ class Queue : public QueueBase {
     ByteQueue bytes = ByteQueue::open(name);
     if (bytes.schema_id() != capnp::typeId<T>()) {
       throw ValueError("queue '" + std::string(name) + "' carries schema id " +
-                       hex(bytes.schema_id()) + ", not " + hex(capnp::typeId<T>()));
+                       schema_id_hex(bytes.schema_id()) + ", not " + schema_id_hex(capnp::typeId<T>()));
     }
     return Queue(std::move(bytes));
   }
@@ -126,11 +126,6 @@ class Queue : public QueueBase {
   explicit Queue(ByteQueue bytes) : QueueBase(std::move(bytes)) {}
   Queue(const QueueOptions& options, detail::QueueKind kind)
       : QueueBase(ByteQueue(options, capnp::typeId<T>(), kind)) {}
-  static std::string hex(uint64_t id) {
-    char buffer[24];
-    std::snprintf(buffer, sizeof(buffer), "0x%016llx", static_cast<unsigned long long>(id));
-    return buffer;
-  }
 };
 
 // Queue<Value>: untyped Python-like values (None, numbers, str, bytes, list, dict...).

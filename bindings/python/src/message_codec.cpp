@@ -6,18 +6,10 @@
 #include <string>
 
 #include "python_values.h"
+#include "xproc/message.h"  // schema_id_hex
 #include "xproc/queue.h"  // detail::flat_size / write_flat
 
 namespace xproc::python {
-namespace {
-
-std::string hex(uint64_t id) {
-  char text[24];
-  std::snprintf(text, sizeof(text), "0x%016llx", static_cast<unsigned long long>(id));
-  return text;
-}
-
-}  // namespace
 
 size_t EncodedMessage::size() const noexcept {
   if (builder_) return detail::flat_size(builder_->getSegmentsForOutput());
@@ -45,14 +37,14 @@ EncodedMessage MessageCodec::encode(nb::handle object) const {
   }
   auto message = as_pycapnp_message(object);
   if (!message) {
-    throw nb::type_error(("this channel carries Cap'n Proto structs " + hex(schema_id_) +
+    throw nb::type_error(("this channel carries Cap'n Proto structs " + schema_id_hex(schema_id_) +
                           "; send a pycapnp builder or reader of that type, not '" +
                           Py_TYPE(object.ptr())->tp_name + "'")
                              .c_str());
   }
   if (message->schema_id != schema_id_) {
-    throw nb::type_error(("this channel carries Cap'n Proto structs " + hex(schema_id_) + ", not " +
-                          hex(message->schema_id))
+    throw nb::type_error(("this channel carries Cap'n Proto structs " + schema_id_hex(schema_id_) + ", not " +
+                          schema_id_hex(message->schema_id))
                              .c_str());
   }
   encoded.raw_ = std::move(message->bytes);

@@ -284,9 +284,7 @@ void register_values(nb::module_& m) {
              return a.schema_id == other.schema_id && a.message.equal(other.message);
            })
       .def("__repr__", [](const Struct& self) {
-        char id[24];
-        std::snprintf(id, sizeof(id), "0x%016llx", static_cast<unsigned long long>(self.schema_id));
-        return "xproc.Struct(schema_id=" + std::string(id) + ", " + std::to_string(self.message.size()) +
+        return "xproc.Struct(schema_id=" + schema_id_hex(self.schema_id) + ", " + std::to_string(self.message.size()) +
                " bytes)";
       });
   m.def(
