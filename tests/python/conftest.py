@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import pathlib
+import signal
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
@@ -41,8 +43,23 @@ def peer() -> pathlib.Path:
     return path
 
 
+def python_env() -> dict:
+    """The environment of a fresh interpreter that imports what this one does."""
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+
+
 def run_python(code: str, *args: str, timeout: float = 60, **kwargs) -> subprocess.CompletedProcess:
     """Runs `code` in a fresh interpreter with this one's import path."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
-                          timeout=timeout, env=env, **kwargs)
+                          timeout=timeout, env=python_env(), **kwargs)
+
+
+def interrupt_python(code: str, settle: float = 0.2, timeout: float = 10) -> subprocess.CompletedProcess:
+    """Runs `code`, which prints "blocking" just before it blocks; once it has, presses
+    Ctrl-C (SIGINT) and returns what it printed after that, and its exit status."""
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=python_env())
+    assert child.stdout.readline().strip() == "blocking"
+    time.sleep(settle)  # let it get into the blocking call
+    child.send_signal(signal.SIGINT)
+    out, _ = child.communicate(timeout=timeout)
+    return subprocess.CompletedProcess(child.args, child.returncode, out.strip())

@@ -5,10 +5,6 @@ from __future__ import annotations
 import array
 import multiprocessing as mp
 import multiprocessing.connection as mpc
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 
@@ -16,7 +12,7 @@ import pytest
 
 import xproc
 from xproc.connection import Client, Listener, wait
-from conftest import point_capnp
+from conftest import interrupt_python, point_capnp
 
 
 def echo_twice(conn):
@@ -221,10 +217,4 @@ def test_ctrl_c_interrupts_recv():
         "except KeyboardInterrupt:\n"
         "    print('interrupted', flush=True)\n"
     )
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env)
-    assert child.stdout.readline().strip() == "blocking"
-    time.sleep(0.2)
-    child.send_signal(signal.SIGINT)
-    out, _ = child.communicate(timeout=10)
-    assert out.strip() == "interrupted"
+    assert interrupt_python(code).stdout == "interrupted"

@@ -7,14 +7,13 @@ import multiprocessing as mp
 import os
 import queue
 import signal
-import subprocess
-import sys
 import threading
 import time
 
 import pytest
 
 import xproc
+from conftest import interrupt_python, run_python
 
 
 @pytest.fixture(scope="module")
@@ -234,20 +233,12 @@ def test_ctrl_c_interrupts_a_blocked_proxy_call():
         "        q.put('still usable')\n"
         "        print('interrupted', q.get(), flush=True)\n"
     )
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env)
-    assert child.stdout.readline().strip() == "blocking"
-    time.sleep(0.3)
-    child.send_signal(signal.SIGINT)
-    out, _ = child.communicate(timeout=20)
-    assert out.strip() == "interrupted still usable"
-    assert child.returncode == 0
+    result = interrupt_python(code, settle=0.3, timeout=20)
+    assert result.stdout == "interrupted still usable"
+    assert result.returncode == 0
 
 
 def test_pycapnp_loaded_first_is_a_clear_error_not_a_crash():
-    result = subprocess.run(
-        [sys.executable, "-c", "import capnp, xproc\ntry:\n    xproc.Manager()\nexcept RuntimeError as e:\n    print(e)"],
-        capture_output=True, text=True, timeout=60, env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)),
-    )
+    result = run_python("import capnp, xproc\ntry:\n    xproc.Manager()\nexcept RuntimeError as e:\n    print(e)")
     assert result.returncode == 0, result.stderr
     assert "Import xproc before capnp" in result.stdout

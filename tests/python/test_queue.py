@@ -11,7 +11,7 @@ import time
 import pytest
 
 import xproc
-from conftest import point_capnp, run_python
+from conftest import interrupt_python, point_capnp, run_python
 
 START_METHODS = ["fork", "spawn"]
 
@@ -199,17 +199,9 @@ try:
 except KeyboardInterrupt:
     print("interrupted", flush=True)
 """
-    import subprocess
-    import sys
-
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env)
-    assert child.stdout.readline().strip() == "blocking"
-    time.sleep(0.2)
-    child.send_signal(signal.SIGINT)
-    out, _ = child.communicate(timeout=10)
-    assert out.strip() == "interrupted"
-    assert child.returncode == 0
+    result = interrupt_python(code)
+    assert result.stdout == "interrupted"
+    assert result.returncode == 0
 
 
 def test_pickled_anonymous_queue_reaches_a_spawned_child():
