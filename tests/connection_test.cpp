@@ -70,30 +70,31 @@ TEST(ConnectionTest, ManySmallAndSomeLargeMessagesArriveWhole) {
 
 // try_send_in_place never waits: when the socket is full it keeps the rest of the frame,
 // finish_send() completes it, and frames still arrive whole and in order.
-TEST(ConnectionTest, TrySendInPlaceKeepsWhatAFullSocketCannotTake) {
-  auto [a, b] = xproc::byte_pipe();
+// Offers frames without waiting until the fd is full, then checks the kept rest goes out
+// whole and in order once finish_send() can write it.
+void try_send_until_full_then_finish(bool duplex) {
+  auto [first, second] = duplex ? xproc::byte_pipe() : xproc::byte_pipe(false);
+  auto& a = duplex ? first : second;  // one way: the second end writes
+  auto& b = duplex ? second : first;
   const std::string payload(1000, 'p');
   auto fill = [&](std::byte* out) { std::memcpy(out, payload.data(), payload.size()); };
   size_t sent = 0;
-  while (a.try_send_in_place(payload.size(), fill)) ++sent;  // until the socket buffer is full
+  while (a.try_send_in_place(payload.size(), fill)) ++sent;  // until the fd's buffer is full
   ASSERT_GT(sent, 0u);
   EXPECT_THROW(a.try_send_in_place(3, [](std::byte*) {}), xproc::ValueError);  // finish first
-  std::thread reader([&b, &sent] {
+  std::thread receiver([&b = b, &sent] {
     for (size_t i = 0; i <= sent; ++i) EXPECT_EQ(b.recv_bytes().size(), 1000u);
     EXPECT_EQ(text(b.recv_bytes()), "after");
   });
-  a.finish_send();  // blocks until the reader makes room
+  a.finish_send();  // blocks until the receiver makes room
   a.send_bytes(bytes("after"));
-  reader.join();
+  receiver.join();
+  EXPECT_THROW(a.try_send_in_place(ByteConnection::kSmallFrameLimit + 1, [](std::byte*) {}), xproc::ValueError);
 }
 
-TEST(ConnectionTest, TrySendInPlaceOnAPipeEndIsCompletedByFinishSend) {
-  auto [reader, writer] = xproc::byte_pipe(false);
-  const bool sent_at_once = writer.try_send_in_place(5, [](std::byte* out) { std::memcpy(out, "hello", 5); });
-  if (!sent_at_once) writer.finish_send();
-  EXPECT_EQ(text(reader.recv_bytes()), "hello");
-  EXPECT_THROW(writer.try_send_in_place(ByteConnection::kSmallFrameLimit + 1, [](std::byte*) {}), xproc::ValueError);
-}
+TEST(ConnectionTest, TrySendInPlaceKeepsWhatAFullSocketCannotTake) { try_send_until_full_then_finish(true); }
+
+TEST(ConnectionTest, TrySendInPlaceKeepsWhatAFullPipeCannotTake) { try_send_until_full_then_finish(false); }
 
 TEST(ConnectionTest, TryRecvInPlaceTakesOnlyWholeFramesThatAreHere) {
   auto [a, b] = xproc::byte_pipe();
@@ -119,6 +120,16 @@ TEST(ConnectionTest, TryRecvInPlaceTakesOnlyWholeFramesThatAreHere) {
   a.close();
   EXPECT_EQ(take(), std::nullopt);  // EOF is recv_bytes' to report
   EXPECT_THROW(b.recv_bytes(), xproc::EOFError);
+}
+
+TEST(ConnectionTest, TryRecvInPlaceOnAPipeReadsWithoutWaiting) {
+  auto [reader, writer] = xproc::byte_pipe(false);
+  std::string got;
+  auto keep = [&got](std::span<const std::byte> m) { got.assign(reinterpret_cast<const char*>(m.data()), m.size()); };
+  EXPECT_FALSE(reader.try_recv_in_place(keep));  // empty: false at once
+  writer.send_bytes(bytes("one"));
+  EXPECT_TRUE(reader.try_recv_in_place(keep));
+  EXPECT_EQ(got, "one");
 }
 
 TEST(ConnectionTest, OneWayPipeRejectsWrongDirection) {
@@ -174,16 +185,26 @@ TEST(ConnectionTest, SendToClosedSocketThrowsBrokenPipeNotSigpipe) {
       xproc::BrokenPipeError);
 }
 
-TEST(ConnectionTest, SendToClosedPipeThrowsBrokenPipeAndProcessSurvives) {
-  int fds[2];
-  ASSERT_EQ(pipe(fds), 0);  // a real pipe (Pipe() itself uses sockets): SIGPIPE must be held off
-  ByteConnection writer(fds[1], false, true);
-  close(fds[0]);
+// Both ways of sending to a one-way Pipe whose reader is gone, under the given SIGPIPE
+// disposition: BrokenPipeError, no signal left pending, the process alive.
+void send_to_closed_pipe_under(void (*disposition)(int)) {
+  struct sigaction action {}, previous {};
+  action.sa_handler = disposition;
+  ASSERT_EQ(sigaction(SIGPIPE, &action, &previous), 0);
+  auto [reader, writer] = xproc::byte_pipe(false);
+  reader.close();
   EXPECT_THROW(writer.send_bytes(bytes("nobody listens")), xproc::BrokenPipeError);
+  EXPECT_THROW(writer.try_send_in_place(3, [](std::byte* out) { std::memcpy(out, "abc", 3); }),
+               xproc::BrokenPipeError);
   sigset_t pending;
   sigpending(&pending);
   EXPECT_EQ(sigismember(&pending, SIGPIPE), 0) << "the SIGPIPE must be consumed";
+  sigaction(SIGPIPE, &previous, nullptr);
 }
+
+TEST(ConnectionTest, SendToClosedPipeThrowsBrokenPipeAndProcessSurvives) { send_to_closed_pipe_under(SIG_DFL); }
+
+TEST(ConnectionTest, SendToClosedPipeThrowsBrokenPipeWhenSigpipeIsIgnored) { send_to_closed_pipe_under(SIG_IGN); }
 
 TEST(ConnectionTest, NegativeLengthClosesConnectionWithOSError) {
   int fds[2];

@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <endian.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -11,6 +12,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <utility>
@@ -31,11 +33,21 @@ constexpr size_t kGrowStep = 16u << 20;  // large messages grow by this as bytes
   throw_os_error("write", error_number);
 }
 
-// Blocks SIGPIPE in this thread while writing to a pipe, and swallows the SIGPIPE the
-// write raised, so a closed reader surfaces as EPIPE instead of killing the process.
+// A write to a pipe whose reader is gone raises SIGPIPE, which kills a process that has
+// not ignored it. Python ignores it at start-up (as most servers do); one query per write
+// then replaces the three system calls of masking.
+bool sigpipe_ignored() {
+  struct sigaction action {};
+  return sigaction(SIGPIPE, nullptr, &action) == 0 && action.sa_handler == SIG_IGN;
+}
+
+// Around a write to `fd`: when it is a pipe and SIGPIPE is not ignored, blocks SIGPIPE in
+// this thread and swallows the one the write raised, so a closed reader surfaces as EPIPE
+// instead of killing the process. Sockets need nothing (MSG_NOSIGNAL).
 class SigpipeGuard {
  public:
-  SigpipeGuard() {
+  explicit SigpipeGuard(bool is_socket) : active_(!is_socket && !sigpipe_ignored()) {
+    if (!active_) return;
     sigemptyset(&pipe_);
     sigaddset(&pipe_, SIGPIPE);
     sigset_t pending;
@@ -44,6 +56,7 @@ class SigpipeGuard {
     pthread_sigmask(SIG_BLOCK, &pipe_, &old_);
   }
   ~SigpipeGuard() {
+    if (!active_) return;
     if (raised_ && !was_pending_) {
       timespec zero{};
       while (sigtimedwait(&pipe_, nullptr, &zero) == -1 && errno == EINTR) {
@@ -51,9 +64,13 @@ class SigpipeGuard {
     }
     pthread_sigmask(SIG_SETMASK, &old_, nullptr);
   }
-  void raised() { raised_ = true; }
+  SigpipeGuard(const SigpipeGuard&) = delete;
+  SigpipeGuard& operator=(const SigpipeGuard&) = delete;
+  // Call with the write's errno when it failed.
+  void failed(int error_number) { raised_ = error_number == EPIPE; }
 
  private:
+  const bool active_;
   sigset_t pipe_{}, old_{};
   bool was_pending_ = false;
   bool raised_ = false;
@@ -65,6 +82,8 @@ ByteConnection::ByteConnection(int fd, bool readable, bool writable, ConnectionO
     : fd_(fd), readable_(readable), writable_(writable), options_(options) {
   struct stat st {};
   is_socket_ = fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
+  const int flags = fcntl(fd, F_GETFL);
+  nonblocking_ = flags >= 0 && (flags & O_NONBLOCK) != 0;
 }
 
 ByteConnection::ByteConnection(ByteConnection&& other) noexcept
@@ -72,6 +91,7 @@ ByteConnection::ByteConnection(ByteConnection&& other) noexcept
       readable_(other.readable_),
       writable_(other.writable_),
       is_socket_(other.is_socket_),
+      nonblocking_(other.nonblocking_),
       options_(other.options_),
       buffer_(std::move(other.buffer_)),
       buffer_begin_(std::exchange(other.buffer_begin_, 0)),
@@ -87,6 +107,7 @@ ByteConnection& ByteConnection::operator=(ByteConnection&& other) noexcept {
     readable_ = other.readable_;
     writable_ = other.writable_;
     is_socket_ = other.is_socket_;
+    nonblocking_ = other.nonblocking_;
     options_ = other.options_;
     buffer_ = std::move(other.buffer_);
     buffer_begin_ = std::exchange(other.buffer_begin_, 0);
@@ -116,9 +137,45 @@ void ByteConnection::require_open() const {
   if (fd_ < 0) throw OSError("handle is closed", EBADF);
 }
 
+ssize_t ByteConnection::write_now(const std::byte* data, size_t n) {
+  ssize_t r;
+  do {
+    if (is_socket_) {
+      r = ::send(fd_, data, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    } else if (nonblocking_) {
+      r = ::write(fd_, data, n);
+    } else {
+      errno = EAGAIN;
+      return -1;
+    }
+  } while (r < 0 && errno == EINTR);
+  return r;
+}
+
+ssize_t ByteConnection::read_now(std::byte* out, size_t n) {
+  ssize_t r;
+  do {
+    if (is_socket_) {
+      r = ::recv(fd_, out, n, MSG_DONTWAIT);
+    } else if (nonblocking_) {
+      r = ::read(fd_, out, n);
+    } else {
+      errno = EAGAIN;
+      return -1;
+    }
+  } while (r < 0 && errno == EINTR);
+  return r;
+}
+
+void ByteConnection::wait_until_ready(short events) const {
+  pollfd ready{fd_, events, 0};
+  while (::poll(&ready, 1, -1) < 0) {
+    if (errno != EINTR) throw_os_error("poll", errno);
+  }
+}
+
 void ByteConnection::writev_all(iovec* iov, int count) {
-  std::optional<SigpipeGuard> guard;
-  if (!is_socket_) guard.emplace();
+  SigpipeGuard guard(is_socket_);
   while (count > 0) {
     ssize_t n;
     if (is_socket_) {
@@ -135,7 +192,11 @@ void ByteConnection::writev_all(iovec* iov, int count) {
     }
     if (n < 0) {
       if (errno == EINTR) continue;
-      if (errno == EPIPE && guard) guard->raised();
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {  // a non-blocking fd that is full
+        wait_until_ready(POLLOUT);
+        continue;
+      }
+      guard.failed(errno);
       throw_write_error(errno);
     }
     auto written = static_cast<size_t>(n);
@@ -215,25 +276,25 @@ std::byte* ByteConnection::small_frame(size_t size) {
 bool ByteConnection::write_small_frame(size_t size, bool block) {
   // One plain send() of a contiguous frame is markedly cheaper for the kernel than a
   // gathered sendmsg().
-  size_t begin = 4;
+  const size_t begin = 4;
   const size_t end = 8 + size;
-  if (!block && is_socket_) {
-    ssize_t n;
-    do {
-      n = ::send(fd_, send_buffer_.data() + begin, end - begin, MSG_NOSIGNAL | MSG_DONTWAIT);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) throw_write_error(errno);
-    if (n > 0) begin += static_cast<size_t>(n);
-    if (begin == end) return true;
+  if (block) {
+    iovec whole{send_buffer_.data() + begin, end - begin};
+    writev_all(&whole, 1);
+    return true;
   }
-  if (!block) {  // a pipe, or a socket that cannot take all of it now
-    unsent_begin_ = begin;
-    unsent_end_ = end;
-    return false;
+  SigpipeGuard guard(is_socket_);
+  const ssize_t n = write_now(send_buffer_.data() + begin, end - begin);
+  if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+    guard.failed(errno);
+    throw_write_error(errno);
   }
-  iovec whole{send_buffer_.data() + begin, end - begin};
-  writev_all(&whole, 1);
-  return true;
+  const size_t sent = n > 0 ? static_cast<size_t>(n) : 0;
+  if (begin + sent == end) return true;
+  // The fd cannot take all of it now: the rest waits for finish_send().
+  unsent_begin_ = begin + sent;
+  unsent_end_ = end;
+  return false;
 }
 
 void ByteConnection::finish_send() {
@@ -258,9 +319,13 @@ bool ByteConnection::read_exact(std::byte* out, size_t n, bool eof_ok) {
     // that many small messages cost one read().
     const bool direct = n - got >= kBufferSize;
     if (!direct && buffer_.size() < kBufferSize) buffer_.resize(kBufferSize);
-    const ssize_t r = direct ? ::read(fd_, out + got, n - got) : ::read(fd_, buffer_.data(), buffer_.size());
+    const ssize_t r = direct ? ::read(fd_, out + got, n - got) : read_into_buffer();
     if (r < 0) {
       if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {  // a non-blocking fd with nothing yet
+        wait_until_ready(POLLIN);
+        continue;
+      }
       if (errno == ECONNRESET) throw EOFError("connection reset by peer");
       throw_os_error("read", errno);
     }
@@ -277,6 +342,28 @@ bool ByteConnection::read_exact(std::byte* out, size_t n, bool eof_ok) {
     }
   }
   return true;
+}
+
+ssize_t ByteConnection::read_into_buffer() {
+  if (spin_ns_ > 0) {
+    const auto start = std::chrono::steady_clock::now();
+    const auto end = start + std::chrono::nanoseconds(spin_ns_);
+    // poll() rather than a non-waiting recv(): a socket's send() takes the same lock as
+    // recv(), poll() looks at the queue without it.
+    for (;;) {
+      pollfd ready{fd_, POLLIN, 0};
+      if (::poll(&ready, 1, 0) > 0) {
+        spin_ns_ = std::min(kMaxSpinNs, spin_ns_ * 2);
+        break;
+      }
+      if (std::chrono::steady_clock::now() >= end) {
+        spin_ns_ = std::max(kMinSpinNs, spin_ns_ / 2);
+        break;
+      }
+    }
+  }
+  if (nonblocking_) wait_until_ready(POLLIN);
+  return ::read(fd_, buffer_.data(), buffer_.size());
 }
 
 size_t ByteConnection::read_frame_length(size_t limit) {
@@ -319,7 +406,7 @@ std::optional<std::span<const std::byte>> ByteConnection::take_buffered_frame() 
     return static_cast<size_t>(size);
   };
   auto size = complete_frame();
-  if (!size && is_socket_) {
+  if (!size) {
     if (buffer_.size() < kBufferSize) buffer_.resize(kBufferSize);
     if (buffer_begin_ > 0) {  // keep the partial frame at the front, room behind it
       std::memmove(buffer_.data(), buffer_.data() + buffer_begin_, buffer_end_ - buffer_begin_);
@@ -327,10 +414,7 @@ std::optional<std::span<const std::byte>> ByteConnection::take_buffered_frame() 
       buffer_begin_ = 0;
     }
     if (buffer_end_ < buffer_.size()) {
-      ssize_t r;
-      do {
-        r = ::recv(fd_, buffer_.data() + buffer_end_, buffer_.size() - buffer_end_, MSG_DONTWAIT);
-      } while (r < 0 && errno == EINTR);
+      const ssize_t r = read_now(buffer_.data() + buffer_end_, buffer_.size() - buffer_end_);
       if (r > 0) buffer_end_ += static_cast<size_t>(r);
       size = complete_frame();
     }

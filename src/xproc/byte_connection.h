@@ -53,7 +53,7 @@ class ByteConnection {
 
   // For bindings that must not block while holding a lock (Python's GIL): `fill(dst)`
   // writes a payload of `size` <= kSmallFrameLimit bytes straight into the send buffer
-  // (dst is 8-byte aligned), and the frame is offered to the socket without waiting.
+  // (dst is 8-byte aligned), and the frame is offered to the fd without waiting.
   // False when it could not go out whole at once: the rest is kept, and finish_send()
   // (which blocks) must be called before anything else is sent.
   template <typename Fill>
@@ -111,17 +111,33 @@ class ByteConnection {
   int fileno() const;
 
  private:
+  // Bounds of the adaptive spin before a read waits in the kernel.
+  static constexpr int64_t kInitialSpinNs = 20'000;
+  static constexpr int64_t kMinSpinNs = 1'000;
+  static constexpr int64_t kMaxSpinNs = 50'000;
+
   void require_open() const;
   void writev_all(::iovec* iov, int count);
+  // One write or read that never waits: MSG_DONTWAIT on a socket, a plain call on a
+  // non-blocking fd. -1 with EAGAIN when it would have to wait, and always for a blocking
+  // pipe, so the caller falls back to a waiting call.
+  ssize_t write_now(const std::byte* data, size_t n);
+  ssize_t read_now(std::byte* out, size_t n);
+  // For a non-blocking fd in a blocking call: waits in poll() for `events`.
+  void wait_until_ready(short events) const;
   // The payload area of the send buffer for a small frame of `size` bytes, its header
   // written in front of it.
   std::byte* small_frame(size_t size);
-  // Sends the small frame prepared in the buffer; without `block`, keeps what the socket
-  // did not take at once (returning false) instead of waiting.
+  // Sends the small frame prepared in the buffer; without `block`, keeps what the fd did
+  // not take at once (returning false) instead of waiting.
   bool write_small_frame(size_t size, bool block);
   // Reads exactly n bytes (from the buffer first); false on EOF before any byte when
   // `eof_ok`, EOFError on EOF mid-way.
   bool read_exact(std::byte* out, size_t n, bool eof_ok);
+  // One read into the buffer that first retries without waiting for up to the adaptive
+  // spin budget, then waits: a peer that is sending right now is read without a sleep and
+  // a wake-up (a wake-up costs the sender microseconds, the receiver tens of them on a VM).
+  ssize_t read_into_buffer();
   size_t read_frame_length(size_t limit);
   // A whole frame from the buffer (topped up by one non-waiting read), removed from it;
   // the span stays valid until the next read. nullopt when there is none yet, or the frame
@@ -132,10 +148,12 @@ class ByteConnection {
   bool readable_ = true;
   bool writable_ = true;
   bool is_socket_ = true;
+  bool nonblocking_ = false;  // O_NONBLOCK was set on the fd (as byte_pipe does for pipes)
   ConnectionOptions options_;
   std::vector<std::byte> buffer_;  // bytes read from the fd but not yet handed out
   size_t buffer_begin_ = 0;
   size_t buffer_end_ = 0;
+  int64_t spin_ns_ = kInitialSpinNs;  // grows when spinning found data, shrinks when not
   // A small frame: 4 spare bytes, the 4-byte header, the payload (8-byte aligned).
   std::vector<std::byte> send_buffer_;
   size_t unsent_begin_ = 0;  // [begin, end) of send_buffer_: a frame try_send_in_place left

@@ -73,8 +73,8 @@ class Connection<Value> : public ConnectionBase {
   Value recv() { return Value::decode(bytes_.recv_bytes()); }
 };
 
-// Two connected ends of a socketpair. duplex: both read and write. Not duplex: the first
-// end only reads and the second only writes, as Python's Pipe(duplex=False).
+// Two connected ends. duplex: a socket pair, both ends read and write. Not duplex: an OS
+// pipe whose first end only reads and second only writes, as Python's Pipe(duplex=False).
 std::pair<ByteConnection, ByteConnection> byte_pipe(bool duplex = true, ConnectionOptions options = {});
 
 template <typename T>
