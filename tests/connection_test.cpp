@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -29,6 +30,12 @@ std::vector<std::byte> bytes(std::string_view s) {
 std::string text(const std::vector<std::byte>& b) { return {reinterpret_cast<const char*>(b.data()), b.size()}; }
 
 void write_raw(int fd, const void* data, size_t n) { ASSERT_EQ(write(fd, data, n), static_cast<ssize_t>(n)); }
+
+void set_sigpipe(void (*disposition)(int)) {
+  struct sigaction action {};
+  action.sa_handler = disposition;
+  ASSERT_EQ(sigaction(SIGPIPE, &action, nullptr), 0);
+}
 
 TEST(ConnectionTest, DuplexPipeSendsBothWays) {
   auto [a, b] = xproc::byte_pipe();
@@ -94,7 +101,13 @@ void try_send_until_full_then_finish(bool duplex) {
 
 TEST(ConnectionTest, TrySendInPlaceKeepsWhatAFullSocketCannotTake) { try_send_until_full_then_finish(true); }
 
-TEST(ConnectionTest, TrySendInPlaceKeepsWhatAFullPipeCannotTake) { try_send_until_full_then_finish(false); }
+TEST(ConnectionTest, TrySendInPlaceKeepsWhatAFullPipeCannotTake) {
+  set_sigpipe(SIG_IGN);  // so that byte_pipe(false) makes an OS pipe
+  try_send_until_full_then_finish(false);
+  set_sigpipe(SIG_DFL);
+}
+
+TEST(ConnectionTest, TrySendInPlaceKeepsWhatAFullOneWaySocketCannotTake) { try_send_until_full_then_finish(false); }
 
 TEST(ConnectionTest, TryRecvInPlaceTakesOnlyWholeFramesThatAreHere) {
   auto [a, b] = xproc::byte_pipe();
@@ -123,7 +136,12 @@ TEST(ConnectionTest, TryRecvInPlaceTakesOnlyWholeFramesThatAreHere) {
 }
 
 TEST(ConnectionTest, TryRecvInPlaceOnAPipeReadsWithoutWaiting) {
+  set_sigpipe(SIG_IGN);  // so that byte_pipe(false) makes an OS pipe
   auto [reader, writer] = xproc::byte_pipe(false);
+  set_sigpipe(SIG_DFL);
+  struct stat st {};
+  ASSERT_EQ(fstat(reader.fileno(), &st), 0);
+  EXPECT_TRUE(S_ISFIFO(st.st_mode));
   std::string got;
   auto keep = [&got](std::span<const std::byte> m) { got.assign(reinterpret_cast<const char*>(m.data()), m.size()); };
   EXPECT_FALSE(reader.try_recv_in_place(keep));  // empty: false at once
@@ -185,13 +203,13 @@ TEST(ConnectionTest, SendToClosedSocketThrowsBrokenPipeNotSigpipe) {
       xproc::BrokenPipeError);
 }
 
-// Both ways of sending to a one-way Pipe whose reader is gone, under the given SIGPIPE
-// disposition: BrokenPipeError, no signal left pending, the process alive.
-void send_to_closed_pipe_under(void (*disposition)(int)) {
-  struct sigaction action {}, previous {};
-  action.sa_handler = disposition;
-  ASSERT_EQ(sigaction(SIGPIPE, &action, &previous), 0);
+// Both ways of sending to a one-way Pipe whose reader is gone: BrokenPipeError, no
+// signal left pending, the process alive. The Pipe is made under one SIGPIPE disposition
+// (which decides between an OS pipe and a socket pair) and used under another.
+void send_to_closed_pipe(void (*made_under)(int), void (*sent_under)(int)) {
+  set_sigpipe(made_under);
   auto [reader, writer] = xproc::byte_pipe(false);
+  set_sigpipe(sent_under);
   reader.close();
   EXPECT_THROW(writer.send_bytes(bytes("nobody listens")), xproc::BrokenPipeError);
   EXPECT_THROW(writer.try_send_in_place(3, [](std::byte* out) { std::memcpy(out, "abc", 3); }),
@@ -199,12 +217,31 @@ void send_to_closed_pipe_under(void (*disposition)(int)) {
   sigset_t pending;
   sigpending(&pending);
   EXPECT_EQ(sigismember(&pending, SIGPIPE), 0) << "the SIGPIPE must be consumed";
-  sigaction(SIGPIPE, &previous, nullptr);
+  set_sigpipe(SIG_DFL);
 }
 
-TEST(ConnectionTest, SendToClosedPipeThrowsBrokenPipeAndProcessSurvives) { send_to_closed_pipe_under(SIG_DFL); }
+TEST(ConnectionTest, SendToClosedPipeThrowsBrokenPipeAndProcessSurvives) {
+  send_to_closed_pipe(SIG_DFL, SIG_DFL);  // a socket pair
+}
 
-TEST(ConnectionTest, SendToClosedPipeThrowsBrokenPipeWhenSigpipeIsIgnored) { send_to_closed_pipe_under(SIG_IGN); }
+TEST(ConnectionTest, SendToClosedPipeThrowsBrokenPipeWhenSigpipeIsIgnored) {
+  send_to_closed_pipe(SIG_IGN, SIG_IGN);  // an OS pipe, written without masking
+}
+
+TEST(ConnectionTest, SendToClosedPipeMasksSigpipeRestoredToDefaultAfterwards) {
+  send_to_closed_pipe(SIG_IGN, SIG_DFL);  // an OS pipe, so each write must mask SIGPIPE
+}
+
+TEST(ConnectionTest, SendToClosedBlockingPipeThrowsBrokenPipe) {
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);  // a blocking pipe handed in by the user
+  ByteConnection writer(fds[1], false, true);
+  close(fds[0]);
+  EXPECT_THROW(writer.send_bytes(bytes("nobody listens")), xproc::BrokenPipeError);
+  sigset_t pending;
+  sigpending(&pending);
+  EXPECT_EQ(sigismember(&pending, SIGPIPE), 0) << "the SIGPIPE must be consumed";
+}
 
 TEST(ConnectionTest, NegativeLengthClosesConnectionWithOSError) {
   int fds[2];

@@ -21,6 +21,12 @@
 #include "xproc/poll_internal.h"
 
 namespace xproc {
+
+bool detail::sigpipe_ignored() {
+  struct sigaction action {};
+  return sigaction(SIGPIPE, nullptr, &action) == 0 && action.sa_handler == SIG_IGN;
+}
+
 namespace {
 
 constexpr size_t kBufferSize = 64 * 1024;
@@ -33,20 +39,12 @@ constexpr size_t kGrowStep = 16u << 20;  // large messages grow by this as bytes
   throw_os_error("write", error_number);
 }
 
-// A write to a pipe whose reader is gone raises SIGPIPE, which kills a process that has
-// not ignored it. Python ignores it at start-up (as most servers do); one query per write
-// then replaces the three system calls of masking.
-bool sigpipe_ignored() {
-  struct sigaction action {};
-  return sigaction(SIGPIPE, nullptr, &action) == 0 && action.sa_handler == SIG_IGN;
-}
-
 // Around a write to `fd`: when it is a pipe and SIGPIPE is not ignored, blocks SIGPIPE in
 // this thread and swallows the one the write raised, so a closed reader surfaces as EPIPE
 // instead of killing the process. Sockets need nothing (MSG_NOSIGNAL).
 class SigpipeGuard {
  public:
-  explicit SigpipeGuard(bool is_socket) : active_(!is_socket && !sigpipe_ignored()) {
+  explicit SigpipeGuard(bool is_socket) : active_(!is_socket && !detail::sigpipe_ignored()) {
     if (!active_) return;
     sigemptyset(&pipe_);
     sigaddset(&pipe_, SIGPIPE);

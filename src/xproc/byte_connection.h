@@ -27,6 +27,13 @@ struct ConnectionOptions {
   size_t max_message_bytes = size_t{1} << 30;
 };
 
+namespace detail {
+// A write to a pipe whose reader is gone raises SIGPIPE, which kills a process that has
+// not ignored it. Python ignores it at start-up (as many servers do); one query per write
+// then replaces the three system calls of masking it.
+bool sigpipe_ignored();
+}  // namespace detail
+
 class ByteConnection {
  public:
   // Takes ownership of `fd`.

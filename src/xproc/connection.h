@@ -73,8 +73,9 @@ class Connection<Value> : public ConnectionBase {
   Value recv() { return Value::decode(bytes_.recv_bytes()); }
 };
 
-// Two connected ends. duplex: a socket pair, both ends read and write. Not duplex: an OS
-// pipe whose first end only reads and second only writes, as Python's Pipe(duplex=False).
+// Two connected ends. duplex: a socket pair, both ends read and write. Not duplex: the
+// first end only reads and the second only writes, as Python's Pipe(duplex=False); an OS
+// pipe when the process ignores SIGPIPE, else a socket pair shut down one way.
 std::pair<ByteConnection, ByteConnection> byte_pipe(bool duplex = true, ConnectionOptions options = {});
 
 template <typename T>
