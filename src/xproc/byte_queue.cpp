@@ -166,9 +166,13 @@ std::optional<Placement> place(Position head, Position tail, uint64_t need, uint
 }  // namespace
 
 ByteQueue::Deadline ByteQueue::timed_deadline(bool block, Timeout timeout) {
-  if (!block) return Clock::now();
+  // A call that must not wait gets a deadline long past (the clock's epoch, boot time)
+  // instead of "now": reading the clock costs a tenth of a small put, and the bindings try
+  // every call that way first. Not time_point::min(): callers subtract the clock from it.
+  if (!block) return Clock::time_point{};
   if (!timeout) return std::nullopt;
   XPROC_REQUIRE(timeout->count() >= 0, "'timeout' must be a non-negative number", timeout->count());
+  if (timeout->count() == 0) return Clock::time_point{};
   return Clock::now() + std::chrono::duration_cast<Clock::duration>(*timeout);
 }
 

@@ -23,6 +23,18 @@ def test_round_trip_keeps_value_and_type(obj):
         assert list(back) == list(obj)  # insertion order kept
 
 
+def test_recurring_keys_decode_right_whatever_the_decoder_remembers():
+    # Many distinct keys (more than the decoder keeps), ones that differ only late, long
+    # ones and non-ASCII ones, decoded again and again in varying orders.
+    keys = [f"key-{i}" for i in range(300)] + ["x" * 40, "x" * 41, "clé", "ключ", "k\u00e9", ""]
+    for round_ in range(3):
+        chunk = {k: i + round_ for i, k in enumerate(keys[round_::2])}
+        back = xproc.decode(xproc.encode(chunk))
+        assert back == chunk
+        assert list(back) == list(chunk)
+    assert xproc.decode(xproc.encode([{"a": 1}, {"a": 2}])) == [{"a": 1}, {"a": 2}]
+
+
 def test_bool_and_int_stay_distinct():
     assert [type(x) for x in xproc.decode(xproc.encode([True, 1, 1.0]))] == [bool, int, float]
 

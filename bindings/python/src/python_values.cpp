@@ -25,6 +25,56 @@ nb::dict& known_structs() {
   return *structs;
 }
 
+// Dict keys recur from message to message ("id", "name" ...). Handing out the str made
+// for the same bytes last time saves decoding it, allocating it and hashing it again
+// (a str caches its hash), a sixth of decoding a small dict. Direct-mapped, short keys
+// only; only touched with the GIL held; the strs it holds live as long as the module.
+class KeyCache {
+ public:
+  static constexpr size_t kMaxKeyBytes = 32;
+
+  // A new reference to a str of `text` (valid UTF-8 checked by the decoder as usual).
+  PyObject* get(const char* text, size_t size) {
+    if (size > kMaxKeyBytes) return decode(text, size);
+    Slot& slot = slots_[hash(text, size) % kSlots];
+    if (slot.str != nullptr && slot.size == size && std::memcmp(slot.bytes, text, size) == 0) {
+      Py_INCREF(slot.str);
+      return slot.str;
+    }
+    PyObject* str = decode(text, size);
+    Py_XDECREF(slot.str);
+    Py_INCREF(str);
+    slot.str = str;
+    slot.size = size;
+    std::memcpy(slot.bytes, text, size);
+    return str;
+  }
+
+ private:
+  static constexpr size_t kSlots = 64;
+  struct Slot {
+    PyObject* str = nullptr;
+    size_t size = 0;
+    char bytes[kMaxKeyBytes];
+  };
+  static PyObject* decode(const char* text, size_t size) {
+    PyObject* str = PyUnicode_DecodeUTF8(text, static_cast<Py_ssize_t>(size), nullptr);
+    if (str == nullptr) throw nb::python_error();
+    return str;
+  }
+  static size_t hash(const char* text, size_t size) {  // FNV-1a
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < size; ++i) h = (h ^ static_cast<unsigned char>(text[i])) * 1099511628211ull;
+    return static_cast<size_t>(h ^ (h >> 32));
+  }
+  Slot slots_[kSlots];
+};
+
+KeyCache& key_cache() {
+  static KeyCache* cache = new KeyCache();  // never destroyed, like known_structs
+  return *cache;
+}
+
 bool is_pycapnp_struct(PyTypeObject* type, bool* is_builder) {
   const char* name = type->tp_name;
   if (std::strcmp(name, "capnp.lib.capnp._DynamicStructBuilder") == 0) {
@@ -136,6 +186,7 @@ nb::object read(schema::Value::Reader reader, bool as_key, int depth) {
     case schema::Value::FLOAT64: return nb::steal(PyFloat_FromDouble(reader.getFloat64()));
     case schema::Value::TEXT: {
       auto text = reader.getText();
+      if (as_key) return nb::steal(key_cache().get(text.cStr(), text.size()));
       PyObject* result = PyUnicode_DecodeUTF8(text.cStr(), static_cast<Py_ssize_t>(text.size()), nullptr);
       if (result == nullptr) throw nb::python_error();
       return nb::steal(result);
