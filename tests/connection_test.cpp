@@ -150,6 +150,37 @@ TEST(ConnectionTest, TryRecvInPlaceOnAPipeReadsWithoutWaiting) {
   EXPECT_EQ(got, "one");
 }
 
+TEST(ConnectionTest, LargeMessagesCrossANonBlockingPipeWhole) {
+  // Larger than the pipe's 64 KiB: the writer meets EAGAIN part-way and waits in poll(),
+  // the reader reads straight into the message and waits the same way.
+  set_sigpipe(SIG_IGN);  // so that byte_pipe(false) makes an OS pipe
+  auto [reader, writer] = xproc::byte_pipe(false);
+  set_sigpipe(SIG_DFL);
+  std::string big(3u << 20, 'b');
+  for (size_t i = 0; i < big.size(); i += 4096) big[i] = static_cast<char>('a' + (i / 4096) % 26);
+  std::thread sender([&writer = writer, &big] {
+    for (int i = 0; i < 3; ++i) writer.send_bytes(bytes(big));
+    writer.send_bytes(bytes("end"));
+  });
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(text(reader.recv_bytes()), big);
+  EXPECT_EQ(text(reader.recv_bytes()), "end");
+  sender.join();
+}
+
+TEST(ConnectionTest, NonBlockingSocketHandedInStillBlocksInRecvAndSend) {
+  int fds[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds), 0);
+  ByteConnection a(fds[0], true, true);
+  ByteConnection b(fds[1], true, true);
+  const std::string big(1u << 20, 'n');  // over the socket buffer: send waits for room
+  std::thread sender([&a, &big] {
+    std::this_thread::sleep_for(50ms);  // the receiver is blocked in recv by now
+    a.send_bytes(bytes(big));
+  });
+  EXPECT_EQ(text(b.recv_bytes()), big);
+  sender.join();
+}
+
 TEST(ConnectionTest, OneWayPipeRejectsWrongDirection) {
   auto [reader, writer] = xproc::byte_pipe(false);
   EXPECT_TRUE(reader.readable());

@@ -136,31 +136,25 @@ void ByteConnection::require_open() const {
 }
 
 ssize_t ByteConnection::write_now(const std::byte* data, size_t n) {
+  if (!is_socket_ && !nonblocking_) {  // a blocking pipe: only a waiting write exists
+    errno = EAGAIN;
+    return -1;
+  }
   ssize_t r;
   do {
-    if (is_socket_) {
-      r = ::send(fd_, data, n, MSG_NOSIGNAL | MSG_DONTWAIT);
-    } else if (nonblocking_) {
-      r = ::write(fd_, data, n);
-    } else {
-      errno = EAGAIN;
-      return -1;
-    }
+    r = is_socket_ ? ::send(fd_, data, n, MSG_NOSIGNAL | MSG_DONTWAIT) : ::write(fd_, data, n);
   } while (r < 0 && errno == EINTR);
   return r;
 }
 
 ssize_t ByteConnection::read_now(std::byte* out, size_t n) {
+  if (!is_socket_ && !nonblocking_) {
+    errno = EAGAIN;
+    return -1;
+  }
   ssize_t r;
   do {
-    if (is_socket_) {
-      r = ::recv(fd_, out, n, MSG_DONTWAIT);
-    } else if (nonblocking_) {
-      r = ::read(fd_, out, n);
-    } else {
-      errno = EAGAIN;
-      return -1;
-    }
+    r = is_socket_ ? ::recv(fd_, out, n, MSG_DONTWAIT) : ::read(fd_, out, n);
   } while (r < 0 && errno == EINTR);
   return r;
 }
@@ -343,24 +337,16 @@ bool ByteConnection::read_exact(std::byte* out, size_t n, bool eof_ok) {
 }
 
 ssize_t ByteConnection::read_into_buffer() {
-  if (spin_ns_ > 0) {
-    const auto start = std::chrono::steady_clock::now();
-    const auto end = start + std::chrono::nanoseconds(spin_ns_);
-    // poll() rather than a non-waiting recv(): a socket's send() takes the same lock as
-    // recv(), poll() looks at the queue without it.
-    for (;;) {
-      pollfd ready{fd_, POLLIN, 0};
-      if (::poll(&ready, 1, 0) > 0) {
-        spin_ns_ = std::min(kMaxSpinNs, spin_ns_ * 2);
-        break;
-      }
-      if (std::chrono::steady_clock::now() >= end) {
-        spin_ns_ = std::max(kMinSpinNs, spin_ns_ / 2);
-        break;
-      }
-    }
-  }
-  if (nonblocking_) wait_until_ready(POLLIN);
+  // poll() rather than a non-waiting recv(): a socket's send() takes the same lock as
+  // recv(), poll() looks at the queue without it.
+  const auto spin_end = std::chrono::steady_clock::now() + std::chrono::nanoseconds(spin_ns_);
+  bool ready;
+  do {
+    pollfd wanted{fd_, POLLIN, 0};
+    ready = ::poll(&wanted, 1, 0) > 0;
+  } while (!ready && std::chrono::steady_clock::now() < spin_end);
+  spin_ns_ = ready ? std::min(kMaxSpinNs, spin_ns_ * 2) : std::max(kMinSpinNs, spin_ns_ / 2);
+  if (nonblocking_ && !ready) wait_until_ready(POLLIN);  // a blocking fd waits in read()
   return ::read(fd_, buffer_.data(), buffer_.size());
 }
 
