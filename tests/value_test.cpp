@@ -162,6 +162,35 @@ TEST(ValueTest, MapCompactsAfterManyErasesAndStaysConsistent) {
   for (size_t k = 1; k < keys.size(); ++k) EXPECT_LT(keys[k - 1].as_int(), keys[k].as_int());
 }
 
+// Small maps are searched by scanning and larger ones through a hash index: the same
+// answers on both sides of the switch, in both directions.
+TEST(ValueTest, MapAnswersTheSameWhileGrowingPastAndShrinkingBelowItsIndexThreshold) {
+  ValueMap map;
+  for (int size = 1; size <= 40; ++size) {
+    map.set(size, size);
+    ASSERT_EQ(map.size(), static_cast<size_t>(size));
+    for (int k = 1; k <= size; ++k) {
+      const Value* v = map.find(static_cast<double>(k));  // 2.0 finds 2, as in Python
+      ASSERT_NE(v, nullptr) << "size " << size << " key " << k;
+      if (k > 1) {
+        EXPECT_EQ(v->as_int(), k);
+      }
+    }
+    EXPECT_EQ(map.find(size + 1), nullptr);
+    EXPECT_FALSE(map.set(true, "one"));  // True == 1: replaces, keeps the position
+    EXPECT_EQ(map.find(1)->as_text(), "one");
+  }
+  for (int k = 40; k > 3; --k) {
+    ASSERT_TRUE(map.erase(k).has_value());
+    ASSERT_EQ(map.find(k), nullptr);
+    ASSERT_NE(map.find(k - 1), nullptr);
+  }
+  map.set("new", 1);
+  EXPECT_EQ(Value(map).repr(), "{1: 'one', 2: 2, 3: 3, 'new': 1}");
+  EXPECT_EQ(map.pop_last().first, Value("new"));
+  EXPECT_EQ(map, Value::map({{3, 3}, {2, 2}, {1, "one"}}).as_map());
+}
+
 TEST(ValueTest, MapAtOnMissingKeyThrowsKeyErrorWithRepr) {
   ValueMap map;
   try {

@@ -2,6 +2,7 @@
 // and docs/protocol.md for the layout.
 #include "xproc/byte_queue.h"
 
+#include <sched.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -129,7 +130,14 @@ bool wait_for_change(QueueState& state, const std::atomic<uint64_t>& word, uint3
       return true;
     }
     detail::cpu_relax();
-    if ((i & 63) == 63 && Clock::now() >= spin_end) break;
+    if ((i & 63) == 63) {
+      if (Clock::now() >= spin_end) break;
+      // Give the CPU away between bursts of spinning when another task wants it: with
+      // more busy processes than CPUs (one producer, two consumers on two CPUs) a spinner
+      // would otherwise take a share of the very producer it waits for. With nothing
+      // else runnable this returns at once and the spin goes on.
+      sched_yield();
+    }
   }
   if (spin_end == budget_end) state.spin_ns.store(std::max(kMinSpinNs, budget / 2), std::memory_order_relaxed);
   for (;;) {

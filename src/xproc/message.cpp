@@ -31,22 +31,54 @@ void check_segment_table(kj::ArrayPtr<const capnp::word> words) {
   }
 }
 
-void check_traversal(capnp::MessageReader& reader) {
+void check_traversal(capnp::AnyStruct::Reader root) {
   try {
     // totalSize() walks every pointer, checking bounds, nesting and the traversal limit.
-    reader.getRoot<capnp::AnyStruct>().totalSize();
+    root.totalSize();
   } catch (const kj::Exception& e) {
     throw_decode_error(e.getDescription().cStr());
   }
 }
 
-std::unique_ptr<capnp::FlatArrayMessageReader> make_reader(kj::ArrayPtr<const capnp::word> words,
-                                                           const DecodeLimits& limits) {
+void open_reader(std::optional<capnp::FlatArrayMessageReader>& reader, kj::ArrayPtr<const capnp::word> words,
+                 const DecodeLimits& limits) {
   try {
-    return std::make_unique<capnp::FlatArrayMessageReader>(words, reader_options(words.size(), limits));
+    reader.emplace(words, reader_options(words.size(), limits));
   } catch (const kj::Exception& e) {
     throw_decode_error(e.getDescription().cStr());
   }
+}
+
+void FlatMessageDeleter::operator()(FlatMessage* message) const noexcept {
+  message->~FlatMessage();
+  ::operator delete(message);
+}
+
+void FlatMessage::attach(kj::ArrayPtr<const capnp::word> words, const DecodeLimits& limits) {
+  check_segment_table(words);
+  words_ = words;
+  open_reader(reader_, words, limits);
+}
+
+FlatMessagePtr FlatMessage::copy(std::span<const std::byte> bytes, const DecodeLimits& limits) {
+  if (bytes.size() % sizeof(capnp::word) != 0) {
+    throw DecodeError("a Cap'n Proto message is a whole number of 8-byte words; got " +
+                      std::to_string(bytes.size()) + " bytes");
+  }
+  // The words follow the object; its size is a multiple of its alignment, itself >= 8.
+  static_assert(alignof(FlatMessage) >= alignof(capnp::word) && sizeof(FlatMessage) % alignof(capnp::word) == 0);
+  FlatMessagePtr message(new (::operator new(sizeof(FlatMessage) + bytes.size())) FlatMessage);
+  auto* words = reinterpret_cast<capnp::word*>(message.get() + 1);
+  if (!bytes.empty()) std::memcpy(words, bytes.data(), bytes.size());
+  message->attach(kj::arrayPtr(words, bytes.size() / sizeof(capnp::word)), limits);
+  return message;
+}
+
+FlatMessagePtr FlatMessage::adopt(kj::Array<capnp::word> words, const DecodeLimits& limits) {
+  FlatMessagePtr message(new (::operator new(sizeof(FlatMessage))) FlatMessage);
+  message->adopted_ = kj::mv(words);
+  message->attach(message->adopted_.asPtr(), limits);
+  return message;
 }
 
 kj::Array<capnp::word> copy_to_words(std::span<const std::byte> bytes) {

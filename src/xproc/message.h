@@ -5,6 +5,7 @@
 // touches the sender's data. Drop below it (a zero-copy view) only inside a queue lease.
 #pragma once
 
+#include <capnp/any.h>
 #include <capnp/message.h>
 #include <capnp/serialize.h>
 #include <kj/array.h>
@@ -13,6 +14,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 
@@ -38,11 +40,12 @@ capnp::ReaderOptions reader_options(size_t size_words, const DecodeLimits& limit
 // Validation in two steps, so a caller validates with the reader it keeps: the segment
 // table must describe exactly `words`; then a full traversal of the root.
 void check_segment_table(kj::ArrayPtr<const capnp::word> words);
-void check_traversal(capnp::MessageReader& reader);
+void check_traversal(capnp::AnyStruct::Reader root);
 
-// A reader over `words`; DecodeError (not kj::Exception) when the table is malformed.
-std::unique_ptr<capnp::FlatArrayMessageReader> make_reader(kj::ArrayPtr<const capnp::word> words,
-                                                           const DecodeLimits& limits);
+// Constructs `reader` in place (on the caller's stack or inside its object: no allocation)
+// over `words`, whose segment table was checked; DecodeError rather than kj::Exception.
+void open_reader(std::optional<capnp::FlatArrayMessageReader>& reader, kj::ArrayPtr<const capnp::word> words,
+                 const DecodeLimits& limits);
 
 [[noreturn]] void throw_decode_error(const char* what);
 
@@ -59,6 +62,37 @@ typename T::Reader root_of(capnp::MessageReader& reader) {
 // Copies arbitrary bytes into a word-aligned array; DecodeError if the length is not a
 // whole number of words (no Cap'n Proto message can have that length).
 kj::Array<capnp::word> copy_to_words(std::span<const std::byte> bytes);
+
+// An owned flat message and the reader over it, in one heap block: decoding a message
+// costs one allocation, and the reader never moves (the readers it hands out point into
+// it). The segment table is checked on creation; the traversal is the caller's (typed).
+class FlatMessage;
+struct FlatMessageDeleter {
+  void operator()(FlatMessage* message) const noexcept;
+};
+using FlatMessagePtr = std::unique_ptr<FlatMessage, FlatMessageDeleter>;
+
+class FlatMessage {
+ public:
+  // Copies `bytes`; DecodeError if they are not a whole number of words (no Cap'n Proto
+  // message has any other length) or the segment table does not describe them exactly.
+  static FlatMessagePtr copy(std::span<const std::byte> bytes, const DecodeLimits& limits);
+  // Takes ownership of already word-aligned storage (no copy).
+  static FlatMessagePtr adopt(kj::Array<capnp::word> words, const DecodeLimits& limits);
+
+  capnp::MessageReader& reader() noexcept { return *reader_; }
+  kj::ArrayPtr<const capnp::word> words() const noexcept { return words_; }
+
+ private:
+  friend struct FlatMessageDeleter;
+  FlatMessage() = default;
+  ~FlatMessage() = default;
+  void attach(kj::ArrayPtr<const capnp::word> words, const DecodeLimits& limits);
+
+  kj::Array<capnp::word> adopted_;  // empty when the words follow this object in the block
+  kj::ArrayPtr<const capnp::word> words_;
+  std::optional<capnp::FlatArrayMessageReader> reader_;
+};
 
 }  // namespace detail
 
@@ -95,19 +129,16 @@ class Message {
   // a bad segment table, out-of-bounds pointers, trailing bytes, nesting or traversal
   // over `limits`, or a root that is not a struct.
   static Message decode(std::span<const std::byte> bytes, const DecodeLimits& limits = {}) {
-    return adopt(detail::copy_to_words(bytes), limits);
+    return Message(detail::FlatMessage::copy(bytes, limits));
   }
 
   // Like decode, taking ownership of already word-aligned storage (no copy).
   static Message adopt(kj::Array<capnp::word> words, const DecodeLimits& limits = {}) {
-    detail::check_segment_table(words.asPtr());
-    Message message(kj::mv(words), limits);
-    detail::check_traversal(*message.reader_);  // validates with the reader it keeps
-    return message;
+    return Message(detail::FlatMessage::adopt(kj::mv(words), limits));
   }
 
   // Serializes `root` into a new owned message (one copy).
-  static Message copy_of(Reader root) { return Message(serialize(root), DecodeLimits{}); }
+  static Message copy_of(Reader root) { return adopt(serialize(root)); }
 
   Message(Message&&) noexcept = default;
   Message& operator=(Message&&) noexcept = default;
@@ -118,17 +149,17 @@ class Message {
 
   // The flat serialization this message was read from.
   std::span<const std::byte> bytes() const noexcept {
-    return {reinterpret_cast<const std::byte*>(words_.begin()), words_.size() * sizeof(capnp::word)};
+    const auto words = message_->words();
+    return {reinterpret_cast<const std::byte*>(words.begin()), words.size() * sizeof(capnp::word)};
   }
 
  private:
-  Message(kj::Array<capnp::word> words, const DecodeLimits& limits)
-      : words_(kj::mv(words)),
-        reader_(detail::make_reader(words_.asPtr(), limits)),
-        root_(detail::root_of<T>(*reader_)) {}
+  explicit Message(detail::FlatMessagePtr message)
+      : message_(std::move(message)), root_(detail::root_of<T>(message_->reader())) {
+    detail::check_traversal(capnp::AnyStruct::Reader(capnp::toAny(root_)));
+  }
 
-  kj::Array<capnp::word> words_;
-  std::unique_ptr<capnp::FlatArrayMessageReader> reader_;  // points into words_' heap block
+  detail::FlatMessagePtr message_;
   Reader root_;
 };
 

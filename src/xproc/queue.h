@@ -114,9 +114,11 @@ class Queue : public QueueBase {
           if (bytes.size() % 8 != 0) throw DecodeError("message is not a whole number of words");
           auto words = kj::arrayPtr(reinterpret_cast<const capnp::word*>(bytes.data()), bytes.size() / 8);
           detail::check_segment_table(words);
-          auto reader = detail::make_reader(words, DecodeLimits{});
-          detail::check_traversal(*reader);
-          f(detail::root_of<T>(*reader));
+          std::optional<capnp::FlatArrayMessageReader> reader;
+          detail::open_reader(reader, words, DecodeLimits{});
+          const auto root = detail::root_of<T>(*reader);
+          detail::check_traversal(capnp::AnyStruct::Reader(capnp::toAny(root)));
+          f(root);
         },
         block, timeout);
   }
@@ -156,15 +158,19 @@ class Queue<Value> : public QueueBase {
     }
   }
   void put_nowait(const Value& value) { put(value, false); }
+  // Decodes straight from the ring (the Value built is the owned copy). DecodeError when
+  // the message is not a Value; it is consumed all the same.
   Value get(bool block = true, Timeout timeout = {}) {
-    auto bytes = bytes_.get_bytes(block, timeout);
-    return Value::decode(bytes);
+    auto value = try_get(block ? timeout : Timeout(std::chrono::seconds(0)));
+    if (!value) throw Empty();
+    return std::move(*value);
   }
   Value get_nowait() { return get(false); }
   std::optional<Value> try_get(Timeout timeout = std::chrono::seconds(0)) {
-    auto bytes = bytes_.try_get_bytes(timeout);
-    if (!bytes) return std::nullopt;
-    return Value::decode(*bytes);
+    std::optional<Value> out;
+    bytes_.get_in_place([&](std::span<const std::byte> bytes) { out.emplace(Value::decode(bytes)); }, true,
+                        timeout);
+    return out;
   }
 
 

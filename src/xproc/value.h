@@ -175,6 +175,8 @@ class ValueMap {
   Value& operator[](const Value& key);
   // Sets key to value; returns true when the key was new.
   bool set(Value key, Value value);
+  // Makes room for `entries` entries without reallocating.
+  void reserve(size_t entries);
   // Removes key; returns its value, or nullopt when absent.
   std::optional<Value> erase(const Value& key);
   // Removes and returns the last-inserted entry (Python popitem); KeyError when empty.
@@ -197,9 +199,13 @@ class ValueMap {
 
  private:
   struct Index;
+  // Up to this many slots a lookup scans them; past it a hash index is kept.
+  static constexpr size_t kScanLimit = 8;
+  std::optional<size_t> position_of(const Value& key) const;
+  void build_index();
   void compact();
   std::vector<std::optional<Entry>> slots_;  // insertion order; nullopt = erased
-  std::unique_ptr<Index> index_;             // key -> slot position
+  std::unique_ptr<Index> index_;             // key -> slot position; null while small
   size_t live_ = 0;
 };
 

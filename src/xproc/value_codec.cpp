@@ -4,6 +4,9 @@
 #include <capnp/serialize.h>
 #include <kj/exception.h>
 
+#include <cstdint>
+#include <optional>
+
 #include "xproc/value.h"
 
 namespace xproc {
@@ -33,9 +36,11 @@ Value from_reader(schema::Value::Reader reader, int depth_left) {
     }
     case schema::Value::MAP: {
       ValueMap map;
+      auto entries = reader.getMap();
+      map.reserve(entries.size());
       // Duplicate keys: the last value wins, at the first key's position (as a Python
       // dict display {k: 1, k: 2} does).
-      for (auto entry : reader.getMap()) {
+      for (auto entry : entries) {
         map.set(from_reader(entry.getKey(), depth_left - 1),
                 from_reader(entry.getValue(), depth_left - 1));
       }
@@ -116,8 +121,21 @@ kj::Array<capnp::word> Value::encode() const {
 }
 
 Value Value::decode(std::span<const std::byte> bytes, const DecodeLimits& limits) {
-  auto message = Message<schema::Value>::decode(bytes, limits);
-  return from_capnp(message.reader(), limits);
+  if (reinterpret_cast<uintptr_t>(bytes.data()) % alignof(capnp::word) != 0) {
+    const auto words = detail::copy_to_words(bytes);
+    return decode({reinterpret_cast<const std::byte*>(words.begin()), words.size() * sizeof(capnp::word)}, limits);
+  }
+  // Read in place: the Value built is the owned copy. No separate validating traversal
+  // either: building it visits every pointer, under the same reader limits.
+  if (bytes.size() % sizeof(capnp::word) != 0) {
+    throw DecodeError("a Cap'n Proto message is a whole number of 8-byte words; got " +
+                      std::to_string(bytes.size()) + " bytes");
+  }
+  const auto words = kj::arrayPtr(reinterpret_cast<const capnp::word*>(bytes.data()), bytes.size() / sizeof(capnp::word));
+  detail::check_segment_table(words);
+  std::optional<capnp::FlatArrayMessageReader> reader;
+  detail::open_reader(reader, words, limits);
+  return from_capnp(detail::root_of<schema::Value>(*reader), limits);
 }
 
 }  // namespace xproc

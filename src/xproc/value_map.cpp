@@ -1,6 +1,8 @@
 // ValueMap: Python dict semantics. Entries live in a vector in insertion order; erased
 // entries leave a tombstone so positions stay valid, and an index maps keys to positions.
 // When tombstones outnumber live entries the vector is compacted (amortised O(1)).
+// Small maps (most messages' dicts) have no index: comparing a handful of keys costs less
+// than hashing one and keeping a copy of every key in a hash table.
 #include <unordered_map>
 
 #include "xproc/value.h"
@@ -11,14 +13,15 @@ struct ValueMap::Index {
   std::unordered_map<Value, size_t, ValueHash> positions;
 };
 
-ValueMap::ValueMap() : index_(std::make_unique<Index>()) {}
+ValueMap::ValueMap() = default;
 
 ValueMap::ValueMap(std::initializer_list<Entry> entries) : ValueMap() {
+  reserve(entries.size());
   for (const auto& [key, value] : entries) set(key, value);
 }
 
 ValueMap::ValueMap(const ValueMap& other) : ValueMap() {
-  slots_.reserve(other.live_);
+  reserve(other.live_);
   other.for_each([this](const Value& k, const Value& v) { set(k, v); });
 }
 
@@ -34,9 +37,31 @@ ValueMap::~ValueMap() = default;
 
 size_t ValueMap::size() const noexcept { return live_; }
 
+void ValueMap::reserve(size_t entries) { slots_.reserve(entries); }
+
+std::optional<size_t> ValueMap::position_of(const Value& key) const {
+  if (index_) {
+    auto it = index_->positions.find(key);
+    if (it == index_->positions.end()) return std::nullopt;
+    return it->second;
+  }
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    if (slots_[i] && slots_[i]->first == key) return i;
+  }
+  return std::nullopt;
+}
+
+void ValueMap::build_index() {
+  index_ = std::make_unique<Index>();
+  index_->positions.reserve(slots_.size() * 2);
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    if (slots_[i]) index_->positions.emplace(slots_[i]->first, i);
+  }
+}
+
 const Value* ValueMap::find(const Value& key) const {
-  auto it = index_->positions.find(key);
-  return it == index_->positions.end() ? nullptr : &slots_[it->second]->second;
+  const auto position = position_of(key);
+  return position ? &slots_[*position]->second : nullptr;
 }
 
 Value* ValueMap::find(const Value& key) {
@@ -55,24 +80,23 @@ Value& ValueMap::operator[](const Value& key) {
 }
 
 bool ValueMap::set(Value key, Value value) {
-  auto it = index_->positions.find(key);
-  if (it != index_->positions.end()) {
-    slots_[it->second]->second = std::move(value);  // keeps the original key and position
+  if (const auto position = position_of(key)) {
+    slots_[*position]->second = std::move(value);  // keeps the original key and position
     return false;
   }
-  index_->positions.emplace(key, slots_.size());
+  if (index_) index_->positions.emplace(key, slots_.size());
   slots_.emplace_back(Entry(std::move(key), std::move(value)));
   ++live_;
+  if (!index_ && slots_.size() > kScanLimit) build_index();
   return true;
 }
 
 std::optional<Value> ValueMap::erase(const Value& key) {
-  auto it = index_->positions.find(key);
-  if (it == index_->positions.end()) return std::nullopt;
-  const size_t position = it->second;
-  index_->positions.erase(it);
-  Value value = std::move(slots_[position]->second);
-  slots_[position].reset();
+  const auto position = position_of(key);
+  if (!position) return std::nullopt;
+  if (index_) index_->positions.erase(slots_[*position]->first);
+  Value value = std::move(slots_[*position]->second);
+  slots_[*position].reset();
   --live_;
   if (slots_.size() > 16 && live_ < slots_.size() / 2) compact();
   return value;
@@ -83,14 +107,14 @@ ValueMap::Entry ValueMap::pop_last() {
   if (slots_.empty()) throw KeyError("popitem(): dictionary is empty");
   Entry entry = std::move(*slots_.back());
   slots_.pop_back();
-  index_->positions.erase(entry.first);
+  if (index_) index_->positions.erase(entry.first);
   --live_;
   return entry;
 }
 
 void ValueMap::clear() noexcept {
   slots_.clear();
-  index_->positions.clear();
+  index_.reset();
   live_ = 0;
 }
 
@@ -98,11 +122,14 @@ void ValueMap::compact() {
   std::vector<std::optional<Entry>> live;
   live.reserve(live_);
   for (auto& slot : slots_) {
-    if (!slot) continue;
-    index_->positions[slot->first] = live.size();
-    live.push_back(std::move(slot));
+    if (slot) live.push_back(std::move(slot));
   }
   slots_ = std::move(live);
+  if (slots_.size() > kScanLimit) {
+    build_index();
+  } else {
+    index_.reset();
+  }
 }
 
 std::vector<Value> ValueMap::keys() const {

@@ -57,7 +57,9 @@ nb::object MessageCodec::decode(std::span<const std::byte> message) const {
   // at get() rather than an error from pycapnp at some later field access.
   auto words = detail::copy_to_words(message);
   detail::check_segment_table(words);
-  detail::check_traversal(*detail::make_reader(words, DecodeLimits{}));
+  std::optional<capnp::FlatArrayMessageReader> reader;
+  detail::open_reader(reader, words, DecodeLimits{});
+  detail::check_traversal(detail::root_of<capnp::AnyStruct>(*reader));
   return pycapnp_reader(schema_id_, nb::bytes(reinterpret_cast<const char*>(message.data()), message.size()));
 }
 

@@ -264,10 +264,10 @@ nb::object decode_value(std::span<const std::byte> message) {
     words = copy;
   }
   detail::check_segment_table(words);
-  // On the stack (make_reader would allocate): the segment table was just checked.
-  capnp::FlatArrayMessageReader reader(words, detail::reader_options(words.size(), DecodeLimits{}));
+  std::optional<capnp::FlatArrayMessageReader> reader;
+  detail::open_reader(reader, words, DecodeLimits{});
   try {
-    return read(detail::root_of<schema::Value>(reader), false, 0);
+    return read(detail::root_of<schema::Value>(*reader), false, 0);
   } catch (const kj::Exception& e) {
     throw DecodeError(std::string("invalid Value: ") + e.getDescription().cStr());
   }
