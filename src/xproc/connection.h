@@ -67,8 +67,11 @@ class Connection<Value> : public ConnectionBase {
   explicit Connection(ByteConnection bytes) : ConnectionBase(std::move(bytes)) {}
 
   void send(const Value& value) {
-    auto words = value.encode();
-    bytes_.send_bytes({reinterpret_cast<const std::byte*>(words.begin()), words.size() * sizeof(capnp::word)});
+    capnp::word first_segment[64]{};  // as Queue<Value>::put: small values allocate nothing
+    capnp::MallocMessageBuilder builder(kj::arrayPtr(first_segment, 64));
+    value.to_capnp(builder.initRoot<schema::Value>());
+    auto segments = builder.getSegmentsForOutput();
+    bytes_.send_in_place(detail::flat_size(segments), [&](std::byte* out) { detail::write_flat(segments, out); });
   }
   Value recv() { return Value::decode(bytes_.recv_bytes()); }
 };

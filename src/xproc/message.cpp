@@ -81,6 +81,23 @@ FlatMessagePtr FlatMessage::adopt(kj::Array<capnp::word> words, const DecodeLimi
   return message;
 }
 
+size_t flat_size(kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments) {
+  return capnp::computeSerializedSizeInWords(segments) * sizeof(capnp::word);
+}
+
+void write_flat(kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments, std::byte* out) {
+  // Segment table: count - 1, then each size in words, padded to a whole word.
+  auto* table = reinterpret_cast<uint32_t*>(out);
+  table[0] = static_cast<uint32_t>(segments.size() - 1);
+  for (size_t i = 0; i < segments.size(); ++i) table[i + 1] = static_cast<uint32_t>(segments[i].size());
+  size_t offset = (segments.size() / 2 + 1) * sizeof(capnp::word);
+  if (segments.size() % 2 == 0) table[segments.size() + 1] = 0;
+  for (auto segment : segments) {
+    std::memcpy(out + offset, segment.begin(), segment.size() * sizeof(capnp::word));
+    offset += segment.size() * sizeof(capnp::word);
+  }
+}
+
 kj::Array<capnp::word> copy_to_words(std::span<const std::byte> bytes) {
   if (bytes.size() % sizeof(capnp::word) != 0) {
     throw DecodeError("a Cap'n Proto message is a whole number of 8-byte words; got " +

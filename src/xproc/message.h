@@ -49,6 +49,11 @@ void open_reader(std::optional<capnp::FlatArrayMessageReader>& reader, kj::Array
 
 [[noreturn]] void throw_decode_error(const char* what);
 
+// Size of the flat serialization of a builder's segments, and writing it (to an 8-byte
+// aligned destination of that size).
+size_t flat_size(kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments);
+void write_flat(kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments, std::byte* out);
+
 // The root as a T, with Cap'n Proto's complaints (a root that is not a struct) as DecodeError.
 template <typename T>
 typename T::Reader root_of(capnp::MessageReader& reader) {

@@ -20,13 +20,6 @@
 
 namespace xproc {
 
-namespace detail {
-// Size of the flat serialization of a builder's segments, and writing it.
-size_t flat_size(kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments);
-void write_flat(kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments, std::byte* out);
-
-}  // namespace detail
-
 // What every Queue<T> shares: the state queries, passed through to the engine.
 class QueueBase {
  public:
@@ -149,7 +142,10 @@ class Queue<Value> : public QueueBase {
   }
 
   void put(const Value& value, bool block = true, Timeout timeout = {}) {
-    capnp::MallocMessageBuilder builder(64);  // small first segment: most values are small
+    // Most values fit the first segment, on the stack: no allocation. Larger ones grow
+    // into heap segments.
+    capnp::word first_segment[64]{};  // zeroed, as the builder requires
+    capnp::MallocMessageBuilder builder(kj::arrayPtr(first_segment, 64));
     value.to_capnp(builder.initRoot<schema::Value>());
     auto segments = builder.getSegmentsForOutput();
     if (!bytes_.put_in_place(detail::flat_size(segments),

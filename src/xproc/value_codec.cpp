@@ -113,9 +113,10 @@ Value Value::from_capnp(schema::Value::Reader reader, const DecodeLimits& limits
 }
 
 kj::Array<capnp::word> Value::encode() const {
-  // A small first segment: the default (1024 words, zeroed) costs more than encoding a
-  // typical small value; larger values simply grow into further segments.
-  capnp::MallocMessageBuilder builder(64);
+  // A small first segment on the stack: the default (1024 words, zeroed, on the heap)
+  // costs more than encoding a typical small value; larger values grow into heap segments.
+  capnp::word first_segment[64]{};
+  capnp::MallocMessageBuilder builder(kj::arrayPtr(first_segment, 64));
   to_capnp(builder.initRoot<schema::Value>());
   return capnp::messageToFlatArray(builder);
 }

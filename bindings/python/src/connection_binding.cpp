@@ -87,7 +87,8 @@ void register_connections(nb::module_& m) {
       .def(
           "send",
           [](PythonConnection& self, AnyObject object) {
-            EncodedMessage message = self.codec.encode(object);
+            EncodedMessage message;
+            self.codec.encode(object, message);
             const size_t size = message.size();
             auto fill = [&](std::byte* out) { message.write_to(out); };  // no Python: safe without the GIL
             if (size <= ByteConnection::kSmallFrameLimit) {

@@ -26,14 +26,12 @@ void EncodedMessage::write_to(std::byte* out) const {
 
 uint64_t MessageCodec::value_schema_id() noexcept { return capnp::typeId<schema::Value>(); }
 
-EncodedMessage MessageCodec::encode(nb::handle object) const {
-  EncodedMessage encoded;
+void MessageCodec::encode(nb::handle object, EncodedMessage& encoded) const {
   if (carries_values()) {
-    // A small first segment: the default (1024 zeroed words) costs more than encoding a
-    // typical small value; larger values grow into further segments.
-    encoded.builder_ = std::make_unique<capnp::MallocMessageBuilder>(64);
+    // Larger values grow from the inline first segment into heap segments.
+    encoded.builder_.emplace(kj::arrayPtr(encoded.first_segment_, EncodedMessage::kFirstSegmentWords));
     encode_value(object, *encoded.builder_);
-    return encoded;
+    return;
   }
   auto message = as_pycapnp_message(object);
   if (!message) {
@@ -48,7 +46,6 @@ EncodedMessage MessageCodec::encode(nb::handle object) const {
                              .c_str());
   }
   encoded.raw_ = std::move(message->bytes);
-  return encoded;
 }
 
 nb::object MessageCodec::decode(std::span<const std::byte> message) const {

@@ -5,22 +5,32 @@
 #include <capnp/message.h>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include "bindings.h"
 
 namespace xproc::python {
 
-// One encoded message, made with the GIL held and copied out without it.
+// One encoded message, made with the GIL held and copied out without it. Lives on the
+// caller's stack: a small Value is built in the first segment inside it, so encoding one
+// allocates nothing (a heap builder cost a malloc and a zeroed calloc per message).
 class EncodedMessage {
  public:
+  EncodedMessage() = default;
+  EncodedMessage(const EncodedMessage&) = delete;
+  EncodedMessage& operator=(const EncodedMessage&) = delete;
+
   size_t size() const noexcept;
   // Writes the flat serialization (size() bytes, 8-byte aligned destination).
   void write_to(std::byte* out) const;
 
  private:
   friend class MessageCodec;
-  std::unique_ptr<capnp::MallocMessageBuilder> builder_;  // a Value, or else ...
-  nb::bytes raw_;                                          // ... a pycapnp message's bytes
+  static constexpr size_t kFirstSegmentWords = 64;
+  capnp::word first_segment_[kFirstSegmentWords]{};      // zeroed, as the builder requires
+  // mutable: capnp's getSegmentsForOutput() is not const, though it changes nothing.
+  mutable std::optional<capnp::MallocMessageBuilder> builder_;  // a Value, or else ...
+  nb::bytes raw_;                                        // ... a pycapnp message's bytes
 };
 
 class MessageCodec {
@@ -34,7 +44,7 @@ class MessageCodec {
 
   // TypeError when `object` cannot be sent here (an unsupported type, or a struct of
   // another schema on a typed channel).
-  EncodedMessage encode(nb::handle object) const;
+  void encode(nb::handle object, EncodedMessage& out) const;
   // DecodeError when the bytes are not a message of this channel's type.
   nb::object decode(std::span<const std::byte> message) const;
 

@@ -81,7 +81,9 @@ void register_queues(nb::module_& m) {
       .def(
           "put",
           [](PythonQueue& self, AnyObject object, bool block, std::optional<double> timeout) {
-            put_encoded(self, self.codec.encode(object), block, timeout);
+            EncodedMessage message;
+            self.codec.encode(object, message);
+            put_encoded(self, message, block, timeout);
           },
           nb::arg("obj"), nb::arg("block") = true, nb::arg("timeout") = nb::none())
       .def(
