@@ -12,11 +12,13 @@
 
 #include <chrono>
 #include <cstring>
+#include <optional>
 #include <random>
 #include <thread>
 
 #include "support/test_support.h"
 #include "xproc/process.h"
+#include "xproc/queue_layout_internal.h"
 #include "xproc/shm/segment.h"
 
 namespace {
@@ -406,6 +408,34 @@ TEST(QueueTest, BlockedConsumerSleepsInsteadOfSpinning) {
   double cpu;
   std::memcpy(&cpu, m.data(), sizeof(cpu));
   EXPECT_LT(cpu, 0.02) << "a consumer blocked for 1 s used " << cpu << " s of CPU";
+}
+
+// A putter SIGKILLed after clearing the sleeper flag but before its futex wake leaves the
+// consumer it announced asleep, with the message already published. Recreated here by
+// clearing the flag by hand before an ordinary put (which then sees nobody to wake): the
+// consumer must still notice the message by itself, not sleep until the next put.
+TEST(QueueTest, SleepingConsumerGetsAMessageWhoseWakeUpWasLost) {
+  NamedQueueGuard guard{xproc::testing::unique_name("lostwake")};
+  auto q = ByteQueue::create(guard.name);
+  ByteQueue results;
+  xproc::Process consumer([&q, &results] { results.put_bytes(q.get_bytes()); });  // blocks, no timeout
+  consumer.start();
+  auto segment = xproc::shm::Segment::open(guard.name);
+  auto* header = reinterpret_cast<xproc::detail::QueueHeader*>(segment.data());
+  const auto until = std::chrono::steady_clock::now() + 10s;
+  while (header->consumers_sleeping.load() == 0 && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(1ms);
+  }
+  ASSERT_EQ(header->consumers_sleeping.load(), 1u) << "the consumer never went to sleep";
+  std::this_thread::sleep_for(50ms);  // well inside futex_wait by now
+  header->consumers_sleeping.store(0);  // what the killed putter left behind
+  q.put_bytes(bytes("published, never announced"));
+  std::optional<std::vector<std::byte>> got = results.try_get_bytes(10s);
+  if (!got) consumer.kill();
+  consumer.join();
+  ASSERT_TRUE(got.has_value()) << "the sleeping consumer missed a published message";
+  EXPECT_EQ(text(*got), "published, never announced");
+  EXPECT_EQ(consumer.exitcode(), 0);
 }
 
 TEST(QueueTest, PingPongAcrossProcessesDeliversEveryReply) {

@@ -55,6 +55,7 @@ namespace {
 constexpr int64_t kMinSpinNs = 2'000;
 constexpr int64_t kMaxSpinNs = 100'000;
 constexpr int kQuickLooks = 32;
+constexpr auto kYieldEvery = std::chrono::microseconds(16);
 
 size_t ring_capacity(const QueueOptions& options) {
   XPROC_REQUIRE(options.capacity_bytes >= 64 && options.capacity_bytes < (uint64_t{1} << 32),
@@ -133,6 +134,7 @@ bool wait_for_change(QueueState& state, const std::atomic<uint64_t>& word, uint3
   const int64_t budget = state.spin_ns.load(std::memory_order_relaxed);
   const auto budget_end = spin_start + std::chrono::nanoseconds(budget);
   const auto spin_end = deadline && *deadline < budget_end ? *deadline : budget_end;
+  auto next_yield = spin_start + kYieldEvery;
   for (int i = 0;; ++i) {
     if (changed()) {
       state.spin_ns.store(std::min(kMaxSpinNs, budget * 2), std::memory_order_relaxed);
@@ -140,12 +142,18 @@ bool wait_for_change(QueueState& state, const std::atomic<uint64_t>& word, uint3
     }
     detail::cpu_relax();
     if ((i & 63) == 63) {
-      if (Clock::now() >= spin_end) break;
-      // Give the CPU away between bursts of spinning when another task wants it: with
-      // more busy processes than CPUs (one producer, two consumers on two CPUs) a spinner
-      // would otherwise take a share of the very producer it waits for. With nothing
-      // else runnable this returns at once and the spin goes on.
-      sched_yield();
+      const auto now = Clock::now();
+      if (now >= spin_end) break;
+      if (now >= next_yield) {
+        // Give the CPU away now and then when another task wants it: with more busy
+        // processes than CPUs (one producer, two consumers on two CPUs) a spinner would
+        // otherwise take a share of the very producer it waits for. With nothing else
+        // runnable this returns at once. Not every few pauses: a system call competes for
+        // the core far more than `pause` does, which hurts a hyperthread sibling working
+        // (a 64 KiB copy-out ran at half speed when yielding every microsecond).
+        sched_yield();
+        next_yield = now + kYieldEvery;
+      }
     }
   }
   if (spin_end == budget_end) state.spin_ns.store(std::max(kMinSpinNs, budget / 2), std::memory_order_relaxed);
@@ -153,7 +161,7 @@ bool wait_for_change(QueueState& state, const std::atomic<uint64_t>& word, uint3
     if (deadline && Clock::now() >= *deadline) return changed();
     flag.exchange(1, std::memory_order_seq_cst);  // see publish_and_wake
     if (static_cast<uint32_t>(word.load(std::memory_order_seq_cst)) != observed) return true;
-    detail::futex_wait(&word, observed, deadline);
+    detail::futex_wait(&word, observed, detail::bounded_sleep(deadline));
     if (changed()) return true;
   }
 }
@@ -406,7 +414,7 @@ void ByteQueue::join(Timeout timeout) {
     h.joiners_sleeping.exchange(1, std::memory_order_seq_cst);
     if (h.done.load(std::memory_order_seq_cst) == load(h.tail).count) return;
     if (until && Clock::now() >= *until) throw TimeoutError("join() timed out with unfinished tasks");
-    detail::futex_wait(&h.done, done, until);
+    detail::futex_wait(&h.done, done, detail::bounded_sleep(until));
   }
 }
 

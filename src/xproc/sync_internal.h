@@ -38,6 +38,18 @@ inline void futex_wait(const void* word, uint32_t expected, const Deadline& dead
   syscall(SYS_futex, word, FUTEX_WAIT, expected, timeout, nullptr, 0);
 }
 
+// The longest a waiter sleeps before looking again. A waker SIGKILLed between clearing a
+// sleeper flag and its futex wake leaves the sleepers it announced asleep while the change
+// it published is there to be seen; bounded sleeps notice it within this. An idle waiter
+// pays a few system calls a second for it.
+inline constexpr auto kLongestSleep = std::chrono::milliseconds(200);
+
+// `deadline`, or kLongestSleep from now if that is sooner.
+inline Deadline bounded_sleep(const Deadline& deadline) {
+  const auto cap = Clock::now() + kLongestSleep;
+  return deadline && *deadline < cap ? deadline : Deadline(cap);
+}
+
 inline void futex_wake_all(const void* word) {
   syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
 }
