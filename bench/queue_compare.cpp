@@ -306,23 +306,8 @@ int main(int argc, char** argv) {
     return [=] { return std::make_unique<BoostQueue>(depth, size); };
   };
 
+  // 64 B, one producer, one consumer.
   const size_t n64 = s.count(2'000'000);
-  if (getenv("ONLY2C")) {
-    for (int r = 0; r < 3; ++r) {
-      const double x = mps(xproc_bytes(64), 64, 1, 2, n64);
-      std::printf("1P2C %.2fM\n", x/1e6);
-    }
-    return 0;
-  }
-  if (getenv("ONLY64K")) {
-    const size_t n64k = s.count(60'000);
-    for (int r = 0; r < 3; ++r) {
-      const double x = mps(xproc_bytes(65536), 65536, 1, 1, n64k);
-      const double z = 0, b = 0;
-      std::printf("copy %.0fk zero %.0fk boost %.0fk\n", x/1e3, z/1e3, b/1e3);
-    }
-    return 0;
-  }
   const double x64 = mps(xproc_bytes(64), 64, 1, 1, n64);
   const double b64 = mps(boost(1024, 64), 64, 1, 1, n64);
   const double spin64 = mps([] { return std::make_unique<SpinRing>(); }, 64, 1, 1, n64);
