@@ -67,11 +67,9 @@ class Connection<Value> : public ConnectionBase {
   explicit Connection(ByteConnection bytes) : ConnectionBase(std::move(bytes)) {}
 
   void send(const Value& value) {
-    capnp::word first_segment[64]{};  // as Queue<Value>::put: small values allocate nothing
-    capnp::MallocMessageBuilder builder(kj::arrayPtr(first_segment, 64));
-    value.to_capnp(builder.initRoot<schema::Value>());
-    auto segments = builder.getSegmentsForOutput();
-    bytes_.send_in_place(detail::flat_size(segments), [&](std::byte* out) { detail::write_flat(segments, out); });
+    detail::InlineMessageBuilder encoded;
+    value.to_capnp(encoded.builder().initRoot<schema::Value>());
+    bytes_.send_in_place(encoded.flat_size(), [&](std::byte* out) { encoded.write_flat(out); });
   }
   Value recv() { return Value::decode(bytes_.recv_bytes()); }
 };

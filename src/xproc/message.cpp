@@ -40,6 +40,13 @@ void check_traversal(capnp::AnyStruct::Reader root) {
   }
 }
 
+void require_whole_words(size_t bytes) {
+  if (bytes % sizeof(capnp::word) != 0) {
+    throw DecodeError("a Cap'n Proto message is a whole number of 8-byte words; got " + std::to_string(bytes) +
+                      " bytes");
+  }
+}
+
 void open_reader(std::optional<capnp::FlatArrayMessageReader>& reader, kj::ArrayPtr<const capnp::word> words,
                  const DecodeLimits& limits) {
   try {
@@ -61,10 +68,7 @@ void FlatMessage::attach(kj::ArrayPtr<const capnp::word> words, const DecodeLimi
 }
 
 FlatMessagePtr FlatMessage::copy(std::span<const std::byte> bytes, const DecodeLimits& limits) {
-  if (bytes.size() % sizeof(capnp::word) != 0) {
-    throw DecodeError("a Cap'n Proto message is a whole number of 8-byte words; got " +
-                      std::to_string(bytes.size()) + " bytes");
-  }
+  require_whole_words(bytes.size());
   // The words follow the object; its size is a multiple of its alignment, itself >= 8.
   static_assert(alignof(FlatMessage) >= alignof(capnp::word) && sizeof(FlatMessage) % alignof(capnp::word) == 0);
   FlatMessagePtr message(new (::operator new(sizeof(FlatMessage) + bytes.size())) FlatMessage);
@@ -99,10 +103,7 @@ void write_flat(kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments, st
 }
 
 kj::Array<capnp::word> copy_to_words(std::span<const std::byte> bytes) {
-  if (bytes.size() % sizeof(capnp::word) != 0) {
-    throw DecodeError("a Cap'n Proto message is a whole number of 8-byte words; got " +
-                      std::to_string(bytes.size()) + " bytes");
-  }
+  require_whole_words(bytes.size());
   auto words = kj::heapArray<capnp::word>(bytes.size() / sizeof(capnp::word));
   if (!bytes.empty()) std::memcpy(words.begin(), bytes.data(), bytes.size());
   return words;

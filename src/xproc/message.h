@@ -42,6 +42,10 @@ capnp::ReaderOptions reader_options(size_t size_words, const DecodeLimits& limit
 void check_segment_table(kj::ArrayPtr<const capnp::word> words);
 void check_traversal(capnp::AnyStruct::Reader root);
 
+// DecodeError unless `bytes` is a whole number of words (no Cap'n Proto message has any
+// other length).
+void require_whole_words(size_t bytes);
+
 // Constructs `reader` in place (on the caller's stack or inside its object: no allocation)
 // over `words`, whose segment table was checked; DecodeError rather than kj::Exception.
 void open_reader(std::optional<capnp::FlatArrayMessageReader>& reader, kj::ArrayPtr<const capnp::word> words,
@@ -53,6 +57,28 @@ void open_reader(std::optional<capnp::FlatArrayMessageReader>& reader, kj::Array
 // aligned destination of that size).
 size_t flat_size(kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments);
 void write_flat(kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments, std::byte* out);
+
+// A message builder whose first segment lives inside this object, so on the caller's
+// stack when it is a local: a small message is built without any allocation
+// (MallocMessageBuilder's own first segment is a zeroed heap block); a larger one grows
+// into heap segments.
+class InlineMessageBuilder {
+ public:
+  InlineMessageBuilder() = default;
+  InlineMessageBuilder(const InlineMessageBuilder&) = delete;
+  InlineMessageBuilder& operator=(const InlineMessageBuilder&) = delete;
+
+  capnp::MallocMessageBuilder& builder() noexcept { return builder_; }
+  // The flat serialization of what was built: its size, and writing it (8-byte aligned
+  // destination of that size).
+  size_t flat_size() { return detail::flat_size(builder_.getSegmentsForOutput()); }
+  void write_flat(std::byte* out) { detail::write_flat(builder_.getSegmentsForOutput(), out); }
+
+ private:
+  static constexpr size_t kFirstSegmentWords = 64;
+  capnp::word first_segment_[kFirstSegmentWords]{};  // zeroed, as the builder requires
+  capnp::MallocMessageBuilder builder_{kj::arrayPtr(first_segment_, kFirstSegmentWords)};
+};
 
 // The root as a T, with Cap'n Proto's complaints (a root that is not a struct) as DecodeError.
 template <typename T>

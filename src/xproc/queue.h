@@ -142,14 +142,10 @@ class Queue<Value> : public QueueBase {
   }
 
   void put(const Value& value, bool block = true, Timeout timeout = {}) {
-    // Most values fit the first segment, on the stack: no allocation. Larger ones grow
-    // into heap segments.
-    capnp::word first_segment[64]{};  // zeroed, as the builder requires
-    capnp::MallocMessageBuilder builder(kj::arrayPtr(first_segment, 64));
-    value.to_capnp(builder.initRoot<schema::Value>());
-    auto segments = builder.getSegmentsForOutput();
-    if (!bytes_.put_in_place(detail::flat_size(segments),
-                             [&](std::byte* dst) { detail::write_flat(segments, dst); }, block, timeout)) {
+    detail::InlineMessageBuilder encoded;
+    value.to_capnp(encoded.builder().initRoot<schema::Value>());
+    if (!bytes_.put_in_place(encoded.flat_size(), [&](std::byte* dst) { encoded.write_flat(dst); }, block,
+                             timeout)) {
       throw Full();
     }
   }

@@ -113,12 +113,9 @@ Value Value::from_capnp(schema::Value::Reader reader, const DecodeLimits& limits
 }
 
 kj::Array<capnp::word> Value::encode() const {
-  // A small first segment on the stack: the default (1024 words, zeroed, on the heap)
-  // costs more than encoding a typical small value; larger values grow into heap segments.
-  capnp::word first_segment[64]{};
-  capnp::MallocMessageBuilder builder(kj::arrayPtr(first_segment, 64));
-  to_capnp(builder.initRoot<schema::Value>());
-  return capnp::messageToFlatArray(builder);
+  detail::InlineMessageBuilder encoded;
+  to_capnp(encoded.builder().initRoot<schema::Value>());
+  return capnp::messageToFlatArray(encoded.builder());
 }
 
 Value Value::decode(std::span<const std::byte> bytes, const DecodeLimits& limits) {
@@ -128,10 +125,7 @@ Value Value::decode(std::span<const std::byte> bytes, const DecodeLimits& limits
   }
   // Read in place: the Value built is the owned copy. No separate validating traversal
   // either: building it visits every pointer, under the same reader limits.
-  if (bytes.size() % sizeof(capnp::word) != 0) {
-    throw DecodeError("a Cap'n Proto message is a whole number of 8-byte words; got " +
-                      std::to_string(bytes.size()) + " bytes");
-  }
+  detail::require_whole_words(bytes.size());
   const auto words = kj::arrayPtr(reinterpret_cast<const capnp::word*>(bytes.data()), bytes.size() / sizeof(capnp::word));
   detail::check_segment_table(words);
   std::optional<capnp::FlatArrayMessageReader> reader;

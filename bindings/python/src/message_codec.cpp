@@ -6,19 +6,18 @@
 #include <string>
 
 #include "python_values.h"
-#include "xproc/message.h"  // schema_id_hex
-#include "xproc/queue.h"  // detail::flat_size / write_flat
+#include "xproc/message.h"  // schema_id_hex, flat serialization
 
 namespace xproc::python {
 
 size_t EncodedMessage::size() const noexcept {
-  if (builder_) return detail::flat_size(builder_->getSegmentsForOutput());
+  if (value_) return value_->flat_size();
   return raw_.size();
 }
 
 void EncodedMessage::write_to(std::byte* out) const {
-  if (builder_) {
-    detail::write_flat(builder_->getSegmentsForOutput(), out);
+  if (value_) {
+    value_->write_flat(out);
   } else {
     std::memcpy(out, raw_.c_str(), raw_.size());
   }
@@ -28,9 +27,8 @@ uint64_t MessageCodec::value_schema_id() noexcept { return capnp::typeId<schema:
 
 void MessageCodec::encode(nb::handle object, EncodedMessage& encoded) const {
   if (carries_values()) {
-    // Larger values grow from the inline first segment into heap segments.
-    encoded.builder_.emplace(kj::arrayPtr(encoded.first_segment_, EncodedMessage::kFirstSegmentWords));
-    encode_value(object, *encoded.builder_);
+    encoded.value_.emplace();
+    encode_value(object, encoded.value_->builder());
     return;
   }
   auto message = as_pycapnp_message(object);

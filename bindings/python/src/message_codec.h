@@ -8,11 +8,12 @@
 #include <optional>
 #include <span>
 #include "bindings.h"
+#include "xproc/message.h"
 
 namespace xproc::python {
 
 // One encoded message, made with the GIL held and copied out without it. Lives on the
-// caller's stack: a small Value is built in the first segment inside it, so encoding one
+// caller's stack, and a small Value is built in the first segment inside it: encoding one
 // allocates nothing (a heap builder cost a malloc and a zeroed calloc per message).
 class EncodedMessage {
  public:
@@ -26,11 +27,9 @@ class EncodedMessage {
 
  private:
   friend class MessageCodec;
-  static constexpr size_t kFirstSegmentWords = 64;
-  capnp::word first_segment_[kFirstSegmentWords]{};      // zeroed, as the builder requires
   // mutable: capnp's getSegmentsForOutput() is not const, though it changes nothing.
-  mutable std::optional<capnp::MallocMessageBuilder> builder_;  // a Value, or else ...
-  nb::bytes raw_;                                        // ... a pycapnp message's bytes
+  mutable std::optional<detail::InlineMessageBuilder> value_;  // a Value, or else ...
+  nb::bytes raw_;                                              // ... a pycapnp message's bytes
 };
 
 class MessageCodec {
