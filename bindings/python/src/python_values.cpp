@@ -274,16 +274,16 @@ nb::object decode_value(std::span<const std::byte> message) {
 }
 
 Value to_value(nb::handle object) {
-  capnp::MallocMessageBuilder builder(64);
-  encode_value(object, builder);
-  return Value::from_capnp(builder.getRoot<schema::Value>().asReader());
+  detail::InlineMessageBuilder message;
+  encode_value(object, message.builder());
+  return Value::from_capnp(message.builder().getRoot<schema::Value>().asReader());
 }
 
 nb::object from_value(const Value& value, bool as_key) {
-  capnp::MallocMessageBuilder builder(64);
-  value.to_capnp(builder.initRoot<schema::Value>());
+  detail::InlineMessageBuilder message;
+  value.to_capnp(message.builder().initRoot<schema::Value>());
   try {
-    return read(builder.getRoot<schema::Value>().asReader(), as_key, 0);
+    return read(message.builder().getRoot<schema::Value>().asReader(), as_key, 0);
   } catch (const kj::Exception& e) {
     throw DecodeError(std::string("invalid Value: ") + e.getDescription().cStr());
   }
@@ -350,8 +350,8 @@ void register_values(nb::module_& m) {
   m.def(
       "encode",
       [](AnyObject object) {
-        capnp::MallocMessageBuilder builder(64);
-        auto words = capnp::messageToFlatArray(encode_value(object, builder));
+        detail::InlineMessageBuilder message;
+        auto words = capnp::messageToFlatArray(encode_value(object, message.builder()));
         return nb::bytes(reinterpret_cast<const char*>(words.begin()), words.size() * sizeof(capnp::word));
       },
       nb::arg("object").none(), "The Value message for `object` (its standard flat serialization).");
