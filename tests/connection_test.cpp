@@ -343,6 +343,20 @@ TEST(ConnectionTest, GarbagePayloadGivesDecodeErrorAndConnectionStaysUsable) {
   EXPECT_EQ(typed.recv().repr(), "[1, 'two']");
 }
 
+TEST(ConnectionTest, ValueConnectionCarriesValuesLargerThanTheInlineFirstSegment) {
+  auto [a, b] = xproc::Pipe<Value>();
+  Value::List items;
+  for (int i = 0; i < 20000; ++i) items.push_back(Value::list({i, std::string(40, 'y')}));
+  const Value big(std::move(items));
+  std::thread sender([&a = a, &big] {
+    a.send(big);
+    a.send(Value("small after it"));
+  });
+  EXPECT_EQ(b.recv(), big);
+  EXPECT_EQ(b.recv().repr(), "'small after it'");
+  sender.join();
+}
+
 TEST(ConnectionTest, TypedConnectionCarriesCapnpMessages) {
   auto [a, b] = xproc::Pipe<xproc::schema::Value>();
   capnp::MallocMessageBuilder builder;

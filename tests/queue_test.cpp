@@ -193,6 +193,19 @@ TEST(QueueTest, ValueQueueCarriesPythonLikeValues) {
   EXPECT_THROW(q.get_nowait(), xproc::Empty);
 }
 
+// Small values are encoded in a first segment on the stack; a large one spills into heap
+// segments and must arrive whole all the same (several segments in the flat message).
+TEST(QueueTest, ValueQueueCarriesValuesLargerThanTheInlineFirstSegment) {
+  Queue<Value> q(QueueOptions{.capacity_bytes = 8u << 20});
+  Value::List items;
+  for (int i = 0; i < 5000; ++i) items.push_back(Value::map({{"i", i}, {"s", std::string(40, 'x')}}));
+  const Value big(std::move(items));
+  q.put(big);
+  q.put("small after it");
+  EXPECT_EQ(q.get(), big);
+  EXPECT_EQ(q.get().repr(), "'small after it'");
+}
+
 TEST(QueueTest, ValueQueuePutNowaitOnFullThrowsFull) {
   Queue<Value> q(1);
   q.put("only");
