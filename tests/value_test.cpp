@@ -4,11 +4,15 @@
 
 #include <capnp/message.h>
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
 #include <limits>
 #include <random>
+
+#include "xproc/process.h"
 
 namespace {
 
@@ -295,6 +299,38 @@ TEST(ValueTest, HugeClaimedListSizeThrowsDecodeErrorWithoutAllocating) {
       (uint64_t{0x1fffffff} << 35) | (7ull << 32) | 1,  // composite list, huge word count
       0, 0};
   EXPECT_THROW(Value::decode(std::as_bytes(std::span(words))), xproc::DecodeError);
+}
+
+// A map whose entries are zero-sized structs: four words on the wire claiming 4 million
+// entries. It decodes to {None: None}, and must not make room for the 4 million first:
+// run under an address-space limit well below what that would take (~400 MB).
+TEST(ValueTest, MapClaimingMillionsOfEmptyEntriesDecodesWithoutReservingForThem) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "sanitizers reserve terabytes of address space, so RLIMIT_AS cannot bound this run";
+#else
+  constexpr uint64_t kClaimed = 4'000'000;
+  const uint64_t words[5] = {
+      uint64_t{4} << 32,                          // one segment of 4 words
+      (uint64_t{1} << 48) | (uint64_t{1} << 32),  // root: struct, 1 data word, 1 pointer
+      7,                                          // discriminant MAP (7)
+      (7ull << 32) | 1,                           // composite list holding 0 words
+      kClaimed << 2};                             // its tag: kClaimed structs of 0 words
+  xproc::Process child([&words] {
+    long pages = 0;
+    if (FILE* statm = std::fopen("/proc/self/statm", "r")) {
+      if (std::fscanf(statm, "%ld", &pages) != 1) pages = 0;
+      std::fclose(statm);
+    }
+    const rlim_t limit = static_cast<rlim_t>(pages) * sysconf(_SC_PAGESIZE) + (rlim_t{128} << 20);
+    const rlimit bound{limit, limit};
+    if (pages == 0 || setrlimit(RLIMIT_AS, &bound) != 0) throw xproc::SystemExit{3};
+    const Value decoded = Value::decode(std::as_bytes(std::span(words)));
+    if (decoded.repr() != "{None: None}") throw xproc::SystemExit{4};
+  });
+  child.start();
+  child.join();
+  EXPECT_EQ(child.exitcode(), 0) << "1: bad_alloc (room made for the claimed entries); 3: no limit; 4: wrong value";
+#endif
 }
 
 TEST(ValueTest, UnknownUnionMemberThrowsDecodeError) {

@@ -4,6 +4,7 @@
 #include <capnp/serialize.h>
 #include <kj/exception.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 
@@ -11,6 +12,14 @@
 
 namespace xproc {
 namespace {
+
+// Room to make ahead for a list or map of `claimed` elements. Not the claim itself: a
+// list of zero-sized structs costs its sender nothing, and Cap'n Proto admits up to the
+// traversal limit of them (millions); larger containers grow as their elements decode.
+size_t reservation(size_t claimed) {
+  constexpr size_t kLargestReservation = 1024;
+  return std::min(claimed, kLargestReservation);
+}
 
 Value from_reader(schema::Value::Reader reader, int depth_left) {
   if (depth_left <= 0) throw DecodeError("Value nested deeper than the decode limit");
@@ -30,14 +39,14 @@ Value from_reader(schema::Value::Reader reader, int depth_left) {
     case schema::Value::LIST: {
       Value::List items;
       auto list = reader.getList();
-      items.reserve(list.size());
+      items.reserve(reservation(list.size()));
       for (auto item : list) items.push_back(from_reader(item, depth_left - 1));
       return Value(std::move(items));
     }
     case schema::Value::MAP: {
       ValueMap map;
       auto entries = reader.getMap();
-      map.reserve(entries.size());
+      map.reserve(reservation(entries.size()));
       // Duplicate keys: the last value wins, at the first key's position (as a Python
       // dict display {k: 1, k: 2} does).
       for (auto entry : entries) {
