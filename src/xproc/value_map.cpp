@@ -92,9 +92,16 @@ bool ValueMap::set(Value key, Value value) {
 }
 
 std::optional<Value> ValueMap::erase(const Value& key) {
-  const auto position = position_of(key);
-  if (!position) return std::nullopt;
-  if (index_) index_->positions.erase(slots_[*position]->first);
+  std::optional<size_t> position;
+  if (index_) {  // one lookup: the entry found is the one removed
+    auto it = index_->positions.find(key);
+    if (it == index_->positions.end()) return std::nullopt;
+    position = it->second;
+    index_->positions.erase(it);
+  } else {
+    position = position_of(key);
+    if (!position) return std::nullopt;
+  }
   Value value = std::move(slots_[*position]->second);
   slots_[*position].reset();
   --live_;
