@@ -8,9 +8,12 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <limits>
 #include <random>
+#include <vector>
 
 #include "xproc/process.h"
 
@@ -258,6 +261,21 @@ TEST(ValueTest, TypedStructRoundTripsAndPrints) {
       back.as_struct().message->asPtr()));
   EXPECT_STREQ(inner->getText().cStr(), "inner");
   EXPECT_EQ(typed.repr().rfind("<struct 0x", 0), 0u) << typed.repr();
+}
+
+// Decoding reads 8-byte aligned bytes in place and copies the others first: both give the
+// same Value, and a length that is not whole words is refused either way.
+TEST(ValueTest, DecodesMisalignedBytesAsAlignedOnes) {
+  const Value original = Value::map({{"id", 7}, {"name", "Process-1"}, {"x", 0.25}});
+  const auto words = original.encode();
+  const size_t size = words.size() * sizeof(capnp::word);
+  std::vector<std::byte> shifted(size + 1);
+  std::memcpy(shifted.data() + 1, words.begin(), size);
+  const std::span<const std::byte> misaligned(shifted.data() + 1, size);
+  ASSERT_NE(reinterpret_cast<uintptr_t>(misaligned.data()) % 8, 0u);
+  EXPECT_EQ(Value::decode(misaligned), original);
+  EXPECT_THROW(Value::decode(misaligned.first(size - 1)), xproc::DecodeError);
+  EXPECT_THROW(Value::decode(as_bytes(words).first(size - 1)), xproc::DecodeError);
 }
 
 TEST(ValueTest, LargeMapRoundTrips) {

@@ -102,6 +102,15 @@ void write_flat(kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments, st
   }
 }
 
+kj::ArrayPtr<const capnp::word> as_words(std::span<const std::byte> bytes, kj::Array<capnp::word>& copy) {
+  if (reinterpret_cast<uintptr_t>(bytes.data()) % alignof(capnp::word) != 0) {
+    copy = copy_to_words(bytes);
+    return copy;
+  }
+  require_whole_words(bytes.size());
+  return kj::arrayPtr(reinterpret_cast<const capnp::word*>(bytes.data()), bytes.size() / sizeof(capnp::word));
+}
+
 kj::Array<capnp::word> copy_to_words(std::span<const std::byte> bytes) {
   require_whole_words(bytes.size());
   auto words = kj::heapArray<capnp::word>(bytes.size() / sizeof(capnp::word));

@@ -94,6 +94,10 @@ typename T::Reader root_of(capnp::MessageReader& reader) {
 // whole number of words (no Cap'n Proto message can have that length).
 kj::Array<capnp::word> copy_to_words(std::span<const std::byte> bytes);
 
+// `bytes` as words: in place when they are 8-byte aligned (a queue's ring, a received
+// buffer), else copied into `copy`. DecodeError unless a whole number of words.
+kj::ArrayPtr<const capnp::word> as_words(std::span<const std::byte> bytes, kj::Array<capnp::word>& copy);
+
 // An owned flat message and the reader over it, in one heap block: decoding a message
 // costs one allocation, and the reader never moves (the readers it hands out point into
 // it). The segment table is checked on creation; the traversal is the caller's (typed).

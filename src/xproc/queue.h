@@ -104,8 +104,8 @@ class Queue : public QueueBase {
   bool get_view(F&& f, bool block = true, Timeout timeout = {}) {
     return bytes_.get_in_place(
         [&](std::span<const std::byte> bytes) {
-          if (bytes.size() % 8 != 0) throw DecodeError("message is not a whole number of words");
-          auto words = kj::arrayPtr(reinterpret_cast<const capnp::word*>(bytes.data()), bytes.size() / 8);
+          kj::Array<capnp::word> copy;  // stays empty: the ring is 8-byte aligned
+          const auto words = detail::as_words(bytes, copy);
           detail::check_segment_table(words);
           std::optional<capnp::FlatArrayMessageReader> reader;
           detail::open_reader(reader, words, DecodeLimits{});

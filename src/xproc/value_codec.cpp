@@ -5,7 +5,6 @@
 #include <kj/exception.h>
 
 #include <algorithm>
-#include <cstdint>
 #include <optional>
 
 #include "xproc/value.h"
@@ -128,14 +127,10 @@ kj::Array<capnp::word> Value::encode() const {
 }
 
 Value Value::decode(std::span<const std::byte> bytes, const DecodeLimits& limits) {
-  if (reinterpret_cast<uintptr_t>(bytes.data()) % alignof(capnp::word) != 0) {
-    const auto words = detail::copy_to_words(bytes);
-    return decode({reinterpret_cast<const std::byte*>(words.begin()), words.size() * sizeof(capnp::word)}, limits);
-  }
   // Read in place: the Value built is the owned copy. No separate validating traversal
   // either: building it visits every pointer, under the same reader limits.
-  detail::require_whole_words(bytes.size());
-  const auto words = kj::arrayPtr(reinterpret_cast<const capnp::word*>(bytes.data()), bytes.size() / sizeof(capnp::word));
+  kj::Array<capnp::word> copy;
+  const auto words = detail::as_words(bytes, copy);
   detail::check_segment_table(words);
   std::optional<capnp::FlatArrayMessageReader> reader;
   detail::open_reader(reader, words, limits);

@@ -50,7 +50,8 @@ nb::object MessageCodec::decode(std::span<const std::byte> message) const {
   if (carries_values()) return decode_value(message);
   // Checked here, as C++'s Queue<T> checks it, so a malformed message is a DecodeError
   // at get() rather than an error from pycapnp at some later field access.
-  auto words = detail::copy_to_words(message);
+  kj::Array<capnp::word> copy;
+  const auto words = detail::as_words(message, copy);
   detail::check_segment_table(words);
   std::optional<capnp::FlatArrayMessageReader> reader;
   detail::open_reader(reader, words, DecodeLimits{});

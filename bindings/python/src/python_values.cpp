@@ -96,10 +96,6 @@ void remember_struct(nb::handle schema) {
   known_structs()[id] = module_type(schema, display_name);
 }
 
-kj::Array<capnp::word> aligned_copy(std::span<const std::byte> bytes) {
-  return detail::copy_to_words(bytes);  // DecodeError when not a whole number of words
-}
-
 [[noreturn]] void unsupported(nb::handle object) {
   throw nb::type_error(("xproc cannot send an object of type '" +
                         std::string(Py_TYPE(object.ptr())->tp_name) +
@@ -121,8 +117,9 @@ void write_struct(PyObject* object, bool is_builder, schema::Value::Builder buil
   remember_struct(schema);
   nb::object source = is_builder ? nb::borrow(handle) : handle.attr("as_builder")();
   nb::bytes bytes = nb::bytes(source.attr("to_bytes")());
-  auto words = aligned_copy({reinterpret_cast<const std::byte*>(bytes.c_str()), bytes.size()});
-  capnp::FlatArrayMessageReader reader(words);
+  kj::Array<capnp::word> copy;
+  capnp::FlatArrayMessageReader reader(
+      detail::as_words({reinterpret_cast<const std::byte*>(bytes.c_str()), bytes.size()}, copy));
   auto out = builder.initStruct();
   out.setSchemaId(nb::cast<uint64_t>(schema.attr("node").attr("id")));
   out.getValue().setAs<capnp::AnyStruct>(reader.getRoot<capnp::AnyStruct>());
@@ -256,13 +253,7 @@ capnp::MallocMessageBuilder& encode_value(nb::handle object, capnp::MallocMessag
 
 nb::object decode_value(std::span<const std::byte> message) {
   kj::Array<capnp::word> copy;
-  kj::ArrayPtr<const capnp::word> words;
-  if (reinterpret_cast<uintptr_t>(message.data()) % alignof(capnp::word) == 0 && message.size() % 8 == 0) {
-    words = kj::arrayPtr(reinterpret_cast<const capnp::word*>(message.data()), message.size() / 8);
-  } else {
-    copy = aligned_copy(message);
-    words = copy;
-  }
+  const auto words = detail::as_words(message, copy);
   detail::check_segment_table(words);
   std::optional<capnp::FlatArrayMessageReader> reader;
   detail::open_reader(reader, words, DecodeLimits{});
