@@ -14,6 +14,7 @@
 #include "xproc/listener.h"
 #include "xproc/rpc/buffered_stream.h"
 #include "xproc/rpc/manager_service.h"
+#include "xproc/rpc/socket_stream.h"
 #include "xproc/rpc/thread_loop.h"
 
 namespace xproc {
@@ -128,7 +129,8 @@ void ManagerServer::serve_forever() {
   // Accepts forever; a failed accept (out of descriptors) is retried after a pause.
   kj::Function<kj::Promise<void>()> accept_loop = [&]() -> kj::Promise<void> {
     return receiver->accept()
-        .then([&](kj::Own<kj::AsyncIoStream>&& stream) {
+        .then([&](kj::Own<kj::AsyncIoStream>&& accepted) {
+          auto stream = rpc::rewrap_socket(io.unixEventPort, kj::mv(accepted));
           const uint64_t id = next_session++;
           if (log) log("connection " + std::to_string(id) + " opened" + peer_of(*stream));
           auto connection = kj::heap<ServedConnection>(runtime, config, kj::mv(stream), id);

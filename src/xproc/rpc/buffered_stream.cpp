@@ -18,6 +18,7 @@ BufferedStream::BufferedStream(kj::Own<kj::AsyncIoStream> inner)
 
 size_t BufferedStream::take(kj::byte* out, size_t max_bytes) {
   size_t n = std::min(max_bytes, end_ - begin_);
+  if (n == 0) return 0;  // `out` may be null for an empty read
   std::memcpy(out, buffer_.begin() + begin_, n);
   begin_ += n;
   if (begin_ == end_) begin_ = end_ = 0;

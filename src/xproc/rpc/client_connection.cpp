@@ -9,6 +9,7 @@
 #include "xproc/errors.h"
 #include "xproc/listener.h"
 #include "xproc/rpc/buffered_stream.h"
+#include "xproc/rpc/socket_stream.h"
 
 namespace xproc::rpc {
 namespace {
@@ -53,8 +54,7 @@ using ConnectionTable = std::map<uint64_t, std::unique_ptr<ClientConnection>>;
 ClientConnection::ClientConnection(ThreadLoop& loop, const Endpoint& endpoint)
     : loop_(loop),
       fd_(connect_socket(endpoint.address)),
-      stream_(kj::heap<BufferedStream>(
-          loop.io().lowLevelProvider->wrapSocketFd(fd_, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP))),
+      stream_(kj::heap<BufferedStream>(wrap_socket(loop.io().unixEventPort, fd_))),
       network_(*stream_, capnp::rpc::twoparty::Side::CLIENT, client_reader_options()),
       system_(capnp::makeRpcClient(network_)),
       manager_(nullptr) {
