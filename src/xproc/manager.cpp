@@ -351,7 +351,7 @@ void Manager::publish_user(std::string_view name, capnp::Capability::Client obje
     request.setObject(kj::mv(object));
     request.setInterfaceId(interface_id);
     return request.send();
-  });
+  }, rpc::Transport::kEventLoop);  // the server calls the object back through this connection
 }
 
 std::vector<std::string> Manager::names() {
@@ -369,7 +369,9 @@ void Manager::unregister(std::string_view name) {
   });
 }
 
-schema::Manager::Client Manager::client() { return rpc::connection_for(*endpoint_).manager(); }
+schema::Manager::Client Manager::client() {
+  return rpc::connection_for(*endpoint_, rpc::Transport::kEventLoop).manager();
+}
 
 kj::WaitScope& Manager::wait_scope() { return rpc::thread_loop().wait_scope(); }
 

@@ -51,7 +51,9 @@ std::string Proxy::repr() const {
   return reply.getText().cStr();
 }
 
-capnp::Capability::Client Proxy::capability() const { return rpc::connection_for(*ref_->endpoint).object(ref_); }
+capnp::Capability::Client Proxy::capability() const {
+  return rpc::connection_for(*ref_->endpoint, rpc::Transport::kEventLoop).object(ref_);
+}
 
 // ---- DictProxy ---------------------------------------------------------------------
 

@@ -9,6 +9,7 @@
 #include "xproc/errors.h"
 #include "xproc/listener.h"
 #include "xproc/rpc/buffered_stream.h"
+#include "xproc/rpc/direct_session.h"
 #include "xproc/rpc/socket_stream.h"
 
 namespace xproc::rpc {
@@ -47,27 +48,83 @@ schema::Manager::Client log_in(capnp::Capability::Client bootstrap, const Endpoi
   return login.send().wait(scope).getManager();
 }
 
-using ConnectionTable = std::map<uint64_t, std::unique_ptr<ClientConnection>>;
+// This thread's connections by endpoint serial, one table per transport.
+struct DirectConnections : std::map<uint64_t, std::unique_ptr<ClientConnection>> {};
+struct EventLoopConnections : std::map<uint64_t, std::unique_ptr<ClientConnection>> {};
+
+template <typename Table>
+void forget_in(ThreadLoop& loop, const ObjectRef* ref) {
+  auto* table = loop.find_slot<Table>();
+  if (table == nullptr) return;
+  auto it = table->find(ref->endpoint->serial);
+  if (it != table->end()) it->second->forget(ref);
+}
+
+template <typename Table>
+ClientConnection& find_or_connect(ThreadLoop& loop, const Endpoint& endpoint, Transport transport) {
+  auto& table = loop.slot<Table>();
+  auto& connection = table[endpoint.serial];
+  if (!connection) {
+    try {
+      connection = std::make_unique<ClientConnection>(loop, endpoint, transport);
+    } catch (...) {
+      table.erase(endpoint.serial);
+      throw;
+    }
+  }
+  return *connection;
+}
 
 }  // namespace
 
-ClientConnection::ClientConnection(ThreadLoop& loop, const Endpoint& endpoint)
-    : loop_(loop),
-      fd_(connect_socket(endpoint.address)),
-      stream_(kj::heap<BufferedStream>(wrap_socket(loop.io().unixEventPort, fd_))),
-      network_(*stream_, capnp::rpc::twoparty::Side::CLIENT, client_reader_options()),
-      system_(capnp::makeRpcClient(network_)),
-      manager_(nullptr) {
+// kj's RPC over the socket, for the event-loop transport.
+struct ClientConnection::EventLoopRpc {
+  EventLoopRpc(ThreadLoop& loop, int fd)
+      : stream(kj::heap<BufferedStream>(wrap_socket(loop.io().unixEventPort, fd))),
+        network(*stream, capnp::rpc::twoparty::Side::CLIENT, client_reader_options()),
+        system(capnp::makeRpcClient(network)) {}
+  kj::Own<kj::AsyncIoStream> stream;
+  capnp::TwoPartyVatNetwork network;
+  capnp::RpcSystem<capnp::rpc::twoparty::VatId> system;
+};
+
+ClientConnection::ClientConnection(ThreadLoop& loop, const Endpoint& endpoint, Transport transport)
+    : loop_(loop), fd_(connect_socket(endpoint.address)), manager_(nullptr) {
   loop_.own_fd(fd_);
   try {
-    manager_ = log_in(server_bootstrap(system_), endpoint, loop.wait_scope());
+    capnp::Capability::Client bootstrap(nullptr);
+    if (transport == Transport::kDirect) {
+      direct_ = std::make_shared<DirectSession>(fd_, client_reader_options(), endpoint.spin);
+      bootstrap = direct_->bootstrap();
+    } else {
+      event_loop_ = std::make_unique<EventLoopRpc>(loop, fd_);
+      bootstrap = server_bootstrap(event_loop_->system);
+    }
+    manager_ = log_in(kj::mv(bootstrap), endpoint, loop.wait_scope());
   } catch (const kj::Exception& e) {
-    loop_.disown_fd(fd_);
+    release_transport();
     rethrow_local(e);
+  } catch (...) {
+    release_transport();
+    throw;
   }
 }
 
-ClientConnection::~ClientConnection() { loop_.disown_fd(fd_); }
+ClientConnection::~ClientConnection() {
+  cache_.clear();
+  manager_ = nullptr;
+  release_transport();
+}
+
+void ClientConnection::release_transport() noexcept {
+  loop_.disown_fd(fd_);
+  // Whichever transport was made owns the socket and closes it.
+  if (direct_) {
+    direct_->close();  // capabilities someone still holds fail from now on
+    direct_.reset();
+  }
+  event_loop_.reset();
+}
 
 capnp::Capability::Client ClientConnection::object(const std::shared_ptr<const ObjectRef>& ref) {
   auto it = cache_.find(ref.get());
@@ -97,27 +154,20 @@ void ClientConnection::sweep() {
 ObjectRef::~ObjectRef() {
   ThreadLoop* loop = existing_thread_loop();  // none in a child that never called
   if (loop == nullptr || !endpoint) return;
-  auto* table = loop->find_slot<ConnectionTable>();
-  if (table == nullptr) return;
-  auto it = table->find(endpoint->serial);
-  if (it != table->end()) it->second->forget(this);
+  forget_in<DirectConnections>(*loop, this);
+  forget_in<EventLoopConnections>(*loop, this);
 }
 
-ClientConnection& connection_for(const Endpoint& endpoint) {
+ClientConnection& connection_for(const Endpoint& endpoint, Transport transport) {
   auto& loop = thread_loop();
-  auto& table = loop.slot<ConnectionTable>();
-  auto& connection = table[endpoint.serial];
-  if (!connection) {
-    try {
-      connection = std::make_unique<ClientConnection>(loop, endpoint);
-    } catch (...) {
-      table.erase(endpoint.serial);
-      throw;
-    }
-  }
-  return *connection;
+  if (transport == Transport::kDirect) return find_or_connect<DirectConnections>(loop, endpoint, transport);
+  return find_or_connect<EventLoopConnections>(loop, endpoint, transport);
 }
 
-void drop_connection(const Endpoint& endpoint) { thread_loop().slot<ConnectionTable>().erase(endpoint.serial); }
+void drop_connection(const Endpoint& endpoint) {
+  auto& loop = thread_loop();
+  loop.slot<DirectConnections>().erase(endpoint.serial);
+  loop.slot<EventLoopConnections>().erase(endpoint.serial);
+}
 
 }  // namespace xproc::rpc

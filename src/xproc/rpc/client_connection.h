@@ -1,9 +1,16 @@
-// The client side of the Manager: one connection per (thread, manager), made on first use
+// The client side of the Manager: connections per (thread, manager), made on first use
 // in that thread and process, logged in through the Gate; and the call helper proxies use.
 //
-// Why per thread: a kj event loop belongs to one thread, and a call blocks its caller, so
-// each thread talks over its own connection (as Python's proxies do). A forked child
+// Why per thread: a call blocks its caller, and a kj event loop belongs to one thread, so
+// each thread talks over its own connections (as Python's proxies do). A forked child
 // inherits none of them: thread_loop() gives it a fresh loop and it reconnects.
+//
+// Two transports. The blocking proxy calls use a DirectSession (direct_session.h): the
+// same protocol without kj's RPC machinery, several microseconds cheaper per call. What
+// needs the event loop — the promise API (Proxy::client()), capabilities the caller
+// serves itself (Manager::publish) — uses kj's RpcSystem on a second connection, made
+// only when first needed. They are two sessions to the server: a lock taken through one
+// is held by that connection.
 #pragma once
 
 #include <chrono>
@@ -41,11 +48,18 @@ struct ObjectRef {
   uint64_t interface_id = 0;
 };
 
+enum class Transport {
+  kDirect,     // blocking calls, no event loop
+  kEventLoop,  // kj's RpcSystem: promises, pipelining, serving capabilities
+};
+
+class DirectSession;
+
 class ClientConnection {
  public:
   // Connects and logs in, blocking. ConnectionError when nobody listens;
   // AuthenticationError for a wrong authkey.
-  ClientConnection(ThreadLoop& loop, const Endpoint& endpoint);
+  ClientConnection(ThreadLoop& loop, const Endpoint& endpoint, Transport transport);
   ~ClientConnection();
   KJ_DISALLOW_COPY(ClientConnection);
 
@@ -64,21 +78,22 @@ class ClientConnection {
     std::weak_ptr<const ObjectRef> ref;
     capnp::Capability::Client capability;
   };
+  struct EventLoopRpc;
+  void release_transport() noexcept;  // closes the socket, whichever transport has it
   void sweep();  // forgets capabilities whose proxies are all gone, so the server can free them
 
   ThreadLoop& loop_;
   int fd_;
-  kj::Own<kj::AsyncIoStream> stream_;
-  capnp::TwoPartyVatNetwork network_;
-  capnp::RpcSystem<capnp::rpc::twoparty::VatId> system_;
+  std::shared_ptr<DirectSession> direct_;     // kDirect
+  std::unique_ptr<EventLoopRpc> event_loop_;  // kEventLoop
   schema::Manager::Client manager_;
   std::unordered_map<const ObjectRef*, Cached> cache_;
   size_t sweep_at_ = 64;
 };
 
-// This thread's connection to `endpoint`, connecting if there is none.
-ClientConnection& connection_for(const Endpoint& endpoint);
-// Forgets this thread's connection to `endpoint` (after it broke): the next call
+// This thread's connection to `endpoint` over `transport`, connecting if there is none.
+ClientConnection& connection_for(const Endpoint& endpoint, Transport transport = Transport::kDirect);
+// Forgets this thread's connections to `endpoint` (after one broke): the next call
 // reconnects.
 void drop_connection(const Endpoint& endpoint);
 
@@ -94,10 +109,12 @@ capnp::Response<Results> wait_reply(capnp::RemotePromise<Results>&& reply, kj::W
 // xproc errors; a dropped connection becomes ConnectionError (and the next call
 // reconnects).
 template <typename Send>
-auto call_manager(const Endpoint& endpoint, Send&& send) {
+auto call_manager(const Endpoint& endpoint, Send&& send, Transport transport = Transport::kDirect) {
   auto& loop = thread_loop();
   try {
-    auto& connection = connection_for(endpoint);
+    auto& connection = connection_for(endpoint, transport);
+    // A direct call has waited for its reply inside send(): its promise is fulfilled.
+    if (transport == Transport::kDirect) return send(connection).wait(loop.wait_scope());
     return wait_reply(send(connection), loop.wait_scope(), endpoint.spin);
   } catch (const kj::Exception& e) {
     if (e.getType() == kj::Exception::Type::DISCONNECTED) drop_connection(endpoint);
