@@ -414,7 +414,13 @@ kj::Own<DirectSession::Incoming> DirectSession::read_message() {
           std::memcpy(frame.begin(), bytes + begin_, frame_bytes);
           begin_ += frame_bytes;
           if (begin_ == end_) begin_ = end_ = 0;
-          return kj::refcounted<Incoming>(kj::mv(frame), options_);
+          auto incoming = kj::refcounted<Incoming>(kj::mv(frame), options_);
+          try {
+            (void)incoming->root().which();  // the root must at least be a message
+          } catch (const kj::Exception& e) {
+            fail(kj::Exception::Type::DISCONNECTED, kj::str("a malformed message from the manager: ", e.getDescription()));
+          }
+          return incoming;
         }
         if (frame_bytes > buffer_.size() * sizeof(capnp::word)) {
           // Make room for the whole frame (it was checked against the limit above).
