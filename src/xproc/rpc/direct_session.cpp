@@ -194,6 +194,9 @@ void DirectSession::flush() {
     ssize_t n = ::send(fd_, outgoing_.data() + sent, outgoing_.size() - sent, MSG_NOSIGNAL);
     if (n >= 0) {
       sent += static_cast<size_t>(n);
+    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      pollfd room{fd_, POLLOUT, 0};  // a non-blocking socket that is full
+      ::poll(&room, 1, -1);
     } else if (errno != EINTR) {
       outgoing_.clear();
       fail(kj::Exception::Type::DISCONNECTED, kj::str("sending to the manager: ", strerror(errno)));
