@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 
 #include <capnp/serialize.h>
 
@@ -390,77 +391,70 @@ void DirectSession::handle_unsolicited(Incoming& incoming) {
   }
 }
 
+std::optional<size_t> DirectSession::buffered_frame_bytes() {
+  const auto* bytes = reinterpret_cast<const kj::byte*>(buffer_.data()) + begin_;
+  const size_t available = end_ - begin_;
+  if (available < 8) return std::nullopt;
+  uint32_t count;
+  std::memcpy(&count, bytes, 4);
+  const uint64_t segments = uint64_t{count} + 1;
+  if (segments > kMaxSegments) fail(kj::Exception::Type::DISCONNECTED, "a message from the manager has too many segments");
+  const size_t table_bytes = ((4 + 4 * segments) + 7) & ~size_t{7};
+  if (available < table_bytes) return std::nullopt;
+  uint64_t words = 0;
+  for (uint64_t i = 0; i < segments; ++i) {
+    uint32_t size;
+    std::memcpy(&size, bytes + 4 + 4 * i, 4);
+    words += size;
+  }
+  if (words > options_.traversalLimitInWords) {
+    fail(kj::Exception::Type::DISCONNECTED, "a message from the manager is larger than the reader allows");
+  }
+  return table_bytes + words * sizeof(capnp::word);
+}
+
 kj::Own<DirectSession::Incoming> DirectSession::read_message() {
   if (broken_ || fd_ < 0) fail(kj::Exception::Type::DISCONNECTED, "the manager connection is closed");
   auto* bytes = reinterpret_cast<kj::byte*>(buffer_.data());
-  for (;;) {
-    const size_t available = end_ - begin_;
-    if (available >= 8) {
-      uint32_t header[2];
-      std::memcpy(header, bytes + begin_, 8);
-      const uint64_t segments = uint64_t{header[0]} + 1;
-      if (segments > kMaxSegments) fail(kj::Exception::Type::DISCONNECTED, "a message from the manager has too many segments");
-      const size_t table_bytes = ((4 + 4 * segments) + 7) & ~size_t{7};
-      if (available >= table_bytes) {
-        uint64_t words = 0;
-        for (uint64_t i = 0; i < segments; ++i) {
-          uint32_t size;
-          std::memcpy(&size, bytes + begin_ + 4 + 4 * i, 4);
-          words += size;
-        }
-        if (words > options_.traversalLimitInWords) {
-          fail(kj::Exception::Type::DISCONNECTED, "a message from the manager is larger than the reader allows");
-        }
-        const size_t frame_bytes = table_bytes + words * sizeof(capnp::word);
-        if (available >= frame_bytes) {
-          auto frame = kj::heapArray<capnp::word>(frame_bytes / sizeof(capnp::word));
-          std::memcpy(frame.begin(), bytes + begin_, frame_bytes);
-          begin_ += frame_bytes;
-          if (begin_ == end_) begin_ = end_ = 0;
-          auto incoming = kj::refcounted<Incoming>(kj::mv(frame), options_);
-          try {
-            (void)incoming->root().which();  // the root must at least be a message
-          } catch (const kj::Exception& e) {
-            fail(kj::Exception::Type::DISCONNECTED, kj::str("a malformed message from the manager: ", e.getDescription()));
-          }
-          return incoming;
-        }
-        if (frame_bytes > buffer_.size() * sizeof(capnp::word)) {
-          // Make room for the whole frame (it was checked against the limit above).
-          std::vector<capnp::word> bigger(frame_bytes / sizeof(capnp::word) + 1024);
-          std::memcpy(bigger.data(), bytes + begin_, available);
-          buffer_.swap(bigger);
-          bytes = reinterpret_cast<kj::byte*>(buffer_.data());
-          begin_ = 0;
-          end_ = available;
-        }
-      }
-    }
-    if (begin_ > 0 && end_ == buffer_.size() * sizeof(capnp::word)) {
-      std::memmove(bytes, bytes + begin_, end_ - begin_);  // frames are whole words: stays aligned
+  const size_t capacity = buffer_.size() * sizeof(capnp::word);
+  std::optional<size_t> frame_bytes;
+  while (!(frame_bytes = buffered_frame_bytes())) {
+    if (begin_ > 0) {  // make room at the end; frames are whole words, so this stays aligned
+      std::memmove(bytes, bytes + begin_, end_ - begin_);
       end_ -= begin_;
       begin_ = 0;
     }
-    if (!fill_buffer()) {
-      wait_readable();
-      fill_buffer();
-    }
+    end_ += receive(bytes + end_, capacity - end_);
   }
+  // The frame gets words of its own (a Response may keep them); what the buffer does not
+  // hold yet of a large one is read straight into them.
+  auto frame = kj::heapArray<capnp::word>(*frame_bytes / sizeof(capnp::word));
+  auto* out = reinterpret_cast<kj::byte*>(frame.begin());
+  size_t have = std::min(*frame_bytes, end_ - begin_);
+  std::memcpy(out, bytes + begin_, have);
+  begin_ += have;
+  if (begin_ == end_) begin_ = end_ = 0;
+  while (have < *frame_bytes) have += receive(out + have, *frame_bytes - have);
+
+  auto incoming = kj::refcounted<Incoming>(kj::mv(frame), options_);
+  try {
+    (void)incoming->root().which();  // the root must at least be a message
+  } catch (const kj::Exception& e) {
+    fail(kj::Exception::Type::DISCONNECTED, kj::str("a malformed message from the manager: ", e.getDescription()));
+  }
+  return incoming;
 }
 
-bool DirectSession::fill_buffer() {
-  auto* bytes = reinterpret_cast<kj::byte*>(buffer_.data());
-  const size_t capacity = buffer_.size() * sizeof(capnp::word);
+size_t DirectSession::receive(kj::byte* out, size_t size) {
   for (;;) {
-    ssize_t n = ::recv(fd_, bytes + end_, capacity - end_, MSG_DONTWAIT);
-    if (n > 0) {
-      end_ += static_cast<size_t>(n);
-      return true;
-    }
+    ssize_t n = ::recv(fd_, out, size, MSG_DONTWAIT);
+    if (n > 0) return static_cast<size_t>(n);
     if (n == 0) fail(kj::Exception::Type::DISCONNECTED, "the manager closed the connection");
-    if (errno == EINTR) continue;
-    if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
-    fail(kj::Exception::Type::DISCONNECTED, kj::str("reading from the manager: ", strerror(errno)));
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      wait_readable();
+    } else if (errno != EINTR) {
+      fail(kj::Exception::Type::DISCONNECTED, kj::str("reading from the manager: ", strerror(errno)));
+    }
   }
 }
 

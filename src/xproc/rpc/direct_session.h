@@ -23,6 +23,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -73,8 +74,12 @@ class DirectSession : public std::enable_shared_from_this<DirectSession> {
   // Reads messages until the Return for `question` arrives; returns it.
   kj::Own<Incoming> await_return(uint32_t question);
   kj::Own<Incoming> read_message();
+  // The size of the next frame once its segment table is buffered (checked against the
+  // limits); nothing before.
+  std::optional<size_t> buffered_frame_bytes();
+  // Reads at least one byte into `out`, waiting for the socket if need be.
+  size_t receive(kj::byte* out, size_t size);
   void wait_readable();
-  bool fill_buffer();  // false when nothing was waiting
   capnp::Response<capnp::AnyPointer> take_results(kj::Own<Incoming> incoming, uint32_t question);
   kj::Array<kj::Maybe<kj::Own<capnp::ClientHook>>> import_caps(capnp::List<capnp::rpc::CapDescriptor>::Reader table);
   kj::Own<capnp::ClientHook> import_cap(uint32_t id);
@@ -88,7 +93,7 @@ class DirectSession : public std::enable_shared_from_this<DirectSession> {
   bool broken_ = false;
 
   std::vector<kj::byte> outgoing_;   // Finish/Release owed, then the next call
-  std::vector<capnp::word> buffer_;  // bytes read from the socket, frames not yet taken
+  std::vector<capnp::word> buffer_;  // bytes read from the socket, frames not yet taken (64 KiB)
   size_t begin_ = 0;                 // in bytes
   size_t end_ = 0;
 
