@@ -12,9 +12,8 @@
 
 #include "xproc/errors.h"
 #include "xproc/listener.h"
-#include "xproc/rpc/buffered_stream.h"
 #include "xproc/rpc/manager_service.h"
-#include "xproc/rpc/socket_stream.h"
+#include "xproc/rpc/socket_message_stream.h"
 #include "xproc/rpc/thread_loop.h"
 
 namespace xproc {
@@ -37,14 +36,14 @@ capnp::ReaderOptions rpc_reader_options() {
 
 // One client connection: its RPC system, the Gate it bootstraps and its session.
 struct ServedConnection {
-  ServedConnection(rpc::Runtime& runtime, const rpc::ServiceConfig& config, kj::Own<kj::AsyncIoStream> stream_,
+  ServedConnection(rpc::Runtime& runtime, const rpc::ServiceConfig& config, kj::Own<capnp::MessageStream> stream_,
                    uint64_t session_id)
-      : stream(kj::heap<rpc::BufferedStream>(kj::mv(stream_))),
+      : stream(kj::mv(stream_)),
         network(*stream, capnp::rpc::twoparty::Side::SERVER, rpc_reader_options()),
         session(kj::refcounted<rpc::Session>(session_id)),
         system(capnp::makeRpcServer(network, rpc::make_gate(runtime, config, kj::addRef(*session)))) {}
 
-  kj::Own<kj::AsyncIoStream> stream;
+  kj::Own<capnp::MessageStream> stream;
   capnp::TwoPartyVatNetwork network;
   kj::Own<rpc::Session> session;
   capnp::RpcSystem<capnp::rpc::twoparty::VatId> system;
@@ -130,9 +129,9 @@ void ManagerServer::serve_forever() {
   kj::Function<kj::Promise<void>()> accept_loop = [&]() -> kj::Promise<void> {
     return receiver->accept()
         .then([&](kj::Own<kj::AsyncIoStream>&& accepted) {
-          auto stream = rpc::rewrap_socket(io.unixEventPort, kj::mv(accepted));
           const uint64_t id = next_session++;
-          if (log) log("connection " + std::to_string(id) + " opened" + peer_of(*stream));
+          if (log) log("connection " + std::to_string(id) + " opened" + peer_of(*accepted));
+          auto stream = rpc::socket_message_stream(io.unixEventPort, rpc::take_socket(kj::mv(accepted)));
           auto connection = kj::heap<ServedConnection>(runtime, config, kj::mv(stream), id);
           auto disconnected = connection->network.onDisconnect();
           connections.add(disconnected.then([connection = kj::mv(connection), id, &log]() mutable {

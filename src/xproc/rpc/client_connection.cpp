@@ -8,9 +8,8 @@
 #include "xproc/auth.h"
 #include "xproc/errors.h"
 #include "xproc/listener.h"
-#include "xproc/rpc/buffered_stream.h"
 #include "xproc/rpc/direct_session.h"
-#include "xproc/rpc/socket_stream.h"
+#include "xproc/rpc/socket_message_stream.h"
 
 namespace xproc::rpc {
 namespace {
@@ -80,10 +79,10 @@ ClientConnection& find_or_connect(ThreadLoop& loop, const Endpoint& endpoint, Tr
 // kj's RPC over the socket, for the event-loop transport.
 struct ClientConnection::EventLoopRpc {
   EventLoopRpc(ThreadLoop& loop, int fd)
-      : stream(kj::heap<BufferedStream>(wrap_socket(loop.io().unixEventPort, fd))),
+      : stream(socket_message_stream(loop.io().unixEventPort, fd)),
         network(*stream, capnp::rpc::twoparty::Side::CLIENT, client_reader_options()),
         system(capnp::makeRpcClient(network)) {}
-  kj::Own<kj::AsyncIoStream> stream;
+  kj::Own<capnp::MessageStream> stream;
   capnp::TwoPartyVatNetwork network;
   capnp::RpcSystem<capnp::rpc::twoparty::VatId> system;
 };

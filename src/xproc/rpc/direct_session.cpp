@@ -12,6 +12,7 @@
 
 #include <capnp/serialize.h>
 
+#include "xproc/rpc/framing.h"
 #include "xproc/rpc/thread_loop.h"
 
 namespace xproc::rpc {
@@ -19,8 +20,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 namespace wire = capnp::rpc;
-
-constexpr uint32_t kMaxSegments = 512;  // as capnp's own readers allow
 
 // Appends what capnp::writeMessage writes to a byte vector.
 class ByteSink final : public kj::OutputStream {
@@ -392,25 +391,13 @@ void DirectSession::handle_unsolicited(Incoming& incoming) {
 }
 
 std::optional<size_t> DirectSession::buffered_frame_bytes() {
-  const auto* bytes = reinterpret_cast<const kj::byte*>(buffer_.data()) + begin_;
-  const size_t available = end_ - begin_;
-  if (available < 8) return std::nullopt;
-  uint32_t count;
-  std::memcpy(&count, bytes, 4);
-  const uint64_t segments = uint64_t{count} + 1;
-  if (segments > kMaxSegments) fail(kj::Exception::Type::DISCONNECTED, "a message from the manager has too many segments");
-  const size_t table_bytes = ((4 + 4 * segments) + 7) & ~size_t{7};
-  if (available < table_bytes) return std::nullopt;
-  uint64_t words = 0;
-  for (uint64_t i = 0; i < segments; ++i) {
-    uint32_t size;
-    std::memcpy(&size, bytes + 4 + 4 * i, 4);
-    words += size;
+  try {
+    return framed_message_bytes(reinterpret_cast<const kj::byte*>(buffer_.data()) + begin_, end_ - begin_,
+                                options_.traversalLimitInWords);
+  } catch (const kj::Exception&) {
+    broken_ = true;
+    throw;
   }
-  if (words > options_.traversalLimitInWords) {
-    fail(kj::Exception::Type::DISCONNECTED, "a message from the manager is larger than the reader allows");
-  }
-  return table_bytes + words * sizeof(capnp::word);
 }
 
 kj::Own<DirectSession::Incoming> DirectSession::read_message() {
