@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include <capnp/message.h>
+#include <capnp/serialize.h>
 #include <gtest/gtest.h>
 
 namespace xproc::rpc {
@@ -95,6 +97,50 @@ TEST(SocketMessageStream, MessagesOfEverySizeArriveWholeAndInOrderThenTheEnd) {
   reading.wait(io.waitScope);
   ASSERT_EQ(received.size(), sizes.size());
   for (size_t i = 0; i < sizes.size(); ++i) EXPECT_TRUE(received[i]) << "message " << i;
+}
+
+// Another process writes bursts of messages with pauses between them, then ends (a
+// shutdown, or a plain close) at a random moment. The reader takes every message and
+// then sees the end: an arrival or an end that came while the reader was between reads
+// is never missed.
+TEST(SocketMessageStream, EveryMessageAndTheEndArriveWhateverTheTiming) {
+  for (int round = 0; round < 60; ++round) {
+    auto io = kj::setupAsyncIo();
+    SocketPair pair;
+    const int messages = 1 + round % 7 * 9;
+    std::fflush(nullptr);
+    const pid_t child = ::fork();
+    if (child == 0) {
+      ::close(pair.fds[0]);
+      unsigned seed = static_cast<unsigned>(round) * 7919u + 17u;
+      for (int i = 0; i < messages; ++i) {
+        capnp::MallocMessageBuilder message;
+        fill(message, (seed = seed * 1103515245u + 12345u) >> 16 & ((round % 3 == 0) ? 0xffff : 0x3f), i);
+        capnp::writeMessageToFd(pair.fds[1], message);
+        if ((seed >> 8) % 4 == 0) ::usleep((seed >> 4) % 300);
+      }
+      if (round % 2 == 0) ::shutdown(pair.fds[1], SHUT_WR);
+      ::_exit(0);
+    }
+    ::close(pair.fds[1]);
+    auto stream = socket_message_stream(io.unixEventPort, pair.fds[0]);
+    capnp::ReaderOptions options;
+    int received = 0;
+    kj::Function<kj::Promise<void>()> read_next = [&]() -> kj::Promise<void> {
+      return stream->tryReadMessage(options).then([&](kj::Maybe<kj::Own<capnp::MessageReader>>&& message) -> kj::Promise<void> {
+        if (message == nullptr) return kj::READY_NOW;
+        ++received;
+        return read_next();
+      });
+    };
+    auto timed_out = io.provider->getTimer().afterDelay(10 * kj::SECONDS).then([] {
+      KJ_FAIL_ASSERT("the reader missed an arrival or the end");
+    });
+    read_next().exclusiveJoin(kj::mv(timed_out)).wait(io.waitScope);
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    ASSERT_EQ(received, messages) << "round " << round;
+  }
 }
 
 TEST(SocketMessageStream, APeerThatWentAwayIsADisconnectionNotASignal) {

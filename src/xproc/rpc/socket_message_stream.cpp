@@ -72,15 +72,18 @@ class SocketMessageStream final : public capnp::MessageStream {
         end_ -= begin_;
         begin_ = 0;
       }
+      if (drained_) {
+        return when_readable().then([this, options] { return tryReadMessage(nullptr, options, nullptr); });
+      }
       ssize_t n = ::read(fd_.fd, bytes + end_, capacity - end_);
       if (n > 0) {
+        note_read(static_cast<size_t>(n), capacity - end_);
         end_ += static_cast<size_t>(n);
       } else if (n == 0) {
         if (end_ == begin_) return kj::Maybe<capnp::MessageReaderAndFds>(nullptr);  // a clean end
         return KJ_EXCEPTION(DISCONNECTED, "the peer closed the connection in the middle of a message");
       } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        return readable_.whenBecomesReadable().then(
-            [this, options] { return tryReadMessage(nullptr, options, nullptr); });
+        return when_readable().then([this, options] { return tryReadMessage(nullptr, options, nullptr); });
       } else if (errno != EINTR) {
         return socket_error("read", errno);
       }
@@ -113,6 +116,31 @@ class SocketMessageStream final : public capnp::MessageStream {
  private:
   kj::byte* buffer_bytes() { return reinterpret_cast<kj::byte*>(buffer_.begin()); }
 
+  // A read that returned less than it asked for emptied the socket (a stream socket hands
+  // out all it holds, and nothing here asks for credentials, which would split reads).
+  // The next read would only fail with EAGAIN: instead, start watching for readability
+  // now. Nothing polls the event loop between that read and this registration, so no
+  // arrival can slip by unseen; one that came meanwhile is reported at the next poll.
+  // Not when the last event already said the peer shut down: that edge is spent, and
+  // only another read tells the end.
+  void note_read(size_t got, size_t asked) {
+    bool peer_done = false;
+    KJ_IF_MAYBE(at_end, readable_.atEndHint()) { peer_done = *at_end; }
+    if (got < asked && !drained_ && !peer_done) {
+      drained_ = true;
+      readable_latch_ = readable_.whenBecomesReadable();
+    }
+  }
+
+  // Resolves when the socket may have bytes again.
+  kj::Promise<void> when_readable() {
+    if (drained_) {
+      drained_ = false;
+      return kj::mv(readable_latch_);
+    }
+    return readable_.whenBecomesReadable();
+  }
+
   // The message of `size` bytes at the front of the buffer, or (when it is larger than
   // what the buffer holds) its start, with the rest read straight into its own words.
   kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> take_message(size_t size, capnp::ReaderOptions options) {
@@ -130,13 +158,19 @@ class SocketMessageStream final : public capnp::MessageStream {
     auto* out = reinterpret_cast<kj::byte*>(words.begin());
     const size_t size = words.size() * sizeof(capnp::word);
     while (have < size) {
+      if (drained_) {
+        return when_readable().then([this, words = kj::mv(words), have, options]() mutable {
+          return read_rest(kj::mv(words), have, options);
+        });
+      }
       ssize_t n = ::read(fd_.fd, out + have, size - have);
       if (n > 0) {
+        note_read(static_cast<size_t>(n), size - have);
         have += static_cast<size_t>(n);
       } else if (n == 0) {
         return KJ_EXCEPTION(DISCONNECTED, "the peer closed the connection in the middle of a message");
       } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        return readable_.whenBecomesReadable().then([this, words = kj::mv(words), have, options]() mutable {
+        return when_readable().then([this, words = kj::mv(words), have, options]() mutable {
           return read_rest(kj::mv(words), have, options);
         });
       } else if (errno != EINTR) {
@@ -257,7 +291,9 @@ class SocketMessageStream final : public capnp::MessageStream {
   OwnedFd fd_;
   kj::UnixEventPort::FdObserver readable_;
 
-  kj::Array<capnp::word> buffer_;  // bytes read, messages not yet handed out
+  bool drained_ = false;                        // the last read emptied the socket
+  kj::Promise<void> readable_latch_ = nullptr;  // armed then: new bytes since
+  kj::Array<capnp::word> buffer_;               // bytes read, messages not yet handed out
   size_t begin_ = 0;               // in bytes
   size_t end_ = 0;
 
