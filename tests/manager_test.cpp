@@ -4,8 +4,10 @@
 
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -341,6 +343,37 @@ TEST(ManagerLock, ReleasedWhenHolderIsKilled) {
   holder.join();
   EXPECT_TRUE(lock.acquire(true, seconds(5)));  // the server saw the connection drop
   lock.release();
+}
+
+// A forked child does not keep its parent's connections open: when the parent dies, what
+// it held comes free even though the child it forked lives on.
+TEST(ManagerLock, ReleasedWhenHolderIsKilledWhileItsForkedChildLives) {
+  Manager manager;
+  auto lock = manager.lock();
+  auto held = manager.event();
+  auto* grandchild = static_cast<std::atomic<pid_t>*>(
+      ::mmap(nullptr, sizeof(std::atomic<pid_t>), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+  ASSERT_NE(grandchild, MAP_FAILED);
+  new (grandchild) std::atomic<pid_t>(0);
+  Process holder([lock, held, grandchild] {
+    lock.acquire();
+    pid_t child = ::fork();  // a child that never touches the manager
+    if (child == 0) {
+      ::pause();
+      ::_exit(0);
+    }
+    grandchild->store(child);
+    held.set();
+    ::pause();
+  });
+  holder.start();
+  ASSERT_TRUE(held.wait(seconds(10)));
+  holder.kill();
+  holder.join();
+  EXPECT_TRUE(lock.acquire(true, seconds(5)));  // the server saw the holder's connection drop
+  ::kill(grandchild->load(), SIGKILL);
+  ::waitpid(grandchild->load(), nullptr, 0);
+  ::munmap(grandchild, sizeof(std::atomic<pid_t>));
 }
 
 TEST(ManagerSemaphore, CountsAndBounds) {

@@ -1,6 +1,7 @@
 // See client_connection.h.
 #include "xproc/rpc/client_connection.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <map>
@@ -25,7 +26,8 @@ capnp::ReaderOptions client_reader_options() {
 // the socket from it.
 int connect_socket(const std::string& address) {
   ByteConnection connection = Client(address);
-  return retry_syscall("dup", [&] { return ::dup(connection.fileno()); });
+  // Close-on-exec: a program this process runs must not hold the connection open.
+  return retry_syscall("dup", [&] { return ::fcntl(connection.fileno(), F_DUPFD_CLOEXEC, 0); });
 }
 
 capnp::Capability::Client server_bootstrap(capnp::RpcSystem<capnp::rpc::twoparty::VatId>& system) {

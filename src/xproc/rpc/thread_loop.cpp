@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <atomic>
 #include <memory>
+#include <mutex>
+#include <unordered_set>
 
 namespace xproc::rpc {
 namespace {
@@ -14,9 +16,26 @@ namespace {
 // This process's pid, kept current by a fork handler: thread_loop() runs on every call,
 // and getpid() is a system call.
 std::atomic<pid_t> g_pid{::getpid()};
-void note_forked_child() { g_pid.store(::getpid(), std::memory_order_relaxed); }
-const int g_fork_handler = ::pthread_atfork(nullptr, nullptr, note_forked_child);
 pid_t current_pid() { return g_pid.load(std::memory_order_relaxed); }
+
+// Every thread's loop in this process. A forked child closes the sockets they own at once,
+// not when it first calls: it never uses them, and a copy it kept open would keep the
+// parent's connections alive after the parent died — the server would not release the
+// parent's locks while the child lived. The mutex also guards each loop's owned_fds_.
+std::mutex g_loops_mutex;
+std::unordered_set<ThreadLoop*>& loops() {
+  static auto* all = new std::unordered_set<ThreadLoop*>();  // never destroyed: used at exit
+  return *all;
+}
+void before_fork() { g_loops_mutex.lock(); }
+void after_fork_in_parent() { g_loops_mutex.unlock(); }
+void after_fork_in_child() {
+  g_pid.store(::getpid(), std::memory_order_relaxed);
+  for (ThreadLoop* loop : loops()) loop->close_owned_fds();
+  loops().clear();  // they belong to the parent; thread_loop() abandons this thread's
+  g_loops_mutex.unlock();
+}
+const int g_fork_handler = ::pthread_atfork(before_fork, after_fork_in_parent, after_fork_in_child);
 
 // Raw on purpose: an inherited loop is abandoned, never freed.
 thread_local ThreadLoop* t_loop = nullptr;
@@ -45,16 +64,35 @@ void set_interrupt_check(void (*check)(), std::chrono::milliseconds interval) {
   g_interrupt_check.store(check, std::memory_order_relaxed);
 }
 
-ThreadLoop::ThreadLoop() : pid_(current_pid()), io_(kj::setupAsyncIo()) {}
+ThreadLoop::ThreadLoop() : pid_(current_pid()), io_(kj::setupAsyncIo()) {
+  std::lock_guard<std::mutex> guard(g_loops_mutex);
+  loops().insert(this);
+}
 
 ThreadLoop::~ThreadLoop() {
   // Connections (in slots) go before the loop they run on.
   slots_.clear();
+  std::lock_guard<std::mutex> guard(g_loops_mutex);
+  loops().erase(this);
+}
+
+void ThreadLoop::own_fd(int fd) {
+  std::lock_guard<std::mutex> guard(g_loops_mutex);
+  owned_fds_.insert(fd);
+}
+
+void ThreadLoop::disown_fd(int fd) {
+  std::lock_guard<std::mutex> guard(g_loops_mutex);
+  owned_fds_.erase(fd);
+}
+
+void ThreadLoop::close_owned_fds() noexcept {
+  for (int fd : owned_fds_) ::close(fd);
+  owned_fds_.clear();
 }
 
 void ThreadLoop::abandon() noexcept {
-  for (int fd : owned_fds_) ::close(fd);
-  owned_fds_.clear();
+  // Its sockets were closed right after the fork (after_fork_in_child).
   // Unregisters the loop as this thread's current one (what ~WaitScope does), leaving its
   // epoll set, which the parent still uses, alone. The loop itself is leaked.
   io_.waitScope.~WaitScope();

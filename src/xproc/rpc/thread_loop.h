@@ -29,9 +29,11 @@ class ThreadLoop {
   kj::AsyncIoContext& io() noexcept { return io_; }
   kj::WaitScope& wait_scope() noexcept { return io_.waitScope; }
 
-  // Descriptors this loop's connections own: closed in a forked child that abandons it.
-  void own_fd(int fd) { owned_fds_.insert(fd); }
-  void disown_fd(int fd) { owned_fds_.erase(fd); }
+  // Descriptors this loop's connections own: closed in a forked child right after the
+  // fork (any thread's loop), before it abandons this one.
+  void own_fd(int fd);
+  void disown_fd(int fd);
+  void close_owned_fds() noexcept;  // only the fork handler calls this
 
   // Per-thread state of other layers (the client's connections), destroyed with the loop
   // in this process and leaked with it in a child.
