@@ -183,6 +183,59 @@ TEST_F(DirectSessionTest, AnInterruptedCallIsCancelledAtOnceAndItsLateReturnSkip
   EXPECT_EQ(second.send().wait(scope()).getAs<capnp::Text>(), "second");
 }
 
+// The session exports nothing: a capability put in call parameters is refused before
+// anything is sent, and the session goes on.
+TEST_F(DirectSessionTest, ACapabilityInParametersIsRefusedAndNothingIsSent) {
+  serve([](ScriptedServer& server) {
+    auto bootstrap = server.read_until(wire::Message::BOOTSTRAP);
+    server.return_capability(bootstrap->getRoot<wire::Message>().getBootstrap().getQuestionId());
+    auto call = server.read_until(wire::Message::CALL);  // the first call to arrive
+    if (call->getRoot<wire::Message>().getCall().getParams().getContent().getAs<capnp::Text>() != "plain") {
+      throw std::runtime_error("the refused call reached the server");
+    }
+    server.return_text(call->getRoot<wire::Message>().getCall().getQuestionId(), "ok");
+  });
+  auto direct = session();
+  auto cap = direct->bootstrap();
+  auto refused = cap.typelessRequest(kInterface, 0, nullptr);
+  refused.setAs<capnp::Capability>(capnp::Capability::Client(capnp::newBrokenCap("mine")));
+  try {
+    auto reply = refused.send();
+    FAIL() << "a capability went out in parameters";
+  } catch (const kj::Exception& e) {
+    EXPECT_EQ(e.getType(), kj::Exception::Type::UNIMPLEMENTED);
+    EXPECT_NE(std::string(e.getDescription().cStr()).find("event-loop connection"), std::string::npos)
+        << e.getDescription().cStr();
+  }
+  auto plain = cap.typelessRequest(kInterface, 0, nullptr);
+  plain.setAs<capnp::Text>("plain");
+  EXPECT_EQ(plain.send().wait(scope()).getAs<capnp::Text>(), "ok");
+}
+
+// Calls from the server to this side (which serves nothing) are answered "unimplemented"
+// with the call echoed, as the protocol asks, and the session goes on.
+TEST_F(DirectSessionTest, ACallFromTheServerIsAnsweredUnimplemented) {
+  serve([](ScriptedServer& server) {
+    auto bootstrap = server.read_until(wire::Message::BOOTSTRAP);
+    uint32_t question = bootstrap->getRoot<wire::Message>().getBootstrap().getQuestionId();
+    capnp::MallocMessageBuilder call;
+    auto body = call.initRoot<wire::Message>().initCall();
+    body.setQuestionId(42);
+    body.initTarget().setImportedCap(0);
+    body.setInterfaceId(kInterface);
+    server.write(call);
+    server.return_capability(question);
+    auto answer = server.read_until(wire::Message::UNIMPLEMENTED);
+    auto echoed = answer->getRoot<wire::Message>().getUnimplemented();
+    if (!echoed.isCall() || echoed.getCall().getQuestionId() != 42) throw std::runtime_error("not the call echoed");
+    auto again = server.read_until(wire::Message::BOOTSTRAP);
+    server.return_capability(again->getRoot<wire::Message>().getBootstrap().getQuestionId());
+  });
+  auto direct = session();
+  direct->bootstrap();
+  direct->bootstrap();  // carries the Unimplemented answer, and works
+}
+
 TEST_F(DirectSessionTest, ARemoteExceptionKeepsItsTypeAndText) {
   serve([](ScriptedServer& server) {
     auto bootstrap = server.read_until(wire::Message::BOOTSTRAP);

@@ -98,9 +98,13 @@ class DirectRequest final : public capnp::RequestHook {
         message_(first_segment_words(size_hint)),
         call_(session_->start_call(message_, target, interface_id, method_id)) {}
 
-  capnp::AnyPointer::Builder content() { return call_.getParams().getContent(); }
+  // The parameters, with a table that takes any capability put in them, so send() can
+  // refuse it by name (without one, capnp would write a capability pointer that indexes
+  // nothing, and the server would end the connection).
+  capnp::AnyPointer::Builder content() { return exported_.imbue(call_.getParams().getContent()); }
 
   capnp::RemotePromise<capnp::AnyPointer> send() override {
+    refuse_capabilities();
     auto response = session_->finish_call(message_, call_);
     capnp::AnyPointer::Reader content = response;
     auto owner = capnp::ResponseHook::from(kj::mv(response));
@@ -111,6 +115,7 @@ class DirectRequest final : public capnp::RequestHook {
   }
 
   kj::Promise<void> sendStreaming() override {
+    refuse_capabilities();
     session_->finish_call(message_, call_);
     return kj::READY_NOW;
   }
@@ -119,6 +124,13 @@ class DirectRequest final : public capnp::RequestHook {
 
  private:
   static constexpr int kBrand = 0;
+  void refuse_capabilities() {
+    if (exported_.getTable().size() > 0) {
+      kj::throwFatalException(KJ_EXCEPTION(UNIMPLEMENTED, "capabilities in parameters need the event-loop connection "
+                                                          "(Manager::publish, Proxy::client())"));
+    }
+  }
+
   static uint first_segment_words(kj::Maybe<capnp::MessageSize> hint) {
     KJ_IF_MAYBE(size, hint) { return static_cast<uint>(std::min<uint64_t>(size->wordCount + 32, 1u << 20)); }
     return 256;
@@ -127,6 +139,7 @@ class DirectRequest final : public capnp::RequestHook {
   std::shared_ptr<DirectSession> session_;
   capnp::MallocMessageBuilder message_;
   wire::Call::Builder call_;
+  capnp::BuilderCapabilityTable exported_;  // stays empty: this session exports nothing
 };
 
 // A capability the server exported to this session.
@@ -229,9 +242,6 @@ wire::Call::Builder DirectSession::start_call(capnp::MessageBuilder& message, ui
 
 capnp::Response<capnp::AnyPointer> DirectSession::finish_call(capnp::MessageBuilder& message, wire::Call::Builder call) {
   if (broken_ || fd_ < 0) fail(kj::Exception::Type::DISCONNECTED, "the manager connection is closed");
-  if (call.getParams().hasCapTable() && call.getParams().getCapTable().size() > 0) {
-    kj::throwFatalException(KJ_EXCEPTION(UNIMPLEMENTED, "capabilities in parameters need the event-loop connection"));
-  }
   const uint32_t question = next_question();
   call.setQuestionId(question);
   queue(message);
