@@ -12,6 +12,7 @@
 #include <vector>
 
 #include <capnp/serialize.h>
+#include <kj/io.h>
 
 #include "xproc/errors.h"
 #include "xproc/rpc/framing.h"
@@ -23,14 +24,6 @@ constexpr size_t kReadBufferBytes = 64 * 1024;
 // Gathered bytes past which a writer waits for the socket to take them (a peer that
 // does not read must not make the sender buffer without bound).
 constexpr size_t kBacklogBytes = 4 * 1024 * 1024;
-
-// Closes the descriptor when it goes; declared before the observers of it.
-struct OwnedFd {
-  explicit OwnedFd(int fd_) : fd(fd_) {}
-  ~OwnedFd() { ::close(fd); }
-  KJ_DISALLOW_COPY(OwnedFd);
-  int fd;
-};
 
 kj::Exception socket_error(const char* call, int error_number) {
   // The peer going away ends the connection the way kj's own streams report it.
@@ -74,7 +67,7 @@ class SocketMessageStream final : public capnp::MessageStream {
       if (drained_) {
         return when_readable().then([this, options] { return tryReadMessage(nullptr, options, nullptr); });
       }
-      ssize_t n = ::read(fd_.fd, bytes + end_, capacity - end_);
+      ssize_t n = ::read(fd_.get(), bytes + end_, capacity - end_);
       if (n > 0) {
         note_read(static_cast<size_t>(n), capacity - end_);
         end_ += static_cast<size_t>(n);
@@ -104,12 +97,12 @@ class SocketMessageStream final : public capnp::MessageStream {
   kj::Maybe<int> getSendBufferSize() override {
     int size = 0;
     socklen_t length = sizeof(size);
-    if (::getsockopt(fd_.fd, SOL_SOCKET, SO_SNDBUF, &size, &length) < 0) return nullptr;
+    if (::getsockopt(fd_.get(), SOL_SOCKET, SO_SNDBUF, &size, &length) < 0) return nullptr;
     return size;
   }
 
   kj::Promise<void> end() override {
-    return drained(0).then([this] { ::shutdown(fd_.fd, SHUT_WR); });
+    return drained(0).then([this] { ::shutdown(fd_.get(), SHUT_WR); });
   }
 
  private:
@@ -162,7 +155,7 @@ class SocketMessageStream final : public capnp::MessageStream {
           return read_rest(kj::mv(words), have, options);
         });
       }
-      ssize_t n = ::read(fd_.fd, out + have, size - have);
+      ssize_t n = ::read(fd_.get(), out + have, size - have);
       if (n > 0) {
         note_read(static_cast<size_t>(n), size - have);
         have += static_cast<size_t>(n);
@@ -218,7 +211,7 @@ class SocketMessageStream final : public capnp::MessageStream {
 
   kj::Promise<void> flush() {
     while (sent_ < gathered_.size()) {
-      ssize_t n = ::send(fd_.fd, gathered_.data() + sent_, gathered_.size() - sent_, MSG_NOSIGNAL | MSG_DONTWAIT);
+      ssize_t n = ::send(fd_.get(), gathered_.data() + sent_, gathered_.size() - sent_, MSG_NOSIGNAL | MSG_DONTWAIT);
       if (n >= 0) {
         sent_ += static_cast<size_t>(n);
       } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -272,10 +265,10 @@ class SocketMessageStream final : public capnp::MessageStream {
     struct WriteWatch {
       WriteWatch(kj::UnixEventPort& port, int fd)
           : copy(fd), observer(port, fd, kj::UnixEventPort::FdObserver::OBSERVE_WRITE) {}
-      OwnedFd copy;                            // closed after
+      kj::AutoCloseFd copy;                    // closed after
       kj::UnixEventPort::FdObserver observer;  // the observer unregisters it
     };
-    int copy = retry_syscall("dup", [&] { return ::fcntl(fd_.fd, F_DUPFD_CLOEXEC, 0); });
+    int copy = retry_syscall("dup", [&] { return ::fcntl(fd_.get(), F_DUPFD_CLOEXEC, 0); });
     auto watch = kj::heap<WriteWatch>(port_, copy);
     auto writable = watch->observer.whenBecomesWritable();
     return writable.attach(kj::mv(watch));
@@ -287,7 +280,7 @@ class SocketMessageStream final : public capnp::MessageStream {
   };
 
   kj::UnixEventPort& port_;
-  OwnedFd fd_;
+  kj::AutoCloseFd fd_;  // declared before its observer: closed after it unregisters
   kj::UnixEventPort::FdObserver readable_;
 
   bool drained_ = false;                        // the last read emptied the socket
