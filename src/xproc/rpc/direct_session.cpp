@@ -283,7 +283,9 @@ capnp::Response<capnp::AnyPointer> DirectSession::take_results(kj::Own<Incoming>
   switch (answer.which()) {
     case wire::Return::RESULTS: {
       auto payload = answer.getResults();
-      auto content = incoming->imbue(payload.getContent(), import_caps(payload.getCapTable()));
+      auto content = payload.getContent();
+      // Most results carry no capability: no table to make for them.
+      if (payload.getCapTable().size() > 0) content = incoming->imbue(content, import_caps(payload.getCapTable()));
       return capnp::Response<capnp::AnyPointer>(content, kj::mv(incoming));
     }
     case wire::Return::EXCEPTION: {
