@@ -2,7 +2,6 @@
 #include "xproc/rpc/direct_session.h"
 
 #include <poll.h>
-#include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -18,7 +17,6 @@
 namespace xproc::rpc {
 namespace {
 
-using Clock = std::chrono::steady_clock;
 namespace wire = capnp::rpc;
 
 // Appends what capnp::writeMessage writes to a byte vector.
@@ -459,20 +457,7 @@ size_t DirectSession::receive(kj::byte* out, size_t size) {
 
 void DirectSession::wait_readable() {
   pollfd wanted{fd_, POLLIN, 0};
-  if (spin_.count() > 0) {
-    auto& budget = thread_spin_budget();
-    auto allowed = budget.next(spin_);
-    if (allowed.count() > 0) {
-      // A reply that comes back within the budget costs no sleep and no wake-up. Each
-      // look also offers the CPU to whoever waits for one: with more busy processes than
-      // cores (four clients on two) that is the server, which the reply waits for.
-      const auto until = Clock::now() + allowed;
-      bool ready = false;
-      while (!(ready = ::poll(&wanted, 1, 0) > 0) && Clock::now() < until) ::sched_yield();
-      budget.record(ready, spin_);
-      if (ready) return;
-    }
-  }
+  if (ready_within_spin(spin_, [&] { return ::poll(&wanted, 1, 0) > 0; })) return;
   const auto interrupt = interrupt_check();
   const int slice = interrupt.check != nullptr ? static_cast<int>(interrupt.interval.count()) : -1;
   for (;;) {

@@ -49,8 +49,6 @@ class DirectSession : public std::enable_shared_from_this<DirectSession> {
   // valid objects that fail the same way.
   void close() noexcept;
 
-  int fd() const noexcept { return fd_; }
-
   // ---- for the capability hooks (direct_session.cpp) ----
   // A fresh Call message on import `target`; `message` receives it.
   capnp::rpc::Call::Builder start_call(capnp::MessageBuilder& message, uint32_t target, uint64_t interface_id,
