@@ -421,7 +421,7 @@ kj::Own<DirectSession::Incoming> DirectSession::read_message() {
       end_ -= begin_;
       begin_ = 0;
     }
-    end_ += receive(bytes + end_, capacity - end_);
+    end_ += receive(bytes + end_, capacity - end_, end_ == begin_ ? Expect::kNewMessage : Expect::kRestOfFrame);
   }
   // The frame gets words of its own (a Response may keep them); what the buffer does not
   // hold yet of a large one is read straight into them.
@@ -431,7 +431,7 @@ kj::Own<DirectSession::Incoming> DirectSession::read_message() {
   std::memcpy(out, bytes + begin_, have);
   begin_ += have;
   if (begin_ == end_) begin_ = end_ = 0;
-  while (have < *frame_bytes) have += receive(out + have, *frame_bytes - have);
+  while (have < *frame_bytes) have += receive(out + have, *frame_bytes - have, Expect::kRestOfFrame);
 
   auto incoming = kj::refcounted<Incoming>(kj::mv(frame), options_);
   try {
@@ -442,22 +442,40 @@ kj::Own<DirectSession::Incoming> DirectSession::read_message() {
   return incoming;
 }
 
-size_t DirectSession::receive(kj::byte* out, size_t size) {
+size_t DirectSession::receive(kj::byte* out, size_t size, Expect expect) {
+  struct Read {
+    ssize_t bytes;
+    int error;
+    bool would_block() const { return bytes < 0 && (error == EAGAIN || error == EWOULDBLOCK || error == EINTR); }
+  };
+  auto read = [&] {
+    const ssize_t bytes = ::recv(fd_, out, size, MSG_DONTWAIT);
+    return Read{bytes, bytes < 0 ? errno : 0};
+  };
+  // The rest of a frame is usually there already. A new message is not, right after a
+  // call went out (the server takes some microseconds): its first look comes after a
+  // yield. Each look is the read itself, so the look that finds the reply has taken it:
+  // one system call, not a readiness check and a read.
+  std::optional<Read> last;
+  if (expect == Expect::kRestOfFrame) last = read();
+  if (!last || last->would_block()) {
+    ready_within_spin(spin_, [&] { return !(last = read())->would_block(); }, FirstLook::kAfterYield);
+    if (!last) last = read();  // no spin budget left: one look before sleeping
+  }
   for (;;) {
-    ssize_t n = ::recv(fd_, out, size, MSG_DONTWAIT);
-    if (n > 0) return static_cast<size_t>(n);
-    if (n == 0) fail(kj::Exception::Type::DISCONNECTED, "the manager closed the connection");
-    if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      wait_readable();
-    } else if (errno != EINTR) {
-      fail(kj::Exception::Type::DISCONNECTED, kj::str("reading from the manager: ", strerror(errno)));
+    if (last->bytes > 0) return static_cast<size_t>(last->bytes);
+    if (last->bytes == 0) fail(kj::Exception::Type::DISCONNECTED, "the manager closed the connection");
+    if (last->error == EAGAIN || last->error == EWOULDBLOCK) {
+      sleep_until_readable();
+    } else if (last->error != EINTR) {
+      fail(kj::Exception::Type::DISCONNECTED, kj::str("reading from the manager: ", strerror(last->error)));
     }
+    last = read();
   }
 }
 
-void DirectSession::wait_readable() {
+void DirectSession::sleep_until_readable() {
   pollfd wanted{fd_, POLLIN, 0};
-  if (ready_within_spin(spin_, [&] { return ::poll(&wanted, 1, 0) > 0; })) return;
   const auto interrupt = interrupt_check();
   const int slice = interrupt.check != nullptr ? static_cast<int>(interrupt.interval.count()) : -1;
   for (;;) {

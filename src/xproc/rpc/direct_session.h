@@ -76,8 +76,9 @@ class DirectSession : public std::enable_shared_from_this<DirectSession> {
   // limits); nothing before.
   std::optional<size_t> buffered_frame_bytes();
   // Reads at least one byte into `out`, waiting for the socket if need be.
-  size_t receive(kj::byte* out, size_t size);
-  void wait_readable();
+  enum class Expect { kNewMessage, kRestOfFrame };
+  size_t receive(kj::byte* out, size_t size, Expect expect);
+  void sleep_until_readable();
   capnp::Response<capnp::AnyPointer> take_results(kj::Own<Incoming> incoming, uint32_t question);
   kj::Array<kj::Maybe<kj::Own<capnp::ClientHook>>> import_caps(capnp::List<capnp::rpc::CapDescriptor>::Reader table);
   kj::Own<capnp::ClientHook> import_cap(uint32_t id);

@@ -116,13 +116,16 @@ T wait_checking(kj::Promise<T>&& promise, kj::WaitScope& scope, const InterruptC
 // `spin`); true as soon as it says so. A reply that comes back within the budget costs no
 // sleep and no wake-up. Each look also offers the CPU to whoever waits for one: with more
 // busy processes than cores (four clients on two) that is the server the reply waits for.
+// With `first` = kAfterYield the caller has just looked, so the first look waits for a yield.
+enum class FirstLook { kNow, kAfterYield };
 template <typename Ready>
-bool ready_within_spin(std::chrono::microseconds spin, Ready&& ready) {
+bool ready_within_spin(std::chrono::microseconds spin, Ready&& ready, FirstLook first = FirstLook::kNow) {
   if (spin.count() <= 0) return false;
   auto& budget = thread_spin_budget();
   const auto allowed = budget.next(spin);
   if (allowed.count() <= 0) return false;
   const auto until = std::chrono::steady_clock::now() + allowed;
+  if (first == FirstLook::kAfterYield) ::sched_yield();
   bool done = false;
   while (!(done = ready()) && std::chrono::steady_clock::now() < until) ::sched_yield();
   budget.record(done, spin);
