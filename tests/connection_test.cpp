@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -30,6 +31,14 @@ std::vector<std::byte> bytes(std::string_view s) {
 std::string text(const std::vector<std::byte>& b) { return {reinterpret_cast<const char*>(b.data()), b.size()}; }
 
 void write_raw(int fd, const void* data, size_t n) { ASSERT_EQ(write(fd, data, n), static_cast<ssize_t>(n)); }
+
+// A duplex Pipe over the socket pair alone (no shared-memory rings), for the tests of the
+// socket framing that Listener and Client connections use too.
+std::pair<ByteConnection, ByteConnection> socket_pipe() {
+  xproc::ConnectionOptions options;
+  options.pipe_ring_bytes = 0;
+  return xproc::byte_pipe(true, options);
+}
 
 void set_sigpipe(void (*disposition)(int)) {
   struct sigaction action {};
@@ -80,7 +89,7 @@ TEST(ConnectionTest, ManySmallAndSomeLargeMessagesArriveWhole) {
 // Offers frames without waiting until the fd is full, then checks the kept rest goes out
 // whole and in order once finish_send() can write it.
 void try_send_until_full_then_finish(bool duplex) {
-  auto [first, second] = duplex ? xproc::byte_pipe() : xproc::byte_pipe(false);
+  auto [first, second] = duplex ? socket_pipe() : xproc::byte_pipe(false);
   auto& a = duplex ? first : second;  // one way: the second end writes
   auto& b = duplex ? second : first;
   const std::string payload(1000, 'p');
@@ -110,7 +119,7 @@ TEST(ConnectionTest, TrySendInPlaceKeepsWhatAFullPipeCannotTake) {
 TEST(ConnectionTest, TrySendInPlaceKeepsWhatAFullOneWaySocketCannotTake) { try_send_until_full_then_finish(false); }
 
 TEST(ConnectionTest, TryRecvInPlaceTakesOnlyWholeFramesThatAreHere) {
-  auto [a, b] = xproc::byte_pipe();
+  auto [a, b] = socket_pipe();
   auto take = [&b = b] {
     std::string got;
     const bool ok = b.try_recv_in_place([&](std::span<const std::byte> m) {
@@ -365,6 +374,148 @@ TEST(ConnectionTest, TypedConnectionCarriesCapnpMessages) {
   a.send(builder);
   EXPECT_STREQ(b.recv()->getText().cStr(), "typed");
   EXPECT_STREQ(b.recv()->getText().cStr(), "typed");
+}
+
+// The common behaviour of both duplex transports, run over each.
+class DuplexPipeTest : public ::testing::TestWithParam<bool> {
+ protected:
+  std::pair<ByteConnection, ByteConnection> pipe() const { return GetParam() ? xproc::byte_pipe() : socket_pipe(); }
+};
+INSTANTIATE_TEST_SUITE_P(Transports, DuplexPipeTest, ::testing::Values(true, false),
+                         [](const ::testing::TestParamInfo<bool>& param) {
+                           return param.param ? "SharedMemory" : "SocketPair";
+                         });
+
+TEST_P(DuplexPipeTest, SendsBothWaysInOrderWithLargeMessages) {
+  auto [a, b] = pipe();
+  EXPECT_EQ(a.shared_memory(), GetParam());
+  std::thread sender([&a = a] {
+    for (int i = 0; i < 3000; ++i) {
+      const size_t size = i % 100 == 0 ? (70000u + static_cast<size_t>(i)) : static_cast<size_t>(i % 300);
+      a.send_bytes(bytes(std::to_string(i) + std::string(size, 'x')));
+    }
+  });
+  for (int i = 0; i < 3000; ++i) {
+    const size_t size = i % 100 == 0 ? (70000u + static_cast<size_t>(i)) : static_cast<size_t>(i % 300);
+    ASSERT_EQ(text(b.recv_bytes()), std::to_string(i) + std::string(size, 'x'));
+  }
+  sender.join();
+  b.send_bytes(bytes("back"));
+  EXPECT_EQ(text(a.recv_bytes()), "back");
+}
+
+TEST_P(DuplexPipeTest, SendAfterPeerClosedThrowsBrokenPipeAtOnce) {
+  auto [a, b] = pipe();
+  b.close();
+  EXPECT_THROW(a.send_bytes(bytes("x")), xproc::BrokenPipeError);
+  EXPECT_THROW(a.send_bytes(bytes(std::string(100000, 'x'))), xproc::BrokenPipeError);
+}
+
+TEST_P(DuplexPipeTest, PeerKilledWhileReceivingGivesBrokenPipeToTheSender) {
+  auto [a, b] = pipe();
+  xproc::Process peer([&b = b] {
+    for (;;) b.recv_bytes();  // spins, then sleeps, in recv until killed
+  });
+  peer.start();
+  b.close();
+  a.send_bytes(bytes("first"));
+  std::this_thread::sleep_for(50ms);
+  peer.kill();
+  peer.join();
+  EXPECT_THROW(a.send_bytes(bytes("after")), xproc::BrokenPipeError);
+  EXPECT_THROW(a.recv_bytes(), xproc::EOFError);
+}
+
+TEST_P(DuplexPipeTest, FilenoIsReadableExactlyWhileMessagesWait) {
+  auto [a, b] = pipe();
+  auto readable = [fd = b.fileno()] {
+    pollfd p{fd, POLLIN, 0};
+    return ::poll(&p, 1, 0) > 0;
+  };
+  EXPECT_FALSE(readable());
+  a.send_bytes(bytes("one"));
+  a.send_bytes(bytes("two"));
+  EXPECT_TRUE(readable());
+  EXPECT_EQ(text(b.recv_bytes()), "one");
+  if (GetParam()) {  // (a socket's reader buffers ahead: "two" is no longer in the kernel)
+    EXPECT_TRUE(readable());  // "two" still waits
+  }
+  EXPECT_EQ(text(b.recv_bytes()), "two");
+  EXPECT_FALSE(readable());
+  std::thread later([&a = a] {
+    std::this_thread::sleep_for(20ms);
+    a.send_bytes(bytes("three"));
+  });
+  pollfd p{b.fileno(), POLLIN, 0};
+  EXPECT_EQ(::poll(&p, 1, 5000), 1);  // a sleeping select() is woken by a send
+  EXPECT_EQ(text(b.recv_bytes()), "three");
+  later.join();
+  a.close();
+  EXPECT_TRUE(readable());  // the hang-up
+  EXPECT_THROW(b.recv_bytes(), xproc::EOFError);
+}
+
+TEST_P(DuplexPipeTest, PollInAnotherProcessIsWokenBySend) {
+  auto [a, b] = pipe();
+  xproc::Process child([&b = b] {
+    if (!b.poll(10s)) _exit(2);
+    b.send_bytes(b.recv_bytes());  // echo
+  });
+  child.start();
+  std::this_thread::sleep_for(30ms);  // let it fall asleep
+  a.send_bytes(bytes("wake"));
+  EXPECT_TRUE(a.poll(10s));
+  EXPECT_EQ(text(a.recv_bytes()), "wake");
+  child.join();
+  EXPECT_EQ(child.exitcode(), 0);
+}
+
+TEST_P(DuplexPipeTest, RecvBytesOverMaxlengthOfALargeMessageClosesWithOSError) {
+  auto [a, b] = pipe();
+  std::thread sender([&a = a] { a.send_bytes(bytes(std::string(200000, 'L'))); });
+  EXPECT_THROW(b.recv_bytes(1000), xproc::OSError);
+  EXPECT_TRUE(b.closed());
+  sender.join();
+}
+
+// Shared-memory ends only: a socket end's reader buffers ahead, so one child may read the
+// replies meant for the other.
+TEST(ConnectionTest, ChildrenSharingOnePipeEndEachGetWholeMessages) {
+  auto [parent, shared] = xproc::byte_pipe();
+  std::vector<xproc::Process> children;
+  for (int k = 0; k < 2; ++k) {
+    children.emplace_back([&shared = shared, k] {
+      for (int i = 0; i < 500; ++i) shared.send_bytes(bytes("child " + std::to_string(k) + " " + std::to_string(i)));
+      for (int i = 0; i < 500; ++i) {
+        const std::string m = text(shared.recv_bytes());
+        if (m.rfind("reply ", 0) != 0) _exit(3);
+      }
+    });
+    children.back().start();
+  }
+  shared.close();
+  int next[2] = {0, 0};
+  for (int i = 0; i < 1000; ++i) {
+    const std::string m = text(parent.recv_bytes());
+    const int k = m[6] - '0';
+    ASSERT_EQ(m, "child " + std::to_string(k) + " " + std::to_string(next[k]));  // per-sender order
+    ++next[k];
+    parent.send_bytes(bytes("reply " + std::to_string(i)));
+  }
+  for (auto& c : children) {
+    c.join();
+    EXPECT_EQ(c.exitcode(), 0);
+  }
+}
+
+TEST(ConnectionTest, PipeRingOfZeroBytesIsAPlainSocketPair) {
+  auto [a, b] = socket_pipe();
+  EXPECT_FALSE(a.shared_memory());
+  struct stat st {};
+  ASSERT_EQ(fstat(a.fileno(), &st), 0);
+  EXPECT_TRUE(S_ISSOCK(st.st_mode));
+  auto [c, d] = xproc::byte_pipe();
+  EXPECT_TRUE(c.shared_memory());
 }
 
 TEST(ConnectionTest, PollHonoursTimeoutAndSeesData) {

@@ -19,6 +19,7 @@
 
 #include "xproc/errors.h"
 #include "xproc/poll_internal.h"
+#include "xproc/ring_pipe_internal.h"
 
 namespace xproc {
 
@@ -96,7 +97,8 @@ ByteConnection::ByteConnection(ByteConnection&& other) noexcept
       buffer_end_(std::exchange(other.buffer_end_, 0)),
       send_buffer_(std::move(other.send_buffer_)),
       unsent_begin_(std::exchange(other.unsent_begin_, 0)),
-      unsent_end_(std::exchange(other.unsent_end_, 0)) {}
+      unsent_end_(std::exchange(other.unsent_end_, 0)),
+      ring_(std::move(other.ring_)) {}
 
 ByteConnection& ByteConnection::operator=(ByteConnection&& other) noexcept {
   if (this != &other) {
@@ -113,6 +115,7 @@ ByteConnection& ByteConnection::operator=(ByteConnection&& other) noexcept {
     send_buffer_ = std::move(other.send_buffer_);
     unsent_begin_ = std::exchange(other.unsent_begin_, 0);
     unsent_end_ = std::exchange(other.unsent_end_, 0);
+    ring_ = std::move(other.ring_);
   }
   return *this;
 }
@@ -120,6 +123,7 @@ ByteConnection& ByteConnection::operator=(ByteConnection&& other) noexcept {
 ByteConnection::~ByteConnection() { close(); }
 
 void ByteConnection::close() noexcept {
+  ring_.reset();
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
   buffer_begin_ = buffer_end_ = 0;
@@ -128,6 +132,7 @@ void ByteConnection::close() noexcept {
 
 int ByteConnection::fileno() const {
   require_open();
+  if (ring_) return ring_fileno();
   return fd_;
 }
 
@@ -221,6 +226,15 @@ void ByteConnection::send_parts(std::span<const std::span<const std::byte>> part
   finish_send();  // frames go out whole and in order
   size_t total = 0;
   for (auto part : parts) total += part.size();
+  if (ring_) {
+    send_in_place(total, [&](std::byte* at) {
+      for (auto part : parts) {
+        if (!part.empty()) std::memcpy(at, part.data(), part.size());
+        at += part.size();
+      }
+    });
+    return;
+  }
   if (total <= kSmallFrameLimit) {
     std::byte* at = small_frame(total);
     for (auto part : parts) {
@@ -292,6 +306,14 @@ bool ByteConnection::write_small_frame(size_t size, bool block) {
 void ByteConnection::finish_send() {
   if (unsent_begin_ == unsent_end_) return;
   require_open();
+  if (ring_) {  // a payload try_send_in_place could not put into a full ring
+    const size_t size = unsent_end_ - unsent_begin_;
+    const std::byte* payload = send_buffer_.data() + unsent_begin_;
+    unsent_begin_ = unsent_end_ = 0;
+    auto copy = [&](std::byte* out) { std::memcpy(out, payload, size); };
+    ring_send(size, &call_with<decltype(copy), std::byte*>, &copy);
+    return;
+  }
   iovec rest{send_buffer_.data() + unsent_begin_, unsent_end_ - unsent_begin_};
   unsent_begin_ = unsent_end_ = 0;  // a failed write leaves the stream broken either way
   writev_all(&rest, 1);
@@ -411,6 +433,7 @@ std::optional<std::span<const std::byte>> ByteConnection::take_buffered_frame() 
 
 std::vector<std::byte> ByteConnection::recv_bytes(std::optional<size_t> maxlength) {
   const size_t limit = std::min(maxlength.value_or(options_.max_message_bytes), options_.max_message_bytes);
+  if (ring_) return ring_recv(limit);
   const size_t size = read_frame_length(limit);
   std::vector<std::byte> out;
   // Grow with the bytes that actually arrive: a peer claiming a huge length and then
@@ -436,6 +459,7 @@ size_t ByteConnection::recv_bytes_into(std::span<std::byte> buffer, size_t offse
 bool ByteConnection::poll(Timeout timeout) {
   require_open();
   if (!readable_) throw OSError("connection is write-only", EBADF);
+  if (ring_) return ring_poll(timeout);
   if (buffer_begin_ < buffer_end_) return true;
   const auto deadline = ByteQueue::deadline(true, timeout);
   for (;;) {
@@ -446,6 +470,18 @@ bool ByteConnection::poll(Timeout timeout) {
     if (r == 0) return false;
     if (errno != EINTR) throw_os_error("poll", errno);
   }
+}
+
+bool ByteConnection::ready_or_wait_fds(std::vector<int>& fds) {
+  if (ring_) {
+    if (poll(std::chrono::seconds(0))) return true;  // and armed: a send from now on wakes us
+    fds.push_back(ring_->rx_wake_fd());
+    fds.push_back(fd_);
+    return false;
+  }
+  if (buffer_begin_ < buffer_end_) return true;
+  fds.push_back(fd_);
+  return false;
 }
 
 }  // namespace xproc

@@ -6,13 +6,20 @@
 // A peer that closes or dies gives EOFError on recv and BrokenPipeError on send — never a
 // SIGPIPE, never a hang, never half a message. Move-only; one thread at a time per
 // direction.
+//
+// The ends of a duplex Pipe() carry their messages through shared memory instead (one
+// ring per direction, see ring_pipe_internal.h); the socket pair under them still tells
+// when the other end is gone and carries messages too large for the ring. The calls and
+// their errors are the same; only Listener/Client connections speak CPython's wire.
 #pragma once
 
 #include <chrono>
 #include <cstddef>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "xproc/byte_queue.h"  // Timeout
@@ -25,9 +32,14 @@ struct ConnectionOptions {
   // Largest message recv accepts; a longer frame closes the connection with OSError
   // ("bad message length"), without allocating its claimed size.
   size_t max_message_bytes = size_t{1} << 30;
+  // Pipe(duplex=true) only: bytes of the shared-memory ring of each direction, reserved
+  // when the pipe is made (messages up to 64 KiB, or a quarter of this when smaller, travel
+  // through it). 0 = a plain socket pair, as CPython's Pipe.
+  size_t pipe_ring_bytes = size_t{512} << 10;
 };
 
 namespace detail {
+struct RingEnd;
 // A write to a pipe whose reader is gone raises SIGPIPE, which kills a process that has
 // not ignored it. Python ignores it at start-up (as many servers do); one query per write
 // then replaces the three system calls of masking it.
@@ -66,6 +78,7 @@ class ByteConnection {
   template <typename Fill>
   bool try_send_in_place(size_t size, Fill&& fill) {
     fill(small_frame(size));
+    if (ring_) return ring_try_send_buffered(size);
     return write_small_frame(size, false);
   }
   void finish_send();
@@ -75,6 +88,10 @@ class ByteConnection {
   template <typename Fill>
   void send_in_place(size_t size, Fill&& fill) {
     finish_send();
+    if (ring_) {
+      ring_send(size, &call_with<Fill, std::byte*>, &fill);
+      return;
+    }
     if (size <= kSmallFrameLimit) {
       fill(small_frame(size));
       write_small_frame(size, true);
@@ -92,6 +109,7 @@ class ByteConnection {
   // when recv_bytes would have to wait, or has an error or EOF to report.
   template <typename Consume>
   bool try_recv_in_place(Consume&& consume) {
+    if (ring_) return ring_try_recv(&call_with<Consume, std::span<const std::byte>>, &consume);
     auto frame = take_buffered_frame();
     if (!frame) return false;
     consume(*frame);
@@ -112,12 +130,44 @@ class ByteConnection {
 
   void close() noexcept;
   bool closed() const noexcept { return fd_ < 0; }
+  // True for the shared-memory ends of a duplex Pipe().
+  bool shared_memory() const noexcept { return ring_ != nullptr; }
   bool readable() const noexcept { return readable_; }
   bool writable() const noexcept { return writable_; }
-  // The fd, for select/poll; ValueError when closed.
+  // The fd, for select/poll; ValueError when closed. For a shared-memory end, an epoll
+  // descriptor that is readable while a message waits or the other end is gone; the first
+  // call makes every later receive on this end pay two system calls to keep it so.
   int fileno() const;
 
+  // For wait(): the descriptors whose readiness wakes a sleeping reader, after checking
+  // that nothing is ready already (true then, and `fds` is left alone).
+  bool ready_or_wait_fds(std::vector<int>& fds);
+
  private:
+  friend std::pair<ByteConnection, ByteConnection> byte_pipe(bool duplex, ConnectionOptions options);
+  ByteConnection(int fd, std::unique_ptr<detail::RingEnd> ring, ConnectionOptions options);
+
+  template <typename F, typename Arg>
+  static void call_with(void* f, Arg arg) {
+    (*static_cast<std::remove_reference_t<F>*>(f))(arg);
+  }
+  // The shared-memory transport (byte_connection_ring.cpp).
+  void ring_send(size_t size, void (*fill)(void*, std::byte*), void* ctx);
+  bool ring_try_send_buffered(size_t size);
+  std::vector<std::byte> ring_recv(size_t limit);
+  bool ring_try_recv(void (*consume)(void*, std::span<const std::byte>), void* ctx);
+  // One attempt to take a message (blocking as ByteQueue::get_in_place does).
+  bool ring_take(void (*consume)(void*, std::span<const std::byte>), void* ctx, size_t limit, bool block,
+                 Timeout timeout);
+  bool ring_poll(Timeout timeout);
+  enum class RingWake { kMaybeReady, kTimedOut, kPeerGone };
+  // Sleeps until a sender's token, the peer's hang-up or the deadline.
+  RingWake ring_sleep(const ByteQueue::Deadline& deadline);
+  void ring_wake_receiver();
+  void ring_check_peer() const;
+  void ring_after_receive() const;
+  int ring_fileno() const;
+
   // Bounds of the adaptive spin before a read waits in the kernel.
   static constexpr int64_t kInitialSpinNs = 20'000;
   static constexpr int64_t kMinSpinNs = 1'000;
@@ -165,6 +215,9 @@ class ByteConnection {
   std::vector<std::byte> send_buffer_;
   size_t unsent_begin_ = 0;  // [begin, end) of send_buffer_: a frame try_send_in_place left
   size_t unsent_end_ = 0;
+  std::unique_ptr<detail::RingEnd> ring_;  // set for the shared-memory ends of a Pipe()
 };
+
+std::pair<ByteConnection, ByteConnection> byte_pipe(bool duplex, ConnectionOptions options);
 
 }  // namespace xproc

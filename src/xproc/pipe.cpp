@@ -7,6 +7,7 @@
 
 #include "xproc/connection.h"
 #include "xproc/errors.h"
+#include "xproc/ring_pipe_internal.h"
 
 namespace xproc {
 
@@ -23,6 +24,19 @@ std::pair<ByteConnection, ByteConnection> byte_pipe(bool duplex, ConnectionOptio
     return {ByteConnection(fds[0], true, false, options), ByteConnection(fds[1], false, true, options)};
   }
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) throw_os_error("socketpair", errno);
+  if (duplex && options.pipe_ring_bytes > 0) {
+    std::shared_ptr<detail::RingPipe> rings;
+    try {
+      rings = std::make_shared<detail::RingPipe>(options.pipe_ring_bytes);
+    } catch (const Error&) {
+      // No shared memory to be had (memory or descriptors short): the socket pair alone
+      // is a complete pipe, only slower.
+    }
+    if (rings) {
+      return {ByteConnection(fds[0], std::make_unique<detail::RingEnd>(rings, 0), options),
+              ByteConnection(fds[1], std::make_unique<detail::RingEnd>(rings, 1), options)};
+    }
+  }
   if (duplex) return {ByteConnection(fds[0], true, true, options), ByteConnection(fds[1], true, true, options)};
   // One way over a socket pair: the unused directions are shut, so a stray write through
   // the reader's fd fails as it would on a pipe.

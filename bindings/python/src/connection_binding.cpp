@@ -168,7 +168,11 @@ void register_connections(nb::module_& m) {
   m.def(
       "pipe",
       [](bool duplex, uint64_t schema_id) {
-        auto [a, b] = byte_pipe(duplex);
+        // A socket pair, as CPython's: a Connection pickles as a duplicate of its one
+        // descriptor (for spawned children), which the shared-memory ends do not have.
+        ConnectionOptions options;
+        options.pipe_ring_bytes = 0;
+        auto [a, b] = byte_pipe(duplex, options);
         return std::make_pair(wrap(std::move(a), schema_id), wrap(std::move(b), schema_id));
       },
       nb::arg("duplex") = true, nb::arg("schema_id") = MessageCodec::value_schema_id());

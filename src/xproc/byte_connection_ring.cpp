@@ -1,0 +1,331 @@
+// The shared-memory transport of ByteConnection (the ends of a duplex Pipe()): messages in
+// a ByteQueue ring per direction, hang-ups and large payloads on the socket pair, wake-ups
+// through an eventfd. See ring_pipe_internal.h for the shared layout.
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <new>
+
+#include "xproc/byte_connection.h"
+#include "xproc/errors.h"
+#include "xproc/poll_internal.h"
+#include "xproc/ring_pipe_internal.h"
+#include "xproc/sync_internal.h"
+
+namespace xproc {
+
+using detail::PipeDirection;
+using detail::PipeRecord;
+using detail::RingEnd;
+using detail::RingPipe;
+
+namespace {
+
+// Payloads above this (or a quarter of the ring, when smaller) go over the socket: a
+// ring holds several of the largest inline messages, so a sender rarely waits for room.
+constexpr size_t kLargestInline = 64 * 1024;
+// How long a receive spins on the ring (inside ByteQueue's adaptive budget) before it
+// sleeps in poll(): long enough for a message already on its way.
+constexpr auto kReceiveSpin = std::chrono::microseconds(100);
+// A blocked sender looks at the socket this often, to notice a receiver that is gone.
+constexpr auto kSendSlice = std::chrono::milliseconds(100);
+constexpr size_t kGrowStep = 16u << 20;  // large payloads grow by this as bytes arrive
+
+QueueOptions ring_options(size_t ring_bytes) {
+  QueueOptions options;
+  options.capacity_bytes = ring_bytes;
+  return options;
+}
+
+int make_eventfd() {
+  const int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (fd < 0) throw_os_error("eventfd", errno);
+  return fd;
+}
+
+void write_token(int fd) noexcept {
+  // Cannot fail short of a counter at 2^64 - 2; a token already there is as good.
+  const uint64_t one = 1;
+  [[maybe_unused]] const ssize_t n = ::write(fd, &one, sizeof(one));
+}
+
+void drain_tokens(int fd) noexcept {
+  uint64_t count;
+  [[maybe_unused]] const ssize_t n = ::read(fd, &count, sizeof(count));
+}
+
+// Reads exactly `n` bytes from a blocking socket; EOFError when it ends first.
+void read_socket_exact(int fd, std::byte* out, size_t n) {
+  for (size_t got = 0; got < n;) {
+    const ssize_t r = ::read(fd, out + got, n - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0 && errno == ECONNRESET) throw EOFError("connection reset by peer");
+    if (r < 0) throw_os_error("read", errno);
+    if (r == 0) throw EOFError("the other end closed the connection in the middle of a message");
+    got += static_cast<size_t>(r);
+  }
+}
+
+// Puts one record of `size` bytes into `ring`, waiting for room in slices so that a
+// receiver gone meanwhile is noticed (`check_peer` throws BrokenPipeError then).
+template <typename Fill, typename CheckPeer>
+void put_record(ByteQueue& ring, size_t size, Fill&& fill, CheckPeer&& check_peer) {
+  if (ring.put_in_place(size, fill, false)) return;
+  for (;;) {
+    check_peer();
+    if (ring.put_in_place(size, fill, true, kSendSlice)) return;
+  }
+}
+
+}  // namespace
+
+namespace detail {
+
+RingPipe::RingPipe(size_t ring_bytes)
+    : ring{ByteQueue(ring_options(ring_bytes)), ByteQueue(ring_options(ring_bytes))},
+      control_segment(shm::Segment::anonymous(sizeof(PipeControl))),
+      control(new (control_segment.data()) PipeControl{}),
+      inline_limit(std::min(kLargestInline, ring_bytes / 4)) {
+  for (PipeDirection& d : control->direction) init_robust_mutex(&d.large_send);
+  control->version = kPipeControlVersion;
+  control->magic.store(kPipeControlMagic, std::memory_order_release);
+  try {
+    wake_fd[0] = make_eventfd();
+    wake_fd[1] = make_eventfd();
+  } catch (...) {
+    if (wake_fd[0] >= 0) ::close(wake_fd[0]);
+    throw;
+  }
+}
+
+RingPipe::~RingPipe() {
+  for (int fd : wake_fd) {
+    if (fd >= 0) ::close(fd);
+  }
+}
+
+RingEnd::~RingEnd() {
+  if (watch_fd >= 0) ::close(watch_fd);
+}
+
+}  // namespace detail
+
+ByteConnection::ByteConnection(int fd, std::unique_ptr<RingEnd> ring, ConnectionOptions options)
+    : ByteConnection(fd, true, true, options) {
+  ring_ = std::move(ring);
+}
+
+void ByteConnection::ring_check_peer() const {
+  // The socket pair hangs up once every process has closed the other end: the one check
+  // that also sees a peer killed while it was reading (it never disarmed anything).
+  pollfd hangup{fd_, 0, 0};
+  if (::poll(&hangup, 1, 0) > 0 && (hangup.revents & (POLLHUP | POLLERR)) != 0) {
+    throw BrokenPipeError("the other end of the connection is closed");
+  }
+}
+
+void ByteConnection::ring_wake_receiver() {
+  PipeDirection& direction = ring_->tx_control();
+  // After the publish (a seq_cst exchange inside the ring): see PipeDirection::armed.
+  if (direction.armed.load(std::memory_order_seq_cst) != 0 && direction.armed.exchange(0) != 0) {
+    write_token(ring_->tx_wake_fd());
+  }
+}
+
+void ByteConnection::ring_send(size_t size, void (*fill)(void*, std::byte*), void* ctx) {
+  require_open();
+  if (!writable_) throw OSError("connection is read-only", EBADF);
+  ring_check_peer();
+  ByteQueue& ring = ring_->tx();
+  auto check_peer = [this] { ring_check_peer(); };
+  if (size <= ring_->pipe->inline_limit) {
+    put_record(ring, PipeRecord::kInlineHeader + size, [&](std::byte* out) {
+      const uint32_t head[2] = {PipeRecord::kInline, 0};
+      std::memcpy(out, head, sizeof(head));
+      fill(ctx, out + PipeRecord::kInlineHeader);
+    }, check_peer);
+    ring_wake_receiver();
+    return;
+  }
+  // Too large for the ring: a marker goes into it and the payload onto the socket, under
+  // the direction's lock so that every sender's markers and payloads keep one order. The
+  // receiver is woken before the payload is written: it reads while we write.
+  std::vector<std::byte> payload(size);
+  fill(ctx, payload.data());
+  detail::RobustLock lock(&ring_->tx_control().large_send);
+  put_record(ring, sizeof(PipeRecord), [&](std::byte* out) {
+    const PipeRecord marker{PipeRecord::kLarge, 0, size};
+    std::memcpy(out, &marker, sizeof(marker));
+  }, check_peer);
+  ring_wake_receiver();
+  iovec whole{payload.data(), payload.size()};
+  writev_all(&whole, 1);
+}
+
+bool ByteConnection::ring_try_send_buffered(size_t size) {
+  // The payload is in send_buffer_ (small_frame); finish_send() puts it when this cannot.
+  ring_check_peer();
+  const std::byte* payload = send_buffer_.data() + 8;
+  const bool put = ring_->tx().put_in_place(PipeRecord::kInlineHeader + size, [&](std::byte* out) {
+    const uint32_t head[2] = {PipeRecord::kInline, 0};
+    std::memcpy(out, head, sizeof(head));
+    if (size > 0) std::memcpy(out + PipeRecord::kInlineHeader, payload, size);
+  }, false);
+  if (put) {
+    ring_wake_receiver();
+    return true;
+  }
+  unsent_begin_ = 8;
+  unsent_end_ = 8 + size;
+  return false;
+}
+
+bool ByteConnection::ring_take(void (*consume)(void*, std::span<const std::byte>), void* ctx, size_t limit,
+                               bool block, Timeout timeout) {
+  size_t over_limit = 0;  // the size of a message longer than `limit`, which closes us
+  const bool taken = ring_->rx().get_in_place(
+      [&](std::span<const std::byte> record) {
+        PipeRecord head{};
+        if (record.size() < PipeRecord::kInlineHeader) throw DecodeError("corrupt pipe record in shared memory");
+        std::memcpy(&head, record.data(), std::min(record.size(), sizeof(head)));
+        if (head.kind == PipeRecord::kInline) {
+          const auto payload = record.subspan(PipeRecord::kInlineHeader);
+          if (payload.size() > limit) {
+            over_limit = payload.size();
+            return;
+          }
+          consume(ctx, payload);
+          return;
+        }
+        if (head.kind != PipeRecord::kLarge || record.size() != sizeof(PipeRecord)) {
+          throw DecodeError("corrupt pipe record in shared memory");
+        }
+        // The payload follows on the socket; read it whole while no other reader of this
+        // end can take the next marker (we hold the ring's consumer lock).
+        if (head.large_size > limit) {
+          // Drain it all the same, so that the next large payload stays in step.
+          std::vector<std::byte> scratch(std::min<uint64_t>(head.large_size, kGrowStep));
+          for (uint64_t left = head.large_size; left > 0;) {
+            const size_t n = std::min<uint64_t>(left, scratch.size());
+            read_socket_exact(fd_, scratch.data(), n);
+            left -= n;
+          }
+          over_limit = head.large_size;
+          return;
+        }
+        std::vector<std::byte> payload;
+        while (payload.size() < head.large_size) {  // grow with the bytes that arrive
+          const size_t at = payload.size();
+          payload.resize(std::min<uint64_t>(head.large_size, at + kGrowStep));
+          read_socket_exact(fd_, payload.data() + at, payload.size() - at);
+        }
+        consume(ctx, payload);
+      },
+      block, timeout);
+  if (over_limit != 0) {
+    close();  // as CPython does for a frame over maxlength
+    throw OSError("bad message length " + std::to_string(over_limit) + " (limit " + std::to_string(limit) + ")",
+                  EMSGSIZE);
+  }
+  return taken;
+}
+
+ByteConnection::RingWake ByteConnection::ring_sleep(const ByteQueue::Deadline& deadline) {
+  PipeDirection& direction = ring_->rx_control();
+  direction.armed.exchange(1, std::memory_order_seq_cst);  // see PipeDirection::armed
+  if (ring_->rx().qsize() > 0) return RingWake::kMaybeReady;
+  // Bounded: a sender killed between its publish and its token leaves us a message and no
+  // wake-up; we look again after at most this long.
+  const auto cap = std::chrono::steady_clock::now() + detail::kLongestSleep;
+  const ByteQueue::Deadline until = deadline && *deadline < cap ? deadline : ByteQueue::Deadline(cap);
+  pollfd fds[2] = {{ring_->rx_wake_fd(), POLLIN, 0}, {fd_, POLLIN, 0}};
+  const int r = ::poll(fds, 2, detail::poll_milliseconds(until));
+  if (r < 0) {
+    if (errno == EINTR) return RingWake::kMaybeReady;
+    throw_os_error("poll", errno);
+  }
+  if ((fds[0].revents & POLLIN) != 0) drain_tokens(ring_->rx_wake_fd());
+  if ((fds[1].revents & (POLLHUP | POLLERR)) != 0) {
+    // Gone: but what it sent before closing is in the ring, and is delivered first.
+    return ring_->rx().qsize() > 0 ? RingWake::kMaybeReady : RingWake::kPeerGone;
+  }
+  if (r == 0 && deadline && std::chrono::steady_clock::now() >= *deadline) return RingWake::kTimedOut;
+  return RingWake::kMaybeReady;
+}
+
+void ByteConnection::ring_after_receive() const {
+  PipeDirection& direction = ring_->rx_control();
+  if (direction.watched.load(std::memory_order_relaxed) == 0) return;
+  // Someone selects on fileno(): leave its eventfd readable exactly while messages wait.
+  direction.armed.exchange(1, std::memory_order_seq_cst);
+  drain_tokens(ring_->rx_wake_fd());
+  if (ring_->rx().qsize() > 0) write_token(ring_->rx_wake_fd());
+}
+
+std::vector<std::byte> ByteConnection::ring_recv(size_t limit) {
+  require_open();
+  if (!readable_) throw OSError("connection is write-only", EBADF);
+  std::vector<std::byte> out;
+  auto keep = [&](std::span<const std::byte> payload) { out.assign(payload.begin(), payload.end()); };
+  auto* consume = &call_with<decltype(keep), std::span<const std::byte>>;
+  for (;;) {
+    if (ring_take(consume, &keep, limit, false, {})) break;
+    if (ring_take(consume, &keep, limit, true, kReceiveSpin)) break;
+    if (ring_sleep(std::nullopt) == RingWake::kPeerGone) throw EOFError("the other end closed the connection");
+  }
+  ring_after_receive();
+  return out;
+}
+
+bool ByteConnection::ring_try_recv(void (*consume)(void*, std::span<const std::byte>), void* ctx) {
+  if (fd_ < 0 || !readable_) return false;  // recv_bytes raises the error
+  const bool taken = ring_take(consume, ctx, options_.max_message_bytes, false, {});
+  if (taken) ring_after_receive();
+  return taken;
+}
+
+bool ByteConnection::ring_poll(Timeout timeout) {
+  if (ring_->rx().qsize() > 0) return true;
+  const auto deadline = ByteQueue::deadline(true, timeout);
+  for (;;) {
+    switch (ring_sleep(deadline)) {
+      case RingWake::kPeerGone:
+        return true;  // recv reports EOFError at once
+      case RingWake::kTimedOut:
+        return ring_->rx().qsize() > 0;
+      case RingWake::kMaybeReady:
+        if (ring_->rx().qsize() > 0) return true;
+        if (deadline && std::chrono::steady_clock::now() >= *deadline) return false;
+        break;
+    }
+  }
+}
+
+int ByteConnection::ring_fileno() const {
+  if (ring_->watch_fd < 0) {
+    const int epoll = epoll_create1(EPOLL_CLOEXEC);
+    if (epoll < 0) throw_os_error("epoll_create1", errno);
+    epoll_event wake{};
+    wake.events = EPOLLIN;
+    epoll_event hangup{};
+    hangup.events = EPOLLIN | EPOLLRDHUP;
+    if (epoll_ctl(epoll, EPOLL_CTL_ADD, ring_->rx_wake_fd(), &wake) != 0 ||
+        epoll_ctl(epoll, EPOLL_CTL_ADD, fd_, &hangup) != 0) {
+      const int error = errno;
+      ::close(epoll);
+      throw_os_error("epoll_ctl", error);
+    }
+    ring_->watch_fd = epoll;
+    ring_->rx_control().watched.store(1, std::memory_order_seq_cst);
+    ring_after_receive();  // messages already waiting make it readable now
+  }
+  return ring_->watch_fd;
+}
+
+}  // namespace xproc

@@ -1,0 +1,98 @@
+// The shared-memory transport of a duplex Pipe(): one ByteQueue ring per direction carries
+// the messages, so a send costs no system call that moves data. The socket pair stays:
+// its hang-up tells each end that the other is gone (EOFError, BrokenPipeError), and it
+// carries the few messages too large for the ring. Wake-ups of a sleeping receiver go
+// through an eventfd per direction. docs/protocol.md ("Pipe over shared memory") has the
+// layout and the wake-up argument.
+#pragma once
+
+#include <pthread.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "xproc/byte_queue.h"
+#include "xproc/queue_layout_internal.h"
+#include "xproc/shm/segment.h"
+
+namespace xproc::detail {
+
+inline constexpr uint64_t kPipeControlMagic = 0x3130435050524f58ULL;  // "XPROPPC01" little-endian
+inline constexpr uint32_t kPipeControlVersion = 1;
+
+// What one direction's receiver and senders agree on, in the control segment.
+struct alignas(kCacheLine) PipeDirection {
+  // 1: a receiver may be asleep in poll() (or its descriptor is watched): the next send
+  // clears it and writes a token to the direction's eventfd. Senders read it after every
+  // publish, the receiver raises it before it sleeps: both with sequentially consistent
+  // operations, so of "publish, then read armed" and "raise armed, then read the ring" at
+  // least one side sees the other's write and no wake-up is lost.
+  std::atomic<uint32_t> armed;
+  // 1 once a holder of the receiving end has handed out fileno(): from then on, every
+  // receive leaves the eventfd readable exactly while messages wait (level-triggered, as
+  // a socket is), which costs the receiver two system calls per message.
+  std::atomic<uint32_t> watched;
+  // Held from the moment a large message's marker is put into the ring until its payload
+  // has been written to the socket, so that markers and payloads keep one order.
+  alignas(kCacheLine) pthread_mutex_t large_send;
+};
+static_assert(offsetof(PipeDirection, large_send) == kCacheLine);
+static_assert(std::atomic<uint32_t>::is_always_lock_free);
+
+struct PipeControl {
+  std::atomic<uint64_t> magic;  // kPipeControlMagic once initialised
+  uint32_t version;
+  uint32_t reserved;
+  alignas(kCacheLine) PipeDirection direction[2];  // direction[d]: messages sent by end d
+};
+static_assert(offsetof(PipeControl, direction) == kCacheLine);
+
+// Each ring record starts with this; the payload follows (kInline) or is on the socket.
+struct PipeRecord {
+  uint32_t kind;
+  uint32_t reserved;
+  uint64_t large_size;  // kLarge only: the payload bytes that follow on the socket
+  static constexpr uint32_t kInline = 0;
+  static constexpr uint32_t kLarge = 1;
+  static constexpr size_t kInlineHeader = 8;  // kind + reserved, then the payload
+};
+static_assert(sizeof(PipeRecord) == 16);
+
+// What the two ends of one pipe share within a process (both ends after Pipe(), or the
+// one end a forked child keeps using). Owns the mappings and the eventfds.
+struct RingPipe {
+  ByteQueue ring[2];     // ring[d]: messages sent by end d
+  shm::Segment control_segment;
+  PipeControl* control;
+  int wake_fd[2] = {-1, -1};  // wake_fd[d]: tokens for the receiver of ring[d]
+  size_t inline_limit;   // the largest payload carried in the ring
+
+  // ring_bytes per direction; throws OSError or ValueError when the memory cannot be had.
+  explicit RingPipe(size_t ring_bytes);
+  ~RingPipe();
+  RingPipe(const RingPipe&) = delete;
+  RingPipe& operator=(const RingPipe&) = delete;
+};
+
+// One end: which side of the pipe it is, and what this handle keeps for itself.
+struct RingEnd {
+  std::shared_ptr<RingPipe> pipe;
+  int side;               // sends into ring[side], receives from ring[1 - side]
+  int watch_fd = -1;      // epoll over the eventfd and the socket, made by fileno()
+
+  RingEnd(std::shared_ptr<RingPipe> p, int s) : pipe(std::move(p)), side(s) {}
+  ~RingEnd();
+  RingEnd(const RingEnd&) = delete;
+  RingEnd& operator=(const RingEnd&) = delete;
+
+  ByteQueue& tx() const noexcept { return pipe->ring[side]; }
+  ByteQueue& rx() const noexcept { return pipe->ring[1 - side]; }
+  PipeDirection& tx_control() const noexcept { return pipe->control->direction[side]; }
+  PipeDirection& rx_control() const noexcept { return pipe->control->direction[1 - side]; }
+  int tx_wake_fd() const noexcept { return pipe->wake_fd[side]; }
+  int rx_wake_fd() const noexcept { return pipe->wake_fd[1 - side]; }
+};
+
+}  // namespace xproc::detail
