@@ -433,7 +433,12 @@ std::optional<std::span<const std::byte>> ByteConnection::take_buffered_frame() 
 
 std::vector<std::byte> ByteConnection::recv_bytes(std::optional<size_t> maxlength) {
   const size_t limit = std::min(maxlength.value_or(options_.max_message_bytes), options_.max_message_bytes);
-  if (ring_) return ring_recv(limit);
+  if (ring_) {
+    std::vector<std::byte> out;
+    auto keep = [&](std::span<const std::byte> payload) { out.assign(payload.begin(), payload.end()); };
+    ring_recv(&call_with<decltype(keep), std::span<const std::byte>>, &keep, limit);
+    return out;
+  }
   const size_t size = read_frame_length(limit);
   std::vector<std::byte> out;
   // Grow with the bytes that actually arrive: a peer claiming a huge length and then

@@ -5,6 +5,8 @@
 // Connection<Value> carries Python-like values; ByteConnection (byte_connection.h) raw bytes.
 #pragma once
 
+#include <optional>
+#include <span>
 #include <utility>
 #include <vector>
 
@@ -58,7 +60,11 @@ class Connection : public ConnectionBase {
   }
   // Blocks for the next message. EOFError when the peer closed; DecodeError when the frame
   // is not a valid T (the frame is consumed; the connection stays usable).
-  Message<T> recv() { return Message<T>::decode(bytes_.recv_bytes()); }
+  Message<T> recv() {
+    std::optional<Message<T>> message;
+    bytes_.recv_in_place([&](std::span<const std::byte> bytes) { message.emplace(Message<T>::decode(bytes)); });
+    return std::move(*message);
+  }
 };
 
 template <>
@@ -71,7 +77,11 @@ class Connection<Value> : public ConnectionBase {
     value.to_capnp(encoded.builder().initRoot<schema::Value>());
     bytes_.send_in_place(encoded.flat_size(), [&](std::byte* out) { encoded.write_flat(out); });
   }
-  Value recv() { return Value::decode(bytes_.recv_bytes()); }
+  Value recv() {
+    Value value;
+    bytes_.recv_in_place([&](std::span<const std::byte> bytes) { value = Value::decode(bytes); });
+    return value;
+  }
 };
 
 // Two connected ends. duplex: a socket pair, both ends read and write. Not duplex: the

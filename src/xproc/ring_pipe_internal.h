@@ -9,6 +9,7 @@
 #include <pthread.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -81,9 +82,13 @@ struct RingEnd {
   std::shared_ptr<RingPipe> pipe;
   int side;               // sends into ring[side], receives from ring[1 - side]
   int watch_fd = -1;      // epoll over the eventfd and the socket, made by fileno()
+  // When this handle last saw the other end alive, and the process's count of closed
+  // ring ends then (see ByteConnection::ring_check_peer).
+  std::chrono::steady_clock::time_point peer_seen_alive{};
+  uint64_t closes_seen = 0;
 
   RingEnd(std::shared_ptr<RingPipe> p, int s) : pipe(std::move(p)), side(s) {}
-  ~RingEnd();
+  ~RingEnd();  // counts a close (ring_end_closes)
   RingEnd(const RingEnd&) = delete;
   RingEnd& operator=(const RingEnd&) = delete;
 
@@ -94,5 +99,8 @@ struct RingEnd {
   int tx_wake_fd() const noexcept { return pipe->wake_fd[side]; }
   int rx_wake_fd() const noexcept { return pipe->wake_fd[1 - side]; }
 };
+
+// Ring ends this process has closed so far.
+uint64_t ring_end_closes() noexcept;
 
 }  // namespace xproc::detail
