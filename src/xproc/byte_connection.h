@@ -153,6 +153,21 @@ class ByteConnection {
   // call makes every later receive on this end pay two system calls to keep it so.
   int fileno() const;
 
+  // The descriptors behind a shared-memory end, for a binding that hands the end to a
+  // process it spawns (each is duplicated there, as multiprocessing does with a socket's
+  // one descriptor). Owned by this end. ValueError unless shared_memory().
+  struct SharedMemoryHandles {
+    int socket = -1;
+    int rings[2] = {-1, -1};  // the memfds of the two rings
+    int control = -1;         // the memfd of the control block
+    int wake[2] = {-1, -1};   // the eventfds
+    int side = 0;             // which end this is (0 or 1)
+  };
+  SharedMemoryHandles shared_memory_handles() const;
+  // Rebuilds an end from duplicates of another process's handles, taking ownership of
+  // every descriptor (closed on failure too). ValueError when they are not a pipe's.
+  static ByteConnection adopt_shared_memory(const SharedMemoryHandles& handles, ConnectionOptions options = {});
+
   // For wait(): the descriptors whose readiness wakes a sleeping reader, after checking
   // that nothing is ready already (true then, and `fds` is left alone).
   bool ready_or_wait_fds(std::vector<int>& fds);

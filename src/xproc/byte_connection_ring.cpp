@@ -12,6 +12,8 @@
 #include <cerrno>
 #include <cstring>
 #include <new>
+#include <optional>
+#include <utility>
 
 #include "xproc/byte_connection.h"
 #include "xproc/errors.h"
@@ -112,6 +114,20 @@ RingPipe::RingPipe(size_t ring_bytes)
   }
 }
 
+RingPipe::RingPipe(ByteQueue ring0, ByteQueue ring1, shm::Segment control_memory, int wake0, int wake1)
+    : ring{std::move(ring0), std::move(ring1)},
+      control_segment(std::move(control_memory)),
+      control(reinterpret_cast<PipeControl*>(control_segment.data())),
+      wake_fd{wake0, wake1},
+      inline_limit(std::min(kLargestInline, ring[0].info().capacity_bytes / 4)) {
+  if (control_segment.size() < sizeof(PipeControl) ||
+      control->magic.load(std::memory_order_acquire) != kPipeControlMagic || control->version != kPipeControlVersion) {
+    for (int fd : wake_fd) ::close(fd);
+    throw ValueError("not the control block of an xproc pipe (layout version " +
+                     std::to_string(kPipeControlVersion) + ")");
+  }
+}
+
 RingPipe::~RingPipe() {
   for (int fd : wake_fd) {
     if (fd >= 0) ::close(fd);
@@ -130,6 +146,47 @@ uint64_t ring_end_closes() noexcept { return g_ring_end_closes.load(std::memory_
 ByteConnection::ByteConnection(int fd, std::unique_ptr<RingEnd> ring, ConnectionOptions options)
     : ByteConnection(fd, true, true, options) {
   ring_ = std::move(ring);
+}
+
+ByteConnection::SharedMemoryHandles ByteConnection::shared_memory_handles() const {
+  require_open();
+  if (!ring_) throw ValueError("not a shared-memory pipe end");
+  SharedMemoryHandles handles;
+  handles.socket = fd_;
+  for (int d = 0; d < 2; ++d) {
+    handles.rings[d] = ring_->pipe->ring[d].anonymous_fd();
+    handles.wake[d] = ring_->pipe->wake_fd[d];
+  }
+  handles.control = ring_->pipe->control_segment.fd();
+  handles.side = ring_->side;
+  return handles;
+}
+
+ByteConnection ByteConnection::adopt_shared_memory(const SharedMemoryHandles& handles, ConnectionOptions options) {
+  // Each descriptor is owned from here on: whatever fails, none is left open.
+  int socket = handles.socket, control = handles.control;
+  int rings[2] = {handles.rings[0], handles.rings[1]};
+  int wake[2] = {handles.wake[0], handles.wake[1]};
+  auto close_all = [&] {
+    for (int* fd : {&socket, &control, &rings[0], &rings[1], &wake[0], &wake[1]}) {
+      if (*fd >= 0) ::close(*fd);
+      *fd = -1;
+    }
+  };
+  try {
+    if (handles.side != 0 && handles.side != 1) throw ValueError("a pipe end's side is 0 or 1");
+    std::optional<ByteQueue> ring0, ring1;
+    ring0.emplace(ByteQueue::adopt_anonymous(std::exchange(rings[0], -1)));
+    ring1.emplace(ByteQueue::adopt_anonymous(std::exchange(rings[1], -1)));
+    auto control_memory = shm::Segment::adopt(std::exchange(control, -1));
+    auto pipe = std::make_shared<RingPipe>(std::move(*ring0), std::move(*ring1), std::move(control_memory),
+                                           std::exchange(wake[0], -1), std::exchange(wake[1], -1));
+    return ByteConnection(std::exchange(socket, -1), std::make_unique<RingEnd>(std::move(pipe), handles.side),
+                          options);
+  } catch (...) {
+    close_all();
+    throw;
+  }
 }
 
 void ByteConnection::ring_check_peer() const {

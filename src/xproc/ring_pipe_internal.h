@@ -72,6 +72,9 @@ struct RingPipe {
 
   // ring_bytes per direction; throws OSError or ValueError when the memory cannot be had.
   explicit RingPipe(size_t ring_bytes);
+  // Attaches to a pipe made in another process; takes ownership of the eventfds.
+  // ValueError when `control` is not a pipe control block of this version.
+  RingPipe(ByteQueue ring0, ByteQueue ring1, shm::Segment control, int wake0, int wake1);
   ~RingPipe();
   RingPipe(const RingPipe&) = delete;
   RingPipe& operator=(const RingPipe&) = delete;

@@ -20,6 +20,11 @@ def echo_twice(conn):
     conn.close()
 
 
+def echo_until_none(conn):
+    while (message := conn.recv_bytes()) != b"none":
+        conn.send_bytes(message)
+
+
 def test_duplex_pipe_both_ways():
     a, b = xproc.Pipe()
     a.send({"to": "b"})
@@ -125,6 +130,42 @@ def test_connection_passed_to_a_child(method):
     assert a.recv() == 42
     child.join()
     assert child.exitcode == 0
+
+
+def test_duplex_pipe_is_shared_memory_and_its_fileno_selects():
+    import select
+
+    a, b = xproc.Pipe()
+    assert "shared memory" in repr(a)
+    assert select.select([b], [], [], 0)[0] == []
+    a.send(1)
+    a.send(2)
+    assert select.select([b], [], [], 0)[0] == [b]
+    assert b.recv() == 1
+    assert select.select([b], [], [], 0)[0] == [b]  # 2 still waits
+    assert b.recv() == 2
+    assert select.select([b], [], [], 0)[0] == []
+    a.close()
+    assert select.select([b], [], [], 0)[0] == [b]  # the hang-up
+    with pytest.raises(EOFError):
+        b.recv()
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_small_and_large_messages_cross_a_shared_memory_pipe_to_a_child(method):
+    a, b = xproc.Pipe()
+    child = mp.get_context(method).Process(target=echo_until_none, args=(b,))
+    child.start()
+    b.close()
+    for size in (0, 10, 70_000, 5, 1 << 20, 64 * 1024):
+        payload = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+        a.send_bytes(payload)
+        assert a.recv_bytes() == payload
+    a.send_bytes(b"none")
+    child.join()
+    assert child.exitcode == 0
+    with pytest.raises(EOFError):
+        a.recv_bytes()
 
 
 def test_listener_and_client_with_authkey():

@@ -163,16 +163,37 @@ void register_connections(nb::module_& m) {
       .def_prop_ro("readable", [](const PythonConnection& self) { return self.connection.readable(); })
       .def_prop_ro("writable", [](const PythonConnection& self) { return self.connection.writable(); })
       .def_prop_ro("schema_id", [](const PythonConnection& self) { return self.codec.schema_id(); })
-      .def("fileno", [](const PythonConnection& self) { return self.connection.fileno(); });
+      .def("fileno", [](const PythonConnection& self) { return self.connection.fileno(); })
+      .def_prop_ro("shared_memory", [](const PythonConnection& self) { return self.connection.shared_memory(); })
+      .def(
+          "handles",
+          [](const PythonConnection& self) {
+            const auto h = self.connection.shared_memory_handles();
+            return nb::make_tuple(h.socket, h.rings[0], h.rings[1], h.control, h.wake[0], h.wake[1], h.side);
+          },
+          "The descriptors behind a shared-memory end (socket, ring0, ring1, control, wake0, wake1) and its "
+          "side, owned by this end: duplicate them to hand the end to another process.")
+      .def_static(
+          "adopt",
+          [](int socket, int ring0, int ring1, int control, int wake0, int wake1, int side, uint64_t schema_id) {
+            ByteConnection::SharedMemoryHandles h;
+            h.socket = socket;
+            h.rings[0] = ring0;
+            h.rings[1] = ring1;
+            h.control = control;
+            h.wake[0] = wake0;
+            h.wake[1] = wake1;
+            h.side = side;
+            return wrap(ByteConnection::adopt_shared_memory(h), schema_id);
+          },
+          nb::arg("socket"), nb::arg("ring0"), nb::arg("ring1"), nb::arg("control"), nb::arg("wake0"),
+          nb::arg("wake1"), nb::arg("side"), nb::arg("schema_id") = MessageCodec::value_schema_id(),
+          "Rebuilds a shared-memory end from duplicates of another process's handles (taking ownership).");
 
   m.def(
       "pipe",
       [](bool duplex, uint64_t schema_id) {
-        // A socket pair, as CPython's: a Connection pickles as a duplicate of its one
-        // descriptor (for spawned children), which the shared-memory ends do not have.
-        ConnectionOptions options;
-        options.pipe_ring_bytes = 0;
-        auto [a, b] = byte_pipe(duplex, options);
+        auto [a, b] = byte_pipe(duplex);
         return std::make_pair(wrap(std::move(a), schema_id), wrap(std::move(b), schema_id));
       },
       nb::arg("duplex") = true, nb::arg("schema_id") = MessageCodec::value_schema_id());

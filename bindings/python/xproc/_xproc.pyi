@@ -139,6 +139,20 @@ class Connection:
 
     def fileno(self) -> int: ...
 
+    @property
+    def shared_memory(self) -> bool: ...
+
+    def handles(self) -> tuple:
+        """
+        The descriptors behind a shared-memory end (socket, ring0, ring1, control, wake0, wake1) and its side, owned by this end: duplicate them to hand the end to another process.
+        """
+
+    @staticmethod
+    def adopt(socket: int, ring0: int, ring1: int, control: int, wake0: int, wake1: int, side: int, schema_id: int = 12336089219398877324) -> Connection:
+        """
+        Rebuilds a shared-memory end from duplicates of another process's handles (taking ownership).
+        """
+
 def pipe(duplex: bool = True, schema_id: int = 12336089219398877324) -> tuple[Connection, Connection]: ...
 
 class Listener:

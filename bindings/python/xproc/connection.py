@@ -83,12 +83,25 @@ class Connection:
         self.close()
 
     def __repr__(self) -> str:
-        state = "closed" if self.closed else f"fd={self.fileno()}"
+        if self.closed:
+            state = "closed"
+        elif self._engine.shared_memory:
+            state = "shared memory"  # (not fileno(): handing that out costs every receive)
+        else:
+            state = f"fd={self.fileno()}"
         return f"<xproc.Connection {state}>"
 
     # Pickling (multiprocessing.Process arguments, or sending over another connection):
-    # a duplicate of the descriptor travels, as with multiprocessing's connections.
+    # duplicates of the descriptors travel, as with multiprocessing's connections. A
+    # shared-memory Pipe end has six: its socket, the two rings, the control block and
+    # the two eventfds.
     def __reduce__(self) -> Any:
+        if self._engine.shared_memory:
+            *fds, side = self._engine.handles()
+            return (
+                _rebuild_shared_memory_end,
+                (tuple(reduction.DupFd(fd) for fd in fds), side, self._engine.schema_id),
+            )
         return (
             _rebuild_connection,
             (reduction.DupFd(self.fileno()), self.readable, self.writable, self._engine.schema_id),
@@ -97,6 +110,11 @@ class Connection:
 
 def _rebuild_connection(duplicate: Any, readable: bool, writable: bool, schema_id: int) -> Connection:
     return Connection(_xproc.Connection(duplicate.detach(), readable, writable, schema_id))
+
+
+def _rebuild_shared_memory_end(duplicates: Tuple[Any, ...], side: int, schema_id: int) -> Connection:
+    fds = [d.detach() for d in duplicates]
+    return Connection(_xproc.Connection.adopt(*fds, side, schema_id))
 
 
 def Pipe(duplex: bool = True, *, schema: Any = None) -> Tuple[Connection, Connection]:
