@@ -32,13 +32,15 @@ std::string text(const std::vector<std::byte>& b) { return {reinterpret_cast<con
 
 void write_raw(int fd, const void* data, size_t n) { ASSERT_EQ(write(fd, data, n), static_cast<ssize_t>(n)); }
 
-// A duplex Pipe over the socket pair alone (no shared-memory rings), for the tests of the
-// socket framing that Listener and Client connections use too.
-std::pair<ByteConnection, ByteConnection> socket_pipe() {
+// A Pipe as CPython makes it (a socket pair, or one way an OS pipe when SIGPIPE is
+// ignored), without shared-memory rings: for the tests of the descriptor-level framing
+// that Listener and Client connections use too.
+std::pair<ByteConnection, ByteConnection> plain_pipe(bool duplex) {
   xproc::ConnectionOptions options;
   options.pipe_ring_bytes = 0;
-  return xproc::byte_pipe(true, options);
+  return xproc::byte_pipe(duplex, options);
 }
+std::pair<ByteConnection, ByteConnection> socket_pipe() { return plain_pipe(true); }
 
 void set_sigpipe(void (*disposition)(int)) {
   struct sigaction action {};
@@ -89,7 +91,7 @@ TEST(ConnectionTest, ManySmallAndSomeLargeMessagesArriveWhole) {
 // Offers frames without waiting until the fd is full, then checks the kept rest goes out
 // whole and in order once finish_send() can write it.
 void try_send_until_full_then_finish(bool duplex) {
-  auto [first, second] = duplex ? socket_pipe() : xproc::byte_pipe(false);
+  auto [first, second] = plain_pipe(duplex);
   auto& a = duplex ? first : second;  // one way: the second end writes
   auto& b = duplex ? second : first;
   const std::string payload(1000, 'p');
@@ -111,7 +113,7 @@ void try_send_until_full_then_finish(bool duplex) {
 TEST(ConnectionTest, TrySendInPlaceKeepsWhatAFullSocketCannotTake) { try_send_until_full_then_finish(true); }
 
 TEST(ConnectionTest, TrySendInPlaceKeepsWhatAFullPipeCannotTake) {
-  set_sigpipe(SIG_IGN);  // so that byte_pipe(false) makes an OS pipe
+  set_sigpipe(SIG_IGN);  // so that plain_pipe(false) makes an OS pipe
   try_send_until_full_then_finish(false);
   set_sigpipe(SIG_DFL);
 }
@@ -145,8 +147,8 @@ TEST(ConnectionTest, TryRecvInPlaceTakesOnlyWholeFramesThatAreHere) {
 }
 
 TEST(ConnectionTest, TryRecvInPlaceOnAPipeReadsWithoutWaiting) {
-  set_sigpipe(SIG_IGN);  // so that byte_pipe(false) makes an OS pipe
-  auto [reader, writer] = xproc::byte_pipe(false);
+  set_sigpipe(SIG_IGN);  // so that plain_pipe(false) makes an OS pipe
+  auto [reader, writer] = plain_pipe(false);
   set_sigpipe(SIG_DFL);
   struct stat st {};
   ASSERT_EQ(fstat(reader.fileno(), &st), 0);
@@ -162,8 +164,8 @@ TEST(ConnectionTest, TryRecvInPlaceOnAPipeReadsWithoutWaiting) {
 TEST(ConnectionTest, LargeMessagesCrossANonBlockingPipeWhole) {
   // Larger than the pipe's 64 KiB: the writer meets EAGAIN part-way and waits in poll(),
   // the reader reads straight into the message and waits the same way.
-  set_sigpipe(SIG_IGN);  // so that byte_pipe(false) makes an OS pipe
-  auto [reader, writer] = xproc::byte_pipe(false);
+  set_sigpipe(SIG_IGN);  // so that plain_pipe(false) makes an OS pipe
+  auto [reader, writer] = plain_pipe(false);
   set_sigpipe(SIG_DFL);
   std::string big(3u << 20, 'b');
   for (size_t i = 0; i < big.size(); i += 4096) big[i] = static_cast<char>('a' + (i / 4096) % 26);
@@ -191,13 +193,33 @@ TEST(ConnectionTest, NonBlockingSocketHandedInStillBlocksInRecvAndSend) {
 }
 
 TEST(ConnectionTest, OneWayPipeRejectsWrongDirection) {
+  for (bool shared_memory : {true, false}) {
+    auto [reader, writer] = shared_memory ? xproc::byte_pipe(false) : plain_pipe(false);
+    EXPECT_EQ(reader.shared_memory(), shared_memory);
+    EXPECT_TRUE(reader.readable());
+    EXPECT_FALSE(reader.writable());
+    EXPECT_FALSE(writer.readable());
+    EXPECT_THROW(reader.send_bytes(bytes("x")), xproc::OSError);
+    EXPECT_THROW(writer.recv_bytes(), xproc::OSError);
+    EXPECT_THROW(writer.poll(), xproc::OSError);
+    writer.send_bytes(bytes("one way"));
+    EXPECT_EQ(text(reader.recv_bytes()), "one way");
+  }
+}
+
+TEST(ConnectionTest, OneWaySharedMemoryPipeCarriesLargeMessagesAndSeesEitherEndGo) {
   auto [reader, writer] = xproc::byte_pipe(false);
-  EXPECT_TRUE(reader.readable());
-  EXPECT_FALSE(reader.writable());
-  EXPECT_THROW(reader.send_bytes(bytes("x")), xproc::OSError);
-  EXPECT_THROW(writer.recv_bytes(), xproc::OSError);
-  writer.send_bytes(bytes("one way"));
-  EXPECT_EQ(text(reader.recv_bytes()), "one way");
+  ASSERT_TRUE(writer.shared_memory());
+  std::thread sender([&writer = writer] {
+    for (int i = 0; i < 200; ++i) writer.send_bytes(bytes(std::string(i % 20 == 0 ? 300000 : i, 'w')));
+    writer.close();
+  });
+  for (int i = 0; i < 200; ++i) ASSERT_EQ(reader.recv_bytes().size(), i % 20 == 0 ? 300000u : static_cast<size_t>(i));
+  sender.join();
+  EXPECT_THROW(reader.recv_bytes(), xproc::EOFError);
+  auto [reader2, writer2] = xproc::byte_pipe(false);
+  reader2.close();
+  EXPECT_THROW(writer2.send_bytes(bytes("nobody")), xproc::BrokenPipeError);
 }
 
 TEST(ConnectionTest, RecvAfterPeerClosedThrowsEOFError) {
@@ -248,7 +270,7 @@ TEST(ConnectionTest, SendToClosedSocketThrowsBrokenPipeNotSigpipe) {
 // (which decides between an OS pipe and a socket pair) and used under another.
 void send_to_closed_pipe(void (*made_under)(int), void (*sent_under)(int)) {
   set_sigpipe(made_under);
-  auto [reader, writer] = xproc::byte_pipe(false);
+  auto [reader, writer] = plain_pipe(false);
   set_sigpipe(sent_under);
   reader.close();
   EXPECT_THROW(writer.send_bytes(bytes("nobody listens")), xproc::BrokenPipeError);

@@ -32,9 +32,9 @@ struct ConnectionOptions {
   // Largest message recv accepts; a longer frame closes the connection with OSError
   // ("bad message length"), without allocating its claimed size.
   size_t max_message_bytes = size_t{1} << 30;
-  // Pipe(duplex=true) only: bytes of the shared-memory ring of each direction, reserved
-  // when the pipe is made (messages up to 64 KiB, or a quarter of this when smaller, travel
-  // through it). 0 = a plain socket pair, as CPython's Pipe.
+  // Pipe() only: bytes of the shared-memory ring of each direction, reserved when the pipe
+  // is made (messages up to 64 KiB, or a quarter of this when smaller, travel through it).
+  // 0 = what CPython's Pipe makes: a socket pair, or an OS pipe one way.
   size_t pipe_ring_bytes = size_t{512} << 10;
 };
 
@@ -162,6 +162,8 @@ class ByteConnection {
     int control = -1;         // the memfd of the control block
     int wake[2] = {-1, -1};   // the eventfds
     int side = 0;             // which end this is (0 or 1)
+    bool readable = true;     // false for the sending end of a one-way pipe
+    bool writable = true;     // false for its receiving end
   };
   SharedMemoryHandles shared_memory_handles() const;
   // Rebuilds an end from duplicates of another process's handles, taking ownership of
@@ -174,7 +176,8 @@ class ByteConnection {
 
  private:
   friend std::pair<ByteConnection, ByteConnection> byte_pipe(bool duplex, ConnectionOptions options);
-  ByteConnection(int fd, std::unique_ptr<detail::RingEnd> ring, ConnectionOptions options);
+  ByteConnection(int fd, std::unique_ptr<detail::RingEnd> ring, bool readable, bool writable,
+                 ConnectionOptions options);
 
   template <typename F, typename Arg>
   static void call_with(void* f, Arg arg) {

@@ -47,6 +47,9 @@ constexpr auto kPeerCheckEvery = std::chrono::microseconds(50);
 
 std::atomic<uint64_t> g_ring_end_closes{0};
 
+// The ring of the direction a one-way pipe does not use: the smallest a queue can be.
+constexpr size_t kUnusedRingBytes = 64;
+
 QueueOptions ring_options(size_t ring_bytes) {
   QueueOptions options;
   options.capacity_bytes = ring_bytes;
@@ -97,8 +100,8 @@ void put_record(ByteQueue& ring, size_t size, Fill&& fill, CheckPeer&& check_pee
 
 namespace detail {
 
-RingPipe::RingPipe(size_t ring_bytes)
-    : ring{ByteQueue(ring_options(ring_bytes)), ByteQueue(ring_options(ring_bytes))},
+RingPipe::RingPipe(size_t ring_bytes, bool duplex)
+    : ring{ByteQueue(ring_options(ring_bytes)), ByteQueue(ring_options(duplex ? ring_bytes : kUnusedRingBytes))},
       control_segment(shm::Segment::anonymous(sizeof(PipeControl))),
       control(new (control_segment.data()) PipeControl{}),
       inline_limit(std::min(kLargestInline, ring_bytes / 4)) {
@@ -143,8 +146,9 @@ uint64_t ring_end_closes() noexcept { return g_ring_end_closes.load(std::memory_
 
 }  // namespace detail
 
-ByteConnection::ByteConnection(int fd, std::unique_ptr<RingEnd> ring, ConnectionOptions options)
-    : ByteConnection(fd, true, true, options) {
+ByteConnection::ByteConnection(int fd, std::unique_ptr<RingEnd> ring, bool readable, bool writable,
+                               ConnectionOptions options)
+    : ByteConnection(fd, readable, writable, options) {
   ring_ = std::move(ring);
 }
 
@@ -159,6 +163,8 @@ ByteConnection::SharedMemoryHandles ByteConnection::shared_memory_handles() cons
   }
   handles.control = ring_->pipe->control_segment.fd();
   handles.side = ring_->side;
+  handles.readable = readable_;
+  handles.writable = writable_;
   return handles;
 }
 
@@ -182,7 +188,7 @@ ByteConnection ByteConnection::adopt_shared_memory(const SharedMemoryHandles& ha
     auto pipe = std::make_shared<RingPipe>(std::move(*ring0), std::move(*ring1), std::move(control_memory),
                                            std::exchange(wake[0], -1), std::exchange(wake[1], -1));
     return ByteConnection(std::exchange(socket, -1), std::make_unique<RingEnd>(std::move(pipe), handles.side),
-                          options);
+                          handles.readable, handles.writable, options);
   } catch (...) {
     close_all();
     throw;

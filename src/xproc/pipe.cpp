@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <memory>
 
 #include "xproc/connection.h"
 #include "xproc/errors.h"
@@ -13,6 +14,28 @@ namespace xproc {
 
 std::pair<ByteConnection, ByteConnection> byte_pipe(bool duplex, ConnectionOptions options) {
   int fds[2];
+  if (options.pipe_ring_bytes > 0) {
+    // Shared memory: the rings carry the messages; the socket pair tells each end when
+    // the other is gone and carries the payloads too large for a ring.
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) throw_os_error("socketpair", errno);
+    std::shared_ptr<detail::RingPipe> rings;
+    try {
+      rings = std::make_shared<detail::RingPipe>(options.pipe_ring_bytes, duplex);
+    } catch (const Error&) {
+      // No shared memory to be had (memory or descriptors short): fall back on the
+      // socket pair (or pipe) alone, a complete pipe, only slower.
+      ::close(fds[0]);
+      ::close(fds[1]);
+      options.pipe_ring_bytes = 0;
+      return byte_pipe(duplex, options);
+    }
+    // One way: the first end only reads, the second only writes (it sends into ring 0).
+    auto end = [&](int fd, int side, bool readable, bool writable) {
+      return ByteConnection(fd, std::make_unique<detail::RingEnd>(rings, side), readable, writable, options);
+    };
+    if (duplex) return {end(fds[0], 0, true, true), end(fds[1], 1, true, true)};
+    return {end(fds[0], 1, true, false), end(fds[1], 0, false, true)};
+  }
   if (!duplex && detail::sigpipe_ignored()) {
     // An OS pipe, as CPython makes: it moves small messages about 1.6 times faster than a
     // socket pair (the kernel appends them to one page instead of allocating a buffer for
@@ -24,19 +47,6 @@ std::pair<ByteConnection, ByteConnection> byte_pipe(bool duplex, ConnectionOptio
     return {ByteConnection(fds[0], true, false, options), ByteConnection(fds[1], false, true, options)};
   }
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) throw_os_error("socketpair", errno);
-  if (duplex && options.pipe_ring_bytes > 0) {
-    std::shared_ptr<detail::RingPipe> rings;
-    try {
-      rings = std::make_shared<detail::RingPipe>(options.pipe_ring_bytes);
-    } catch (const Error&) {
-      // No shared memory to be had (memory or descriptors short): the socket pair alone
-      // is a complete pipe, only slower.
-    }
-    if (rings) {
-      return {ByteConnection(fds[0], std::make_unique<detail::RingEnd>(rings, 0), options),
-              ByteConnection(fds[1], std::make_unique<detail::RingEnd>(rings, 1), options)};
-    }
-  }
   if (duplex) return {ByteConnection(fds[0], true, true, options), ByteConnection(fds[1], true, true, options)};
   // One way over a socket pair: the unused directions are shut, so a stray write through
   // the reader's fd fails as it would on a pipe.

@@ -1,4 +1,4 @@
-// The shared-memory transport of a duplex Pipe(): one ByteQueue ring per direction carries
+// The shared-memory transport of Pipe(): one ByteQueue ring per direction carries
 // the messages, so a send costs no system call that moves data. The socket pair stays:
 // its hang-up tells each end that the other is gone (EOFError, BrokenPipeError), and it
 // carries the few messages too large for the ring. Wake-ups of a sleeping receiver go
@@ -70,8 +70,9 @@ struct RingPipe {
   int wake_fd[2] = {-1, -1};  // wake_fd[d]: tokens for the receiver of ring[d]
   size_t inline_limit;   // the largest payload carried in the ring
 
-  // ring_bytes per direction; throws OSError or ValueError when the memory cannot be had.
-  explicit RingPipe(size_t ring_bytes);
+  // ring_bytes per direction (one way: ring 0 only, ring 1 the smallest there is); throws
+  // OSError or ValueError when the memory cannot be had.
+  RingPipe(size_t ring_bytes, bool duplex);
   // Attaches to a pipe made in another process; takes ownership of the eventfds.
   // ValueError when `control` is not a pipe control block of this version.
   RingPipe(ByteQueue ring0, ByteQueue ring1, shm::Segment control, int wake0, int wake1);

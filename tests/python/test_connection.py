@@ -20,6 +20,11 @@ def echo_twice(conn):
     conn.close()
 
 
+def send_three(conn):
+    for message in (b"one", b"x" * 100_000, b"three"):
+        conn.send_bytes(message)
+
+
 def echo_until_none(conn):
     while (message := conn.recv_bytes()) != b"none":
         conn.send_bytes(message)
@@ -166,6 +171,19 @@ def test_small_and_large_messages_cross_a_shared_memory_pipe_to_a_child(method):
     assert child.exitcode == 0
     with pytest.raises(EOFError):
         a.recv_bytes()
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_one_way_shared_memory_pipe_from_a_child(method):
+    reader, writer = xproc.Pipe(duplex=False)
+    assert "shared memory" in repr(writer)
+    child = mp.get_context(method).Process(target=send_three, args=(writer,))
+    child.start()
+    writer.close()
+    assert [reader.recv_bytes() for _ in range(3)] == [b"one", b"x" * 100_000, b"three"]
+    child.join()
+    with pytest.raises(EOFError):
+        reader.recv_bytes()
 
 
 def test_listener_and_client_with_authkey():

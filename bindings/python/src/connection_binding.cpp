@@ -169,13 +169,15 @@ void register_connections(nb::module_& m) {
           "handles",
           [](const PythonConnection& self) {
             const auto h = self.connection.shared_memory_handles();
-            return nb::make_tuple(h.socket, h.rings[0], h.rings[1], h.control, h.wake[0], h.wake[1], h.side);
+            return nb::make_tuple(h.socket, h.rings[0], h.rings[1], h.control, h.wake[0], h.wake[1], h.side,
+                                  h.readable, h.writable);
           },
-          "The descriptors behind a shared-memory end (socket, ring0, ring1, control, wake0, wake1) and its "
-          "side, owned by this end: duplicate them to hand the end to another process.")
+          "The descriptors behind a shared-memory end (socket, ring0, ring1, control, wake0, wake1), then its "
+          "side, readable and writable; the descriptors stay this end's: duplicate them to hand it on.")
       .def_static(
           "adopt",
-          [](int socket, int ring0, int ring1, int control, int wake0, int wake1, int side, uint64_t schema_id) {
+          [](int socket, int ring0, int ring1, int control, int wake0, int wake1, int side, bool readable,
+             bool writable, uint64_t schema_id) {
             ByteConnection::SharedMemoryHandles h;
             h.socket = socket;
             h.rings[0] = ring0;
@@ -184,10 +186,13 @@ void register_connections(nb::module_& m) {
             h.wake[0] = wake0;
             h.wake[1] = wake1;
             h.side = side;
+            h.readable = readable;
+            h.writable = writable;
             return wrap(ByteConnection::adopt_shared_memory(h), schema_id);
           },
           nb::arg("socket"), nb::arg("ring0"), nb::arg("ring1"), nb::arg("control"), nb::arg("wake0"),
-          nb::arg("wake1"), nb::arg("side"), nb::arg("schema_id") = MessageCodec::value_schema_id(),
+          nb::arg("wake1"), nb::arg("side"), nb::arg("readable"), nb::arg("writable"),
+          nb::arg("schema_id") = MessageCodec::value_schema_id(),
           "Rebuilds a shared-memory end from duplicates of another process's handles (taking ownership).");
 
   m.def(

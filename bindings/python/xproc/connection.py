@@ -97,10 +97,10 @@ class Connection:
     # the two eventfds.
     def __reduce__(self) -> Any:
         if self._engine.shared_memory:
-            *fds, side = self._engine.handles()
+            *fds, side, readable, writable = self._engine.handles()
             return (
                 _rebuild_shared_memory_end,
-                (tuple(reduction.DupFd(fd) for fd in fds), side, self._engine.schema_id),
+                (tuple(reduction.DupFd(fd) for fd in fds), side, readable, writable, self._engine.schema_id),
             )
         return (
             _rebuild_connection,
@@ -112,9 +112,11 @@ def _rebuild_connection(duplicate: Any, readable: bool, writable: bool, schema_i
     return Connection(_xproc.Connection(duplicate.detach(), readable, writable, schema_id))
 
 
-def _rebuild_shared_memory_end(duplicates: Tuple[Any, ...], side: int, schema_id: int) -> Connection:
+def _rebuild_shared_memory_end(
+    duplicates: Tuple[Any, ...], side: int, readable: bool, writable: bool, schema_id: int
+) -> Connection:
     fds = [d.detach() for d in duplicates]
-    return Connection(_xproc.Connection.adopt(*fds, side, schema_id))
+    return Connection(_xproc.Connection.adopt(*fds, side, readable, writable, schema_id))
 
 
 def Pipe(duplex: bool = True, *, schema: Any = None) -> Tuple[Connection, Connection]:
