@@ -136,6 +136,11 @@ int ByteConnection::fileno() const {
   return fd_;
 }
 
+int ByteConnection::wait_fileno() const {
+  require_open();
+  return ring_ ? ring_epoll_fd() : fd_;
+}
+
 void ByteConnection::require_open() const {
   if (fd_ < 0) throw OSError("handle is closed", EBADF);
 }

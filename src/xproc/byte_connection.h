@@ -170,6 +170,12 @@ class ByteConnection {
   // every descriptor (closed on failure too). ValueError when they are not a pipe's.
   static ByteConnection adopt_shared_memory(const SharedMemoryHandles& handles, ConnectionOptions options = {});
 
+  // For a binding's own wait(): a descriptor that becomes readable when a message arrives
+  // after poll() found none, or when the other end goes (it may also show readable for a
+  // message another reader took: poll(0) again). Unlike fileno(), it costs later receives
+  // nothing. The socket's own descriptor for an end that is not shared-memory.
+  int wait_fileno() const;
+
   // For wait(): the descriptors whose readiness wakes a sleeping reader, after checking
   // that nothing is ready already (true then, and `fds` is left alone).
   bool ready_or_wait_fds(std::vector<int>& fds);
@@ -199,6 +205,7 @@ class ByteConnection {
   void ring_check_peer() const;
   void ring_after_receive() const;
   int ring_fileno() const;
+  int ring_epoll_fd() const;  // made on first use; does not set `watched`
 
   // Bounds of the adaptive spin before a read waits in the kernel.
   static constexpr int64_t kInitialSpinNs = 20'000;

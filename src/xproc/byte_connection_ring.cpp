@@ -382,7 +382,7 @@ bool ByteConnection::ring_poll(Timeout timeout) {
   }
 }
 
-int ByteConnection::ring_fileno() const {
+int ByteConnection::ring_epoll_fd() const {
   if (ring_->watch_fd < 0) {
     const int epoll = epoll_create1(EPOLL_CLOEXEC);
     if (epoll < 0) throw_os_error("epoll_create1", errno);
@@ -397,10 +397,18 @@ int ByteConnection::ring_fileno() const {
       throw_os_error("epoll_ctl", error);
     }
     ring_->watch_fd = epoll;
-    ring_->rx_control().watched.store(1, std::memory_order_seq_cst);
-    ring_after_receive();  // messages already waiting make it readable now
   }
   return ring_->watch_fd;
+}
+
+int ByteConnection::ring_fileno() const {
+  const int epoll = ring_epoll_fd();
+  PipeDirection& direction = ring_->rx_control();
+  if (direction.watched.load(std::memory_order_relaxed) == 0) {
+    direction.watched.store(1, std::memory_order_seq_cst);
+    ring_after_receive();  // messages already waiting make it readable now
+  }
+  return epoll;
 }
 
 }  // namespace xproc

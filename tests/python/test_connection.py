@@ -266,6 +266,25 @@ def test_wait_returns_the_ready_connections():
     assert wait([b, d], timeout=5) == [d]
 
 
+def test_wait_is_woken_by_a_send_and_mixes_with_other_descriptors():
+    import socket
+
+    a, b = xproc.Pipe()
+    c, d = xproc.Pipe(duplex=False)
+    s1, s2 = socket.socketpair()
+    threading.Timer(0.05, lambda: a.send("late")).start()
+    started = time.monotonic()
+    assert wait([b, c, s1], timeout=5) == [b]
+    assert time.monotonic() - started < 4
+    assert b.recv() == "late"
+    s2.send(b"x")
+    assert wait([b, c, s1], timeout=5) == [s1]
+    d.send(1)
+    assert wait([b, c, s1], timeout=5) == [c, s1]
+    s1.close()
+    s2.close()
+
+
 def test_ctrl_c_interrupts_recv():
     code = (
         "import xproc\n"

@@ -164,6 +164,10 @@ void register_connections(nb::module_& m) {
       .def_prop_ro("writable", [](const PythonConnection& self) { return self.connection.writable(); })
       .def_prop_ro("schema_id", [](const PythonConnection& self) { return self.codec.schema_id(); })
       .def("fileno", [](const PythonConnection& self) { return self.connection.fileno(); })
+      .def("wait_fileno", [](const PythonConnection& self) { return self.connection.wait_fileno(); },
+           "A descriptor for xproc.connection.wait(): readable when a message arrives after poll(0) found "
+           "none (or possibly for one another reader took), or when the other end goes. Unlike fileno(), "
+           "it makes later receives cost nothing.")
       .def_prop_ro("shared_memory", [](const PythonConnection& self) { return self.connection.shared_memory(); })
       .def(
           "handles",

@@ -139,6 +139,11 @@ class Connection:
 
     def fileno(self) -> int: ...
 
+    def wait_fileno(self) -> int:
+        """
+        A descriptor for xproc.connection.wait(): readable when a message arrives after poll(0) found none (or possibly for one another reader took), or when the other end goes. Unlike fileno(), it makes later receives cost nothing.
+        """
+
     @property
     def shared_memory(self) -> bool: ...
 

@@ -11,6 +11,7 @@ which a C++ ``Connection<Value>`` (or ``Connection<T>``) receives.
 from __future__ import annotations
 
 import multiprocessing.connection as _mp_connection
+import time
 from multiprocessing import reduction
 from typing import Any, Iterable, List, Optional, Tuple, Union
 
@@ -204,17 +205,43 @@ def Client(
     return Connection(_xproc.client(_address_text(address), _check_authkey(authkey), _schema_id(schema)), schema)
 
 
+class _Waitable:
+    """What multiprocessing's wait() selects on for an xproc Connection: its wait
+    descriptor (Connection.fileno() would make every later receive pay for keeping that
+    descriptor level-triggered)."""
+
+    __slots__ = ("connection", "fd")
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.fd = connection._engine.wait_fileno()
+
+    def fileno(self) -> int:
+        return self.fd
+
+
 def wait(object_list: Iterable[Any], timeout: Optional[float] = None) -> List[Any]:
     """The objects of `object_list` that are ready to read, waiting up to `timeout`.
 
     Accepts xproc Connections beside anything multiprocessing's ``wait`` accepts
     (its Connections, sockets, objects with ``fileno()``)."""
     objects = list(object_list)
-    # A connection may hold a whole message read ahead into its buffer while its
-    # descriptor shows nothing: those are ready without asking the kernel.
-    ready = [o for o in objects if isinstance(o, Connection) and not o.closed and o.poll(0)]
-    if ready:
-        return ready
-    return _mp_connection.wait(objects, timeout)
-
-
+    ours = [o for o in objects if isinstance(o, Connection) and not o.closed]
+    others = [o for o in objects if not (isinstance(o, Connection) and not o.closed)]
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        # poll(0) sees what a descriptor cannot (a message in shared memory, or read ahead
+        # into a buffer) and, finding nothing, asks the next send to wake the descriptor.
+        ready = {id(o) for o in ours if o.poll(0)}
+        if ready:
+            if others:
+                ready.update(id(o) for o in _mp_connection.wait(others, 0))
+            return [o for o in objects if id(o) in ready]
+        waitables = [_Waitable(o) for o in ours] + others
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        woken = _mp_connection.wait(waitables, remaining)
+        # A connection woken for a message another reader took is not ready after all.
+        ready = {id(w) for w in woken if not isinstance(w, _Waitable)}
+        ready.update(id(w.connection) for w in woken if isinstance(w, _Waitable) and w.connection.poll(0))
+        if ready or (deadline is not None and time.monotonic() >= deadline):
+            return [o for o in objects if id(o) in ready]
