@@ -110,6 +110,114 @@ TEST(PipeFaultTest, ReceiverKilledAtRandomGivesTheSenderBrokenPipeError) {
   }
 }
 
+// Message `seq` of sender `who`, always larger than the ring carries (on the socket).
+std::vector<std::byte> make_large(uint32_t who, uint32_t seq) {
+  auto m = make_message(seq);
+  m.resize(300000 + (seq * 7919u) % 100000, static_cast<std::byte>(who));
+  const uint32_t tag[2] = {who, fnv1a(m.data(), m.size() - 8)};
+  std::memcpy(m.data() + m.size() - 8, tag, 8);
+  return m;
+}
+
+bool large_well_formed(const std::vector<std::byte>& m, uint32_t* who, uint32_t* seq) {
+  if (m.size() < 300000) return false;
+  uint32_t tag[2];
+  std::memcpy(tag, m.data() + m.size() - 8, 8);
+  std::memcpy(seq, m.data(), 4);
+  *who = tag[0];
+  return tag[1] == fnv1a(m.data(), m.size() - 8) && m == make_large(*who, *seq);
+}
+
+TEST(PipeFaultTest, SenderKilledMidLargeMessageOnASharedEndTearsNothingForTheOthers) {
+  std::mt19937 random(99);
+  for (int cycle = 0; cycle < cycles(15); ++cycle) {
+    auto [receiver, sender] = xproc::byte_pipe();
+    std::fflush(nullptr);
+    pid_t senders[2];
+    for (uint32_t who = 0; who < 2; ++who) {
+      senders[who] = fork();
+      if (senders[who] == 0) {
+        receiver.close();
+        // Sender 0 is the one killed. Every other cycle the survivor starts only after the
+        // kill: then the reader waiting for the dead sender's chunks must find out from
+        // the senders' lock, since nothing else arrives.
+        if (who == 1 && cycle % 2 == 0) std::this_thread::sleep_for(250ms);
+        const uint32_t count = who == 0 ? 1000000 : 40;
+        for (uint32_t seq = 0; seq < count; ++seq) sender.send_bytes(make_large(who, seq));
+        _exit(0);
+      }
+    }
+    sender.close();
+    std::thread killer([victim = senders[0], delay = random() % 20000] {
+      std::this_thread::sleep_for(std::chrono::microseconds(delay));
+      kill(victim, SIGKILL);
+    });
+    uint32_t next[2] = {0, 0};
+    for (;;) {
+      std::vector<std::byte> m;
+      try {
+        m = receiver.recv_bytes();
+      } catch (const xproc::EOFError&) {
+        break;
+      }
+      uint32_t who = 0, seq = 0;
+      ASSERT_TRUE(large_well_formed(m, &who, &seq)) << "cycle " << cycle << ": a torn large message";
+      ASSERT_LT(who, 2u);
+      ASSERT_EQ(seq, next[who]) << "cycle " << cycle << ": sender " << who << " out of order";
+      ++next[who];
+    }
+    killer.join();
+    EXPECT_EQ(next[1], 40u) << "cycle " << cycle << ": the survivor lost messages";
+    EXPECT_EQ(xproc::testing::wait_exit_code(senders[0]), -SIGKILL);
+    EXPECT_EQ(xproc::testing::wait_exit_code(senders[1]), 0);
+  }
+}
+
+TEST(PipeFaultTest, ReceiverKilledMidLargeMessageOnASharedEndTearsNothingForTheOthers) {
+  std::mt19937 random(5);
+  for (int cycle = 0; cycle < cycles(40); ++cycle) {
+    auto [sender, receiver] = xproc::byte_pipe();
+    // Two readers of one end: the first is killed while it reads; the survivor reports
+    // through a pipe of its own how many whole messages it got, or 0xffffffff for a torn
+    // one, once it sees the last one.
+    auto [report_in, report_out] = xproc::byte_pipe();
+    std::fflush(nullptr);
+    pid_t readers[2];
+    for (int k = 0; k < 2; ++k) {
+      readers[k] = fork();
+      if (readers[k] == 0) {
+        sender.close();
+        report_in.close();
+        uint32_t whole = 0, who = 0, seq = 0;
+        for (;;) {
+          const auto m = receiver.recv_bytes();
+          if (m.size() == 3) break;  // "end"
+          whole = large_well_formed(m, &who, &seq) ? whole + 1 : 0xffffffffu;
+          if (whole == 0xffffffffu) break;
+        }
+        report_out.send_bytes(std::span(reinterpret_cast<const std::byte*>(&whole), 4));
+        _exit(0);
+      }
+    }
+    receiver.close();
+    report_out.close();
+    std::thread killer([victim = readers[0], delay = random() % 20000] {
+      std::this_thread::sleep_for(std::chrono::microseconds(delay));
+      kill(victim, SIGKILL);
+    });
+    for (uint32_t seq = 0; seq < 60; ++seq) sender.send_bytes(make_large(0, seq));
+    killer.join();
+    EXPECT_EQ(xproc::testing::wait_exit_code(readers[0]), -SIGKILL);
+    for (int i = 0; i < 2; ++i) sender.send_bytes(std::vector<std::byte>(3));  // ends the survivor (and a spare)
+    const auto report = report_in.recv_bytes();
+    ASSERT_EQ(report.size(), 4u);
+    uint32_t whole;
+    std::memcpy(&whole, report.data(), 4);
+    EXPECT_NE(whole, 0xffffffffu) << "cycle " << cycle << ": the survivor got a torn message";
+    EXPECT_EQ(xproc::testing::wait_exit_code(readers[1]), 0);
+  }
+}
+
 TEST(PipeFaultTest, ReceiverBlockedForASecondUsesAlmostNoCpu) {
   auto [a, b] = xproc::byte_pipe();
   std::fflush(nullptr);

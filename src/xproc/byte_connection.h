@@ -40,6 +40,7 @@ struct ConnectionOptions {
 
 namespace detail {
 struct RingEnd;
+struct PipeRecord;
 // A write to a pipe whose reader is gone raises SIGPIPE, which kills a process that has
 // not ignored it. Python ignores it at start-up (as many servers do); one query per write
 // then replaces the three system calls of masking it.
@@ -198,6 +199,9 @@ class ByteConnection {
   bool ring_take(void (*consume)(void*, std::span<const std::byte>), void* ctx, size_t limit, bool block,
                  Timeout timeout);
   bool ring_poll(Timeout timeout);
+  enum class LargeRead { kWhole, kOverLimit, kLost };
+  // The chunks of the large message `marker` announces, from the socket.
+  LargeRead read_large(const detail::PipeRecord& marker, size_t limit, std::vector<std::byte>& payload);
   enum class RingWake { kMaybeReady, kTimedOut, kPeerGone };
   // Sleeps until a sender's token, the peer's hang-up or the deadline.
   RingWake ring_sleep(const ByteQueue::Deadline& deadline);

@@ -24,6 +24,7 @@
 namespace xproc {
 
 using detail::PipeDirection;
+using detail::LargeChunk;
 using detail::PipeRecord;
 using detail::RingEnd;
 using detail::RingPipe;
@@ -38,7 +39,9 @@ constexpr size_t kLargestInline = 64 * 1024;
 constexpr auto kReceiveSpin = std::chrono::microseconds(100);
 // A blocked sender looks at the socket this often, to notice a receiver that is gone.
 constexpr auto kSendSlice = std::chrono::milliseconds(100);
-constexpr size_t kGrowStep = 16u << 20;  // large payloads grow by this as bytes arrive
+// How long a reader waits for the next chunk of a large payload before it asks whether
+// its sender is still alive.
+constexpr auto kLargeChunkWait = std::chrono::milliseconds(100);
 // A sender looks at the socket for a hang-up at most this often (and whenever a ring end
 // of this process was closed since): a message sent within it to a peer that has just
 // died is lost as one in flight would be, and a stream pays one poll() per this instead
@@ -71,18 +74,6 @@ void write_token(int fd) noexcept {
 void drain_tokens(int fd) noexcept {
   uint64_t count;
   [[maybe_unused]] const ssize_t n = ::read(fd, &count, sizeof(count));
-}
-
-// Reads exactly `n` bytes from a blocking socket; EOFError when it ends first.
-void read_socket_exact(int fd, std::byte* out, size_t n) {
-  for (size_t got = 0; got < n;) {
-    const ssize_t r = ::read(fd, out + got, n - got);
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0 && errno == ECONNRESET) throw EOFError("connection reset by peer");
-    if (r < 0) throw_os_error("read", errno);
-    if (r == 0) throw EOFError("the other end closed the connection in the middle of a message");
-    got += static_cast<size_t>(r);
-  }
 }
 
 // Puts one record of `size` bytes into `ring`, waiting for room in slices so that a
@@ -232,19 +223,33 @@ void ByteConnection::ring_send(size_t size, void (*fill)(void*, std::byte*), voi
     ring_wake_receiver();
     return;
   }
-  // Too large for the ring: a marker goes into it and the payload onto the socket, under
-  // the direction's lock so that every sender's markers and payloads keep one order. The
-  // receiver is woken before the payload is written: it reads while we write.
+  // Too large for the ring: a marker goes into it and the payload onto the socket in
+  // chunks, under the direction's lock so that every sender's markers and payloads keep
+  // one order. The receiver is woken before the chunks go: it reads while we write.
   std::vector<std::byte> payload(size);
   fill(ctx, payload.data());
-  detail::RobustLock lock(&ring_->tx_control().large_send);
+  PipeDirection& direction = ring_->tx_control();
+  detail::RobustLock lock(&direction.large_send);  // a dead holder's message: see read_large
+  const uint64_t seq = direction.large_seq.load(std::memory_order_relaxed) + 1;
+  direction.large_seq.store(seq, std::memory_order_relaxed);
   put_record(ring, sizeof(PipeRecord), [&](std::byte* out) {
-    const PipeRecord marker{PipeRecord::kLarge, 0, size};
+    const PipeRecord marker{PipeRecord::kLarge, 0, size, seq};
     std::memcpy(out, &marker, sizeof(marker));
   }, check_peer);
   ring_wake_receiver();
-  iovec whole{payload.data(), payload.size()};
-  writev_all(&whole, 1);
+  for (size_t offset = 0; offset < size; offset += LargeChunk::kLargeChunk) {
+    LargeChunk header{seq, offset};
+    iovec parts[2] = {{&header, sizeof(header)},
+                      {payload.data() + offset, std::min(LargeChunk::kLargeChunk, size - offset)}};
+    msghdr message{};
+    message.msg_iov = parts;
+    message.msg_iovlen = 2;
+    while (::sendmsg(fd_, &message, MSG_NOSIGNAL) < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EPIPE || errno == ECONNRESET) throw BrokenPipeError("the other end of the connection is closed");
+      throw_os_error("sendmsg", errno);
+    }
+  }
 }
 
 bool ByteConnection::ring_try_send_buffered(size_t size) {
@@ -268,6 +273,7 @@ bool ByteConnection::ring_try_send_buffered(size_t size) {
 bool ByteConnection::ring_take(void (*consume)(void*, std::span<const std::byte>), void* ctx, size_t limit,
                                bool block, Timeout timeout) {
   size_t over_limit = 0;  // the size of a message longer than `limit`, which closes us
+  bool lost = false;      // a large message whose payload will not come
   const bool taken = ring_->rx().get_in_place(
       [&](std::span<const std::byte> record) {
         PipeRecord head{};
@@ -282,27 +288,21 @@ bool ByteConnection::ring_take(void (*consume)(void*, std::span<const std::byte>
           consume(ctx, payload);
           return;
         }
-        if (head.kind != PipeRecord::kLarge || record.size() != sizeof(PipeRecord)) {
+        if (head.kind != PipeRecord::kLarge || record.size() != sizeof(PipeRecord) || head.large_size == 0) {
           throw DecodeError("corrupt pipe record in shared memory");
         }
         // The payload follows on the socket; read it whole while no other reader of this
         // end can take the next marker (we hold the ring's consumer lock).
-        if (head.large_size > limit) {
-          // Drain it all the same, so that the next large payload stays in step.
-          std::vector<std::byte> scratch(std::min<uint64_t>(head.large_size, kGrowStep));
-          for (uint64_t left = head.large_size; left > 0;) {
-            const size_t n = std::min<uint64_t>(left, scratch.size());
-            read_socket_exact(fd_, scratch.data(), n);
-            left -= n;
-          }
-          over_limit = head.large_size;
-          return;
-        }
         std::vector<std::byte> payload;
-        while (payload.size() < head.large_size) {  // grow with the bytes that arrive
-          const size_t at = payload.size();
-          payload.resize(std::min<uint64_t>(head.large_size, at + kGrowStep));
-          read_socket_exact(fd_, payload.data() + at, payload.size() - at);
+        switch (read_large(head, limit, payload)) {
+          case LargeRead::kWhole:
+            break;
+          case LargeRead::kOverLimit:
+            over_limit = head.large_size;
+            return;
+          case LargeRead::kLost:
+            lost = true;  // its sender or an earlier reader died with it: the next one
+            return;
         }
         consume(ctx, payload);
       },
@@ -312,7 +312,66 @@ bool ByteConnection::ring_take(void (*consume)(void*, std::span<const std::byte>
     throw OSError("bad message length " + std::to_string(over_limit) + " (limit " + std::to_string(limit) + ")",
                   EMSGSIZE);
   }
-  return taken;
+  return taken && !lost;
+}
+
+ByteConnection::LargeRead ByteConnection::read_large(const PipeRecord& marker, size_t limit,
+                                                     std::vector<std::byte>& payload) {
+  const bool keep = marker.large_size <= limit;  // over it: the chunks are read and dropped
+  uint64_t got = 0;
+  bool skipping = false;  // an earlier reader died after taking some of this payload
+  while (got < marker.large_size) {
+    // Wait for the next chunk; while none comes, ask the senders' lock whether one will.
+    pollfd ready{fd_, POLLIN, 0};
+    const int r = ::poll(&ready, 1, static_cast<int>(kLargeChunkWait.count()));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) throw_os_error("poll", errno);
+    if ((ready.revents & POLLIN) == 0) {
+      if ((ready.revents & (POLLHUP | POLLERR)) != 0) {
+        throw EOFError("the other end closed the connection in the middle of a message");
+      }
+      // A live sender still holds the lock and is writing; a dead one left it owner-dead;
+      // a free lock means every chunk was sent already, and this reader had them not.
+      pthread_mutex_t* large_send = &ring_->rx_control().large_send;
+      const int rc = pthread_mutex_trylock(large_send);
+      if (rc == EBUSY) continue;
+      if (rc == EOWNERDEAD) pthread_mutex_consistent(large_send);
+      if (rc == 0 || rc == EOWNERDEAD) pthread_mutex_unlock(large_send);
+      if (rc == 0 || rc == EOWNERDEAD) {
+        pollfd again{fd_, POLLIN, 0};
+        if (::poll(&again, 1, 0) > 0 && (again.revents & POLLIN) != 0) continue;
+        return LargeRead::kLost;
+      }
+      throw_os_error("pthread_mutex_trylock", rc);
+    }
+    LargeChunk header{};
+    const ssize_t peeked = ::recv(fd_, &header, sizeof(header), MSG_PEEK);
+    if (peeked < 0 && errno == EINTR) continue;
+    if (peeked < 0) throw_os_error("recv", errno);
+    if (peeked == 0) throw EOFError("the other end closed the connection in the middle of a message");
+    if (static_cast<size_t>(peeked) < sizeof(header) || header.seq < marker.large_seq) {
+      ::recv(fd_, &header, sizeof(header), 0);  // a chunk of a message given up before: drop it
+      continue;
+    }
+    if (header.seq > marker.large_seq) return LargeRead::kLost;  // ours will not come
+    if (header.offset >= marker.large_size) throw DecodeError("malformed chunk of a large message");
+    const size_t expected = std::min<uint64_t>(LargeChunk::kLargeChunk, marker.large_size - header.offset);
+    if (header.offset != got) skipping = true;
+    if (keep && !skipping) payload.resize(got + expected);
+    std::vector<std::byte> scratch(keep && !skipping ? 0 : expected);
+    iovec parts[2] = {{&header, sizeof(header)},
+                      {keep && !skipping ? payload.data() + got : scratch.data(), expected}};
+    msghdr message{};
+    message.msg_iov = parts;
+    message.msg_iovlen = 2;
+    const ssize_t n = ::recvmsg(fd_, &message, 0);
+    if (n < 0 && errno == EINTR) continue;  // (nothing taken)
+    if (n < 0) throw_os_error("recvmsg", errno);
+    if (static_cast<size_t>(n) != sizeof(header) + expected) throw DecodeError("malformed chunk of a large message");
+    got = header.offset + expected;
+  }
+  if (skipping) return LargeRead::kLost;
+  return keep ? LargeRead::kWhole : LargeRead::kOverLimit;
 }
 
 ByteConnection::RingWake ByteConnection::ring_sleep(const ByteQueue::Deadline& deadline) {
@@ -323,7 +382,8 @@ ByteConnection::RingWake ByteConnection::ring_sleep(const ByteQueue::Deadline& d
   // wake-up; we look again after at most this long.
   const auto cap = std::chrono::steady_clock::now() + detail::kLongestSleep;
   const ByteQueue::Deadline until = deadline && *deadline < cap ? deadline : ByteQueue::Deadline(cap);
-  pollfd fds[2] = {{ring_->rx_wake_fd(), POLLIN, 0}, {fd_, POLLIN, 0}};
+  // The socket only for its hang-up: chunks on it are for a reader that took their marker.
+  pollfd fds[2] = {{ring_->rx_wake_fd(), POLLIN, 0}, {fd_, 0, 0}};
   const int r = ::poll(fds, 2, detail::poll_milliseconds(until));
   if (r < 0) {
     if (errno == EINTR) return RingWake::kMaybeReady;
@@ -389,7 +449,7 @@ int ByteConnection::ring_epoll_fd() const {
     epoll_event wake{};
     wake.events = EPOLLIN;
     epoll_event hangup{};
-    hangup.events = EPOLLIN | EPOLLRDHUP;
+    hangup.events = EPOLLRDHUP;  // (and EPOLLHUP, always): not the chunks of large payloads
     if (epoll_ctl(epoll, EPOLL_CTL_ADD, ring_->rx_wake_fd(), &wake) != 0 ||
         epoll_ctl(epoll, EPOLL_CTL_ADD, fd_, &hangup) != 0) {
       const int error = errno;

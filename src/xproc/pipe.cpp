@@ -16,8 +16,8 @@ std::pair<ByteConnection, ByteConnection> byte_pipe(bool duplex, ConnectionOptio
   int fds[2];
   if (options.pipe_ring_bytes > 0) {
     // Shared memory: the rings carry the messages; the socket pair tells each end when
-    // the other is gone and carries the payloads too large for a ring.
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) throw_os_error("socketpair", errno);
+    // the other is gone and carries, in whole chunks, the payloads too large for a ring.
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) != 0) throw_os_error("socketpair", errno);
     std::shared_ptr<detail::RingPipe> rings;
     try {
       rings = std::make_shared<detail::RingPipe>(options.pipe_ring_bytes, duplex);

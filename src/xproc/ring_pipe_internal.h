@@ -35,11 +35,17 @@ struct alignas(kCacheLine) PipeDirection {
   // receive leaves the eventfd readable exactly while messages wait (level-triggered, as
   // a socket is), which costs the receiver two system calls per message.
   std::atomic<uint32_t> watched;
-  // Held from the moment a large message's marker is put into the ring until its payload
-  // has been written to the socket, so that markers and payloads keep one order.
+  // The sequence number of the last large message (one too large for the ring) a sender
+  // began; written under large_send.
+  std::atomic<uint64_t> large_seq;
+  // Held from the moment a large message's marker is put into the ring until the last
+  // chunk of its payload is on the socket: markers and payloads keep one order, and a
+  // receiver waiting for chunks learns from this lock whether their sender died.
   alignas(kCacheLine) pthread_mutex_t large_send;
 };
+static_assert(offsetof(PipeDirection, large_seq) == 8);
 static_assert(offsetof(PipeDirection, large_send) == kCacheLine);
+static_assert(std::atomic<uint64_t>::is_always_lock_free);
 static_assert(std::atomic<uint32_t>::is_always_lock_free);
 
 struct PipeControl {
@@ -55,11 +61,22 @@ struct PipeRecord {
   uint32_t kind;
   uint32_t reserved;
   uint64_t large_size;  // kLarge only: the payload bytes that follow on the socket
+  uint64_t large_seq;   // kLarge only: the number its chunks carry
   static constexpr uint32_t kInline = 0;
   static constexpr uint32_t kLarge = 1;
   static constexpr size_t kInlineHeader = 8;  // kind + reserved, then the payload
 };
-static_assert(sizeof(PipeRecord) == 16);
+static_assert(sizeof(PipeRecord) == 24);
+
+// A large payload crosses the socket (a SOCK_SEQPACKET pair: each chunk arrives whole or
+// not at all) in chunks of at most kLargeChunk bytes, each behind this header. A reader
+// knows a chunk of a message whose reader or sender died by its number.
+struct LargeChunk {
+  uint64_t seq;     // PipeRecord::large_seq of the message
+  uint64_t offset;  // where this chunk's bytes go in the payload
+  static constexpr size_t kLargeChunk = 64 * 1024;
+};
+static_assert(sizeof(LargeChunk) == 16);
 
 // What the two ends of one pipe share within a process (both ends after Pipe(), or the
 // one end a forked child keeps using). Owns the mappings and the eventfds.
