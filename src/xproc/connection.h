@@ -84,9 +84,12 @@ class Connection<Value> : public ConnectionBase {
   }
 };
 
-// Two connected ends. duplex: a socket pair, both ends read and write. Not duplex: the
-// first end only reads and the second only writes, as Python's Pipe(duplex=False); an OS
-// pipe when the process ignores SIGPIPE, else a socket pair shut down one way.
+// Two connected ends. duplex: both ends read and write. Not duplex: the first end only
+// reads and the second only writes, as Python's Pipe(duplex=False). The messages travel
+// through shared memory (one ring per direction, ConnectionOptions::pipe_ring_bytes) with
+// a socket pair underneath for hang-ups and large payloads; with pipe_ring_bytes = 0, what
+// CPython makes: a socket pair, or one way an OS pipe when the process ignores SIGPIPE.
+// Made before fork(), both ends work in the child; several processes may share an end.
 std::pair<ByteConnection, ByteConnection> byte_pipe(bool duplex = true, ConnectionOptions options = {});
 
 template <typename T>

@@ -87,7 +87,8 @@ XPROC_API void xproc_queue_close(xproc_queue* queue);
 typedef struct xproc_connection xproc_connection;
 typedef struct xproc_listener xproc_listener;
 
-/* Two connected ends. duplex 0: *a only receives and *b only sends. */
+/* Two connected ends. duplex 0: *a only receives and *b only sends. Made before fork(),
+ * both work in the child; the messages travel through shared memory. */
 XPROC_API int xproc_pipe(int duplex, xproc_connection** a, xproc_connection** b);
 /* Listens on address ("host:port", a path, or "" for a fresh abstract unix address).
  * With an authkey (authkey_size > 0), accepted clients must pass the HMAC challenge. */
