@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -539,6 +540,23 @@ TEST(ConnectionTest, PipeRingOfZeroBytesIsAPlainSocketPair) {
   EXPECT_TRUE(S_ISSOCK(st.st_mode));
   auto [c, d] = xproc::byte_pipe();
   EXPECT_TRUE(c.shared_memory());
+}
+
+TEST(ConnectionTest, PipeFallsBackOnASocketPairWhenDescriptorsRunShort) {
+  // In a child with room for the socket pair but not for the rings' memfds and eventfds.
+  xproc::Process child([] {
+    int probe = dup(0);
+    close(probe);
+    rlimit limit{static_cast<rlim_t>(probe + 3), static_cast<rlim_t>(probe + 3)};
+    if (setrlimit(RLIMIT_NOFILE, &limit) != 0) _exit(2);
+    auto [a, b] = xproc::byte_pipe();
+    if (a.shared_memory()) _exit(3);
+    a.send_bytes(bytes("still a pipe"));
+    _exit(text(b.recv_bytes()) == "still a pipe" ? 0 : 4);
+  });
+  child.start();
+  child.join();
+  EXPECT_EQ(child.exitcode(), 0);
 }
 
 TEST(ConnectionTest, PollHonoursTimeoutAndSeesData) {
