@@ -1,4 +1,4 @@
-// The shared-memory transport of ByteConnection (the ends of a duplex Pipe()): messages in
+// The shared-memory transport of ByteConnection (the ends of a Pipe()): messages in
 // a ByteQueue ring per direction, hang-ups and large payloads on the socket pair, wake-ups
 // through an eventfd. See ring_pipe_internal.h for the shared layout.
 #include <poll.h>
