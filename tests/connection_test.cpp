@@ -427,6 +427,21 @@ TEST_P(DuplexPipeTest, SendsBothWaysInOrderWithLargeMessages) {
   EXPECT_EQ(text(a.recv_bytes()), "back");
 }
 
+TEST_P(DuplexPipeTest, SendPartsJoinsThemIntoOneMessageOfAnySize) {
+  auto [a, b] = pipe();
+  const std::string first(70000, 'a'), second(100001, 'b'), small = "tail";
+  const std::vector<std::byte> p1 = bytes(first), p2 = bytes(second), p3 = bytes(small);
+  const std::span<const std::byte> large_parts[] = {p1, {}, p2, p3};
+  std::thread sender([&a = a, &large_parts, &p3] {
+    a.send_parts(large_parts);
+    const std::span<const std::byte> small_parts[] = {p3, p3};
+    a.send_parts(small_parts);
+  });
+  EXPECT_EQ(text(b.recv_bytes()), first + second + small);
+  EXPECT_EQ(text(b.recv_bytes()), small + small);
+  sender.join();
+}
+
 TEST_P(DuplexPipeTest, SendAfterPeerClosedThrowsBrokenPipeAtOnce) {
   auto [a, b] = pipe();
   a.send_bytes(bytes("just before"));  // the peer was alive a moment ago

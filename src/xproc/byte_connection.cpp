@@ -231,6 +231,13 @@ void ByteConnection::send_parts(std::span<const std::span<const std::byte>> part
   finish_send();  // frames go out whole and in order
   size_t total = 0;
   for (auto part : parts) total += part.size();
+  if (ring_ && total > ring_->pipe->inline_limit) {
+    require_open();
+    if (!writable_) throw OSError("connection is read-only", EBADF);
+    ring_check_peer();
+    ring_send_large(parts, total);
+    return;
+  }
   if (ring_) {
     send_in_place(total, [&](std::byte* at) {
       for (auto part : parts) {
@@ -441,7 +448,7 @@ std::vector<std::byte> ByteConnection::recv_bytes(std::optional<size_t> maxlengt
   if (ring_) {
     std::vector<std::byte> out;
     auto keep = [&](std::span<const std::byte> payload) { out.assign(payload.begin(), payload.end()); };
-    ring_recv(&call_with<decltype(keep), std::span<const std::byte>>, &keep, limit);
+    ring_recv(&call_with<decltype(keep), std::span<const std::byte>>, &keep, limit, &out);
     return out;
   }
   const size_t size = read_frame_length(limit);

@@ -193,11 +193,14 @@ class ByteConnection {
   // The shared-memory transport (byte_connection_ring.cpp).
   void ring_send(size_t size, void (*fill)(void*, std::byte*), void* ctx);
   bool ring_try_send_buffered(size_t size);
-  void ring_recv(void (*consume)(void*, std::span<const std::byte>), void* ctx, size_t limit);
+  // `whole`, when given, receives a large payload itself instead of `consume` seeing it.
+  void ring_recv(void (*consume)(void*, std::span<const std::byte>), void* ctx, size_t limit,
+                 std::vector<std::byte>* whole = nullptr);
+  void ring_send_large(std::span<const std::span<const std::byte>> parts, size_t size);
   bool ring_try_recv(void (*consume)(void*, std::span<const std::byte>), void* ctx);
   // One attempt to take a message (blocking as ByteQueue::get_in_place does).
   bool ring_take(void (*consume)(void*, std::span<const std::byte>), void* ctx, size_t limit, bool block,
-                 Timeout timeout);
+                 Timeout timeout, std::vector<std::byte>* whole = nullptr);
   bool ring_poll(Timeout timeout);
   enum class LargeRead { kWhole, kOverLimit, kLost };
   // The chunks of the large message `marker` announces, from the socket.

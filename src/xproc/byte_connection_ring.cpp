@@ -39,6 +39,8 @@ constexpr size_t kLargestInline = 64 * 1024;
 constexpr auto kReceiveSpin = std::chrono::microseconds(100);
 // A blocked sender looks at the socket this often, to notice a receiver that is gone.
 constexpr auto kSendSlice = std::chrono::milliseconds(100);
+// The most a large payload's buffer is reserved ahead of its bytes arriving.
+constexpr size_t kLargestReservation = 16u << 20;
 // How long a reader waits for the next chunk of a large payload before it asks whether
 // its sender is still alive.
 constexpr auto kLargeChunkWait = std::chrono::milliseconds(100);
@@ -223,27 +225,40 @@ void ByteConnection::ring_send(size_t size, void (*fill)(void*, std::byte*), voi
     ring_wake_receiver();
     return;
   }
+  std::vector<std::byte> payload(size);
+  fill(ctx, payload.data());
+  const std::span<const std::byte> whole(payload);
+  ring_send_large({&whole, 1}, size);
+}
+
+void ByteConnection::ring_send_large(std::span<const std::span<const std::byte>> parts, size_t size) {
   // Too large for the ring: a marker goes into it and the payload onto the socket in
   // chunks, under the direction's lock so that every sender's markers and payloads keep
   // one order. The receiver is woken before the chunks go: it reads while we write.
-  std::vector<std::byte> payload(size);
-  fill(ctx, payload.data());
   PipeDirection& direction = ring_->tx_control();
   detail::RobustLock lock(&direction.large_send);  // a dead holder's message: see read_large
   const uint64_t seq = direction.large_seq.load(std::memory_order_relaxed) + 1;
   direction.large_seq.store(seq, std::memory_order_relaxed);
-  put_record(ring, sizeof(PipeRecord), [&](std::byte* out) {
+  put_record(ring_->tx(), sizeof(PipeRecord), [&](std::byte* out) {
     const PipeRecord marker{PipeRecord::kLarge, 0, size, seq};
     std::memcpy(out, &marker, sizeof(marker));
-  }, check_peer);
+  }, [this] { ring_check_peer(); });
   ring_wake_receiver();
+  size_t part = 0, within = 0;  // where the next chunk's bytes start in `parts`
+  std::vector<iovec> chunk;
   for (size_t offset = 0; offset < size; offset += LargeChunk::kLargeChunk) {
     LargeChunk header{seq, offset};
-    iovec parts[2] = {{&header, sizeof(header)},
-                      {payload.data() + offset, std::min(LargeChunk::kLargeChunk, size - offset)}};
+    chunk.assign(1, iovec{&header, sizeof(header)});
+    for (size_t want = std::min(LargeChunk::kLargeChunk, size - offset); want > 0;) {
+      while (within == parts[part].size()) ++part, within = 0;  // (skips empty parts)
+      const size_t take = std::min(want, parts[part].size() - within);
+      chunk.push_back({const_cast<std::byte*>(parts[part].data() + within), take});
+      within += take;
+      want -= take;
+    }
     msghdr message{};
-    message.msg_iov = parts;
-    message.msg_iovlen = 2;
+    message.msg_iov = chunk.data();
+    message.msg_iovlen = chunk.size();
     while (::sendmsg(fd_, &message, MSG_NOSIGNAL) < 0) {
       if (errno == EINTR) continue;
       if (errno == EPIPE || errno == ECONNRESET) throw BrokenPipeError("the other end of the connection is closed");
@@ -271,7 +286,7 @@ bool ByteConnection::ring_try_send_buffered(size_t size) {
 }
 
 bool ByteConnection::ring_take(void (*consume)(void*, std::span<const std::byte>), void* ctx, size_t limit,
-                               bool block, Timeout timeout) {
+                               bool block, Timeout timeout, std::vector<std::byte>* whole) {
   size_t over_limit = 0;  // the size of a message longer than `limit`, which closes us
   bool lost = false;      // a large message whose payload will not come
   const bool taken = ring_->rx().get_in_place(
@@ -304,6 +319,10 @@ bool ByteConnection::ring_take(void (*consume)(void*, std::span<const std::byte>
             lost = true;  // its sender or an earlier reader died with it: the next one
             return;
         }
+        if (whole != nullptr) {  // recv_bytes: the payload read is the copy it returns
+          *whole = std::move(payload);
+          return;
+        }
         consume(ctx, payload);
       },
       block, timeout);
@@ -320,13 +339,20 @@ ByteConnection::LargeRead ByteConnection::read_large(const PipeRecord& marker, s
   const bool keep = marker.large_size <= limit;  // over it: the chunks are read and dropped
   uint64_t got = 0;
   bool skipping = false;  // an earlier reader died after taking some of this payload
+  // Room made ahead is bounded: what the marker claims grows the payload only as it arrives.
+  if (keep) payload.reserve(std::min<uint64_t>(marker.large_size, kLargestReservation));
   while (got < marker.large_size) {
-    // Wait for the next chunk; while none comes, ask the senders' lock whether one will.
-    pollfd ready{fd_, POLLIN, 0};
-    const int r = ::poll(&ready, 1, static_cast<int>(kLargeChunkWait.count()));
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) throw_os_error("poll", errno);
-    if ((ready.revents & POLLIN) == 0) {
+    // The next chunk's header, if it is here (usually: the sender writes while we read).
+    LargeChunk header{};
+    const ssize_t peeked = ::recv(fd_, &header, sizeof(header), MSG_PEEK | MSG_DONTWAIT);
+    if (peeked < 0 && errno == EINTR) continue;
+    if (peeked < 0 && errno != EAGAIN && errno != EWOULDBLOCK) throw_os_error("recv", errno);
+    if (peeked < 0) {
+      // None yet: wait for one, and while none comes ask the senders' lock whether one will.
+      pollfd ready{fd_, POLLIN, 0};
+      const int r = ::poll(&ready, 1, static_cast<int>(kLargeChunkWait.count()));
+      if (r < 0 && errno != EINTR) throw_os_error("poll", errno);
+      if ((ready.revents & POLLIN) != 0 || r < 0) continue;
       if ((ready.revents & (POLLHUP | POLLERR)) != 0) {
         throw EOFError("the other end closed the connection in the middle of a message");
       }
@@ -335,26 +361,23 @@ ByteConnection::LargeRead ByteConnection::read_large(const PipeRecord& marker, s
       pthread_mutex_t* large_send = &ring_->rx_control().large_send;
       const int rc = pthread_mutex_trylock(large_send);
       if (rc == EBUSY) continue;
+      if (rc != 0 && rc != EOWNERDEAD) throw_os_error("pthread_mutex_trylock", rc);
       if (rc == EOWNERDEAD) pthread_mutex_consistent(large_send);
-      if (rc == 0 || rc == EOWNERDEAD) pthread_mutex_unlock(large_send);
-      if (rc == 0 || rc == EOWNERDEAD) {
-        pollfd again{fd_, POLLIN, 0};
-        if (::poll(&again, 1, 0) > 0 && (again.revents & POLLIN) != 0) continue;
-        return LargeRead::kLost;
-      }
-      throw_os_error("pthread_mutex_trylock", rc);
+      pthread_mutex_unlock(large_send);
+      pollfd again{fd_, POLLIN, 0};
+      if (::poll(&again, 1, 0) > 0 && (again.revents & POLLIN) != 0) continue;
+      return LargeRead::kLost;
     }
-    LargeChunk header{};
-    const ssize_t peeked = ::recv(fd_, &header, sizeof(header), MSG_PEEK);
-    if (peeked < 0 && errno == EINTR) continue;
-    if (peeked < 0) throw_os_error("recv", errno);
     if (peeked == 0) throw EOFError("the other end closed the connection in the middle of a message");
     if (static_cast<size_t>(peeked) < sizeof(header) || header.seq < marker.large_seq) {
       ::recv(fd_, &header, sizeof(header), 0);  // a chunk of a message given up before: drop it
       continue;
     }
     if (header.seq > marker.large_seq) return LargeRead::kLost;  // ours will not come
-    if (header.offset >= marker.large_size) throw DecodeError("malformed chunk of a large message");
+    if (header.offset >= marker.large_size) {
+      ::recv(fd_, &header, sizeof(header), 0);  // take it, or the next reader trips on it too
+      throw DecodeError("malformed chunk of a large message");
+    }
     const size_t expected = std::min<uint64_t>(LargeChunk::kLargeChunk, marker.large_size - header.offset);
     if (header.offset != got) skipping = true;
     if (keep && !skipping) payload.resize(got + expected);
@@ -407,12 +430,13 @@ void ByteConnection::ring_after_receive() const {
   if (ring_->rx().qsize() > 0) write_token(ring_->rx_wake_fd());
 }
 
-void ByteConnection::ring_recv(void (*consume)(void*, std::span<const std::byte>), void* ctx, size_t limit) {
+void ByteConnection::ring_recv(void (*consume)(void*, std::span<const std::byte>), void* ctx, size_t limit,
+                               std::vector<std::byte>* whole) {
   require_open();
   if (!readable_) throw OSError("connection is write-only", EBADF);
   for (;;) {
-    if (ring_take(consume, ctx, limit, false, {})) break;
-    if (ring_take(consume, ctx, limit, true, kReceiveSpin)) break;
+    if (ring_take(consume, ctx, limit, false, {}, whole)) break;
+    if (ring_take(consume, ctx, limit, true, kReceiveSpin, whole)) break;
     if (ring_sleep(std::nullopt) == RingWake::kPeerGone) throw EOFError("the other end closed the connection");
   }
   ring_after_receive();
