@@ -7,7 +7,7 @@
 // SIGPIPE, never a hang, never half a message. Move-only; one thread at a time per
 // direction.
 //
-// The ends of a duplex Pipe() carry their messages through shared memory instead (one
+// The ends of a Pipe() carry their messages through shared memory instead (one
 // ring per direction, see ring_pipe_internal.h); the socket pair under them still tells
 // when the other end is gone and carries messages too large for the ring. The calls and
 // their errors are the same; only Listener/Client connections speak CPython's wire.
@@ -145,7 +145,7 @@ class ByteConnection {
 
   void close() noexcept;
   bool closed() const noexcept { return fd_ < 0; }
-  // True for the shared-memory ends of a duplex Pipe().
+  // True for the shared-memory ends of a Pipe().
   bool shared_memory() const noexcept { return ring_ != nullptr; }
   bool readable() const noexcept { return readable_; }
   bool writable() const noexcept { return writable_; }
