@@ -3,6 +3,7 @@
 #include "xproc/connection.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
@@ -573,6 +574,81 @@ TEST(ConnectionTest, PipeFallsBackOnASocketPairWhenSharedMemoryCannotBeHad) {
   child.start();
   child.join();
   EXPECT_EQ(child.exitcode(), 0);
+}
+
+TEST(ConnectionTest, PipeRingBytesOutOfRangeIsValueError) {
+  xproc::ConnectionOptions options;
+  options.pipe_ring_bytes = 10;
+  EXPECT_THROW(xproc::byte_pipe(true, options), xproc::ValueError);
+  options.pipe_ring_bytes = uint64_t{1} << 32;
+  EXPECT_THROW(xproc::byte_pipe(false, options), xproc::ValueError);
+}
+
+TEST(ConnectionTest, SmallRingSendsWhatItCannotCarryOverTheSocket) {
+  xproc::ConnectionOptions options;
+  options.pipe_ring_bytes = 1024;  // carries payloads of up to 256 bytes inline
+  auto [a, b] = xproc::byte_pipe(true, options);
+  ASSERT_TRUE(a.shared_memory());
+  const std::string payload(1000, 'p');
+  std::thread receiver([&b = b, &payload] {
+    for (int i = 0; i < 3; ++i) EXPECT_EQ(text(b.recv_bytes()), i == 1 ? "small" : payload);
+  });
+  // The in-place offer keeps what the ring cannot carry; finish_send() sends it.
+  if (!a.try_send_in_place(payload.size(), [&](std::byte* out) { std::memcpy(out, payload.data(), payload.size()); })) {
+    a.finish_send();
+  }
+  a.send_bytes(bytes("small"));
+  a.send_bytes(bytes(payload));
+  receiver.join();
+}
+
+TEST(ConnectionTest, GarbageInThePipesRingIsDecodeErrorForThatRecordOnly) {
+  auto [a, b] = xproc::byte_pipe();
+  // Another process scribbling records into the ring that a's messages travel in.
+  const auto handles = a.shared_memory_handles();
+  auto ring = xproc::ByteQueue::adopt_anonymous(dup(handles.rings[handles.side]));
+  const uint32_t unknown_kind[2] = {7, 0};
+  const uint64_t large_of_size_zero[3] = {1, 0, 1};
+  ring.put_bytes(bytes("xx"));  // shorter than a record header
+  ring.put_bytes(std::span(reinterpret_cast<const std::byte*>(unknown_kind), sizeof(unknown_kind)));
+  ring.put_bytes(std::span(reinterpret_cast<const std::byte*>(large_of_size_zero), sizeof(large_of_size_zero)));
+  a.send_bytes(bytes("fine"));
+  for (int i = 0; i < 3; ++i) EXPECT_THROW(b.recv_bytes(), xproc::DecodeError);
+  EXPECT_EQ(text(b.recv_bytes()), "fine");
+}
+
+TEST(ConnectionTest, AdoptingDescriptorsThatAreNotAPipeIsValueErrorAndClosesThemAll) {
+  auto [a, b] = xproc::byte_pipe();
+  const auto real = a.shared_memory_handles();
+  auto duplicates = [&] {
+    ByteConnection::SharedMemoryHandles h = real;
+    h.socket = dup(real.socket);
+    for (int d = 0; d < 2; ++d) {
+      h.rings[d] = dup(real.rings[d]);
+      h.wake[d] = dup(real.wake[d]);
+    }
+    h.control = dup(real.control);
+    return h;
+  };
+  auto all_closed = [](const ByteConnection::SharedMemoryHandles& h) {
+    for (int fd : {h.socket, h.rings[0], h.rings[1], h.control, h.wake[0], h.wake[1]}) {
+      if (fcntl(fd, F_GETFD) != -1 || errno != EBADF) return false;
+    }
+    return true;
+  };
+  auto not_a_control_block = duplicates();
+  ::close(not_a_control_block.control);
+  not_a_control_block.control = dup(real.rings[0]);  // a queue segment instead
+  EXPECT_THROW(ByteConnection::adopt_shared_memory(not_a_control_block), xproc::ValueError);
+  EXPECT_TRUE(all_closed(not_a_control_block));
+  auto bad_side = duplicates();
+  bad_side.side = 2;
+  EXPECT_THROW(ByteConnection::adopt_shared_memory(bad_side), xproc::ValueError);
+  EXPECT_TRUE(all_closed(bad_side));
+  // The real ones, duplicated, make a working end.
+  auto again = ByteConnection::adopt_shared_memory(duplicates());
+  again.send_bytes(bytes("adopted"));
+  EXPECT_EQ(text(b.recv_bytes()), "adopted");
 }
 
 TEST(ConnectionTest, PollHonoursTimeoutAndSeesData) {

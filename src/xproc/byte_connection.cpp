@@ -232,9 +232,7 @@ void ByteConnection::send_parts(std::span<const std::span<const std::byte>> part
   size_t total = 0;
   for (auto part : parts) total += part.size();
   if (ring_ && total > ring_->pipe->inline_limit) {
-    require_open();
-    if (!writable_) throw OSError("connection is read-only", EBADF);
-    ring_check_peer();
+    ring_ready_to_send();
     ring_send_large(parts, total);
     return;
   }

@@ -210,6 +210,11 @@ class ByteConnection {
   RingWake ring_sleep(const ByteQueue::Deadline& deadline);
   void ring_wake_receiver();
   void ring_check_peer() const;
+  // Open, writable, and the other end not known to be gone (BrokenPipeError).
+  void ring_ready_to_send() const;
+  // Puts a payload of `size` (at most inline_limit) into the ring as one record; without
+  // `wait`, false when the ring has no room now.
+  bool ring_put_inline(size_t size, void (*fill)(void*, std::byte*), void* ctx, bool wait);
   void ring_after_receive() const;
   int ring_fileno() const;
   int ring_epoll_fd() const;  // made on first use; does not set `watched`

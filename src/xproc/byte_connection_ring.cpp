@@ -135,8 +135,6 @@ RingEnd::~RingEnd() {
   g_ring_end_closes.fetch_add(1, std::memory_order_relaxed);
 }
 
-uint64_t ring_end_closes() noexcept { return g_ring_end_closes.load(std::memory_order_relaxed); }
-
 }  // namespace detail
 
 ByteConnection::ByteConnection(int fd, std::unique_ptr<RingEnd> ring, bool readable, bool writable,
@@ -192,7 +190,7 @@ void ByteConnection::ring_check_peer() const {
   // The socket pair hangs up once every process has closed the other end: the one check
   // that also sees a peer killed while it was reading (it never disarmed anything).
   const auto now = std::chrono::steady_clock::now();
-  const uint64_t closes = detail::ring_end_closes();
+  const uint64_t closes = g_ring_end_closes.load(std::memory_order_relaxed);
   if (now - ring_->peer_seen_alive < kPeerCheckEvery && closes == ring_->closes_seen) return;
   pollfd hangup{fd_, 0, 0};
   if (::poll(&hangup, 1, 0) > 0 && (hangup.revents & (POLLHUP | POLLERR)) != 0) {
@@ -210,19 +208,32 @@ void ByteConnection::ring_wake_receiver() {
   }
 }
 
-void ByteConnection::ring_send(size_t size, void (*fill)(void*, std::byte*), void* ctx) {
+void ByteConnection::ring_ready_to_send() const {
   require_open();
   if (!writable_) throw OSError("connection is read-only", EBADF);
   ring_check_peer();
+}
+
+bool ByteConnection::ring_put_inline(size_t size, void (*fill)(void*, std::byte*), void* ctx, bool wait) {
+  auto record = [&](std::byte* out) {
+    const uint32_t head[2] = {PipeRecord::kInline, 0};
+    std::memcpy(out, head, sizeof(head));
+    fill(ctx, out + PipeRecord::kInlineHeader);
+  };
   ByteQueue& ring = ring_->tx();
-  auto check_peer = [this] { ring_check_peer(); };
+  if (wait) {
+    put_record(ring, PipeRecord::kInlineHeader + size, record, [this] { ring_check_peer(); });
+  } else if (!ring.put_in_place(PipeRecord::kInlineHeader + size, record, false)) {
+    return false;
+  }
+  ring_wake_receiver();
+  return true;
+}
+
+void ByteConnection::ring_send(size_t size, void (*fill)(void*, std::byte*), void* ctx) {
+  ring_ready_to_send();
   if (size <= ring_->pipe->inline_limit) {
-    put_record(ring, PipeRecord::kInlineHeader + size, [&](std::byte* out) {
-      const uint32_t head[2] = {PipeRecord::kInline, 0};
-      std::memcpy(out, head, sizeof(head));
-      fill(ctx, out + PipeRecord::kInlineHeader);
-    }, check_peer);
-    ring_wake_receiver();
+    ring_put_inline(size, fill, ctx, true);
     return;
   }
   std::vector<std::byte> payload(size);
@@ -268,16 +279,14 @@ void ByteConnection::ring_send_large(std::span<const std::span<const std::byte>>
 }
 
 bool ByteConnection::ring_try_send_buffered(size_t size) {
-  // The payload is in send_buffer_ (small_frame); finish_send() puts it when this cannot.
+  // The payload is in send_buffer_ (small_frame); finish_send() sends it when this cannot:
+  // when the ring is full, or the payload is more than a small ring carries inline.
   ring_check_peer();
   const std::byte* payload = send_buffer_.data() + 8;
-  const bool put = ring_->tx().put_in_place(PipeRecord::kInlineHeader + size, [&](std::byte* out) {
-    const uint32_t head[2] = {PipeRecord::kInline, 0};
-    std::memcpy(out, head, sizeof(head));
-    if (size > 0) std::memcpy(out + PipeRecord::kInlineHeader, payload, size);
-  }, false);
-  if (put) {
-    ring_wake_receiver();
+  auto copy = [&](std::byte* out) {
+    if (size > 0) std::memcpy(out, payload, size);
+  };
+  if (size <= ring_->pipe->inline_limit && ring_put_inline(size, &call_with<decltype(copy), std::byte*>, &copy, false)) {
     return true;
   }
   unsent_begin_ = 8;

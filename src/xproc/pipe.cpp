@@ -15,13 +15,15 @@ namespace xproc {
 std::pair<ByteConnection, ByteConnection> byte_pipe(bool duplex, ConnectionOptions options) {
   int fds[2];
   if (options.pipe_ring_bytes > 0) {
+    XPROC_REQUIRE(options.pipe_ring_bytes >= 64 && options.pipe_ring_bytes < (uint64_t{1} << 32),
+                  "pipe_ring_bytes must be 0 or between 64 bytes and 4 GiB", options.pipe_ring_bytes);
     // Shared memory: the rings carry the messages; the socket pair tells each end when
     // the other is gone and carries, in whole chunks, the payloads too large for a ring.
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) != 0) throw_os_error("socketpair", errno);
     std::shared_ptr<detail::RingPipe> rings;
     try {
       rings = std::make_shared<detail::RingPipe>(options.pipe_ring_bytes, duplex);
-    } catch (const Error&) {
+    } catch (const OSError&) {
       // No shared memory to be had (memory or descriptors short): fall back on the
       // socket pair (or pipe) alone, a complete pipe, only slower.
       ::close(fds[0]);

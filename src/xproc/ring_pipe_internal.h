@@ -109,7 +109,7 @@ struct RingEnd {
   uint64_t closes_seen = 0;
 
   RingEnd(std::shared_ptr<RingPipe> p, int s) : pipe(std::move(p)), side(s) {}
-  ~RingEnd();  // counts a close (ring_end_closes)
+  ~RingEnd();  // counts a close, which makes this process's senders look for hang-ups
   RingEnd(const RingEnd&) = delete;
   RingEnd& operator=(const RingEnd&) = delete;
 
@@ -120,8 +120,5 @@ struct RingEnd {
   int tx_wake_fd() const noexcept { return pipe->wake_fd[side]; }
   int rx_wake_fd() const noexcept { return pipe->wake_fd[1 - side]; }
 };
-
-// Ring ends this process has closed so far.
-uint64_t ring_end_closes() noexcept;
 
 }  // namespace xproc::detail
