@@ -34,7 +34,8 @@ struct ConnectionOptions {
   size_t max_message_bytes = size_t{1} << 30;
   // Pipe() only: bytes of the shared-memory ring of each direction, reserved when the pipe
   // is made (messages up to 64 KiB, or a quarter of this when smaller, travel through it).
-  // 0 = what CPython's Pipe makes: a socket pair, or an OS pipe one way.
+  // 0 = what CPython's Pipe makes: a socket pair, or an OS pipe one way. Otherwise 64 bytes
+  // to 4 GiB (ValueError outside); short of memory or descriptors, Pipe() falls back on 0.
   size_t pipe_ring_bytes = size_t{512} << 10;
 };
 
