@@ -50,6 +50,7 @@ Manager::Manager(ManagerOptions options) {
     endpoint->address = server->address();
     endpoint->authkey = authkey;
     endpoint->spin = options.client_spin;
+    endpoint->shared_memory = options.shared_memory;
     endpoint_ = std::move(endpoint);
 
     // The socket is bound before the fork, so clients may connect at once: the kernel

@@ -49,6 +49,10 @@ struct ManagerOptions {
   // spins (least CPU).
   std::chrono::microseconds server_spin{50};
   std::chrono::microseconds client_spin{50};
+  // Blocking proxy calls over a unix socket move their bytes through a shared-memory lane
+  // the server hands out (docs/protocol.md, "Manager lanes"): no system call per call
+  // while both sides spin. false keeps them on the socket.
+  bool shared_memory = true;
 };
 
 // [[noreturn]]: the xproc error a failed Manager call (kj::Exception) stands for.

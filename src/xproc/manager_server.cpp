@@ -12,6 +12,7 @@
 
 #include "xproc/errors.h"
 #include "xproc/listener.h"
+#include "xproc/rpc/lane_stream.h"
 #include "xproc/rpc/manager_service.h"
 #include "xproc/rpc/socket_message_stream.h"
 #include "xproc/rpc/thread_loop.h"
@@ -131,16 +132,24 @@ void ManagerServer::serve_forever() {
         .then([&](kj::Own<kj::AsyncIoStream>&& accepted) {
           const uint64_t id = next_session++;
           if (log) log("connection " + std::to_string(id) + " opened" + peer_of(*accepted));
-          auto stream = rpc::socket_message_stream(io.unixEventPort, rpc::take_socket(kj::mv(accepted)));
-          auto connection = kj::heap<ServedConnection>(runtime, config, kj::mv(stream), id);
-          auto disconnected = connection->network.onDisconnect();
-          connections.add(disconnected.then([connection = kj::mv(connection), id, &log]() mutable {
-            // Cancel its calls first, then give back what it held.
-            auto session = kj::addRef(*connection->session);
-            connection = nullptr;
-            session->close();
-            if (log) log("connection " + std::to_string(id) + " closed");
-          }));
+          // The client's first bytes say whether it wants a lane; the handshake does not
+          // hold up the other connections.
+          auto socket = rpc::take_socket(kj::mv(accepted));
+          connections.add(rpc::accept_message_stream(io.unixEventPort, socket)
+                              .then([&, id](kj::Own<capnp::MessageStream>&& stream) {
+                                auto connection = kj::heap<ServedConnection>(runtime, config, kj::mv(stream), id);
+                                auto disconnected = connection->network.onDisconnect();
+                                return disconnected.then([connection = kj::mv(connection), id, &log]() mutable {
+                                  // Cancel its calls first, then give back what it held.
+                                  auto session = kj::addRef(*connection->session);
+                                  connection = nullptr;
+                                  session->close();
+                                  if (log) log("connection " + std::to_string(id) + " closed");
+                                });
+                              })
+                              .catch_([id, &log](kj::Exception&& e) {
+                                if (log) log("connection " + std::to_string(id) + " failed: " + e.getDescription().cStr());
+                              }));
         })
         .catch_([&](kj::Exception&&) { return runtime.timer.afterDelay(10 * kj::MILLISECONDS); })
         .then([&] { return accept_loop(); });
@@ -151,6 +160,7 @@ void ManagerServer::serve_forever() {
   uint64_t seen = rpc::calls_dispatched();
   auto last_call = Clock::now();
   while (!stopping) {
+    rpc::poll_lanes();  // shared memory only: a lane's bytes cost no system call
     scope.poll();
     uint64_t calls = rpc::calls_dispatched();
     if (calls != seen) {
@@ -159,8 +169,11 @@ void ManagerServer::serve_forever() {
       continue;
     }
     if (Clock::now() - last_call < spin) continue;
-    // Quiet: sleep until the next call (serving connects and disconnects meanwhile).
+    // Quiet: sleep until the next call (serving connects and disconnects meanwhile). The
+    // lanes' clients ring a doorbell from now on.
+    if (!rpc::lanes_may_sleep()) continue;
     rpc::next_call().exclusiveJoin(stopped.addBranch()).wait(scope);
+    rpc::lanes_awake();
     seen = rpc::calls_dispatched();
     last_call = Clock::now();
   }

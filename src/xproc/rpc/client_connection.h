@@ -33,6 +33,7 @@ struct Endpoint {
   std::string address;
   std::optional<std::string> authkey;
   std::chrono::microseconds spin{50};  // how long a caller polls for a reply before sleeping
+  bool shared_memory = true;           // blocking calls ask for a lane on a unix socket
 };
 
 // A shared object as proxies know it: enough to reach it from any thread or process.

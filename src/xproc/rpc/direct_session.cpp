@@ -200,6 +200,7 @@ void DirectSession::queue(capnp::MessageBuilder& message) {
 }
 
 void DirectSession::flush() {
+  if (lane_) return flush_to_lane();
   size_t sent = 0;
   while (sent < outgoing_.size()) {
     ssize_t n = ::send(fd_, outgoing_.data() + sent, outgoing_.size() - sent, MSG_NOSIGNAL);
@@ -443,6 +444,7 @@ kj::Own<DirectSession::Incoming> DirectSession::read_message() {
 }
 
 size_t DirectSession::receive(kj::byte* out, size_t size, Expect expect) {
+  if (lane_) return receive_from_lane(out, size);
   struct Read {
     ssize_t bytes;
     int error;
@@ -484,6 +486,76 @@ void DirectSession::sleep_until_readable() {
     if (ready < 0 && errno != EINTR) fail(kj::Exception::Type::DISCONNECTED, kj::str("poll: ", strerror(errno)));
     if (interrupt.check != nullptr) interrupt.check();
   }
+}
+
+// The server is usually still working on the call that just went out: the first look
+// comes after a yield. Looks read shared memory only.
+size_t DirectSession::receive_from_lane(kj::byte* out, size_t size) {
+  try {
+    bool spun = false;
+    for (;;) {
+      const size_t n = lane_->read(out, size);
+      if (n > 0) {
+        if (lane_->take_room_doorbell()) ring_doorbell();
+        return n;
+      }
+      if (!spun) {
+        spun = true;
+        if (ready_within_spin(spin_, [&] { return lane_->has_input(); }, FirstLook::kAfterYield)) continue;
+      }
+      if (!lane_->sleep_for_input()) continue;
+      const bool open = sleep_on_doorbell();
+      if (!open && !lane_->has_input()) fail(kj::Exception::Type::DISCONNECTED, "the manager closed the connection");
+    }
+  } catch (const LaneError& e) {
+    fail(kj::Exception::Type::DISCONNECTED, kj::str("the manager's lane broke: ", e.what()));
+  }
+}
+
+void DirectSession::flush_to_lane() {
+  try {
+    size_t sent = 0;
+    while (sent < outgoing_.size()) {
+      const size_t n = lane_->write(outgoing_.data() + sent, outgoing_.size() - sent);
+      if (n > 0) {
+        sent += n;
+        if (lane_->take_input_doorbell()) ring_doorbell();
+        continue;
+      }
+      // Full: the server takes bytes as it spins, or rings once it made room.
+      if (ready_within_spin(spin_, [&] { return lane_->has_room(); })) continue;
+      if (!lane_->sleep_for_room()) continue;
+      if (!sleep_on_doorbell()) {
+        outgoing_.clear();
+        fail(kj::Exception::Type::DISCONNECTED, "the manager closed the connection");
+      }
+    }
+  } catch (const LaneError& e) {
+    outgoing_.clear();
+    fail(kj::Exception::Type::DISCONNECTED, kj::str("the manager's lane broke: ", e.what()));
+  }
+  outgoing_.clear();
+}
+
+bool DirectSession::sleep_on_doorbell() {
+  sleep_until_readable();
+  bool open = true;
+  char bells[64];
+  for (;;) {
+    const ssize_t n = ::recv(fd_, bells, sizeof(bells), MSG_DONTWAIT);
+    if (n > 0) continue;
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    open = false;  // the end, or an error that ends it
+    break;
+  }
+  lane_->awake();
+  return open;
+}
+
+void DirectSession::ring_doorbell() {
+  const char bell = 1;
+  (void)::send(fd_, &bell, 1, MSG_DONTWAIT | MSG_NOSIGNAL);  // a full socket holds doorbells already
 }
 
 }  // namespace xproc::rpc

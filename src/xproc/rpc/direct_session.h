@@ -15,6 +15,9 @@
 // forwards). It exports nothing: a capability in call parameters is refused (publishing
 // an object needs the event-loop connection, which can serve calls from the server).
 //
+// On a lane (lane.h) the bytes move through shared memory instead of the socket; waiting
+// looks at the lane for up to the spin budget, then sleeps on the socket for a doorbell.
+//
 // Waiting polls the socket for up to the endpoint's spin budget, then sleeps in poll();
 // with an interrupt check set (Ctrl-C in Python) it sleeps in slices and calls it between
 // them; a call it interrupts is cancelled with a Finish sent at once.
@@ -32,6 +35,8 @@
 #include <capnp/message.h>
 #include <capnp/rpc.capnp.h>
 
+#include "xproc/rpc/lane.h"
+
 namespace xproc::rpc {
 
 class DirectSession : public std::enable_shared_from_this<DirectSession> {
@@ -41,6 +46,10 @@ class DirectSession : public std::enable_shared_from_this<DirectSession> {
   ~DirectSession();
   DirectSession(const DirectSession&) = delete;
   DirectSession& operator=(const DirectSession&) = delete;
+
+  // From now on the RPC stream runs through `lane` (the socket carries doorbells only).
+  // Before bootstrap().
+  void use_lane(Lane lane) { lane_.emplace(std::move(lane)); }
 
   // The server's bootstrap capability (a round trip).
   capnp::Capability::Client bootstrap();
@@ -79,6 +88,11 @@ class DirectSession : public std::enable_shared_from_this<DirectSession> {
   enum class Expect { kNewMessage, kRestOfFrame };
   size_t receive(kj::byte* out, size_t size, Expect expect);
   void sleep_until_readable();
+  size_t receive_from_lane(kj::byte* out, size_t size);
+  void flush_to_lane();
+  // Sleeps until a doorbell (or the hang-up) after the lane said to; false on the hang-up.
+  bool sleep_on_doorbell();
+  void ring_doorbell();
   capnp::Response<capnp::AnyPointer> take_results(kj::Own<Incoming> incoming, uint32_t question);
   kj::Array<kj::Maybe<kj::Own<capnp::ClientHook>>> import_caps(capnp::List<capnp::rpc::CapDescriptor>::Reader table);
   kj::Own<capnp::ClientHook> import_cap(uint32_t id);
@@ -87,6 +101,7 @@ class DirectSession : public std::enable_shared_from_this<DirectSession> {
   [[noreturn]] void fail(kj::Exception::Type type, kj::StringPtr why);
 
   int fd_;
+  std::optional<Lane> lane_;  // the shared-memory lane, when the server granted one
   capnp::ReaderOptions options_;
   std::chrono::microseconds spin_;
   bool broken_ = false;

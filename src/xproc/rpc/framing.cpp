@@ -3,6 +3,7 @@
 
 #include <cstring>
 
+#include <capnp/serialize.h>
 #include <kj/debug.h>
 
 namespace xproc::rpc {
@@ -30,6 +31,29 @@ std::optional<size_t> framed_message_bytes(const kj::byte* data, size_t availabl
     kj::throwFatalException(KJ_EXCEPTION(DISCONNECTED, "a message larger than the reader allows", words, max_words));
   }
   return table_bytes + words * 8;
+}
+
+void append_framed(std::vector<kj::byte>& out, kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments) {
+  // The segment table: count - 1, each size, padded to a whole word.
+  const size_t table_words = (segments.size() + 2) / 2;
+  const size_t start = out.size();
+  out.resize(start + table_words * sizeof(capnp::word), 0);
+  auto* table = out.data() + start;
+  const uint32_t count = static_cast<uint32_t>(segments.size() - 1);
+  std::memcpy(table, &count, 4);
+  for (size_t i = 0; i < segments.size(); ++i) {
+    const uint32_t size = static_cast<uint32_t>(segments[i].size());
+    std::memcpy(table + 4 + 4 * i, &size, 4);
+  }
+  for (auto segment : segments) {
+    const auto* bytes = reinterpret_cast<const kj::byte*>(segment.begin());
+    out.insert(out.end(), bytes, bytes + segment.size() * sizeof(capnp::word));
+  }
+}
+
+kj::Maybe<capnp::MessageReaderAndFds> reader_owning(kj::Array<capnp::word> words, capnp::ReaderOptions options) {
+  auto reader = kj::heap<capnp::FlatArrayMessageReader>(words.asPtr(), options);
+  return capnp::MessageReaderAndFds{reader.attach(kj::mv(words)), nullptr};
 }
 
 }  // namespace xproc::rpc

@@ -84,13 +84,13 @@ class SocketMessageStream final : public capnp::MessageStream {
 
   kj::Promise<void> writeMessage(kj::ArrayPtr<const int>, kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments) override {
     KJ_IF_MAYBE(failure, failure_) { return kj::cp(*failure); }
-    append(segments);
+    append_framed(gathered_, segments);
     return after_append();
   }
 
   kj::Promise<void> writeMessages(kj::ArrayPtr<kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>>> messages) override {
     KJ_IF_MAYBE(failure, failure_) { return kj::cp(*failure); }
-    for (auto segments : messages) append(segments);
+    for (auto segments : messages) append_framed(gathered_, segments);
     return after_append();
   }
 
@@ -141,7 +141,7 @@ class SocketMessageStream final : public capnp::MessageStream {
     std::memcpy(words.begin(), buffer_bytes() + begin_, have);
     begin_ += have;
     if (begin_ == end_) begin_ = end_ = 0;
-    if (have == size) return reader_of(kj::mv(words), options);
+    if (have == size) return reader_owning(kj::mv(words), options);
     return read_rest(kj::mv(words), have, options);
   }
 
@@ -169,30 +169,7 @@ class SocketMessageStream final : public capnp::MessageStream {
         return socket_error("read", errno);
       }
     }
-    return reader_of(kj::mv(words), options);
-  }
-
-  static kj::Maybe<capnp::MessageReaderAndFds> reader_of(kj::Array<capnp::word> words, capnp::ReaderOptions options) {
-    auto reader = kj::heap<capnp::FlatArrayMessageReader>(words.asPtr(), options);
-    return capnp::MessageReaderAndFds{reader.attach(kj::mv(words)), nullptr};
-  }
-
-  void append(kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments) {
-    // The segment table: count - 1, each size, padded to a whole word.
-    const size_t table_words = (segments.size() + 2) / 2;
-    const size_t start = gathered_.size();
-    gathered_.resize(start + table_words * sizeof(capnp::word), 0);
-    auto* table = gathered_.data() + start;
-    const uint32_t count = static_cast<uint32_t>(segments.size() - 1);
-    std::memcpy(table, &count, 4);
-    for (size_t i = 0; i < segments.size(); ++i) {
-      const uint32_t size = static_cast<uint32_t>(segments[i].size());
-      std::memcpy(table + 4 + 4 * i, &size, 4);
-    }
-    for (auto segment : segments) {
-      const auto* bytes = reinterpret_cast<const kj::byte*>(segment.begin());
-      gathered_.insert(gathered_.end(), bytes, bytes + segment.size() * sizeof(capnp::word));
-    }
+    return reader_owning(kj::mv(words), options);
   }
 
   // Sends what was gathered at the end of this turn of the event loop (or when the socket

@@ -1,0 +1,285 @@
+// See lane.h.
+//
+// The segment: a header, the control block of each ring (its two counters and two flags on
+// cache lines of their own: each is written by one side only), then the bytes of the
+// client-to-server ring and of the server-to-client ring.
+#include "xproc/rpc/lane.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <new>
+#include <string>
+#include <utility>
+
+#include "xproc/errors.h"
+
+namespace xproc::rpc {
+namespace {
+
+constexpr uint64_t kLaneMagic = 0x314e4c2d434f5250;  // "PROC-LN1"
+constexpr uint32_t kLaneVersion = 1;
+
+struct Header {
+  uint64_t magic;
+  uint32_t version;
+  uint32_t ring_bytes;
+};
+
+// Waits for `events` on `fd` (a blocking wait; the server answers at once).
+void wait_for(int fd, short events) {
+  pollfd wanted{fd, events, 0};
+  while (::poll(&wanted, 1, -1) < 0) {
+    if (errno != EINTR) throw_os_error("poll", errno);
+  }
+}
+
+}  // namespace
+
+std::optional<Lane> request_lane(int fd) {
+  size_t sent = 0;
+  while (sent < kLaneRequest.size()) {
+    ssize_t n = ::send(fd, kLaneRequest.data() + sent, kLaneRequest.size() - sent, MSG_NOSIGNAL);
+    if (n >= 0) {
+      sent += static_cast<size_t>(n);
+    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      wait_for(fd, POLLOUT);
+    } else if (errno != EINTR) {
+      throw ConnectionError(std::string("asking the manager for a lane: ") + std::strerror(errno));
+    }
+  }
+  LaneReply reply;
+  auto* out = reinterpret_cast<unsigned char*>(&reply);
+  size_t got = 0;
+  int memfd = -1;
+  while (got < sizeof(reply)) {
+    iovec part{out + got, sizeof(reply) - got};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+    msghdr message{};
+    message.msg_iov = &part;
+    message.msg_iovlen = 1;
+    message.msg_control = control;
+    message.msg_controllen = sizeof(control);
+    ssize_t n = ::recvmsg(fd, &message, MSG_CMSG_CLOEXEC);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      wait_for(fd, POLLIN);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      if (memfd >= 0) ::close(memfd);
+      throw ConnectionError(n == 0 ? "the manager closed the connection" : std::string("reading from the manager: ") + std::strerror(errno));
+    }
+    for (cmsghdr* header = CMSG_FIRSTHDR(&message); header != nullptr; header = CMSG_NXTHDR(&message, header)) {
+      if (header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS) continue;
+      const size_t count = (header->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (size_t i = 0; i < count; ++i) {
+        int received;
+        std::memcpy(&received, CMSG_DATA(header) + i * sizeof(int), sizeof(int));
+        if (memfd < 0) memfd = received;
+        else ::close(received);
+      }
+    }
+    got += static_cast<size_t>(n);
+  }
+  if (reply.magic != kLaneRequest || (reply.status == LaneReply::kGranted && memfd < 0)) {
+    if (memfd >= 0) ::close(memfd);
+    throw ConnectionError("the manager answered the lane request with something else");
+  }
+  if (reply.status != LaneReply::kGranted) {
+    if (memfd >= 0) ::close(memfd);
+    return std::nullopt;
+  }
+  try {
+    return Lane::attach(memfd, reply.ring_bytes);
+  } catch (const LaneError& e) {
+    throw ConnectionError(e.what());
+  }
+}
+
+struct Lane::Ring {
+  alignas(64) std::atomic<uint64_t> written;  // by the writer: bytes ever put in
+  alignas(64) std::atomic<uint64_t> taken;    // by the reader: bytes ever taken out
+  alignas(64) std::atomic<uint32_t> reader_sleeps;
+  alignas(64) std::atomic<uint32_t> writer_sleeps;
+};
+
+namespace {
+
+constexpr size_t kHeaderBytes = 64;
+constexpr size_t kControlBytes = kHeaderBytes + 2 * sizeof(Lane::Ring);
+
+size_t segment_bytes(size_t ring_bytes) { return kControlBytes + 2 * ring_bytes; }
+
+}  // namespace
+
+Lane::Lane(int memfd, void* memory, size_t mapped, size_t ring_bytes, bool server)
+    : memfd_(memfd), memory_(memory), mapped_(mapped), ring_bytes_(ring_bytes) {
+  auto* base = static_cast<unsigned char*>(memory);
+  auto* to_server = reinterpret_cast<Ring*>(base + kHeaderBytes);
+  auto* to_client = to_server + 1;
+  unsigned char* to_server_bytes = base + kControlBytes;
+  unsigned char* to_client_bytes = to_server_bytes + ring_bytes;
+  in_ = server ? to_server : to_client;
+  out_ = server ? to_client : to_server;
+  in_bytes_ = server ? to_server_bytes : to_client_bytes;
+  out_bytes_ = server ? to_client_bytes : to_server_bytes;
+}
+
+Lane Lane::create(size_t ring_bytes) {
+  const size_t size = segment_bytes(ring_bytes);
+  int fd = retry_syscall("memfd_create", [] { return ::memfd_create("xproc-lane", MFD_CLOEXEC); });
+  try {
+    retry_syscall("ftruncate", [&] { return ::ftruncate(fd, static_cast<off_t>(size)); });
+    // Reserve the pages now: memory short is an error at connect, never a SIGBUS later.
+    if (int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(size)); rc != 0) throw_os_error("posix_fallocate", rc);
+    void* memory = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (memory == MAP_FAILED) throw_os_error("mmap", errno);
+    ::madvise(memory, size, MADV_DONTFORK);  // a forked child must not write into a stream not its own
+    auto* header = new (memory) Header{kLaneMagic, kLaneVersion, static_cast<uint32_t>(ring_bytes)};
+    (void)header;
+    auto* rings = reinterpret_cast<Ring*>(static_cast<unsigned char*>(memory) + kHeaderBytes);
+    new (&rings[0]) Ring{};
+    new (&rings[1]) Ring{};
+    return Lane(fd, memory, size, ring_bytes, /*server=*/true);
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+}
+
+Lane Lane::attach(int memfd, size_t ring_bytes) {
+  if (ring_bytes < 4096 || ring_bytes > (size_t{1} << 26)) {
+    ::close(memfd);
+    throw LaneError("the manager announced a lane of an impossible size");
+  }
+  const size_t size = segment_bytes(ring_bytes);
+  struct stat info {};
+  const bool sized = ::fstat(memfd, &info) == 0 && static_cast<size_t>(info.st_size) == size;
+  void* memory = sized ? ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0) : MAP_FAILED;
+  ::close(memfd);
+  if (memory == MAP_FAILED) throw LaneError("the manager's lane is not a segment of the announced size");
+  ::madvise(memory, size, MADV_DONTFORK);
+  Header header;
+  std::memcpy(&header, memory, sizeof(header));
+  if (header.magic != kLaneMagic || header.version != kLaneVersion || header.ring_bytes != ring_bytes) {
+    ::munmap(memory, size);
+    throw LaneError("the manager's lane has another layout");
+  }
+  return Lane(-1, memory, size, ring_bytes, /*server=*/false);
+}
+
+Lane::Lane(Lane&& other) noexcept { *this = std::move(other); }
+
+Lane& Lane::operator=(Lane&& other) noexcept {
+  if (this != &other) {
+    this->~Lane();
+    memfd_ = std::exchange(other.memfd_, -1);
+    memory_ = std::exchange(other.memory_, nullptr);
+    mapped_ = std::exchange(other.mapped_, 0);
+    ring_bytes_ = other.ring_bytes_;
+    in_ = other.in_;
+    out_ = other.out_;
+    in_bytes_ = other.in_bytes_;
+    out_bytes_ = other.out_bytes_;
+    written_ = other.written_;
+    taken_ = other.taken_;
+  }
+  return *this;
+}
+
+Lane::~Lane() {
+  close_memfd();
+  if (memory_ != nullptr) ::munmap(memory_, mapped_);
+  memory_ = nullptr;
+}
+
+void Lane::close_memfd() noexcept {
+  if (memfd_ >= 0) ::close(memfd_);
+  memfd_ = -1;
+}
+
+uint64_t Lane::peer_written() const {
+  const uint64_t written = in_->written.load(std::memory_order_acquire);
+  if (written - taken_ > ring_bytes_) throw LaneError("the peer's write count on the lane is impossible");
+  return written;
+}
+
+uint64_t Lane::peer_taken() const {
+  const uint64_t taken = out_->taken.load(std::memory_order_acquire);
+  if (written_ - taken > ring_bytes_) throw LaneError("the peer's read count on the lane is impossible");
+  return taken;
+}
+
+bool Lane::has_input() const { return peer_written() != taken_; }
+
+bool Lane::has_room() const { return written_ - peer_taken() < ring_bytes_; }
+
+size_t Lane::write(const void* data, size_t size) {
+  const size_t room = ring_bytes_ - static_cast<size_t>(written_ - peer_taken());
+  const size_t n = std::min(size, room);
+  if (n == 0) return 0;
+  const size_t at = static_cast<size_t>(written_ % ring_bytes_);
+  const size_t first = std::min(n, ring_bytes_ - at);
+  std::memcpy(out_bytes_ + at, data, first);
+  std::memcpy(out_bytes_, static_cast<const unsigned char*>(data) + first, n - first);
+  written_ += n;
+  out_->written.store(written_, std::memory_order_release);
+  return n;
+}
+
+size_t Lane::read(void* out, size_t size) {
+  const size_t held = static_cast<size_t>(peer_written() - taken_);
+  const size_t n = std::min(size, held);
+  if (n == 0) return 0;
+  const size_t at = static_cast<size_t>(taken_ % ring_bytes_);
+  const size_t first = std::min(n, ring_bytes_ - at);
+  std::memcpy(out, in_bytes_ + at, first);
+  std::memcpy(static_cast<unsigned char*>(out) + first, in_bytes_, n - first);
+  taken_ += n;
+  in_->taken.store(taken_, std::memory_order_release);
+  return n;
+}
+
+bool Lane::sleep_for_input() {
+  in_->reader_sleeps.store(1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_seq_cst);  // the flag, then the look
+  if (!has_input()) return true;
+  in_->reader_sleeps.store(0, std::memory_order_relaxed);
+  return false;
+}
+
+bool Lane::sleep_for_room() {
+  out_->writer_sleeps.store(1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (!has_room()) return true;
+  out_->writer_sleeps.store(0, std::memory_order_relaxed);
+  return false;
+}
+
+void Lane::awake() noexcept {
+  in_->reader_sleeps.store(0, std::memory_order_relaxed);
+  out_->writer_sleeps.store(0, std::memory_order_relaxed);
+}
+
+bool Lane::take_input_doorbell() noexcept {
+  std::atomic_thread_fence(std::memory_order_seq_cst);  // the count, then the look at the flag
+  if (out_->reader_sleeps.load(std::memory_order_relaxed) == 0) return false;
+  return out_->reader_sleeps.exchange(0, std::memory_order_relaxed) != 0;
+}
+
+bool Lane::take_room_doorbell() noexcept {
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (in_->writer_sleeps.load(std::memory_order_relaxed) == 0) return false;
+  return in_->writer_sleeps.exchange(0, std::memory_order_relaxed) != 0;
+}
+
+}  // namespace xproc::rpc
