@@ -1,0 +1,282 @@
+// Manager lanes: the shared-memory byte rings under a same-host connection (lane.h), their
+// handshake, and a server facing clients that misuse them.
+#include "xproc/rpc/lane.h"
+
+#include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <numeric>
+#include <thread>
+#include <vector>
+
+#include "support/test_support.h"
+#include "xproc/errors.h"
+#include "xproc/manager.h"
+
+namespace xproc::rpc {
+namespace {
+
+using std::chrono::seconds;
+using Clock = std::chrono::steady_clock;
+
+// A server's lane and a client's view of the same segment; `spare` is one more mapping
+// of it, for scribbling as a misbehaving peer would.
+struct LanePair {
+  Lane server = Lane::create(4096);
+  Lane client = Lane::attach(::dup(server.memfd()), 4096);
+};
+
+std::vector<unsigned char> pattern(size_t size, unsigned seed) {
+  std::vector<unsigned char> bytes(size);
+  for (size_t i = 0; i < size; ++i) bytes[i] = static_cast<unsigned char>(seed * 31 + i * 7);
+  return bytes;
+}
+
+TEST(Lane, BytesCrossBothWaysAndWrapAround) {
+  LanePair lane;
+  // Odd sizes, so that writes and reads straddle the end of the ring over and over.
+  for (unsigned round = 0; round < 200; ++round) {
+    const size_t size = 1 + (round * 389) % 3000;
+    auto sent = pattern(size, round);
+    ASSERT_EQ(lane.client.write(sent.data(), size), size);
+    ASSERT_TRUE(lane.server.has_input());
+    std::vector<unsigned char> got(size);
+    size_t have = 0;
+    while (have < size) have += lane.server.read(got.data() + have, std::min<size_t>(size - have, 1000));
+    ASSERT_EQ(got, sent) << "round " << round;
+    ASSERT_FALSE(lane.server.has_input());
+
+    ASSERT_EQ(lane.server.write(sent.data(), size), size);
+    std::vector<unsigned char> back(size);
+    ASSERT_EQ(lane.client.read(back.data(), size), size);
+    ASSERT_EQ(back, sent);
+  }
+}
+
+TEST(Lane, AFullRingTakesWhatFitsAndNoMore) {
+  LanePair lane;
+  auto bytes = pattern(5000, 1);
+  EXPECT_EQ(lane.client.write(bytes.data(), bytes.size()), 4096u);
+  EXPECT_FALSE(lane.client.has_room());
+  EXPECT_EQ(lane.client.write(bytes.data(), 1), 0u);
+  std::vector<unsigned char> got(100);
+  EXPECT_EQ(lane.server.read(got.data(), got.size()), 100u);
+  EXPECT_TRUE(lane.client.has_room());
+  EXPECT_EQ(lane.client.write(bytes.data() + 4096, 904), 100u);
+}
+
+TEST(Lane, FlagsAskForOneDoorbellEach) {
+  LanePair lane;
+  EXPECT_FALSE(lane.server.take_input_doorbell()) << "nobody sleeps yet";
+  EXPECT_TRUE(lane.client.sleep_for_input());
+  const char byte = 'x';
+  ASSERT_EQ(lane.server.write(&byte, 1), 1u);
+  EXPECT_TRUE(lane.server.take_input_doorbell());
+  EXPECT_FALSE(lane.server.take_input_doorbell()) << "one doorbell serves many writes";
+  EXPECT_FALSE(lane.client.sleep_for_input()) << "a byte is there: no sleep";
+  char in = 0;
+  ASSERT_EQ(lane.client.read(&in, 1), 1u);
+
+  // A writer that found the ring full sleeps for room; the reader's next read rings.
+  std::vector<unsigned char> fill(4096);
+  ASSERT_EQ(lane.client.write(fill.data(), fill.size()), 4096u);
+  EXPECT_TRUE(lane.client.sleep_for_room());
+  char out[16];
+  ASSERT_EQ(lane.server.read(out, sizeof(out)), sizeof(out));
+  EXPECT_TRUE(lane.server.take_room_doorbell());
+  lane.client.awake();
+  EXPECT_TRUE(lane.client.sleep_for_input());
+  lane.client.awake();
+  ASSERT_EQ(lane.server.write(&byte, 1), 1u);
+  EXPECT_FALSE(lane.server.take_input_doorbell()) << "awake() took the flag down";
+}
+
+TEST(Lane, ImpossibleCountersFromThePeerAreALaneError) {
+  Lane server = Lane::create(4096);
+  const int spare_fd = ::dup(server.memfd());
+  Lane client = Lane::attach(::dup(server.memfd()), 4096);
+  const size_t size = 64 + 2 * 256 + 2 * 4096;
+  void* spare = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, spare_fd, 0);
+  ::close(spare_fd);
+  ASSERT_NE(spare, MAP_FAILED);
+  // The peer claims to have written more than a ring holds, and to have read bytes
+  // nobody wrote: every counter in both control blocks.
+  std::memset(static_cast<char*>(spare) + 64, 0x5a, 2 * 256);
+  char out[8];
+  EXPECT_THROW(server.read(out, sizeof(out)), LaneError);
+  EXPECT_THROW(server.has_input(), LaneError);
+  EXPECT_THROW(client.write(out, sizeof(out)), LaneError);
+  EXPECT_THROW(client.has_room(), LaneError);
+  ::munmap(spare, size);
+}
+
+TEST(Lane, AttachRefusesWhatIsNotALane) {
+  const int small = ::memfd_create("not-a-lane", MFD_CLOEXEC);
+  ASSERT_EQ(::ftruncate(small, 4096), 0);
+  EXPECT_THROW(Lane::attach(small, 4096), LaneError);  // the wrong size (and closed)
+
+  Lane server = Lane::create(4096);
+  EXPECT_THROW(Lane::attach(::dup(server.memfd()), 8192), LaneError);
+  EXPECT_THROW(Lane::attach(::dup(server.memfd()), 0), LaneError);
+  const int other = ::memfd_create("zeros", MFD_CLOEXEC);
+  ASSERT_EQ(::ftruncate(other, 64 + 2 * 256 + 2 * 4096), 0);
+  EXPECT_THROW(Lane::attach(other, 4096), LaneError);  // the right size, no header
+}
+
+// A server that answers the request itself, as `reply` says.
+std::optional<Lane> request_from(const std::string& reply, int memfd = -1) {
+  int pair[2];
+  EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+  std::thread server([&] {
+    char request[8];
+    EXPECT_EQ(::recv(pair[1], request, sizeof(request), MSG_WAITALL), 8);
+    EXPECT_EQ(std::memcmp(request, kLaneRequest.data(), 8), 0);
+    iovec part{const_cast<char*>(reply.data()), reply.size()};
+    msghdr message{};
+    message.msg_iov = &part;
+    message.msg_iovlen = 1;
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+    if (memfd >= 0) {
+      message.msg_control = control;
+      message.msg_controllen = sizeof(control);
+      cmsghdr* header = CMSG_FIRSTHDR(&message);
+      header->cmsg_level = SOL_SOCKET;
+      header->cmsg_type = SCM_RIGHTS;
+      header->cmsg_len = CMSG_LEN(sizeof(int));
+      std::memcpy(CMSG_DATA(header), &memfd, sizeof(int));
+    }
+    if (!reply.empty()) ::sendmsg(pair[1], &message, MSG_NOSIGNAL);
+    ::close(pair[1]);
+  });
+  std::optional<Lane> lane;
+  try {
+    lane = request_lane(pair[0]);
+  } catch (...) {
+    server.join();
+    ::close(pair[0]);
+    throw;
+  }
+  server.join();
+  ::close(pair[0]);
+  return lane;
+}
+
+std::string reply_bytes(LaneReply reply) { return std::string(reinterpret_cast<const char*>(&reply), sizeof(reply)); }
+
+TEST(LaneHandshake, GrantedRefusedAndGarbled) {
+  Lane server = Lane::create(4096);
+  LaneReply granted;
+  granted.status = LaneReply::kGranted;
+  granted.ring_bytes = 4096;
+  auto lane = request_from(reply_bytes(granted), server.memfd());
+  ASSERT_TRUE(lane.has_value());
+  const char byte = 'y';
+  ASSERT_EQ(lane->write(&byte, 1), 1u);
+  char got = 0;
+  EXPECT_EQ(server.read(&got, 1), 1u);
+  EXPECT_EQ(got, 'y');
+
+  EXPECT_FALSE(request_from(reply_bytes(LaneReply{})).has_value()) << "refused: the socket carries on";
+
+  EXPECT_THROW(request_from(reply_bytes(granted)), ConnectionError) << "granted without a segment";
+  EXPECT_THROW(request_from(std::string(16, 'z')), ConnectionError);
+  EXPECT_THROW(request_from(""), ConnectionError) << "the server hung up";
+}
+
+// A raw connection to `manager`'s socket.
+int connect_to(const Manager& manager) {
+  std::string path = manager.address();
+  if (path.starts_with("unix:")) path = path.substr(std::strlen("unix:"));
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::snprintf(address.sun_path, sizeof(address.sun_path), "%s", path.c_str());
+  EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  return fd;
+}
+
+// The server closes a connection it gave up on: read until the end (or 5 s).
+bool closed_by_server(int fd) {
+  timeval patience{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &patience, sizeof(patience));
+  char sink[256];
+  ssize_t n;
+  while ((n = ::read(fd, sink, sizeof(sink))) > 0) {
+  }
+  return n == 0;
+}
+
+TEST(ManagerLanes, CallsWorkOnALaneAndOnTheSocket) {
+  for (bool shared_memory : {true, false}) {
+    SCOPED_TRACE(shared_memory ? "lane" : "socket");
+    Manager manager(ManagerOptions{.shared_memory = shared_memory});
+    auto d = manager.dict();
+    d.set("a", 1);
+    EXPECT_EQ(d["a"], Value(1));
+    // Larger than a ring both ways: the bytes stream through it in pieces.
+    std::string big(3 * 1024 * 1024 + 5, 'q');
+    for (size_t i = 0; i < big.size(); i += 4096) big[i] = static_cast<char>('a' + i % 26);
+    d.set("big", big);
+    EXPECT_EQ(d["big"], Value(big));
+    EXPECT_EQ(d.size(), 2u);
+  }
+}
+
+TEST(ManagerLanes, GarbageOnALaneEndsOnlyThatConnection) {
+  Manager manager;
+  auto d = manager.dict();
+  d.set("k", "v");
+  const std::vector<std::string> garbage = {
+      std::string("\x00\x00\x00\x00\x02\x00\x00\x00" "\xf0\xff\xff\x0f\x01\x00\x01\x00" "\x00\x00\x00\x00\x00\x00\x00\x00", 24),
+      std::string("\x00\x02\x00\x00\xff\xff\xff\xff", 8),  // 513 segments: too many
+      std::string(4096, '\x7f')};
+  for (const auto& bytes : garbage) {
+    SCOPED_TRACE(::testing::PrintToString(bytes.substr(0, 8)));
+    int fd = connect_to(manager);
+    auto lane = request_lane(fd);
+    ASSERT_TRUE(lane.has_value());
+    ASSERT_EQ(lane->write(bytes.data(), bytes.size()), bytes.size());
+    const char bell = 1;
+    if (lane->take_input_doorbell()) ::send(fd, &bell, 1, MSG_NOSIGNAL);
+    EXPECT_TRUE(closed_by_server(fd));
+    ::close(fd);
+  }
+  EXPECT_EQ(d["k"], Value("v"));
+}
+
+TEST(ManagerLanes, AClientStuckInTheHandshakeHoldsNobodyUp) {
+  Manager manager;
+  auto d = manager.dict();
+  int fd = connect_to(manager);
+  ASSERT_EQ(::send(fd, kLaneRequest.data(), 3, MSG_NOSIGNAL), 3);  // a prefix, then nothing
+  const auto started = Clock::now();
+  d.set("x", 2);
+  EXPECT_EQ(d["x"], Value(2));
+  auto other = Manager::connect(manager.address(), manager.authkey());
+  EXPECT_EQ(other.dict().size(), 0u);
+  EXPECT_LT(Clock::now() - started, seconds(2));
+  ::close(fd);
+}
+
+TEST(ManagerLanes, AClientThatDiesWithBytesInItsLaneLeavesTheServerServing) {
+  Manager manager;
+  auto d = manager.dict();
+  int fd = connect_to(manager);
+  auto lane = request_lane(fd);
+  ASSERT_TRUE(lane.has_value());
+  // Half a frame: a segment table announcing 100 words, and 16 of its bytes.
+  std::string partial("\x00\x00\x00\x00\x64\x00\x00\x00" "0123456789abcdef", 24);
+  ASSERT_EQ(lane->write(partial.data(), partial.size()), partial.size());
+  ::close(fd);  // as a killed process's socket closes
+  lane.reset();
+  d.set("after", 3);
+  EXPECT_EQ(d["after"], Value(3));
+}
+
+}  // namespace
+}  // namespace xproc::rpc
