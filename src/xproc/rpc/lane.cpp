@@ -208,13 +208,13 @@ void Lane::close_memfd() noexcept {
 }
 
 uint64_t Lane::peer_written() const {
-  const uint64_t written = in_->written.load(std::memory_order_acquire);
+  const uint64_t written = in_->written.load(std::memory_order_seq_cst);
   if (written - taken_ > ring_bytes_) throw LaneError("the peer's write count on the lane is impossible");
   return written;
 }
 
 uint64_t Lane::peer_taken() const {
-  const uint64_t taken = out_->taken.load(std::memory_order_acquire);
+  const uint64_t taken = out_->taken.load(std::memory_order_seq_cst);
   if (written_ - taken > ring_bytes_) throw LaneError("the peer's read count on the lane is impossible");
   return taken;
 }
@@ -232,7 +232,7 @@ size_t Lane::write(const void* data, size_t size) {
   std::memcpy(out_bytes_ + at, data, first);
   std::memcpy(out_bytes_, static_cast<const unsigned char*>(data) + first, n - first);
   written_ += n;
-  out_->written.store(written_, std::memory_order_release);
+  out_->written.store(written_, std::memory_order_seq_cst);
   return n;
 }
 
@@ -245,21 +245,19 @@ size_t Lane::read(void* out, size_t size) {
   std::memcpy(out, in_bytes_ + at, first);
   std::memcpy(static_cast<unsigned char*>(out) + first, in_bytes_, n - first);
   taken_ += n;
-  in_->taken.store(taken_, std::memory_order_release);
+  in_->taken.store(taken_, std::memory_order_seq_cst);
   return n;
 }
 
 bool Lane::sleep_for_input() {
-  in_->reader_sleeps.store(1, std::memory_order_relaxed);
-  std::atomic_thread_fence(std::memory_order_seq_cst);  // the flag, then the look
+  in_->reader_sleeps.store(1, std::memory_order_seq_cst);  // the flag, then the look
   if (!has_input()) return true;
   in_->reader_sleeps.store(0, std::memory_order_relaxed);
   return false;
 }
 
 bool Lane::sleep_for_room() {
-  out_->writer_sleeps.store(1, std::memory_order_relaxed);
-  std::atomic_thread_fence(std::memory_order_seq_cst);
+  out_->writer_sleeps.store(1, std::memory_order_seq_cst);
   if (!has_room()) return true;
   out_->writer_sleeps.store(0, std::memory_order_relaxed);
   return false;
@@ -271,14 +269,13 @@ void Lane::awake() noexcept {
 }
 
 bool Lane::take_input_doorbell() noexcept {
-  std::atomic_thread_fence(std::memory_order_seq_cst);  // the count, then the look at the flag
-  if (out_->reader_sleeps.load(std::memory_order_relaxed) == 0) return false;
+  // The count was stored seq_cst, then this look at the flag.
+  if (out_->reader_sleeps.load(std::memory_order_seq_cst) == 0) return false;
   return out_->reader_sleeps.exchange(0, std::memory_order_relaxed) != 0;
 }
 
 bool Lane::take_room_doorbell() noexcept {
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (in_->writer_sleeps.load(std::memory_order_relaxed) == 0) return false;
+  if (in_->writer_sleeps.load(std::memory_order_seq_cst) == 0) return false;
   return in_->writer_sleeps.exchange(0, std::memory_order_relaxed) != 0;
 }
 

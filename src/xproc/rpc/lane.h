@@ -10,10 +10,9 @@
 // The socket stays. After the handshake it carries only doorbell bytes and the hang-up: a
 // side about to sleep sets its flag in the ring it waits on, looks once more, then sleeps
 // in poll()/epoll on the socket; a side that writes bytes (or frees room) after the flag
-// went up takes the flag down and sends one byte. Both the flag store and the counter
-// store are followed by a seq_cst fence before the other is read, so either the sleeper
-// sees the new bytes or the writer sees the flag (the queue's and the Pipe's argument,
-// docs/protocol.md). A peer that dies closes the socket, which wakes the other.
+// went up takes the flag down and sends one byte. The flag and the counters are stored
+// and loaded seq_cst, so either the sleeper sees the new bytes or the writer sees the
+// flag (the queue's and the Pipe's argument, docs/protocol.md). A peer that dies closes the socket, which wakes the other.
 //
 // Neither side trusts the other's counter: a count that is behind its own or more than a
 // ring ahead is a broken lane (LaneError), and bytes are copied out before anyone parses
