@@ -376,4 +376,8 @@ schema::Manager::Client Manager::client() {
 
 kj::WaitScope& Manager::wait_scope() { return rpc::thread_loop().wait_scope(); }
 
+void Manager::poll_within_spin(bool (*ready)(void*), void* context) {
+  rpc::ready_within_spin(endpoint_->spin, [&] { return ready(context); });
+}
+
 }  // namespace xproc

@@ -146,18 +146,37 @@ class Manager {
   // the loop to wait on. Promises must be waited on from the same thread.
   schema::Manager::Client client();
   kj::WaitScope& wait_scope();
-  // Waits for a reply on this thread's loop, turning failures into xproc errors.
+  // Waits for a reply (or any promise of this thread's loop, such as several replies
+  // joined), turning failures into xproc errors. As a blocking proxy call does, it first
+  // polls for up to the client spin window: replies that come back within it cost no
+  // sleep and no wake-up.
   template <typename Results>
   capnp::Response<Results> wait(capnp::RemotePromise<Results>&& reply) {
-    kj::Promise<capnp::Response<Results>> promise = kj::mv(reply);
+    return wait(kj::Promise<capnp::Response<Results>>(kj::mv(reply)));
+  }
+  template <typename T>
+  T wait(kj::Promise<T>&& promise) {
     try {
-      return promise.wait(wait_scope());
+      auto& scope = wait_scope();
+      struct Poll {
+        kj::Promise<T>& promise;
+        kj::WaitScope& scope;
+        static bool ready(void* self) {
+          auto* poll = static_cast<Poll*>(self);
+          return poll->promise.poll(poll->scope);
+        }
+      } poll{promise, scope};
+      poll_within_spin(&Poll::ready, &poll);
+      return promise.wait(scope);
     } catch (const kj::Exception& e) {
       rethrow_manager_error(e);
     }
   }
 
  private:
+  // Calls `ready(context)` until it is true, for up to the client spin window.
+  void poll_within_spin(bool (*ready)(void*), void* context);
+
   struct Connected {};
   explicit Manager(Connected);
   std::shared_ptr<const rpc::ObjectRef> create_user(std::string_view type_name, std::string_view name,
