@@ -3,13 +3,16 @@
 #include "xproc/rpc/lane.h"
 
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstring>
+#include <fstream>
 #include <numeric>
 #include <thread>
 #include <vector>
@@ -225,6 +228,45 @@ TEST(ManagerLanes, CallsWorkOnALaneAndOnTheSocket) {
     EXPECT_EQ(d["big"], Value(big));
     EXPECT_EQ(d.size(), 2u);
   }
+}
+
+// Lane segments this process has mapped.
+int lanes_mapped() {
+  std::ifstream maps("/proc/self/maps");
+  int count = 0;
+  for (std::string line; std::getline(maps, line);) count += line.find("xproc-lane") != std::string::npos;
+  return count;
+}
+
+TEST(ManagerLanes, AServerThatCannotMakeLanesServesOnTheSocket) {
+  // The server inherits a file-size limit of zero, so it cannot size a lane's segment.
+  rlimit saved{};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &saved), 0);
+  auto* old_handler = ::signal(SIGXFSZ, SIG_IGN);
+  rlimit none = saved;
+  none.rlim_cur = 0;
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &none), 0);
+  std::optional<Manager> manager;
+  try {
+    manager.emplace();
+  } catch (...) {
+    ::setrlimit(RLIMIT_FSIZE, &saved);
+    ::signal(SIGXFSZ, old_handler);
+    throw;
+  }
+  ::setrlimit(RLIMIT_FSIZE, &saved);
+  ::signal(SIGXFSZ, old_handler);
+
+  const int before = lanes_mapped();
+  auto d = manager->dict();
+  d.set("a", std::string(200000, 'b'));
+  EXPECT_EQ(d["a"], Value(std::string(200000, 'b')));
+  EXPECT_EQ(lanes_mapped(), before) << "refused: this thread's connection stays on the socket";
+
+  Manager granted;
+  auto e = granted.dict();
+  e.set("a", 1);
+  EXPECT_EQ(lanes_mapped(), before + 1);
 }
 
 TEST(ManagerLanes, GarbageOnALaneEndsOnlyThatConnection) {
