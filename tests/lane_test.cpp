@@ -14,12 +14,14 @@
 #include <cstring>
 #include <fstream>
 #include <numeric>
+#include <random>
 #include <thread>
 #include <vector>
 
 #include "support/test_support.h"
 #include "xproc/errors.h"
 #include "xproc/manager.h"
+#include "xproc/process.h"
 
 namespace xproc::rpc {
 namespace {
@@ -318,6 +320,60 @@ TEST(ManagerLanes, AClientThatDiesWithBytesInItsLaneLeavesTheServerServing) {
   lane.reset();
   d.set("after", 3);
   EXPECT_EQ(d["after"], Value(3));
+}
+
+// Clients SIGKILLed at random instants of their calls (holding the lock, half-way through
+// writing a large value into their lane, waiting for a reply): the server carries on, and
+// what a dead client held comes free.
+TEST(ManagerLanes, ClientsKilledAtRandomLeaveTheServerServingAndTheirLocksFree) {
+  Manager manager;
+  auto d = manager.dict();
+  auto lock = manager.lock();
+  d.set("n", 0);
+  std::mt19937 random(20261201);
+  const std::string large(300 * 1024, 'L');  // several rings' worth
+  for (int cycle = 0; cycle < 40; ++cycle) {
+    Process client([&] {
+      for (int i = 0;; ++i) {
+        lock.acquire();
+        d.increment("n");
+        lock.release();
+        d.set("large", large);
+      }
+    });
+    const int64_t before = d["n"].as_int();
+    client.start();
+    // Kill it once it is calling (a sanitizer build takes a while to connect).
+    const auto patience = Clock::now() + seconds(10);
+    while (d["n"].as_int() == before && Clock::now() < patience) std::this_thread::sleep_for(std::chrono::microseconds(200));
+    ASSERT_GT(d["n"].as_int(), before) << "cycle " << cycle << ": the client never called";
+    std::this_thread::sleep_for(std::chrono::microseconds(random() % 5000));
+    client.kill();
+    client.join();
+    ASSERT_TRUE(lock.acquire(true, seconds(5))) << "cycle " << cycle << ": the dead client's lock stayed taken";
+    lock.release();
+    d.set("alive", cycle);
+    ASSERT_EQ(d["alive"], Value(cycle));
+    const Value stored = d.get("large", Value());
+    ASSERT_TRUE(stored.is_null() || stored == Value(large)) << "cycle " << cycle << ": a torn value was stored";
+  }
+}
+
+// The server dies while a client waits for room in its lane (the server had stopped
+// reading): the call fails with ConnectionError instead of waiting for ever.
+TEST(ManagerLanes, AServerThatDiesWhileAClientWaitsForRoomFailsTheCall) {
+  Manager manager;
+  auto d = manager.dict();
+  d.set("warm", 1);
+  ASSERT_EQ(::kill(manager.pid(), SIGSTOP), 0);
+  std::thread killer([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    ::kill(manager.pid(), SIGKILL);
+  });
+  const auto started = Clock::now();
+  EXPECT_THROW(d.set("big", std::string(8 * 1024 * 1024, 'x')), ConnectionError);
+  killer.join();
+  EXPECT_LT(Clock::now() - started, seconds(3));
 }
 
 }  // namespace
