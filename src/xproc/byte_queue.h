@@ -84,26 +84,26 @@ class ByteQueue {
   // Copies `message` into the queue. Blocks while full (up to `timeout`; Full when it runs
   // out, or at once when !block). MessageTooLarge when over max_message_bytes;
   // ValueError after close(). Thread- and process-safe.
-  void put_bytes(std::span<const std::byte> message, bool block = true, Timeout timeout = {});
+  void put_bytes(std::span<const std::byte> message, bool block = true, const Timeout& timeout = {});
   // As put_bytes, false instead of Full.
-  bool try_put_bytes(std::span<const std::byte> message, Timeout timeout = std::chrono::seconds(0));
+  bool try_put_bytes(std::span<const std::byte> message, const Timeout& timeout = std::chrono::seconds(0));
 
   // Removes the oldest message and returns a copy. Blocks while empty (Empty on timeout).
-  std::vector<std::byte> get_bytes(bool block = true, Timeout timeout = {});
-  std::optional<std::vector<std::byte>> try_get_bytes(Timeout timeout = std::chrono::seconds(0));
+  std::vector<std::byte> get_bytes(bool block = true, const Timeout& timeout = {});
+  std::optional<std::vector<std::byte>> try_get_bytes(const Timeout& timeout = std::chrono::seconds(0));
 
   // Zero-copy write: reserves `size` bytes in the ring and lets `fill(dst)` write them in
   // place (dst is 8-byte aligned). Nothing is visible until fill returns; if it throws,
   // nothing is published. False when full at the deadline.
   template <typename Fill>
-  bool put_in_place(size_t size, Fill&& fill, bool block = true, Timeout timeout = {}) {
+  bool put_in_place(size_t size, Fill&& fill, bool block = true, const Timeout& timeout = {}) {
     return put_raw(size, &call<Fill, std::byte*>, &fill, deadline(block, timeout));
   }
   // Zero-copy read: `consume(bytes)` sees the oldest message in the ring (8-byte aligned,
   // valid only during the call; other consumers wait meanwhile). The message is removed
   // when consume returns, or throws (the exception is passed on). False when empty.
   template <typename Consume>
-  bool get_in_place(Consume&& consume, bool block = true, Timeout timeout = {}) {
+  bool get_in_place(Consume&& consume, bool block = true, const Timeout& timeout = {}) {
     return get_raw(&call<Consume, std::span<const std::byte>>, &consume, deadline(block, timeout));
   }
 
@@ -133,13 +133,13 @@ class ByteQueue {
   uint64_t schema_id() const noexcept;
 
   using Deadline = std::optional<std::chrono::steady_clock::time_point>;
-  static Deadline deadline(bool block, Timeout timeout) {
+  static Deadline deadline(bool block, const Timeout& timeout) {
     if (block && !timeout) return std::nullopt;  // the common case, kept inline
     return timed_deadline(block, timeout);
   }
 
  private:
-  static Deadline timed_deadline(bool block, Timeout timeout);
+  static Deadline timed_deadline(bool block, const Timeout& timeout);
   template <typename F, typename Arg>
   static void call(void* f, Arg arg) {
     (*static_cast<std::remove_reference_t<F>*>(f))(arg);

@@ -63,45 +63,36 @@ class Queue : public QueueBase {
 
   // Serializes `message` straight into the ring (no heap allocation). Full / MessageTooLarge
   // / ValueError as ByteQueue::put_bytes.
-  void put(Reader message, bool block = true, Timeout timeout = {}) {
-    if (!try_put(message, block ? timeout : Timeout(std::chrono::seconds(0)))) throw Full();
+  void put(Reader message, bool block = true, const Timeout& timeout = {}) {
+    if (!put_reader(message, block, timeout)) throw Full();
   }
   // Copies a builder's segments as they are (the fastest put for a freshly built message).
-  void put(capnp::MessageBuilder& message, bool block = true, Timeout timeout = {}) {
-    if (!try_put(message, block ? timeout : Timeout(std::chrono::seconds(0)))) throw Full();
+  void put(capnp::MessageBuilder& message, bool block = true, const Timeout& timeout = {}) {
+    if (!put_builder(message, block, timeout)) throw Full();
   }
   void put_nowait(Reader message) { put(message, false); }
-  bool try_put(Reader message, Timeout timeout = std::chrono::seconds(0)) {
-    auto root = capnp::AnyStruct::Reader(capnp::toAny(message));
-    const size_t size = flat_size(root);
-    return bytes_.put_in_place(
-        size, [&](std::byte* dst) { write_flat(root, {dst, size}); }, true, timeout);
+  bool try_put(Reader message, const Timeout& timeout = std::chrono::seconds(0)) {
+    return put_reader(message, true, timeout);
   }
-  bool try_put(capnp::MessageBuilder& message, Timeout timeout = std::chrono::seconds(0)) {
-    auto segments = message.getSegmentsForOutput();
-    return bytes_.put_in_place(
-        detail::flat_size(segments), [&](std::byte* dst) { detail::write_flat(segments, dst); },
-        true, timeout);
+  bool try_put(capnp::MessageBuilder& message, const Timeout& timeout = std::chrono::seconds(0)) {
+    return put_builder(message, true, timeout);
   }
 
   // Removes the oldest message and returns an owned copy. Empty on timeout; DecodeError if
   // that message is not a valid T (it is consumed; the next get works).
-  Message<T> get(bool block = true, Timeout timeout = {}) {
-    auto message = try_get(block ? timeout : Timeout(std::chrono::seconds(0)));
+  Message<T> get(bool block = true, const Timeout& timeout = {}) {
+    auto message = get_message(block, timeout);
     if (!message) throw Empty();
     return std::move(*message);
   }
   Message<T> get_nowait() { return get(false); }
-  std::optional<Message<T>> try_get(Timeout timeout = std::chrono::seconds(0)) {
-    std::optional<Message<T>> out;
-    bytes_.get_in_place([&](std::span<const std::byte> bytes) { out.emplace(Message<T>::decode(bytes)); },
-                        true, timeout);
-    return out;
+  std::optional<Message<T>> try_get(const Timeout& timeout = std::chrono::seconds(0)) {
+    return get_message(true, timeout);
   }
   // Zero-copy read: calls f(T::Reader) on the message in shared memory, then removes it.
   // The reader is valid only during the call. False when empty at the deadline.
   template <typename F>
-  bool get_view(F&& f, bool block = true, Timeout timeout = {}) {
+  bool get_view(F&& f, bool block = true, const Timeout& timeout = {}) {
     return bytes_.get_in_place(
         [&](std::span<const std::byte> bytes) {
           kj::Array<capnp::word> copy;  // stays empty: the ring is 8-byte aligned
@@ -121,6 +112,26 @@ class Queue : public QueueBase {
   explicit Queue(ByteQueue bytes) : QueueBase(std::move(bytes)) {}
   Queue(const QueueOptions& options, detail::QueueKind kind)
       : QueueBase(ByteQueue(options, capnp::typeId<T>(), kind)) {}
+
+ private:
+  // The calls above pass `block` and the caller's Timeout straight through (see
+  // ByteQueue::put_bytes on why no Timeout is rebuilt on the way).
+  bool put_reader(Reader message, bool block, const Timeout& timeout) {
+    auto root = capnp::AnyStruct::Reader(capnp::toAny(message));
+    const size_t size = flat_size(root);
+    return bytes_.put_in_place(size, [&](std::byte* dst) { write_flat(root, {dst, size}); }, block, timeout);
+  }
+  bool put_builder(capnp::MessageBuilder& message, bool block, const Timeout& timeout) {
+    auto segments = message.getSegmentsForOutput();
+    return bytes_.put_in_place(
+        detail::flat_size(segments), [&](std::byte* dst) { detail::write_flat(segments, dst); }, block, timeout);
+  }
+  std::optional<Message<T>> get_message(bool block, const Timeout& timeout) {
+    std::optional<Message<T>> out;
+    bytes_.get_in_place([&](std::span<const std::byte> bytes) { out.emplace(Message<T>::decode(bytes)); }, block,
+                        timeout);
+    return out;
+  }
 };
 
 // Queue<Value>: untyped Python-like values (None, numbers, str, bytes, list, dict...).
@@ -141,7 +152,7 @@ class Queue<Value> : public QueueBase {
     return Queue(std::move(bytes));
   }
 
-  void put(const Value& value, bool block = true, Timeout timeout = {}) {
+  void put(const Value& value, bool block = true, const Timeout& timeout = {}) {
     detail::InlineMessageBuilder encoded;
     value.to_capnp(encoded.builder().initRoot<schema::Value>());
     if (!bytes_.put_in_place(encoded.flat_size(), [&](std::byte* dst) { encoded.write_flat(dst); }, block,
@@ -152,22 +163,22 @@ class Queue<Value> : public QueueBase {
   void put_nowait(const Value& value) { put(value, false); }
   // Decodes straight from the ring (the Value built is the owned copy). DecodeError when
   // the message is not a Value; it is consumed all the same.
-  Value get(bool block = true, Timeout timeout = {}) {
-    auto value = try_get(block ? timeout : Timeout(std::chrono::seconds(0)));
+  Value get(bool block = true, const Timeout& timeout = {}) {
+    auto value = get_value(block, timeout);
     if (!value) throw Empty();
     return std::move(*value);
   }
   Value get_nowait() { return get(false); }
-  std::optional<Value> try_get(Timeout timeout = std::chrono::seconds(0)) {
-    std::optional<Value> out;
-    bytes_.get_in_place([&](std::span<const std::byte> bytes) { out.emplace(Value::decode(bytes)); }, true,
-                        timeout);
-    return out;
-  }
-
+  std::optional<Value> try_get(const Timeout& timeout = std::chrono::seconds(0)) { return get_value(true, timeout); }
 
  private:
   explicit Queue(ByteQueue bytes) : QueueBase(std::move(bytes)) {}
+  std::optional<Value> get_value(bool block, const Timeout& timeout) {
+    std::optional<Value> out;
+    bytes_.get_in_place([&](std::span<const std::byte> bytes) { out.emplace(Value::decode(bytes)); }, block,
+                        timeout);
+    return out;
+  }
 };
 
 // multiprocessing.SimpleQueue: an unbounded Queue (same engine, no maxsize).
@@ -187,7 +198,7 @@ class JoinableQueue : public Queue<T> {
   // ValueError when called more times than messages were put.
   void task_done() { this->bytes_.task_done(); }
   // Blocks until every message put so far is marked done; TimeoutError on timeout.
-  void join(Timeout timeout = {}) { this->bytes_.join(timeout); }
+  void join(const Timeout& timeout = {}) { this->bytes_.join(timeout); }
 };
 
 }  // namespace xproc
