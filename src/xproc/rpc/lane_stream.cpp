@@ -25,6 +25,9 @@ namespace {
 constexpr size_t kReadBufferBytes = 64 * 1024;
 // Gathered bytes past which a writer waits for the client to take them (as on a socket).
 constexpr size_t kBacklogBytes = 4 * 1024 * 1024;
+// Lanes one server hands out at most (about 130 KiB of memory each); later connections
+// stay on their sockets.
+constexpr size_t kMaxLanes = 1024;
 
 class LaneMessageStream;
 
@@ -402,7 +405,7 @@ class Handshake {
 
   kj::Promise<kj::Own<capnp::MessageStream>> grant() {
     std::optional<Lane> lane;
-    if (is_unix_socket(fd_)) {
+    if (is_unix_socket(fd_) && lane_set().streams.size() < kMaxLanes) {
       try {
         lane = Lane::create();
       } catch (const OSError&) {
