@@ -15,16 +15,13 @@
 #include <kj/debug.h>
 
 #include "xproc/errors.h"
-#include "xproc/rpc/framing.h"
+#include "xproc/rpc/buffered_message_stream.h"
 #include "xproc/rpc/lane.h"
 #include "xproc/rpc/socket_message_stream.h"
 
 namespace xproc::rpc {
 namespace {
 
-constexpr size_t kReadBufferBytes = 64 * 1024;
-// Gathered bytes past which a writer waits for the client to take them (as on a socket).
-constexpr size_t kBacklogBytes = 4 * 1024 * 1024;
 // Lanes one server hands out at most (about 130 KiB of memory each); later connections
 // stay on their sockets.
 constexpr size_t kMaxLanes = 1024;
@@ -46,77 +43,28 @@ kj::Exception lane_broken(const char* why) {
   return kj::Exception(kj::Exception::Type::DISCONNECTED, __FILE__, __LINE__, kj::heapString(why));
 }
 
-class IgnoreErrors final : public kj::TaskSet::ErrorHandler {
+class IgnoreWatchErrors final : public kj::TaskSet::ErrorHandler {
  public:
-  void taskFailed(kj::Exception&&) override {}  // a broken lane ends its connection through the reads
+  void taskFailed(kj::Exception&&) override {}  // the watch ends with the connection
 };
 
-class LaneMessageStream final : public capnp::MessageStream {
+// The RPC stream through a lane; the socket only brings doorbells and the hang-up.
+class LaneMessageStream final : public BufferedMessageStream {
  public:
   LaneMessageStream(kj::UnixEventPort& port, int fd, Lane lane)
-      : fd_(fd),
-        socket_(port, fd, kj::UnixEventPort::FdObserver::OBSERVE_READ),
-        lane_(std::move(lane)),
-        buffer_(kj::heapArray<capnp::word>(kReadBufferBytes / sizeof(capnp::word))),
-        tasks_(ignore_errors_) {
+      : fd_(fd), socket_(port, fd, kj::UnixEventPort::FdObserver::OBSERVE_READ), lane_(std::move(lane)),
+        watch_(ignore_errors_) {
     lane_set().streams.push_back(this);
-    tasks_.add(watch_socket());
+    watch_.add(watch_socket());
   }
 
   ~LaneMessageStream() {
+    cancel_flushes();
     auto& streams = lane_set().streams;
     streams.erase(std::remove(streams.begin(), streams.end(), this), streams.end());
   }
 
-  kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> tryReadMessage(kj::ArrayPtr<kj::AutoCloseFd>,
-                                                                    capnp::ReaderOptions options,
-                                                                    kj::ArrayPtr<capnp::word>) override {
-    auto* bytes = buffer_bytes();
-    const size_t capacity = buffer_.size() * sizeof(capnp::word);
-    for (;;) {
-      std::optional<size_t> size;
-      try {
-        size = framed_message_bytes(bytes + begin_, end_ - begin_, options.traversalLimitInWords);
-      } catch (kj::Exception& e) {
-        return kj::mv(e);
-      }
-      if (size) return take_message(*size, options);
-      if (begin_ > 0) {  // messages are whole words, so the buffer stays aligned
-        std::memmove(bytes, bytes + begin_, end_ - begin_);
-        end_ -= begin_;
-        begin_ = 0;
-      }
-      const size_t n = read_lane(bytes + end_, capacity - end_);
-      KJ_IF_MAYBE(failure, failure_) { return kj::cp(*failure); }
-      if (n > 0) {
-        end_ += n;
-        continue;
-      }
-      if (peer_closed_) {
-        if (end_ == begin_) return kj::Maybe<capnp::MessageReaderAndFds>(nullptr);  // a clean end
-        return lane_broken("the client closed the connection in the middle of a message");
-      }
-      return wait_for(input_).then([this, options] { return tryReadMessage(nullptr, options, nullptr); });
-    }
-  }
-
-  kj::Promise<void> writeMessage(kj::ArrayPtr<const int>, kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments) override {
-    KJ_IF_MAYBE(failure, failure_) { return kj::cp(*failure); }
-    append_framed(gathered_, segments);
-    return after_append();
-  }
-
-  kj::Promise<void> writeMessages(kj::ArrayPtr<kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>>> messages) override {
-    KJ_IF_MAYBE(failure, failure_) { return kj::cp(*failure); }
-    for (auto segments : messages) append_framed(gathered_, segments);
-    return after_append();
-  }
-
   kj::Maybe<int> getSendBufferSize() override { return static_cast<int>(lane_.ring_bytes()); }
-
-  kj::Promise<void> end() override {
-    return drained(0).then([this] { ::shutdown(fd_.get(), SHUT_WR); });
-  }
 
   // ---- for the serve loop (lane_stream.h) ----
 
@@ -128,7 +76,7 @@ class LaneMessageStream final : public capnp::MessageStream {
       if (room_.waiter && lane_.has_room()) woke |= wake(room_);
     } catch (const LaneError& e) {
       woke = true;
-      fail(lane_broken(e.what()));
+      break_lane(e);
     }
     return woke;
   }
@@ -143,7 +91,44 @@ class LaneMessageStream final : public capnp::MessageStream {
     kj::Own<kj::PromiseFulfiller<void>> waiter;
   };
 
-  kj::byte* buffer_bytes() { return reinterpret_cast<kj::byte*>(buffer_.begin()); }
+  Read read_some(kj::byte* out, size_t size) override {
+    try {
+      const size_t n = lane_.read(out, size);
+      if (n > 0) {
+        if (lane_.take_room_doorbell()) ring_doorbell();
+        return {Read::kBytes, n};
+      }
+    } catch (const LaneError& e) {
+      break_lane(e);
+      kj::throwFatalException(lane_broken(e.what()));
+    }
+    return {peer_closed_ ? Read::kEnd : Read::kNone};
+  }
+
+  kj::Promise<void> readable() override { return wait_for(input_); }
+
+  size_t write_some(const kj::byte* data, size_t size) override {
+    size_t n = 0;
+    try {
+      n = lane_.write(data, size);
+      if (n > 0 && lane_.take_input_doorbell()) ring_doorbell();
+    } catch (const LaneError& e) {
+      kj::throwFatalException(lane_broken(e.what()));
+    }
+    if (n == 0 && peer_closed_) kj::throwFatalException(lane_broken("the client closed the connection"));
+    return n;
+  }
+
+  kj::Promise<void> writable() override { return wait_for(room_); }
+
+  void shutdown_write() override { ::shutdown(fd_.get(), SHUT_WR); }
+
+  // The peer broke the lane's protocol: every write fails, and what waits wakes to see it.
+  void break_lane(const LaneError& error) {
+    fail(lane_broken(error.what()));
+    wake(input_);
+    wake(room_);
+  }
 
   kj::Promise<void> wait_for(Wait& wait) {
     auto paf = kj::newPromiseAndFulfiller<void>();
@@ -161,7 +146,7 @@ class LaneMessageStream final : public capnp::MessageStream {
       const bool asleep = &wait == &input_ ? lane_.sleep_for_input() : lane_.sleep_for_room();
       if (asleep) return true;
     } catch (const LaneError& e) {
-      fail(lane_broken(e.what()));
+      break_lane(e);
       return false;
     }
     wake(wait);
@@ -173,120 +158,6 @@ class LaneMessageStream final : public capnp::MessageStream {
     auto waiter = kj::mv(wait.waiter);
     waiter->fulfill();
     return true;
-  }
-
-  // Bytes from the lane; 0 when there are none or the lane broke (failure_ says which).
-  size_t read_lane(kj::byte* out, size_t size) {
-    try {
-      const size_t n = lane_.read(out, size);
-      if (n > 0 && lane_.take_room_doorbell()) ring_doorbell();
-      return n;
-    } catch (const LaneError& e) {
-      fail(lane_broken(e.what()));
-      return 0;
-    }
-  }
-
-  // The message of `size` bytes at the front of the buffer, or (when the buffer holds
-  // only its start) its start, with the rest read straight into its own words.
-  kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> take_message(size_t size, capnp::ReaderOptions options) {
-    auto words = kj::heapArray<capnp::word>(size / sizeof(capnp::word));
-    const size_t have = std::min(size, end_ - begin_);
-    std::memcpy(words.begin(), buffer_bytes() + begin_, have);
-    begin_ += have;
-    if (begin_ == end_) begin_ = end_ = 0;
-    if (have == size) return reader_owning(kj::mv(words), options);
-    return read_rest(kj::mv(words), have, options);
-  }
-
-  kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> read_rest(kj::Array<capnp::word> words, size_t have,
-                                                                capnp::ReaderOptions options) {
-    auto* out = reinterpret_cast<kj::byte*>(words.begin());
-    const size_t size = words.size() * sizeof(capnp::word);
-    while (have < size) {
-      const size_t n = read_lane(out + have, size - have);
-      KJ_IF_MAYBE(failure, failure_) { return kj::cp(*failure); }
-      if (n > 0) {
-        have += n;
-        continue;
-      }
-      if (peer_closed_) return lane_broken("the client closed the connection in the middle of a message");
-      return wait_for(input_).then([this, words = kj::mv(words), have, options]() mutable {
-        return read_rest(kj::mv(words), have, options);
-      });
-    }
-    return reader_owning(kj::mv(words), options);
-  }
-
-  // Sends what was gathered at the end of this turn of the event loop; a writer that has
-  // gathered too much waits for the client to take it.
-  kj::Promise<void> after_append() {
-    if (!flush_scheduled_ && !room_.waiter) {
-      flush_scheduled_ = true;
-      tasks_.add(kj::evalLast([this] {
-        flush_scheduled_ = false;
-        return flush();
-      }));
-    }
-    if (gathered_.size() - sent_ > kBacklogBytes) return drained(kBacklogBytes);
-    return kj::READY_NOW;
-  }
-
-  kj::Promise<void> flush() {
-    if (failure_ != nullptr) return kj::READY_NOW;
-    bool wrote = false;
-    try {
-      while (sent_ < gathered_.size()) {
-        const size_t n = lane_.write(gathered_.data() + sent_, gathered_.size() - sent_);
-        if (n == 0) break;
-        sent_ += n;
-        wrote = true;
-      }
-      if (wrote && lane_.take_input_doorbell()) ring_doorbell();
-    } catch (const LaneError& e) {
-      fail(lane_broken(e.what()));
-      return kj::READY_NOW;
-    }
-    wake_drained_waiters();
-    if (sent_ < gathered_.size()) {
-      if (peer_closed_) {
-        fail(lane_broken("the client closed the connection"));
-        return kj::READY_NOW;
-      }
-      return wait_for(room_).then([this] { return flush(); });
-    }
-    gathered_.clear();
-    sent_ = 0;
-    return kj::READY_NOW;
-  }
-
-  // Resolves once no more than `limit` gathered bytes wait for the lane.
-  kj::Promise<void> drained(size_t limit) {
-    KJ_IF_MAYBE(failure, failure_) { return kj::cp(*failure); }
-    if (gathered_.size() - sent_ <= limit) return kj::READY_NOW;
-    auto waiter = kj::newPromiseAndFulfiller<void>();
-    drained_waiters_.push_back({limit, kj::mv(waiter.fulfiller)});
-    return kj::mv(waiter.promise);
-  }
-
-  void wake_drained_waiters() {
-    const size_t pending = gathered_.size() - sent_;
-    for (auto it = drained_waiters_.begin(); it != drained_waiters_.end();) {
-      if (pending <= it->limit) {
-        it->fulfiller->fulfill();
-        it = drained_waiters_.erase(it);
-      } else {
-        ++it;
-      }
-    }
-  }
-
-  void fail(kj::Exception&& error) {
-    if (failure_ == nullptr) failure_ = kj::cp(error);
-    for (auto& waiter : drained_waiters_) waiter.fulfiller->reject(kj::cp(error));
-    drained_waiters_.clear();
-    wake(input_);
-    wake(room_);
   }
 
   // One byte on the socket for a client asleep on it. A full socket already holds
@@ -315,30 +186,14 @@ class LaneMessageStream final : public capnp::MessageStream {
     });
   }
 
-  struct DrainedWaiter {
-    size_t limit;
-    kj::Own<kj::PromiseFulfiller<void>> fulfiller;
-  };
-
   kj::AutoCloseFd fd_;  // declared before its observer: closed after it unregisters
   kj::UnixEventPort::FdObserver socket_;
   Lane lane_;
   bool peer_closed_ = false;
-  kj::Maybe<kj::Exception> failure_;
-
   Wait input_;
   Wait room_;
-
-  kj::Array<capnp::word> buffer_;  // bytes read, messages not yet handed out
-  size_t begin_ = 0;               // in bytes
-  size_t end_ = 0;
-
-  std::vector<kj::byte> gathered_;  // messages written, not yet all in the lane
-  size_t sent_ = 0;
-  bool flush_scheduled_ = false;
-  std::vector<DrainedWaiter> drained_waiters_;
-  IgnoreErrors ignore_errors_;
-  kj::TaskSet tasks_;  // last: cancelled before anything it uses goes
+  IgnoreWatchErrors ignore_errors_;
+  kj::TaskSet watch_;  // last: cancelled before anything it uses goes
 };
 
 // Sends the 16-byte reply, with the segment when granted. A fresh socket has room for it.

@@ -3,13 +3,9 @@
 //
 // What it does instead of capnp's own AsyncIoMessageStream over kj's socket stream:
 //
-// - Reads whatever the socket holds into a 64 KiB buffer and hands out each message whose
-//   bytes are all in as an already-fulfilled promise: capnp's reader takes three chained
-//   reads (first word, segment table, segments) and a promise node for each per message.
-//   A larger message is read straight into words of its own.
-// - Gathers the messages written during one turn of the event loop and sends them with
-//   one sendmsg() at its end (a pipelining client's replies; a server answering many
-//   calls on one connection).
+// - Buffered reads and one send() per turn of the event loop (buffered_message_stream.h):
+//   capnp's reader takes three chained reads (first word, segment table, segments) and a
+//   promise node for each per message.
 // - Asks the event loop about reads only. kj's socket stream watches for writability
 //   too, and a unix socket turns writable each time the peer reads, so an idle loop was
 //   woken for nothing once per message it had sent (a client asleep for its reply was
