@@ -7,6 +7,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <netinet/in.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -191,6 +192,29 @@ TEST(LaneHandshake, GrantedRefusedAndGarbled) {
   EXPECT_THROW(request_from(reply_bytes(granted)), ConnectionError) << "granted without a segment";
   EXPECT_THROW(request_from(std::string(16, 'z')), ConnectionError);
   EXPECT_THROW(request_from(""), ConnectionError) << "the server hung up";
+}
+
+TEST(LaneHandshake, NothingIsAskedOverATcpConnection) {
+  const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof(address);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  ASSERT_EQ(::listen(listener, 1), 0);
+  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&address), &length), 0);
+  const int client = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_EQ(::connect(client, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  const int served = ::accept(listener, nullptr, nullptr);
+  ASSERT_GE(served, 0);
+
+  EXPECT_FALSE(request_lane(client).has_value());
+  char byte;
+  EXPECT_EQ(::recv(served, &byte, 1, MSG_DONTWAIT), -1) << "the client sent a lane request over TCP";
+  EXPECT_EQ(errno, EAGAIN);
+  ::close(served);
+  ::close(client);
+  ::close(listener);
 }
 
 // A raw connection to `manager`'s socket.

@@ -1,8 +1,6 @@
 // See client_connection.h.
 #include "xproc/rpc/client_connection.h"
 
-#include <sys/socket.h>
-
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -78,12 +76,6 @@ ClientConnection& find_or_connect(ThreadLoop& loop, const Endpoint& endpoint, Tr
   return *connection;
 }
 
-bool is_unix_socket(int fd) {
-  sockaddr_storage address{};
-  socklen_t length = sizeof(address);
-  return ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0 && address.ss_family == AF_UNIX;
-}
-
 }  // namespace
 
 // kj's RPC over the socket, for the event-loop transport.
@@ -104,7 +96,7 @@ ClientConnection::ClientConnection(ThreadLoop& loop, const Endpoint& endpoint, T
     capnp::Capability::Client bootstrap(nullptr);
     if (transport == Transport::kDirect) {
       direct_ = std::make_shared<DirectSession>(fd_, client_reader_options(), endpoint.spin);
-      if (endpoint.shared_memory && is_unix_socket(fd_)) {
+      if (endpoint.shared_memory) {
         if (auto lane = request_lane(fd_)) direct_->use_lane(std::move(*lane));
       }
       bootstrap = direct_->bootstrap();

@@ -44,7 +44,14 @@ void wait_for(int fd, short events) {
 
 }  // namespace
 
+bool is_unix_socket(int fd) {
+  sockaddr_storage address{};
+  socklen_t length = sizeof(address);
+  return ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0 && address.ss_family == AF_UNIX;
+}
+
 std::optional<Lane> request_lane(int fd) {
+  if (!is_unix_socket(fd)) return std::nullopt;
   size_t sent = 0;
   while (sent < kLaneRequest.size()) {
     ssize_t n = ::send(fd, kLaneRequest.data() + sent, kLaneRequest.size() - sent, MSG_NOSIGNAL);

@@ -55,10 +55,14 @@ class LaneError : public std::runtime_error {
 
 class Lane;
 
-// The client's side of the handshake on a connected unix socket, before any RPC byte:
-// the lane the server grants, or nothing (it refused: the RPC stays on the socket).
-// ConnectionError when the server closes the socket or answers something else.
+// The client's side of the handshake on a connected socket, before any RPC byte: the lane
+// the server grants, or nothing (it refused, or `fd` is not a unix socket and nothing was
+// asked: the RPC stays on the socket). ConnectionError when the server closes the socket
+// or answers something else.
 std::optional<Lane> request_lane(int fd);
+
+// Whether `fd` is a unix-domain socket (the only kind a lane can be passed over).
+bool is_unix_socket(int fd);
 
 class Lane {
  public:

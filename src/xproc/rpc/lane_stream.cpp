@@ -218,12 +218,6 @@ bool send_reply(int fd, const LaneReply& reply, int memfd) {
   return n == static_cast<ssize_t>(sizeof(reply));
 }
 
-bool is_unix_socket(int fd) {
-  sockaddr_storage address{};
-  socklen_t length = sizeof(address);
-  return ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0 && address.ss_family == AF_UNIX;
-}
-
 // Waits for the client's first bytes and answers a lane request.
 class Handshake {
  public:
