@@ -496,7 +496,7 @@ size_t DirectSession::receive_from_lane(kj::byte* out, size_t size) {
     for (;;) {
       const size_t n = lane_->read(out, size);
       if (n > 0) {
-        if (lane_->take_room_doorbell()) ring_doorbell();
+        if (lane_->take_room_doorbell()) ring_doorbell(fd_);
         return n;
       }
       if (!spun) {
@@ -519,7 +519,7 @@ void DirectSession::flush_to_lane() {
       const size_t n = lane_->write(outgoing_.data() + sent, outgoing_.size() - sent);
       if (n > 0) {
         sent += n;
-        if (lane_->take_input_doorbell()) ring_doorbell();
+        if (lane_->take_input_doorbell()) ring_doorbell(fd_);
         continue;
       }
       // Full: the server takes bytes as it spins, or rings once it made room.
@@ -539,23 +539,9 @@ void DirectSession::flush_to_lane() {
 
 bool DirectSession::sleep_on_doorbell() {
   sleep_until_readable();
-  bool open = true;
-  char bells[64];
-  for (;;) {
-    const ssize_t n = ::recv(fd_, bells, sizeof(bells), MSG_DONTWAIT);
-    if (n > 0) continue;
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-    open = false;  // the end, or an error that ends it
-    break;
-  }
+  const bool open = drain_doorbells(fd_);
   lane_->awake();
   return open;
-}
-
-void DirectSession::ring_doorbell() {
-  const char bell = 1;
-  (void)::send(fd_, &bell, 1, MSG_DONTWAIT | MSG_NOSIGNAL);  // a full socket holds doorbells already
 }
 
 }  // namespace xproc::rpc

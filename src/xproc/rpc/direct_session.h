@@ -92,7 +92,6 @@ class DirectSession : public std::enable_shared_from_this<DirectSession> {
   void flush_to_lane();
   // Sleeps until a doorbell (or the hang-up) after the lane said to; false on the hang-up.
   bool sleep_on_doorbell();
-  void ring_doorbell();
   capnp::Response<capnp::AnyPointer> take_results(kj::Own<Incoming> incoming, uint32_t question);
   kj::Array<kj::Maybe<kj::Own<capnp::ClientHook>>> import_caps(capnp::List<capnp::rpc::CapDescriptor>::Reader table);
   kj::Own<capnp::ClientHook> import_cap(uint32_t id);

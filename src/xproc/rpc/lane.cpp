@@ -50,6 +50,20 @@ bool is_unix_socket(int fd) {
   return ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0 && address.ss_family == AF_UNIX;
 }
 
+void ring_doorbell(int fd) noexcept {
+  const char bell = 1;
+  (void)::send(fd, &bell, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
+bool drain_doorbells(int fd) noexcept {
+  char bells[64];
+  for (;;) {
+    const ssize_t n = ::recv(fd, bells, sizeof(bells), MSG_DONTWAIT);
+    if (n > 0 || (n < 0 && errno == EINTR)) continue;
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+  }
+}
+
 std::optional<Lane> request_lane(int fd) {
   if (!is_unix_socket(fd)) return std::nullopt;
   size_t sent = 0;
@@ -151,8 +165,7 @@ Lane Lane::create(size_t ring_bytes) {
     void* memory = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (memory == MAP_FAILED) throw_os_error("mmap", errno);
     ::madvise(memory, size, MADV_DONTFORK);  // a forked child must not write into a stream not its own
-    auto* header = new (memory) Header{kLaneMagic, kLaneVersion, static_cast<uint32_t>(ring_bytes)};
-    (void)header;
+    new (memory) Header{kLaneMagic, kLaneVersion, static_cast<uint32_t>(ring_bytes)};
     auto* rings = reinterpret_cast<Ring*>(static_cast<unsigned char*>(memory) + kHeaderBytes);
     new (&rings[0]) Ring{};
     new (&rings[1]) Ring{};

@@ -64,6 +64,13 @@ std::optional<Lane> request_lane(int fd);
 // Whether `fd` is a unix-domain socket (the only kind a lane can be passed over).
 bool is_unix_socket(int fd);
 
+// The socket under a lane: one byte wakes a peer asleep on it (a full socket already
+// holds doorbells the peer has not read, and a gone peer shows when reading).
+void ring_doorbell(int fd) noexcept;
+// Reads every doorbell waiting on the non-blocking socket `fd`; false when the peer hung
+// up (or the socket failed), which ends the connection.
+bool drain_doorbells(int fd) noexcept;
+
 class Lane {
  public:
   // The server's side: a fresh segment with its pages reserved. Throws OSError when

@@ -95,7 +95,7 @@ class LaneMessageStream final : public BufferedMessageStream {
     try {
       const size_t n = lane_.read(out, size);
       if (n > 0) {
-        if (lane_.take_room_doorbell()) ring_doorbell();
+        if (lane_.take_room_doorbell()) ring_doorbell(fd_.get());
         return {Read::kBytes, n};
       }
     } catch (const LaneError& e) {
@@ -111,7 +111,7 @@ class LaneMessageStream final : public BufferedMessageStream {
     size_t n = 0;
     try {
       n = lane_.write(data, size);
-      if (n > 0 && lane_.take_input_doorbell()) ring_doorbell();
+      if (n > 0 && lane_.take_input_doorbell()) ring_doorbell(fd_.get());
     } catch (const LaneError& e) {
       kj::throwFatalException(lane_broken(e.what()));
     }
@@ -160,25 +160,10 @@ class LaneMessageStream final : public BufferedMessageStream {
     return true;
   }
 
-  // One byte on the socket for a client asleep on it. A full socket already holds
-  // doorbells the client has not read, and a gone client is seen by the watch.
-  void ring_doorbell() {
-    const char bell = 1;
-    (void)::send(fd_.get(), &bell, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
-  }
-
   // Reads doorbells (and the hang-up) forever, waking whatever waits.
   kj::Promise<void> watch_socket() {
     return socket_.whenBecomesReadable().then([this]() -> kj::Promise<void> {
-      char bells[64];
-      for (;;) {
-        ssize_t n = ::recv(fd_.get(), bells, sizeof(bells), MSG_DONTWAIT);
-        if (n > 0) continue;
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-        peer_closed_ = true;  // the end, or an error that ends it
-        break;
-      }
+      if (!drain_doorbells(fd_.get())) peer_closed_ = true;
       wake(input_);
       wake(room_);
       if (peer_closed_) return kj::READY_NOW;
