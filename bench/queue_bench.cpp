@@ -74,6 +74,20 @@ void BM_TypedPutReaderGet(benchmark::State& state) {
 }
 BENCHMARK(BM_TypedPutReaderGet);
 
+void BM_TypedPutBuilderGet(benchmark::State& state) {
+  xproc::Queue<Sample> q;
+  SampleMessage m;
+  uint64_t seq = 0;
+  for (auto _ : state) {
+    m.root.setSeq(seq++);
+    q.put(m.builder);
+    auto got = q.get();
+    benchmark::DoNotOptimize(got->getSeq());
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_TypedPutBuilderGet);
+
 void BM_TypedPutBuilderGetView(benchmark::State& state) {
   xproc::Queue<Sample> q;
   SampleMessage m;

@@ -61,27 +61,21 @@ void FlatMessageDeleter::operator()(FlatMessage* message) const noexcept {
   ::operator delete(message);
 }
 
-void FlatMessage::attach(kj::ArrayPtr<const capnp::word> words, const DecodeLimits& limits) {
-  check_segment_table(words);
-  words_ = words;
-  open_reader(reader_, words, limits);
-}
-
-FlatMessagePtr FlatMessage::copy(std::span<const std::byte> bytes, const DecodeLimits& limits) {
+FlatMessagePtr FlatMessage::copy(std::span<const std::byte> bytes) {
   require_whole_words(bytes.size());
   // The words follow the object; its size is a multiple of its alignment, itself >= 8.
   static_assert(alignof(FlatMessage) >= alignof(capnp::word) && sizeof(FlatMessage) % alignof(capnp::word) == 0);
   FlatMessagePtr message(new (::operator new(sizeof(FlatMessage) + bytes.size())) FlatMessage);
   auto* words = reinterpret_cast<capnp::word*>(message.get() + 1);
   if (!bytes.empty()) std::memcpy(words, bytes.data(), bytes.size());
-  message->attach(kj::arrayPtr(words, bytes.size() / sizeof(capnp::word)), limits);
+  message->words_ = kj::arrayPtr(words, bytes.size() / sizeof(capnp::word));
   return message;
 }
 
-FlatMessagePtr FlatMessage::adopt(kj::Array<capnp::word> words, const DecodeLimits& limits) {
+FlatMessagePtr FlatMessage::adopt(kj::Array<capnp::word> words) {
   FlatMessagePtr message(new (::operator new(sizeof(FlatMessage))) FlatMessage);
   message->adopted_ = kj::mv(words);
-  message->attach(message->adopted_.asPtr(), limits);
+  message->words_ = message->adopted_.asPtr();
   return message;
 }
 

@@ -19,6 +19,7 @@
 #include <string>
 
 #include "xproc/errors.h"
+#include "xproc/message_check.h"
 
 namespace xproc {
 
@@ -98,9 +99,25 @@ kj::Array<capnp::word> copy_to_words(std::span<const std::byte> bytes);
 // buffer), else copied into `copy`. DecodeError unless a whole number of words.
 kj::ArrayPtr<const capnp::word> as_words(std::span<const std::byte> bytes, kj::Array<capnp::word>& copy);
 
-// An owned flat message and the reader over it, in one heap block: decoding a message
-// costs one allocation, and the reader never moves (the readers it hands out point into
-// it). The segment table is checked on creation; the traversal is the caller's (typed).
+// The root of the flat message `words` as a T, validated in full. When check_flat decides
+// (almost every message a queue carries), the root is read without bounds checks, which
+// the check made safe, and no reader is built. Otherwise `checked` receives Cap'n Proto's
+// checked reader and the root is traversed in full. The root stays valid as long as
+// `words` and `checked` do.
+template <typename T>
+typename T::Reader validated_root(kj::ArrayPtr<const capnp::word> words, const DecodeLimits& limits,
+                                  std::optional<capnp::FlatArrayMessageReader>& checked) {
+  check_segment_table(words);
+  if (check_flat(words, limits) == FlatCheck::kSafe) return capnp::readMessageUnchecked<T>(words.begin() + 1);
+  open_reader(checked, words, limits);
+  const auto root = root_of<T>(*checked);
+  check_traversal(capnp::AnyStruct::Reader(root));
+  return root;
+}
+
+// An owned flat message and, for a message check_flat leaves to it, the checked reader
+// over it, in one heap block: decoding a message costs one allocation, and nothing moves
+// (the readers handed out point into it).
 class FlatMessage;
 struct FlatMessageDeleter {
   void operator()(FlatMessage* message) const noexcept;
@@ -110,23 +127,23 @@ using FlatMessagePtr = std::unique_ptr<FlatMessage, FlatMessageDeleter>;
 class FlatMessage {
  public:
   // Copies `bytes`; DecodeError if they are not a whole number of words (no Cap'n Proto
-  // message has any other length) or the segment table does not describe them exactly.
-  static FlatMessagePtr copy(std::span<const std::byte> bytes, const DecodeLimits& limits);
+  // message has any other length). Validation is the typed caller's (validated_root).
+  static FlatMessagePtr copy(std::span<const std::byte> bytes);
   // Takes ownership of already word-aligned storage (no copy).
-  static FlatMessagePtr adopt(kj::Array<capnp::word> words, const DecodeLimits& limits);
+  static FlatMessagePtr adopt(kj::Array<capnp::word> words);
 
-  capnp::MessageReader& reader() noexcept { return *reader_; }
   kj::ArrayPtr<const capnp::word> words() const noexcept { return words_; }
+  // Where validated_root puts a checked reader, when it needs one.
+  std::optional<capnp::FlatArrayMessageReader>& checked_reader() noexcept { return checked_reader_; }
 
  private:
   friend struct FlatMessageDeleter;
   FlatMessage() = default;
   ~FlatMessage() = default;
-  void attach(kj::ArrayPtr<const capnp::word> words, const DecodeLimits& limits);
 
   kj::Array<capnp::word> adopted_;  // empty when the words follow this object in the block
   kj::ArrayPtr<const capnp::word> words_;
-  std::optional<capnp::FlatArrayMessageReader> reader_;
+  std::optional<capnp::FlatArrayMessageReader> checked_reader_;
 };
 
 }  // namespace detail
@@ -164,12 +181,12 @@ class Message {
   // a bad segment table, out-of-bounds pointers, trailing bytes, nesting or traversal
   // over `limits`, or a root that is not a struct.
   static Message decode(std::span<const std::byte> bytes, const DecodeLimits& limits = {}) {
-    return Message(detail::FlatMessage::copy(bytes, limits));
+    return Message(detail::FlatMessage::copy(bytes), limits);
   }
 
   // Like decode, taking ownership of already word-aligned storage (no copy).
   static Message adopt(kj::Array<capnp::word> words, const DecodeLimits& limits = {}) {
-    return Message(detail::FlatMessage::adopt(kj::mv(words), limits));
+    return Message(detail::FlatMessage::adopt(kj::mv(words)), limits);
   }
 
   // Serializes `root` into a new owned message (one copy).
@@ -189,10 +206,9 @@ class Message {
   }
 
  private:
-  explicit Message(detail::FlatMessagePtr message)
-      : message_(std::move(message)), root_(detail::root_of<T>(message_->reader())) {
-    detail::check_traversal(capnp::AnyStruct::Reader(capnp::toAny(root_)));
-  }
+  Message(detail::FlatMessagePtr message, const DecodeLimits& limits)
+      : message_(std::move(message)),
+        root_(detail::validated_root<T>(message_->words(), limits, message_->checked_reader())) {}
 
   detail::FlatMessagePtr message_;
   Reader root_;

@@ -96,13 +96,8 @@ class Queue : public QueueBase {
     return bytes_.get_in_place(
         [&](std::span<const std::byte> bytes) {
           kj::Array<capnp::word> copy;  // stays empty: the ring is 8-byte aligned
-          const auto words = detail::as_words(bytes, copy);
-          detail::check_segment_table(words);
-          std::optional<capnp::FlatArrayMessageReader> reader;
-          detail::open_reader(reader, words, DecodeLimits{});
-          const auto root = detail::root_of<T>(*reader);
-          detail::check_traversal(capnp::AnyStruct::Reader(capnp::toAny(root)));
-          f(root);
+          std::optional<capnp::FlatArrayMessageReader> checked;
+          f(detail::validated_root<T>(detail::as_words(bytes, copy), DecodeLimits{}, checked));
         },
         block, timeout);
   }

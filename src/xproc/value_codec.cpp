@@ -127,14 +127,10 @@ kj::Array<capnp::word> Value::encode() const {
 }
 
 Value Value::decode(std::span<const std::byte> bytes, const DecodeLimits& limits) {
-  // Read in place: the Value built is the owned copy. No separate validating traversal
-  // either: building it visits every pointer, under the same reader limits.
+  // Read in place: the Value built is the owned copy.
   kj::Array<capnp::word> copy;
-  const auto words = detail::as_words(bytes, copy);
-  detail::check_segment_table(words);
-  std::optional<capnp::FlatArrayMessageReader> reader;
-  detail::open_reader(reader, words, limits);
-  return from_capnp(detail::root_of<schema::Value>(*reader), limits);
+  std::optional<capnp::FlatArrayMessageReader> checked;
+  return from_capnp(detail::validated_root<schema::Value>(detail::as_words(bytes, copy), limits, checked), limits);
 }
 
 }  // namespace xproc

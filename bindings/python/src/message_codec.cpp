@@ -51,11 +51,8 @@ nb::object MessageCodec::decode(std::span<const std::byte> message) const {
   // Checked here, as C++'s Queue<T> checks it, so a malformed message is a DecodeError
   // at get() rather than an error from pycapnp at some later field access.
   kj::Array<capnp::word> copy;
-  const auto words = detail::as_words(message, copy);
-  detail::check_segment_table(words);
-  std::optional<capnp::FlatArrayMessageReader> reader;
-  detail::open_reader(reader, words, DecodeLimits{});
-  detail::check_traversal(detail::root_of<capnp::AnyStruct>(*reader));
+  std::optional<capnp::FlatArrayMessageReader> checked;
+  detail::validated_root<capnp::AnyStruct>(detail::as_words(message, copy), DecodeLimits{}, checked);
   return pycapnp_reader(schema_id_, nb::bytes(reinterpret_cast<const char*>(message.data()), message.size()));
 }
 

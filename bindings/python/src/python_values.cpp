@@ -253,12 +253,10 @@ capnp::MallocMessageBuilder& encode_value(nb::handle object, capnp::MallocMessag
 
 nb::object decode_value(std::span<const std::byte> message) {
   kj::Array<capnp::word> copy;
-  const auto words = detail::as_words(message, copy);
-  detail::check_segment_table(words);
-  std::optional<capnp::FlatArrayMessageReader> reader;
-  detail::open_reader(reader, words, DecodeLimits{});
+  std::optional<capnp::FlatArrayMessageReader> checked;
+  const auto root = detail::validated_root<schema::Value>(detail::as_words(message, copy), DecodeLimits{}, checked);
   try {
-    return read(detail::root_of<schema::Value>(*reader), false, 0);
+    return read(root, false, 0);
   } catch (const kj::Exception& e) {
     throw DecodeError(std::string("invalid Value: ") + e.getDescription().cStr());
   }
