@@ -173,6 +173,35 @@ TEST(MessageCheckTest, TextWithoutNulDecodesButFailsWhenRead) {
   EXPECT_THROW(text.getAs<capnp::Text>(), kj::Exception);
 }
 
+// with_validated_root reads small messages from a stack copy and large ones in place
+// through the checked reader: both read the same, and both reject what is out of bounds.
+TEST(MessageCheckTest, SmallAndLargeMessagesReadAlikeInPlace) {
+  for (size_t size : {10u, 5000u}) {
+    capnp::MallocMessageBuilder builder;
+    auto data = builder.initRoot<Value>().initData(size);
+    for (size_t i = 0; i < size; ++i) data[i] = static_cast<uint8_t>(i * 7);
+    auto words = flat(builder);
+    const std::span<const std::byte> bytes(reinterpret_cast<const std::byte*>(words.data()),
+                                           words.size() * sizeof(capnp::word));
+    const size_t sum = xproc::detail::with_validated_root<Value>(bytes, {}, [](Value::Reader root) {
+      size_t total = 0;
+      for (auto b : root.getData()) total += b;
+      return total;
+    });
+    size_t expected = 0;
+    for (size_t i = 0; i < size; ++i) expected += static_cast<uint8_t>(i * 7);
+    EXPECT_EQ(sum, expected) << size;
+    // The data pointer (the root's first pointer, after its data words) now claims more
+    // bytes than the segment has.
+    auto* raw = reinterpret_cast<uint64_t*>(words.data());
+    const size_t data_pointer = 2 + ((raw[1] >> 32) & 0xffff);
+    raw[data_pointer] = (raw[data_pointer] & 0xffffffffu) | (uint64_t{(size + 4096) << 3 | 2} << 32);
+    EXPECT_THROW(xproc::detail::with_validated_root<Value>(bytes, {}, [](Value::Reader root) { return root.getData().size(); }),
+                 DecodeError)
+        << size;
+  }
+}
+
 // The walk and Cap'n Proto's checked reader agree on thousands of corrupted messages: what
 // the walk calls safe the reader accepts, and reads the same without bounds checks; what
 // the walk rejects the reader rejects. (Run under ASan, an unchecked read outside the

@@ -99,20 +99,49 @@ kj::Array<capnp::word> copy_to_words(std::span<const std::byte> bytes);
 // buffer), else copied into `copy`. DecodeError unless a whole number of words.
 kj::ArrayPtr<const capnp::word> as_words(std::span<const std::byte> bytes, kj::Array<capnp::word>& copy);
 
+// The root of `words` as a T through Cap'n Proto's checked reader, constructed in
+// `checked`, after a full traversal. Safe over bytes another process may change meanwhile
+// (a queue's ring): every pointer is checked again as it is followed.
+template <typename T>
+typename T::Reader checked_root(kj::ArrayPtr<const capnp::word> words, const DecodeLimits& limits,
+                                std::optional<capnp::FlatArrayMessageReader>& checked) {
+  open_reader(checked, words, limits);
+  const auto root = root_of<T>(*checked);
+  check_traversal(capnp::AnyStruct::Reader(root));
+  return root;
+}
+
 // The root of the flat message `words` as a T, validated in full. When check_flat decides
 // (almost every message a queue carries), the root is read without bounds checks, which
-// the check made safe, and no reader is built. Otherwise `checked` receives Cap'n Proto's
-// checked reader and the root is traversed in full. The root stays valid as long as
-// `words` and `checked` do.
+// the check made safe, and no reader is built; otherwise as checked_root. Only for words
+// nobody else can change while they are read (a private copy): the check holds for the
+// bytes as they were.
 template <typename T>
 typename T::Reader validated_root(kj::ArrayPtr<const capnp::word> words, const DecodeLimits& limits,
                                   std::optional<capnp::FlatArrayMessageReader>& checked) {
   check_segment_table(words);
   if (check_flat(words, limits) == FlatCheck::kSafe) return capnp::readMessageUnchecked<T>(words.begin() + 1);
-  open_reader(checked, words, limits);
-  const auto root = root_of<T>(*checked);
-  check_traversal(capnp::AnyStruct::Reader(root));
-  return root;
+  return checked_root<T>(words, limits, checked);
+}
+
+// Calls f(T::Reader) on the flat message `bytes`, validated in full, and returns what f
+// returns. `bytes` may be shared memory that another process could change meanwhile: a
+// small message is copied onto the stack and read as validated_root reads; a larger one is
+// read in place through the checked reader (its copy would cost more than the reader).
+template <typename T, typename F>
+decltype(auto) with_validated_root(std::span<const std::byte> bytes, const DecodeLimits& limits, F&& f) {
+  constexpr size_t kStackCopyBytes = 1024;
+  std::optional<capnp::FlatArrayMessageReader> checked;
+  if (bytes.size() <= kStackCopyBytes) {
+    require_whole_words(bytes.size());
+    capnp::word local[kStackCopyBytes / sizeof(capnp::word)];
+    if (!bytes.empty()) std::memcpy(static_cast<void*>(local), bytes.data(), bytes.size());
+    return f(validated_root<T>(kj::arrayPtr(local, bytes.size() / sizeof(capnp::word)), limits, checked));
+  }
+  kj::Array<capnp::word> copy;
+  const auto words = as_words(bytes, copy);
+  check_segment_table(words);
+  return f(checked_root<T>(words, limits, checked));
 }
 
 // An owned flat message and, for a message check_flat leaves to it, the checked reader

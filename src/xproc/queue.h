@@ -94,11 +94,7 @@ class Queue : public QueueBase {
   template <typename F>
   bool get_view(F&& f, bool block = true, const Timeout& timeout = {}) {
     return bytes_.get_in_place(
-        [&](std::span<const std::byte> bytes) {
-          kj::Array<capnp::word> copy;  // stays empty: the ring is 8-byte aligned
-          std::optional<capnp::FlatArrayMessageReader> checked;
-          f(detail::validated_root<T>(detail::as_words(bytes, copy), DecodeLimits{}, checked));
-        },
+        [&](std::span<const std::byte> bytes) { detail::with_validated_root<T>(bytes, DecodeLimits{}, f); },
         block, timeout);
   }
 

@@ -127,10 +127,9 @@ kj::Array<capnp::word> Value::encode() const {
 }
 
 Value Value::decode(std::span<const std::byte> bytes, const DecodeLimits& limits) {
-  // Read in place: the Value built is the owned copy.
-  kj::Array<capnp::word> copy;
-  std::optional<capnp::FlatArrayMessageReader> checked;
-  return from_capnp(detail::validated_root<schema::Value>(detail::as_words(bytes, copy), limits, checked), limits);
+  // The Value built is the owned copy: no copy of the message itself but a small one's.
+  return detail::with_validated_root<schema::Value>(
+      bytes, limits, [&](schema::Value::Reader root) { return from_capnp(root, limits); });
 }
 
 }  // namespace xproc

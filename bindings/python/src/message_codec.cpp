@@ -50,9 +50,7 @@ nb::object MessageCodec::decode(std::span<const std::byte> message) const {
   if (carries_values()) return decode_value(message);
   // Checked here, as C++'s Queue<T> checks it, so a malformed message is a DecodeError
   // at get() rather than an error from pycapnp at some later field access.
-  kj::Array<capnp::word> copy;
-  std::optional<capnp::FlatArrayMessageReader> checked;
-  detail::validated_root<capnp::AnyStruct>(detail::as_words(message, copy), DecodeLimits{}, checked);
+  detail::with_validated_root<capnp::AnyStruct>(message, DecodeLimits{}, [](capnp::AnyStruct::Reader) {});
   return pycapnp_reader(schema_id_, nb::bytes(reinterpret_cast<const char*>(message.data()), message.size()));
 }
 

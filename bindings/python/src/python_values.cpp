@@ -252,14 +252,13 @@ capnp::MallocMessageBuilder& encode_value(nb::handle object, capnp::MallocMessag
 }
 
 nb::object decode_value(std::span<const std::byte> message) {
-  kj::Array<capnp::word> copy;
-  std::optional<capnp::FlatArrayMessageReader> checked;
-  const auto root = detail::validated_root<schema::Value>(detail::as_words(message, copy), DecodeLimits{}, checked);
-  try {
-    return read(root, false, 0);
-  } catch (const kj::Exception& e) {
-    throw DecodeError(std::string("invalid Value: ") + e.getDescription().cStr());
-  }
+  return detail::with_validated_root<schema::Value>(message, DecodeLimits{}, [](schema::Value::Reader root) {
+    try {
+      return read(root, false, 0);
+    } catch (const kj::Exception& e) {
+      throw DecodeError(std::string("invalid Value: ") + e.getDescription().cStr());
+    }
+  });
 }
 
 Value to_value(nb::handle object) {
