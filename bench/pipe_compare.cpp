@@ -180,17 +180,18 @@ int main(int argc, char** argv) {
   // 1 MiB: over what the shared-memory ring carries, so it crosses the socket in chunks.
   for (size_t size : {size_t{64}, size_t{65536}, size_t{1} << 20}) {
     const size_t n = s.count(size == 64 ? 1'000'000 : size == 65536 ? 60'000 : 3'000);
-    const double x = median_of(s, [&] {
-      auto [a, b] = xproc_pair();
-      return throughput(a, b, size, n);
-    });
-    const double r = median_of(s, [&] {
-      auto [a, b] = raw_pair();
-      const double v = throughput(a, b, size, n);
-      close(a.fd);
-      close(b.fd);
-      return v;
-    });
+    const auto m = medians_taking_turns(s, {[&] {
+                                              auto [a, b] = xproc_pair();
+                                              return throughput(a, b, size, n);
+                                            },
+                                            [&] {
+                                              auto [a, b] = raw_pair();
+                                              const double v = throughput(a, b, size, n);
+                                              close(a.fd);
+                                              close(b.fd);
+                                              return v;
+                                            }});
+    const double x = m[0], r = m[1];
     const std::string label = size == 64 ? "64 B" : size == 65536 ? "64 KiB" : "1 MiB";
     rows.push_back({"1P->1C " + label + " send_bytes", "msgs/s", x, "raw socketpair", r, size <= 65536 ? ">= 0.8" : ""});
   }

@@ -129,4 +129,15 @@ double median_of(const Settings& settings, const std::function<double()>& rep) {
   return median(values);
 }
 
+std::vector<double> medians_taking_turns(const Settings& settings,
+                                         const std::vector<std::function<double()>>& contenders) {
+  std::vector<std::vector<double>> values(contenders.size());
+  for (int i = 0; i < settings.reps; ++i) {
+    for (size_t c = 0; c < contenders.size(); ++c) values[c].push_back(contenders[c]());
+  }
+  std::vector<double> medians;
+  for (auto& v : values) medians.push_back(median(v));
+  return medians;
+}
+
 }  // namespace xproc::bench

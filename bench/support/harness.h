@@ -64,4 +64,11 @@ double json_number(const std::string& json, const std::string& key);
 // Runs `rep` settings.reps times and returns the median of what it returns.
 double median_of(const Settings& settings, const std::function<double()>& rep);
 
+// Runs each of `contenders` settings.reps times, taking turns (one repetition of each, then
+// the next round), and returns the median of each. The machine drifts between faster and
+// slower spells lasting seconds; taking turns puts xproc and its peers in the same spells,
+// where measuring all of one before the other can compare a slow spell with a fast one.
+std::vector<double> medians_taking_turns(const Settings& settings,
+                                         const std::vector<std::function<double()>>& contenders);
+
 }  // namespace xproc::bench
