@@ -142,21 +142,9 @@ std::optional<Lane> request_from(const std::string& reply, int memfd = -1) {
     char request[8];
     EXPECT_EQ(::recv(pair[1], request, sizeof(request), MSG_WAITALL), 8);
     EXPECT_EQ(std::memcmp(request, kLaneRequest.data(), 8), 0);
-    iovec part{const_cast<char*>(reply.data()), reply.size()};
-    msghdr message{};
-    message.msg_iov = &part;
-    message.msg_iovlen = 1;
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-    if (memfd >= 0) {
-      message.msg_control = control;
-      message.msg_controllen = sizeof(control);
-      cmsghdr* header = CMSG_FIRSTHDR(&message);
-      header->cmsg_level = SOL_SOCKET;
-      header->cmsg_type = SCM_RIGHTS;
-      header->cmsg_len = CMSG_LEN(sizeof(int));
-      std::memcpy(CMSG_DATA(header), &memfd, sizeof(int));
+    if (!reply.empty()) {
+      EXPECT_TRUE(send_with_descriptor(pair[1], std::as_bytes(std::span(reply)), memfd));
     }
-    if (!reply.empty()) ::sendmsg(pair[1], &message, MSG_NOSIGNAL);
     ::close(pair[1]);
   });
   std::optional<Lane> lane;

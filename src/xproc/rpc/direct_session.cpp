@@ -201,20 +201,9 @@ void DirectSession::queue(capnp::MessageBuilder& message) {
 
 void DirectSession::flush() {
   if (lane_) return flush_to_lane();
-  size_t sent = 0;
-  while (sent < outgoing_.size()) {
-    ssize_t n = ::send(fd_, outgoing_.data() + sent, outgoing_.size() - sent, MSG_NOSIGNAL);
-    if (n >= 0) {
-      sent += static_cast<size_t>(n);
-    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      pollfd room{fd_, POLLOUT, 0};  // a non-blocking socket that is full
-      ::poll(&room, 1, -1);
-    } else if (errno != EINTR) {
-      outgoing_.clear();
-      fail(kj::Exception::Type::DISCONNECTED, kj::str("sending to the manager: ", strerror(errno)));
-    }
-  }
+  const int error = send_all(fd_, std::as_bytes(std::span(outgoing_)));
   outgoing_.clear();
+  if (error) fail(kj::Exception::Type::DISCONNECTED, kj::str("sending to the manager: ", strerror(error)));
 }
 
 capnp::Capability::Client DirectSession::bootstrap() {

@@ -64,18 +64,47 @@ bool drain_doorbells(int fd) noexcept {
   }
 }
 
-std::optional<Lane> request_lane(int fd) {
-  if (!is_unix_socket(fd)) return std::nullopt;
+int send_all(int fd, std::span<const std::byte> bytes) noexcept {
   size_t sent = 0;
-  while (sent < kLaneRequest.size()) {
-    ssize_t n = ::send(fd, kLaneRequest.data() + sent, kLaneRequest.size() - sent, MSG_NOSIGNAL);
+  while (sent < bytes.size()) {
+    const ssize_t n = ::send(fd, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
     if (n >= 0) {
       sent += static_cast<size_t>(n);
     } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      wait_for(fd, POLLOUT);
+      pollfd room{fd, POLLOUT, 0};
+      if (::poll(&room, 1, -1) < 0 && errno != EINTR) return errno;
     } else if (errno != EINTR) {
-      throw ConnectionError(std::string("asking the manager for a lane: ") + std::strerror(errno));
+      return errno;
     }
+  }
+  return 0;
+}
+
+bool send_with_descriptor(int fd, std::span<const std::byte> bytes, int descriptor) noexcept {
+  iovec part{const_cast<std::byte*>(bytes.data()), bytes.size()};
+  msghdr message{};
+  message.msg_iov = &part;
+  message.msg_iovlen = 1;
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  if (descriptor >= 0) {
+    message.msg_control = control;
+    message.msg_controllen = sizeof(control);
+    cmsghdr* header = CMSG_FIRSTHDR(&message);
+    header->cmsg_level = SOL_SOCKET;
+    header->cmsg_type = SCM_RIGHTS;
+    header->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(header), &descriptor, sizeof(int));
+  }
+  ssize_t n;
+  do n = ::sendmsg(fd, &message, MSG_DONTWAIT | MSG_NOSIGNAL);
+  while (n < 0 && errno == EINTR);
+  return n == static_cast<ssize_t>(bytes.size());
+}
+
+std::optional<Lane> request_lane(int fd) {
+  if (!is_unix_socket(fd)) return std::nullopt;
+  if (const int error = send_all(fd, std::as_bytes(std::span(kLaneRequest)))) {
+    throw ConnectionError(std::string("asking the manager for a lane: ") + std::strerror(error));
   }
   LaneReply reply;
   auto* out = reinterpret_cast<unsigned char*>(&reply);

@@ -25,6 +25,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <stdexcept>
 
 namespace xproc::rpc {
@@ -63,6 +64,14 @@ std::optional<Lane> request_lane(int fd);
 
 // Whether `fd` is a unix-domain socket (the only kind a lane can be passed over).
 bool is_unix_socket(int fd);
+
+// Sends all of `bytes` on the socket `fd`, waiting for room when it is non-blocking and
+// full; 0, or the errno that ended it. (No SIGPIPE: a gone peer is EPIPE.)
+int send_all(int fd, std::span<const std::byte> bytes) noexcept;
+
+// One non-blocking send of `bytes` with `descriptor` attached (SCM_RIGHTS) when it is
+// >= 0: how a lane's segment travels. True when every byte went.
+bool send_with_descriptor(int fd, std::span<const std::byte> bytes, int descriptor) noexcept;
 
 // The socket under a lane: one byte wakes a peer asleep on it (a full socket already
 // holds doorbells the peer has not read, and a gone peer shows when reading).

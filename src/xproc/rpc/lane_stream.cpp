@@ -181,28 +181,6 @@ class LaneMessageStream final : public BufferedMessageStream {
   kj::TaskSet watch_;  // last: cancelled before anything it uses goes
 };
 
-// Sends the 16-byte reply, with the segment when granted. A fresh socket has room for it.
-bool send_reply(int fd, const LaneReply& reply, int memfd) {
-  iovec part{const_cast<LaneReply*>(&reply), sizeof(reply)};
-  msghdr message{};
-  message.msg_iov = &part;
-  message.msg_iovlen = 1;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  if (memfd >= 0) {
-    message.msg_control = control;
-    message.msg_controllen = sizeof(control);
-    cmsghdr* header = CMSG_FIRSTHDR(&message);
-    header->cmsg_level = SOL_SOCKET;
-    header->cmsg_type = SCM_RIGHTS;
-    header->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(header), &memfd, sizeof(int));
-  }
-  ssize_t n;
-  do n = ::sendmsg(fd, &message, MSG_DONTWAIT | MSG_NOSIGNAL);
-  while (n < 0 && errno == EINTR);
-  return n == static_cast<ssize_t>(sizeof(reply));
-}
-
 // Waits for the client's first bytes and answers a lane request.
 class Handshake {
  public:
@@ -251,7 +229,8 @@ class Handshake {
       reply.status = LaneReply::kGranted;
       reply.ring_bytes = static_cast<uint32_t>(lane->ring_bytes());
     }
-    if (!send_reply(fd_, reply, lane ? lane->memfd() : -1)) {
+    // A fresh socket has room for the 16 bytes: one non-blocking send does.
+    if (!send_with_descriptor(fd_, std::as_bytes(std::span(&reply, 1)), lane ? lane->memfd() : -1)) {
       return KJ_EXCEPTION(DISCONNECTED, "could not answer the client's lane request");
     }
     if (!lane) return socket_stream();
