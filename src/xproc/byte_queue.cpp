@@ -36,6 +36,9 @@ struct QueueState {
   // The last get in this process found its message without waiting: a consumer keeping
   // up with a stream (see get_raw).
   std::atomic<bool> streaming{false};
+  // How long a consumer that has just caught up with a stream waits before looking at the
+  // tail again, in nanoseconds (see catch_up_wait).
+  std::atomic<int64_t> catch_up_ns{4'000};
 
   explicit QueueState(shm::Segment s)
       : segment(std::move(s)),
@@ -58,9 +61,10 @@ namespace {
 constexpr int64_t kMinSpinNs = 2'000;
 constexpr int64_t kMaxSpinNs = 100'000;
 constexpr int kQuickLooks = 32;
-// Pauses (about 25 ns each on the machines of docs/benchmarks.md) before the first look of
-// a consumer that just caught up with a stream.
-constexpr int kCatchUpPauses = 16;
+// Bounds of the catch-up wait (see catch_up_wait). The longest is what a message put just
+// after a consumer drained a backlog may wait for it, beyond the usual wake-up.
+constexpr int64_t kMinCatchUpNs = 500;
+constexpr int64_t kMaxCatchUpNs = 20'000;
 constexpr auto kYieldEvery = std::chrono::microseconds(16);
 
 size_t ring_capacity(const QueueOptions& options) {
@@ -122,21 +126,13 @@ void publish_and_wake(std::atomic<uint64_t>& position, uint64_t value, std::atom
 // (adapting to how often spinning paid off), then futex sleeps announced through `flag`.
 // Returns false when the deadline passes first.
 bool wait_for_change(QueueState& state, const std::atomic<uint64_t>& word, uint32_t observed,
-                     std::atomic<uint32_t>& flag, const ByteQueue::Deadline& deadline, int first_pauses = 0) {
+                     std::atomic<uint32_t>& flag, const ByteQueue::Deadline& deadline) {
   auto changed = [&] { return static_cast<uint32_t>(word.load(std::memory_order_acquire)) != observed; };
   // A non-blocking call (or a spent timeout) neither spins nor announces a sleeper: a
   // raised flag would cost the next publisher a futex wake for nobody, and the misses
   // would shrink the spin budget of the blocking calls. (timed_deadline gives the
   // non-waiting calls the clock's epoch, known to be past without reading the clock.)
   if (deadline && *deadline == Clock::time_point{}) return changed();
-  // A consumer that has just caught up with a stream looks again only after a pause. Each
-  // look pulls the line of the tail away from the producer, which must take it back for
-  // its next publish: looking at once keeps the two in step, one message and two line
-  // transfers at a time. After the pause the producer has published a few, which the
-  // consumer then takes without touching that line. In four paired runs of 64 B 1P->1C,
-  // 11-16 M msgs/s with 0.8-1.4 tail loads per message without the pause, 16-28 M with
-  // 0.1-0.3. Only a consumer whose last get did not wait pauses, so a ping-pong never does.
-  for (int i = 0; i < first_pauses; ++i) detail::cpu_relax();
   // In a stream, the other side is usually mid-operation: look a few times before reading
   // the clock, which costs tens of nanoseconds in a virtual machine.
   for (int i = 0; i < kQuickLooks; ++i) {
@@ -178,6 +174,45 @@ bool wait_for_change(QueueState& state, const std::atomic<uint64_t>& word, uint3
     detail::futex_wait(&word, observed, detail::bounded_sleep(deadline));
     if (changed()) return true;
   }
+}
+
+// Called by a consumer that has just caught up with a stream (its last get found a message
+// without waiting, this one found none): it waits, without looking, for the producers to
+// get ahead again. Each look at the tail pulls that line away from the producer, which must
+// take it back for its next publish, and the ring's newest lines with it: a consumer that
+// looks at once falls into step with the producer, one message and several cross-core line
+// transfers at a time. After the wait it takes a batch of messages without touching the
+// producer's lines, while the hardware prefetches the ring ahead of it. In ten paired runs
+// of 64 B 1P->1C, a 0.4 us wait made 11.5 M msgs/s, 6 us 19.8 M, 25 us 23.1 M, against
+// 16.9 M of the spinning ring (docs/benchmarks.md, twelfth round).
+//
+// The wait grows while the queue has room for what arrives meanwhile and shrinks when it
+// finds the queue half full, where producers would soon block on it. A ping-pong never
+// waits here: its gets all wait for their message.
+void catch_up_wait(QueueState& state, const QueueHeader& h, const ByteQueue::Deadline& deadline) {
+  if (deadline && *deadline == Clock::time_point{}) return;  // a call that must not wait
+  const int64_t wait = state.catch_up_ns.load(std::memory_order_relaxed);
+  const auto start = Clock::now();
+  auto until = start + std::chrono::nanoseconds(wait);
+  if (deadline && *deadline < until) until = *deadline;
+  auto next_yield = start + kYieldEvery;
+  for (;;) {
+    for (int i = 0; i < 32; ++i) detail::cpu_relax();  // about 0.8 us; the clock costs more
+    const auto now = Clock::now();
+    if (now >= until) break;
+    if (now >= next_yield) {  // as in wait_for_change: leave the CPU to a producer that wants it
+      sched_yield();
+      next_yield = now + kYieldEvery;
+    }
+  }
+  const Position head = load(h.head);
+  const Position tail = load(h.tail);
+  const uint64_t messages = distance(head, tail);
+  uint64_t bytes = (tail.offset + h.capacity - head.offset) % h.capacity;
+  if (bytes == 0 && messages != 0) bytes = h.capacity;  // every byte in use
+  const bool half_full = (h.maxsize != 0 && 2 * messages >= h.maxsize) || 2 * bytes >= h.capacity;
+  state.catch_up_ns.store(half_full ? std::max(kMinCatchUpNs, wait / 2) : std::min(kMaxCatchUpNs, wait * 2),
+                          std::memory_order_relaxed);
 }
 
 struct Placement {
@@ -326,11 +361,9 @@ bool ByteQueue::get_raw(void (*consume)(void*, std::span<const std::byte>), void
     }
     if (static_cast<int32_t>(distance(head, tail)) <= 0) {
       lock.unlock();
-      const bool caught_up = !waited && s.streaming.load(std::memory_order_relaxed);
+      if (!waited && s.streaming.load(std::memory_order_relaxed)) catch_up_wait(s, h, deadline);
       waited = true;
-      if (!wait_for_change(s, h.tail, tail.count, h.consumers_sleeping, deadline, caught_up ? kCatchUpPauses : 0)) {
-        return false;
-      }
+      if (!wait_for_change(s, h.tail, tail.count, h.consumers_sleeping, deadline)) return false;
       continue;
     }
     uint64_t read_at = head.offset;
