@@ -451,6 +451,45 @@ TEST(QueueTest, SleepingConsumerGetsAMessageWhoseWakeUpWasLost) {
   EXPECT_EQ(consumer.exitcode(), 0);
 }
 
+// A producer that fills the queue, and a consumer that drains it, pause before looking at
+// the other side again (paced_wait). Through a queue bounded by count and one bounded by
+// bytes, both paces are taken again and again: every message must still arrive, in order.
+TEST(QueueTest, StreamsThroughSmallQueuesDeliverEveryMessageInOrder) {
+  for (const QueueOptions& options : {QueueOptions{.maxsize = 4}, QueueOptions{.capacity_bytes = 1024}}) {
+    ByteQueue q(options);
+    constexpr uint32_t kMessages = 50'000;
+    xproc::Process producer([&q] {
+      for (uint32_t i = 0; i < kMessages; ++i) q.put_bytes(std::as_bytes(std::span(&i, 1)));
+    });
+    producer.start();
+    for (uint32_t i = 0; i < kMessages; ++i) {
+      const auto m = q.get_bytes(true, 10s);
+      uint32_t got = 0;
+      ASSERT_EQ(m.size(), sizeof(got));
+      std::memcpy(&got, m.data(), sizeof(got));
+      ASSERT_EQ(got, i) << "maxsize " << options.maxsize << ", capacity " << options.capacity_bytes;
+    }
+    producer.join();
+    EXPECT_EQ(producer.exitcode(), 0);
+  }
+}
+
+// A consumer that has just drained a stream pauses before it looks again; a timeout shorter
+// than that pause, or a call that must not wait, still ends the call with Empty, and the
+// next message is read as usual.
+TEST(QueueTest, DrainedConsumerHonoursTimeoutsAndNonBlockingGets) {
+  ByteQueue q;
+  for (int i = 0; i < 1000; ++i) q.put_bytes(bytes("m"));
+  for (int i = 0; i < 1000; ++i) q.get_bytes();
+  EXPECT_THROW(q.get_bytes(true, std::chrono::microseconds(1)), xproc::Empty);
+  for (int i = 0; i < 10; ++i) q.put_bytes(bytes("m"));
+  for (int i = 0; i < 10; ++i) q.get_bytes();
+  EXPECT_THROW(q.get_bytes(false), xproc::Empty);
+  EXPECT_FALSE(q.try_get_bytes(0s).has_value());
+  q.put_bytes(bytes("after"));
+  EXPECT_EQ(text(q.get_bytes(true, 10s)), "after");
+}
+
 TEST(QueueTest, PingPongAcrossProcessesDeliversEveryReply) {
   ByteQueue ping, pong;
   xproc::Process echo([&] {

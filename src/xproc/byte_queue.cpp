@@ -6,6 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "xproc/errors.h"
@@ -36,9 +37,10 @@ struct QueueState {
   // The last get in this process found its message without waiting: a consumer keeping
   // up with a stream (see get_raw).
   std::atomic<bool> streaming{false};
-  // How long a consumer that has just caught up with a stream waits before looking at the
-  // tail again, in nanoseconds (see catch_up_wait).
-  std::atomic<int64_t> catch_up_ns{4'000};
+  // How long a consumer that has just caught up with a stream, or a producer that has just
+  // filled the queue, waits before looking at the other side's position (see paced_wait).
+  std::atomic<int64_t> consumer_pacing_ns{4'000};
+  std::atomic<int64_t> producer_pacing_ns{4'000};
 
   explicit QueueState(shm::Segment s)
       : segment(std::move(s)),
@@ -61,10 +63,11 @@ namespace {
 constexpr int64_t kMinSpinNs = 2'000;
 constexpr int64_t kMaxSpinNs = 100'000;
 constexpr int kQuickLooks = 32;
-// Bounds of the catch-up wait (see catch_up_wait). The longest is what a message put just
-// after a consumer drained a backlog may wait for it, beyond the usual wake-up.
-constexpr int64_t kMinCatchUpNs = 500;
-constexpr int64_t kMaxCatchUpNs = 20'000;
+// Bounds of the pacing waits (see paced_wait). The longest is what a message put just after
+// a consumer drained a backlog may wait for it, beyond the usual wake-up; shorter than the
+// shortest, a pause is not worth it.
+constexpr int64_t kMinPacingNs = 200;
+constexpr int64_t kMaxPacingNs = 20'000;
 constexpr auto kYieldEvery = std::chrono::microseconds(16);
 
 size_t ring_capacity(const QueueOptions& options) {
@@ -176,43 +179,60 @@ bool wait_for_change(QueueState& state, const std::atomic<uint64_t>& word, uint3
   }
 }
 
-// Called by a consumer that has just caught up with a stream (its last get found a message
-// without waiting, this one found none): it waits, without looking, for the producers to
-// get ahead again. Each look at the tail pulls that line away from the producer, which must
-// take it back for its next publish, and the ring's newest lines with it: a consumer that
-// looks at once falls into step with the producer, one message and several cross-core line
-// transfers at a time. After the wait it takes a batch of messages without touching the
-// producer's lines, while the hardware prefetches the ring ahead of it. In ten paired runs
-// of 64 B 1P->1C, a 0.4 us wait made 11.5 M msgs/s, 6 us 19.8 M, 25 us 23.1 M, against
-// 16.9 M of the spinning ring (docs/benchmarks.md, twelfth round).
-//
-// The wait grows while the queue has room for what arrives meanwhile and shrinks when it
-// finds the queue half full, where producers would soon block on it. A ping-pong never
-// waits here: its gets all wait for their message.
-void catch_up_wait(QueueState& state, const QueueHeader& h, const ByteQueue::Deadline& deadline) {
-  if (deadline && *deadline == Clock::time_point{}) return;  // a call that must not wait
-  const int64_t wait = state.catch_up_ns.load(std::memory_order_relaxed);
+// Waits `ns` nanoseconds (or until the deadline) without looking at the queue, spinning on
+// `pause` and giving the CPU away now and then as wait_for_change does.
+void pause_for(int64_t ns, const ByteQueue::Deadline& deadline) {
   const auto start = Clock::now();
-  auto until = start + std::chrono::nanoseconds(wait);
+  auto until = start + std::chrono::nanoseconds(ns);
   if (deadline && *deadline < until) until = *deadline;
   auto next_yield = start + kYieldEvery;
   for (;;) {
-    for (int i = 0; i < 32; ++i) detail::cpu_relax();  // about 0.8 us; the clock costs more
+    for (int i = 0; i < 8; ++i) detail::cpu_relax();  // about 0.2 us here; the clock costs 20-40 ns
     const auto now = Clock::now();
-    if (now >= until) break;
-    if (now >= next_yield) {  // as in wait_for_change: leave the CPU to a producer that wants it
+    if (now >= until) return;
+    if (now >= next_yield) {
       sched_yield();
       next_yield = now + kYieldEvery;
     }
   }
+}
+
+// Whether at least half the queue is in use, by messages or by bytes.
+bool half_full(const QueueHeader& h) {
   const Position head = load(h.head);
   const Position tail = load(h.tail);
   const uint64_t messages = distance(head, tail);
   uint64_t bytes = (tail.offset + h.capacity - head.offset) % h.capacity;
   if (bytes == 0 && messages != 0) bytes = h.capacity;  // every byte in use
-  const bool half_full = (h.maxsize != 0 && 2 * messages >= h.maxsize) || 2 * bytes >= h.capacity;
-  state.catch_up_ns.store(half_full ? std::max(kMinCatchUpNs, wait / 2) : std::min(kMaxCatchUpNs, wait * 2),
-                          std::memory_order_relaxed);
+  return (h.maxsize != 0 && 2 * messages >= h.maxsize) || 2 * bytes >= h.capacity;
+}
+
+// Pacing: a side that finds the queue empty (a consumer) or full (a producer) right after
+// working through it waits a while without looking, then adapts how long.
+//
+// Each look at the other side's position pulls its cache line away from that side, which
+// must take it back for its next publish, and the ring's newest lines with it. A side that
+// looks at once falls into step with the other, one message and several cross-core line
+// transfers at a time. After a pause it works through a batch without touching the other
+// side's lines, while the hardware prefetches the ring ahead of it. In ten paired runs of
+// 64 B 1P->1C, a consumer's 0.4 us wait made 11.5 M msgs/s, 6 us 19.8 M, 25 us 23.1 M,
+// against 16.9 M of the spinning ring (docs/benchmarks.md, twelfth round).
+//
+// After the pause, `keep_going` says whether the wait was harmless (a consumer: the queue
+// still has room; a producer: the queue still holds plenty to read). Then the next wait
+// doubles, up to kMaxPacingNs; otherwise it halves, and below kMinPacingNs stops (queues of
+// a few messages, where any pause idles the other side), until a look finds that a pause
+// would have been harmless again. A call that must
+// not wait never pauses, and a ping-pong never gets here: its gets all wait for their
+// message and its puts never find the queue full.
+template <typename KeepGoing>
+void paced_wait(std::atomic<int64_t>& pacing_ns, const ByteQueue::Deadline& deadline, KeepGoing keep_going) {
+  if (deadline && *deadline == Clock::time_point{}) return;
+  const int64_t wait = pacing_ns.load(std::memory_order_relaxed);
+  if (wait != 0) pause_for(wait, deadline);
+  const int64_t next = keep_going() ? std::clamp(wait * 2, kMinPacingNs, kMaxPacingNs)
+                                    : (wait / 2 < kMinPacingNs ? 0 : wait / 2);
+  pacing_ns.store(next, std::memory_order_relaxed);
 }
 
 struct Placement {
@@ -311,6 +331,7 @@ bool ByteQueue::put_raw(size_t size, void (*fill)(void*, std::byte*), void* ctx,
   }
   const uint64_t capacity = h.capacity;
   const uint64_t need = sizeof(RecordHeader) + round_up8(size);
+  bool waited = false;
   for (;;) {
     detail::RobustLock lock(&h.producer_lock);
     if (lock.owner_died()) h.recoveries.fetch_add(1, std::memory_order_relaxed);
@@ -340,6 +361,8 @@ bool ByteQueue::put_raw(size_t size, void (*fill)(void*, std::byte*), void* ctx,
     }
     // Full: release the lock and wait for a consumer to move the head past what we saw.
     lock.unlock();
+    if (!waited) paced_wait(s.producer_pacing_ns, deadline, [&] { return half_full(h); });
+    waited = true;
     if (!wait_for_change(s, h.head, head.count, h.producers_sleeping, deadline)) return false;
   }
 }
@@ -361,7 +384,9 @@ bool ByteQueue::get_raw(void (*consume)(void*, std::span<const std::byte>), void
     }
     if (static_cast<int32_t>(distance(head, tail)) <= 0) {
       lock.unlock();
-      if (!waited && s.streaming.load(std::memory_order_relaxed)) catch_up_wait(s, h, deadline);
+      if (!waited && s.streaming.load(std::memory_order_relaxed)) {
+        paced_wait(s.consumer_pacing_ns, deadline, [&] { return !half_full(h); });
+      }
       waited = true;
       if (!wait_for_change(s, h.tail, tail.count, h.consumers_sleeping, deadline)) return false;
       continue;
