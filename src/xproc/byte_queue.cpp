@@ -219,12 +219,12 @@ bool half_full(const QueueHeader& h) {
 // against 16.9 M of the spinning ring (docs/benchmarks.md, twelfth round).
 //
 // After the pause, `keep_going` says whether the wait was harmless (a consumer: the queue
-// still has room; a producer: the queue still holds plenty to read). Then the next wait
-// doubles, up to kMaxPacingNs; otherwise it halves, and below kMinPacingNs stops (queues of
-// a few messages, where any pause idles the other side), until a look finds that a pause
-// would have been harmless again. A call that must
-// not wait never pauses, and a ping-pong never gets here: its gets all wait for their
-// message and its puts never find the queue full.
+// still has room; a producer: the queue still holds half its capacity). Then the next wait
+// doubles, up to kMaxPacingNs. Otherwise it halves, and below kMinPacingNs it stops: on a
+// queue of a few messages any pause idles the other side. It starts again once a look
+// finds that a pause would have been harmless. A call that must not wait never pauses, and
+// a ping-pong never gets here: its gets all wait for their message, and its puts never
+// find the queue full.
 template <typename KeepGoing>
 void paced_wait(std::atomic<int64_t>& pacing_ns, const ByteQueue::Deadline& deadline, KeepGoing keep_going) {
   if (deadline && *deadline == Clock::time_point{}) return;
