@@ -490,6 +490,20 @@ TEST(QueueTest, DrainedConsumerHonoursTimeoutsAndNonBlockingGets) {
   EXPECT_EQ(text(q.get_bytes(true, 10s)), "after");
 }
 
+TEST(QueueTest, InfoCountsRingBytesInUse) {
+  ByteQueue q(QueueOptions{.capacity_bytes = 64});  // four records of 8 + 8 bytes fill it
+  EXPECT_EQ(q.info().bytes_used, 0u);
+  for (int i = 0; i < 3; ++i) q.put_bytes(bytes("12345678"));
+  EXPECT_EQ(q.info().bytes_used, 48u);
+  q.put_bytes(bytes("12345678"));  // the write offset comes round to the read offset
+  EXPECT_EQ(q.info().bytes_used, 64u);
+  EXPECT_FALSE(q.try_put_bytes(bytes("1")));
+  q.get_bytes();
+  EXPECT_EQ(q.info().bytes_used, 48u);
+  for (int i = 0; i < 3; ++i) q.get_bytes();
+  EXPECT_EQ(q.info().bytes_used, 0u);
+}
+
 TEST(QueueTest, PingPongAcrossProcessesDeliversEveryReply) {
   ByteQueue ping, pong;
   xproc::Process echo([&] {

@@ -197,14 +197,19 @@ void pause_for(int64_t ns, const ByteQueue::Deadline& deadline) {
   }
 }
 
+// Ring bytes between the read and write offsets: all of it when they meet with messages in
+// between, none when they meet with none.
+uint64_t bytes_in_use(Position head, Position tail, uint64_t capacity) {
+  if (tail.offset == head.offset) return distance(head, tail) != 0 ? capacity : 0;
+  return (tail.offset + capacity - head.offset) % capacity;
+}
+
 // Whether at least half the queue is in use, by messages or by bytes.
 bool half_full(const QueueHeader& h) {
   const Position head = load(h.head);
   const Position tail = load(h.tail);
   const uint64_t messages = distance(head, tail);
-  uint64_t bytes = (tail.offset + h.capacity - head.offset) % h.capacity;
-  if (bytes == 0 && messages != 0) bytes = h.capacity;  // every byte in use
-  return (h.maxsize != 0 && 2 * messages >= h.maxsize) || 2 * bytes >= h.capacity;
+  return (h.maxsize != 0 && 2 * messages >= h.maxsize) || 2 * bytes_in_use(head, tail, h.capacity) >= h.capacity;
 }
 
 // Pacing: a side that finds the queue empty (a consumer) or full (a producer) right after
@@ -514,12 +519,7 @@ QueueInfo ByteQueue::info() const {
   info.messages = qsize();
   info.put_count = tail.count;
   info.got_count = head.count;
-  // Ring bytes between the read and write offsets (all of it when full, none when empty).
-  if (tail.offset > head.offset) {
-    info.bytes_used = tail.offset - head.offset;
-  } else if (tail.offset < head.offset || info.messages > 0) {
-    info.bytes_used = h.capacity - head.offset + tail.offset;
-  }
+  info.bytes_used = bytes_in_use(head, tail, h.capacity);
   info.creator_pid = h.creator_pid;
   info.created_unix_ns = h.created_unix_ns;
   return info;
