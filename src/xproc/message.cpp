@@ -83,13 +83,18 @@ size_t flat_size(kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments) {
   return capnp::computeSerializedSizeInWords(segments) * sizeof(capnp::word);
 }
 
-void write_flat(kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments, std::byte* out) {
-  // Segment table: count - 1, then each size in words, padded to a whole word.
+size_t segment_table_bytes(size_t segments) { return (segments / 2 + 1) * sizeof(capnp::word); }
+
+void write_segment_table(kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments, std::byte* out) {
   auto* table = reinterpret_cast<uint32_t*>(out);
   table[0] = static_cast<uint32_t>(segments.size() - 1);
   for (size_t i = 0; i < segments.size(); ++i) table[i + 1] = static_cast<uint32_t>(segments[i].size());
-  size_t offset = (segments.size() / 2 + 1) * sizeof(capnp::word);
-  if (segments.size() % 2 == 0) table[segments.size() + 1] = 0;
+  if (segments.size() % 2 == 0) table[segments.size() + 1] = 0;  // the padding
+}
+
+void write_flat(kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments, std::byte* out) {
+  write_segment_table(segments, out);
+  size_t offset = segment_table_bytes(segments.size());
   for (auto segment : segments) {
     std::memcpy(out + offset, segment.begin(), segment.size() * sizeof(capnp::word));
     offset += segment.size() * sizeof(capnp::word);

@@ -58,6 +58,10 @@ void open_reader(std::optional<capnp::FlatArrayMessageReader>& reader, kj::Array
 // aligned destination of that size).
 size_t flat_size(kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments);
 void write_flat(kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments, std::byte* out);
+// The serialization's first part, the segment table (count - 1, each segment's size in
+// words, padded to a whole word): its size for `segments` segments, and writing it.
+size_t segment_table_bytes(size_t segments);
+void write_segment_table(kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments, std::byte* out);
 
 // A message builder whose first segment lives inside this object, so on the caller's
 // stack when it is a local: a small message is built without any allocation

@@ -6,6 +6,8 @@
 #include <capnp/serialize.h>
 #include <kj/debug.h>
 
+#include "xproc/message.h"
+
 namespace xproc::rpc {
 namespace {
 constexpr uint64_t kMaxSegments = 512;  // as capnp's own readers allow
@@ -34,17 +36,10 @@ std::optional<size_t> framed_message_bytes(const kj::byte* data, size_t availabl
 }
 
 void append_framed(std::vector<kj::byte>& out, kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments) {
-  // The segment table: count - 1, each size, padded to a whole word.
-  const size_t table_words = (segments.size() + 2) / 2;
+  // The messages before are whole words, so the table lands 8-byte aligned in the buffer.
   const size_t start = out.size();
-  out.resize(start + table_words * sizeof(capnp::word), 0);
-  auto* table = out.data() + start;
-  const uint32_t count = static_cast<uint32_t>(segments.size() - 1);
-  std::memcpy(table, &count, 4);
-  for (size_t i = 0; i < segments.size(); ++i) {
-    const uint32_t size = static_cast<uint32_t>(segments[i].size());
-    std::memcpy(table + 4 + 4 * i, &size, 4);
-  }
+  out.resize(start + detail::segment_table_bytes(segments.size()));
+  detail::write_segment_table(segments, reinterpret_cast<std::byte*>(out.data() + start));
   for (auto segment : segments) {
     const auto* bytes = reinterpret_cast<const kj::byte*>(segment.begin());
     out.insert(out.end(), bytes, bytes + segment.size() * sizeof(capnp::word));
