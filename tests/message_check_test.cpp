@@ -14,6 +14,7 @@
 
 #include "xproc/message.h"
 #include "xproc/value.capnp.h"
+#include "xproc/value.h"
 
 namespace {
 
@@ -174,7 +175,9 @@ TEST(MessageCheckTest, TextWithoutNulDecodesButFailsWhenRead) {
 }
 
 // with_validated_root reads small messages from a stack copy and large ones in place
-// through the checked reader: both read the same, and both reject what is out of bounds.
+// through the checked reader: both read the same, and both reject what is out of bounds,
+// whether the reader traverses the message first (Reads::kPart) or checks it as a decoder
+// that reads all of it goes (Reads::kAll, xproc::Value::decode).
 TEST(MessageCheckTest, SmallAndLargeMessagesReadAlikeInPlace) {
   for (size_t size : {10u, 5000u}) {
     capnp::MallocMessageBuilder builder;
@@ -191,6 +194,7 @@ TEST(MessageCheckTest, SmallAndLargeMessagesReadAlikeInPlace) {
     size_t expected = 0;
     for (size_t i = 0; i < size; ++i) expected += static_cast<uint8_t>(i * 7);
     EXPECT_EQ(sum, expected) << size;
+    EXPECT_EQ(xproc::Value::decode(bytes).as_bytes().size(), size);
     // The data pointer (the root's first pointer, after its data words) now claims more
     // bytes than the segment has.
     auto* raw = reinterpret_cast<uint64_t*>(words.data());
@@ -199,6 +203,7 @@ TEST(MessageCheckTest, SmallAndLargeMessagesReadAlikeInPlace) {
     EXPECT_THROW(xproc::detail::with_validated_root<Value>(bytes, {}, [](Value::Reader root) { return root.getData().size(); }),
                  DecodeError)
         << size;
+    EXPECT_THROW(xproc::Value::decode(bytes), DecodeError) << size;
   }
 }
 

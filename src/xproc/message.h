@@ -128,11 +128,17 @@ typename T::Reader validated_root(kj::ArrayPtr<const capnp::word> words, const D
   return checked_root<T>(words, limits, checked);
 }
 
+// What the f of with_validated_root reads of the message: any part (kPart), or every
+// pointer in it (kAll), as building an owned copy of it does, turning the kj::Exception of
+// a bad pointer into DecodeError. A message read in place through the checked reader is
+// then checked as f goes, under the same limits, without a traversal of its own first.
+enum class Reads { kPart, kAll };
+
 // Calls f(T::Reader) on the flat message `bytes`, validated in full, and returns what f
 // returns. `bytes` may be shared memory that another process could change meanwhile: a
 // small message is copied onto the stack and read as validated_root reads; a larger one is
 // read in place through the checked reader (its copy would cost more than the reader).
-template <typename T, typename F>
+template <typename T, Reads reads = Reads::kPart, typename F>
 decltype(auto) with_validated_root(std::span<const std::byte> bytes, const DecodeLimits& limits, F&& f) {
   constexpr size_t kStackCopyBytes = 1024;
   std::optional<capnp::FlatArrayMessageReader> checked;
@@ -145,7 +151,12 @@ decltype(auto) with_validated_root(std::span<const std::byte> bytes, const Decod
   kj::Array<capnp::word> copy;
   const auto words = as_words(bytes, copy);
   check_segment_table(words);
-  return f(checked_root<T>(words, limits, checked));
+  if constexpr (reads == Reads::kAll) {
+    open_reader(checked, words, limits);
+    return f(root_of<T>(*checked));
+  } else {
+    return f(checked_root<T>(words, limits, checked));
+  }
 }
 
 // An owned flat message and, for a message check_flat leaves to it, the checked reader

@@ -128,7 +128,7 @@ kj::Array<capnp::word> Value::encode() const {
 
 Value Value::decode(std::span<const std::byte> bytes, const DecodeLimits& limits) {
   // The Value built is the owned copy: no copy of the message itself but a small one's.
-  return detail::with_validated_root<schema::Value>(
+  return detail::with_validated_root<schema::Value, detail::Reads::kAll>(
       bytes, limits, [&](schema::Value::Reader root) { return from_capnp(root, limits); });
 }
 

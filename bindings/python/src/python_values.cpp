@@ -252,7 +252,7 @@ capnp::MallocMessageBuilder& encode_value(nb::handle object, capnp::MallocMessag
 }
 
 nb::object decode_value(std::span<const std::byte> message) {
-  return detail::with_validated_root<schema::Value>(message, DecodeLimits{}, [](schema::Value::Reader root) {
+  return detail::with_validated_root<schema::Value, detail::Reads::kAll>(message, DecodeLimits{}, [](schema::Value::Reader root) {
     try {
       return read(root, false, 0);
     } catch (const kj::Exception& e) {
