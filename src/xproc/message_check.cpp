@@ -26,6 +26,15 @@ class Walk {
   Walk(const capnp::word* segment, int64_t size_words, uint64_t traversal_limit)
       : segment_(segment), size_(size_words), budget_(traversal_limit) {}
 
+  // The root pointer, the segment's first word: null or a struct (a list is no message
+  // any reader accepts; far pointers are the checked reader's).
+  void root(int nesting) {
+    const uint64_t word = load(0);
+    if ((word & 3) == kList) fail("the root is a list, not a struct");
+    pointer(0, nesting);
+  }
+
+ private:
   // The pointer at word `at` of the segment, with `nesting` levels still allowed.
   void pointer(int64_t at, int nesting) {
     const uint64_t word = load(at);
@@ -46,7 +55,6 @@ class Walk {
     }
   }
 
- private:
   void structure(int64_t at, uint32_t data_words, uint32_t pointers, int nesting) {
     const uint64_t words = uint64_t{data_words} + pointers;
     require_in_bounds(at, words, "struct");
@@ -133,18 +141,9 @@ FlatCheck check_flat(kj::ArrayPtr<const capnp::word> words, const DecodeLimits& 
   std::memcpy(table, words.begin(), sizeof(table));
   // One segment (count - 1 == 0) holding at least the root pointer.
   if (table[0] != 0 || table[1] == 0) return FlatCheck::kNeedsReader;
-  const uint64_t root = [&] {
-    uint64_t word;
-    std::memcpy(&word, words.begin() + 1, sizeof(word));
-    return word;
-  }();
-  if (root != 0 && (root & 3) != kStruct) {
-    if ((root & 3) == kList) throw DecodeError("invalid Cap'n Proto message: the root is a list, not a struct");
-    return FlatCheck::kNeedsReader;
-  }
   Walk walk(words.begin() + 1, table[1], reader_options(words.size(), limits).traversalLimitInWords);
   try {
-    walk.pointer(0, limits.nesting_limit);
+    walk.root(limits.nesting_limit);
   } catch (const NeedsReader&) {
     return FlatCheck::kNeedsReader;
   }

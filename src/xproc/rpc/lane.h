@@ -121,7 +121,7 @@ class Lane {
   bool take_input_doorbell() noexcept;
   bool take_room_doorbell() noexcept;
 
- struct Ring;  // one ring's counters and flags in the segment (lane.cpp)
+  struct Ring;  // one ring's counters and flags in the segment (lane.cpp)
 
  private:
   Lane(int memfd, void* memory, size_t mapped, size_t ring_bytes, bool server);
