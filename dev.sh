@@ -10,7 +10,7 @@ BUILD=$ROOT/build/$PRESET
 VENV=$ROOT/.venv
 
 APT_PACKAGES=(g++ cmake ninja-build pkg-config capnproto libcapnp-dev libboost-dev libssl-dev
-  libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev redis-server python3-venv python3-dev)
+  libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev redis-server python3-venv python3-dev)
 PY_PACKAGES=(pytest nanobind scikit-build-core pycapnp)
 
 usage() {

@@ -298,7 +298,7 @@ TEST(QueueTest, OpeningWithWrongSchemaThrowsValueError) {
 
 TEST(QueueTest, OpeningNonQueueSegmentThrowsValueError) {
   NamedQueueGuard guard{xproc::testing::unique_name("notqueue")};
-  auto segment = xproc::shm::Segment::create(guard.name, 4096, 0600);
+  auto segment = xproc::shm::Segment::create(guard.name, 4096, xproc::Sharing{});
   std::memset(segment.data(), 0x5a, 4096);
   EXPECT_THROW(ByteQueue::open(guard.name), xproc::ValueError);
 }
@@ -340,7 +340,7 @@ TEST(QueueTest, ScribbledSegmentGivesDecodeErrorAndQueueRecovers) {
   q.put_bytes(bytes("second"));
   {
     // Another process with write access corrupts the first record's header.
-    auto segment = xproc::shm::Segment::open(guard.name);
+    auto segment = xproc::shm::Segment::open(guard.name, xproc::Sharing{});
     const size_t ring = segment.size() - 4096;
     const uint32_t absurd = 0xfffffff0u;
     std::memcpy(segment.data() + ring, &absurd, sizeof(absurd));
@@ -433,7 +433,7 @@ TEST(QueueTest, SleepingConsumerGetsAMessageWhoseWakeUpWasLost) {
   ByteQueue results;
   xproc::Process consumer([&q, &results] { results.put_bytes(q.get_bytes()); });  // blocks, no timeout
   consumer.start();
-  auto segment = xproc::shm::Segment::open(guard.name);
+  auto segment = xproc::shm::Segment::open(guard.name, xproc::Sharing{});
   auto* header = reinterpret_cast<xproc::detail::QueueHeader*>(segment.data());
   const auto until = std::chrono::steady_clock::now() + 10s;
   while (header->consumers_sleeping.load() == 0 && std::chrono::steady_clock::now() < until) {

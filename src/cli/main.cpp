@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 
 #include "bench_command.h"
+#include "printable.h"
 #include "segment_commands.h"
 #include "serve_command.h"
 #include "xproc/errors.h"
@@ -19,7 +20,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   } catch (const xproc::Error& e) {
-    std::cerr << "xproc: " << e.what() << "\n";
+    std::cerr << "xproc: " << xproc::cli::printable(e.what()) << "\n";
     return 1;
   }
   return 0;

@@ -1,10 +1,16 @@
+// `xproc ls`, `stat`, `rm` and `cleanup`. Names, and the errors that quote them, come from
+// files any local user can create in /dev/shm: tables print them with every byte outside
+// printable ASCII escaped, and --json is ASCII JSON written by a JSON library.
 #include "segment_commands.h"
+
+#include "printable.h"
 
 #include <cstdio>
 #include <iostream>
 #include <memory>
-#include <sstream>
+#include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 
 #include "xproc/errors.h"
 #include "xproc/message.h"
@@ -13,77 +19,82 @@
 namespace xproc::cli {
 namespace {
 
-std::string json_string(const std::string& text) {
-  std::string out = "\"";
-  for (char c : text) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char escaped[8];
-      std::snprintf(escaped, sizeof(escaped), "\\u%04x", c);
-      out += escaped;
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
+using json = nlohmann::ordered_json;
+
+std::string mode_text(unsigned mode) {
+  char text[8];
+  std::snprintf(text, sizeof(text), "0%03o", mode & 07777);
+  return text;
 }
 
+// ASCII only (every other character \u-escaped), bytes that are not UTF-8 replaced by U+FFFD.
+std::string dump(const json& value) { return value.dump(2, ' ', true, json::error_handler_t::replace); }
+
 std::string holders_text(const SegmentStatus& s) {
-  if (s.holders.empty()) return "none (abandoned)";
-  std::string out;
-  for (pid_t pid : s.holders) out += (out.empty() ? "" : ",") + std::to_string(pid);
+  if (!s.holders) return "?";
+  return *s.holders == 0 ? "0 (abandoned)" : std::to_string(*s.holders);
+}
+
+json to_json(const SegmentStatus& s) {
+  json out{{"name", s.name},
+           {"valid_name", s.valid_name},
+           {"file_bytes", s.file_bytes},
+           {"owner_uid", s.owner},
+           {"mode", mode_text(s.mode)},
+           {"holders", s.holders ? json(*s.holders) : json(nullptr)},
+           {"abandoned", s.holders && *s.holders == 0}};
+  if (s.queue) {
+    const QueueInfo& q = *s.queue;
+    out.update({{"kind", q.kind},
+                {"schema_id", schema_id_hex(q.schema_id)},
+                {"messages", q.messages},
+                {"maxsize", q.maxsize},
+                {"capacity_bytes", q.capacity_bytes},
+                {"bytes_used", q.bytes_used},
+                {"max_message_bytes", q.max_message_bytes},
+                {"put", q.put_count},
+                {"got", q.got_count},
+                {"lock_recoveries", q.recoveries},
+                {"creator_pid", q.creator_pid}});
+  } else {
+    out["error"] = s.error;
+  }
   return out;
 }
 
-std::string json(const SegmentStatus& s) {
-  std::ostringstream out;
-  out << "{\"name\": " << json_string(s.name) << ", \"file_bytes\": " << s.file_bytes << ", \"holders\": [";
-  for (size_t i = 0; i < s.holders.size(); ++i) out << (i ? ", " : "") << s.holders[i];
-  out << "], \"abandoned\": " << (s.holders.empty() ? "true" : "false");
-  if (s.queue) {
-    const QueueInfo& q = *s.queue;
-    out << ", \"kind\": " << json_string(q.kind) << ", \"schema_id\": " << json_string(schema_id_hex(q.schema_id))
-        << ", \"messages\": " << q.messages << ", \"maxsize\": " << q.maxsize
-        << ", \"capacity_bytes\": " << q.capacity_bytes << ", \"bytes_used\": " << q.bytes_used
-        << ", \"max_message_bytes\": " << q.max_message_bytes << ", \"put\": " << q.put_count
-        << ", \"got\": " << q.got_count << ", \"lock_recoveries\": " << q.recoveries
-        << ", \"creator_pid\": " << q.creator_pid;
-  } else {
-    out << ", \"error\": " << json_string(s.error);
-  }
-  return out.str() + "}";
-}
-
 void print_table(const std::vector<SegmentStatus>& segments) {
-  std::printf("%-32s %-14s %-18s %10s %10s %12s  %s\n", "NAME", "KIND", "SCHEMA", "MESSAGES", "MAXSIZE",
-              "USED/CAP", "HOLDERS");
+  std::printf("%-32s %-14s %-18s %10s %10s %12s %6s  %s\n", "NAME", "KIND", "SCHEMA", "MESSAGES", "MAXSIZE",
+              "USED/CAP", "MODE", "HOLDERS");
   for (const auto& s : segments) {
+    const std::string name = printable(s.name);
     if (s.queue) {
       const QueueInfo& q = *s.queue;
       const std::string used = std::to_string(q.bytes_used) + "/" + std::to_string(q.capacity_bytes);
-      std::printf("%-32s %-14s %-18s %10zu %10zu %12s  %s\n", s.name.c_str(), q.kind.c_str(),
-                  schema_id_hex(q.schema_id).c_str(), q.messages, q.maxsize, used.c_str(), holders_text(s).c_str());
+      std::printf("%-32s %-14s %-18s %10zu %10zu %12s %6s  %s\n", name.c_str(), q.kind.c_str(),
+                  schema_id_hex(q.schema_id).c_str(), q.messages, q.maxsize, used.c_str(), mode_text(s.mode).c_str(),
+                  holders_text(s).c_str());
     } else {
-      std::printf("%-32s %-14s %s  %s\n", s.name.c_str(), "?", s.error.c_str(), holders_text(s).c_str());
+      std::printf("%-32s %-14s %s  %s\n", name.c_str(), "?", printable(s.error).c_str(), holders_text(s).c_str());
     }
   }
   if (segments.empty()) std::printf("(no xproc segments)\n");
 }
 
 void print_stat(const SegmentStatus& s) {
-  std::printf("name            %s\nfile            /dev/shm/xproc.%s (%zu bytes)\nholders         %s\n",
-              s.name.c_str(), s.name.c_str(), s.file_bytes, holders_text(s).c_str());
+  const std::string name = printable(s.name);
+  std::printf("name            %s\nfile            /dev/shm/xproc.%s (%zu bytes)\nowner           uid %u, mode %s\n"
+              "holders         %s\n",
+              name.c_str(), name.c_str(), s.file_bytes, static_cast<unsigned>(s.owner), mode_text(s.mode).c_str(),
+              holders_text(s).c_str());
   if (!s.queue) {
-    std::printf("error           %s\n", s.error.c_str());
+    std::printf("error           %s\n", printable(s.error).c_str());
     return;
   }
   const QueueInfo& q = *s.queue;
   std::printf("kind            %s\nschema id       %s\nmessages        %zu (maxsize %zu)\n"
               "bytes used      %zu of %zu (largest message %zu)\nput / got       %u / %u (modulo 2^32)\n"
               "lock recoveries %llu (locks taken over from processes that died holding them)\n"
-              "creator pid     %d\n",
+              "creator pid     %d (in its PID namespace)\n",
               q.kind.c_str(), schema_id_hex(q.schema_id).c_str(), q.messages, q.maxsize, q.bytes_used, q.capacity_bytes,
               q.max_message_bytes, q.put_count, q.got_count, static_cast<unsigned long long>(q.recoveries),
               q.creator_pid);
@@ -98,9 +109,9 @@ void add_segment_commands(CLI::App& app) {
   ls->callback([json_flag] {
     auto segments = list_segments();
     if (!*json_flag) return print_table(segments);
-    std::cout << "[";
-    for (size_t i = 0; i < segments.size(); ++i) std::cout << (i ? ",\n " : "") << json(segments[i]);
-    std::cout << "]\n";
+    json all = json::array();
+    for (const auto& s : segments) all.push_back(to_json(s));
+    std::cout << dump(all) << "\n";
   });
 
   auto name = std::make_shared<std::string>();
@@ -111,30 +122,54 @@ void add_segment_commands(CLI::App& app) {
   stat->callback([name, stat_json] {
     auto status = segment_status(*name);
     if (*stat_json) {
-      std::cout << json(status) << "\n";
+      std::cout << dump(to_json(status)) << "\n";
     } else {
       print_stat(status);
     }
   });
 
   auto rm_name = std::make_shared<std::string>();
+  auto rm_force = std::make_shared<bool>(false);
   auto* rm = app.add_subcommand("rm", "unlink a queue (processes that hold it keep working)");
   rm->add_option("NAME", *rm_name, "the queue's name")->required();
-  rm->callback([rm_name] {
-    segment_status(*rm_name);  // "no queue named ..." when absent
-    ByteQueue::remove(*rm_name);
+  rm->add_flag("--force,-f", *rm_force, "also when it holds messages, or is not a queue");
+  rm->callback([rm_name, rm_force] {
+    remove_segment(*rm_name, *rm_force);
     std::cout << "removed " << *rm_name << "\n";
   });
 
-  auto dry_run = std::make_shared<bool>(false);
-  auto only = std::make_shared<std::vector<std::string>>();
-  auto* cleanup = app.add_subcommand("cleanup", "remove the queues no live process holds");
-  cleanup->add_flag("--dry-run,-n", *dry_run, "only list what would be removed");
-  cleanup->add_option("NAMES", *only, "consider only these queues (default: all)");
-  cleanup->callback([dry_run, only] {
-    auto removed = remove_abandoned_segments(*dry_run, *only);
-    for (const auto& n : removed) std::cout << (*dry_run ? "would remove " : "removed ") << n << "\n";
-    if (removed.empty()) std::cout << "nothing to remove\n";
+  auto options = std::make_shared<CleanupOptions>();
+  auto* cleanup = app.add_subcommand("cleanup", "remove the queues no process holds");
+  cleanup->add_flag("--dry-run,-n", options->dry_run, "only list what would be removed");
+  cleanup->add_flag("--force,-f", options->force,
+                    "also remove unheld queues that hold messages (a consumer may not have opened them yet), and "
+                    "files under the prefix that are not queues");
+  cleanup->add_option("NAMES", options->only, "consider only these queues (default: all)");
+  cleanup->callback([options] {
+    using Action = CleanupOutcome::Action;
+    size_t acted = 0, failed = 0;
+    for (const auto& outcome : cleanup_segments(*options)) {
+      const std::string shown = printable(outcome.name);
+      switch (outcome.action) {
+        case Action::kRemoved:
+          std::cout << "removed " << shown << "\n";
+          ++acted;
+          break;
+        case Action::kWouldRemove:
+          std::cout << "would remove " << shown << "\n";
+          ++acted;
+          break;
+        case Action::kKept:
+          std::cout << "kept " << shown << ": " << printable(outcome.reason) << "\n";
+          break;
+        case Action::kFailed:
+          std::cerr << "xproc: cannot remove " << shown << ": " << printable(outcome.reason) << "\n";
+          ++failed;
+          break;
+      }
+    }
+    if (acted == 0 && failed == 0) std::cout << "nothing to remove\n";
+    if (failed != 0) throw RuntimeError(std::to_string(failed) + " segment(s) could not be removed");
   });
 }
 

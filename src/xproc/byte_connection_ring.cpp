@@ -19,6 +19,7 @@
 #include "xproc/errors.h"
 #include "xproc/poll_internal.h"
 #include "xproc/ring_pipe_internal.h"
+#include "xproc/shm/mutex.h"
 #include "xproc/sync_internal.h"
 
 namespace xproc {
@@ -98,7 +99,6 @@ RingPipe::RingPipe(size_t ring_bytes, bool duplex)
       control_segment(shm::Segment::anonymous(sizeof(PipeControl))),
       control(new (control_segment.data()) PipeControl{}),
       inline_limit(std::min(kLargestInline, ring_bytes / 4)) {
-  for (PipeDirection& d : control->direction) init_robust_mutex(&d.large_send);
   control->version = kPipeControlVersion;
   control->magic.store(kPipeControlMagic, std::memory_order_release);
   try {
@@ -247,7 +247,8 @@ void ByteConnection::ring_send_large(std::span<const std::span<const std::byte>>
   // chunks, under the direction's lock so that every sender's markers and payloads keep
   // one order. The receiver is woken before the chunks go: it reads while we write.
   PipeDirection& direction = ring_->tx_control();
-  detail::RobustLock lock(&direction.large_send);  // a dead holder's message: see read_large
+  // (A dead holder's message: see read_large.)
+  shm::MutexLock lock(direction.large_send, ring_->pipe->control_segment.holder(), std::nullopt);
   const uint64_t seq = direction.large_seq.load(std::memory_order_relaxed) + 1;
   direction.large_seq.store(seq, std::memory_order_relaxed);
   put_record(ring_->tx(), sizeof(PipeRecord), [&](std::byte* out) {
@@ -365,14 +366,9 @@ ByteConnection::LargeRead ByteConnection::read_large(const PipeRecord& marker, s
       if ((ready.revents & (POLLHUP | POLLERR)) != 0) {
         throw EOFError("the other end closed the connection in the middle of a message");
       }
-      // A live sender still holds the lock and is writing; a dead one left it owner-dead;
-      // a free lock means every chunk was sent already, and this reader had them not.
-      pthread_mutex_t* large_send = &ring_->rx_control().large_send;
-      const int rc = pthread_mutex_trylock(large_send);
-      if (rc == EBUSY) continue;
-      if (rc != 0 && rc != EOWNERDEAD) throw_os_error("pthread_mutex_trylock", rc);
-      if (rc == EOWNERDEAD) pthread_mutex_consistent(large_send);
-      pthread_mutex_unlock(large_send);
+      // A live sender still holds the mutex and is writing; a dead one's or a free mutex
+      // means that every chunk that will come has come, and this reader had them not.
+      if (shm::held_by_live_owner(ring_->rx_control().large_send, ring_->pipe->control_segment.holder())) continue;
       pollfd again{fd_, POLLIN, 0};
       if (::poll(&again, 1, 0) > 0 && (again.revents & POLLIN) != 0) continue;
       return LargeRead::kLost;

@@ -11,6 +11,7 @@
 
 #include "xproc/errors.h"
 #include "xproc/queue_layout_internal.h"
+#include "xproc/shm/mutex.h"
 #include "xproc/shm/segment.h"
 #include "xproc/sync_internal.h"
 
@@ -22,6 +23,9 @@ struct QueueState {
   shm::Segment segment;
   QueueHeader* header;
   std::byte* ring;
+  // The queue's shape, read from the header once (or chosen, for a new queue) and never
+  // again: any process sharing the segment could change the header's copy at any time.
+  QueueShape shape;
   std::atomic<bool> closed{false};
   // A lower bound of the tail, so consumers touch the producers' cache line only when
   // they run out of known messages. (Every message before it is published and complete.)
@@ -42,10 +46,11 @@ struct QueueState {
   std::atomic<int64_t> consumer_pacing_ns{4'000};
   std::atomic<int64_t> producer_pacing_ns{4'000};
 
-  explicit QueueState(shm::Segment s)
+  QueueState(shm::Segment s, const QueueShape& queue_shape)
       : segment(std::move(s)),
         header(reinterpret_cast<QueueHeader*>(segment.data())),
-        ring(segment.data() + kRingOffset) {}
+        ring(segment.data() + kRingOffset),
+        shape(queue_shape) {}
 };
 
 }  // namespace detail
@@ -54,6 +59,7 @@ using detail::Clock;
 using detail::Position;
 using detail::QueueHeader;
 using detail::QueueKind;
+using detail::QueueShape;
 using detail::QueueState;
 using detail::RecordHeader;
 using detail::round_up8;
@@ -86,27 +92,29 @@ size_t max_message(const QueueOptions& options, size_t capacity) {
   return options.max_message_bytes;
 }
 
-void initialise(QueueHeader* h, const QueueOptions& options, uint64_t schema_id, QueueKind kind) {
+QueueShape shape_of(const QueueOptions& options, uint64_t schema_id, QueueKind kind) {
   const size_t capacity = ring_capacity(options);
+  return QueueShape::make(kind, schema_id, capacity, max_message(options, capacity), options.maxsize);
+}
+
+void initialise(QueueHeader* h, const QueueShape& shape) {
   h->layout_version = detail::kQueueLayoutVersion;
-  h->kind = kind;
-  h->schema_id = schema_id;
-  h->capacity = capacity;
-  h->max_message = max_message(options, capacity);
-  h->maxsize = options.maxsize;
+  h->kind = shape.kind;
+  h->schema_id = shape.schema_id;
+  h->capacity = shape.capacity;
+  h->max_message = shape.max_message;
+  h->maxsize = shape.maxsize;
   timespec now{};
   clock_gettime(CLOCK_REALTIME, &now);
   h->created_unix_ns = static_cast<uint64_t>(now.tv_sec) * 1000000000u + now.tv_nsec;
   h->creator_pid = getpid();
-  detail::init_robust_mutex(&h->producer_lock);
-  detail::init_robust_mutex(&h->consumer_lock);
+  h->producer_lock.store(0, std::memory_order_relaxed);
+  h->consumer_lock.store(0, std::memory_order_relaxed);
   h->tail.store(0, std::memory_order_relaxed);
   h->head.store(0, std::memory_order_relaxed);
   // Published last: an opener that sees the magic sees a complete header.
   h->magic.store(detail::kQueueMagic, std::memory_order_release);
 }
-
-size_t segment_size(const QueueOptions& options) { return detail::kRingOffset + ring_capacity(options); }
 
 Position load(const std::atomic<uint64_t>& word, std::memory_order order = std::memory_order_acquire) {
   return Position::unpack(word.load(order));
@@ -204,12 +212,21 @@ uint64_t bytes_in_use(Position head, Position tail, uint64_t capacity) {
   return (tail.offset + capacity - head.offset) % capacity;
 }
 
+// The messages between `head` and `tail` (read in that order): none when a put raced ahead
+// of the head's read, and never more than the ring holds (even if a scribbler says so).
+size_t messages_between(const QueueShape& shape, Position head, Position tail) {
+  const int32_t n = static_cast<int32_t>(distance(head, tail));
+  return n > 0 ? std::min<size_t>(static_cast<size_t>(n), shape.max_messages) : 0;
+}
+
 // Whether at least half the queue is in use, by messages or by bytes.
-bool half_full(const QueueHeader& h) {
-  const Position head = load(h.head);
-  const Position tail = load(h.tail);
+bool half_full(const QueueState& s) {
+  const Position head = load(s.header->head);
+  const Position tail = load(s.header->tail);
   const uint64_t messages = distance(head, tail);
-  return (h.maxsize != 0 && 2 * messages >= h.maxsize) || 2 * bytes_in_use(head, tail, h.capacity) >= h.capacity;
+  const QueueShape& shape = s.shape;
+  return (shape.maxsize != 0 && 2 * messages >= shape.maxsize) ||
+         2 * bytes_in_use(head, tail, shape.capacity) >= shape.capacity;
 }
 
 // Pacing: a side that finds the queue empty (a consumer) or full (a producer) right after
@@ -262,6 +279,83 @@ std::optional<Placement> place(Position head, Position tail, uint64_t need, uint
   return std::nullopt;  // tail == head with messages in between: every byte is in use
 }
 
+// Whether `head` and `tail`, as read from the segment, describe a state the ring can be in:
+// offsets on 8-byte boundaries inside it, no more messages than it can hold, and none at
+// all exactly when the two meet. Both sides check every pair they act on, so that nothing
+// another process wrote makes them read or write outside the ring.
+bool plausible(const QueueShape& shape, Position head, Position tail) {
+  const uint32_t messages = distance(head, tail);
+  return head.offset < shape.capacity && tail.offset < shape.capacity && (head.offset | tail.offset) % 8 == 0 &&
+         messages <= shape.max_messages && (messages != 0 || head.offset == tail.offset);
+}
+
+// The oldest record, at `head` (after a WRAP marker there), read once from the ring.
+struct Record {
+  uint64_t at;    // where its header is
+  uint32_t size;  // payload bytes
+  uint64_t next;  // the offset after it
+};
+
+// The record at `head`, or nullopt when what the ring holds there cannot be one: it must be
+// no larger than the queue's largest message and lie inside the published part of the ring.
+std::optional<Record> record_at(const QueueState& s, Position head, Position tail) {
+  const QueueShape& shape = s.shape;
+  uint64_t at = head.offset;
+  uint64_t skipped = 0;
+  auto* record = reinterpret_cast<const RecordHeader*>(s.ring + at);
+  uint32_t flags = detail::read_shared(record->flags);
+  if (flags == RecordHeader::kWrap) {
+    skipped = shape.capacity - at;
+    at = 0;
+    record = reinterpret_cast<const RecordHeader*>(s.ring);
+    flags = detail::read_shared(record->flags);
+  }
+  const uint32_t size = detail::read_shared(record->size);
+  const uint64_t need = sizeof(RecordHeader) + round_up8(size);
+  if (flags != 0 || size > shape.max_message || at + need > shape.capacity ||
+      skipped + need > bytes_in_use(head, tail, shape.capacity)) {
+    return std::nullopt;
+  }
+  return Record{at, size, (at + need) % shape.capacity};
+}
+
+std::string describe(Position head, Position tail) {
+  return "head " + std::to_string(head.count) + "@" + std::to_string(head.offset) + ", tail " +
+         std::to_string(tail.count) + "@" + std::to_string(tail.offset);
+}
+
+// Something other than this protocol wrote into the segment: `found` is what. Takes both
+// mutexes (the consumers' first, as every path does), and unless `position` has moved on
+// from `seen` meanwhile (another caller repaired it), empties the queue: head and tail meet
+// at offset 0, the messages in it are lost, JoinableQueue counts them as done. Throws
+// DecodeError for the caller either way. Called with neither mutex held.
+[[noreturn]] void reset_corrupted(QueueState& s, const std::string& found, const ByteQueue::Deadline& deadline,
+                                  const std::atomic<uint64_t>& position, uint64_t seen) {
+  QueueHeader& h = *s.header;
+  const std::string queue = s.segment.name().empty() ? "an anonymous queue" : "queue '" + s.segment.name() + "'";
+  const std::string what = queue + " was corrupted by a process sharing its memory (" + found + ")";
+  shm::MutexLock consumers(h.consumer_lock, s.segment.holder(), deadline);
+  shm::MutexLock producers(h.producer_lock, s.segment.holder(), deadline);
+  if (!consumers.locked() || !producers.locked()) {
+    throw DecodeError(what + "; the next call that can take its locks resets it");
+  }
+  if (position.load(std::memory_order_relaxed) != seen) throw DecodeError(what + "; it was reset");
+  const Position head = load(h.head);
+  const Position tail = load(h.tail);
+  const uint32_t lost = distance(head, tail) <= s.shape.max_messages ? distance(head, tail) : 0;
+  const Position empty{tail.count, 0};
+  s.cached_tail.store(empty.pack(), std::memory_order_relaxed);
+  s.last_tail_written.store(~uint64_t{0}, std::memory_order_relaxed);
+  publish_and_wake(h.tail, empty.pack(), h.consumers_sleeping);
+  publish_and_wake(h.head, empty.pack(), h.producers_sleeping);
+  if (s.shape.kind == QueueKind::kJoinable && lost != 0) {
+    h.done.fetch_add(lost, std::memory_order_seq_cst);
+    if (h.joiners_sleeping.exchange(0) != 0) detail::futex_wake_all(&h.done);
+  }
+  h.recoveries.fetch_add(1, std::memory_order_relaxed);
+  throw DecodeError(what + "; its " + std::to_string(lost) + " messages were dropped and it carries on empty");
+}
+
 }  // namespace
 
 ByteQueue::Deadline ByteQueue::timed_deadline(bool block, const Timeout& timeout) {
@@ -278,10 +372,9 @@ ByteQueue::Deadline ByteQueue::timed_deadline(bool block, const Timeout& timeout
 ByteQueue::ByteQueue(const QueueOptions& options) : ByteQueue(options, 0, QueueKind::kQueue) {}
 
 ByteQueue::ByteQueue(const QueueOptions& options, uint64_t schema_id, QueueKind kind) {
-  const size_t size = segment_size(options);
-  max_message(options, ring_capacity(options));  // validate before reserving memory
-  auto state = std::make_shared<QueueState>(shm::Segment::anonymous(size));
-  initialise(state->header, options, schema_id, kind);
+  const QueueShape shape = shape_of(options, schema_id, kind);  // validated before memory is reserved
+  auto state = std::make_shared<QueueState>(shm::Segment::anonymous(detail::kRingOffset + shape.capacity), shape);
+  initialise(state->header, shape);
   state_ = std::move(state);
 }
 
@@ -291,15 +384,15 @@ ByteQueue ByteQueue::create(std::string_view name, const QueueOptions& options) 
 
 ByteQueue ByteQueue::create(std::string_view name, const QueueOptions& options, uint64_t schema_id,
                             QueueKind kind) {
-  const size_t size = segment_size(options);
-  max_message(options, ring_capacity(options));
-  auto state = std::make_shared<QueueState>(shm::Segment::create(name, size, options.mode));
-  initialise(state->header, options, schema_id, kind);
+  const QueueShape shape = shape_of(options, schema_id, kind);
+  auto state = std::make_shared<QueueState>(
+      shm::Segment::create(name, detail::kRingOffset + shape.capacity, options.sharing), shape);
+  initialise(state->header, shape);
   return ByteQueue(std::move(state));
 }
 
-ByteQueue ByteQueue::open(std::string_view name) {
-  return attach(shm::Segment::open(name), "segment '" + std::string(name) + "'");
+ByteQueue ByteQueue::open(std::string_view name, const Sharing& sharing) {
+  return attach(shm::Segment::open(name, sharing), "segment '" + std::string(name) + "'");
 }
 
 ByteQueue ByteQueue::adopt_anonymous(int fd) {
@@ -308,20 +401,8 @@ ByteQueue ByteQueue::adopt_anonymous(int fd) {
 
 ByteQueue ByteQueue::attach(shm::Segment segment, const std::string& what) {
   if (segment.size() < detail::kRingOffset) throw ValueError(what + " is too small to be a queue");
-  auto state = std::make_shared<QueueState>(std::move(segment));
-  const QueueHeader* h = state->header;
-  if (h->magic.load(std::memory_order_acquire) != detail::kQueueMagic) {
-    throw ValueError(what + " is not an xproc queue (or is still being created)");
-  }
-  if (h->layout_version != detail::kQueueLayoutVersion) {
-    throw ValueError(what + " has queue layout version " + std::to_string(h->layout_version) +
-                     "; this library reads version " + std::to_string(detail::kQueueLayoutVersion));
-  }
-  if (detail::kRingOffset + h->capacity > state->segment.size() || h->capacity % 8 != 0 ||
-      h->max_message > h->capacity / 2) {
-    throw ValueError(what + " has an inconsistent header");
-  }
-  return ByteQueue(std::move(state));
+  const QueueShape shape = detail::read_shape(*reinterpret_cast<const QueueHeader*>(segment.data()), segment.size(), what);
+  return ByteQueue(std::make_shared<QueueState>(std::move(segment), shape));
 }
 
 bool ByteQueue::remove(std::string_view name) { return shm::Segment::remove(name); }
@@ -329,24 +410,33 @@ bool ByteQueue::remove(std::string_view name) { return shm::Segment::remove(name
 bool ByteQueue::put_raw(size_t size, void (*fill)(void*, std::byte*), void* ctx, Deadline deadline) {
   QueueState& s = *state_;
   QueueHeader& h = *s.header;
+  const QueueShape& shape = s.shape;
   if (s.closed.load(std::memory_order_relaxed)) throw ValueError("Queue is closed");
-  if (size > h.max_message) {
+  if (size > shape.max_message) {
     throw MessageTooLarge("message of " + std::to_string(size) + " bytes exceeds the queue's maximum of " +
-                          std::to_string(h.max_message));
+                          std::to_string(shape.max_message));
   }
-  const uint64_t capacity = h.capacity;
   const uint64_t need = sizeof(RecordHeader) + round_up8(size);
   bool waited = false;
   for (;;) {
-    detail::RobustLock lock(&h.producer_lock);
+    shm::MutexLock lock(h.producer_lock, s.segment.holder(), deadline);
+    if (!lock.locked()) return false;
     if (lock.owner_died()) h.recoveries.fetch_add(1, std::memory_order_relaxed);
-    const Position tail = load(h.tail, std::memory_order_relaxed);  // only lock holders write it
-    const bool cached = s.last_tail_written.load(std::memory_order_relaxed) == tail.pack();
+    const uint64_t tail_word = h.tail.load(std::memory_order_relaxed);  // only mutex holders write it
+    const Position tail = Position::unpack(tail_word);
+    const bool cached = s.last_tail_written.load(std::memory_order_relaxed) == tail_word;
     Position head = cached ? Position::unpack(s.cached_head.load(std::memory_order_relaxed)) : load(h.head);
-    auto placement = place(head, tail, need, capacity, h.maxsize);
+    auto checked_place = [&] {
+      if (!plausible(shape, head, tail)) {
+        lock.unlock();
+        reset_corrupted(s, describe(head, tail), deadline, h.tail, tail_word);
+      }
+      return place(head, tail, need, shape.capacity, shape.maxsize);
+    };
+    auto placement = checked_place();
     if (!placement && cached) {  // the cached head was too old to find room: look again
       head = load(h.head);
-      placement = place(head, tail, need, capacity, h.maxsize);
+      placement = checked_place();
     }
     if (placement) {
       const uint64_t write_at = placement->write_at;
@@ -357,16 +447,16 @@ bool ByteQueue::put_raw(size_t size, void (*fill)(void*, std::byte*), void* ctx,
       record->size = static_cast<uint32_t>(size);
       record->flags = 0;
       fill(ctx, s.ring + write_at + sizeof(RecordHeader));  // may throw: nothing published
-      const uint64_t next = (write_at + need) % capacity;
+      const uint64_t next = (write_at + need) % shape.capacity;
       const uint64_t published = Position{tail.count + 1, static_cast<uint32_t>(next)}.pack();
       s.cached_head.store(head.pack(), std::memory_order_relaxed);
       s.last_tail_written.store(published, std::memory_order_relaxed);
       publish_and_wake(h.tail, published, h.consumers_sleeping);
       return true;
     }
-    // Full: release the lock and wait for a consumer to move the head past what we saw.
+    // Full: release the mutex and wait for a consumer to move the head past what we saw.
     lock.unlock();
-    if (!waited) paced_wait(s.producer_pacing_ns, deadline, [&] { return half_full(h); });
+    if (!waited) paced_wait(s.producer_pacing_ns, deadline, [&] { return half_full(s); });
     waited = true;
     if (!wait_for_change(s, h.head, head.count, h.producers_sleeping, deadline)) return false;
   }
@@ -376,50 +466,44 @@ bool ByteQueue::get_raw(void (*consume)(void*, std::span<const std::byte>), void
                         Deadline deadline) {
   QueueState& s = *state_;
   QueueHeader& h = *s.header;
-  const uint64_t capacity = h.capacity;
   bool waited = false;
   for (;;) {
-    detail::RobustLock lock(&h.consumer_lock);
+    shm::MutexLock lock(h.consumer_lock, s.segment.holder(), deadline);
+    if (!lock.locked()) return false;
     if (lock.owner_died()) h.recoveries.fetch_add(1, std::memory_order_relaxed);
-    const Position head = load(h.head, std::memory_order_relaxed);
+    const uint64_t head_word = h.head.load(std::memory_order_relaxed);  // only mutex holders write it
+    const Position head = Position::unpack(head_word);
     Position tail = Position::unpack(s.cached_tail.load(std::memory_order_relaxed));
     if (static_cast<int32_t>(distance(head, tail)) <= 0) {
       tail = load(h.tail);
       s.cached_tail.store(tail.pack(), std::memory_order_relaxed);
     }
-    if (static_cast<int32_t>(distance(head, tail)) <= 0) {
+    if (!plausible(s.shape, head, tail)) {
+      lock.unlock();
+      reset_corrupted(s, describe(head, tail), deadline, h.head, head_word);
+    }
+    if (distance(head, tail) == 0) {
       lock.unlock();
       if (!waited && s.streaming.load(std::memory_order_relaxed)) {
-        paced_wait(s.consumer_pacing_ns, deadline, [&] { return !half_full(h); });
+        paced_wait(s.consumer_pacing_ns, deadline, [&] { return !half_full(s); });
       }
       waited = true;
       if (!wait_for_change(s, h.tail, tail.count, h.consumers_sleeping, deadline)) return false;
       continue;
     }
-    uint64_t read_at = head.offset;
-    auto* record = reinterpret_cast<const RecordHeader*>(s.ring + read_at);
-    if (record->flags & RecordHeader::kWrap) {
-      read_at = 0;
-      record = reinterpret_cast<const RecordHeader*>(s.ring);
-    }
-    const uint64_t need = sizeof(RecordHeader) + round_up8(record->size);
-    if (record->size > h.max_message || read_at + need > capacity || record->flags != 0) {
-      // Only possible if something scribbled on the segment: drop what is there rather
-      // than hand out garbage, and say so.
-      const Position now = load(h.tail);
-      h.recoveries.fetch_add(1, std::memory_order_relaxed);
-      publish_and_wake(h.head, now.pack(), h.producers_sleeping);
-      throw DecodeError("queue segment corrupted at offset " + std::to_string(read_at) + "; dropped " +
-                        std::to_string(distance(head, now)) + " messages");
+    const std::optional<Record> record = record_at(s, head, tail);
+    if (!record) {
+      lock.unlock();
+      reset_corrupted(s, "no valid record at offset " + std::to_string(head.offset) + "; " + describe(head, tail),
+                      deadline, h.head, head_word);
     }
     std::exception_ptr failure;
     try {
-      consume(ctx, {s.ring + read_at + sizeof(RecordHeader), record->size});
+      consume(ctx, {s.ring + record->at + sizeof(RecordHeader), record->size});
     } catch (...) {
       failure = std::current_exception();  // the message is consumed all the same
     }
-    const uint64_t next = (read_at + need) % capacity;
-    publish_and_wake(h.head, Position{head.count + 1, static_cast<uint32_t>(next)}.pack(),
+    publish_and_wake(h.head, Position{head.count + 1, static_cast<uint32_t>(record->next)}.pack(),
                      h.producers_sleeping);
     lock.unlock();
     if (s.streaming.load(std::memory_order_relaxed) == waited) s.streaming.store(!waited, std::memory_order_relaxed);
@@ -467,16 +551,14 @@ std::optional<std::vector<std::byte>> ByteQueue::try_get_bytes(const Timeout& ti
 
 size_t ByteQueue::qsize() const noexcept {
   const QueueHeader& h = *state_->header;
-  // Read head first: the count can only be overstated by puts racing in, never negative.
+  // Head first: the count can only be overstated by puts racing in, never negative.
   const Position head = load(h.head);
-  const Position tail = load(h.tail);
-  const int32_t n = static_cast<int32_t>(distance(head, tail));
-  return n > 0 ? static_cast<size_t>(n) : 0;
+  return messages_between(state_->shape, head, load(h.tail));
 }
 
 bool ByteQueue::full() const noexcept {
-  const QueueHeader& h = *state_->header;
-  if (h.maxsize != 0) return qsize() >= h.maxsize;
+  const size_t maxsize = state_->shape.maxsize;
+  if (maxsize != 0) return qsize() >= maxsize;
   return false;  // bounded by bytes only: "full" depends on the next message's size
 }
 
@@ -511,17 +593,8 @@ void ByteQueue::join(Timeout timeout) {
 }
 
 QueueInfo ByteQueue::info() const {
-  const QueueHeader& h = *state_->header;
-  QueueInfo info{state_->segment.name(), h.schema_id, h.maxsize, h.capacity, h.max_message, h.recoveries.load()};
-  info.kind = h.kind == QueueKind::kSimple ? "SimpleQueue" : h.kind == QueueKind::kJoinable ? "JoinableQueue" : "Queue";
-  const Position head = load(h.head);
-  const Position tail = load(h.tail);
-  info.messages = qsize();
-  info.put_count = tail.count;
-  info.got_count = head.count;
-  info.bytes_used = bytes_in_use(head, tail, h.capacity);
-  info.creator_pid = h.creator_pid;
-  info.created_unix_ns = h.created_unix_ns;
+  QueueInfo info = detail::describe_queue(state_->shape, *state_->header);
+  info.name = state_->segment.name();
   return info;
 }
 
@@ -529,6 +602,54 @@ int ByteQueue::anonymous_fd() const noexcept {
   return state_->segment.name().empty() ? state_->segment.fd() : -1;
 }
 
-uint64_t ByteQueue::schema_id() const noexcept { return state_->header->schema_id; }
+uint64_t ByteQueue::schema_id() const noexcept { return state_->shape.schema_id; }
+
+namespace detail {
+
+QueueShape read_shape(const QueueHeader& h, size_t segment_size, const std::string& what) {
+  if (h.magic.load(std::memory_order_acquire) != kQueueMagic) {
+    throw ValueError(what + " is not an xproc queue (or is still being created)");
+  }
+  const uint32_t version = read_shared(h.layout_version);
+  if (version != kQueueLayoutVersion) {
+    throw ValueError(what + " has queue layout version " + std::to_string(version) + "; this library reads version " +
+                     std::to_string(kQueueLayoutVersion));
+  }
+  const QueueKind kind = read_shared(h.kind);
+  const uint64_t capacity = read_shared(h.capacity);
+  const uint64_t max_message = read_shared(h.max_message);
+  const bool known_kind = kind == QueueKind::kQueue || kind == QueueKind::kSimple || kind == QueueKind::kJoinable;
+  if (!known_kind || capacity < 64 || capacity >= (uint64_t{1} << 32) || capacity % 8 != 0 ||
+      segment_size != kRingOffset + capacity || max_message > capacity / 2 - sizeof(RecordHeader)) {
+    throw ValueError(what + " has an inconsistent header (kind " + std::to_string(static_cast<uint32_t>(kind)) +
+                     ", capacity " + std::to_string(capacity) + ", largest message " + std::to_string(max_message) +
+                     ", segment " + std::to_string(segment_size) + " bytes)");
+  }
+  return QueueShape::make(kind, read_shared(h.schema_id), capacity, max_message, read_shared(h.maxsize));
+}
+
+QueueInfo describe_queue(const QueueShape& shape, const QueueHeader& h) {
+  QueueInfo info;
+  info.schema_id = shape.schema_id;
+  info.maxsize = shape.maxsize;
+  info.capacity_bytes = shape.capacity;
+  info.max_message_bytes = shape.max_message;
+  info.recoveries = h.recoveries.load(std::memory_order_relaxed);
+  info.kind = shape.kind == QueueKind::kSimple     ? "SimpleQueue"
+              : shape.kind == QueueKind::kJoinable ? "JoinableQueue"
+                                                    : "Queue";
+  // Head first: the count can only be overstated by puts racing in, never negative.
+  const Position head = load(h.head);
+  const Position tail = load(h.tail);
+  info.messages = messages_between(shape, head, tail);
+  info.put_count = tail.count;
+  info.got_count = head.count;
+  info.bytes_used = bytes_in_use(head, tail, shape.capacity);
+  info.creator_pid = read_shared(h.creator_pid);
+  info.created_unix_ns = read_shared(h.created_unix_ns);
+  return info;
+}
+
+}  // namespace detail
 
 }  // namespace xproc

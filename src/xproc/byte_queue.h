@@ -5,10 +5,17 @@
 // Cap'n Proto messages. A ByteQueue is a handle: copies share the same queue (as Python's
 // Queue objects do), and handles made before fork() work in the child.
 //
-// Crash safety: producers serialise on one robust mutex, consumers on another, and each
-// side publishes its progress with a single atomic store after a message is completely
-// written (or read). A process killed at any instant leaves nothing half-visible: the next
-// producer overwrites an unpublished record, the next consumer re-reads an unconsumed one.
+// Crash safety: producers serialise on one mutex, consumers on another (shm/mutex.h: a dead
+// owner's mutex is taken over), and each side publishes its progress with a single atomic
+// store after a message is completely written (or read). A process killed at any instant
+// leaves nothing half-visible: the next producer overwrites an unpublished record, the next
+// consumer re-reads an unconsumed one.
+//
+// Hostile peers: every process sharing the queue can write every byte of it. The queue's
+// shape is read once, at open; every position and record is checked against it before use.
+// What cannot be a state of the ring is a DecodeError for the caller that finds it, and the
+// queue is reset to empty (its messages are lost, nothing else): no read or write ever
+// leaves the ring, and every wait keeps its deadline whatever the other processes do.
 #pragma once
 
 #include <chrono>
@@ -20,6 +27,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "xproc/sharing.h"
 
 namespace xproc {
 
@@ -33,8 +42,8 @@ struct QueueOptions {
   size_t capacity_bytes = 8u << 20;
   // Largest message accepted; 0 = the most the ring can always hold (capacity / 2 - 8).
   size_t max_message_bytes = 0;
-  // Permission bits of a named segment.
-  unsigned mode = 0600;
+  // Who besides its creator may open a named queue (default: nobody else).
+  Sharing sharing;
 };
 
 // What a queue's segment says about itself.
@@ -68,17 +77,19 @@ class ByteQueue {
  public:
   // An anonymous queue: inherited by fork()ed children, never visible in /dev/shm.
   explicit ByteQueue(const QueueOptions& options = {});
-  // A new named queue /dev/shm/xproc.<name>. ValueError when the name is invalid or taken;
-  // OSError when /dev/shm cannot hold it.
+  // A new named queue /dev/shm/xproc.<name>, shared as options.sharing says. ValueError
+  // when the name is invalid or taken; OSError when /dev/shm cannot hold it.
   static ByteQueue create(std::string_view name, const QueueOptions& options = {});
-  // Opens a named queue made by any process. ValueError when absent or not a queue of
-  // this layout version.
-  static ByteQueue open(std::string_view name);
+  // Opens a named queue made by any process. ValueError when absent or not a queue of this
+  // layout version; PermissionError when the file is not one `sharing` accepts (by default:
+  // a regular file of this user's that nobody else may read or write).
+  static ByteQueue open(std::string_view name, const Sharing& sharing = {});
   // Re-opens an anonymous queue from a duplicate of its anonymous_fd() received from
   // another process (how the Python package hands anonymous queues to spawned children).
-  // Takes ownership of `fd`. ValueError when it is not a queue segment.
+  // Takes ownership of `fd`. ValueError when it is not a sealed queue segment.
   static ByteQueue adopt_anonymous(int fd);
-  // Unlinks a named queue; open handles keep working. False when there was none.
+  // Unlinks a named queue; open handles keep working. False when there was none;
+  // PermissionError when this user may not remove it.
   static bool remove(std::string_view name);
 
   // Copies `message` into the queue. Blocks while full (up to `timeout`; Full when it runs

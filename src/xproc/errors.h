@@ -145,6 +145,13 @@ class OSError : public Error {
   int errno_;
 };
 
+// Refused for want of permission, or because a file is not owned and protected as xproc
+// requires (Python: PermissionError, an OSError with errno EACCES).
+class PermissionError : public OSError {
+ public:
+  explicit PermissionError(std::string what, int error_number = EACCES) : OSError(std::move(what), error_number) {}
+};
+
 // Throws OSError "<call>: <strerror(errno)>" with the errno attached.
 [[noreturn]] void throw_os_error(std::string_view call, int error_number);
 

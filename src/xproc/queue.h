@@ -50,9 +50,10 @@ class Queue : public QueueBase {
   static Queue create(std::string_view name, const QueueOptions& options = {}) {
     return Queue(ByteQueue::create(name, options, capnp::typeId<T>(), detail::QueueKind::kQueue));
   }
-  // Opens a named queue; ValueError when its messages are not T (schema ids differ).
-  static Queue open(std::string_view name) {
-    ByteQueue bytes = ByteQueue::open(name);
+  // Opens a named queue (see ByteQueue::open); ValueError when its messages are not T
+  // (schema ids differ).
+  static Queue open(std::string_view name, const Sharing& sharing = {}) {
+    ByteQueue bytes = ByteQueue::open(name, sharing);
     if (bytes.schema_id() != capnp::typeId<T>()) {
       throw ValueError("queue '" + std::string(name) + "' carries schema id " +
                        schema_id_hex(bytes.schema_id()) + ", not " + schema_id_hex(capnp::typeId<T>()));
@@ -137,8 +138,8 @@ class Queue<Value> : public QueueBase {
   static Queue create(std::string_view name, const QueueOptions& options = {}) {
     return Queue(ByteQueue::create(name, options, capnp::typeId<schema::Value>(), detail::QueueKind::kQueue));
   }
-  static Queue open(std::string_view name) {
-    ByteQueue bytes = ByteQueue::open(name);
+  static Queue open(std::string_view name, const Sharing& sharing = {}) {
+    ByteQueue bytes = ByteQueue::open(name, sharing);
     if (bytes.schema_id() != capnp::typeId<schema::Value>()) {
       throw ValueError("queue '" + std::string(name) + "' does not carry xproc Values");
     }

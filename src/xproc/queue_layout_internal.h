@@ -1,21 +1,22 @@
 // The memory layout of a queue segment (documented in docs/protocol.md): a header, then a
-// byte ring of records. Layout version 1. Everything here is read and written by several
-// processes at once; the static_asserts pin what other languages may rely on.
+// byte ring of records. Layout version 2. Everything here is read and written by several
+// processes at once, any of which may write anything: a reader takes the identity fields
+// once, when it opens the segment, and checks every position and record against them
+// (byte_queue.cpp). The static_asserts pin what other languages may rely on.
 #pragma once
-
-#include <pthread.h>
 
 #include <atomic>
 #include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include "xproc/byte_queue.h"  // QueueKind
 
 namespace xproc::detail {
 
 inline constexpr uint64_t kQueueMagic = 0x3130515250524f58ULL;  // "XPROQQ01" little-endian
-inline constexpr uint32_t kQueueLayoutVersion = 1;
+inline constexpr uint32_t kQueueLayoutVersion = 2;
 inline constexpr size_t kCacheLine = 64;
 
 
@@ -56,9 +57,9 @@ struct alignas(kCacheLine) QueueHeader {
   std::atomic<uint64_t> recoveries;  // locks recovered from dead holders
   uint64_t reserved1[6];             // owner table etc. (later layout revisions)
 
-  // --- the locks, each on its own line (each side hammers its own) ---
-  alignas(kCacheLine) pthread_mutex_t producer_lock;
-  alignas(kCacheLine) pthread_mutex_t consumer_lock;
+  // --- the mutexes (shm/mutex.h), each on its own line (each side hammers its own) ---
+  alignas(kCacheLine) std::atomic<uint32_t> producer_lock;
+  alignas(kCacheLine) std::atomic<uint32_t> consumer_lock;
   // --- sleeper flags, read by the other side after every publish: on lines of their own
   // so that reading them does not steal the line holding the reader's peer's lock ---
   alignas(kCacheLine) std::atomic<uint32_t> producers_sleeping;  // 1: a producer may sleep
@@ -80,7 +81,8 @@ static_assert(offsetof(QueueHeader, consumer_lock) - offsetof(QueueHeader, produ
 static_assert(offsetof(QueueHeader, head) - offsetof(QueueHeader, tail) == kCacheLine,
               "producer and consumer positions must not share a cache line");
 static_assert(sizeof(QueueHeader) % kCacheLine == 0);
-static_assert(sizeof(QueueHeader) == 576, "layout version 1: header size");
+static_assert(sizeof(QueueHeader) == 576, "layout version 2: header size");
+static_assert(offsetof(QueueHeader, producer_lock) == 128 && offsetof(QueueHeader, consumer_lock) == 192);
 static_assert(offsetof(QueueHeader, tail) == 384 && offsetof(QueueHeader, head) == 448);
 static_assert(offsetof(QueueHeader, producers_sleeping) == 256 && offsetof(QueueHeader, consumers_sleeping) == 320);
 
@@ -88,5 +90,38 @@ static_assert(offsetof(QueueHeader, producers_sleeping) == 256 && offsetof(Queue
 inline constexpr size_t kRingOffset = sizeof(QueueHeader);
 
 inline constexpr uint64_t round_up8(uint64_t n) noexcept { return (n + 7) & ~uint64_t{7}; }
+
+// Reads a field of shared memory exactly once. Another process may change it at any moment;
+// a plain read may be made twice by the compiler, and checked as one value and used as another.
+template <typename T>
+T read_shared(const T& field) noexcept {
+  return __atomic_load_n(&field, __ATOMIC_RELAXED);
+}
+
+// What a process knows of a queue for as long as it has it open: the identity fields of the
+// header, taken once at open (or chosen at creation) and checked, then never read again.
+struct QueueShape {
+  QueueKind kind;
+  uint64_t schema_id;
+  uint64_t capacity;      // ring bytes: a multiple of 8, at least 64, below 4 GiB
+  uint64_t max_message;   // at most capacity / 2 - 8
+  uint64_t maxsize;       // 0: bounded by bytes only
+  uint32_t max_messages;  // the most records the ring can hold (each takes 8 bytes or more)
+
+  static QueueShape make(QueueKind kind, uint64_t schema_id, uint64_t capacity, uint64_t max_message,
+                         uint64_t maxsize) noexcept {
+    const uint64_t by_bytes = capacity / sizeof(RecordHeader);
+    const uint64_t most = maxsize != 0 && maxsize < by_bytes ? maxsize : by_bytes;
+    return {kind, schema_id, capacity, max_message, maxsize, static_cast<uint32_t>(most)};
+  }
+};
+
+// The shape of the queue whose header is `h`, in a segment of `segment_size` bytes.
+// ValueError naming `what` when the header is not one of a complete queue of this layout
+// version, or disagrees with the segment's size.
+QueueShape read_shape(const QueueHeader& h, size_t segment_size, const std::string& what);
+
+// What the header `h` of a queue of `shape` says now (QueueInfo without a name).
+QueueInfo describe_queue(const QueueShape& shape, const QueueHeader& h);
 
 }  // namespace xproc::detail

@@ -6,8 +6,6 @@
 // layout and the wake-up argument.
 #pragma once
 
-#include <pthread.h>
-
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -21,7 +19,7 @@
 namespace xproc::detail {
 
 inline constexpr uint64_t kPipeControlMagic = 0x3130435050524f58ULL;  // "XPROPPC01" little-endian
-inline constexpr uint32_t kPipeControlVersion = 1;
+inline constexpr uint32_t kPipeControlVersion = 2;
 
 // What one direction's receiver and senders agree on, in the control segment.
 struct alignas(kCacheLine) PipeDirection {
@@ -38,10 +36,10 @@ struct alignas(kCacheLine) PipeDirection {
   // The sequence number of the last large message (one too large for the ring) a sender
   // began; written under large_send.
   std::atomic<uint64_t> large_seq;
-  // Held from the moment a large message's marker is put into the ring until the last
-  // chunk of its payload is on the socket: markers and payloads keep one order, and a
-  // receiver waiting for chunks learns from this lock whether their sender died.
-  alignas(kCacheLine) pthread_mutex_t large_send;
+  // A mutex (shm/mutex.h), held from the moment a large message's marker is put into the
+  // ring until the last chunk of its payload is on the socket: markers and payloads keep one
+  // order, and a receiver waiting for chunks learns from it whether their sender died.
+  alignas(kCacheLine) std::atomic<uint32_t> large_send;
 };
 static_assert(offsetof(PipeDirection, large_seq) == 8);
 static_assert(offsetof(PipeDirection, large_send) == kCacheLine);

@@ -1,66 +1,135 @@
+// See segments.h.
 #include "xproc/segments.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <map>
 #include <string_view>
+#include <utility>
 
 #include "xproc/errors.h"
+#include "xproc/queue_layout_internal.h"
+#include "xproc/shm/holders.h"
 #include "xproc/shm/segment.h"
 
 namespace xproc {
 namespace {
 
 namespace fs = std::filesystem;
+constexpr std::string_view kDirectory = "/dev/shm/";
 constexpr std::string_view kPrefix = "xproc.";
 
-// segment name -> pids mapping it, from every readable /proc/<pid>/maps.
-std::map<std::string, std::vector<pid_t>> holders_by_segment() {
-  std::map<std::string, std::vector<pid_t>> holders;
-  const pid_t self = getpid();
-  std::error_code ignored;
-  for (const auto& entry : fs::directory_iterator("/proc", ignored)) {
-    const std::string pid_text = entry.path().filename().string();
-    if (pid_text.empty() || !std::all_of(pid_text.begin(), pid_text.end(), ::isdigit)) continue;
-    const pid_t pid = static_cast<pid_t>(std::stol(pid_text));
-    if (pid == self) continue;
-    std::ifstream maps(entry.path() / "maps");  // unreadable (gone, or not ours): skipped
-    std::string line;
-    std::vector<std::string> seen;
-    while (std::getline(maps, line)) {
-      const size_t at = line.find("/dev/shm/xproc.");
-      if (at == std::string::npos) continue;
-      std::string name = line.substr(at + 15);
-      if (const size_t deleted = name.find(" (deleted)"); deleted != std::string::npos) continue;
-      if (std::find(seen.begin(), seen.end(), name) != seen.end()) continue;
-      seen.push_back(name);
-      holders[name].push_back(pid);
-    }
+std::string path_of(const std::string& name) { return std::string(kDirectory) + std::string(kPrefix) + name; }
+
+bool valid_name(const std::string& name) {
+  try {
+    shm::validate_name(name);
+    return true;
+  } catch (const ValueError&) {
+    return false;
   }
-  return holders;
 }
 
-SegmentStatus status_of(const std::string& name, const std::map<std::string, std::vector<pid_t>>& holders) {
-  SegmentStatus status;
-  status.name = name;
-  std::error_code error;
-  status.file_bytes = fs::file_size(fs::path("/dev/shm") / (std::string(kPrefix) + name), error);
+// A descriptor closed when it goes out of scope.
+class Descriptor {
+ public:
+  explicit Descriptor(int fd) : fd_(fd) {}
+  ~Descriptor() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Descriptor(const Descriptor&) = delete;
+  Descriptor& operator=(const Descriptor&) = delete;
+  int get() const noexcept { return fd_; }
+
+ private:
+  int fd_;
+};
+
+int open_segment_file(const std::string& path, int access) {
+  // Never through a link; O_NONBLOCK so that a FIFO planted under the name cannot hang us.
+  int fd;
+  do fd = ::open(path.c_str(), access | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  while (fd < 0 && errno == EINTR);
+  return fd;
+}
+
+std::string file_kind(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISLNK(mode)) return "a symbolic link";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISSOCK(mode)) return "a socket";
+  return "not a regular file";
+}
+
+// The queue the header of `fd` describes, read with pread(): nothing is mapped.
+void read_queue(int fd, SegmentStatus& status) {
+  status.queue.reset();
+  alignas(detail::QueueHeader) std::byte header[sizeof(detail::QueueHeader)];
+  if (status.file_bytes < sizeof(header)) {
+    status.error = "too small to be a queue";
+    return;
+  }
+  ssize_t n;
+  do n = ::pread(fd, header, sizeof(header), 0);
+  while (n < 0 && errno == EINTR);
+  if (n != static_cast<ssize_t>(sizeof(header))) {
+    status.error = "its header cannot be read";
+    return;
+  }
   try {
-    status.queue = ByteQueue::open(name).info();  // the handle is closed again at once
+    const auto& h = *reinterpret_cast<const detail::QueueHeader*>(header);
+    status.queue = detail::describe_queue(detail::read_shape(h, status.file_bytes, "the segment"), h);
   } catch (const Error& e) {
     status.error = e.what();
   }
-  if (auto it = holders.find(name); it != holders.end()) status.holders = it->second;
+}
+
+SegmentStatus status_of(const std::string& name) {
+  SegmentStatus status;
+  status.name = name;
+  status.valid_name = valid_name(name);
+  const std::string path = path_of(name);
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0) {
+    status.owner = st.st_uid;
+    status.mode = st.st_mode & 07777;
+    status.file_bytes = static_cast<size_t>(std::max<off_t>(st.st_size, 0));
+    if (!S_ISREG(st.st_mode)) {
+      status.error = file_kind(st.st_mode) + ", not a segment";
+      return status;
+    }
+  }
+  const Descriptor fd(open_segment_file(path, O_RDONLY));
+  if (fd.get() < 0) {
+    status.error = std::string("cannot be opened: ") + std::strerror(errno);
+    return status;
+  }
+  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
+    status.error = "not a regular file, not a segment";
+    return status;
+  }
+  status.owner = st.st_uid;
+  status.mode = st.st_mode & 07777;
+  status.file_bytes = static_cast<size_t>(st.st_size);
+  try {
+    status.holders = shm::count_holders(fd.get());
+  } catch (const OSError& e) {
+    status.error = e.what();
+    return status;
+  }
+  read_queue(fd.get(), status);
   return status;
 }
 
 std::vector<std::string> segment_names() {
   std::vector<std::string> names;
   std::error_code ignored;
-  for (const auto& entry : fs::directory_iterator("/dev/shm", ignored)) {
+  for (const auto& entry : fs::directory_iterator(std::string(kDirectory), ignored)) {
     const std::string file = entry.path().filename().string();
     if (file.rfind(kPrefix, 0) == 0 && file.size() > kPrefix.size()) names.push_back(file.substr(kPrefix.size()));
   }
@@ -68,32 +137,87 @@ std::vector<std::string> segment_names() {
   return names;
 }
 
+std::string count_of(size_t n, const char* one, const char* many) {
+  return std::to_string(n) + " " + (n == 1 ? one : many);
+}
+
+// Why `status` must stay unless forced; empty when nothing holds it back.
+std::string needs_force(const SegmentStatus& status) {
+  if (!status.queue) return status.error + " (--force removes it)";
+  if (status.queue->messages > 0) return "holds " + count_of(status.queue->messages, "message", "messages") + " (--force removes it)";
+  return {};
+}
+
+CleanupOutcome clean_one(const std::string& name, const CleanupOptions& options, bool named) {
+  using Action = CleanupOutcome::Action;
+  const SegmentStatus seen = status_of(name);
+  const std::string path = path_of(name);
+  // What cannot even be looked at is a failure when the operator named it.
+  auto unseen = [&](std::string why) { return CleanupOutcome{name, named ? Action::kFailed : Action::kKept, std::move(why)}; };
+  auto kept = [&](std::string why) { return CleanupOutcome{name, Action::kKept, std::move(why)}; };
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) return unseen(errno == ENOENT ? "no such segment" : std::strerror(errno));
+  if (!S_ISREG(st.st_mode)) {
+    // Not anything xproc made: left to an operator who says so, and never a directory.
+    if (!options.force || S_ISDIR(st.st_mode)) return kept(seen.error + (S_ISDIR(st.st_mode) ? "" : " (--force removes it)"));
+    if (options.dry_run) return {name, Action::kWouldRemove, {}};
+    if (::unlink(path.c_str()) != 0) return {name, Action::kFailed, std::strerror(errno)};
+    return {name, Action::kRemoved, {}};
+  }
+  if (!seen.holders) return unseen(seen.error);
+  if (*seen.holders > 0) return kept("held by " + count_of(*seen.holders, "process", "processes"));
+  if (std::string why = needs_force(seen); !why.empty() && !options.force) return kept(why);
+  if (options.dry_run) return {name, Action::kWouldRemove, {}};
+
+  // Removed while a lock over every holder token is ours: nobody can start holding it, and
+  // what it holds is looked at again under that lock.
+  const Descriptor fd(open_segment_file(path, O_RDWR));
+  if (fd.get() < 0) return {name, Action::kFailed, std::string("cannot open it to remove it: ") + std::strerror(errno)};
+  struct stat held {};
+  if (::fstat(fd.get(), &held) != 0 || held.st_ino != st.st_ino || held.st_dev != st.st_dev) {
+    return kept("it was replaced meanwhile");
+  }
+  if (!shm::lock_out_holders(fd.get())) return kept("a process started holding it");
+  SegmentStatus now = seen;
+  now.file_bytes = static_cast<size_t>(held.st_size);
+  read_queue(fd.get(), now);
+  if (std::string why = needs_force(now); !why.empty() && !options.force) return kept(why);
+  if (::lstat(path.c_str(), &st) != 0 || held.st_ino != st.st_ino || held.st_dev != st.st_dev) {
+    return kept("it was replaced meanwhile");
+  }
+  if (::unlink(path.c_str()) != 0) return {name, Action::kFailed, std::string("unlink: ") + std::strerror(errno)};
+  return {name, Action::kRemoved, {}};
+}
+
 }  // namespace
 
 std::vector<SegmentStatus> list_segments() {
-  const auto holders = holders_by_segment();
   std::vector<SegmentStatus> out;
-  for (const auto& name : segment_names()) out.push_back(status_of(name, holders));
+  for (const auto& name : segment_names()) out.push_back(status_of(name));
   return out;
 }
 
 SegmentStatus segment_status(const std::string& name) {
   shm::validate_name(name);
-  if (!fs::exists(fs::path("/dev/shm") / (std::string(kPrefix) + name))) {
-    throw ValueError("no queue named '" + name + "'");
-  }
-  return status_of(name, holders_by_segment());
+  struct stat st {};
+  if (::lstat(path_of(name).c_str(), &st) != 0) throw ValueError("no queue named '" + name + "'");
+  return status_of(name);
 }
 
-std::vector<std::string> remove_abandoned_segments(bool dry_run, const std::vector<std::string>& only) {
-  std::vector<std::string> removed;
-  for (const auto& status : list_segments()) {
-    if (!only.empty() && std::find(only.begin(), only.end(), status.name) == only.end()) continue;
-    if (!status.holders.empty()) continue;
-    if (!dry_run) ByteQueue::remove(status.name);
-    removed.push_back(status.name);
+std::vector<CleanupOutcome> cleanup_segments(const CleanupOptions& options) {
+  std::vector<CleanupOutcome> outcomes;
+  for (const auto& name : options.only) shm::validate_name(name);
+  const bool named = !options.only.empty();
+  for (const auto& name : named ? options.only : segment_names()) outcomes.push_back(clean_one(name, options, named));
+  return outcomes;
+}
+
+void remove_segment(const std::string& name, bool force) {
+  const SegmentStatus status = segment_status(name);
+  if (const std::string why = needs_force(status); !why.empty() && !force) {
+    throw ValueError("'" + name + "' " + why);
   }
-  return removed;
+  if (!ByteQueue::remove(name)) throw ValueError("no queue named '" + name + "'");
 }
 
 }  // namespace xproc

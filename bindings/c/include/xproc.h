@@ -46,7 +46,8 @@ enum xproc_status {
   XPROC_RUNTIME_ERROR = 15,
   XPROC_INVALID_ARGUMENT = 16,   /* a NULL handle or out-parameter */
   XPROC_NO_MEMORY = 17,
-  XPROC_UNKNOWN_ERROR = 18
+  XPROC_UNKNOWN_ERROR = 18,
+  XPROC_PERMISSION_ERROR = 19    /* not allowed, or a named segment not owned and protected as required */
 };
 
 /* The name of a status code ("XPROC_EMPTY: ..."); a static string. */
@@ -67,8 +68,19 @@ typedef struct xproc_queue xproc_queue;
 XPROC_API int xproc_queue_create(const char* name, size_t maxsize, size_t capacity_bytes, xproc_queue** out);
 XPROC_API int xproc_queue_create_typed(const char* name, size_t maxsize, size_t capacity_bytes,
                                        uint64_t schema_id, xproc_queue** out);
-/* Opens a named queue made by any process, in any language. XPROC_VALUE_ERROR when absent. */
+/* Opens a named queue made by any process, in any language. XPROC_VALUE_ERROR when absent;
+ * XPROC_PERMISSION_ERROR unless it is a regular file owned by this process's effective uid
+ * that no other user may read or write (see xproc_queue_open_shared). */
 XPROC_API int xproc_queue_open(const char* name, xproc_queue** out);
+/* Named queues shared with other users on purpose (C++: xproc::Sharing). The creator gives the
+ * segment the permission bits `mode` (e.g. 0660) and, unless group_gid is -1, that group; an
+ * opener accepts a segment owned by owner_uid (-1: this process's effective uid) whose
+ * permission bits stay within `mode`, and, unless group_gid is -1, whose group is group_gid
+ * when it has group bits. XPROC_PERMISSION_ERROR otherwise. */
+XPROC_API int xproc_queue_create_shared(const char* name, size_t maxsize, size_t capacity_bytes, uint64_t schema_id,
+                                        unsigned mode, int64_t group_gid, xproc_queue** out);
+XPROC_API int xproc_queue_open_shared(const char* name, unsigned mode, int64_t owner_uid, int64_t group_gid,
+                                      xproc_queue** out);
 /* The schema id the queue's creator recorded (0 for raw bytes). */
 XPROC_API int xproc_queue_schema_id(const xproc_queue* queue, uint64_t* out);
 /* Copies size bytes in. XPROC_FULL on timeout; XPROC_MESSAGE_TOO_LARGE over the queue's

@@ -53,6 +53,8 @@ int translate_current_exception() noexcept {
     return fail(XPROC_TYPE_ERROR, e.what());
   } catch (const ValueError& e) {
     return fail(XPROC_VALUE_ERROR, e.what());
+  } catch (const PermissionError& e) {
+    return fail(XPROC_PERMISSION_ERROR, e.what());
   } catch (const OSError& e) {
     return fail(XPROC_OS_ERROR, e.what());
   } catch (const RuntimeError& e) {
@@ -107,6 +109,7 @@ const char* xproc_strerror(int code) {
     case XPROC_INVALID_ARGUMENT: return "XPROC_INVALID_ARGUMENT: NULL handle or out-parameter";
     case XPROC_NO_MEMORY: return "XPROC_NO_MEMORY: out of memory";
     case XPROC_UNKNOWN_ERROR: return "XPROC_UNKNOWN_ERROR: unexpected error";
+    case XPROC_PERMISSION_ERROR: return "XPROC_PERMISSION_ERROR: not allowed, or not owned as required";
     default: return "unknown xproc status code";
   }
 }

@@ -25,19 +25,42 @@ xproc::QueueOptions options_of(size_t maxsize, size_t capacity_bytes) {
   return options;
 }
 
+// The C convention (-1: unset) as Sharing's.
+xproc::Sharing sharing_of(unsigned mode, int64_t owner_uid, int64_t group_gid) {
+  xproc::Sharing sharing;
+  sharing.mode = mode;
+  if (owner_uid >= 0) sharing.owner = static_cast<uid_t>(owner_uid);
+  if (group_gid >= 0) sharing.group = static_cast<gid_t>(group_gid);
+  return sharing;
+}
+
 }  // namespace
 
 extern "C" {
 
-int xproc_queue_create_typed(const char* name, size_t maxsize, size_t capacity_bytes, uint64_t schema_id,
-                             xproc_queue** out) {
+int xproc_queue_create_shared(const char* name, size_t maxsize, size_t capacity_bytes, uint64_t schema_id,
+                              unsigned mode, int64_t group_gid, xproc_queue** out) {
   XPROC_REQUIRE_ARG(out);
   return xproc::c_api::guarded([&] {
     auto options = options_of(maxsize, capacity_bytes);
+    options.sharing = sharing_of(mode, -1, group_gid);
     const auto kind = xproc::detail::QueueKind::kQueue;
     *out = new xproc_queue{name == nullptr ? xproc::ByteQueue(options, schema_id, kind)
                                            : xproc::ByteQueue::create(name, options, schema_id, kind)};
   });
+}
+
+int xproc_queue_open_shared(const char* name, unsigned mode, int64_t owner_uid, int64_t group_gid,
+                            xproc_queue** out) {
+  XPROC_REQUIRE_ARG(name);
+  XPROC_REQUIRE_ARG(out);
+  return xproc::c_api::guarded(
+      [&] { *out = new xproc_queue{xproc::ByteQueue::open(name, sharing_of(mode, owner_uid, group_gid))}; });
+}
+
+int xproc_queue_create_typed(const char* name, size_t maxsize, size_t capacity_bytes, uint64_t schema_id,
+                             xproc_queue** out) {
+  return xproc_queue_create_shared(name, maxsize, capacity_bytes, schema_id, 0600, -1, out);
 }
 
 int xproc_queue_create(const char* name, size_t maxsize, size_t capacity_bytes, xproc_queue** out) {
@@ -47,7 +70,7 @@ int xproc_queue_create(const char* name, size_t maxsize, size_t capacity_bytes, 
 int xproc_queue_open(const char* name, xproc_queue** out) {
   XPROC_REQUIRE_ARG(name);
   XPROC_REQUIRE_ARG(out);
-  return xproc::c_api::guarded([&] { *out = new xproc_queue{xproc::ByteQueue::open(name)}; });
+  return xproc_queue_open_shared(name, 0600, -1, -1, out);
 }
 
 int xproc_queue_schema_id(const xproc_queue* queue, uint64_t* out) {

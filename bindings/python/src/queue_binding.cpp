@@ -20,8 +20,8 @@ struct PythonQueue {
   MessageCodec codec;
 };
 
-QueueOptions options_for(size_t maxsize, size_t capacity_bytes, size_t max_message_bytes) {
-  return QueueOptions{.maxsize = maxsize, .capacity_bytes = capacity_bytes, .max_message_bytes = max_message_bytes};
+Sharing sharing_for(unsigned mode, std::optional<uid_t> owner, std::optional<gid_t> group) {
+  return Sharing{.mode = mode, .owner = owner, .group = group};
 }
 
 void put_encoded(PythonQueue& self, const EncodedMessage& message, bool block, std::optional<double> timeout) {
@@ -51,8 +51,11 @@ void register_queues(nb::module_& m) {
       .def(
           "__init__",
           [](PythonQueue* self, size_t maxsize, size_t capacity_bytes, size_t max_message_bytes, uint32_t kind,
-             uint64_t schema_id, std::optional<std::string_view> name) {
-            auto options = options_for(maxsize, capacity_bytes, max_message_bytes);
+             uint64_t schema_id, std::optional<std::string_view> name, unsigned mode, std::optional<gid_t> group) {
+            const QueueOptions options{.maxsize = maxsize,
+                                       .capacity_bytes = capacity_bytes,
+                                       .max_message_bytes = max_message_bytes,
+                                       .sharing = sharing_for(mode, std::nullopt, group)};
             auto queue_kind = static_cast<detail::QueueKind>(kind);
             new (self) PythonQueue{name ? ByteQueue::create(*name, options, schema_id, queue_kind)
                                         : ByteQueue(options, schema_id, queue_kind),
@@ -61,14 +64,19 @@ void register_queues(nb::module_& m) {
           nb::arg("maxsize") = 0, nb::arg("capacity_bytes") = QueueOptions{}.capacity_bytes,
           nb::arg("max_message_bytes") = 0, nb::arg("kind") = 0,
           nb::arg("schema_id") = MessageCodec::value_schema_id(), nb::arg("name") = nb::none(),
-          "A new queue: anonymous, or named (ValueError when the name is invalid or taken).")
+          nb::arg("mode") = 0600, nb::arg("group") = nb::none(),
+          "A new queue: anonymous, or named with permission bits `mode` and group `group` (ValueError "
+          "when the name is invalid or taken).")
       .def_static(
-          "open", [](std::string_view name) {
-            ByteQueue queue = ByteQueue::open(name);
+          "open",
+          [](std::string_view name, unsigned mode, std::optional<uid_t> owner, std::optional<gid_t> group) {
+            ByteQueue queue = ByteQueue::open(name, sharing_for(mode, owner, group));
             const uint64_t schema_id = queue.schema_id();
             return PythonQueue{std::move(queue), MessageCodec(schema_id)};
           },
-          nb::arg("name"), "Opens the named queue any process made.")
+          nb::arg("name"), nb::arg("mode") = 0600, nb::arg("owner") = nb::none(), nb::arg("group") = nb::none(),
+          "Opens the named queue any process made: PermissionError unless it is owned by `owner` (default: "
+          "this user) with permission bits within `mode` (and group `group` when it has group bits).")
       .def_static(
           "adopt", [](int fd) {
             ByteQueue queue = ByteQueue::adopt_anonymous(fd);

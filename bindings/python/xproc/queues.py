@@ -16,7 +16,7 @@ Differences from multiprocessing that a user can see, all deliberate:
 from __future__ import annotations
 
 from multiprocessing import reduction
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 from . import _xproc
 from ._xproc import register_schema
@@ -41,16 +41,28 @@ def _schema_id(schema: Any) -> int:
     return node.id
 
 
-def _open_or_create(name: str, make: Any) -> "_xproc.Queue":
-    """The named queue, made by `make()` unless another process already made it."""
+# Who may use a named queue besides its creator: (mode, owner, group), as xproc.Queue takes
+# them. The default is its creator's user alone.
+_Sharing = Tuple[int, Optional[int], Optional[int]]
+_PRIVATE: _Sharing = (0o600, None, None)
+
+
+def _open(name: str, sharing: _Sharing) -> "_xproc.Queue":
+    mode, owner, group = sharing
+    return _xproc.Queue.open(name, mode, owner, group)
+
+
+def _open_or_create(name: str, make: Any, sharing: _Sharing) -> "_xproc.Queue":
+    """The named queue, made by `make()` unless another process already made it. A file
+    under the name that `sharing` does not accept raises PermissionError, never a takeover."""
     try:
-        return _xproc.Queue.open(name)
+        return _open(name, sharing)
     except ValueError:
         pass
     try:
         return make()
     except ValueError:
-        return _xproc.Queue.open(name)  # another process created it between our two calls
+        return _open(name, sharing)  # another process created it between our two calls
 
 
 class Queue:
@@ -62,6 +74,11 @@ class Queue:
     and reaches children through ``multiprocessing.Process`` (fork or spawn).
     ``capacity_bytes`` sizes the ring (default 8 MiB); the largest message is half of it
     unless ``max_message_bytes`` says less.
+
+    A named queue is its creator's user's alone unless shared on purpose: ``mode`` gives
+    its permission bits (``0o660``: the group's too), ``group`` its group, and an opener
+    accepts only a segment owned by ``owner`` (default: this user) with at most ``mode``'s
+    bits. Anything else under the name raises ``PermissionError``.
     """
 
     _kind = _KIND_QUEUE
@@ -74,29 +91,37 @@ class Queue:
         schema: Any = None,
         capacity_bytes: int = _DEFAULT_CAPACITY,
         max_message_bytes: int = 0,
+        mode: int = 0o600,
+        owner: Optional[int] = None,
+        group: Optional[int] = None,
     ) -> None:
         schema_id = _schema_id(schema)
         maxsize = max(0, maxsize)
+        sharing = (mode, owner, group)
 
         def make(named: Optional[str] = None) -> "_xproc.Queue":
-            return _xproc.Queue(maxsize, capacity_bytes, max_message_bytes, self._kind, schema_id, named)
+            return _xproc.Queue(maxsize, capacity_bytes, max_message_bytes, self._kind, schema_id, named, mode, group)
 
-        engine = make() if name is None else _open_or_create(name, lambda: make(name))
+        engine = make() if name is None else _open_or_create(name, lambda: make(name), sharing)
         if engine.schema_id != schema_id:
             raise ValueError(
                 f"queue {name!r} carries schema id {engine.schema_id:#018x}, not {schema_id:#018x}"
                 + (" (xproc Values)" if schema_id == _VALUE_SCHEMA_ID else "")
             )
-        self._attach(engine, schema)
+        self._attach(engine, schema, sharing)
 
     @classmethod
-    def open(cls, name: str, *, schema: Any = None) -> "Queue":
-        """Opens an existing named queue (``ValueError`` when there is none)."""
-        engine = _xproc.Queue.open(name)
+    def open(
+        cls, name: str, *, schema: Any = None, mode: int = 0o600, owner: Optional[int] = None, group: Optional[int] = None
+    ) -> "Queue":
+        """Opens an existing named queue (``ValueError`` when there is none; ``PermissionError``
+        when it is not owned and protected as ``mode``, ``owner`` and ``group`` accept)."""
+        sharing = (mode, owner, group)
+        engine = _open(name, sharing)
         if schema is not None and engine.schema_id != _schema_id(schema):
             raise ValueError(f"queue {name!r} carries schema id {engine.schema_id:#018x}, not {_schema_id(schema):#018x}")
         queue = cls.__new__(cls)
-        queue._attach(engine, schema)
+        queue._attach(engine, schema, sharing)
         return queue
 
     @staticmethod
@@ -104,9 +129,10 @@ class Queue:
         """Unlinks the named queue (open handles keep working); False when there was none."""
         return _xproc.Queue.remove(name)
 
-    def _attach(self, engine: "_xproc.Queue", schema: Any) -> None:
+    def _attach(self, engine: "_xproc.Queue", schema: Any, sharing: _Sharing = _PRIVATE) -> None:
         self._engine = engine
         self._schema = schema
+        self._sharing = sharing
         # The engine's methods, bound once: a put or get is one call into C++.
         self.put = engine.put
         self.get = engine.get
@@ -179,21 +205,21 @@ class Queue:
     # being spawned can receive (as multiprocessing's own queues).
     def __reduce__(self) -> Any:
         if self.name:
-            return (_reopen_named, (type(self), self.name, self._engine.schema_id))
+            return (_reopen_named, (type(self), self.name, self._engine.schema_id, self._sharing))
         return (_reopen_anonymous, (type(self), reduction.DupFd(self._engine.anonymous_fd)))
 
 
-def _rebuild(cls: type, engine: "_xproc.Queue") -> Queue:
+def _rebuild(cls: type, engine: "_xproc.Queue", sharing: _Sharing = _PRIVATE) -> Queue:
     queue = cls.__new__(cls)
-    queue._attach(engine, None)
+    queue._attach(engine, None, sharing)
     return queue
 
 
-def _reopen_named(cls: type, name: str, schema_id: int) -> Queue:
-    engine = _xproc.Queue.open(name)
+def _reopen_named(cls: type, name: str, schema_id: int, sharing: _Sharing = _PRIVATE) -> Queue:
+    engine = _open(name, sharing)
     if engine.schema_id != schema_id:
         raise ValueError(f"queue {name!r} was replaced by one of another schema")
-    return _rebuild(cls, engine)
+    return _rebuild(cls, engine, sharing)
 
 
 def _reopen_anonymous(cls: type, duplicate: Any) -> Queue:
@@ -205,8 +231,17 @@ class SimpleQueue(Queue):
 
     _kind = _KIND_SIMPLE
 
-    def __init__(self, *, name: Optional[str] = None, schema: Any = None, capacity_bytes: int = _DEFAULT_CAPACITY) -> None:
-        super().__init__(0, name=name, schema=schema, capacity_bytes=capacity_bytes)
+    def __init__(
+        self,
+        *,
+        name: Optional[str] = None,
+        schema: Any = None,
+        capacity_bytes: int = _DEFAULT_CAPACITY,
+        mode: int = 0o600,
+        owner: Optional[int] = None,
+        group: Optional[int] = None,
+    ) -> None:
+        super().__init__(0, name=name, schema=schema, capacity_bytes=capacity_bytes, mode=mode, owner=owner, group=group)
 
 
 class JoinableQueue(Queue):

@@ -21,6 +21,7 @@
 #include <utility>
 
 #include "xproc/errors.h"
+#include "xproc/shm/segment.h"
 
 namespace xproc::rpc {
 namespace {
@@ -186,11 +187,10 @@ Lane::Lane(int memfd, void* memory, size_t mapped, size_t ring_bytes, bool serve
 
 Lane Lane::create(size_t ring_bytes) {
   const size_t size = segment_bytes(ring_bytes);
-  int fd = retry_syscall("memfd_create", [] { return ::memfd_create("xproc-lane", MFD_CLOEXEC); });
+  // Reserved (memory short is an error at connect, never a SIGBUS later) and sealed: the
+  // client cannot shrink it under the server.
+  const int fd = shm::create_sealed_memfd(size, "xproc-lane");
   try {
-    retry_syscall("ftruncate", [&] { return ::ftruncate(fd, static_cast<off_t>(size)); });
-    // Reserve the pages now: memory short is an error at connect, never a SIGBUS later.
-    if (int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(size)); rc != 0) throw_os_error("posix_fallocate", rc);
     void* memory = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (memory == MAP_FAILED) throw_os_error("mmap", errno);
     ::madvise(memory, size, MADV_DONTFORK);  // a forked child must not write into a stream not its own
@@ -211,8 +211,13 @@ Lane Lane::attach(int memfd, size_t ring_bytes) {
     throw LaneError("the manager announced a lane of an impossible size");
   }
   const size_t size = segment_bytes(ring_bytes);
-  struct stat info {};
-  const bool sized = ::fstat(memfd, &info) == 0 && static_cast<size_t>(info.st_size) == size;
+  bool sized = false;
+  try {
+    sized = shm::sealed_size(memfd, "the manager's lane") == size;
+  } catch (const ValueError& e) {
+    ::close(memfd);
+    throw LaneError(e.what());
+  }
   void* memory = sized ? ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0) : MAP_FAILED;
   ::close(memfd);
   if (memory == MAP_FAILED) throw LaneError("the manager's lane is not a segment of the announced size");

@@ -1,5 +1,6 @@
-// Implementation of segment.h. Named segments go through Boost.Interprocess's
-// shared_memory_object; the mapping, space reservation and permissions use the fd.
+// Implementation of segment.h: named segments are files under /dev/shm opened directly (as
+// glibc's shm_open does), so that creation is exclusive, no link is followed, and the
+// opened file is checked before it is mapped.
 #include "xproc/shm/segment.h"
 
 #include <fcntl.h>
@@ -7,17 +8,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <boost/interprocess/shared_memory_object.hpp>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <utility>
 
 #include "xproc/errors.h"
 
 namespace xproc::shm {
-namespace bip = boost::interprocess;
-
 namespace {
+
+constexpr unsigned kSeals = F_SEAL_SHRINK | F_SEAL_GROW;
 
 std::byte* map_fd(int fd, size_t size) {
   void* data = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -34,6 +35,67 @@ void reserve(int fd, size_t size, std::string_view what) {
                       ": " + std::strerror(rc) + (rc == ENOSPC ? " (/dev/shm is full or too small)" : ""),
                   rc);
   }
+}
+
+std::string octal(unsigned bits) {
+  char text[8];
+  std::snprintf(text, sizeof(text), "0%03o", bits & 07777);
+  return text;
+}
+
+const char* file_kind(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISLNK(mode)) return "a symbolic link";
+  if (S_ISCHR(mode) || S_ISBLK(mode)) return "a device";
+  return "not a regular file";
+}
+
+// Refuses (PermissionError) a segment file that `sharing` does not accept.
+void check_ownership(int fd, const std::string& path, const Sharing& sharing) {
+  struct stat st {};
+  if (fstat(fd, &st) != 0) throw_os_error("fstat", errno);
+  if (!S_ISREG(st.st_mode)) {
+    throw PermissionError(path + " is " + file_kind(st.st_mode) + ", not a segment: refusing to map it");
+  }
+  const uid_t owner = sharing.owner.value_or(geteuid());
+  const unsigned bits = st.st_mode & 07777;
+  const bool group_accepted = !sharing.group || (bits & 070) == 0 || st.st_gid == *sharing.group;
+  if (st.st_uid != owner || (bits & ~sharing.mode) != 0 || !group_accepted) {
+    std::string expected = "owner uid " + std::to_string(owner) + " and mode within " + octal(sharing.mode);
+    if (sharing.group) expected += " (group " + std::to_string(*sharing.group) + ")";
+    throw PermissionError(path + " is owned by uid " + std::to_string(st.st_uid) + " (group " +
+                          std::to_string(st.st_gid) + ") with mode " + octal(bits) + ", where " + expected +
+                          " is expected: refusing a segment others could have made or can write (see Sharing)");
+  }
+}
+
+// The error for a failed open(2) of an existing segment.
+[[noreturn]] void throw_open_error(int error, std::string_view name, const std::string& path) {
+  switch (error) {
+    case ENOENT:
+      throw ValueError("no segment named '" + std::string(name) + "'");
+    case ELOOP:
+      throw PermissionError(path + " is a symbolic link: refusing to follow it");
+    case EISDIR:
+      throw PermissionError(path + " is a directory, not a segment");
+    case ENXIO:
+    case ENODEV:
+      throw PermissionError(path + " is not a regular file, not a segment");
+    case EACCES:
+    case EPERM:
+      throw PermissionError("cannot open " + path + ": " + std::strerror(error), error);
+    default:
+      throw OSError("cannot open " + path + ": " + std::strerror(error), error);
+  }
+}
+
+int open_retrying(const char* path, int flags, mode_t mode = 0) {
+  int fd;
+  do fd = ::open(path, flags, mode);
+  while (fd < 0 && errno == EINTR);
+  return fd;
 }
 
 }  // namespace
@@ -53,93 +115,127 @@ void validate_name(std::string_view name) {
 
 std::string os_name(std::string_view name) { return "xproc." + std::string(name); }
 
-Segment Segment::create(std::string_view name, size_t size, unsigned mode) {
-  validate_name(name);
-  const std::string full = os_name(name);
-  bip::permissions permissions(mode);
-  bip::shared_memory_object object;
-  try {
-    object = bip::shared_memory_object(bip::create_only, full.c_str(), bip::read_write, permissions);
-  } catch (const bip::interprocess_exception& e) {
-    if (e.get_error_code() == bip::already_exists_error) {
-      throw ValueError("a segment named '" + std::string(name) + "' already exists");
-    }
-    throw OSError("cannot create segment '" + std::string(name) + "': " + e.what(), e.get_native_error());
-  }
-  const int fd = dup(object.get_mapping_handle().handle);
-  try {
-    if (fd < 0) throw_os_error("dup", errno);
-    if (fchmod(fd, mode) != 0) throw_os_error("fchmod", errno);  // exact bits, umask or not
-    reserve(fd, size, "segment '" + std::string(name) + "'");
-    return Segment(fd, map_fd(fd, size), size, std::string(name));
-  } catch (...) {
-    if (fd >= 0) close(fd);
-    bip::shared_memory_object::remove(full.c_str());
-    throw;
-  }
-}
+std::string os_path(std::string_view name) { return "/dev/shm/" + os_name(name); }
 
-Segment Segment::open(std::string_view name) {
-  validate_name(name);
-  const std::string full = os_name(name);
-  bip::shared_memory_object object;
-  try {
-    object = bip::shared_memory_object(bip::open_only, full.c_str(), bip::read_write);
-  } catch (const bip::interprocess_exception& e) {
-    if (e.get_error_code() == bip::not_found_error) {
-      throw ValueError("no segment named '" + std::string(name) + "'");
-    }
-    throw OSError("cannot open segment '" + std::string(name) + "': " + e.what(), e.get_native_error());
-  }
-  const int fd = dup(object.get_mapping_handle().handle);
-  if (fd < 0) throw_os_error("dup", errno);
-  return map_whole(fd, std::string(name));
-}
-
-Segment Segment::adopt(int fd) { return map_whole(fd, {}); }
-
-Segment Segment::map_whole(int fd, std::string name) {
-  struct stat st {};
-  if (fstat(fd, &st) != 0) {
-    const int error = errno;
-    close(fd);
-    throw_os_error("fstat", error);
-  }
-  try {
-    return Segment(fd, map_fd(fd, static_cast<size_t>(st.st_size)), static_cast<size_t>(st.st_size),
-                   std::move(name));
-  } catch (...) {
-    close(fd);
-    throw;
-  }
-}
-
-Segment Segment::anonymous(size_t size) {
-  const int fd = memfd_create("xproc.anonymous", MFD_CLOEXEC);
+int create_sealed_memfd(size_t size, const char* tag) {
+  const int fd = memfd_create(tag, MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (fd < 0) throw_os_error("memfd_create", errno);
   try {
     reserve(fd, size, "an anonymous segment");
-    return Segment(fd, map_fd(fd, size), size, {});
+    if (fcntl(fd, F_ADD_SEALS, kSeals | F_SEAL_SEAL) != 0) throw_os_error("fcntl(F_ADD_SEALS)", errno);
+    return fd;
   } catch (...) {
     close(fd);
     throw;
   }
 }
 
+size_t sealed_size(int fd, const std::string& what) {
+  const int seals = fcntl(fd, F_GET_SEALS);
+  if (seals < 0 || (static_cast<unsigned>(seals) & kSeals) != kSeals) {
+    throw ValueError(what + " is not a segment sealed against resizing: refusing to map memory another "
+                            "process could shrink under us");
+  }
+  struct stat st {};
+  if (fstat(fd, &st) != 0) throw_os_error("fstat", errno);
+  if (!S_ISREG(st.st_mode) || st.st_size <= 0) throw ValueError(what + " is not a segment");
+  return static_cast<size_t>(st.st_size);
+}
+
+Segment Segment::create(std::string_view name, size_t size, const Sharing& sharing) {
+  validate_name(name);
+  XPROC_REQUIRE(sharing.mode <= 0777, "a segment's mode is permission bits only", sharing.mode);
+  const std::string path = os_path(name);
+  const int fd = open_retrying(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    const int error = errno;
+    if (error == EEXIST) throw ValueError("a segment named '" + std::string(name) + "' already exists");
+    if (error == EACCES || error == EPERM) throw PermissionError("cannot create " + path + ": " + std::strerror(error), error);
+    throw OSError("cannot create segment '" + std::string(name) + "': " + std::strerror(error), error);
+  }
+  std::unique_ptr<Holder> holder;
+  try {
+    if (sharing.group && fchown(fd, static_cast<uid_t>(-1), *sharing.group) != 0) throw_os_error("fchown", errno);
+    if (fchmod(fd, sharing.mode) != 0) throw_os_error("fchmod", errno);  // exact bits, umask or not
+    reserve(fd, size, "segment '" + std::string(name) + "'");
+  } catch (...) {
+    close(fd);
+    unlink(path.c_str());
+    throw;
+  }
+  try {
+    holder = std::make_unique<Holder>(fd, false, path.c_str());
+    return map_whole(std::move(holder), size, std::string(name));
+  } catch (...) {
+    unlink(path.c_str());
+    throw;
+  }
+}
+
+Segment Segment::open(std::string_view name, const Sharing& sharing) {
+  validate_name(name);
+  const std::string path = os_path(name);
+  // O_NONBLOCK: a FIFO planted under the name must not hang the open (it is refused below).
+  const int fd = open_retrying(path.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) throw_open_error(errno, name, path);
+  struct stat st {};
+  try {
+    check_ownership(fd, path, sharing);
+    if (fstat(fd, &st) != 0) throw_os_error("fstat", errno);
+    if (st.st_size <= 0) throw ValueError(path + " is empty: not a segment (or still being created)");
+  } catch (...) {
+    close(fd);
+    throw;
+  }
+  return map_whole(std::make_unique<Holder>(fd, false, path.c_str()), static_cast<size_t>(st.st_size),
+                   std::string(name));
+}
+
+Segment Segment::adopt(int fd) {
+  size_t size;
+  try {
+    size = sealed_size(fd, "descriptor " + std::to_string(fd));
+  } catch (...) {
+    close(fd);
+    throw;
+  }
+  return map_whole(std::make_unique<Holder>(fd, true, "an adopted segment"), size, {});
+}
+
+Segment Segment::anonymous(size_t size) {
+  const int fd = create_sealed_memfd(size, "xproc");
+  return map_whole(std::make_unique<Holder>(fd, false, "an anonymous segment"), size, {});
+}
+
+Segment Segment::map_whole(std::unique_ptr<Holder> holder, size_t size, std::string name) {
+  std::byte* data = map_fd(holder->fd(), size);
+  return Segment(std::move(holder), data, size, std::move(name));
+}
+
+Segment::Segment(std::unique_ptr<Holder> holder, std::byte* data, size_t size, std::string name)
+    : holder_(std::move(holder)), data_(data), size_(size), name_(std::move(name)) {}
+
 bool Segment::remove(std::string_view name) {
   validate_name(name);
-  return bip::shared_memory_object::remove(os_name(name).c_str());
+  const std::string path = os_path(name);
+  if (unlink(path.c_str()) == 0) return true;
+  const int error = errno;
+  if (error == ENOENT) return false;
+  if (error == EACCES || error == EPERM) {
+    throw PermissionError("cannot remove " + path + ": " + std::strerror(error) + " (another user's segment?)", error);
+  }
+  throw OSError("cannot remove " + path + ": " + std::strerror(error), error);
 }
 
 Segment::Segment(Segment&& other) noexcept
-    : fd_(std::exchange(other.fd_, -1)),
+    : holder_(std::move(other.holder_)),
       data_(std::exchange(other.data_, nullptr)),
       size_(std::exchange(other.size_, 0)),
       name_(std::move(other.name_)) {}
 
 Segment& Segment::operator=(Segment&& other) noexcept {
   Segment moved(std::move(other));
-  std::swap(fd_, moved.fd_);
+  std::swap(holder_, moved.holder_);
   std::swap(data_, moved.data_);
   std::swap(size_, moved.size_);
   std::swap(name_, moved.name_);
@@ -148,7 +244,7 @@ Segment& Segment::operator=(Segment&& other) noexcept {
 
 Segment::~Segment() {
   if (data_) munmap(data_, size_);
-  if (fd_ >= 0) close(fd_);
+  // holder_ closes the descriptor, which drops this process's token
 }
 
 }  // namespace xproc::shm

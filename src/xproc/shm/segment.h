@@ -1,13 +1,27 @@
 // Shared-memory segments: a named POSIX segment (/dev/shm/xproc.<name>) or an anonymous
-// one (memfd: no name, nothing to leak, inherited across fork). Space is reserved up
-// front, so a full /dev/shm is an error at creation, never a SIGBUS later.
+// one (memfd: no name, nothing to leak, inherited across fork). Space is reserved up front,
+// so a full /dev/shm is an error at creation, never a SIGBUS later.
+//
+// What another process can do to a segment it shares, and what stops it:
+// - shrink it under its holders (whose next access would be a SIGBUS): anonymous segments
+//   are sealed against shrinking and growing once sized, and a descriptor received from
+//   elsewhere is mapped only when so sealed. A named segment cannot be sealed; opening one
+//   checks its size, and the residual risk is in docs/protocol.md ("Named segments");
+// - plant a file where a named segment will be opened: names are created exclusively and
+//   never through a link, and an opener accepts only a regular file whose owner and
+//   permission bits its Sharing allows (PermissionError otherwise);
+// - die holding it: every holder keeps a token lock the kernel drops (shm/holders.h).
 #pragma once
 
 #include <sys/types.h>
 
 #include <cstddef>
+#include <memory>
 #include <string>
 #include <string_view>
+
+#include "xproc/sharing.h"
+#include "xproc/shm/holders.h"
 
 namespace xproc::shm {
 
@@ -16,22 +30,33 @@ void validate_name(std::string_view name);
 
 // The file name under /dev/shm for a user's segment name: "xproc.<name>".
 std::string os_name(std::string_view name);
+// Its path: "/dev/shm/xproc.<name>".
+std::string os_path(std::string_view name);
+
+// A new memfd of `size` bytes, reserved, and sealed against shrinking, growing and further
+// seals. OSError when memory is short.
+int create_sealed_memfd(size_t size, const char* tag);
+// The size of the memfd `fd` received from another process; ValueError naming `what` unless
+// it is sealed against shrinking and growing.
+size_t sealed_size(int fd, const std::string& what);
 
 class Segment {
  public:
-  // Creates a new named segment of `size` bytes with permission bits `mode` (exactly,
-  // regardless of umask). Throws ValueError if it exists or the name is bad, OSError when
-  // /dev/shm cannot hold it (nothing is left behind).
-  static Segment create(std::string_view name, size_t size, unsigned mode);
-  // Maps an existing named segment. Throws ValueError when there is none.
-  static Segment open(std::string_view name);
-  // Creates an anonymous segment (memfd).
+  // Creates a new named segment of `size` bytes with sharing.mode's permission bits (and
+  // sharing.group's group). ValueError when the name is bad or taken (by anything: a file,
+  // a link, a directory), OSError when /dev/shm cannot hold it (nothing is left behind).
+  static Segment create(std::string_view name, size_t size, const Sharing& sharing);
+  // Maps an existing named segment. ValueError when there is none; PermissionError when it
+  // is a link, not a regular file, or owned or permitted otherwise than `sharing` accepts.
+  static Segment open(std::string_view name, const Sharing& sharing);
+  // Creates an anonymous segment (a sealed memfd).
   static Segment anonymous(size_t size);
-  // Maps the whole of an anonymous segment's descriptor received from another process
-  // (for instance passed by a language binding to a spawned child). Takes ownership of
-  // `fd`, closing it on failure.
+  // Maps the whole of an anonymous segment's descriptor received from another process (for
+  // instance passed by a language binding to a spawned child). Takes ownership of `fd`,
+  // closing it on failure. ValueError when it is not sealed against resizing.
   static Segment adopt(int fd);
   // Unlinks a named segment; false when it did not exist. Mappings stay valid.
+  // PermissionError when this user may not remove it.
   static bool remove(std::string_view name);
 
   Segment(Segment&& other) noexcept;
@@ -42,14 +67,15 @@ class Segment {
 
   std::byte* data() const noexcept { return data_; }
   size_t size() const noexcept { return size_; }
-  int fd() const noexcept { return fd_; }
+  int fd() const noexcept { return holder_->fd(); }
   const std::string& name() const noexcept { return name_; }  // empty when anonymous
+  // This process's holding of the segment: its token, and who else is alive.
+  const Holder& holder() const noexcept { return *holder_; }
 
  private:
-  static Segment map_whole(int fd, std::string name);
-  Segment(int fd, std::byte* data, size_t size, std::string name)
-      : fd_(fd), data_(data), size_(size), name_(std::move(name)) {}
-  int fd_ = -1;
+  static Segment map_whole(std::unique_ptr<Holder> holder, size_t size, std::string name);
+  Segment(std::unique_ptr<Holder> holder, std::byte* data, size_t size, std::string name);
+  std::unique_ptr<Holder> holder_;  // owns the descriptor; a stable address for the fork handler
   std::byte* data_ = nullptr;
   size_t size_ = 0;
   std::string name_;
