@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
@@ -131,17 +132,39 @@ Holder::~Holder() {
   else g_holders = next_;
   if (next_ != nullptr) next_->prev_ = prev_;
   unlock_registry();
+  if (data_ != nullptr) ::munmap(data_, size_);
   ::close(fd_);
 }
 
+std::byte* Holder::map(size_t size) {
+  void* data = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
+  if (data == MAP_FAILED) throw_os_error("mmap", errno);
+  lock_registry();  // the fork handler reads the mapping
+  data_ = static_cast<std::byte*>(data);
+  size_ = size;
+  unlock_registry();
+  return data_;
+}
+
 void Holder::renew_after_fork() noexcept {
-  // Without /proc (or a spare descriptor), the child shares its parent's description and
-  // token: a death of either goes unseen while the other lives (docs/protocol.md).
+  // Without /proc (or a spare descriptor, or memory), the child goes on sharing its parent's
+  // description and token: a death of either goes unseen while the other lives.
   const int own = reopen(fd_);
   if (own < 0) return;
   int error = 0;
   const uint32_t token = take_token(own, error);
-  if (token == 0 || ::dup3(own, fd_, O_CLOEXEC) < 0) {  // (dup2 would drop close-on-exec)
+  void* mapped = MAP_FAILED;
+  if (token != 0 && data_ != nullptr) {
+    // The same memory through the new description, moved over the inherited mapping in one
+    // step: every pointer into the segment stays valid.
+    mapped = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_SHARED, own, 0);
+    if (mapped != MAP_FAILED && ::mremap(mapped, size_, size_, MREMAP_MAYMOVE | MREMAP_FIXED, data_) == MAP_FAILED) {
+      ::munmap(mapped, size_);
+      mapped = MAP_FAILED;
+    }
+  }
+  const bool remapped = data_ == nullptr || mapped != MAP_FAILED;
+  if (token == 0 || !remapped || ::dup3(own, fd_, O_CLOEXEC) < 0) {  // (dup2 would drop close-on-exec)
     ::close(own);
     return;
   }

@@ -26,10 +26,13 @@ inline constexpr off_t kHolderLockBase = off_t{1} << 40;
 // Tokens are in [1, kTokenLimit); 0 is never one (a free mutex holds 0).
 inline constexpr uint32_t kTokenLimit = uint32_t{1} << 31;
 
-// One process's holding of one segment: a descriptor with an open file description of its
-// own, and the token locked on it. After fork() the child gets a description and a token of
-// its own before fork returns: sharing the parent's, a child would keep the parent's token
-// alive after the parent died (and its own death would go unseen while the parent lives).
+// One process's holding of one segment: a descriptor of an open file description of its
+// own, the token locked on it, and the mapping made through it. The kernel drops the lock
+// when nothing refers to the description any more, and a mapping refers to it as much as a
+// descriptor does. So after fork() the child gets a description, a token and a mapping of its
+// own (the same memory, at the same address) before fork returns: sharing the parent's, a
+// child would keep the parent's token alive after the parent died, and its own death would
+// go unseen while the parent lives.
 class Holder {
  public:
   // Takes a token on `fd`, a descriptor of the segment opened for reading and writing; the
@@ -38,11 +41,16 @@ class Holder {
   // new open file description first. ValueError naming `what` when `xproc cleanup` is
   // removing the segment; OSError when the kernel refuses the lock.
   Holder(int fd, bool own_description, const char* what);
-  ~Holder();  // closes the descriptor, which drops the token's lock
+  ~Holder();  // unmaps, and closes the descriptor, which drops the token's lock
   Holder(const Holder&) = delete;
   Holder& operator=(const Holder&) = delete;
 
+  // Maps the first `size` bytes of the segment (once), read and write. OSError on failure.
+  std::byte* map(size_t size);
+
   int fd() const noexcept { return fd_; }
+  std::byte* data() const noexcept { return data_; }
+  size_t size() const noexcept { return size_; }
   uint32_t token() const noexcept { return token_.load(std::memory_order_relaxed); }
 
   // Whether the process holding `token` still holds the segment: its lock is there (or the
@@ -55,6 +63,8 @@ class Holder {
   void renew_after_fork() noexcept;
 
   int fd_;
+  std::byte* data_ = nullptr;
+  size_t size_ = 0;
   std::atomic<uint32_t> token_{0};
   Holder* prev_ = nullptr;  // the process's list of holders, for the fork handler
   Holder* next_ = nullptr;

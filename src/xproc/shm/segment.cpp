@@ -20,12 +20,6 @@ namespace {
 
 constexpr unsigned kSeals = F_SEAL_SHRINK | F_SEAL_GROW;
 
-std::byte* map_fd(int fd, size_t size) {
-  void* data = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  if (data == MAP_FAILED) throw_os_error("mmap", errno);
-  return static_cast<std::byte*>(data);
-}
-
 // Reserves the pages now: tmpfs allocates lazily, and a write to a page it cannot
 // allocate later is a SIGBUS.
 void reserve(int fd, size_t size, std::string_view what) {
@@ -208,12 +202,9 @@ Segment Segment::anonymous(size_t size) {
 }
 
 Segment Segment::map_whole(std::unique_ptr<Holder> holder, size_t size, std::string name) {
-  std::byte* data = map_fd(holder->fd(), size);
-  return Segment(std::move(holder), data, size, std::move(name));
+  holder->map(size);
+  return Segment(std::move(holder), std::move(name));
 }
-
-Segment::Segment(std::unique_ptr<Holder> holder, std::byte* data, size_t size, std::string name)
-    : holder_(std::move(holder)), data_(data), size_(size), name_(std::move(name)) {}
 
 bool Segment::remove(std::string_view name) {
   validate_name(name);
@@ -225,26 +216,6 @@ bool Segment::remove(std::string_view name) {
     throw PermissionError("cannot remove " + path + ": " + std::strerror(error) + " (another user's segment?)", error);
   }
   throw OSError("cannot remove " + path + ": " + std::strerror(error), error);
-}
-
-Segment::Segment(Segment&& other) noexcept
-    : holder_(std::move(other.holder_)),
-      data_(std::exchange(other.data_, nullptr)),
-      size_(std::exchange(other.size_, 0)),
-      name_(std::move(other.name_)) {}
-
-Segment& Segment::operator=(Segment&& other) noexcept {
-  Segment moved(std::move(other));
-  std::swap(holder_, moved.holder_);
-  std::swap(data_, moved.data_);
-  std::swap(size_, moved.size_);
-  std::swap(name_, moved.name_);
-  return *this;  // `moved` now owns (and releases) what this held
-}
-
-Segment::~Segment() {
-  if (data_) munmap(data_, size_);
-  // holder_ closes the descriptor, which drops this process's token
 }
 
 }  // namespace xproc::shm

@@ -59,14 +59,14 @@ class Segment {
   // PermissionError when this user may not remove it.
   static bool remove(std::string_view name);
 
-  Segment(Segment&& other) noexcept;
-  Segment& operator=(Segment&& other) noexcept;
+  Segment(Segment&& other) noexcept = default;
+  Segment& operator=(Segment&& other) noexcept = default;
   Segment(const Segment&) = delete;
   Segment& operator=(const Segment&) = delete;
-  ~Segment();
+  ~Segment() = default;  // the Holder unmaps and closes
 
-  std::byte* data() const noexcept { return data_; }
-  size_t size() const noexcept { return size_; }
+  std::byte* data() const noexcept { return holder_->data(); }
+  size_t size() const noexcept { return holder_->size(); }
   int fd() const noexcept { return holder_->fd(); }
   const std::string& name() const noexcept { return name_; }  // empty when anonymous
   // This process's holding of the segment: its token, and who else is alive.
@@ -74,10 +74,9 @@ class Segment {
 
  private:
   static Segment map_whole(std::unique_ptr<Holder> holder, size_t size, std::string name);
-  Segment(std::unique_ptr<Holder> holder, std::byte* data, size_t size, std::string name);
-  std::unique_ptr<Holder> holder_;  // owns the descriptor; a stable address for the fork handler
-  std::byte* data_ = nullptr;
-  size_t size_ = 0;
+  Segment(std::unique_ptr<Holder> holder, std::string name) : holder_(std::move(holder)), name_(std::move(name)) {}
+  // The descriptor and the mapping, at an address the fork handler can find.
+  std::unique_ptr<Holder> holder_;
   std::string name_;
 };
 
