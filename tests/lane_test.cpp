@@ -149,7 +149,7 @@ std::optional<Lane> request_from(const std::string& reply, int memfd = -1) {
   });
   std::optional<Lane> lane;
   try {
-    lane = request_lane(pair[0]);
+    lane = request_lane(pair[0], std::nullopt);
   } catch (...) {
     server.join();
     ::close(pair[0]);
@@ -196,7 +196,7 @@ TEST(LaneHandshake, NothingIsAskedOverATcpConnection) {
   const int served = ::accept(listener, nullptr, nullptr);
   ASSERT_GE(served, 0);
 
-  EXPECT_FALSE(request_lane(client).has_value());
+  EXPECT_FALSE(request_lane(client, std::nullopt).has_value());
   char byte;
   EXPECT_EQ(::recv(served, &byte, 1, MSG_DONTWAIT), -1) << "the client sent a lane request over TCP";
   EXPECT_EQ(errno, EAGAIN);
@@ -294,7 +294,7 @@ TEST(ManagerLanes, GarbageOnALaneEndsOnlyThatConnection) {
   for (const auto& bytes : garbage) {
     SCOPED_TRACE(::testing::PrintToString(bytes.substr(0, 8)));
     int fd = connect_to(manager);
-    auto lane = request_lane(fd);
+    auto lane = request_lane(fd, manager.authkey());
     ASSERT_TRUE(lane.has_value());
     ASSERT_EQ(lane->write(bytes.data(), bytes.size()), bytes.size());
     const char bell = 1;
@@ -323,7 +323,7 @@ TEST(ManagerLanes, AClientThatDiesWithBytesInItsLaneLeavesTheServerServing) {
   Manager manager;
   auto d = manager.dict();
   int fd = connect_to(manager);
-  auto lane = request_lane(fd);
+  auto lane = request_lane(fd, manager.authkey());
   ASSERT_TRUE(lane.has_value());
   // Half a frame: a segment table announcing 100 words, and 16 of its bytes.
   std::string partial("\x00\x00\x00\x00\x64\x00\x00\x00" "0123456789abcdef", 24);

@@ -13,11 +13,8 @@
 namespace xproc {
 namespace {
 
-const std::string kChallenge = "#CHALLENGE#";
-const std::string kWelcome = "#WELCOME#";
-const std::string kFailure = "#FAILURE#";
+constexpr std::string_view kChallenge = "#CHALLENGE#";
 constexpr size_t kMessageLength = 40;
-constexpr size_t kResponseLimit = 256;  // as CPython: reject large handshake messages
 
 std::string hmac(std::string_view digest, std::string_view key, std::string_view data) {
   unsigned char out[EVP_MAX_MD_SIZE];
@@ -43,7 +40,7 @@ std::pair<std::string, std::string_view> split_digest(std::string_view message) 
 
 std::string recv_text(ByteConnection& connection) {
   try {
-    auto bytes = connection.recv_bytes(kResponseLimit);
+    auto bytes = connection.recv_bytes(kHandshakeMessageLimit);
     return {reinterpret_cast<const char*>(bytes.data()), bytes.size()};
   } catch (const OSError& e) {
     throw AuthenticationError(std::string("handshake message rejected: ") + e.what());
@@ -56,20 +53,36 @@ void send_text(ByteConnection& connection, std::string_view text) {
 
 }  // namespace
 
-void deliver_challenge(ByteConnection& connection, std::string_view authkey) {
+std::string make_challenge() {
   unsigned char random[kMessageLength];
   if (RAND_bytes(random, sizeof(random)) != 1) throw AuthenticationError("no randomness for a challenge");
-  const std::string message = "{sha256}" + std::string(reinterpret_cast<const char*>(random), sizeof(random));
-  send_text(connection, kChallenge + message);
-  const std::string response = recv_text(connection);
+  return std::string(kChallenge) + "{sha256}" + std::string(reinterpret_cast<const char*>(random), sizeof(random));
+}
+
+bool answers(std::string_view authkey, std::string_view challenge, std::string_view response) {
+  const std::string_view message = challenge.substr(kChallenge.size());
   auto [digest, mac] = split_digest(response);
-  bool ok = false;
-  if (digest.empty()) {
-    ok = equal_constant_time(mac, hmac("md5", authkey, message));  // Python <= 3.11 answers this way
-  } else if (digest == "sha256" || digest == "sha512" || digest == "sha384") {
-    ok = equal_constant_time(mac, hmac(digest, authkey, message));
+  if (digest.empty()) return equal_constant_time(mac, hmac("md5", authkey, message));  // Python <= 3.11 answers so
+  if (digest == "sha256" || digest == "sha512" || digest == "sha384") {
+    return equal_constant_time(mac, hmac(digest, authkey, message));
   }
-  if (!ok) {
+  return false;
+}
+
+std::string answer_to(std::string_view authkey, std::string_view challenge) {
+  if (challenge.substr(0, kChallenge.size()) != kChallenge) {
+    throw AuthenticationError("expected a challenge from the other end");
+  }
+  const std::string_view message = challenge.substr(kChallenge.size());
+  auto [digest, payload] = split_digest(message);
+  // A legacy challenge (no digest name) wants a raw HMAC-MD5; a named one "{name}" + MAC.
+  return digest.empty() ? hmac("md5", authkey, message) : "{" + digest + "}" + hmac(digest, authkey, message);
+}
+
+void deliver_challenge(ByteConnection& connection, std::string_view authkey) {
+  const std::string challenge = make_challenge();
+  send_text(connection, challenge);
+  if (!answers(authkey, challenge, recv_text(connection))) {
     send_text(connection, kFailure);
     throw AuthenticationError("digest received was wrong");
   }
@@ -77,16 +90,7 @@ void deliver_challenge(ByteConnection& connection, std::string_view authkey) {
 }
 
 void answer_challenge(ByteConnection& connection, std::string_view authkey) {
-  const std::string challenge = recv_text(connection);
-  if (challenge.compare(0, kChallenge.size(), kChallenge) != 0) {
-    throw AuthenticationError("expected a challenge from the other end");
-  }
-  const std::string message = challenge.substr(kChallenge.size());
-  auto [digest, payload] = split_digest(message);
-  // A legacy challenge (no digest name) wants a raw HMAC-MD5; a named one "{name}" + MAC.
-  const std::string response = digest.empty() ? hmac("md5", authkey, message)
-                                              : "{" + digest + "}" + hmac(digest, authkey, message);
-  send_text(connection, response);
+  send_text(connection, answer_to(authkey, recv_text(connection)));
   if (recv_text(connection) != kWelcome) throw AuthenticationError("digest sent was rejected");
 }
 

@@ -12,6 +12,19 @@
 
 namespace xproc {
 
+// The messages of the handshake, for a caller that moves the bytes itself (the Listener
+// runs several handshakes at once). Each is one frame's payload.
+inline constexpr std::string_view kWelcome = "#WELCOME#";
+inline constexpr std::string_view kFailure = "#FAILURE#";
+// The longest handshake message accepted (as CPython).
+inline constexpr size_t kHandshakeMessageLimit = 256;
+// A fresh challenge: "#CHALLENGE#{sha256}" and 40 random bytes.
+std::string make_challenge();
+// Whether `response` answers `challenge` (as make_challenge made it) for `authkey`.
+bool answers(std::string_view authkey, std::string_view challenge, std::string_view response);
+// The answer to the challenge message received; AuthenticationError when it is not one.
+std::string answer_to(std::string_view authkey, std::string_view challenge);
+
 // Sends a challenge and checks the answer; sends #WELCOME# or #FAILURE#. Throws
 // AuthenticationError when the answer is wrong, EOFError when the peer leaves.
 void deliver_challenge(ByteConnection& connection, std::string_view authkey);

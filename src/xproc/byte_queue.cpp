@@ -325,12 +325,11 @@ std::string describe(Position head, Position tail) {
 }
 
 // Something other than this protocol wrote into the segment: `found` is what. Takes both
-// mutexes (the consumers' first, as every path does), and unless `position` has moved on
-// from `seen` meanwhile (another caller repaired it), empties the queue: head and tail meet
-// at offset 0, the messages in it are lost, JoinableQueue counts them as done. Throws
-// DecodeError for the caller either way. Called with neither mutex held.
-[[noreturn]] void reset_corrupted(QueueState& s, const std::string& found, const ByteQueue::Deadline& deadline,
-                                  const std::atomic<uint64_t>& position, uint64_t seen) {
+// mutexes (the consumers' first, as every path does) and looks again; unless another call has
+// repaired it meanwhile, empties the queue: head and tail meet at offset 0, the messages in
+// it are lost, a JoinableQueue counts them as done. Throws DecodeError for the caller either
+// way. Called with neither mutex held.
+[[noreturn]] void reset_corrupted(QueueState& s, const std::string& found, const ByteQueue::Deadline& deadline) {
   QueueHeader& h = *s.header;
   const std::string queue = s.segment.name().empty() ? "an anonymous queue" : "queue '" + s.segment.name() + "'";
   const std::string what = queue + " was corrupted by a process sharing its memory (" + found + ")";
@@ -339,9 +338,11 @@ std::string describe(Position head, Position tail) {
   if (!consumers.locked() || !producers.locked()) {
     throw DecodeError(what + "; the next call that can take its locks resets it");
   }
-  if (position.load(std::memory_order_relaxed) != seen) throw DecodeError(what + "; it was reset");
   const Position head = load(h.head);
   const Position tail = load(h.tail);
+  if (plausible(s.shape, head, tail) && (distance(head, tail) == 0 || record_at(s, head, tail))) {
+    throw DecodeError(what + "; it was repaired meanwhile");
+  }
   const uint32_t lost = distance(head, tail) <= s.shape.max_messages ? distance(head, tail) : 0;
   const Position empty{tail.count, 0};
   s.cached_tail.store(empty.pack(), std::memory_order_relaxed);
@@ -429,7 +430,7 @@ bool ByteQueue::put_raw(size_t size, void (*fill)(void*, std::byte*), void* ctx,
     auto checked_place = [&] {
       if (!plausible(shape, head, tail)) {
         lock.unlock();
-        reset_corrupted(s, describe(head, tail), deadline, h.tail, tail_word);
+        reset_corrupted(s, describe(head, tail), deadline);
       }
       return place(head, tail, need, shape.capacity, shape.maxsize);
     };
@@ -471,8 +472,7 @@ bool ByteQueue::get_raw(void (*consume)(void*, std::span<const std::byte>), void
     shm::MutexLock lock(h.consumer_lock, s.segment.holder(), deadline);
     if (!lock.locked()) return false;
     if (lock.owner_died()) h.recoveries.fetch_add(1, std::memory_order_relaxed);
-    const uint64_t head_word = h.head.load(std::memory_order_relaxed);  // only mutex holders write it
-    const Position head = Position::unpack(head_word);
+    const Position head = load(h.head, std::memory_order_relaxed);  // only mutex holders write it
     Position tail = Position::unpack(s.cached_tail.load(std::memory_order_relaxed));
     if (static_cast<int32_t>(distance(head, tail)) <= 0) {
       tail = load(h.tail);
@@ -480,7 +480,7 @@ bool ByteQueue::get_raw(void (*consume)(void*, std::span<const std::byte>), void
     }
     if (!plausible(s.shape, head, tail)) {
       lock.unlock();
-      reset_corrupted(s, describe(head, tail), deadline, h.head, head_word);
+      reset_corrupted(s, describe(head, tail), deadline);
     }
     if (distance(head, tail) == 0) {
       lock.unlock();
@@ -495,7 +495,7 @@ bool ByteQueue::get_raw(void (*consume)(void*, std::span<const std::byte>), void
     if (!record) {
       lock.unlock();
       reset_corrupted(s, "no valid record at offset " + std::to_string(head.offset) + "; " + describe(head, tail),
-                      deadline, h.head, head_word);
+                      deadline);
     }
     std::exception_ptr failure;
     try {

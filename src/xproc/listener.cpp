@@ -1,6 +1,8 @@
 // Implementation of listener.h: address parsing, sockets, the handshake hooks, wait().
 #include "xproc/listener.h"
 
+#include <arpa/inet.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -9,6 +11,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -92,9 +95,56 @@ std::string random_abstract_name() {
 
 }  // namespace
 
+// One client's handshake, run a message at a time as its bytes come (auth.h): the
+// challenge goes out on accept, then its answer, our welcome, its challenge, our answer,
+// its welcome.
+struct Listener::Handshake {
+  enum class Step { kAwaitAnswer, kAwaitChallenge, kAwaitWelcome };
+  Handshake(int fd_, std::chrono::steady_clock::time_point deadline_, std::string challenge_)
+      : fd(fd_), deadline(deadline_), challenge(std::move(challenge_)) {}
+  ~Handshake() {
+    if (fd >= 0) ::close(fd);
+  }
+  Handshake(const Handshake&) = delete;
+  Handshake& operator=(const Handshake&) = delete;
+
+  int fd;
+  std::chrono::steady_clock::time_point deadline;
+  std::string challenge;
+  Step step = Step::kAwaitAnswer;
+  std::string received;  // bytes of the frame being read
+};
+
+namespace {
+
+// Sends one handshake message, framed (a fresh socket has room for these few bytes).
+bool send_frame(int fd, std::string_view payload) {
+  std::string frame(4, '\0');
+  const uint32_t length = htonl(static_cast<uint32_t>(payload.size()));
+  std::memcpy(frame.data(), &length, 4);
+  frame += payload;
+  ssize_t n;
+  do n = ::send(fd, frame.data(), frame.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  while (n < 0 && errno == EINTR);
+  return n == static_cast<ssize_t>(frame.size());
+}
+
+// How many more bytes the frame begun in `buffer` needs (its length first, then its
+// payload). AuthenticationError for a frame a handshake never sends.
+size_t frame_bytes_missing(const std::string& buffer) {
+  if (buffer.size() < 4) return 4 - buffer.size();
+  uint32_t length;
+  std::memcpy(&length, buffer.data(), 4);
+  length = ntohl(length);
+  if (length > kHandshakeMessageLimit) throw AuthenticationError("handshake message rejected: too long");
+  return 4 + length - buffer.size();
+}
+
+}  // namespace
+
 Listener::Listener(std::string address, int backlog, std::optional<std::string> authkey,
-                   ConnectionOptions options)
-    : authkey_(std::move(authkey)), options_(options) {
+                   ConnectionOptions options, std::chrono::milliseconds handshake_timeout)
+    : authkey_(std::move(authkey)), options_(options), handshake_timeout_(handshake_timeout) {
   if (address.empty()) address = std::string(1, '\0') + random_abstract_name();
   const Address a = parse(address);
   if (a.kind == Address::kTcp) {
@@ -133,7 +183,9 @@ Listener::Listener(std::string address, int backlog, std::optional<std::string> 
     if (a.kind == Address::kPath) unlink_path_ = a.path;
     address_ = a.kind == Address::kAbstract ? std::string(1, '\0') + a.path : a.path;
   }
-  if (listen(fd_, backlog) != 0) {
+  // Non-blocking: accepting takes what the backlog holds, then waits in poll() beside the
+  // handshakes under way.
+  if (listen(fd_, backlog) != 0 || ::fcntl(fd_, F_SETFL, ::fcntl(fd_, F_GETFL) | O_NONBLOCK) != 0) {
     const int error_number = errno;
     close();
     throw_os_error("listen", error_number);
@@ -145,7 +197,9 @@ Listener::Listener(Listener&& other) noexcept
       address_(std::move(other.address_)),
       unlink_path_(std::move(other.unlink_path_)),
       authkey_(std::move(other.authkey_)),
-      options_(other.options_) {
+      options_(other.options_),
+      handshake_timeout_(other.handshake_timeout_),
+      handshakes_(std::move(other.handshakes_)) {
   other.unlink_path_.clear();
 }
 
@@ -157,6 +211,8 @@ Listener& Listener::operator=(Listener&& other) noexcept {
     unlink_path_ = std::exchange(other.unlink_path_, {});
     authkey_ = std::move(other.authkey_);
     options_ = other.options_;
+    handshake_timeout_ = other.handshake_timeout_;
+    handshakes_ = std::move(other.handshakes_);
   }
   return *this;
 }
@@ -164,6 +220,7 @@ Listener& Listener::operator=(Listener&& other) noexcept {
 Listener::~Listener() { close(); }
 
 void Listener::close() noexcept {
+  handshakes_.clear();
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
   if (!unlink_path_.empty()) ::unlink(unlink_path_.c_str());
@@ -171,23 +228,92 @@ void Listener::close() noexcept {
 }
 
 ByteConnection Listener::accept() {
+  for (;;) {
+    if (auto connection = try_accept(std::nullopt)) return std::move(*connection);
+  }
+}
+
+std::optional<ByteConnection> Listener::try_accept(Timeout timeout) {
+  using Clock = std::chrono::steady_clock;
   if (fd_ < 0) throw OSError("listener is closed", EBADF);
-  int fd;
-  while ((fd = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC)) < 0) {
-    if (errno != EINTR && errno != ECONNABORTED) throw_os_error("accept", errno);
-  }
-  ByteConnection connection(fd, true, true, options_);
-  if (authkey_) {
-    try {
-      deliver_challenge(connection, *authkey_);
-      answer_challenge(connection, *authkey_);
-    } catch (const EOFError& e) {
-      throw AuthenticationError(std::string("client left during the handshake: ") + e.what());
-    } catch (const ConnectionError& e) {
-      throw AuthenticationError(std::string("client left during the handshake: ") + e.what());
+  const auto until = ByteQueue::deadline(true, timeout);
+  // A connection leaves its handshake in blocking mode, as a plain accept gives it.
+  auto connected = [this](int fd) {
+    const int flags = ::fcntl(fd, F_GETFL);
+    if (flags >= 0) ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+    return ByteConnection(fd, true, true, options_);
+  };
+  for (;;) {
+    const auto now = Clock::now();
+    // A client silent past its deadline goes; the others carry on.
+    std::erase_if(handshakes_, [&](const auto& h) { return h->deadline <= now; });
+    std::vector<pollfd> fds{{fd_, POLLIN, 0}};
+    auto wake_at = until;
+    for (const auto& h : handshakes_) {
+      fds.push_back({h->fd, POLLIN, 0});
+      if (!wake_at || h->deadline < *wake_at) wake_at = h->deadline;
     }
+    const int ready = ::poll(fds.data(), fds.size(), detail::poll_milliseconds(wake_at));
+    if (ready < 0 && errno != EINTR) throw_os_error("poll", errno);
+    if (ready > 0 && (fds[0].revents & POLLIN) != 0) {
+      for (;;) {  // everything the backlog holds
+        const int fd = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd < 0) {
+          if (errno == EINTR || errno == ECONNABORTED) continue;
+          if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+          throw_os_error("accept", errno);
+        }
+        if (!authkey_) return connected(fd);
+        auto h = std::make_unique<Handshake>(fd, Clock::now() + handshake_timeout_, make_challenge());
+        if (send_frame(fd, h->challenge)) handshakes_.push_back(std::move(h));
+      }
+    }
+    for (size_t i = 1; ready > 0 && i < fds.size(); ++i) {
+      if (fds[i].revents == 0) continue;
+      auto it = std::find_if(handshakes_.begin(), handshakes_.end(), [&](const auto& h) { return h->fd == fds[i].fd; });
+      if (it == handshakes_.end()) continue;
+      Handshake& h = **it;
+      try {
+        // Never more than the frame in progress: what the client sends after its last
+        // handshake message belongs to the connection.
+        char bytes[4 + kHandshakeMessageLimit];
+        const ssize_t n = ::recv(h.fd, bytes, frame_bytes_missing(h.received), MSG_DONTWAIT);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) continue;
+        if (n <= 0) throw AuthenticationError("client left during the handshake");
+        h.received.append(bytes, static_cast<size_t>(n));
+        if (frame_bytes_missing(h.received) == 0) {
+          const std::string message = h.received.substr(4);
+          h.received.clear();
+          switch (h.step) {
+            case Handshake::Step::kAwaitAnswer:
+              if (!answers(*authkey_, h.challenge, message)) {
+                send_frame(h.fd, kFailure);
+                throw AuthenticationError("digest received was wrong");
+              }
+              if (!send_frame(h.fd, kWelcome)) throw AuthenticationError("client left during the handshake");
+              h.step = Handshake::Step::kAwaitChallenge;
+              break;
+            case Handshake::Step::kAwaitChallenge:
+              if (!send_frame(h.fd, answer_to(*authkey_, message))) {
+                throw AuthenticationError("client left during the handshake");
+              }
+              h.step = Handshake::Step::kAwaitWelcome;
+              break;
+            case Handshake::Step::kAwaitWelcome: {
+              if (message != kWelcome) throw AuthenticationError("digest sent was rejected");
+              const int fd = std::exchange(h.fd, -1);
+              handshakes_.erase(it);
+              return connected(fd);
+            }
+          }
+        }
+      } catch (const AuthenticationError&) {
+        handshakes_.erase(it);  // closes it; the others go on at the next call
+        throw;
+      }
+    }
+    if (until && Clock::now() >= *until) return std::nullopt;
   }
-  return connection;
 }
 
 ByteConnection Client(const std::string& address, std::optional<std::string> authkey, ConnectionOptions options) {

@@ -6,6 +6,8 @@
 // "host:port" (or "tcp:host:port"; port 0 picks a free one).
 #pragma once
 
+#include <chrono>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -16,19 +18,28 @@ namespace xproc {
 
 class Listener {
  public:
+  // How long a client has to finish the handshake by default.
+  static constexpr std::chrono::seconds kDefaultHandshakeTimeout{5};
+
   // Binds and listens. An empty address picks a fresh abstract unix name. With an authkey,
-  // accept() runs the handshake (deliver, then answer, as CPython's Listener).
+  // accepting runs the handshake (deliver, then answer, as CPython's Listener) with every
+  // client that connects, several at once: a client that goes silent holds up nobody, and
+  // is dropped once `handshake_timeout` has passed since it connected.
   explicit Listener(std::string address = "", int backlog = 1,
-                    std::optional<std::string> authkey = std::nullopt, ConnectionOptions options = {});
+                    std::optional<std::string> authkey = std::nullopt, ConnectionOptions options = {},
+                    std::chrono::milliseconds handshake_timeout = kDefaultHandshakeTimeout);
   Listener(Listener&& other) noexcept;
   Listener& operator=(Listener&& other) noexcept;
   Listener(const Listener&) = delete;
   Listener& operator=(const Listener&) = delete;
   ~Listener();
 
-  // Blocks for the next client. AuthenticationError when its handshake fails (that
-  // connection is closed; the listener stays usable).
+  // Blocks for the next client that has passed the handshake. AuthenticationError when a
+  // client fails it (that connection is closed; the listener stays usable, and the others
+  // still in their handshakes go on).
   ByteConnection accept();
+  // As accept(), waiting at most `timeout` (nullopt: forever); nullopt when none came.
+  std::optional<ByteConnection> try_accept(Timeout timeout);
   // The bound address, in the form Client() accepts (TCP with the real port).
   const std::string& address() const noexcept { return address_; }
   int fileno() const noexcept { return fd_; }
@@ -44,6 +55,9 @@ class Listener {
   std::string unlink_path_;  // filesystem socket to remove on close
   std::optional<std::string> authkey_;
   ConnectionOptions options_;
+  std::chrono::milliseconds handshake_timeout_;
+  struct Handshake;  // a client part-way through its handshake (listener.cpp)
+  std::vector<std::unique_ptr<Handshake>> handshakes_;
 };
 
 // Connects to a Listener (xproc's or CPython's). With an authkey, answers then delivers a

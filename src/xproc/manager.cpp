@@ -43,8 +43,12 @@ Manager::Manager(ManagerOptions options) {
   }
   std::string authkey = options.authkey ? *options.authkey : random_bytes(kAuthkeyBytes);
   try {
-    auto server = std::make_shared<ManagerServer>(
-        ServerOptions{address, authkey, std::move(options.types), options.server_spin});
+    ServerOptions server_options;
+    server_options.address = address;
+    server_options.authkey = authkey;
+    server_options.types = std::move(options.types);
+    server_options.spin = options.server_spin;
+    auto server = std::make_shared<ManagerServer>(std::move(server_options));
     auto endpoint = std::make_shared<rpc::Endpoint>();
     endpoint->serial = next_endpoint_serial();
     endpoint->address = server->address();
@@ -70,11 +74,18 @@ Manager::Manager(Connected) {}
 
 Manager Manager::connect(const std::string& address, std::optional<std::string> authkey,
                          std::chrono::microseconds client_spin) {
+  return connect(address, std::move(authkey), ConnectOptions{.client_spin = client_spin});
+}
+
+Manager Manager::connect(const std::string& address, std::optional<std::string> authkey,
+                         const ConnectOptions& options) {
   auto endpoint = std::make_shared<rpc::Endpoint>();
   endpoint->serial = next_endpoint_serial();
   endpoint->address = address;
   endpoint->authkey = std::move(authkey);
-  endpoint->spin = client_spin;
+  endpoint->spin = options.client_spin;
+  endpoint->shared_memory = options.shared_memory;
+  if (address.starts_with("tls:")) endpoint->tls = options.tls;
   Manager manager{Connected{}};
   manager.endpoint_ = std::move(endpoint);
   try {

@@ -55,6 +55,17 @@ struct ManagerOptions {
   bool shared_memory = true;
 };
 
+// How a client reaches a server started elsewhere (Manager::connect).
+struct ConnectOptions {
+  // How long a caller polls for a reply before it sleeps (see ManagerOptions::client_spin).
+  std::chrono::microseconds client_spin{50};
+  // Over a unix socket, blocking calls move their bytes through a shared-memory lane.
+  bool shared_memory = true;
+  // For a "tls:host:port" address: how the server's certificate is checked, and the
+  // client's own certificate, if any.
+  TlsClientOptions tls;
+};
+
 // [[noreturn]]: the xproc error a failed Manager call (kj::Exception) stands for.
 [[noreturn]] void rethrow_manager_error(const kj::Exception& error);
 
@@ -69,9 +80,12 @@ class Manager {
   // Starts a server process (Python's Manager()). OSError when it cannot.
   explicit Manager(ManagerOptions options = {});
   // A client of a server started elsewhere; it does not own the server. ConnectionError
-  // when nobody listens there, AuthenticationError for a wrong authkey.
+  // when nobody listens there or the TLS handshake fails (an untrusted certificate, another
+  // server name), AuthenticationError for a wrong authkey. Addresses as ServerOptions'.
   static Manager connect(const std::string& address, std::optional<std::string> authkey,
                          std::chrono::microseconds client_spin = std::chrono::microseconds(50));
+  static Manager connect(const std::string& address, std::optional<std::string> authkey,
+                         const ConnectOptions& options);
 
   Manager(Manager&& other) noexcept;
   Manager& operator=(Manager&& other) noexcept;

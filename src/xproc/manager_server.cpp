@@ -4,14 +4,22 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
-
 #include <unistd.h>
 
+#include <algorithm>
+#include <fstream>
+#include <map>
+#include <sstream>
+
 #include <capnp/rpc-twoparty.h>
+#include <kj/compat/tls.h>
 
 #include "xproc/errors.h"
 #include "xproc/listener.h"
+#include "xproc/rpc/connection_guard.h"
+#include "xproc/rpc/lane.h"
 #include "xproc/rpc/lane_stream.h"
 #include "xproc/rpc/manager_service.h"
 #include "xproc/rpc/socket_message_stream.h"
@@ -35,30 +43,30 @@ capnp::ReaderOptions rpc_reader_options() {
   return options;
 }
 
-// One client connection: its RPC system, the Gate it bootstraps and its session.
+// One client connection: its guard, its RPC system, the Gate it bootstraps and its session.
 struct ServedConnection {
-  ServedConnection(rpc::Runtime& runtime, const rpc::ServiceConfig& config, kj::Own<capnp::MessageStream> stream_,
+  ServedConnection(rpc::Runtime& runtime, const rpc::ServiceConfig& config, kj::Own<rpc::ConnectionGuard> guard_,
                    uint64_t session_id)
-      : stream(kj::mv(stream_)),
+      : guard(*guard_),
+        stream(kj::mv(guard_)),
         network(*stream, capnp::rpc::twoparty::Side::SERVER, rpc_reader_options()),
         session(kj::refcounted<rpc::Session>(session_id)),
-        system(capnp::makeRpcServer(network, rpc::make_gate(runtime, config, kj::addRef(*session)))) {}
+        system(capnp::makeRpcServer(network, rpc::make_gate(runtime, config, kj::addRef(*session)))) {
+    guard.watch_queue([this] { return network.getCurrentQueueSize(); });
+  }
 
+  rpc::ConnectionGuard& guard;
   kj::Own<capnp::MessageStream> stream;
   capnp::TwoPartyVatNetwork network;
   kj::Own<rpc::Session> session;
   capnp::RpcSystem<capnp::rpc::twoparty::VatId> system;
 };
 
-// " from host:port" for a TCP client; nothing for a unix socket (its peer has no name).
-std::string peer_of(kj::AsyncIoStream& stream) {
+// " from host:port" for a TCP client, " from uid U (pid P)" for a unix socket's.
+std::string peer_of(int fd) {
   sockaddr_storage address{};
-  kj::uint length = sizeof(address);
-  try {
-    stream.getpeername(reinterpret_cast<sockaddr*>(&address), &length);
-  } catch (const kj::Exception&) {
-    return "";
-  }
+  socklen_t length = sizeof(address);
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) return "";
   char host[INET6_ADDRSTRLEN] = {};
   if (address.ss_family == AF_INET) {
     const auto* in = reinterpret_cast<const sockaddr_in*>(&address);
@@ -70,7 +78,35 @@ std::string peer_of(kj::AsyncIoStream& stream) {
     inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
     return std::string(" from [") + host + "]:" + std::to_string(ntohs(in6->sin6_port));
   }
+  ucred credentials{};
+  socklen_t size = sizeof(credentials);
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &size) == 0) {
+    return " from uid " + std::to_string(credentials.uid) + " (pid " + std::to_string(credentials.pid) + ")";
+  }
   return "";
+}
+
+// Whether the process at the other end of the unix socket `fd` may connect: the server's
+// own user, root, or a user or group the options allow.
+bool peer_allowed(int fd, const ServerOptions& options) {
+  ucred credentials{};
+  socklen_t size = sizeof(credentials);
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &size) != 0) return false;
+  const auto& uids = options.allowed_uids;
+  const auto& gids = options.allowed_gids;
+  return credentials.uid == ::geteuid() || credentials.uid == 0 ||
+         std::find(uids.begin(), uids.end(), credentials.uid) != uids.end() ||
+         std::find(gids.begin(), gids.end(), credentials.gid) != gids.end();
+}
+
+size_t default_max_connections() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return 1024;
+  return std::max<size_t>(16, static_cast<size_t>(limit.rlim_cur) / 4);
+}
+
+kj::Exception closed_because(kj::Exception::Type type, const std::string& why) {
+  return kj::Exception(type, __FILE__, __LINE__, kj::heapString(why));
 }
 
 class IgnoreErrors final : public kj::TaskSet::ErrorHandler {
@@ -78,85 +114,251 @@ class IgnoreErrors final : public kj::TaskSet::ErrorHandler {
   void taskFailed(kj::Exception&&) override {}  // a broken connection only ends itself
 };
 
+// The listening address as the Listener takes it, and whether it is TLS.
+struct Endpoint {
+  std::string listen;
+  bool tls;
+};
+
+Endpoint endpoint_of(const std::string& address) {
+  if (address.starts_with("tls:")) return {"tcp:" + address.substr(4), true};
+  return {address, false};
+}
+
+std::string read_pem(const std::string& path, const char* what) {
+  std::ifstream file(path, std::ios::binary);
+  if (!file) throw ValueError(std::string("cannot read the ") + what + " file '" + path + "'");
+  std::ostringstream text;
+  text << file.rdbuf();
+  return text.str();
+}
+
 }  // namespace
 
 struct ManagerServer::State {
   ServerOptions options;
   Listener listener;
+  bool tls;
+  std::string address;  // as clients pass it
+  // PEM text, read when the server is made (a bad file is an error then, not at the first client).
+  std::string cert_pem, key_pem, client_ca_pem;
 };
 
 ManagerServer::ManagerServer(ServerOptions options) {
+  const Endpoint endpoint = endpoint_of(options.address);
   if (!is_unix_address(options.address) && !options.authkey) {
-    throw ValueError("a Manager listening on TCP needs an authkey");
+    throw ValueError("a Manager listening on TCP or TLS needs an authkey");
   }
-  Listener listener(options.address, 128);
-  state_ = std::make_unique<State>(State{std::move(options), std::move(listener)});
+  std::string cert, key, client_ca;
+  if (endpoint.tls) {
+    if (!options.tls || options.tls->cert_file.empty() || options.tls->key_file.empty()) {
+      throw ValueError("a Manager listening on TLS needs a certificate and a key");
+    }
+    cert = read_pem(options.tls->cert_file, "certificate");
+    key = read_pem(options.tls->key_file, "key");
+    if (!options.tls->client_ca_file.empty()) client_ca = read_pem(options.tls->client_ca_file, "client CA");
+    try {  // parsed now, so that a bad file is an error here
+      kj::TlsCertificate parsed_cert(cert);
+      kj::TlsPrivateKey parsed_key(key);
+      if (!client_ca.empty()) kj::TlsCertificate parsed_ca(client_ca);
+    } catch (const kj::Exception& e) {
+      throw ValueError(std::string("the TLS certificate or key cannot be used: ") + e.getDescription().cStr());
+    }
+  } else if (options.tls) {
+    throw ValueError("TLS options need a tls:host:port address");
+  }
+  Listener listener(endpoint.listen, 128);
+  std::string address = endpoint.tls ? "tls:" + listener.address() : listener.address();
+  state_ = std::make_unique<State>(State{std::move(options), std::move(listener), endpoint.tls, std::move(address),
+                                         std::move(cert), std::move(key), std::move(client_ca)});
 }
 
 ManagerServer::ManagerServer(ManagerServer&&) noexcept = default;
 ManagerServer& ManagerServer::operator=(ManagerServer&&) noexcept = default;
 ManagerServer::~ManagerServer() = default;
 
-const std::string& ManagerServer::address() const noexcept { return state_->listener.address(); }
+const std::string& ManagerServer::address() const noexcept { return state_->address; }
 
 void ManagerServer::close_unserved() noexcept {
   state_->listener.keep_path();
   state_->listener.close();
 }
 
+namespace {
+
+// What the server knows of one client, from its accept to its close.
+struct ClientState {
+  ClientState(uint64_t id_, std::string peer_) : id(id_), peer(std::move(peer_)), accepted(Clock::now()) {}
+  uint64_t id;
+  std::string peer;
+  Clock::time_point accepted;
+  bool logged_in = false;
+  rpc::ConnectionGuard* guard = nullptr;  // once its message stream is up
+  kj::Canceler setting_up;                // its TLS or lane handshake, until then
+};
+
+}  // namespace
+
 void ManagerServer::serve_forever() {
   auto& loop = rpc::thread_loop();
   auto& io = loop.io();
   auto& scope = loop.wait_scope();
+  const ServerOptions& options = state_->options;
+  const auto& log = options.log;
+  const size_t max_connections = options.max_connections != 0 ? options.max_connections : default_max_connections();
+  const kj::Duration login_timeout = options.login_timeout.count() * kj::MILLISECONDS;
 
   rpc::Registry registry;
   rpc::Runtime runtime{io.provider->getTimer(), registry};
   bool stopping = false;
   auto stop = kj::newPromiseAndFulfiller<void>();
   auto stopped = stop.promise.fork();
-  rpc::ServiceConfig config{state_->options.authkey, state_->options.types, [&] {
+  std::map<uint64_t, kj::Own<ClientState>> clients;
+
+  auto close_client = [&](ClientState& client, kj::Exception why) {
+    if (client.guard != nullptr) {
+      client.guard->disconnect(kj::mv(why));
+    } else {
+      client.setting_up.cancel(kj::mv(why));
+    }
+  };
+  rpc::ServiceConfig config{options.authkey, options.types,
+                            [&] {
                               stopping = true;
                               stop.fulfiller->fulfill();
+                            },
+                            [&](uint64_t id, bool succeeded) {
+                              auto it = clients.find(id);
+                              if (it == clients.end() || it->second->guard == nullptr) return;
+                              ClientState& client = *it->second;
+                              if (succeeded) {
+                                client.logged_in = true;
+                                client.guard->logged_in();
+                                return;
+                              }
+                              if (log) log("connection " + std::to_string(id) + ": login failed" + client.peer + "; closed");
+                              client.guard->disconnect(
+                                  closed_because(kj::Exception::Type::FAILED, "AuthenticationError: digest received was wrong"));
                             }};
+
+  kj::Maybe<kj::Own<kj::TlsContext>> tls;
+  kj::Maybe<kj::TlsKeypair> keypair;
+  kj::Vector<kj::TlsCertificate> client_cas;
+  if (state_->tls) {
+    keypair = kj::TlsKeypair{kj::TlsPrivateKey(state_->key_pem), kj::TlsCertificate(state_->cert_pem)};
+    kj::TlsContext::Options tls_options;
+    tls_options.defaultKeypair = KJ_ASSERT_NONNULL(keypair);
+    if (!state_->client_ca_pem.empty()) {
+      client_cas.add(kj::TlsCertificate(state_->client_ca_pem));
+      tls_options.verifyClients = true;
+      tls_options.useSystemTrustStore = false;
+      tls_options.trustedCertificates = client_cas.asPtr();
+    }
+    tls_options.timer = runtime.timer;
+    tls_options.acceptTimeout = login_timeout;  // the handshake is part of the login's time
+    tls = kj::heap<kj::TlsContext>(kj::mv(tls_options));
+  }
 
   int fd = retry_syscall("dup", [&] { return ::dup(state_->listener.fileno()); });
   auto receiver = io.lowLevelProvider->wrapListenSocketFd(fd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
   IgnoreErrors ignore_errors;
   kj::TaskSet connections(ignore_errors);
   uint64_t next_session = 1;
-  const auto& log = state_->options.log;
 
-  // Accepts forever; a failed accept (out of descriptors) is retried after a pause.
+  // A new connection when there are `max_connections`: the oldest one that has not logged
+  // in goes, else the one idle longest (idle for idle_reap_after at least); else the new
+  // one is refused.
+  auto make_room = [&]() -> bool {
+    if (clients.size() < max_connections) return true;
+    ClientState* victim = nullptr;
+    for (auto& [id, client] : clients) {
+      if (!client->logged_in && (victim == nullptr || client->accepted < victim->accepted)) victim = client.get();
+    }
+    if (victim == nullptr) {
+      const auto now = Clock::now();
+      for (auto& [id, client] : clients) {
+        if (client->guard == nullptr || now - client->guard->last_activity() < options.idle_reap_after) continue;
+        if (victim == nullptr || client->guard->last_activity() < victim->guard->last_activity()) victim = client.get();
+      }
+    }
+    if (victim == nullptr) return false;
+    if (log) log("connection " + std::to_string(victim->id) + " closed to make room (" + std::to_string(max_connections) + " connections)");
+    close_client(*victim, closed_because(kj::Exception::Type::OVERLOADED,
+                                         "the manager closed this connection to make room for another"));
+    clients.erase(victim->id);  // its tasks end on their own; it counts no more
+    return true;
+  };
+
+  // The message stream of a freshly accepted connection: through TLS, a lane (unix
+  // sockets, when the client asks and knows the key) or the socket itself.
+  auto open_stream = [&](kj::Own<kj::AsyncIoStream> accepted) -> kj::Promise<kj::Own<capnp::MessageStream>> {
+    KJ_IF_MAYBE(context, tls) {
+      return (*context)->wrapServer(kj::mv(accepted)).then([](kj::Own<kj::AsyncIoStream>&& secure) {
+        kj::Own<capnp::MessageStream> stream = kj::heap<capnp::AsyncIoMessageStream>(*secure);
+        return stream.attach(kj::mv(secure));
+      });
+    }
+    return rpc::accept_message_stream(io.unixEventPort, rpc::take_socket(kj::mv(accepted)), options.authkey);
+  };
+
+  auto serve = [&](kj::Own<kj::AsyncIoStream>&& accepted) {
+    int raw = -1;
+    KJ_IF_MAYBE(fd_ref, accepted->getFd()) { raw = *fd_ref; }
+    const bool unix_socket = raw >= 0 && rpc::is_unix_socket(raw);
+    const std::string peer = raw >= 0 ? peer_of(raw) : "";
+    if (unix_socket && !peer_allowed(raw, options)) {
+      if (log) log("refused a connection" + peer + ": not an allowed user");
+      return;  // `accepted` closes it
+    }
+    if (!make_room()) {
+      if (log) log("refused a connection" + peer + ": " + std::to_string(max_connections) + " connections, none idle");
+      return;
+    }
+    const uint64_t id = next_session++;
+    if (log) log("connection " + std::to_string(id) + " opened" + peer);
+    auto& client = *clients.emplace(id, kj::heap<ClientState>(id, peer)).first->second;
+    // Logged in within login_timeout, or closed.
+    connections.add(runtime.timer.afterDelay(login_timeout).then([&clients, &close_client, id, &log] {
+      auto it = clients.find(id);
+      if (it == clients.end() || it->second->logged_in) return;
+      if (log) log("connection " + std::to_string(id) + " did not log in in time; closed");
+      close_client(*it->second, closed_because(kj::Exception::Type::DISCONNECTED, "the client did not log in in time"));
+    }).exclusiveJoin(stopped.addBranch()));
+    connections.add(
+        client.setting_up.wrap(open_stream(kj::mv(accepted)))
+            .then([&, id](kj::Own<capnp::MessageStream>&& stream) -> kj::Promise<void> {
+              auto it = clients.find(id);
+              if (it == clients.end()) return kj::READY_NOW;  // displaced meanwhile
+              auto guard = kj::heap<rpc::ConnectionGuard>(kj::mv(stream), options.limits);
+              it->second->guard = guard.get();
+              auto connection = kj::heap<ServedConnection>(runtime, config, kj::mv(guard), id);
+              auto disconnected = connection->network.onDisconnect();
+              return disconnected.then([connection = kj::mv(connection)]() mutable {
+                // Cancel its calls first, then give back what it held.
+                auto session = kj::addRef(*connection->session);
+                connection = nullptr;
+                session->close();
+              });
+            })
+            .then([id, &log] {
+              if (log) log("connection " + std::to_string(id) + " closed");
+            }, [id, &log](kj::Exception&& e) {
+              if (log) log("connection " + std::to_string(id) + " failed: " + e.getDescription().cStr());
+            })
+            .attach(kj::defer([&clients, id] { clients.erase(id); })));
+  };
+
+  // Accepts forever; a failed accept (out of descriptors, say) is retried after a pause,
+  // while the connections already open are served.
   kj::Function<kj::Promise<void>()> accept_loop = [&]() -> kj::Promise<void> {
     return receiver->accept()
-        .then([&](kj::Own<kj::AsyncIoStream>&& accepted) {
-          const uint64_t id = next_session++;
-          if (log) log("connection " + std::to_string(id) + " opened" + peer_of(*accepted));
-          // The client's first bytes say whether it wants a lane; the handshake does not
-          // hold up the other connections.
-          auto socket = rpc::take_socket(kj::mv(accepted));
-          connections.add(rpc::accept_message_stream(io.unixEventPort, socket)
-                              .then([&, id](kj::Own<capnp::MessageStream>&& stream) {
-                                auto connection = kj::heap<ServedConnection>(runtime, config, kj::mv(stream), id);
-                                auto disconnected = connection->network.onDisconnect();
-                                return disconnected.then([connection = kj::mv(connection), id, &log]() mutable {
-                                  // Cancel its calls first, then give back what it held.
-                                  auto session = kj::addRef(*connection->session);
-                                  connection = nullptr;
-                                  session->close();
-                                  if (log) log("connection " + std::to_string(id) + " closed");
-                                });
-                              })
-                              .catch_([id, &log](kj::Exception&& e) {
-                                if (log) log("connection " + std::to_string(id) + " failed: " + e.getDescription().cStr());
-                              }));
-        })
+        .then([&](kj::Own<kj::AsyncIoStream>&& accepted) { serve(kj::mv(accepted)); })
         .catch_([&](kj::Exception&&) { return runtime.timer.afterDelay(10 * kj::MILLISECONDS); })
         .then([&] { return accept_loop(); });
   };
   auto accepting = accept_loop().eagerlyEvaluate(nullptr);
 
-  const auto spin = state_->options.spin;
+  const auto spin = options.spin;
   uint64_t seen = rpc::calls_dispatched();
   auto last_call = Clock::now();
   while (!stopping) {

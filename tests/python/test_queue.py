@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import pickle
 import queue
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
 
 import xproc
-from conftest import interrupt_python, point_capnp, run_python
+from conftest import interrupt_python, point_capnp, python_env, run_python
 
 START_METHODS = ["fork", "spawn"]
 
@@ -227,3 +230,126 @@ def test_another_process_that_loaded_the_schema_gets_pycapnp_readers(unique_name
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["_DynamicStructReader", "5", "spawned"]
+
+
+# --- Peers that misbehave -------------------------------------------------------------------
+
+# Where the queue's two mutexes lie in its segment (layout version 2, docs/protocol.md).
+MUTEX_OFFSETS = {"producer": 128, "consumer": 192}
+
+
+def stop_while_holding(name: str, side: str) -> int:
+    """A child that puts and gets large messages in a loop, stopped (as by a debugger or a
+    frozen container) at an instant when it holds the queue's producer or consumer mutex.
+    Returns its pid; the caller kills it."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            q = xproc.Queue.open(name)
+            big = b"x" * (2 << 20)
+            while True:
+                q.put_bytes(big)
+                q.get_bytes()
+        finally:
+            os._exit(0)
+    fd = os.open(f"/dev/shm/xproc.{name}", os.O_RDONLY)
+    try:
+        for _ in range(2000):
+            os.kill(pid, signal.SIGSTOP)
+            os.waitpid(pid, os.WUNTRACED)
+            if int.from_bytes(os.pread(fd, 4, MUTEX_OFFSETS[side]), "little") != 0:
+                return pid
+            os.kill(pid, signal.SIGCONT)
+            time.sleep(0.0005)
+    finally:
+        os.close(fd)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    pytest.fail(f"never caught the child holding the {side} mutex")
+
+
+@pytest.mark.parametrize("side", ["producer", "consumer"])
+def test_a_stopped_mutex_holder_delays_calls_only_until_their_timeout(unique_name, side):
+    q = xproc.Queue(name=unique_name)
+    holder = stop_while_holding(unique_name, side)
+    try:
+        started = time.monotonic()
+        with pytest.raises(queue.Full if side == "producer" else queue.Empty):
+            if side == "producer":
+                q.put("x", timeout=1)
+            else:
+                q.get(timeout=1)
+        waited = time.monotonic() - started
+        assert 0.9 <= waited < 10
+    finally:
+        os.kill(holder, signal.SIGKILL)
+        os.waitpid(holder, 0)
+    q.put_bytes(b"after")  # the dead holder's mutex is taken over
+    while q.get_bytes(timeout=5) != b"after":
+        pass  # what the holder left in the queue
+
+
+def test_ctrl_c_interrupts_a_put_stalled_by_a_stopped_mutex_holder(unique_name):
+    xproc.Queue(name=unique_name)
+    holder = stop_while_holding(unique_name, "producer")
+    try:
+        code = f"""
+import time, xproc
+q = xproc.Queue.open({unique_name!r})
+print("blocking", flush=True)
+try:
+    q.put("x")
+except KeyboardInterrupt:
+    print("interrupted", time.monotonic(), flush=True)
+"""
+        child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=python_env())
+        assert child.stdout.readline().strip() == "blocking"
+        time.sleep(0.3)  # well inside the put
+        pressed = time.monotonic()
+        child.send_signal(signal.SIGINT)
+        out, _ = child.communicate(timeout=10)
+        word, caught = out.split()
+        assert word == "interrupted"
+        assert float(caught) - pressed < 1.0  # (the put looks for signals every 50 ms)
+        assert child.returncode == 0
+    finally:
+        os.kill(holder, signal.SIGKILL)
+        os.waitpid(holder, 0)
+
+
+def test_a_name_planted_by_another_user_raises_permission_error(unique_name):
+    path = f"/dev/shm/xproc.{unique_name}"
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setresgid(65534, 65534, 65534)
+            os.setresuid(65534, 65534, 65534)
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+            os.fchmod(fd, 0o666)
+            os.write(fd, b"bait" * 4096)
+            os._exit(0)
+        finally:
+            os._exit(1)
+    assert os.waitpid(pid, 0)[1] == 0, "could not plant the file as uid 65534 (needs root)"
+    with open(path, "rb") as f:
+        before = f.read()
+    with pytest.raises(PermissionError, match="uid 65534"):
+        xproc.Queue(name=unique_name)
+    with pytest.raises(PermissionError):
+        xproc.Queue.open(unique_name)
+    with open(path, "rb") as f:
+        assert f.read() == before  # nothing was written into it
+    os.unlink(path)
+
+
+def test_a_queue_shared_on_purpose_opens_with_the_same_declaration(unique_name):
+    q = xproc.Queue(name=unique_name, mode=0o660)
+    assert os.stat(f"/dev/shm/xproc.{unique_name}").st_mode & 0o777 == 0o660
+    with pytest.raises(PermissionError):
+        xproc.Queue.open(unique_name)  # by default only a segment nobody else can reach
+    other = xproc.Queue.open(unique_name, mode=0o660)
+    again = pickle.loads(pickle.dumps(other))  # how a spawned child receives it
+    q.put("shared")
+    assert again.get(timeout=5) == "shared"
+    with pytest.raises(PermissionError):
+        xproc.Queue.open(unique_name, mode=0o660, owner=65534)

@@ -78,6 +78,27 @@ static void test_named_queue(void) {
   xproc_queue_close(producer);
 }
 
+/* A segment other users can reach is refused unless the opener shares it on purpose. */
+static void test_shared_queue(void) {
+  char name[64];
+  snprintf(name, sizeof name, "c-api-shared-%d", (int)getpid());
+  xproc_queue* creator = NULL;
+  xproc_queue* opener = NULL;
+  CHECK_STATUS(xproc_queue_create_shared(name, 0, 4096, 0, 0666, -1, &creator), XPROC_OK);
+  CHECK_STATUS(xproc_queue_open(name, &opener), XPROC_PERMISSION_ERROR);
+  CHECK(strstr(xproc_last_error_message(), "0666") != NULL);
+  CHECK(opener == NULL);
+  CHECK(strncmp(xproc_strerror(XPROC_PERMISSION_ERROR), "XPROC_PERMISSION_ERROR", 22) == 0);
+  CHECK_STATUS(xproc_queue_open_shared(name, 0666, -1, -1, &opener), XPROC_OK);
+  CHECK_STATUS(xproc_queue_put(creator, "shared", 6, 0), XPROC_OK);
+  size_t depth = 0;
+  CHECK_STATUS(xproc_queue_qsize(opener, &depth), XPROC_OK);
+  CHECK(depth == 1);
+  xproc_queue_close(opener);
+  xproc_queue_close(creator);
+  CHECK_STATUS(xproc_queue_remove(name), XPROC_OK);
+}
+
 static void test_anonymous_queue_across_fork(void) {
   xproc_queue* queue = NULL;
   CHECK_STATUS(xproc_queue_create(NULL, 0, 0, &queue), XPROC_OK);
@@ -259,6 +280,7 @@ static void test_manager(const char* command) {
 int main(int argc, char** argv) {
   test_errors_have_names_and_messages();
   test_named_queue();
+  test_shared_queue();
   test_anonymous_queue_across_fork();
   test_pipe();
   test_listener_and_client();

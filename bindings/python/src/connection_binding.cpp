@@ -210,23 +210,24 @@ void register_connections(nb::module_& m) {
   nb::class_<Listener>(m, "Listener", "A bound, listening socket (the engine under xproc.connection.Listener).")
       .def(
           "__init__",
-          [](Listener* self, std::string address, int backlog, std::optional<nb::bytes> authkey) {
-            new (self) Listener(std::move(address), backlog, authkey_string(authkey));
+          [](Listener* self, std::string address, int backlog, std::optional<nb::bytes> authkey,
+             double handshake_timeout) {
+            const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(handshake_timeout * 1000));
+            new (self) Listener(std::move(address), backlog, authkey_string(authkey), {}, timeout);
           },
-          nb::arg("address") = "", nb::arg("backlog") = 1, nb::arg("authkey") = nb::none())
+          nb::arg("address") = "", nb::arg("backlog") = 1, nb::arg("authkey") = nb::none(),
+          nb::arg("handshake_timeout") = 5.0)
       .def(
           "accept",
           [](Listener& self, uint64_t schema_id) {
-            // Wait for a caller in slices (Ctrl-C), then accept and authenticate without the GIL.
+            // Accepts and authenticates in slices without the GIL, looking for Ctrl-C between them.
+            std::optional<ByteConnection> accepted;
             const Deadline forever(true, std::nullopt);
             wait_in_slices(forever, [&](Timeout slice) {
-              pollfd request{self.fileno(), POLLIN, 0};
-              const int milliseconds = static_cast<int>(slice.value_or(std::chrono::seconds(0)).count() * 1000);
-              const int ready = ::poll(&request, 1, milliseconds);
-              return ready != 0;  // ready, or an error accept() will report
+              accepted = self.try_accept(slice);
+              return accepted.has_value();
             });
-            nb::gil_scoped_release unlocked;
-            return wrap(self.accept(), schema_id);
+            return wrap(std::move(*accepted), schema_id);
           },
           nb::arg("schema_id") = MessageCodec::value_schema_id())
       .def_prop_ro("address", &Listener::address)

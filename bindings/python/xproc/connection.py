@@ -157,7 +157,9 @@ class Listener:
     ``address`` is a ``(host, port)`` tuple (TCP), a filesystem path, or a str starting
     with ``'\\0'`` (a Linux abstract socket); None picks a fresh abstract address (or
     ``('localhost', 0)`` for ``family='AF_INET'``). With ``authkey``, every accepted
-    connection must pass multiprocessing's HMAC challenge first.
+    connection must pass multiprocessing's HMAC challenge first; clients go through it
+    side by side, so one that stays silent holds up nobody and is dropped after
+    ``handshake_timeout`` seconds.
     """
 
     def __init__(
@@ -168,13 +170,14 @@ class Listener:
         authkey: Optional[bytes] = None,
         *,
         schema: Any = None,
+        handshake_timeout: float = 5.0,
     ) -> None:
         if address is None and family == "AF_INET":
             address = ("127.0.0.1", 0)
         self._schema = schema
         self._schema_id = _schema_id(schema)
         self._engine = _xproc.Listener("" if address is None else _address_text(address), backlog,
-                                       _check_authkey(authkey))
+                                       _check_authkey(authkey), handshake_timeout)
         self.last_accepted: Optional[Any] = None
 
     def accept(self) -> Connection:

@@ -4,7 +4,11 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <fstream>
 #include <map>
+#include <sstream>
+
+#include <kj/compat/tls.h>
 
 #include "xproc/auth.h"
 #include "xproc/errors.h"
@@ -22,12 +26,73 @@ capnp::ReaderOptions client_reader_options() {
   return options;
 }
 
+// How long a TLS handshake with the server may take.
+constexpr auto kTlsHandshakeTimeout = 10 * kj::SECONDS;
+
+bool is_tls(const std::string& address) { return address.starts_with("tls:"); }
+
 // Connects with the library's own Client (addresses parsed once, in one place) and takes
-// the socket from it.
+// the socket from it. A tls: address is TCP underneath.
 int connect_socket(const std::string& address) {
-  ByteConnection connection = Client(address);
+  ByteConnection connection = Client(is_tls(address) ? "tcp:" + address.substr(4) : address);
   // Close-on-exec: a program this process runs must not hold the connection open.
   return retry_syscall("dup", [&] { return ::fcntl(connection.fileno(), F_DUPFD_CLOEXEC, 0); });
+}
+
+// "host" of "tls:host:port" or "tls:[v6]:port".
+std::string host_of(const std::string& address) {
+  std::string rest = address.substr(4);
+  const size_t colon = rest.rfind(':');
+  std::string host = colon == std::string::npos ? rest : rest.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  return host;
+}
+
+std::string read_pem(const std::string& path, const char* what) {
+  std::ifstream file(path, std::ios::binary);
+  if (!file) throw ValueError(std::string("cannot read the TLS ") + what + " file '" + path + "'");
+  std::ostringstream text;
+  text << file.rdbuf();
+  return text.str();
+}
+
+// kj's TLS over the connected socket `fd` (owned from here on), its handshake done: the
+// server's certificate checked against the options' CAs and server name.
+kj::Own<capnp::MessageStream> tls_message_stream(ThreadLoop& loop, int fd, const TlsClientOptions& tls,
+                                                 const std::string& address) {
+  struct Material {
+    kj::Vector<kj::TlsCertificate> trusted;
+    kj::Maybe<kj::TlsKeypair> keypair;
+    kj::Own<kj::TlsContext> context;
+  };
+  // The socket is the stream's from here on, closed with it whatever fails.
+  auto raw = loop.io().lowLevelProvider->wrapSocketFd(fd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
+  auto material = kj::heap<Material>();
+  kj::Own<kj::AsyncIoStream> secure;
+  const std::string server_name = tls.server_name.empty() ? host_of(address) : tls.server_name;
+  try {
+    kj::TlsContext::Options options;
+    if (!tls.ca_file.empty()) {
+      material->trusted.add(kj::TlsCertificate(read_pem(tls.ca_file, "CA")));
+      options.useSystemTrustStore = false;
+      options.trustedCertificates = material->trusted.asPtr();
+    }
+    if (!tls.cert_file.empty() || !tls.key_file.empty()) {
+      material->keypair = kj::TlsKeypair{kj::TlsPrivateKey(read_pem(tls.key_file, "key")),
+                                         kj::TlsCertificate(read_pem(tls.cert_file, "certificate"))};
+      options.defaultKeypair = KJ_ASSERT_NONNULL(material->keypair);
+    }
+    material->context = kj::heap<kj::TlsContext>(kj::mv(options));
+    auto timeout = loop.io().provider->getTimer().afterDelay(kTlsHandshakeTimeout).then(
+        []() -> kj::Own<kj::AsyncIoStream> { KJ_FAIL_REQUIRE("the server did not finish the TLS handshake in time"); });
+    secure = material->context->wrapClient(kj::mv(raw), server_name).exclusiveJoin(kj::mv(timeout)).wait(loop.wait_scope());
+  } catch (const kj::Exception& e) {
+    throw ConnectionError("TLS with the manager at " + address.substr(4) + " (as " + server_name +
+                          ") failed: " + e.getDescription().cStr());
+  }
+  kj::Own<capnp::MessageStream> stream = kj::heap<capnp::AsyncIoMessageStream>(*secure);
+  // Gone in this order: the message stream, the TLS stream, then its context.
+  return stream.attach(kj::mv(secure)).attach(kj::mv(material));
 }
 
 capnp::Capability::Client server_bootstrap(capnp::RpcSystem<capnp::rpc::twoparty::VatId>& system) {
@@ -78,10 +143,10 @@ ClientConnection& find_or_connect(ThreadLoop& loop, const Endpoint& endpoint, Tr
 
 }  // namespace
 
-// kj's RPC over the socket, for the event-loop transport.
+// kj's RPC over a message stream (the socket, or TLS over it), for the event-loop transport.
 struct ClientConnection::EventLoopRpc {
-  EventLoopRpc(ThreadLoop& loop, int fd)
-      : stream(socket_message_stream(loop.io().unixEventPort, fd)),
+  explicit EventLoopRpc(kj::Own<capnp::MessageStream> stream_)
+      : stream(kj::mv(stream_)),
         network(*stream, capnp::rpc::twoparty::Side::CLIENT, client_reader_options()),
         system(capnp::makeRpcClient(network)) {}
   kj::Own<capnp::MessageStream> stream;
@@ -94,14 +159,18 @@ ClientConnection::ClientConnection(ThreadLoop& loop, const Endpoint& endpoint, T
   loop_.own_fd(fd_);
   try {
     capnp::Capability::Client bootstrap(nullptr);
-    if (transport == Transport::kDirect) {
+    if (endpoint.tls) {
+      // Over TLS every call takes kj's RpcSystem: the blocking transport speaks plain sockets.
+      event_loop_ = std::make_unique<EventLoopRpc>(tls_message_stream(loop, fd_, *endpoint.tls, endpoint.address));
+      bootstrap = server_bootstrap(event_loop_->system);
+    } else if (transport == Transport::kDirect) {
       direct_ = std::make_shared<DirectSession>(fd_, client_reader_options(), endpoint.spin);
       if (endpoint.shared_memory) {
-        if (auto lane = request_lane(fd_)) direct_->use_lane(std::move(*lane));
+        if (auto lane = request_lane(fd_, endpoint.authkey)) direct_->use_lane(std::move(*lane));
       }
       bootstrap = direct_->bootstrap();
     } else {
-      event_loop_ = std::make_unique<EventLoopRpc>(loop, fd_);
+      event_loop_ = std::make_unique<EventLoopRpc>(socket_message_stream(loop.io().unixEventPort, fd_));
       bootstrap = server_bootstrap(event_loop_->system);
     }
     manager_ = log_in(kj::mv(bootstrap), endpoint, loop.wait_scope());

@@ -22,6 +22,7 @@
 #include <capnp/rpc-twoparty.h>
 
 #include "xproc/manager.capnp.h"
+#include "xproc/tls_options.h"
 #include "xproc/rpc/remote_error.h"
 #include "xproc/rpc/thread_loop.h"
 
@@ -34,6 +35,8 @@ struct Endpoint {
   std::optional<std::string> authkey;
   std::chrono::microseconds spin{50};  // how long a caller polls for a reply before sleeping
   bool shared_memory = true;           // blocking calls ask for a lane on a unix socket
+  // Set for a "tls:" address: every call goes over kj's RpcSystem on a TLS stream.
+  std::optional<TlsClientOptions> tls;
 };
 
 // A shared object as proxies know it: enough to reach it from any thread or process.

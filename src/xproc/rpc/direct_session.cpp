@@ -372,8 +372,12 @@ void DirectSession::handle_unsolicited(Incoming& incoming) {
       }
       break;
     }
-    case wire::Message::ABORT:
-      fail(kj::Exception::Type::DISCONNECTED, kj::str("the manager ended the connection: ", root.getAbort().getReason()));
+    case wire::Message::ABORT: {
+      const kj::StringPtr reason = root.getAbort().getReason();
+      // A refused login ends the connection with the error itself, which stays that error.
+      if (reason.startsWith("AuthenticationError: ")) fail(kj::Exception::Type::FAILED, reason);
+      fail(kj::Exception::Type::DISCONNECTED, kj::str("the manager ended the connection: ", reason));
+    }
     case wire::Message::UNIMPLEMENTED:
       fail(kj::Exception::Type::DISCONNECTED, "the manager did not understand a message");
     case wire::Message::RELEASE:

@@ -20,6 +20,7 @@
 #include <string>
 #include <utility>
 
+#include "xproc/auth.h"
 #include "xproc/errors.h"
 #include "xproc/shm/segment.h"
 
@@ -34,14 +35,6 @@ struct Header {
   uint32_t version;
   uint32_t ring_bytes;
 };
-
-// Waits for `events` on `fd` (a blocking wait; the server answers at once).
-void wait_for(int fd, short events) {
-  pollfd wanted{fd, events, 0};
-  while (::poll(&wanted, 1, -1) < 0) {
-    if (errno != EINTR) throw_os_error("poll", errno);
-  }
-}
 
 }  // namespace
 
@@ -102,32 +95,34 @@ bool send_with_descriptor(int fd, std::span<const std::byte> bytes, int descript
   return n == static_cast<ssize_t>(bytes.size());
 }
 
-std::optional<Lane> request_lane(int fd) {
-  if (!is_unix_socket(fd)) return std::nullopt;
-  if (const int error = send_all(fd, std::as_bytes(std::span(kLaneRequest)))) {
-    throw ConnectionError(std::string("asking the manager for a lane: ") + std::strerror(error));
-  }
-  LaneReply reply;
-  auto* out = reinterpret_cast<unsigned char*>(&reply);
+namespace {
+
+// Reads exactly `size` bytes from the socket by `deadline`. A descriptor that comes along
+// goes to *memfd (the first one; any other is closed). ConnectionError when the server
+// hangs up, fails, or is silent past the deadline.
+void receive_exactly(int fd, void* out, size_t size, int& memfd, std::chrono::steady_clock::time_point deadline) {
+  auto* bytes = static_cast<unsigned char*>(out);
   size_t got = 0;
-  int memfd = -1;
-  while (got < sizeof(reply)) {
-    iovec part{out + got, sizeof(reply) - got};
+  while (got < size) {
+    iovec part{bytes + got, size - got};
     alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
     msghdr message{};
     message.msg_iov = &part;
     message.msg_iovlen = 1;
     message.msg_control = control;
     message.msg_controllen = sizeof(control);
-    ssize_t n = ::recvmsg(fd, &message, MSG_CMSG_CLOEXEC);
+    const ssize_t n = ::recvmsg(fd, &message, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      wait_for(fd, POLLIN);
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) throw ConnectionError("the manager did not answer the lane request in time");
+      pollfd wanted{fd, POLLIN, 0};
+      if (::poll(&wanted, 1, static_cast<int>(left.count()) + 1) < 0 && errno != EINTR) throw_os_error("poll", errno);
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
-      if (memfd >= 0) ::close(memfd);
-      throw ConnectionError(n == 0 ? "the manager closed the connection" : std::string("reading from the manager: ") + std::strerror(errno));
+      throw ConnectionError(n == 0 ? "the manager closed the connection"
+                                   : std::string("reading from the manager: ") + std::strerror(errno));
     }
     for (cmsghdr* header = CMSG_FIRSTHDR(&message); header != nullptr; header = CMSG_NXTHDR(&message, header)) {
       if (header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS) continue;
@@ -141,18 +136,51 @@ std::optional<Lane> request_lane(int fd) {
     }
     got += static_cast<size_t>(n);
   }
-  if (reply.magic != kLaneRequest || (reply.status == LaneReply::kGranted && memfd < 0)) {
-    if (memfd >= 0) ::close(memfd);
-    throw ConnectionError("the manager answered the lane request with something else");
+}
+
+}  // namespace
+
+std::optional<Lane> request_lane(int fd, const std::optional<std::string>& authkey, std::chrono::milliseconds timeout) {
+  if (!is_unix_socket(fd)) return std::nullopt;
+  if (const int error = send_all(fd, std::as_bytes(std::span(kLaneRequest)))) {
+    throw ConnectionError(std::string("asking the manager for a lane: ") + std::strerror(error));
   }
-  if (reply.status != LaneReply::kGranted) {
-    if (memfd >= 0) ::close(memfd);
-    return std::nullopt;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  int memfd = -1;
+  struct CloseUnused {
+    int& fd;
+    ~CloseUnused() {
+      if (fd >= 0) ::close(fd);
+    }
+  } close_unused{memfd};
+  auto garbled = [] { return ConnectionError("the manager answered the lane request with something else"); };
+  LaneReply reply;
+  receive_exactly(fd, &reply, sizeof(reply), memfd, deadline);
+  if (reply.magic != kLaneRequest) throw garbled();
+  if (reply.status == LaneReply::kChallenge) {
+    unsigned char nonce[kLaneNonceBytes];
+    receive_exactly(fd, nonce, sizeof(nonce), memfd, deadline);
+    const std::string digest = hmac_sha256(authkey.value_or(""), std::string_view(reinterpret_cast<char*>(nonce), sizeof(nonce)));
+    if (const int error = send_all(fd, std::as_bytes(std::span(digest)))) {
+      throw ConnectionError(std::string("answering the manager's lane challenge: ") + std::strerror(error));
+    }
+    receive_exactly(fd, &reply, sizeof(reply), memfd, deadline);
+    if (reply.magic != kLaneRequest || reply.status == LaneReply::kChallenge) throw garbled();
   }
-  try {
-    return Lane::attach(memfd, reply.ring_bytes);
-  } catch (const LaneError& e) {
-    throw ConnectionError(e.what());
+  switch (reply.status) {
+    case LaneReply::kRefused:
+      return std::nullopt;
+    case LaneReply::kWrongKey:
+      throw AuthenticationError("digest sent was rejected (the manager refused the authkey)");
+    case LaneReply::kGranted:
+      if (memfd < 0) throw garbled();
+      try {
+        return Lane::attach(std::exchange(memfd, -1), reply.ring_bytes);
+      } catch (const LaneError& e) {
+        throw ConnectionError(e.what());
+      }
+    default:
+      throw garbled();
   }
 }
 

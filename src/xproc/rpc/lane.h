@@ -22,11 +22,13 @@
 #include <sys/types.h>
 
 #include <array>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <span>
 #include <stdexcept>
+#include <string>
 
 namespace xproc::rpc {
 
@@ -35,13 +37,21 @@ inline constexpr size_t kLaneRingBytes = 64 * 1024;
 
 // The 8 bytes a client sends before anything else to ask for a lane. No Cap'n Proto frame
 // begins so: it would announce 2^32 segments, which framed_message_bytes refuses.
-inline constexpr std::array<unsigned char, 8> kLaneRequest = {0xff, 0xff, 0xff, 0xff, 'X', 'L', 'N', '1'};
+inline constexpr std::array<unsigned char, 8> kLaneRequest = {0xff, 0xff, 0xff, 0xff, 'X', 'L', 'N', '2'};
+
+// A lane is memory the server commits for a client, so it goes only to a client that knows
+// the authkey: the server answers the request with kChallenge and kLaneNonceBytes random
+// bytes, the client sends HMAC-SHA256(authkey, nonce), and the server answers again. A
+// server without an authkey answers at once.
+inline constexpr size_t kLaneNonceBytes = 32;
+inline constexpr size_t kLaneDigestBytes = 32;
 
 // The server's answer, 16 bytes on the socket; with kGranted the memfd rides along as
-// SCM_RIGHTS. Nothing else is on the socket before it, and after it the RPC stream is on
-// the lane (granted) or on the socket (refused).
+// SCM_RIGHTS. Nothing else is on the socket before it, and after the last one the RPC
+// stream is on the lane (granted) or on the socket (refused). After kWrongKey the server
+// closes the connection.
 struct LaneReply {
-  enum Status : uint32_t { kGranted = 0, kRefused = 1 };
+  enum Status : uint32_t { kGranted = 0, kRefused = 1, kChallenge = 2, kWrongKey = 3 };
   std::array<unsigned char, 8> magic = kLaneRequest;
   uint32_t status = kRefused;
   uint32_t ring_bytes = 0;
@@ -58,9 +68,11 @@ class Lane;
 
 // The client's side of the handshake on a connected socket, before any RPC byte: the lane
 // the server grants, or nothing (it refused, or `fd` is not a unix socket and nothing was
-// asked: the RPC stays on the socket). ConnectionError when the server closes the socket
-// or answers something else.
-std::optional<Lane> request_lane(int fd);
+// asked: the RPC stays on the socket). AuthenticationError when the server refuses
+// `authkey`; ConnectionError when it closes the socket, answers something else, or does
+// not answer within `timeout`.
+std::optional<Lane> request_lane(int fd, const std::optional<std::string>& authkey,
+                                 std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
 // Whether `fd` is a unix-domain socket (the only kind a lane can be passed over).
 bool is_unix_socket(int fd);

@@ -14,6 +14,7 @@
 
 #include <kj/debug.h>
 
+#include "xproc/auth.h"
 #include "xproc/errors.h"
 #include "xproc/rpc/buffered_message_stream.h"
 #include "xproc/rpc/lane.h"
@@ -181,10 +182,12 @@ class LaneMessageStream final : public BufferedMessageStream {
   kj::TaskSet watch_;  // last: cancelled before anything it uses goes
 };
 
-// Waits for the client's first bytes and answers a lane request.
+// Waits for the client's first bytes and answers a lane request, after checking that the
+// client knows the authkey (lane.h).
 class Handshake {
  public:
-  Handshake(kj::UnixEventPort& port, int fd) : port_(port), fd_(fd) {
+  Handshake(kj::UnixEventPort& port, int fd, const std::optional<std::string>& authkey)
+      : port_(port), fd_(fd), authkey_(authkey) {
     observer_ = kj::heap<kj::UnixEventPort::FdObserver>(port, fd, kj::UnixEventPort::FdObserver::OBSERVE_READ);
   }
   ~Handshake() {
@@ -197,17 +200,45 @@ class Handshake {
     unsigned char head[kLaneRequest.size()];
     ssize_t n = ::recv(fd_, head, sizeof(head), MSG_PEEK | MSG_DONTWAIT);
     if (n < 0 && errno == EINTR) return run();
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return wait();
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return wait([this] { return run(); });
     // An end or an error: the socket stream reports it as its first read.
     if (n <= 0 || std::memcmp(head, kLaneRequest.data(), static_cast<size_t>(n)) != 0) return socket_stream();
-    if (static_cast<size_t>(n) < sizeof(head)) return wait();  // a prefix so far
-    (void)::recv(fd_, head, sizeof(head), MSG_DONTWAIT);        // the request, peeked whole
-    return grant();
+    if (static_cast<size_t>(n) < sizeof(head)) return wait([this] { return run(); });  // a prefix so far
+    (void)::recv(fd_, head, sizeof(head), MSG_DONTWAIT);                               // the request, peeked whole
+    if (!is_unix_socket(fd_) || lane_set().streams.size() >= kMaxLanes) return answer(LaneReply::kRefused);
+    if (!authkey_) return grant();
+    // Memory only for a client that knows the key.
+    nonce_ = random_bytes(kLaneNonceBytes);
+    LaneReply challenge;
+    challenge.status = LaneReply::kChallenge;
+    std::string bytes(reinterpret_cast<const char*>(&challenge), sizeof(challenge));
+    bytes += nonce_;
+    if (!send_with_descriptor(fd_, std::as_bytes(std::span(bytes)), -1)) {
+      return KJ_EXCEPTION(DISCONNECTED, "could not answer the client's lane request");
+    }
+    return read_digest();
   }
 
  private:
-  kj::Promise<kj::Own<capnp::MessageStream>> wait() {
-    return observer_->whenBecomesReadable().then([this] { return run(); });
+  template <typename Next>
+  kj::Promise<kj::Own<capnp::MessageStream>> wait(Next next) {
+    return observer_->whenBecomesReadable().then(kj::mv(next));
+  }
+
+  kj::Promise<kj::Own<capnp::MessageStream>> read_digest() {
+    char chunk[kLaneDigestBytes];
+    const ssize_t n = ::recv(fd_, chunk, kLaneDigestBytes - digest_.size(), MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR) return read_digest();
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return wait([this] { return read_digest(); });
+    if (n <= 0) return KJ_EXCEPTION(DISCONNECTED, "the client left during the lane handshake");
+    digest_.append(chunk, static_cast<size_t>(n));
+    if (digest_.size() < kLaneDigestBytes) return read_digest();
+    if (!equal_constant_time(digest_, hmac_sha256(*authkey_, nonce_))) {
+      answer_only(LaneReply::kWrongKey);
+      return kj::Exception(kj::Exception::Type::DISCONNECTED, __FILE__, __LINE__,
+                           kj::heapString("login failed: wrong authkey in a lane request; connection closed"));
+    }
+    return grant();
   }
 
   kj::Promise<kj::Own<capnp::MessageStream>> socket_stream() {
@@ -215,25 +246,32 @@ class Handshake {
     return socket_message_stream(port_, std::exchange(fd_, -1));
   }
 
+  // Sends `status` with no lane; the socket carries what follows (after kWrongKey, nothing).
+  bool answer_only(LaneReply::Status status) {
+    LaneReply reply;
+    reply.status = status;
+    return send_with_descriptor(fd_, std::as_bytes(std::span(&reply, 1)), -1);
+  }
+
+  kj::Promise<kj::Own<capnp::MessageStream>> answer(LaneReply::Status status) {
+    if (!answer_only(status)) return KJ_EXCEPTION(DISCONNECTED, "could not answer the client's lane request");
+    return socket_stream();
+  }
+
   kj::Promise<kj::Own<capnp::MessageStream>> grant() {
     std::optional<Lane> lane;
-    if (is_unix_socket(fd_) && lane_set().streams.size() < kMaxLanes) {
-      try {
-        lane = Lane::create();
-      } catch (const OSError&) {
-        // Memory short: this connection stays on the socket.
-      }
+    try {
+      lane = Lane::create();
+    } catch (const OSError&) {
+      return answer(LaneReply::kRefused);  // memory short: this connection stays on the socket
     }
     LaneReply reply;
-    if (lane) {
-      reply.status = LaneReply::kGranted;
-      reply.ring_bytes = static_cast<uint32_t>(lane->ring_bytes());
-    }
-    // A fresh socket has room for the 16 bytes: one non-blocking send does.
-    if (!send_with_descriptor(fd_, std::as_bytes(std::span(&reply, 1)), lane ? lane->memfd() : -1)) {
+    reply.status = LaneReply::kGranted;
+    reply.ring_bytes = static_cast<uint32_t>(lane->ring_bytes());
+    // The socket has room for 16 bytes (the client has read all we sent): one send does.
+    if (!send_with_descriptor(fd_, std::as_bytes(std::span(&reply, 1)), lane->memfd())) {
       return KJ_EXCEPTION(DISCONNECTED, "could not answer the client's lane request");
     }
-    if (!lane) return socket_stream();
     lane->close_memfd();  // the mapping stays; the client has its own descriptor
     observer_ = nullptr;
     kj::Own<capnp::MessageStream> stream = kj::heap<LaneMessageStream>(port_, std::exchange(fd_, -1), std::move(*lane));
@@ -242,16 +280,20 @@ class Handshake {
 
   kj::UnixEventPort& port_;
   int fd_;
+  const std::optional<std::string>& authkey_;
+  std::string nonce_;
+  std::string digest_;
   kj::Own<kj::UnixEventPort::FdObserver> observer_;
 };
 
 }  // namespace
 
-kj::Promise<kj::Own<capnp::MessageStream>> accept_message_stream(kj::UnixEventPort& port, int fd) {
+kj::Promise<kj::Own<capnp::MessageStream>> accept_message_stream(kj::UnixEventPort& port, int fd,
+                                                                  const std::optional<std::string>& authkey) {
   int flags = retry_syscall("fcntl", [&] { return ::fcntl(fd, F_GETFL); });
   retry_syscall("fcntl", [&] { return ::fcntl(fd, F_SETFL, flags | O_NONBLOCK); });
   retry_syscall("fcntl", [&] { return ::fcntl(fd, F_SETFD, FD_CLOEXEC); });
-  auto handshake = kj::heap<Handshake>(port, fd);
+  auto handshake = kj::heap<Handshake>(port, fd, authkey);
   auto& ref = *handshake;
   return ref.run().attach(kj::mv(handshake));
 }

@@ -9,15 +9,21 @@
 // sleeps raises its flag at once. lanes_awake() takes the flags down after the sleep.
 #pragma once
 
+#include <optional>
+#include <string>
+
 #include <capnp/serialize-async.h>
 #include <kj/async-unix.h>
 
 namespace xproc::rpc {
 
 // The message stream for a connection accepted on `fd` (owned from here on): a lane when
-// the client asks for one first thing (and the server can make one), else the socket
-// itself (socket_message_stream.h). Resolves once the client's first bytes tell which.
-kj::Promise<kj::Own<capnp::MessageStream>> accept_message_stream(kj::UnixEventPort& port, int fd);
+// the client asks for one first thing, proves it knows `authkey` (when there is one), and
+// the server can make one; else the socket itself (socket_message_stream.h). Resolves once
+// the client's first bytes tell which; fails (the connection is to be closed) when the
+// client answers the lane challenge wrongly. `authkey` must outlive the promise.
+kj::Promise<kj::Own<capnp::MessageStream>> accept_message_stream(kj::UnixEventPort& port, int fd,
+                                                                  const std::optional<std::string>& authkey);
 
 // Wakes the lane streams of this thread whose wait is over; true if any woke.
 bool poll_lanes();

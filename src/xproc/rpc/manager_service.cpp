@@ -269,11 +269,22 @@ class Gate final : public Served<schema::Gate::Server> {
     std::string nonce = std::move(nonce_);  // each challenge answers one login attempt
     nonce_.clear();
     if (config_.authkey) {
-      if (nonce.empty()) throw AuthenticationError("login needs a challenge first");
-      std::string expected = hmac_sha256(*config_.authkey, nonce);
-      std::string_view received(reinterpret_cast<const char*>(digest.begin()), digest.size());
-      if (!equal_constant_time(expected, received)) throw AuthenticationError("digest received was wrong");
+      const char* failure = nullptr;
+      if (nonce.empty()) {
+        failure = "login needs a challenge first";
+      } else {
+        std::string expected = hmac_sha256(*config_.authkey, nonce);
+        std::string_view received(reinterpret_cast<const char*>(digest.begin()), digest.size());
+        if (!equal_constant_time(expected, received)) failure = "digest received was wrong";
+      }
+      if (failure != nullptr) {
+        // The server closes the connection: one guess per connection, and the error is the
+        // last thing the client hears.
+        config_.login_result(session_->id(), false);
+        throw AuthenticationError(failure);
+      }
     }
+    config_.login_result(session_->id(), true);
     context.getResults().setManager(kj::heap<ManagerService>(runtime_, config_, kj::addRef(*session_)));
     return kj::READY_NOW;
   }

@@ -15,6 +15,8 @@ struct ServiceConfig {
   std::optional<std::string> authkey;  // none: any digest logs in
   const UserTypes& types;
   std::function<void()> stop;  // a client called shutdown
+  // A connection's login succeeded or failed (after a failure the server closes it).
+  std::function<void(uint64_t session_id, bool succeeded)> login_result;
 };
 
 // A Gate for one connection; its Manager acts for `session`.
