@@ -316,6 +316,7 @@ TEST(QueueHostileTest, PipeScribblerNeverCrashesSenderOrReceiver) {
   Tally* tally = shared_tally();
   const pid_t sender = fork();
   if (sender == 0) {
+    b.close();  // or the receiving end would never hang up while the sender lives
     for (uint32_t n = 0; tally->stop.load() == 0; ++n) {
       try {
         const auto m = message_of(n, 8 + n % 300);
@@ -332,6 +333,7 @@ TEST(QueueHostileTest, PipeScribblerNeverCrashesSenderOrReceiver) {
   }
   const pid_t receiver = fork();
   if (receiver == 0) {
+    a.close();
     while (tally->stop.load() == 0) {
       try {
         if (b.poll(10ms)) (void)b.recv_bytes();

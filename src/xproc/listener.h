@@ -24,7 +24,8 @@ class Listener {
   // Binds and listens. An empty address picks a fresh abstract unix name. With an authkey,
   // accepting runs the handshake (deliver, then answer, as CPython's Listener) with every
   // client that connects, several at once: a client that goes silent holds up nobody, and
-  // is dropped once `handshake_timeout` has passed since it connected.
+  // is dropped by the first accept that runs after `handshake_timeout` has passed since it
+  // connected (or by close()).
   explicit Listener(std::string address = "", int backlog = 1,
                     std::optional<std::string> authkey = std::nullopt, ConnectionOptions options = {},
                     std::chrono::milliseconds handshake_timeout = kDefaultHandshakeTimeout);

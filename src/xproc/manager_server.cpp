@@ -333,16 +333,17 @@ void ManagerServer::serve_forever() {
               it->second->guard = guard.get();
               auto connection = kj::heap<ServedConnection>(runtime, config, kj::mv(guard), id);
               auto disconnected = connection->network.onDisconnect();
-              return disconnected.then([connection = kj::mv(connection)]() mutable {
+              return disconnected.then([connection = kj::mv(connection), id, &log]() mutable {
+                std::string why;
+                KJ_IF_MAYBE(reason, connection->guard.reason()) { why = std::string(": ") + reason->getDescription().cStr(); }
                 // Cancel its calls first, then give back what it held.
                 auto session = kj::addRef(*connection->session);
                 connection = nullptr;
                 session->close();
+                if (log) log("connection " + std::to_string(id) + " closed" + why);
               });
             })
-            .then([id, &log] {
-              if (log) log("connection " + std::to_string(id) + " closed");
-            }, [id, &log](kj::Exception&& e) {
+            .then([] {}, [id, &log](kj::Exception&& e) {
               if (log) log("connection " + std::to_string(id) + " failed: " + e.getDescription().cStr());
             })
             .attach(kj::defer([&clients, id] { clients.erase(id); })));

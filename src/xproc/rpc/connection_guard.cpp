@@ -32,11 +32,19 @@ kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> ConnectionGuard::tryReadMessa
   auto cut_off = cut.promise.then([]() -> kj::Maybe<capnp::MessageReaderAndFds> {
     KJ_FAIL_REQUIRE("a connection's read is only ever cut off with an error");
   });
-  return read.exclusiveJoin(kj::mv(cut_off)).then([this](kj::Maybe<capnp::MessageReaderAndFds>&& message) {
-    pending_read_ = nullptr;
-    KJ_IF_MAYBE(m, message) { check(*m->reader); }
-    return kj::mv(message);
-  });
+  return read.exclusiveJoin(kj::mv(cut_off))
+      .then(
+          [this](kj::Maybe<capnp::MessageReaderAndFds>&& message) {
+            pending_read_ = nullptr;
+            KJ_IF_MAYBE(m, message) { check(*m->reader); }
+            return kj::mv(message);
+          },
+          [this](kj::Exception&& error) -> kj::Maybe<capnp::MessageReaderAndFds> {
+            // A message over the size limit is refused by the stream below: remember why.
+            pending_read_ = nullptr;
+            if (disconnected_ == nullptr) disconnected_ = kj::cp(error);
+            kj::throwFatalException(kj::mv(error));
+          });
 }
 
 void ConnectionGuard::check(capnp::MessageReader& message) {
@@ -53,17 +61,22 @@ void ConnectionGuard::check(capnp::MessageReader& message) {
       break;
   }
   if (open_questions_ > call_limit()) {
-    kj::throwFatalException(KJ_EXCEPTION(DISCONNECTED, logged_in_ ? "the client has too many calls open at once"
-                                                                  : "the client called more than a login needs",
-                                         open_questions_, call_limit()));
+    cut_off(KJ_EXCEPTION(DISCONNECTED, logged_in_ ? "the client has too many calls open at once"
+                                                  : "the client called more than a login needs",
+                         open_questions_, call_limit()));
   }
   if (queued_bytes_) {
     const size_t queued = queued_bytes_();
     if (queued > limits_.max_queued_reply_bytes) {
-      kj::throwFatalException(KJ_EXCEPTION(DISCONNECTED, "the client does not read its replies", queued,
-                                           limits_.max_queued_reply_bytes));
+      cut_off(KJ_EXCEPTION(DISCONNECTED, "the client does not read its replies", queued,
+                           limits_.max_queued_reply_bytes));
     }
   }
+}
+
+void ConnectionGuard::cut_off(kj::Exception why) {
+  disconnected_ = kj::cp(why);
+  kj::throwFatalException(kj::mv(why));
 }
 
 kj::Promise<void> ConnectionGuard::writeMessage(kj::ArrayPtr<const int> fds,

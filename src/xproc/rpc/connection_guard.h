@@ -42,6 +42,8 @@ class ConnectionGuard final : public capnp::MessageStream {
   void disconnect(kj::Exception why);
   // When the client last sent a message (or connected).
   std::chrono::steady_clock::time_point last_activity() const noexcept { return last_activity_; }
+  // Why the server cut the client off, when it did (for the log).
+  kj::Maybe<const kj::Exception&> reason() const noexcept { return disconnected_; }
 
   kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> tryReadMessage(kj::ArrayPtr<kj::AutoCloseFd> fds,
                                                                     capnp::ReaderOptions options,
@@ -53,8 +55,9 @@ class ConnectionGuard final : public capnp::MessageStream {
   kj::Promise<void> end() override { return inner_->end(); }
 
  private:
-  // Counts the message's questions; throws when a limit is over.
+  // Counts the message's questions; throws (and remembers why) when a limit is over.
   void check(capnp::MessageReader& message);
+  [[noreturn]] void cut_off(kj::Exception why);
   size_t message_limit() const noexcept { return logged_in_ ? limits_.max_message_bytes : kLoginMessageBytes; }
   size_t call_limit() const noexcept { return logged_in_ ? limits_.max_outstanding_calls : kLoginCalls; }
 
