@@ -209,7 +209,7 @@ void pause_for(int64_t ns, const ByteQueue::Deadline& deadline) {
 // between, none when they meet with none.
 uint64_t bytes_in_use(Position head, Position tail, uint64_t capacity) {
   if (tail.offset == head.offset) return distance(head, tail) != 0 ? capacity : 0;
-  return (tail.offset + capacity - head.offset) % capacity;
+  return tail.offset > head.offset ? tail.offset - head.offset : tail.offset + capacity - head.offset;
 }
 
 // The messages between `head` and `tail` (read in that order): none when a put raced ahead
@@ -341,6 +341,7 @@ std::string describe(Position head, Position tail) {
   const Position head = load(h.head);
   const Position tail = load(h.tail);
   if (plausible(s.shape, head, tail) && (distance(head, tail) == 0 || record_at(s, head, tail))) {
+    s.cached_tail.store(tail.pack(), std::memory_order_relaxed);
     throw DecodeError(what + "; it was repaired meanwhile");
   }
   const uint32_t lost = distance(head, tail) <= s.shape.max_messages ? distance(head, tail) : 0;
@@ -427,17 +428,19 @@ bool ByteQueue::put_raw(size_t size, void (*fill)(void*, std::byte*), void* ctx,
     const Position tail = Position::unpack(tail_word);
     const bool cached = s.last_tail_written.load(std::memory_order_relaxed) == tail_word;
     Position head = cached ? Position::unpack(s.cached_head.load(std::memory_order_relaxed)) : load(h.head);
-    auto checked_place = [&] {
-      if (!plausible(shape, head, tail)) {
+    // A cached head that no longer fits the tail, or was too old to find room: look again.
+    bool fresh = !cached;
+    std::optional<Placement> placement;
+    for (;;) {
+      if (plausible(shape, head, tail)) {
+        placement = place(head, tail, need, shape.capacity, shape.maxsize);
+        if (placement || fresh) break;
+      } else if (fresh) {
         lock.unlock();
         reset_corrupted(s, describe(head, tail), deadline);
       }
-      return place(head, tail, need, shape.capacity, shape.maxsize);
-    };
-    auto placement = checked_place();
-    if (!placement && cached) {  // the cached head was too old to find room: look again
       head = load(h.head);
-      placement = checked_place();
+      fresh = true;
     }
     if (placement) {
       const uint64_t write_at = placement->write_at;
@@ -474,7 +477,9 @@ bool ByteQueue::get_raw(void (*consume)(void*, std::span<const std::byte>), void
     if (lock.owner_died()) h.recoveries.fetch_add(1, std::memory_order_relaxed);
     const Position head = load(h.head, std::memory_order_relaxed);  // only mutex holders write it
     Position tail = Position::unpack(s.cached_tail.load(std::memory_order_relaxed));
-    if (static_cast<int32_t>(distance(head, tail)) <= 0) {
+    // The cached tail is this process's own, and may be from before another process reset the
+    // queue: only the segment's tail can prove the queue corrupted.
+    if (static_cast<int32_t>(distance(head, tail)) <= 0 || !plausible(s.shape, head, tail)) {
       tail = load(h.tail);
       s.cached_tail.store(tail.pack(), std::memory_order_relaxed);
     }

@@ -7,13 +7,14 @@ import multiprocessing as mp
 import os
 import queue
 import signal
+import subprocess
 import threading
 import time
 
 import pytest
 
 import xproc
-from conftest import interrupt_python, run_python
+from conftest import BUILD_DIR, interrupt_python, run_python
 
 
 @pytest.fixture(scope="module")
@@ -242,3 +243,69 @@ def test_pycapnp_loaded_first_is_a_clear_error_not_a_crash():
     result = run_python("import capnp, xproc\ntry:\n    xproc.Manager()\nexcept RuntimeError as e:\n    print(e)")
     assert result.returncode == 0, result.stderr
     assert "Import xproc before capnp" in result.stdout
+
+
+# --- TLS -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory):
+    """A CA, a server certificate for localhost, and a CA the clients do not trust."""
+    folder = tmp_path_factory.mktemp("tls")
+    script = """
+set -e
+for ca in ca other; do
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=$ca \
+    -keyout $ca.key -out $ca.pem 2>/dev/null
+done
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=server -keyout server.key \
+  -out server.csr 2>/dev/null
+printf 'subjectAltName=DNS:localhost\\n' > server.ext
+openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile server.ext \
+  -out server.pem 2>/dev/null
+"""
+    subprocess.run(["sh", "-c", script], cwd=folder, check=True)
+    return folder
+
+
+@pytest.fixture()
+def tls_server(certificates, tmp_path):
+    """`xproc serve` on tls:127.0.0.1 (a free port); yields (address as localhost, key)."""
+    key = b"tls test key"
+    key_file = tmp_path / "key"
+    key_file.write_bytes(key)
+    key_file.chmod(0o600)
+    server = subprocess.Popen(
+        [str(BUILD_DIR / "src" / "cli" / "xproc"), "serve", "--address", "tls:127.0.0.1:0",
+         "--authkey-file", str(key_file), "--cert", str(certificates / "server.pem"),
+         "--key", str(certificates / "server.key")],
+        stdout=subprocess.PIPE, text=True)
+    line = server.stdout.readline().split()
+    assert line[:2] == ["serving", "on"], line
+    port = line[2].rsplit(":", 1)[1]
+    yield f"tls:localhost:{port}", key
+    server.kill()
+    server.wait()
+
+
+def read_shared(d, results):
+    results.put(d["where"])
+
+
+def test_connect_over_tls_checks_the_server_and_proxies_travel(tls_server, certificates):
+    address, key = tls_server
+    manager = xproc.connect(address, key, cafile=str(certificates / "ca.pem"))
+    d = manager.dict()
+    d["where"] = "over TLS"
+    assert d["where"] == "over TLS"
+    results = xproc.Queue()
+    child = mp.get_context("spawn").Process(target=read_shared, args=(d, results))
+    child.start()  # the proxy reconnects over TLS in the child, with the same checks
+    assert results.get(timeout=60) == "over TLS"
+    child.join()
+    with pytest.raises(ConnectionError, match="TLS"):
+        xproc.connect(address, key, cafile=str(certificates / "other.pem"))
+    with pytest.raises(ConnectionError, match="TLS"):
+        xproc.connect(address.replace("localhost", "127.0.0.1"), key, cafile=str(certificates / "ca.pem"))
+    with pytest.raises(mp.AuthenticationError):
+        xproc.connect(address, b"wrong", cafile=str(certificates / "ca.pem"))

@@ -133,6 +133,13 @@ typedef struct xproc_list xproc_list;
  * uses its own connection, made on first use. */
 XPROC_API int xproc_manager_connect(const char* address, const void* authkey, size_t authkey_size,
                                     xproc_manager** out);
+/* The same over TLS, for a "tls:host:port" address: the server's certificate must chain to
+ * the PEM file ca_file (NULL: the system's trusted CAs) and name server_name (NULL: the
+ * address's host); cert_file and key_file (NULL: none) are the client's own certificate.
+ * XPROC_CONNECTION_ERROR when the handshake fails. */
+XPROC_API int xproc_manager_connect_tls(const char* address, const void* authkey, size_t authkey_size,
+                                        const char* ca_file, const char* cert_file, const char* key_file,
+                                        const char* server_name, xproc_manager** out);
 XPROC_API void xproc_manager_close(xproc_manager* manager);
 /* The dict (list) registered under name, created if new; name NULL or "": a new one.
  * The handle stays valid after its manager handle is closed. */

@@ -33,14 +33,23 @@ void encode_out(const xproc::Value& value, void** data, size_t* size) {
 
 extern "C" {
 
-int xproc_manager_connect(const char* address, const void* authkey, size_t authkey_size, xproc_manager** out) {
+int xproc_manager_connect_tls(const char* address, const void* authkey, size_t authkey_size, const char* ca_file,
+                              const char* cert_file, const char* key_file, const char* server_name,
+                              xproc_manager** out) {
   XPROC_REQUIRE_ARG(address);
   XPROC_REQUIRE_ARG(out);
   return xproc::c_api::guarded([&] {
     std::optional<std::string> key;
     if (authkey != nullptr && authkey_size != 0) key.emplace(static_cast<const char*>(authkey), authkey_size);
-    *out = new xproc_manager{xproc::Manager::connect(address, key)};
+    auto text = [](const char* s) { return s == nullptr ? std::string() : std::string(s); };
+    xproc::ConnectOptions options;
+    options.tls = xproc::TlsClientOptions{text(ca_file), text(cert_file), text(key_file), text(server_name)};
+    *out = new xproc_manager{xproc::Manager::connect(address, key, options)};
   });
+}
+
+int xproc_manager_connect(const char* address, const void* authkey, size_t authkey_size, xproc_manager** out) {
+  return xproc_manager_connect_tls(address, authkey, authkey_size, nullptr, nullptr, nullptr, nullptr, out);
 }
 
 void xproc_manager_close(xproc_manager* manager) { delete manager; }

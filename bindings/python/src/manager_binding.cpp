@@ -92,12 +92,20 @@ void register_managers(nb::module_& m) {
           "otherwise) and connects to it.")
       .def_static(
           "connect",
-          [](const std::string& address, std::optional<nb::bytes> authkey) {
+          [](const std::string& address, std::optional<nb::bytes> authkey, std::string cafile, std::string certfile,
+             std::string keyfile, std::string server_hostname) {
             require_own_capnp();
             auto secret = authkey_string(authkey);
-            return without_gil([&] { return Manager::connect(address, secret); });
+            ConnectOptions options;
+            options.tls = TlsClientOptions{std::move(cafile), std::move(certfile), std::move(keyfile),
+                                           std::move(server_hostname)};
+            return without_gil([&] { return Manager::connect(address, secret, options); });
           },
-          nb::arg("address"), nb::arg("authkey") = nb::none())
+          nb::arg("address"), nb::arg("authkey") = nb::none(), nb::arg("cafile") = "", nb::arg("certfile") = "",
+          nb::arg("keyfile") = "", nb::arg("server_hostname") = "",
+          "A connection to a server started elsewhere; for a tls:host:port address, the server's "
+          "certificate must chain to `cafile` (empty: the system's CAs) and name `server_hostname` (empty: "
+          "the address's host), and `certfile`/`keyfile` are the client's own certificate, if any.")
       .def("shutdown", [](Manager& self) { without_gil([&] { self.shutdown(); }); })
       .def_prop_ro("address", &Manager::address)
       .def_prop_ro("authkey",

@@ -472,7 +472,10 @@ class Manager:
         """
 
     @staticmethod
-    def connect(address: str, authkey: bytes | None = None) -> Manager: ...
+    def connect(address: str, authkey: bytes | None = None, cafile: str = '', certfile: str = '', keyfile: str = '', server_hostname: str = '') -> Manager:
+        """
+        A connection to a server started elsewhere; for a tls:host:port address, the server's certificate must chain to `cafile` (empty: the system's CAs) and name `server_hostname` (empty: the address's host), and `certfile`/`keyfile` are the client's own certificate, if any.
+        """
 
     def shutdown(self) -> None: ...
 

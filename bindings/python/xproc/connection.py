@@ -137,7 +137,10 @@ def _address_text(address: Address) -> str:
 
 
 def _address_value(text: str) -> Address:
-    """The C++ library's address text in multiprocessing's form: TCP as (host, port)."""
+    """The C++ library's address text in multiprocessing's form: TCP as (host, port); TLS
+    ("tls:host:port") stays text, which multiprocessing has no form for."""
+    if text.startswith("tls:"):
+        return text
     body = text[4:] if text.startswith("tcp:") else text
     host, colon, port = body.rpartition(":")
     if colon and port.isdigit() and not body.startswith(("\0", "/", ".")):

@@ -38,23 +38,33 @@ class _Missing:
 
 MISSING = _Missing()
 
+# How to reach a tls: address: (cafile, certfile, keyfile, server_hostname), as connect()
+# was given them; unpickled proxies reconnect with the same.
+_Tls = Tuple[str, str, str, str]
+_NO_TLS: _Tls = ("", "", "", "")
+_tls_by_address: Dict[str, _Tls] = {}
+
 # Managers this process connected to in order to re-attach unpickled proxies, by
 # (pid, address, authkey): a forked child must not reuse its parent's entry.
 _attached: Dict[Tuple[int, str, bytes], "_xproc.Manager"] = {}
 _attached_lock = threading.Lock()
 
 
-def _manager_for(address: str, authkey: Optional[bytes]) -> "_xproc.Manager":
+def _manager_for(address: str, authkey: Optional[bytes], tls: Optional[_Tls] = None) -> "_xproc.Manager":
     key = authkey if authkey is not None else bytes(current_process().authkey)
     with _attached_lock:
         entry = (os.getpid(), address, key)
         if entry not in _attached:
-            _attached[entry] = _xproc.Manager.connect(address, key)
+            _attached[entry] = _xproc.Manager.connect(address, key, *(tls or _tls_by_address.get(address, _NO_TLS)))
         return _attached[entry]
 
 
-def _rebuild_proxy(cls: type, address: str, authkey: Optional[bytes], kind: str, object_id: int) -> "BaseProxy":
-    engine = _manager_for(address, authkey)
+def _rebuild_proxy(
+    cls: type, address: str, authkey: Optional[bytes], kind: str, object_id: int, tls: Optional[_Tls] = None
+) -> "BaseProxy":
+    if tls is not None:
+        _tls_by_address.setdefault(address, tls)
+    engine = _manager_for(address, authkey, tls)
     return cls(engine.attach(kind, object_id), address, authkey)
 
 
@@ -75,7 +85,8 @@ class BaseProxy:
 
     def __reduce__(self) -> Any:
         authkey = self._authkey if get_spawning_popen() is not None else None
-        return (_rebuild_proxy, (type(self), self._address, authkey, self._kind, self._remote.id))
+        tls = _tls_by_address.get(self._address)
+        return (_rebuild_proxy, (type(self), self._address, authkey, self._kind, self._remote.id, tls))
 
     def __str__(self) -> str:
         return repr(self._remote)  # the remote object's repr, as multiprocessing's proxies print
@@ -478,9 +489,10 @@ class SyncManager:
     server down on exit.
     """
 
-    def __init__(self, address: Optional[Address] = None, authkey: Optional[bytes] = None) -> None:
+    def __init__(self, address: Optional[Address] = None, authkey: Optional[bytes] = None, *, tls: _Tls = _NO_TLS) -> None:
         self._address = address
         self._authkey = bytes(_check_authkey(authkey) if authkey is not None else current_process().authkey)
+        self._tls = tls
         self._engine: Optional["_xproc.Manager"] = None
 
     def start(self) -> None:
@@ -494,7 +506,10 @@ class SyncManager:
         """Connects to a server started elsewhere (``AuthenticationError`` for a wrong key)."""
         if self._address is None:
             raise ValueError("connect() needs the address of a running manager")
-        self._engine = _xproc.Manager.connect(_address_text(self._address), self._authkey)
+        address = _address_text(self._address)
+        if self._tls != _NO_TLS:
+            _tls_by_address[address] = self._tls
+        self._engine = _xproc.Manager.connect(address, self._authkey, *self._tls)
 
     def shutdown(self) -> None:
         """Stops the server (if this process started it); proxies stop working."""
@@ -598,8 +613,23 @@ def Manager(address: Optional[Address] = None, authkey: Optional[bytes] = None) 
     return manager
 
 
-def connect(address: Address, authkey: Optional[bytes] = None) -> SyncManager:
-    """A SyncManager for a server started elsewhere (another program, ``xproc serve``, C++)."""
-    manager = SyncManager(address, authkey)
+def connect(
+    address: Address,
+    authkey: Optional[bytes] = None,
+    *,
+    cafile: Optional[str] = None,
+    certfile: Optional[str] = None,
+    keyfile: Optional[str] = None,
+    server_hostname: Optional[str] = None,
+) -> SyncManager:
+    """A SyncManager for a server started elsewhere (another program, ``xproc serve``, C++).
+
+    For a ``"tls:host:port"`` address, as Python's ``ssl`` takes them: the server's
+    certificate must chain to ``cafile`` (None: the system's trusted CAs) and name
+    ``server_hostname`` (None: the address's host); ``certfile`` and ``keyfile`` are the
+    client's own certificate, for a server that asks for one. A failed handshake raises
+    ``ConnectionError``."""
+    tls = (cafile or "", certfile or "", keyfile or "", server_hostname or "")
+    manager = SyncManager(address, authkey, tls=tls)
     manager.connect()
     return manager
