@@ -15,6 +15,7 @@
 
 #include "support/harness.h"
 #include "xproc/manager.h"
+#include "xproc/manager_server.h"
 #include "xproc/process.h"
 
 using namespace xproc::bench;
@@ -54,9 +55,20 @@ void call(const std::string& workload, const xproc::DictProxy& d, const xproc::L
   }
 }
 
+// Where the client processes find their manager: one started here (no address), or a
+// server elsewhere, reached with `options`.
+struct Target {
+  std::string address;
+  std::string key;
+  xproc::ConnectOptions options;
+  xproc::Manager manager() const {
+    return address.empty() ? xproc::Manager() : xproc::Manager::connect(address, key, options);
+  }
+};
+
 // `clients` processes each make `count` calls; aggregate calls per second.
-double throughput(const std::string& workload, size_t count, int clients) {
-  xproc::Manager manager;
+double throughput(const std::string& workload, size_t count, int clients, const Target& target = {}) {
+  xproc::Manager manager = target.manager();
   auto d = filled_dict(manager);
   auto l = manager.list();
   auto* stamps = shared_object<Stamps>();
@@ -84,8 +96,8 @@ double throughput(const std::string& workload, size_t count, int clients) {
 }
 
 // One client times each call after 500 warm-up calls: (p50, p99) in microseconds.
-std::pair<double, double> latency(const std::string& workload, size_t count) {
-  xproc::Manager manager;
+std::pair<double, double> latency(const std::string& workload, size_t count, const Target& target = {}) {
+  xproc::Manager manager = target.manager();
   auto d = filled_dict(manager);
   auto l = manager.list();
   auto* stamps = shared_object<Stamps>();
@@ -163,6 +175,50 @@ double batched_gets(size_t count, size_t batch) {
   release_shared(stamps);
   return rate;
 }
+
+// A Manager server on `options.address`, serving in a child process for the life of this
+// object.
+class ServedManager {
+ public:
+  explicit ServedManager(xproc::ServerOptions options) {
+    xproc::ManagerServer server(std::move(options));
+    address_ = server.address();
+    pid_ = fork();
+    if (pid_ == 0) {
+      server.serve_forever();
+      _exit(0);
+    }
+    server.close_unserved();
+  }
+  ~ServedManager() {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+  }
+  const std::string& address() const { return address_; }
+  std::string port() const { return address_.substr(address_.rfind(':') + 1); }
+
+ private:
+  pid_t pid_ = -1;
+  std::string address_;
+};
+
+// The test certificates (tests/support/make_certificates.sh) in a private directory.
+class Certificates {
+ public:
+  Certificates() {
+    dir_ = std::filesystem::temp_directory_path() / ("xproc-bench-tls-" + std::to_string(getpid()));
+    const char* bench = std::getenv("XPROC_BENCH_DIR");
+    const std::string script = std::string(bench ? bench : "bench") + "/../tests/support/make_certificates.sh";
+    if (std::system(("sh " + script + " " + dir_.string()).c_str()) != 0) {
+      throw std::runtime_error("cannot make test certificates (is openssl installed?)");
+    }
+  }
+  ~Certificates() { std::filesystem::remove_all(dir_); }
+  std::string operator()(const std::string& file) const { return (dir_ / file).string(); }
+
+ private:
+  std::filesystem::path dir_;
+};
 
 // redis-server on a unix socket in a private directory, for the life of this object.
 class Redis {
@@ -259,6 +315,24 @@ int main(int argc, char** argv) {
   const double py4 =
       json_number(python_peer(s, "manager_peer.py", "--workload set --clients 4" + count_arg), "ops_per_s");
   rows.push_back({"dict set, 4 client processes", "aggregate ops/s", x4, "multiprocessing.Manager", py4, ">= 3"});
+
+  // Across machines: TLS against plain TCP on loopback, one server of each, taking turns.
+  {
+    const Certificates certs;
+    const std::string key = "bench key";
+    const ServedManager tcp(xproc::ServerOptions{.address = "tcp:127.0.0.1:0", .authkey = key});
+    const ServedManager tls(xproc::ServerOptions{
+        .address = "tls:127.0.0.1:0", .authkey = key, .tls = xproc::TlsServerOptions{certs("server.pem"), certs("server.key"), ""}});
+    const Target over_tcp{tcp.address(), key};
+    const Target over_tls{"tls:localhost:" + tls.port(), key, {.tls = {.ca_file = certs("ca.pem")}}};
+    const auto p50 = medians_taking_turns(s, {[&] { return latency("get", latency_calls / 4, over_tls).first; },
+                                              [&] { return latency("get", latency_calls / 4, over_tcp).first; }});
+    rows.push_back({"dict get, sequential, TLS", "per-op p50 (us)", p50[0], "the same over plain TCP", p50[1], ""});
+    const auto four = medians_taking_turns(s, {[&] { return throughput("set", calls / 4, 4, over_tls); },
+                                               [&] { return throughput("set", calls / 4, 4, over_tcp); }});
+    rows.push_back(
+        {"dict set, 4 client processes, TLS", "aggregate ops/s", four[0], "the same over plain TCP", four[1], ""});
+  }
 
   // Many calls in flight: pipelined gets and batched get_many, against Redis.
   const double pipelined = median_of(s, [&] { return pipelined_gets(s.count(400'000), 16); });

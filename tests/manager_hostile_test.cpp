@@ -511,22 +511,11 @@ TEST(ListenerHostileTest, FailedHandshakeRaisesWhileOthersGoOn) {
 
 // ---- TLS ------------------------------------------------------------------------------
 
-// A CA, a server certificate for "localhost", a client certificate, and a second CA the
-// client does not trust, made with the openssl command in a fresh directory.
+// The certificates of tests/support/make_certificates.sh, in a fresh directory.
 class Certificates {
  public:
   Certificates() : dir_("/tmp/" + testing::unique_name("tls")) {
-    const std::string script =
-        "set -e; mkdir -p " + dir_ + "; cd " + dir_ +
-        "; for ca in ca other; do"
-        "  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=$ca"
-        "    -keyout $ca.key -out $ca.pem 2>/dev/null; done;"
-        " sign() { openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=$1 -keyout $1.key"
-        "    -out $1.csr 2>/dev/null; printf 'subjectAltName=DNS:localhost\\n' > $1.ext;"
-        "  openssl x509 -req -in $1.csr -CA $2.pem -CAkey $2.key -CAcreateserial -days 2 -extfile $1.ext"
-        "    -out $1.pem 2>/dev/null; };"
-        " sign server ca; sign client ca; sign impostor other";
-    auto [status, out] = testing::run_command("sh -c \"" + escape(script) + "\" 2>&1");
+    auto [status, out] = testing::run_command("sh " XPROC_SOURCE_DIR "/tests/support/make_certificates.sh " + dir_ + " 2>&1");
     ok_ = status == 0;
     output_ = out;
   }
@@ -536,14 +525,6 @@ class Certificates {
   std::string operator()(const std::string& file) const { return dir_ + "/" + file; }
 
  private:
-  static std::string escape(const std::string& text) {
-    std::string out;
-    for (char c : text) {
-      if (c == '"' || c == '$' || c == '\\') out += '\\';
-      out += c;
-    }
-    return out;
-  }
   std::string dir_;
   bool ok_ = false;
   std::string output_;

@@ -14,7 +14,7 @@ import time
 import pytest
 
 import xproc
-from conftest import BUILD_DIR, interrupt_python, run_python
+from conftest import BUILD_DIR, SOURCE_DIR, interrupt_python, run_python
 
 
 @pytest.fixture(scope="module")
@@ -250,21 +250,10 @@ def test_pycapnp_loaded_first_is_a_clear_error_not_a_crash():
 
 @pytest.fixture(scope="module")
 def certificates(tmp_path_factory):
-    """A CA, a server certificate for localhost, and a CA the clients do not trust."""
+    """The certificates of tests/support/make_certificates.sh: a CA, a server certificate for
+    localhost, and a CA the clients do not trust."""
     folder = tmp_path_factory.mktemp("tls")
-    script = """
-set -e
-for ca in ca other; do
-  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=$ca \
-    -keyout $ca.key -out $ca.pem 2>/dev/null
-done
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=server -keyout server.key \
-  -out server.csr 2>/dev/null
-printf 'subjectAltName=DNS:localhost\\n' > server.ext
-openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile server.ext \
-  -out server.pem 2>/dev/null
-"""
-    subprocess.run(["sh", "-c", script], cwd=folder, check=True)
+    subprocess.run(["sh", str(SOURCE_DIR / "tests" / "support" / "make_certificates.sh"), str(folder)], check=True)
     return folder
 
 
