@@ -105,6 +105,10 @@ size_t default_max_connections() {
   return std::max<size_t>(16, static_cast<size_t>(limit.rlim_cur) / 4);
 }
 
+// How long a connection whose login failed lingers if the client does not call again (it
+// would read an error about a closed connection rather than the failed login).
+constexpr auto kLoginFailureGrace = 500 * kj::MILLISECONDS;
+
 kj::Exception closed_because(kj::Exception::Type type, const std::string& why) {
   return kj::Exception(type, __FILE__, __LINE__, kj::heapString(why));
 }
@@ -214,6 +218,8 @@ void ManagerServer::serve_forever() {
   auto stop = kj::newPromiseAndFulfiller<void>();
   auto stopped = stop.promise.fork();
   std::map<uint64_t, kj::Own<ClientState>> clients;
+  IgnoreErrors ignore_errors;
+  kj::TaskSet connections(ignore_errors);
 
   auto close_client = [&](ClientState& client, kj::Exception why) {
     if (client.guard != nullptr) {
@@ -236,9 +242,20 @@ void ManagerServer::serve_forever() {
                                 client.guard->logged_in();
                                 return;
                               }
+                              // Closed as soon as it calls again, and in a moment anyway: not at once,
+                              // so that the client reads the error before the connection ends.
                               if (log) log("connection " + std::to_string(id) + ": login failed" + client.peer + "; closed");
-                              client.guard->disconnect(
-                                  closed_because(kj::Exception::Type::FAILED, "AuthenticationError: digest received was wrong"));
+                              auto why = closed_because(kj::Exception::Type::FAILED,
+                                                        "AuthenticationError: a failed login ends the connection");
+                              client.guard->refuse_calls(kj::cp(why));
+                              connections.add(runtime.timer.afterDelay(kLoginFailureGrace)
+                                                  .then([&clients, id, why = kj::mv(why)]() mutable {
+                                                    auto found = clients.find(id);
+                                                    if (found != clients.end() && found->second->guard != nullptr) {
+                                                      found->second->guard->disconnect(kj::mv(why));
+                                                    }
+                                                  })
+                                                  .exclusiveJoin(stopped.addBranch()));
                             }};
 
   kj::Maybe<kj::Own<kj::TlsContext>> tls;
@@ -261,8 +278,6 @@ void ManagerServer::serve_forever() {
 
   int fd = retry_syscall("dup", [&] { return ::dup(state_->listener.fileno()); });
   auto receiver = io.lowLevelProvider->wrapListenSocketFd(fd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
-  IgnoreErrors ignore_errors;
-  kj::TaskSet connections(ignore_errors);
   uint64_t next_session = 1;
 
   // A new connection when there are `max_connections`: the oldest one that has not logged

@@ -52,6 +52,7 @@ void ConnectionGuard::check(capnp::MessageReader& message) {
   switch (message.getRoot<capnp::rpc::Message>().which()) {
     case capnp::rpc::Message::CALL:
     case capnp::rpc::Message::BOOTSTRAP:
+      KJ_IF_MAYBE(refused, refused_) { cut_off(kj::cp(*refused)); }
       ++open_questions_;
       break;
     case capnp::rpc::Message::FINISH:

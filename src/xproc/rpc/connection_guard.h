@@ -37,6 +37,9 @@ class ConnectionGuard final : public capnp::MessageStream {
 
   // The client proved its key: the configured limits apply from now on.
   void logged_in() noexcept { logged_in_ = true; }
+  // The client failed its login: any further call ends the connection (one guess per
+  // connection). The reply to the failed login is not cut off: the client reads it first.
+  void refuse_calls(kj::Exception why) { refused_ = kj::mv(why); }
   bool is_logged_in() const noexcept { return logged_in_; }
   // Disconnects the client: its next read (or the one pending) fails with `why`.
   void disconnect(kj::Exception why);
@@ -65,6 +68,7 @@ class ConnectionGuard final : public capnp::MessageStream {
   ConnectionLimits limits_;
   std::function<size_t()> queued_bytes_;
   bool logged_in_ = false;
+  kj::Maybe<kj::Exception> refused_;
   size_t open_questions_ = 0;
   std::chrono::steady_clock::time_point last_activity_;
   kj::Maybe<kj::Exception> disconnected_;
