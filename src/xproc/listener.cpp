@@ -265,7 +265,9 @@ std::optional<ByteConnection> Listener::try_accept(Timeout timeout) {
         }
         if (!authkey_) return connected(fd);
         auto h = std::make_unique<Handshake>(fd, Clock::now() + handshake_timeout_, make_challenge());
-        if (send_frame(fd, h->challenge)) handshakes_.push_back(std::move(h));
+        // (A client gone before its challenge fails as one gone later does, as in CPython.)
+        if (!send_frame(fd, h->challenge)) throw AuthenticationError("client left during the handshake");
+        handshakes_.push_back(std::move(h));
       }
     }
     for (size_t i = 1; ready > 0 && i < fds.size(); ++i) {
