@@ -220,6 +220,25 @@ class Certificates {
   std::filesystem::path dir_;
 };
 
+// Across machines: TLS against plain TCP on loopback, one server of each, taking turns:
+// sequential gets, and four client processes setting.
+void tls_rows(const Settings& s, std::vector<Row>& rows, size_t latency_calls, size_t calls) {
+  const Certificates certs;
+  const std::string key = "bench key";
+  const ServedManager tcp(xproc::ServerOptions{.address = "tcp:127.0.0.1:0", .authkey = key});
+  const ServedManager tls(xproc::ServerOptions{.address = "tls:127.0.0.1:0",
+                                               .authkey = key,
+                                               .tls = xproc::TlsServerOptions{certs("server.pem"), certs("server.key"), ""}});
+  const Target over_tcp{tcp.address(), key};
+  const Target over_tls{"tls:localhost:" + tls.port(), key, {.tls = {.ca_file = certs("ca.pem")}}};
+  const auto p50 = medians_taking_turns(s, {[&] { return latency("get", latency_calls, over_tls).first; },
+                                            [&] { return latency("get", latency_calls, over_tcp).first; }});
+  rows.push_back({"dict get, sequential, TLS", "per-op p50 (us)", p50[0], "the same over plain TCP", p50[1], ""});
+  const auto four = medians_taking_turns(s, {[&] { return throughput("set", calls, 4, over_tls); },
+                                             [&] { return throughput("set", calls, 4, over_tcp); }});
+  rows.push_back({"dict set, 4 client processes, TLS", "aggregate ops/s", four[0], "the same over plain TCP", four[1], ""});
+}
+
 // redis-server on a unix socket in a private directory, for the life of this object.
 class Redis {
  public:
@@ -316,23 +335,7 @@ int main(int argc, char** argv) {
       json_number(python_peer(s, "manager_peer.py", "--workload set --clients 4" + count_arg), "ops_per_s");
   rows.push_back({"dict set, 4 client processes", "aggregate ops/s", x4, "multiprocessing.Manager", py4, ">= 3"});
 
-  // Across machines: TLS against plain TCP on loopback, one server of each, taking turns.
-  {
-    const Certificates certs;
-    const std::string key = "bench key";
-    const ServedManager tcp(xproc::ServerOptions{.address = "tcp:127.0.0.1:0", .authkey = key});
-    const ServedManager tls(xproc::ServerOptions{
-        .address = "tls:127.0.0.1:0", .authkey = key, .tls = xproc::TlsServerOptions{certs("server.pem"), certs("server.key"), ""}});
-    const Target over_tcp{tcp.address(), key};
-    const Target over_tls{"tls:localhost:" + tls.port(), key, {.tls = {.ca_file = certs("ca.pem")}}};
-    const auto p50 = medians_taking_turns(s, {[&] { return latency("get", latency_calls / 4, over_tls).first; },
-                                              [&] { return latency("get", latency_calls / 4, over_tcp).first; }});
-    rows.push_back({"dict get, sequential, TLS", "per-op p50 (us)", p50[0], "the same over plain TCP", p50[1], ""});
-    const auto four = medians_taking_turns(s, {[&] { return throughput("set", calls / 4, 4, over_tls); },
-                                               [&] { return throughput("set", calls / 4, 4, over_tcp); }});
-    rows.push_back(
-        {"dict set, 4 client processes, TLS", "aggregate ops/s", four[0], "the same over plain TCP", four[1], ""});
-  }
+  tls_rows(s, rows, latency_calls / 4, calls / 4);
 
   // Many calls in flight: pipelined gets and batched get_many, against Redis.
   const double pipelined = median_of(s, [&] { return pipelined_gets(s.count(400'000), 16); });

@@ -351,6 +351,8 @@ TEST(ManagerHostileTest, ConnectionFloodAtALowDescriptorLimitLocksNobodyOut) {
     rlimit limit{64, 64};
     ::setrlimit(RLIMIT_NOFILE, &limit);
   });
+  EXPECT_LT(served(server.address()), 1000ms);
+  const size_t rss_before = server.rss_kib();
   std::vector<int> flood;
   for (int i = 0; i < 300; ++i) {
     const int fd = connect_tcp(server.address());
@@ -358,6 +360,7 @@ TEST(ManagerHostileTest, ConnectionFloodAtALowDescriptorLimitLocksNobodyOut) {
   }
   EXPECT_LT(served(server.address()), 1000ms);
   EXPECT_LT(served(server.address()), 1000ms);
+  EXPECT_LT(server.rss_kib(), rss_before + 16 * 1024);
   for (int fd : flood) ::close(fd);
   EXPECT_NE(server.log("to make room").find("to make room"), std::string::npos);
 }
@@ -557,6 +560,12 @@ TEST(ManagerTlsTest, TrustedServerServesAndWrongPeersAreRefusedWithClearErrors) 
   // A CA the server's certificate does not chain to.
   ConnectOptions other_ca{.tls = TlsClientOptions{.ca_file = certs("other.pem")}};
   EXPECT_THROW(Manager::connect(address, kKey, other_ca), ConnectionError);
+  // A TLS client that does not speak the Gate (openssl's own): closed, and the server serves on.
+  auto [status, out] = testing::run_command("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | timeout 10 openssl s_client -quiet -connect " +
+                                            server.address().substr(4) + " -CAfile " + certs("ca.pem") +
+                                            " -verify_hostname localhost 2>&1; echo exit=$?");
+  EXPECT_NE(out.find("exit=0"), std::string::npos) << "the server did not close the connection: " << out;
+  EXPECT_LT(served(address, trusting), 2000ms);
   // A plain TCP client that does not speak TLS: closed, and the server serves on.
   const int plain = connect_tcp(server.address().substr(4));
   const std::string hello = "not a TLS record, not a Cap'n Proto frame";

@@ -9,12 +9,9 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <fstream>
 #include <map>
-#include <sstream>
 
 #include <capnp/rpc-twoparty.h>
-#include <kj/compat/tls.h>
 
 #include "xproc/errors.h"
 #include "xproc/listener.h"
@@ -22,6 +19,7 @@
 #include "xproc/rpc/lane.h"
 #include "xproc/rpc/lane_stream.h"
 #include "xproc/rpc/manager_service.h"
+#include "xproc/rpc/tls.h"
 #include "xproc/rpc/socket_message_stream.h"
 #include "xproc/rpc/thread_loop.h"
 
@@ -129,23 +127,13 @@ Endpoint endpoint_of(const std::string& address) {
   return {address, false};
 }
 
-std::string read_pem(const std::string& path, const char* what) {
-  std::ifstream file(path, std::ios::binary);
-  if (!file) throw ValueError(std::string("cannot read the ") + what + " file '" + path + "'");
-  std::ostringstream text;
-  text << file.rdbuf();
-  return text.str();
-}
-
 }  // namespace
 
 struct ManagerServer::State {
   ServerOptions options;
   Listener listener;
-  bool tls;
   std::string address;  // as clients pass it
-  // PEM text, read when the server is made (a bad file is an error then, not at the first client).
-  std::string cert_pem, key_pem, client_ca_pem;
+  std::optional<rpc::ServerTlsFiles> tls;
 };
 
 ManagerServer::ManagerServer(ServerOptions options) {
@@ -153,28 +141,16 @@ ManagerServer::ManagerServer(ServerOptions options) {
   if (!is_unix_address(options.address) && !options.authkey) {
     throw ValueError("a Manager listening on TCP or TLS needs an authkey");
   }
-  std::string cert, key, client_ca;
+  std::optional<rpc::ServerTlsFiles> tls;
   if (endpoint.tls) {
-    if (!options.tls || options.tls->cert_file.empty() || options.tls->key_file.empty()) {
-      throw ValueError("a Manager listening on TLS needs a certificate and a key");
-    }
-    cert = read_pem(options.tls->cert_file, "certificate");
-    key = read_pem(options.tls->key_file, "key");
-    if (!options.tls->client_ca_file.empty()) client_ca = read_pem(options.tls->client_ca_file, "client CA");
-    try {  // parsed now, so that a bad file is an error here
-      kj::TlsCertificate parsed_cert(cert);
-      kj::TlsPrivateKey parsed_key(key);
-      if (!client_ca.empty()) kj::TlsCertificate parsed_ca(client_ca);
-    } catch (const kj::Exception& e) {
-      throw ValueError(std::string("the TLS certificate or key cannot be used: ") + e.getDescription().cStr());
-    }
+    if (!options.tls) throw ValueError("a Manager listening on TLS needs a certificate and a key");
+    tls = rpc::ServerTlsFiles::read(*options.tls);
   } else if (options.tls) {
     throw ValueError("TLS options need a tls:host:port address");
   }
   Listener listener(endpoint.listen, 128);
   std::string address = endpoint.tls ? "tls:" + listener.address() : listener.address();
-  state_ = std::make_unique<State>(State{std::move(options), std::move(listener), endpoint.tls, std::move(address),
-                                         std::move(cert), std::move(key), std::move(client_ca)});
+  state_ = std::make_unique<State>(State{std::move(options), std::move(listener), std::move(address), std::move(tls)});
 }
 
 ManagerServer::ManagerServer(ManagerServer&&) noexcept = default;
@@ -258,23 +234,9 @@ void ManagerServer::serve_forever() {
                                                   .exclusiveJoin(stopped.addBranch()));
                             }};
 
-  kj::Maybe<kj::Own<kj::TlsContext>> tls;
-  kj::Maybe<kj::TlsKeypair> keypair;
-  kj::Vector<kj::TlsCertificate> client_cas;
-  if (state_->tls) {
-    keypair = kj::TlsKeypair{kj::TlsPrivateKey(state_->key_pem), kj::TlsCertificate(state_->cert_pem)};
-    kj::TlsContext::Options tls_options;
-    tls_options.defaultKeypair = KJ_ASSERT_NONNULL(keypair);
-    if (!state_->client_ca_pem.empty()) {
-      client_cas.add(kj::TlsCertificate(state_->client_ca_pem));
-      tls_options.verifyClients = true;
-      tls_options.useSystemTrustStore = false;
-      tls_options.trustedCertificates = client_cas.asPtr();
-    }
-    tls_options.timer = runtime.timer;
-    tls_options.acceptTimeout = login_timeout;  // the handshake is part of the login's time
-    tls = kj::heap<kj::TlsContext>(kj::mv(tls_options));
-  }
+  // The TLS handshake is part of the time a connection has to log in.
+  kj::Maybe<kj::Own<rpc::TlsSetup>> tls;
+  if (state_->tls) tls = rpc::server_tls(*state_->tls, runtime.timer, login_timeout);
 
   int fd = retry_syscall("dup", [&] { return ::dup(state_->listener.fileno()); });
   auto receiver = io.lowLevelProvider->wrapListenSocketFd(fd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
@@ -307,8 +269,8 @@ void ManagerServer::serve_forever() {
   // The message stream of a freshly accepted connection: through TLS, a lane (unix
   // sockets, when the client asks and knows the key) or the socket itself.
   auto open_stream = [&](kj::Own<kj::AsyncIoStream> accepted) -> kj::Promise<kj::Own<capnp::MessageStream>> {
-    KJ_IF_MAYBE(context, tls) {
-      return (*context)->wrapServer(kj::mv(accepted)).then([](kj::Own<kj::AsyncIoStream>&& secure) {
+    KJ_IF_MAYBE(setup, tls) {
+      return (*setup)->context->wrapServer(kj::mv(accepted)).then([](kj::Own<kj::AsyncIoStream>&& secure) {
         kj::Own<capnp::MessageStream> stream = kj::heap<capnp::AsyncIoMessageStream>(*secure);
         return stream.attach(kj::mv(secure));
       });

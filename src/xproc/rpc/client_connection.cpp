@@ -4,17 +4,14 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <fstream>
 #include <map>
-#include <sstream>
-
-#include <kj/compat/tls.h>
 
 #include "xproc/auth.h"
 #include "xproc/errors.h"
 #include "xproc/listener.h"
 #include "xproc/rpc/direct_session.h"
 #include "xproc/rpc/socket_message_stream.h"
+#include "xproc/rpc/tls.h"
 
 namespace xproc::rpc {
 namespace {
@@ -48,51 +45,29 @@ std::string host_of(const std::string& address) {
   return host;
 }
 
-std::string read_pem(const std::string& path, const char* what) {
-  std::ifstream file(path, std::ios::binary);
-  if (!file) throw ValueError(std::string("cannot read the TLS ") + what + " file '" + path + "'");
-  std::ostringstream text;
-  text << file.rdbuf();
-  return text.str();
-}
-
 // kj's TLS over the connected socket `fd` (owned from here on), its handshake done: the
 // server's certificate checked against the options' CAs and server name.
 kj::Own<capnp::MessageStream> tls_message_stream(ThreadLoop& loop, int fd, const TlsClientOptions& tls,
                                                  const std::string& address) {
-  struct Material {
-    kj::Vector<kj::TlsCertificate> trusted;
-    kj::Maybe<kj::TlsKeypair> keypair;
-    kj::Own<kj::TlsContext> context;
-  };
   // The socket is the stream's from here on, closed with it whatever fails.
   auto raw = loop.io().lowLevelProvider->wrapSocketFd(fd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
-  auto material = kj::heap<Material>();
+  auto setup = client_tls(tls);
   kj::Own<kj::AsyncIoStream> secure;
   const std::string server_name = tls.server_name.empty() ? host_of(address) : tls.server_name;
   try {
-    kj::TlsContext::Options options;
-    if (!tls.ca_file.empty()) {
-      material->trusted.add(kj::TlsCertificate(read_pem(tls.ca_file, "CA")));
-      options.useSystemTrustStore = false;
-      options.trustedCertificates = material->trusted.asPtr();
-    }
-    if (!tls.cert_file.empty() || !tls.key_file.empty()) {
-      material->keypair = kj::TlsKeypair{kj::TlsPrivateKey(read_pem(tls.key_file, "key")),
-                                         kj::TlsCertificate(read_pem(tls.cert_file, "certificate"))};
-      options.defaultKeypair = KJ_ASSERT_NONNULL(material->keypair);
-    }
-    material->context = kj::heap<kj::TlsContext>(kj::mv(options));
-    auto timeout = loop.io().provider->getTimer().afterDelay(kTlsHandshakeTimeout).then(
+    // From the clock, not the timer's idea of now: that is the time the loop last ran, which
+    // for a thread that has not waited on it lately is long past (the deadline would be too).
+    auto& timer = loop.io().provider->getTimer();
+    auto timeout = timer.atTime(kj::systemPreciseMonotonicClock().now() + kTlsHandshakeTimeout).then(
         []() -> kj::Own<kj::AsyncIoStream> { KJ_FAIL_REQUIRE("the server did not finish the TLS handshake in time"); });
-    secure = material->context->wrapClient(kj::mv(raw), server_name).exclusiveJoin(kj::mv(timeout)).wait(loop.wait_scope());
+    secure = setup->context->wrapClient(kj::mv(raw), server_name).exclusiveJoin(kj::mv(timeout)).wait(loop.wait_scope());
   } catch (const kj::Exception& e) {
     throw ConnectionError("TLS with the manager at " + address.substr(4) + " (as " + server_name +
                           ") failed: " + e.getDescription().cStr());
   }
   kj::Own<capnp::MessageStream> stream = kj::heap<capnp::AsyncIoMessageStream>(*secure);
   // Gone in this order: the message stream, the TLS stream, then its context.
-  return stream.attach(kj::mv(secure)).attach(kj::mv(material));
+  return stream.attach(kj::mv(secure)).attach(kj::mv(setup));
 }
 
 capnp::Capability::Client server_bootstrap(capnp::RpcSystem<capnp::rpc::twoparty::VatId>& system) {
