@@ -41,23 +41,29 @@ capnp::ReaderOptions rpc_reader_options() {
   return options;
 }
 
-// One client connection: its guard, its RPC system, the Gate it bootstraps and its session.
+// One client connection: its RPC system, the Gate it bootstraps and its session.
 struct ServedConnection {
-  ServedConnection(rpc::Runtime& runtime, const rpc::ServiceConfig& config, kj::Own<rpc::ConnectionGuard> guard_,
-                   uint64_t session_id)
-      : guard(*guard_),
-        stream(kj::mv(guard_)),
+  ServedConnection(rpc::Runtime& runtime, const rpc::ServiceConfig& config, kj::Own<capnp::MessageStream> stream_,
+                   rpc::ConnectionGuard& guard, uint64_t session_id)
+      : stream(kj::mv(stream_)),
         network(*stream, capnp::rpc::twoparty::Side::SERVER, rpc_reader_options()),
         session(kj::refcounted<rpc::Session>(session_id)),
-        system(capnp::makeRpcServer(network, rpc::make_gate(runtime, config, kj::addRef(*session)))) {
+        system(kj::heap<capnp::RpcSystem<capnp::rpc::twoparty::VatId>>(
+            capnp::makeRpcServer(network, rpc::make_gate(runtime, config, kj::addRef(*session))))) {
     guard.watch_queue([this] { return network.getCurrentQueueSize(); });
   }
+  // However the connection ends (the client left, or the server closed it): its calls are
+  // cancelled first, then what it held is given back.
+  ~ServedConnection() {
+    system = nullptr;
+    session->close();
+  }
+  KJ_DISALLOW_COPY(ServedConnection);
 
-  rpc::ConnectionGuard& guard;
   kj::Own<capnp::MessageStream> stream;
   capnp::TwoPartyVatNetwork network;
   kj::Own<rpc::Session> session;
-  capnp::RpcSystem<capnp::rpc::twoparty::VatId> system;
+  kj::Own<capnp::RpcSystem<capnp::rpc::twoparty::VatId>> system;
 };
 
 // " from host:port" for a TCP client, " from uid U (pid P)" for a unix socket's.
@@ -168,13 +174,14 @@ namespace {
 
 // What the server knows of one client, from its accept to its close.
 struct ClientState {
-  ClientState(uint64_t id_, std::string peer_) : id(id_), peer(std::move(peer_)), accepted(Clock::now()) {}
+  ClientState(uint64_t id_, std::string peer_, const ConnectionLimits& limits, const kj::Timer& clock)
+      : id(id_), peer(std::move(peer_)), accepted(clock.now()), guard(limits, clock) {}
   uint64_t id;
   std::string peer;
-  Clock::time_point accepted;
-  bool logged_in = false;
-  rpc::ConnectionGuard* guard = nullptr;  // once its message stream is up
-  kj::Canceler setting_up;                // its TLS or lane handshake, until then
+  kj::TimePoint accepted;
+  bool closing = false;         // the server is closing it (it counts no more)
+  rpc::ConnectionGuard guard;   // what it may send; outlives its streams
+  kj::Canceler life;            // everything of the connection: cancelled to close it
 };
 
 }  // namespace
@@ -197,12 +204,11 @@ void ManagerServer::serve_forever() {
   IgnoreErrors ignore_errors;
   kj::TaskSet connections(ignore_errors);
 
+  // Closes a connection from the server's side: its handshake, or its RPC system and
+  // stream, go (the client sees the connection close), and it no longer counts.
   auto close_client = [&](ClientState& client, kj::Exception why) {
-    if (client.guard != nullptr) {
-      client.guard->disconnect(kj::mv(why));
-    } else {
-      client.setting_up.cancel(kj::mv(why));
-    }
+    client.closing = true;
+    client.life.cancel(kj::mv(why));
   };
   rpc::ServiceConfig config{options.authkey, options.types,
                             [&] {
@@ -211,11 +217,10 @@ void ManagerServer::serve_forever() {
                             },
                             [&](uint64_t id, bool succeeded) {
                               auto it = clients.find(id);
-                              if (it == clients.end() || it->second->guard == nullptr) return;
+                              if (it == clients.end()) return;
                               ClientState& client = *it->second;
                               if (succeeded) {
-                                client.logged_in = true;
-                                client.guard->logged_in();
+                                client.guard.logged_in();
                                 return;
                               }
                               // Closed as soon as it calls again, and in a moment anyway: not at once,
@@ -223,13 +228,11 @@ void ManagerServer::serve_forever() {
                               if (log) log("connection " + std::to_string(id) + ": login failed" + client.peer + "; closed");
                               auto why = closed_because(kj::Exception::Type::FAILED,
                                                         "AuthenticationError: a failed login ends the connection");
-                              client.guard->refuse_calls(kj::cp(why));
+                              client.guard.refuse_calls(kj::cp(why));
                               connections.add(runtime.timer.afterDelay(kLoginFailureGrace)
-                                                  .then([&clients, id, why = kj::mv(why)]() mutable {
+                                                  .then([&clients, &close_client, id, why = kj::mv(why)]() mutable {
                                                     auto found = clients.find(id);
-                                                    if (found != clients.end() && found->second->guard != nullptr) {
-                                                      found->second->guard->disconnect(kj::mv(why));
-                                                    }
+                                                    if (found != clients.end()) close_client(*found->second, kj::mv(why));
                                                   })
                                                   .exclusiveJoin(stopped.addBranch()));
                             }};
@@ -245,37 +248,42 @@ void ManagerServer::serve_forever() {
   // A new connection when there are `max_connections`: the oldest one that has not logged
   // in goes, else the one idle longest (idle for idle_reap_after at least); else the new
   // one is refused.
+  const kj::Duration idle_reap_after = options.idle_reap_after.count() * kj::SECONDS;
   auto make_room = [&]() -> bool {
-    if (clients.size() < max_connections) return true;
-    ClientState* victim = nullptr;
+    size_t open = 0;
+    ClientState* unauthenticated = nullptr;
+    ClientState* idle = nullptr;
+    const kj::TimePoint now = runtime.timer.now();
     for (auto& [id, client] : clients) {
-      if (!client->logged_in && (victim == nullptr || client->accepted < victim->accepted)) victim = client.get();
-    }
-    if (victim == nullptr) {
-      const auto now = Clock::now();
-      for (auto& [id, client] : clients) {
-        if (client->guard == nullptr || now - client->guard->last_activity() < options.idle_reap_after) continue;
-        if (victim == nullptr || client->guard->last_activity() < victim->guard->last_activity()) victim = client.get();
+      if (client->closing) continue;
+      ++open;
+      if (!client->guard.is_logged_in()) {
+        if (unauthenticated == nullptr || client->accepted < unauthenticated->accepted) unauthenticated = client.get();
+      } else if (now - client->guard.last_activity() >= idle_reap_after &&
+                 (idle == nullptr || client->guard.last_activity() < idle->guard.last_activity())) {
+        idle = client.get();
       }
     }
+    if (open < max_connections) return true;
+    ClientState* victim = unauthenticated != nullptr ? unauthenticated : idle;
     if (victim == nullptr) return false;
     if (log) log("connection " + std::to_string(victim->id) + " closed to make room (" + std::to_string(max_connections) + " connections)");
     close_client(*victim, closed_because(kj::Exception::Type::OVERLOADED,
                                          "the manager closed this connection to make room for another"));
-    clients.erase(victim->id);  // its tasks end on their own; it counts no more
     return true;
   };
 
-  // The message stream of a freshly accepted connection: through TLS, a lane (unix
-  // sockets, when the client asks and knows the key) or the socket itself.
-  auto open_stream = [&](kj::Own<kj::AsyncIoStream> accepted) -> kj::Promise<kj::Own<capnp::MessageStream>> {
+  // The message stream of a freshly accepted connection, checked by `guard`: through TLS, a
+  // lane (unix sockets, when the client asks and knows the key) or the socket itself.
+  auto open_stream = [&](kj::Own<kj::AsyncIoStream> accepted,
+                         rpc::ConnectionGuard& guard) -> kj::Promise<kj::Own<capnp::MessageStream>> {
     KJ_IF_MAYBE(setup, tls) {
-      return (*setup)->context->wrapServer(kj::mv(accepted)).then([](kj::Own<kj::AsyncIoStream>&& secure) {
+      return (*setup)->context->wrapServer(kj::mv(accepted)).then([&guard](kj::Own<kj::AsyncIoStream>&& secure) {
         kj::Own<capnp::MessageStream> stream = kj::heap<capnp::AsyncIoMessageStream>(*secure);
-        return stream.attach(kj::mv(secure));
+        return rpc::guarded_stream(stream.attach(kj::mv(secure)), guard);
       });
     }
-    return rpc::accept_message_stream(io.unixEventPort, rpc::take_socket(kj::mv(accepted)), options.authkey);
+    return rpc::accept_message_stream(io.unixEventPort, rpc::take_socket(kj::mv(accepted)), options.authkey, guard);
   };
 
   auto serve = [&](kj::Own<kj::AsyncIoStream>&& accepted) {
@@ -293,37 +301,31 @@ void ManagerServer::serve_forever() {
     }
     const uint64_t id = next_session++;
     if (log) log("connection " + std::to_string(id) + " opened" + peer);
-    auto& client = *clients.emplace(id, kj::heap<ClientState>(id, peer)).first->second;
+    auto& client = *clients.emplace(id, kj::heap<ClientState>(id, peer, options.limits, runtime.timer)).first->second;
     // Logged in within login_timeout, or closed.
     connections.add(runtime.timer.afterDelay(login_timeout).then([&clients, &close_client, id, &log] {
       auto it = clients.find(id);
-      if (it == clients.end() || it->second->logged_in) return;
+      if (it == clients.end() || it->second->guard.is_logged_in() || it->second->closing) return;
       if (log) log("connection " + std::to_string(id) + " did not log in in time; closed");
       close_client(*it->second, closed_because(kj::Exception::Type::DISCONNECTED, "the client did not log in in time"));
     }).exclusiveJoin(stopped.addBranch()));
-    connections.add(
-        client.setting_up.wrap(open_stream(kj::mv(accepted)))
-            .then([&, id](kj::Own<capnp::MessageStream>&& stream) -> kj::Promise<void> {
-              auto it = clients.find(id);
-              if (it == clients.end()) return kj::READY_NOW;  // displaced meanwhile
-              auto guard = kj::heap<rpc::ConnectionGuard>(kj::mv(stream), options.limits);
-              it->second->guard = guard.get();
-              auto connection = kj::heap<ServedConnection>(runtime, config, kj::mv(guard), id);
-              auto disconnected = connection->network.onDisconnect();
-              return disconnected.then([connection = kj::mv(connection), id, &log]() mutable {
-                std::string why;
-                KJ_IF_MAYBE(reason, connection->guard.reason()) { why = std::string(": ") + reason->getDescription().cStr(); }
-                // Cancel its calls first, then give back what it held.
-                auto session = kj::addRef(*connection->session);
-                connection = nullptr;
-                session->close();
-                if (log) log("connection " + std::to_string(id) + " closed" + why);
-              });
-            })
-            .then([] {}, [id, &log](kj::Exception&& e) {
-              if (log) log("connection " + std::to_string(id) + " failed: " + e.getDescription().cStr());
-            })
-            .attach(kj::defer([&clients, id] { clients.erase(id); })));
+    auto connection = open_stream(kj::mv(accepted), client.guard)
+                          .then([&runtime, &config, &client, id](kj::Own<capnp::MessageStream>&& stream) {
+                            auto served = kj::heap<ServedConnection>(runtime, config, kj::mv(stream), client.guard, id);
+                            auto disconnected = served->network.onDisconnect();
+                            return disconnected.attach(kj::mv(served));
+                          });
+    connections.add(client.life.wrap(kj::mv(connection))
+                        .then([] { return std::string(); },
+                              [](kj::Exception&& e) { return std::string(": ") + e.getDescription().cStr(); })
+                        .then([&clients, id, &log](std::string why) {
+                          auto it = clients.find(id);
+                          KJ_IF_MAYBE(reason, it->second->guard.reason()) {
+                            why = std::string(": ") + reason->getDescription().cStr();
+                          }
+                          if (log) log("connection " + std::to_string(id) + " closed" + why);
+                          clients.erase(it);
+                        }));
   };
 
   // Accepts forever; a failed accept (out of descriptors, say) is retried after a pause,

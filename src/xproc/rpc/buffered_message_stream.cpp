@@ -5,6 +5,8 @@
 #include <cstring>
 #include <optional>
 
+#include <kj/debug.h>
+
 #include "xproc/rpc/framing.h"
 
 namespace xproc::rpc {
@@ -21,12 +23,15 @@ kj::Exception ended_mid_message() {
 
 }  // namespace
 
-BufferedMessageStream::BufferedMessageStream()
-    : buffer_(kj::heapArray<capnp::word>(kReadBufferBytes / sizeof(capnp::word))),
+BufferedMessageStream::BufferedMessageStream(MessageGuard* guard)
+    : guard_(guard),
+      buffer_(kj::heapArray<capnp::word>(kReadBufferBytes / sizeof(capnp::word))),
       flushes_(kj::heap<kj::TaskSet>(ignore_errors_)) {}
 
 kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> BufferedMessageStream::tryReadMessage(
     kj::ArrayPtr<kj::AutoCloseFd>, capnp::ReaderOptions options, kj::ArrayPtr<capnp::word>) {
+  // A message over the guard's limit is refused as soon as its size is known.
+  if (guard_ != nullptr) options.traversalLimitInWords = std::min(options.traversalLimitInWords, guard_->message_limit_words());
   auto* bytes = buffer_bytes();
   const size_t capacity = buffer_.size() * sizeof(capnp::word);
   for (;;) {
@@ -42,6 +47,7 @@ kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> BufferedMessageStream::tryRea
                   }
                   read = read_some(bytes + end_, capacity - end_);
                 })) {
+      if (guard_ != nullptr) guard_->refused(*error);
       return kj::mv(*error);
     }
     if (size) return take_message(*size, options);
@@ -67,8 +73,19 @@ kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> BufferedMessageStream::take_m
   std::memcpy(words.begin(), buffer_bytes() + begin_, have);
   begin_ += have;
   if (begin_ == end_) begin_ = end_ = 0;
-  if (have == size) return reader_owning(kj::mv(words), options);
+  if (have == size) return deliver(kj::mv(words), options);
   return read_rest(kj::mv(words), have, options);
+}
+
+kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> BufferedMessageStream::deliver(kj::Array<capnp::word> words,
+                                                                                  capnp::ReaderOptions options) {
+  auto message = reader_owning(kj::mv(words), options);
+  if (guard_ != nullptr) {
+    KJ_IF_MAYBE(error, kj::runCatchingExceptions([&] { guard_->check(*KJ_ASSERT_NONNULL(message).reader); })) {
+      return kj::mv(*error);
+    }
+  }
+  return kj::mv(message);
 }
 
 kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> BufferedMessageStream::read_rest(kj::Array<capnp::word> words,
@@ -93,7 +110,7 @@ kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> BufferedMessageStream::read_r
         });
     }
   }
-  return reader_owning(kj::mv(words), options);
+  return deliver(kj::mv(words), options);
 }
 
 kj::Promise<void> BufferedMessageStream::writeMessage(kj::ArrayPtr<const int>,

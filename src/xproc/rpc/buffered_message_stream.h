@@ -19,9 +19,25 @@
 
 namespace xproc::rpc {
 
+// What a server checks of every message a client sends (connection_guard.h). The stream
+// consults it as each message completes, so the check costs no promise of its own.
+class MessageGuard {
+ public:
+  // The largest message the client may send now.
+  virtual uint64_t message_limit_words() const noexcept = 0;
+  // Counts a whole message; throws (a kj::Exception) to end the connection.
+  virtual void check(capnp::MessageReader& message) = 0;
+  // The stream refused a message before reading it (over the size limit): why, for the log.
+  virtual void refused(const kj::Exception& why) noexcept = 0;
+
+ protected:
+  ~MessageGuard() = default;
+};
+
 class BufferedMessageStream : public capnp::MessageStream {
  public:
-  BufferedMessageStream();
+  // With a guard (a server's connection), every message read is checked by it.
+  explicit BufferedMessageStream(MessageGuard* guard = nullptr);
 
   kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> tryReadMessage(kj::ArrayPtr<kj::AutoCloseFd>,
                                                                     capnp::ReaderOptions options,
@@ -58,6 +74,8 @@ class BufferedMessageStream : public capnp::MessageStream {
  private:
   kj::byte* buffer_bytes() { return reinterpret_cast<kj::byte*>(buffer_.begin()); }
   kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> take_message(size_t size, capnp::ReaderOptions options);
+  // The message in `words`, checked by the guard.
+  kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> deliver(kj::Array<capnp::word> words, capnp::ReaderOptions options);
   kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> read_rest(kj::Array<capnp::word> words, size_t have,
                                                                 capnp::ReaderOptions options);
   kj::Promise<void> after_append();
@@ -74,6 +92,7 @@ class BufferedMessageStream : public capnp::MessageStream {
     kj::Own<kj::PromiseFulfiller<void>> fulfiller;
   };
 
+  MessageGuard* guard_;
   kj::Array<capnp::word> buffer_;  // bytes read, messages not yet handed out
   size_t begin_ = 0;               // in bytes
   size_t end_ = 0;

@@ -68,6 +68,9 @@ class ClientConnection {
   KJ_DISALLOW_COPY(ClientConnection);
 
   schema::Manager::Client& manager() noexcept { return manager_; }
+  // Whether calls go through a DirectSession (and are answered by the time send() returns),
+  // rather than kj's RpcSystem (always so over TLS).
+  bool direct() const noexcept { return direct_ != nullptr; }
 
   // The capability for `ref` on this connection: cached, or fetched by id (pipelined, so
   // it costs no extra round trip).
@@ -118,7 +121,7 @@ auto call_manager(const Endpoint& endpoint, Send&& send, Transport transport = T
   try {
     auto& connection = connection_for(endpoint, transport);
     // A direct call has waited for its reply inside send(): its promise is fulfilled.
-    if (transport == Transport::kDirect) return send(connection).wait(loop.wait_scope());
+    if (connection.direct()) return send(connection).wait(loop.wait_scope());
     return wait_reply(send(connection), loop.wait_scope(), endpoint.spin);
   } catch (const kj::Exception& e) {
     if (e.getType() == kj::Exception::Type::DISCONNECTED) drop_connection(endpoint);

@@ -1,54 +1,16 @@
 // See connection_guard.h.
 #include "xproc/rpc/connection_guard.h"
 
-#include <algorithm>
-
 #include <capnp/rpc.capnp.h>
 #include <kj/debug.h>
 
 namespace xproc::rpc {
 
-ConnectionGuard::ConnectionGuard(kj::Own<capnp::MessageStream> inner, const ConnectionLimits& limits)
-    : inner_(kj::mv(inner)), limits_(limits), last_activity_(std::chrono::steady_clock::now()) {}
-
-void ConnectionGuard::disconnect(kj::Exception why) {
-  if (disconnected_ == nullptr) disconnected_ = kj::cp(why);
-  KJ_IF_MAYBE(reader, pending_read_) {
-    auto fulfiller = kj::mv(*reader);
-    pending_read_ = nullptr;
-    fulfiller->reject(kj::mv(why));
-  }
-}
-
-kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> ConnectionGuard::tryReadMessage(
-    kj::ArrayPtr<kj::AutoCloseFd> fds, capnp::ReaderOptions options, kj::ArrayPtr<capnp::word> scratch) {
-  KJ_IF_MAYBE(why, disconnected_) { return kj::cp(*why); }
-  // The stream refuses a message over the limit as soon as its size is known, before its
-  // bytes are read or room is made for them.
-  options.traversalLimitInWords = std::min<uint64_t>(options.traversalLimitInWords, message_limit() / sizeof(capnp::word));
-  auto cut = kj::newPromiseAndFulfiller<void>();
-  pending_read_ = kj::mv(cut.fulfiller);
-  auto read = inner_->tryReadMessage(fds, options, scratch);
-  auto cut_off = cut.promise.then([]() -> kj::Maybe<capnp::MessageReaderAndFds> {
-    KJ_FAIL_REQUIRE("a connection's read is only ever cut off with an error");
-  });
-  return read.exclusiveJoin(kj::mv(cut_off))
-      .then(
-          [this](kj::Maybe<capnp::MessageReaderAndFds>&& message) {
-            pending_read_ = nullptr;
-            KJ_IF_MAYBE(m, message) { check(*m->reader); }
-            return kj::mv(message);
-          },
-          [this](kj::Exception&& error) -> kj::Maybe<capnp::MessageReaderAndFds> {
-            // A message over the size limit is refused by the stream below: remember why.
-            pending_read_ = nullptr;
-            if (disconnected_ == nullptr) disconnected_ = kj::cp(error);
-            kj::throwFatalException(kj::mv(error));
-          });
-}
+ConnectionGuard::ConnectionGuard(const ConnectionLimits& limits, const kj::Timer& clock)
+    : limits_(limits), clock_(clock), last_activity_(clock.now()) {}
 
 void ConnectionGuard::check(capnp::MessageReader& message) {
-  last_activity_ = std::chrono::steady_clock::now();
+  last_activity_ = clock_.now();
   switch (message.getRoot<capnp::rpc::Message>().which()) {
     case capnp::rpc::Message::CALL:
     case capnp::rpc::Message::BOOTSTRAP:
@@ -75,19 +37,57 @@ void ConnectionGuard::check(capnp::MessageReader& message) {
   }
 }
 
+void ConnectionGuard::refused(const kj::Exception& why) noexcept {
+  if (cut_off_ == nullptr) cut_off_ = kj::cp(why);
+}
+
 void ConnectionGuard::cut_off(kj::Exception why) {
-  disconnected_ = kj::cp(why);
+  cut_off_ = kj::cp(why);
   kj::throwFatalException(kj::mv(why));
 }
 
-kj::Promise<void> ConnectionGuard::writeMessage(kj::ArrayPtr<const int> fds,
-                                                kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments) {
-  return inner_->writeMessage(fds, segments);
-}
+namespace {
 
-kj::Promise<void> ConnectionGuard::writeMessages(
-    kj::ArrayPtr<kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>>> messages) {
-  return inner_->writeMessages(messages);
+// A message stream whose reads `guard` checks.
+class GuardedStream final : public capnp::MessageStream {
+ public:
+  GuardedStream(kj::Own<capnp::MessageStream> inner, ConnectionGuard& guard) : inner_(kj::mv(inner)), guard_(guard) {}
+
+  kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> tryReadMessage(kj::ArrayPtr<kj::AutoCloseFd> fds,
+                                                                    capnp::ReaderOptions options,
+                                                                    kj::ArrayPtr<capnp::word> scratch) override {
+    // The stream below refuses a message over the limit as soon as its size is known.
+    options.traversalLimitInWords = std::min(options.traversalLimitInWords, guard_.message_limit_words());
+    return inner_->tryReadMessage(fds, options, scratch)
+        .then(
+            [this](kj::Maybe<capnp::MessageReaderAndFds>&& message) {
+              KJ_IF_MAYBE(m, message) { guard_.check(*m->reader); }
+              return kj::mv(message);
+            },
+            [this](kj::Exception&& error) -> kj::Maybe<capnp::MessageReaderAndFds> {
+              guard_.refused(error);
+              kj::throwFatalException(kj::mv(error));
+            });
+  }
+  kj::Promise<void> writeMessage(kj::ArrayPtr<const int> fds,
+                                 kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments) override {
+    return inner_->writeMessage(fds, segments);
+  }
+  kj::Promise<void> writeMessages(kj::ArrayPtr<kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>>> messages) override {
+    return inner_->writeMessages(messages);
+  }
+  kj::Maybe<int> getSendBufferSize() override { return inner_->getSendBufferSize(); }
+  kj::Promise<void> end() override { return inner_->end(); }
+
+ private:
+  kj::Own<capnp::MessageStream> inner_;
+  ConnectionGuard& guard_;
+};
+
+}  // namespace
+
+kj::Own<capnp::MessageStream> guarded_stream(kj::Own<capnp::MessageStream> inner, ConnectionGuard& guard) {
+  return kj::heap<GuardedStream>(kj::mv(inner), guard);
 }
 
 }  // namespace xproc::rpc

@@ -52,8 +52,9 @@ class IgnoreWatchErrors final : public kj::TaskSet::ErrorHandler {
 // The RPC stream through a lane; the socket only brings doorbells and the hang-up.
 class LaneMessageStream final : public BufferedMessageStream {
  public:
-  LaneMessageStream(kj::UnixEventPort& port, int fd, Lane lane)
-      : fd_(fd), socket_(port, fd, kj::UnixEventPort::FdObserver::OBSERVE_READ), lane_(std::move(lane)),
+  LaneMessageStream(kj::UnixEventPort& port, int fd, Lane lane, MessageGuard* guard)
+      : BufferedMessageStream(guard),
+        fd_(fd), socket_(port, fd, kj::UnixEventPort::FdObserver::OBSERVE_READ), lane_(std::move(lane)),
         watch_(ignore_errors_) {
     lane_set().streams.push_back(this);
     watch_.add(watch_socket());
@@ -186,8 +187,8 @@ class LaneMessageStream final : public BufferedMessageStream {
 // client knows the authkey (lane.h).
 class Handshake {
  public:
-  Handshake(kj::UnixEventPort& port, int fd, const std::optional<std::string>& authkey)
-      : port_(port), fd_(fd), authkey_(authkey) {
+  Handshake(kj::UnixEventPort& port, int fd, const std::optional<std::string>& authkey, MessageGuard* guard)
+      : port_(port), fd_(fd), authkey_(authkey), guard_(guard) {
     observer_ = kj::heap<kj::UnixEventPort::FdObserver>(port, fd, kj::UnixEventPort::FdObserver::OBSERVE_READ);
   }
   ~Handshake() {
@@ -243,7 +244,7 @@ class Handshake {
 
   kj::Promise<kj::Own<capnp::MessageStream>> socket_stream() {
     observer_ = nullptr;  // the stream registers the descriptor itself
-    return socket_message_stream(port_, std::exchange(fd_, -1));
+    return socket_message_stream(port_, std::exchange(fd_, -1), guard_);
   }
 
   // Sends `status` with no lane; the socket carries what follows (after kWrongKey, nothing).
@@ -274,13 +275,15 @@ class Handshake {
     }
     lane->close_memfd();  // the mapping stays; the client has its own descriptor
     observer_ = nullptr;
-    kj::Own<capnp::MessageStream> stream = kj::heap<LaneMessageStream>(port_, std::exchange(fd_, -1), std::move(*lane));
+    kj::Own<capnp::MessageStream> stream =
+        kj::heap<LaneMessageStream>(port_, std::exchange(fd_, -1), std::move(*lane), guard_);
     return kj::mv(stream);
   }
 
   kj::UnixEventPort& port_;
   int fd_;
   const std::optional<std::string>& authkey_;
+  MessageGuard* guard_;
   std::string nonce_;
   std::string digest_;
   kj::Own<kj::UnixEventPort::FdObserver> observer_;
@@ -289,11 +292,12 @@ class Handshake {
 }  // namespace
 
 kj::Promise<kj::Own<capnp::MessageStream>> accept_message_stream(kj::UnixEventPort& port, int fd,
-                                                                  const std::optional<std::string>& authkey) {
+                                                                  const std::optional<std::string>& authkey,
+                                                                  MessageGuard& guard) {
   int flags = retry_syscall("fcntl", [&] { return ::fcntl(fd, F_GETFL); });
   retry_syscall("fcntl", [&] { return ::fcntl(fd, F_SETFL, flags | O_NONBLOCK); });
   retry_syscall("fcntl", [&] { return ::fcntl(fd, F_SETFD, FD_CLOEXEC); });
-  auto handshake = kj::heap<Handshake>(port, fd, authkey);
+  auto handshake = kj::heap<Handshake>(port, fd, authkey, &guard);
   auto& ref = *handshake;
   return ref.run().attach(kj::mv(handshake));
 }

@@ -17,13 +17,17 @@
 
 namespace xproc::rpc {
 
+class MessageGuard;  // buffered_message_stream.h
+
 // The message stream for a connection accepted on `fd` (owned from here on): a lane when
 // the client asks for one first thing, proves it knows `authkey` (when there is one), and
 // the server can make one; else the socket itself (socket_message_stream.h). Resolves once
 // the client's first bytes tell which; fails (the connection is to be closed) when the
-// client answers the lane challenge wrongly. `authkey` must outlive the promise.
+// client answers the lane challenge wrongly. Every message read is checked by `guard`.
+// `authkey` and `guard` must outlive the promise and the stream.
 kj::Promise<kj::Own<capnp::MessageStream>> accept_message_stream(kj::UnixEventPort& port, int fd,
-                                                                  const std::optional<std::string>& authkey);
+                                                                  const std::optional<std::string>& authkey,
+                                                                  MessageGuard& guard);
 
 // Wakes the lane streams of this thread whose wait is over; true if any woke.
 bool poll_lanes();

@@ -23,8 +23,8 @@ kj::Exception socket_error(const char* call, int error_number) {
 
 class SocketMessageStream final : public BufferedMessageStream {
  public:
-  SocketMessageStream(kj::UnixEventPort& port, int fd)
-      : port_(port), fd_(fd), readable_(port, fd, kj::UnixEventPort::FdObserver::OBSERVE_READ) {}
+  SocketMessageStream(kj::UnixEventPort& port, int fd, MessageGuard* guard)
+      : BufferedMessageStream(guard), port_(port), fd_(fd), readable_(port, fd, kj::UnixEventPort::FdObserver::OBSERVE_READ) {}
   ~SocketMessageStream() { cancel_flushes(); }
 
   kj::Maybe<int> getSendBufferSize() override {
@@ -117,11 +117,11 @@ int take_socket(kj::Own<kj::AsyncIoStream> stream) {
   return copy;
 }
 
-kj::Own<capnp::MessageStream> socket_message_stream(kj::UnixEventPort& port, int fd) {
+kj::Own<capnp::MessageStream> socket_message_stream(kj::UnixEventPort& port, int fd, MessageGuard* guard) {
   int flags = retry_syscall("fcntl", [&] { return ::fcntl(fd, F_GETFL); });
   retry_syscall("fcntl", [&] { return ::fcntl(fd, F_SETFL, flags | O_NONBLOCK); });
   retry_syscall("fcntl", [&] { return ::fcntl(fd, F_SETFD, FD_CLOEXEC); });
-  return kj::heap<SocketMessageStream>(port, fd);
+  return kj::heap<SocketMessageStream>(port, fd, guard);
 }
 
 }  // namespace xproc::rpc

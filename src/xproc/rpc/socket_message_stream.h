@@ -21,8 +21,11 @@
 
 namespace xproc::rpc {
 
-// Takes ownership of `fd`, a connected stream socket, and makes it non-blocking.
-kj::Own<capnp::MessageStream> socket_message_stream(kj::UnixEventPort& port, int fd);
+class MessageGuard;  // buffered_message_stream.h
+
+// Takes ownership of `fd`, a connected stream socket, and makes it non-blocking. With a
+// guard (a server's connection), every message read is checked by it.
+kj::Own<capnp::MessageStream> socket_message_stream(kj::UnixEventPort& port, int fd, MessageGuard* guard = nullptr);
 
 // The socket of a stream kj made (an accepted connection), as a descriptor of its own;
 // the stream is closed.
