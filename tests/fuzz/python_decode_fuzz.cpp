@@ -13,6 +13,7 @@
 
 #include "bindings.h"
 #include "fuzz_check.h"
+#include "value_parts.h"
 #include "xproc/value.h"
 
 NB_MODULE(_xproc, m) {
@@ -61,20 +62,7 @@ bool python_refuses(const Value& v, bool as_key) {
 }
 
 bool contains_struct(const Value& v) {
-  switch (v.kind()) {
-    case Value::Kind::kStruct: return true;
-    case Value::Kind::kList:
-      for (const Value& item : v.as_list()) {
-        if (contains_struct(item)) return true;
-      }
-      return false;
-    case Value::Kind::kMap: {
-      bool found = false;
-      v.as_map().for_each([&](const Value& k, const Value& item) { found = found || contains_struct(k) || contains_struct(item); });
-      return found;
-    }
-    default: return false;
-  }
+  return xproc::fuzz::any_part(v, [](const Value& part) { return part.is_struct(); });
 }
 
 // The pending exception's type and message, cleared.

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "fuzz_check.h"
+#include "value_parts.h"
 #include "xproc/value.h"
 
 namespace {
@@ -15,20 +16,7 @@ namespace {
 using xproc::Value;
 
 bool contains_nan(const Value& v) {
-  switch (v.kind()) {
-    case Value::Kind::kFloat: return std::isnan(v.as_float());
-    case Value::Kind::kList:
-      for (const Value& item : v.as_list()) {
-        if (contains_nan(item)) return true;
-      }
-      return false;
-    case Value::Kind::kMap: {
-      bool found = false;
-      v.as_map().for_each([&](const Value& k, const Value& item) { found = found || contains_nan(k) || contains_nan(item); });
-      return found;
-    }
-    default: return false;
-  }
+  return xproc::fuzz::any_part(v, [](const Value& part) { return part.is_float() && std::isnan(part.as_float()); });
 }
 
 std::span<const std::byte> bytes_of(const kj::Array<capnp::word>& words) {
