@@ -177,7 +177,7 @@ fuzz() {
       failed+=("$target")
       tail -n 60 "$BUILD/$target.log" >&2
     fi
-    grep -E '^(#[0-9]+ +DONE|stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb))' \
+    grep -E '^(#[0-9]+[[:space:]]+DONE|stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb))' \
       "$BUILD/$target.log" >&2 || true
   done
   if [ ${#failed[@]} -gt 0 ]; then
