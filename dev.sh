@@ -11,7 +11,9 @@ VENV=$ROOT/.venv
 
 APT_PACKAGES=(g++ cmake ninja-build pkg-config capnproto libcapnp-dev libboost-dev libssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev redis-server python3-venv python3-dev)
-PY_PACKAGES=(pytest nanobind scikit-build-core pycapnp)
+PY_PACKAGES=(pytest hypothesis nanobind scikit-build-core pycapnp)
+# The fuzz preset's compiler and libFuzzer, installed only by the commands that build it.
+FUZZ_APT_PACKAGES=(clang libclang-rt-14-dev)
 
 usage() {
   cat <<'USAGE'
@@ -23,7 +25,14 @@ usage: ./dev.sh COMMAND
   test          build, then run every test (C++ through ctest, Python through pytest)
   bench [TOPIC] build, then run the comparison harness for TOPIC (all when omitted);
                 results go to build/bench/TOPIC.json
-  soak          long-running fault and fuzz tests (not part of `test`)
+  fuzz [TARGET] [SECONDS]
+                build the libFuzzer targets (preset `fuzz`, clang), then run TARGET
+                (every target when omitted or `all`) for SECONDS each (default 60) from
+                its checked-in corpus tests/fuzz/corpus/TARGET plus a work corpus in
+                build/fuzz/corpus/TARGET; fails on any finding, saved in
+                build/fuzz/artifacts/TARGET
+  soak          long-running fault tests, then every fuzz target for 10 minutes
+                (XPROC_SOAK_FUZZ_SECONDS); not part of `test`
 
 Environment: XPROC_PRESET=debug|asan|tsan|release picks another CMake preset.
 USAGE
@@ -123,6 +132,58 @@ soak() {
   build
   export XPROC_SOAK=1
   ctest --test-dir "$BUILD" --output-on-failure -R Fault
+  fuzz all "${XPROC_SOAK_FUZZ_SECONDS:-600}"
+}
+
+# The fuzz targets: tests/fuzz/<name>_fuzz.cpp, each with its corpus tests/fuzz/corpus/<name>.
+fuzz_targets() {
+  local file
+  for file in "$ROOT"/tests/fuzz/*_fuzz.cpp; do
+    file=${file##*/}
+    echo "${file%_fuzz.cpp}"
+  done
+}
+
+fuzz() {
+  local wanted=${1:-all} seconds=${2:-60}
+  PRESET=fuzz BUILD=$ROOT/build/fuzz
+  APT_PACKAGES+=("${FUZZ_APT_PACKAGES[@]}")
+  setup
+  log "building the fuzz targets"
+  cmake --build "$BUILD" --target fuzz -j "$(nproc)"
+  local targets=()
+  if [ "$wanted" = all ]; then
+    mapfile -t targets < <(fuzz_targets)
+  elif [ -f "$ROOT/tests/fuzz/${wanted}_fuzz.cpp" ]; then
+    targets=("$wanted")
+  else
+    echo "no fuzz target '$wanted'; there are: $(fuzz_targets | tr '\n' ' ')" >&2
+    exit 2
+  fi
+  local failed=()
+  for target in "${targets[@]}"; do
+    local binary=$BUILD/tests/fuzz/${target}_fuzz
+    if [ ! -x "$binary" ]; then
+      log "$target: not built (see the configure output), skipped"
+      continue
+    fi
+    local work=$BUILD/corpus/$target artifacts=$BUILD/artifacts/$target/
+    mkdir -p "$work" "$artifacts" "$ROOT/tests/fuzz/corpus/$target"
+    log "fuzzing $target for ${seconds}s"
+    # New inputs go to the work corpus (the first directory); the checked-in one is read.
+    if ! "$binary" -max_total_time="$seconds" -timeout=10 -print_final_stats=1 \
+        -artifact_prefix="$artifacts" "$work" "$ROOT/tests/fuzz/corpus/$target" \
+        >"$BUILD/$target.log" 2>&1; then
+      failed+=("$target")
+      tail -n 60 "$BUILD/$target.log" >&2
+    fi
+    grep -E '^(#[0-9]+[[:space:]]+DONE|stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb))' \
+      "$BUILD/$target.log" >&2 || true
+  done
+  if [ ${#failed[@]} -gt 0 ]; then
+    echo "fuzzing found something in: ${failed[*]} (inputs in $BUILD/artifacts/)" >&2
+    exit 1
+  fi
 }
 
 case "${1:-}" in
@@ -132,6 +193,7 @@ case "${1:-}" in
   test) run_tests ;;
   bench) shift; bench "$@" ;;
   soak) soak ;;
+  fuzz) shift; fuzz "$@" ;;
   ""|-h|--help|help) usage ;;
   *) usage; exit 2 ;;
 esac

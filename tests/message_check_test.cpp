@@ -149,6 +149,46 @@ TEST(MessageCheckTest, ListsOfNothingCountAgainstTheTraversalLimit) {
   EXPECT_THROW(check_flat(ptr(raw_message({uint64_t{1} << 48, struct_list, tag})), {}), DecodeError);
 }
 
+// Reading all of `words` through the checked reader under `limits` succeeds exactly when
+// `readable`, and check_flat agrees.
+void expect_read_in_full_exactly_when(bool readable, const std::vector<capnp::word>& words, const DecodeLimits& limits) {
+  capnp::FlatArrayMessageReader reader(ptr(words), xproc::detail::reader_options(words.size(), limits));
+  capnp::MallocMessageBuilder copy;
+  if (readable) {
+    copy.setRoot(reader.getRoot<capnp::AnyStruct>());
+    EXPECT_EQ(check_flat(ptr(words), limits), FlatCheck::kSafe);
+  } else {
+    EXPECT_THROW(copy.setRoot(reader.getRoot<capnp::AnyStruct>()), kj::Exception);
+    EXPECT_THROW(check_flat(ptr(words), limits), DecodeError);
+  }
+}
+
+TEST(MessageCheckTest, TraversalLimitCountsTheRootPointerAsTheCheckedReaderDoes) {
+  // A root struct of one pointer to a void list: the root pointer (counted twice by the
+  // reader), the struct's word and the list's elements are read, as many words as the
+  // limit allows and one more.
+  DecodeLimits limits;
+  limits.traversal_limit_words = 16;
+  for (const uint32_t elements : {13u, 14u}) {
+    const uint64_t void_list = (uint64_t{elements << 3} << 32) | 1;
+    expect_read_in_full_exactly_when(elements == 13, raw_message({uint64_t{1} << 48, void_list}), limits);
+  }
+}
+
+TEST(MessageCheckTest, StructListsCountTheWordsTheirPointerGivesAsTheCheckedReaderDoes) {
+  // Four pointers to one struct list of no elements in 4 words: the reader counts 4 + 1
+  // words for each (26 in all with the root and its struct), not the elements' size.
+  const auto words = raw_message({uint64_t{4} << 48, (uint64_t{4 << 3 | 7} << 32) | (3u << 2) | 1,
+                                  (uint64_t{4 << 3 | 7} << 32) | (2u << 2) | 1,
+                                  (uint64_t{4 << 3 | 7} << 32) | (1u << 2) | 1,
+                                  (uint64_t{4 << 3 | 7} << 32) | (0u << 2) | 1, 0, 0, 0, 0, 0});
+  for (const uint64_t limit : {22u, 26u}) {  // 22: twice the message, the least there is
+    DecodeLimits limits;
+    limits.traversal_limit_words = limit;
+    expect_read_in_full_exactly_when(limit == 26, words, limits);
+  }
+}
+
 TEST(MessageCheckTest, MalformedStructListsThrowDecodeError) {
   // Tag of a list kind; then a tag claiming 5 one-word elements in 2 words.
   const uint64_t list_of_2_words = (uint64_t{2 << 3 | 7} << 32) | 1;

@@ -29,6 +29,10 @@ class Walk {
   // The root pointer, the segment's first word: null or a struct (a list is no message
   // any reader accepts; far pointers are the checked reader's).
   void root(int nesting) {
+    // The checked reader counts the root pointer's word as read twice: once when it
+    // checks that the segment holds a first word (MessageReader::getRootInternal), once
+    // when it bounds-checks the pointer there (PointerReader::getRoot).
+    charge(2);
     const uint64_t word = load(0);
     if ((word & 3) == kList) fail("the root is a list, not a struct");
     pointer(0, nesting);
@@ -97,7 +101,7 @@ class Walk {
     const uint32_t pointers = high >> 16;
     const uint64_t element_words = uint64_t{data_words} + pointers;
     if (element_words * count > words) fail("a struct list's elements overrun its size");
-    charge(element_words * count + 1);
+    charge(words + 1);  // as the checked reader does: the size the list pointer gives, and the tag
     if (element_words == 0) charge(count);  // zero-sized elements, as the checked reader counts them
     if (pointers == 0) return;
     int64_t element = at + 1;

@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <type_traits>
 
 #include "xproc/byte_queue.h"  // QueueKind
 
@@ -93,9 +94,16 @@ inline constexpr uint64_t round_up8(uint64_t n) noexcept { return (n + 7) & ~uin
 
 // Reads a field of shared memory exactly once. Another process may change it at any moment;
 // a plain read may be made twice by the compiler, and checked as one value and used as another.
+// (clang's __atomic_load_n takes integers and pointers only: an enum is read as its
+// underlying integer.)
 template <typename T>
 T read_shared(const T& field) noexcept {
-  return __atomic_load_n(&field, __ATOMIC_RELAXED);
+  if constexpr (std::is_enum_v<T>) {
+    using Underlying = std::underlying_type_t<T>;
+    return static_cast<T>(__atomic_load_n(reinterpret_cast<const Underlying*>(&field), __ATOMIC_RELAXED));
+  } else {
+    return __atomic_load_n(&field, __ATOMIC_RELAXED);
+  }
 }
 
 // What a process knows of a queue for as long as it has it open: the identity fields of the

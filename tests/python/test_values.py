@@ -74,6 +74,35 @@ def test_malformed_bytes_are_decode_error(garbage):
     assert issubclass(xproc.DecodeError, ValueError)
 
 
+def test_text_without_its_nul_is_decode_error_quoting_the_byte():
+    # The text's last byte (the message's last), its NUL, becomes 0xfe: Cap'n Proto's
+    # complaint quotes the byte, which is not UTF-8.
+    message = bytearray(xproc.encode("abcdefg"))
+    assert message[-1] == 0
+    message[-1] = 0xFE
+    with pytest.raises(xproc.DecodeError, match=r"\\xfe"):
+        xproc.decode(bytes(message))
+
+
+def test_text_that_is_not_utf8_is_decode_error():
+    message = value_capnp.Value.new_message()
+    message.text = "ab"
+    encoded = bytearray(message.to_bytes())
+    encoded[encoded.index(b"ab")] = 0xFF  # as another language may send it
+    with pytest.raises(xproc.DecodeError, match="not UTF-8"):
+        xproc.decode(bytes(encoded))
+
+
+def test_dict_as_a_dict_key_is_decode_error():
+    # C++ and other languages may use a dict as a key; no Python dict can hold one.
+    message = value_capnp.Value.new_message()
+    entry = message.init("map", 1)[0]
+    entry.key.init("map", 0)
+    entry.value.int64 = 1
+    with pytest.raises(xproc.DecodeError, match="dict key"):
+        xproc.decode(message.to_bytes())
+
+
 def test_plain_pycapnp_reads_what_xproc_writes():
     reader = next(iter(value_capnp.Value.read_multiple_bytes(xproc.encode({"k": [1, "two"]}))))
     entry = reader.map[0]
@@ -102,3 +131,12 @@ def test_struct_of_an_unknown_schema_comes_back_as_xproc_struct():
     back = xproc.decode(message.to_bytes())
     assert isinstance(back, xproc.Struct)
     assert back.schema_id == 0x1234
+
+
+def test_equal_structs_of_an_unknown_schema_hash_alike():
+    message = value_capnp.Value.new_message()
+    message.init("struct").schemaId = 0x1234
+    first, second = xproc.decode(message.to_bytes()), xproc.decode(message.to_bytes())
+    assert first == second and first is not second
+    assert hash(first) == hash(second)
+    assert len({first: 1, second: 2}) == 1

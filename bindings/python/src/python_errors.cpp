@@ -2,6 +2,8 @@
 // EOFError, multiprocessing.AuthenticationError, KeyError, ... so Python code written
 // for multiprocessing catches what it always caught. The two with no standard
 // equivalent, MessageTooLarge and DecodeError, are ValueError subclasses.
+#include <cstring>
+
 #include "bindings.h"
 #include "xproc/errors.h"
 
@@ -39,7 +41,18 @@ struct PythonErrors {
 };
 PythonErrors* errors = nullptr;
 
-void raise(PyObject* type, const std::exception& e) { PyErr_SetString(type, e.what()); }
+// An exception's message as a str. what() may quote bytes from outside that are not UTF-8
+// (Cap'n Proto quotes a peer's malformed text, errors quote file names): those are kept as
+// \xNN escapes. PyErr_SetString would raise UnicodeDecodeError instead of the exception.
+nb::object message_of(const std::exception& e) {
+  const char* what = e.what();
+  return nb::steal(PyUnicode_DecodeUTF8(what, static_cast<Py_ssize_t>(std::strlen(what)), "backslashreplace"));
+}
+
+void raise(PyObject* type, const std::exception& e) {
+  nb::object message = message_of(e);
+  if (message.is_valid()) PyErr_SetObject(type, message.ptr());  // else MemoryError is set
+}
 
 void translate(const std::exception_ptr& pointer, void*) {
   try {
@@ -79,8 +92,10 @@ void translate(const std::exception_ptr& pointer, void*) {
   } catch (const ValueError& e) {
     raise(PyExc_ValueError, e);
   } catch (const OSError& e) {
-    nb::object error = nb::steal(PyObject_CallFunction(PyExc_OSError, "is", e.error_number(), e.what()));
-    PyErr_SetObject(PyExc_OSError, error.ptr());
+    nb::object message = message_of(e);
+    if (!message.is_valid()) return;
+    nb::object error = nb::steal(PyObject_CallFunction(PyExc_OSError, "iO", e.error_number(), message.ptr()));
+    if (error.is_valid()) PyErr_SetObject(PyExc_OSError, error.ptr());
   }
   // Anything else (xproc::Error's base, std::exception) falls through to nanobind's
   // default translation (RuntimeError with the message).

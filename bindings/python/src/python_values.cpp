@@ -25,6 +25,32 @@ nb::dict& known_structs() {
   return *structs;
 }
 
+// str() of the pending Python exception, which is cleared.
+std::string take_error_message() {
+  PyObject *type, *value, *traceback;
+  PyErr_Fetch(&type, &value, &traceback);
+  std::string message;
+  if (PyObject* text = value != nullptr ? PyObject_Str(value) : nullptr) {
+    if (const char* utf8 = PyUnicode_AsUTF8(text)) message = utf8;
+    Py_DECREF(text);
+  }
+  PyErr_Clear();
+  Py_XDECREF(type);
+  Py_XDECREF(value);
+  Py_XDECREF(traceback);
+  return message;
+}
+
+// The str for UTF-8 `text` of a received Value. Text that is not UTF-8 (another language
+// may send any bytes) has no str: DecodeError, as for any Value Python has no object for.
+PyObject* received_str(const char* text, size_t size) {
+  PyObject* str = PyUnicode_DecodeUTF8(text, static_cast<Py_ssize_t>(size), nullptr);
+  if (str == nullptr) {
+    throw DecodeError("a Value's text is not UTF-8 (" + take_error_message() + ")");
+  }
+  return str;
+}
+
 // Dict keys recur from message to message ("id", "name" ...). Handing out the str made
 // for the same bytes last time saves decoding it, allocating it and hashing it again
 // (a str caches its hash), a sixth of decoding a small dict. Direct-mapped, short keys
@@ -57,11 +83,7 @@ class KeyCache {
     size_t size = 0;
     char bytes[kMaxKeyBytes];
   };
-  static PyObject* decode(const char* text, size_t size) {
-    PyObject* str = PyUnicode_DecodeUTF8(text, static_cast<Py_ssize_t>(size), nullptr);
-    if (str == nullptr) throw nb::python_error();
-    return str;
-  }
+  static PyObject* decode(const char* text, size_t size) { return received_str(text, size); }
   static size_t hash(const char* text, size_t size) {  // FNV-1a
     uint64_t h = 1469598103934665603ull;
     for (size_t i = 0; i < size; ++i) h = (h ^ static_cast<unsigned char>(text[i])) * 1099511628211ull;
@@ -184,9 +206,7 @@ nb::object read(schema::Value::Reader reader, bool as_key, int depth) {
     case schema::Value::TEXT: {
       auto text = reader.getText();
       if (as_key) return nb::steal(key_cache().get(text.cStr(), text.size()));
-      PyObject* result = PyUnicode_DecodeUTF8(text.cStr(), static_cast<Py_ssize_t>(text.size()), nullptr);
-      if (result == nullptr) throw nb::python_error();
-      return nb::steal(result);
+      return nb::steal(received_str(text.cStr(), text.size()));
     }
     case schema::Value::DATA: {
       auto data = reader.getData();
@@ -213,7 +233,12 @@ nb::object read(schema::Value::Reader reader, bool as_key, int depth) {
         nb::object key = read(entry.getKey(), true, depth + 1);
         nb::object value = read(entry.getValue(), false, depth + 1);
         // Duplicate keys: the last value wins, as in a dict display {k: 1, k: 2}.
-        if (PyDict_SetItem(result.ptr(), key.ptr(), value.ptr()) != 0) throw nb::python_error();
+        if (PyDict_SetItem(result.ptr(), key.ptr(), value.ptr()) != 0) {
+          // A key Python cannot hash: a dict (C++ and other languages may use one as a
+          // key), or a struct. No dict holds it.
+          if (!PyErr_ExceptionMatches(PyExc_TypeError)) throw nb::python_error();
+          throw DecodeError("a dict key Python cannot hold (" + take_error_message() + ")");
+        }
       }
       return result;
     }
@@ -322,6 +347,8 @@ void register_values(nb::module_& m) {
              const Struct& other = nb::cast<const Struct&>(b);
              return a.schema_id == other.schema_id && a.message.equal(other.message);
            })
+      // As it compares (by content: it is immutable), so that equal structs are one dict key.
+      .def("__hash__", [](const Struct& self) { return nb::hash(nb::make_tuple(self.schema_id, self.message)); })
       .def("__repr__", [](const Struct& self) {
         return "xproc.Struct(schema_id=" + schema_id_hex(self.schema_id) + ", " + std::to_string(self.message.size()) +
                " bytes)";

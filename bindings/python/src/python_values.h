@@ -23,7 +23,9 @@ namespace xproc::python {
 // int beyond 64 bits, ValueError for nesting deeper than the decode limit (64).
 void write_value(nb::handle object, schema::Value::Builder builder);
 
-// The Python object for a Value reader. DecodeError for nesting beyond the limit.
+// The Python object for a Value reader. DecodeError for nesting beyond the limit, text
+// that is not UTF-8 and a dict key Python cannot hash (a dict), which other languages
+// may send.
 nb::object read_value(schema::Value::Reader reader);
 
 // The whole message: the flat serialization of `object` as a Value message ...

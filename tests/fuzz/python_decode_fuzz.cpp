@@ -1,0 +1,148 @@
+// The Python decoder's C++ core (bindings/python/src/python_values.cpp) on arbitrary bytes,
+// in an embedded CPython, called as Python code calls it: the extension's `decode`, through
+// nanobind and the extension's exception translator. Arbitrary bytes give an object or
+// xproc.DecodeError (the documented exception), nothing else.
+//
+// And against the C++ decoder (xproc::Value::decode): Python accepts only what C++ accepts,
+// and refuses more only where Python has no object for the Value (text that is not UTF-8,
+// a dict as a dict key); what it accepts it encodes back to exactly the bytes C++ encodes
+// the same Value to (a struct aside: it comes back as an xproc.Struct, which is not sent).
+#include <Python.h>
+
+#include <string>
+
+#include "bindings.h"
+#include "fuzz_check.h"
+#include "value_parts.h"
+#include "xproc/value.h"
+
+NB_MODULE(_xproc, m) {
+  xproc::python::register_errors(m);
+  xproc::python::register_values(m);
+}
+
+namespace {
+
+using xproc::Value;
+
+PyObject* decode_function = nullptr;
+PyObject* encode_function = nullptr;
+PyObject* decode_error = nullptr;
+
+bool valid_utf8(const std::string& text) {
+  PyObject* str = PyUnicode_DecodeUTF8(text.data(), static_cast<Py_ssize_t>(text.size()), nullptr);
+  if (str == nullptr) {
+    PyErr_Clear();
+    return false;
+  }
+  Py_DECREF(str);
+  return true;
+}
+
+// Whether some part of `v` has no Python object: text that is not UTF-8, a dict where a
+// dict key is (lists there become tuples, which hash only if their items do).
+bool python_refuses(const Value& v, bool as_key) {
+  switch (v.kind()) {
+    case Value::Kind::kText: return !valid_utf8(v.as_text());
+    case Value::Kind::kMap: {
+      if (as_key) return true;
+      bool refused = false;
+      v.as_map().for_each([&](const Value& key, const Value& item) {
+        refused = refused || python_refuses(key, true) || python_refuses(item, false);
+      });
+      return refused;
+    }
+    case Value::Kind::kList:
+      for (const Value& item : v.as_list()) {
+        if (python_refuses(item, as_key)) return true;
+      }
+      return false;
+    default: return false;
+  }
+}
+
+bool contains_struct(const Value& v) {
+  return xproc::fuzz::any_part(v, [](const Value& part) { return part.is_struct(); });
+}
+
+// The pending exception's type and message, cleared.
+std::string take_error() {
+  PyObject *type, *value, *traceback;
+  PyErr_Fetch(&type, &value, &traceback);
+  std::string what = type != nullptr ? reinterpret_cast<PyTypeObject*>(type)->tp_name : "?";
+  if (value != nullptr) {
+    if (PyObject* text = PyObject_Str(value)) {
+      if (const char* utf8 = PyUnicode_AsUTF8(text)) what += std::string(": ") + utf8;
+      Py_DECREF(text);
+    }
+  }
+  PyErr_Clear();
+  Py_XDECREF(type);
+  Py_XDECREF(value);
+  Py_XDECREF(traceback);
+  return what;
+}
+
+PyObject* call(PyObject* function, PyObject* argument) { return PyObject_CallOneArg(function, argument); }
+
+}  // namespace
+
+// The embedded interpreter keeps its own state for the life of the process (it is never
+// finalized): at exit that is no leak of the code under test.
+extern "C" const char* __asan_default_options() { return "detect_leaks=0"; }
+
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  PyImport_AppendInittab("_xproc", PyInit__xproc);
+  Py_InitializeEx(0);  // no signal handlers: libFuzzer has its own
+  // A struct of a schema this process does not know is looked up in xproc._schemas (the
+  // package's pure-Python part); the package itself would import the real extension.
+  const std::string setup = "import sys, types\n"
+                            "package = types.ModuleType('xproc')\n"
+                            "package.__path__ = ['" XPROC_SOURCE_DIR "/bindings/python/xproc']\n"
+                            "sys.modules['xproc'] = package\n";
+  FUZZ_CHECK(PyRun_SimpleString(setup.c_str()) == 0);
+  PyObject* module = PyImport_ImportModule("_xproc");
+  FUZZ_CHECK(module != nullptr, "the embedded extension did not import");
+  decode_function = PyObject_GetAttrString(module, "decode");
+  encode_function = PyObject_GetAttrString(module, "encode");
+  decode_error = PyObject_GetAttrString(module, "DecodeError");
+  FUZZ_CHECK(decode_function && encode_function && decode_error);
+  return 0;
+}
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  std::optional<Value> cpp;
+  try {
+    cpp = Value::decode({reinterpret_cast<const std::byte*>(data), size});
+  } catch (const xproc::DecodeError&) {
+  }
+
+  PyObject* message = PyBytes_FromStringAndSize(reinterpret_cast<const char*>(data), static_cast<Py_ssize_t>(size));
+  PyObject* object = call(decode_function, message);
+  Py_DECREF(message);
+  if (object == nullptr) {
+    const bool documented = PyErr_ExceptionMatches(decode_error);
+    const std::string what = take_error();
+    FUZZ_CHECK(documented, what.c_str());
+    FUZZ_CHECK(!cpp || python_refuses(*cpp, false), ("Python refused a Value C++ decodes: " + what).c_str());
+    return 0;
+  }
+  FUZZ_CHECK(cpp.has_value(), "Python decoded bytes C++ refuses");
+  FUZZ_CHECK(!python_refuses(*cpp, false), "Python decoded a Value it has no object for");
+
+  PyObject* encoded = call(encode_function, object);
+  Py_DECREF(object);
+  if (contains_struct(*cpp)) {
+    // An xproc.Struct (a schema this process has not loaded) is not sent again.
+    FUZZ_CHECK(encoded == nullptr && PyErr_ExceptionMatches(PyExc_TypeError));
+    take_error();
+    return 0;
+  }
+  FUZZ_CHECK(encoded != nullptr, take_error().c_str());
+  const auto expected = cpp->encode();
+  FUZZ_CHECK(static_cast<size_t>(PyBytes_GET_SIZE(encoded)) == expected.size() * sizeof(capnp::word) &&
+                 std::memcmp(PyBytes_AS_STRING(encoded), expected.begin(), expected.size() * sizeof(capnp::word)) == 0,
+             "Python encodes the decoded object to other bytes than C++ encodes the Value to");
+  Py_DECREF(encoded);
+  return 0;
+}

@@ -1,0 +1,251 @@
+// Writes the fuzz targets' seed corpora from real traffic: Values sent through a real
+// Pipe, the byte stream a real connection writes, images of a real pipe's control block
+// and ring, of a real lane and of real queue segments taken while messages are in them.
+// Each seed is what its target reads (see the comment at the top of each *_fuzz.cpp).
+//
+// usage: record_corpus DIRECTORY   (tests/fuzz/corpus: one folder per target)
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "xproc/byte_connection.h"
+#include "xproc/connection.h"
+#include "xproc/queue_layout_internal.h"
+#include "xproc/ring_pipe_internal.h"
+#include "xproc/rpc/lane.h"
+#include "xproc/value.h"
+
+namespace {
+
+using xproc::Value;
+using Bytes = std::vector<std::byte>;
+
+std::filesystem::path g_root;
+
+void write_seed(const std::string& target, const std::string& name, std::span<const std::byte> bytes) {
+  const auto folder = g_root / target;
+  std::filesystem::create_directories(folder);
+  std::ofstream out(folder / name, std::ios::binary | std::ios::trunc);
+  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  if (!out) throw std::runtime_error("cannot write " + (folder / name).string());
+}
+
+void append(Bytes& out, const void* data, size_t size) {
+  const auto* bytes = static_cast<const std::byte*>(data);
+  out.insert(out.end(), bytes, bytes + size);
+}
+
+Bytes read_memfd(int fd, size_t offset, size_t size) {
+  Bytes out(size);
+  if (::pread(fd, out.data(), size, static_cast<off_t>(offset)) != static_cast<ssize_t>(size)) {
+    throw std::runtime_error("pread of a segment failed");
+  }
+  return out;
+}
+
+// Values of every kind, as Python and C++ programs send them.
+std::vector<std::pair<std::string, Value>> sample_values() {
+  Value deep = Value::list({});
+  for (int i = 0; i < 60; ++i) deep = Value::list({deep});
+  Value::List strings;
+  for (int i = 0; i < 300; ++i) strings.emplace_back("item-" + std::to_string(i));
+  capnp::MallocMessageBuilder point;
+  point.initRoot<xproc::schema::Value>().setText("a typed struct");
+  return {
+      {"none", Value()},
+      {"bool", Value(true)},
+      {"int_min", Value(std::numeric_limits<int64_t>::min())},
+      {"int_max", Value(std::numeric_limits<int64_t>::max())},
+      {"float_nan", Value(std::nan(""))},
+      {"float_negative_zero", Value(-0.0)},
+      {"float_inf", Value(-std::numeric_limits<double>::infinity())},
+      {"text", Value("Process-1")},
+      {"text_unicode", Value("h\xc3\xa9llo \xe2\x9c\x93")},
+      {"text_not_utf8", Value(std::string("\xff\xfe\xed\xa0\x80", 5))},
+      {"bytes", Value::bytes(std::string("\0a\xff", 3))},
+      {"list", Value::list({1, 2.5, "three", nullptr, Value::bytes("4")})},
+      {"dict_mixed_keys", Value::map({{0.25, nullptr}, {"Process_1", "1"}, {"2", 2}})},
+      {"dict_duplicate_keys", Value::map({{1, "int"}, {true, "bool"}, {1.0, "float"}})},
+      {"dict_list_key", Value::map({{Value::list({1, "a"}), "tuple key"}})},
+      {"dict_dict_key", Value::map({{Value::map({{"k", 1}}), "a dict as a key"}})},
+      {"nested", Value::map({{"jobs", Value::list({Value::map({{"id", 7}, {"tags", Value::list({"x"})}})})}})},
+      {"deep", deep},
+      {"large_list", Value(std::move(strings))},
+      {"typed_struct", Value::typed(point.getRoot<xproc::schema::Value>().asReader())},
+  };
+}
+
+// The Values through a real Pipe: the bytes the receiving end gets.
+void record_values() {
+  xproc::ConnectionOptions options;
+  auto [sender, receiver] = xproc::byte_pipe(true, options);
+  xproc::Connection<Value> out(std::move(sender));
+  xproc::ConnectionBase in(std::move(receiver));
+  for (const auto& [name, value] : sample_values()) {
+    out.send(value);
+    const Bytes message = in.recv_bytes();
+    for (const char* target : {"value_decode", "python_decode", "message_check"}) write_seed(target, name, message);
+  }
+  // A message of several segments, with far pointers, for the checked reader's side.
+  capnp::MallocMessageBuilder builder(1, capnp::AllocationStrategy::FIXED_SIZE);
+  auto list = builder.initRoot<xproc::schema::Value>().initList(3);
+  list[0].setText("far away");
+  list[2].initMap(1)[0].initKey().setInt64(3);
+  const auto words = capnp::messageToFlatArray(builder);
+  write_seed("message_check", "several_segments",
+             {reinterpret_cast<const std::byte*>(words.begin()), words.size() * sizeof(capnp::word)});
+}
+
+// What a connection writes on its socket for a few messages.
+void record_stream() {
+  int fds[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) throw std::runtime_error("socketpair");
+  xproc::Connection<Value> connection(xproc::ByteConnection(fds[0], true, true));
+  auto values = sample_values();
+  auto capture = [&](const std::string& name, size_t first, size_t count) {
+    for (size_t i = first; i < first + count && i < values.size(); ++i) connection.send(values[i].second);
+    Bytes stream(256 * 1024);
+    const ssize_t n = ::recv(fds[1], stream.data(), stream.size(), MSG_DONTWAIT);
+    stream.resize(n > 0 ? static_cast<size_t>(n) : 0);
+    write_seed("byte_connection", name, stream);
+  };
+  capture("one_message", 0, 1);
+  capture("small_messages", 1, 6);
+  capture("dicts", 11, 6);
+  capture("large_message", 18, 1);
+  connection.send_bytes({});
+  connection.send_bytes(std::as_bytes(std::span(std::string_view("raw bytes from send_bytes"))));
+  Bytes stream(4096);
+  const ssize_t n = ::recv(fds[1], stream.data(), stream.size(), MSG_DONTWAIT);
+  stream.resize(n > 0 ? static_cast<size_t>(n) : 0);
+  write_seed("byte_connection", "send_bytes_empty_and_raw", stream);
+  ::close(fds[1]);
+}
+
+// A Pipe()'s control block and the ring of end 0, then the chunks of large messages on
+// end 1's socket, after end 0 sent `messages` (pipe_ring_fuzz's input).
+void record_pipe(const std::string& name, const std::vector<size_t>& sizes, size_t taken_first) {
+  xproc::ConnectionOptions options;
+  options.pipe_ring_bytes = 4096;
+  auto ends = xproc::byte_pipe(true, options);
+  xproc::ByteConnection& sender = ends.first;
+  xproc::ByteConnection& receiver = ends.second;
+  size_t seed = 0;
+  auto send = [&](size_t size) {
+    Bytes payload(size);
+    for (auto& b : payload) b = static_cast<std::byte>(seed++ * 7);
+    sender.send_bytes(payload);
+  };
+  for (size_t i = 0; i < taken_first; ++i) send(300);
+  for (size_t i = 0; i < taken_first; ++i) receiver.recv_bytes();
+  for (const size_t size : sizes) send(size);
+  const auto handles = sender.shared_memory_handles();
+  Bytes image = read_memfd(handles.control, 0, sizeof(xproc::detail::PipeControl));
+  const Bytes ring = read_memfd(handles.rings[handles.side], 0, xproc::detail::kRingOffset + 4096);
+  image.insert(image.end(), ring.begin(), ring.end());
+  const int socket = receiver.shared_memory_handles().socket;
+  Bytes chunk(70 * 1024);
+  for (;;) {
+    const ssize_t n = ::recv(socket, chunk.data(), chunk.size(), MSG_DONTWAIT);
+    if (n <= 0) break;
+    const auto length = static_cast<uint16_t>(n);
+    append(image, &length, sizeof(length));
+    append(image, chunk.data(), static_cast<size_t>(n));
+  }
+  write_seed("pipe_ring", name, image);
+}
+
+// A lane after a real exchange: server_first bytes to the client and client_first back,
+// all read; then unread bytes each way (lane_fuzz's input).
+void record_lane(const std::string& name, uint16_t server_first, uint16_t client_first, size_t unread) {
+  using xproc::rpc::Lane;
+  Lane server = Lane::create(4096);
+  Lane client = Lane::attach(::dup(server.memfd()), 4096);
+  std::vector<unsigned char> bytes(4096);
+  auto move = [&](Lane& from, Lane& to, size_t total, bool read) {
+    while (total > 0) {
+      const size_t n = std::min(total, bytes.size());
+      for (size_t i = 0; i < n; ++i) bytes[i] = static_cast<unsigned char>('A' + (total + i) % 26);
+      from.write(bytes.data(), n);
+      if (read) to.read(bytes.data(), n);
+      total -= n;
+    }
+  };
+  move(server, client, server_first, true);
+  move(client, server, client_first, true);
+  move(server, client, unread, false);
+  move(client, server, unread / 2, false);
+  Bytes image;
+  append(image, &server_first, sizeof(server_first));
+  append(image, &client_first, sizeof(client_first));
+  const Bytes segment = read_memfd(server.memfd(), 0, 64 + 2 * 256 + 2 * 4096);
+  image.insert(image.end(), segment.begin(), segment.end());
+  write_seed("lane", name, image);
+}
+
+// A queue segment, whole, with the messages of `sizes` in it after `taken` went through.
+void record_queue(const std::string& name, xproc::detail::QueueKind kind, size_t maxsize,
+                  const std::vector<size_t>& sizes, size_t taken) {
+  xproc::QueueOptions options;
+  options.capacity_bytes = 1024;
+  options.maxsize = maxsize;
+  xproc::ByteQueue queue(options, kind == xproc::detail::QueueKind::kQueue ? 0 : 0x9eb32e19f86ee174, kind);
+  for (size_t i = 0; i < taken; ++i) {
+    queue.put_bytes(Bytes(100, std::byte{'t'}));
+    queue.get_bytes();
+  }
+  const auto values = sample_values();
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    const auto message = values[i % values.size()].second.encode();
+    Bytes payload(reinterpret_cast<const std::byte*>(message.begin()),
+                  reinterpret_cast<const std::byte*>(message.begin()) + message.size() * sizeof(capnp::word));
+    payload.resize(sizes[i]);
+    if (!queue.try_put_bytes(payload)) break;
+  }
+  write_seed("queue_segment", name, read_memfd(queue.anonymous_fd(), 0, xproc::detail::kRingOffset + 1024));
+}
+
+void record_names() {
+  const std::vector<std::string> names = {
+      "jobs", "pytest-4242-0123456789ab", "xproc.results", "a_b-c.d", ".", "..", "...", "",
+      "has/slash", "has space", "tab\there", std::string(200, 'n'), std::string(201, 'n'),
+      "escape\x1b[31mred", "caf\xc3\xa9", "back\\slash", std::string("nul\0inside", 10), "\xff\xfe"};
+  for (size_t i = 0; i < names.size(); ++i) {
+    write_seed("names", "name_" + std::to_string(i), std::as_bytes(std::span(names[i])));
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::fprintf(stderr, "usage: %s CORPUS_DIRECTORY\n", argv[0]);
+    return 2;
+  }
+  g_root = argv[1];
+  record_values();
+  record_stream();
+  record_pipe("empty", {}, 0);
+  record_pipe("inline_messages", {8, 24, 100, 1000}, 0);
+  record_pipe("wrapped", {300, 300, 300}, 11);
+  record_pipe("large_message", {40, 3000, 16}, 0);
+  record_lane("fresh", 0, 0, 100);
+  record_lane("wrapped", 4000, 5000, 3000);
+  record_lane("full", 4096, 17, 4096);
+  using xproc::detail::QueueKind;
+  record_queue("empty", QueueKind::kQueue, 0, {}, 0);
+  record_queue("few_messages", QueueKind::kQueue, 0, {16, 40, 8}, 0);
+  record_queue("wrapped", QueueKind::kQueue, 0, {120, 64, 200}, 7);
+  record_queue("full_joinable", QueueKind::kJoinable, 0, {200, 200, 200, 200, 200}, 1);
+  record_queue("maxsize_simple", QueueKind::kSimple, 2, {32, 32, 32}, 3);
+  record_names();
+  return 0;
+}
