@@ -80,9 +80,11 @@ kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> BufferedMessageStream::take_m
 kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> BufferedMessageStream::deliver(kj::Array<capnp::word> words,
                                                                                   capnp::ReaderOptions options) {
   auto message = reader_owning(kj::mv(words), options);
-  if (guard_ != nullptr) {
-    KJ_IF_MAYBE(error, kj::runCatchingExceptions([&] { guard_->check(*KJ_ASSERT_NONNULL(message).reader); })) {
-      return kj::mv(*error);
+  KJ_IF_MAYBE(delivered, message) {
+    if (guard_ != nullptr) {
+      KJ_IF_MAYBE(error, kj::runCatchingExceptions([&] { guard_->check(*delivered->reader); })) {
+        return kj::mv(*error);
+      }
     }
   }
   return kj::mv(message);

@@ -38,9 +38,9 @@ ServerTlsFiles ServerTlsFiles::read(const TlsServerOptions& options) {
   ServerTlsFiles files{read_pem(options.cert_file, "certificate"), read_pem(options.key_file, "key"),
                        options.client_ca_file.empty() ? "" : read_pem(options.client_ca_file, "client CA")};
   parsed([&] {
-    kj::TlsCertificate cert(files.cert);
-    kj::TlsPrivateKey key(files.key);
-    if (!files.client_ca.empty()) kj::TlsCertificate ca(files.client_ca);
+    kj::TlsCertificate parsed_cert(files.cert);
+    kj::TlsPrivateKey parsed_key(files.key);
+    if (!files.client_ca.empty()) kj::TlsCertificate parsed_ca(files.client_ca);
     return 0;
   });
   return files;
@@ -48,9 +48,9 @@ ServerTlsFiles ServerTlsFiles::read(const TlsServerOptions& options) {
 
 kj::Own<TlsSetup> server_tls(const ServerTlsFiles& files, kj::Timer& timer, kj::Duration handshake_timeout) {
   auto setup = kj::heap<TlsSetup>();
-  setup->keypair = kj::TlsKeypair{kj::TlsPrivateKey(files.key), kj::TlsCertificate(files.cert)};
   kj::TlsContext::Options options;
-  options.defaultKeypair = KJ_ASSERT_NONNULL(setup->keypair);
+  options.defaultKeypair =
+      setup->keypair.emplace(kj::TlsKeypair{kj::TlsPrivateKey(files.key), kj::TlsCertificate(files.cert)});
   if (!files.client_ca.empty()) {
     setup->trusted.add(kj::TlsCertificate(files.client_ca));
     options.verifyClients = true;
@@ -72,11 +72,10 @@ kj::Own<TlsSetup> client_tls(const TlsClientOptions& tls) {
     options.trustedCertificates = setup->trusted.asPtr();
   }
   if (!tls.cert_file.empty() || !tls.key_file.empty()) {
-    setup->keypair = parsed([&] {
+    options.defaultKeypair = setup->keypair.emplace(parsed([&] {
       return kj::TlsKeypair{kj::TlsPrivateKey(read_pem(tls.key_file, "key")),
                             kj::TlsCertificate(read_pem(tls.cert_file, "certificate"))};
-    });
-    options.defaultKeypair = KJ_ASSERT_NONNULL(setup->keypair);
+    }));
   }
   setup->context = kj::heap<kj::TlsContext>(kj::mv(options));
   return setup;
