@@ -68,9 +68,6 @@ class ClientConnection {
   KJ_DISALLOW_COPY(ClientConnection);
 
   schema::Manager::Client& manager() noexcept { return manager_; }
-  // Whether calls go through a DirectSession (and are answered by the time send() returns),
-  // rather than kj's RpcSystem (always so over TLS).
-  bool direct() const noexcept { return direct_ != nullptr; }
 
   // The capability for `ref` on this connection: cached, or fetched by id (pipelined, so
   // it costs no extra round trip).
@@ -120,8 +117,10 @@ auto call_manager(const Endpoint& endpoint, Send&& send, Transport transport = T
   auto& loop = thread_loop();
   try {
     auto& connection = connection_for(endpoint, transport);
-    // A direct call has waited for its reply inside send(): its promise is fulfilled.
-    if (connection.direct()) return send(connection).wait(loop.wait_scope());
+    // A direct call has waited for its reply inside send(): its promise is fulfilled. (Over
+    // TLS the connection is kj's RpcSystem, and the call sleeps until its reply: polling the
+    // loop within the spin window made sequential calls slower, 95-138 us against 64.)
+    if (transport == Transport::kDirect) return send(connection).wait(loop.wait_scope());
     return wait_reply(send(connection), loop.wait_scope(), endpoint.spin);
   } catch (const kj::Exception& e) {
     if (e.getType() == kj::Exception::Type::DISCONNECTED) drop_connection(endpoint);
