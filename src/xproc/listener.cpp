@@ -17,6 +17,7 @@
 #include <cstring>
 #include <utility>
 
+#include "xproc/address_internal.h"
 #include "xproc/auth.h"
 #include "xproc/errors.h"
 #include "xproc/poll_internal.h"
@@ -24,18 +25,15 @@
 namespace xproc {
 namespace {
 
-struct Address {
-  enum Kind { kPath, kAbstract, kTcp } kind;
-  std::string path;  // path or abstract name
-  std::string host;
-  std::string port;
-};
-
 bool all_digits(std::string_view s) {
   return !s.empty() && s.find_first_not_of("0123456789") == std::string_view::npos;
 }
 
-Address parse(const std::string& text) {
+}  // namespace
+
+namespace detail {
+
+Address parse_address(const std::string& text) {
   if (text.rfind("unix:", 0) == 0) {
     const std::string rest = text.substr(5);
     if (!rest.empty() && rest[0] == '@') return {Address::kAbstract, rest.substr(1), {}, {}};
@@ -59,6 +57,12 @@ Address parse(const std::string& text) {
   if (text.empty()) throw ValueError("empty address");
   return {Address::kPath, text, {}, {}};
 }
+
+}  // namespace detail
+
+namespace {
+
+using detail::Address;
 
 sockaddr_un unix_address(const Address& a, socklen_t& length) {
   sockaddr_un addr{};
@@ -146,7 +150,7 @@ Listener::Listener(std::string address, int backlog, std::optional<std::string> 
                    ConnectionOptions options, std::chrono::milliseconds handshake_timeout)
     : authkey_(std::move(authkey)), options_(options), handshake_timeout_(handshake_timeout) {
   if (address.empty()) address = std::string(1, '\0') + random_abstract_name();
-  const Address a = parse(address);
+  const Address a = detail::parse_address(address);
   if (a.kind == Address::kTcp) {
     addrinfo* info = resolve(a, true);
     int error_number = 0;
@@ -319,7 +323,7 @@ std::optional<ByteConnection> Listener::try_accept(Timeout timeout) {
 }
 
 ByteConnection Client(const std::string& address, std::optional<std::string> authkey, ConnectionOptions options) {
-  const Address a = parse(address);
+  const Address a = detail::parse_address(address);
   int fd = -1;
   int error_number = 0;
   if (a.kind == Address::kTcp) {
