@@ -29,11 +29,11 @@ kj::Promise<void> next_call() {
 }
 
 SharedObject::SharedObject(Runtime& runtime, schema::Kind kind, uint64_t interface_id)
-    : runtime_(runtime), kind_(kind), interface_id_(interface_id) {
-  id_ = runtime.registry.add(*this);
+    : runtime_(runtime), registry_(runtime.registry), kind_(kind), interface_id_(interface_id) {
+  id_ = registry_.add(*this);
 }
 
-SharedObject::~SharedObject() { runtime_.registry.remove(id_); }
+SharedObject::~SharedObject() { registry_.remove(id_); }
 
 Registry::~Registry() {
   // The objects we own leave the id map as they go, so drop them while it exists.

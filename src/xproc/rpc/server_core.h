@@ -87,6 +87,9 @@ class SharedObject : public kj::Refcounted {
   Runtime& runtime_;
 
  private:
+  // The registry outlives its objects, but the Runtime naming it may not: a registry's
+  // destructor drops the named objects after the Runtime on the same stack has gone.
+  Registry& registry_;
   uint64_t id_;
   schema::Kind kind_;
   uint64_t interface_id_;
