@@ -60,6 +60,7 @@ std::string make_challenge() {
 }
 
 bool answers(std::string_view authkey, std::string_view challenge, std::string_view response) {
+  if (!challenge.starts_with(kChallenge)) return false;
   const std::string_view message = challenge.substr(kChallenge.size());
   auto [digest, mac] = split_digest(response);
   if (digest.empty()) return equal_constant_time(mac, hmac("md5", authkey, message));  // Python <= 3.11 answers so

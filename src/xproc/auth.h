@@ -20,7 +20,8 @@ inline constexpr std::string_view kFailure = "#FAILURE#";
 inline constexpr size_t kHandshakeMessageLimit = 256;
 // A fresh challenge: "#CHALLENGE#{sha256}" and 40 random bytes.
 std::string make_challenge();
-// Whether `response` answers `challenge` (as make_challenge made it) for `authkey`.
+// Whether `response` answers `challenge` (as make_challenge made it) for `authkey`; false
+// for anything that is not a challenge.
 bool answers(std::string_view authkey, std::string_view challenge, std::string_view response);
 // The answer to the challenge message received; AuthenticationError when it is not one.
 std::string answer_to(std::string_view authkey, std::string_view challenge);
