@@ -203,7 +203,25 @@ void DirectSession::flush() {
   if (lane_) return flush_to_lane();
   const int error = send_all(fd_, std::as_bytes(std::span(outgoing_)));
   outgoing_.clear();
+  if (error == EPIPE || error == ECONNRESET) fail_with_abort_if_sent();
   if (error) fail(kj::Exception::Type::DISCONNECTED, kj::str("sending to the manager: ", strerror(error)));
+}
+
+void DirectSession::fail_with_abort_if_sent() {
+  // The manager refuses a message over its limits as soon as it has read the message's
+  // head, and closes the connection while this side is still sending the rest. Its Abort
+  // came before the close and the kernel keeps it: the peer is gone, so these reads end at
+  // the close and never wait.
+  kj::Own<Incoming> incoming;
+  for (;;) {
+    try {
+      incoming = read_message();
+    } catch (const kj::Exception&) {
+      return;  // no Abort: the caller reports the failed send
+    }
+    if (incoming->root().isAbort()) break;
+  }
+  handle_unsolicited(*incoming);
 }
 
 capnp::Capability::Client DirectSession::bootstrap() {

@@ -78,6 +78,9 @@ class DirectSession : public std::enable_shared_from_this<DirectSession> {
   uint32_t next_question();
   void queue(capnp::MessageBuilder& message);
   void flush();
+  // After a send failed because the manager closed the connection: throws the Abort it sent
+  // before closing, if one came; returns otherwise.
+  void fail_with_abort_if_sent();
   // Reads messages until the Return for `question` arrives; returns it.
   kj::Own<Incoming> await_return(uint32_t question);
   kj::Own<Incoming> read_message();
