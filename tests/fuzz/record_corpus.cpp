@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "manager_frames.h"
 #include "xproc/byte_connection.h"
 #include "xproc/connection.h"
 #include "xproc/queue_layout_internal.h"
@@ -223,6 +224,29 @@ void record_names() {
   }
 }
 
+// What a Manager client writes: a login to a server with a key (the digest is wrong: the
+// fuzzer cannot know the nonce), and calls after the fixed login of a keyless server.
+void record_manager_streams() {
+  using xproc::schema::Manager;
+  auto seed = [](const std::string& name, bool logged_in, const std::string& frames) {
+    std::string input(1, logged_in ? '\x01' : '\x00');
+    input += frames;
+    write_seed("manager_stream", name, std::as_bytes(std::span(input)));
+  };
+  seed("nothing", false, "");
+  seed("wrong_login", false, xproc::fuzz::login_frames(std::string(32, 'k')));
+  seed("logged_in_nothing", true, "");
+  seed("named_dict", true, xproc::fuzz::manager_call<Manager::DictParams>(3, 0, [](auto params) {
+         params.setRegisteredName("shared");
+       }));
+  seed("dict_list_namespace", true,
+       xproc::fuzz::manager_call<Manager::DictParams>(3, 0, [](auto) {}) +
+           xproc::fuzz::manager_call<Manager::ListParams>(4, 1, [](auto) {}) +
+           xproc::fuzz::manager_call<Manager::NamespaceParams>(5, 2, [](auto params) {
+             params.setRegisteredName("ns");
+           }));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -247,5 +271,6 @@ int main(int argc, char** argv) {
   record_queue("full_joinable", QueueKind::kJoinable, 0, {200, 200, 200, 200, 200}, 1);
   record_queue("maxsize_simple", QueueKind::kSimple, 2, {32, 32, 32}, 3);
   record_names();
+  record_manager_streams();
   return 0;
 }
