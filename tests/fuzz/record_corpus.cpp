@@ -1,9 +1,13 @@
 // Writes the fuzz targets' seed corpora from real traffic: Values sent through a real
 // Pipe, the byte stream a real connection writes, images of a real pipe's control block
-// and ring, of a real lane and of real queue segments taken while messages are in them.
+// and ring, of a real lane and of real queue segments taken while messages are in them,
+// and what a real Manager server sends a client.
 // Each seed is what its target reads (see the comment at the top of each *_fuzz.cpp).
 //
 // usage: record_corpus DIRECTORY   (tests/fuzz/corpus: one folder per target)
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -13,12 +17,15 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <functional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "manager_frames.h"
 #include "xproc/byte_connection.h"
 #include "xproc/connection.h"
+#include "xproc/manager.h"
 #include "xproc/queue_layout_internal.h"
 #include "xproc/ring_pipe_internal.h"
 #include "xproc/rpc/lane.h"
@@ -247,6 +254,113 @@ void record_manager_streams() {
            }));
 }
 
+// A TCP relay on the loopback between one client and `upstream_port`: returns its port,
+// and runs until the server hangs up, recording what the server sends.
+class RecordingRelay {
+ public:
+  explicit RecordingRelay(uint16_t upstream_port) : upstream_port_(upstream_port) {
+    listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t length = sizeof(address);
+    if (listener_ < 0 || ::bind(listener_, reinterpret_cast<sockaddr*>(&address), length) != 0 ||
+        ::listen(listener_, 1) != 0 || ::getsockname(listener_, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+      throw std::runtime_error("cannot listen for the relay");
+    }
+    port_ = ntohs(address.sin_port);
+    thread_ = std::thread([this] { relay(); });
+  }
+  ~RecordingRelay() {
+    if (thread_.joinable()) thread_.join();
+    ::close(listener_);
+  }
+  uint16_t port() const { return port_; }
+  // What the server sent, once it hung up.
+  const std::string& from_server() {
+    thread_.join();
+    return from_server_;
+  }
+
+ private:
+  void relay() {
+    const int client = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
+    const int server = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    address.sin_port = htons(upstream_port_);
+    if (client < 0 || server < 0 || ::connect(server, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
+      throw std::runtime_error("the relay cannot connect");
+    }
+    char chunk[65536];
+    for (bool open = true; open;) {
+      pollfd fds[2] = {{client, POLLIN, 0}, {server, POLLIN, 0}};
+      if (::poll(fds, 2, -1) < 0) continue;
+      for (int i = 0; i < 2 && open; ++i) {
+        if (fds[i].revents == 0) continue;
+        const ssize_t n = ::recv(fds[i].fd, chunk, sizeof(chunk), 0);
+        if (n <= 0) {
+          open = false;
+          break;
+        }
+        if (i == 1) from_server_.append(chunk, static_cast<size_t>(n));
+        if (::send(fds[1 - i].fd, chunk, static_cast<size_t>(n), MSG_NOSIGNAL) != n) open = false;
+      }
+    }
+    ::close(client);
+    ::close(server);
+  }
+
+  uint16_t upstream_port_;
+  uint16_t port_ = 0;
+  int listener_ = -1;
+  std::thread thread_;
+  std::string from_server_;
+};
+
+// What a real Manager server sends the synchronous client while `use` runs: the login,
+// then the replies to the proxies' calls (recorded by a relay between them).
+void record_direct_session(const std::string& name, const std::function<void(xproc::Manager&)>& use) {
+  xproc::ManagerOptions options;
+  options.address = "tcp:127.0.0.1:0";
+  options.authkey = "seed key";
+  xproc::Manager server(options);
+  const std::string& bound = server.address();
+  RecordingRelay relay(static_cast<uint16_t>(std::stoi(bound.substr(bound.rfind(':') + 1))));
+  {
+    auto client = xproc::Manager::connect("tcp:127.0.0.1:" + std::to_string(relay.port()), "seed key",
+                                          xproc::ConnectOptions{.shared_memory = false});
+    use(client);
+  }
+  server.shutdown();  // the server hangs up: the relay ends
+  const std::string& bytes = relay.from_server();
+  write_seed("direct_session", name, std::as_bytes(std::span(bytes)));
+}
+
+void record_direct_sessions() {
+  record_direct_session("login", [](xproc::Manager&) {});
+  record_direct_session("dict", [](xproc::Manager& manager) {
+    auto d = manager.dict();
+    d.set("key", Value("value"));
+    (void)d["key"];
+    try {
+      (void)d["missing"];  // a KeyError: a Return with an exception
+    } catch (const xproc::KeyError&) {
+    }
+    (void)d.keys();
+  });
+  record_direct_session("list_and_lock", [](xproc::Manager& manager) {
+    auto l = manager.list();
+    l.append(Value(1));
+    l.append(Value(Value::List{Value(2.5), Value("x")}));
+    (void)l.copy();
+    auto lock = manager.lock();
+    (void)lock.acquire();
+    lock.release();
+  });
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -272,5 +386,6 @@ int main(int argc, char** argv) {
   record_queue("maxsize_simple", QueueKind::kSimple, 2, {32, 32, 32}, 3);
   record_names();
   record_manager_streams();
+  record_direct_sessions();
   return 0;
 }
