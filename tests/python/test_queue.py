@@ -77,11 +77,23 @@ def test_message_too_large_is_a_clear_value_error():
     assert q.get() == b"small"
 
 
-def test_closed_handle_refuses_put():
+def test_closed_handle_refuses_put_and_get_as_multiprocessing():
     q = xproc.Queue()
+    q.put(1)
     q.close()
-    with pytest.raises(ValueError):
-        q.put(1)
+    for call in (lambda: q.put(2), q.get, q.get_nowait, lambda: q.put_nowait(2), q.get_bytes):
+        with pytest.raises(ValueError, match="is closed"):
+            call()
+
+
+def test_closing_one_handle_leaves_the_others_working(unique_name):
+    q = xproc.Queue(name=unique_name)
+    other = xproc.Queue.open(unique_name)
+    q.put("kept")
+    q.close()
+    assert other.get(timeout=5) == "kept"
+    other.put("more")
+    assert other.get(timeout=5) == "more"
 
 
 @pytest.mark.parametrize("name", ["a/b", "..", "", "x" * 300, "sp ace"])

@@ -151,10 +151,10 @@ class Queue:
         return self._engine.get(block, timeout)
 
     def put_nowait(self, obj: Any) -> None:
-        self._engine.put(obj, False)
+        self.put(obj, False)
 
     def get_nowait(self) -> Any:
-        return self._engine.get(False)
+        return self.get(False)
 
     def put_bytes(self, message: bytes, block: bool = True, timeout: Optional[float] = None) -> None:  # noqa: F811
         """Puts raw bytes, unchecked (for messages already serialized)."""
@@ -174,8 +174,14 @@ class Queue:
         return self._engine.full()
 
     def close(self) -> None:
-        """This handle may no longer put (``ValueError``); other handles are unaffected."""
+        """This handle may no longer put or get (``ValueError``, as multiprocessing's); other
+        handles, and this one's copies in other processes, are unaffected."""
         self._engine.close()
+
+        def refuse(*args: Any, **kwargs: Any) -> Any:
+            raise ValueError(f"Queue {self!r} is closed")
+
+        self.put = self.get = self.put_bytes = self.get_bytes = refuse  # type: ignore[method-assign]
 
     def join_thread(self) -> None:
         """Nothing to wait for: put() has copied every message before returning."""
