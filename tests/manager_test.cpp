@@ -345,6 +345,32 @@ TEST(ManagerLock, ReleasedWhenHolderIsKilled) {
   lock.release();
 }
 
+// A plain lock may be released by another process than the one that took it, as
+// multiprocessing's: the server's release for a holder that left settles that release.
+TEST(ManagerLock, TakenByAProcessThatLeftAndReleasedByAnother) {
+  Manager manager;
+  auto lock = manager.lock();
+  Process taker([lock] {
+    lock.acquire();
+    _exit(0);
+  });
+  taker.start();
+  taker.join();
+  EXPECT_NO_THROW(lock.release());
+  EXPECT_THROW(lock.release(), RuntimeError);  // released once, not twice
+  EXPECT_TRUE(lock.acquire(false));
+  lock.release();
+
+  auto rlock = manager.rlock();  // an rlock is its owner's alone
+  Process rtaker([rlock] {
+    rlock.acquire();
+    _exit(0);
+  });
+  rtaker.start();
+  rtaker.join();
+  EXPECT_THROW(rlock.release(), RuntimeError);
+}
+
 // A forked child does not keep its parent's connections open: when the parent dies, what
 // it held comes free even though the child it forked lives on.
 TEST(ManagerLock, ReleasedWhenHolderIsKilledWhileItsForkedChildLives) {
@@ -398,6 +424,25 @@ TEST(ManagerSemaphore, CountsAndBounds) {
   holder.start();
   holder.join();
   EXPECT_TRUE(b.acquire(true, seconds(5)));  // given back when its connection dropped
+  b.release();
+}
+
+// A bounded semaphore acquired by a process that left may be released by another, as
+// multiprocessing's: that release settles what the server gave back, once.
+TEST(ManagerSemaphore, AcquiredByAProcessThatLeftAndReleasedByAnother) {
+  Manager manager;
+  auto b = manager.bounded_semaphore(1);
+  Process taker([b] {
+    b.acquire();
+    _exit(0);
+  });
+  taker.start();
+  taker.join();
+  EXPECT_NO_THROW(b.release());
+  EXPECT_EQ(b.value(), 1);
+  EXPECT_THROW(b.release(), ValueError);
+  EXPECT_TRUE(b.acquire(false));
+  b.release();
 }
 
 TEST(ManagerEvent, WaitSetClear) {

@@ -1,5 +1,11 @@
 // The Manager's Lock and RLock. The holder is (session, owner): the client connection and
 // the thread tag the client sends. A lock whose holder's connection drops is released.
+//
+// A plain Lock may be released by anyone, as threading.Lock: a process may take it and
+// leave, and another release it for that process (multiprocessing's manager keeps such a
+// lock locked until then). When the server has already released it for a holder that
+// left, that release is owed and accepted once, from a client other than the holder,
+// rather than refused as a release of an unlocked lock.
 #include "xproc/errors.h"
 #include "xproc/rpc/objects.h"
 
@@ -35,6 +41,9 @@ class LockState final : public LockObject {
   void release(uint64_t session, uint64_t owner) override {
     if (recursive_) {
       if (level_ == 0 || !is_owned_by(session, owner)) throw RuntimeError("cannot release un-acquired lock");
+    } else if (owed_releases_ > 0 && !(level_ > 0 && holder_session_ == session)) {
+      --owed_releases_;  // the release of a lock the server gave back for a holder that left
+      return;
     } else if (level_ == 0) {
       throw RuntimeError("release unlocked lock");
     }
@@ -68,6 +77,7 @@ class LockState final : public LockObject {
   void session_closed(uint64_t session) override {
     if (level_ > 0 && holder_session_ == session) {
       level_ = 0;
+      if (!recursive_) ++owed_releases_;
       released_.wake_all();
     }
   }
@@ -83,6 +93,7 @@ class LockState final : public LockObject {
   uint32_t level_ = 0;  // 0: free; > 1 only for an rlock
   uint64_t holder_session_ = 0;
   uint64_t holder_owner_ = 0;
+  uint64_t owed_releases_ = 0;  // plain lock: released by the server for holders that left
   WaitList released_;
 };
 

@@ -2,6 +2,12 @@
 // what a client acquired and did not release comes back when its connection drops; a
 // plain semaphore is often a signal (one side releases, the other acquires), so its
 // count is never given back on a client's behalf.
+//
+// Anyone may release a semaphore, as threading's: a process may acquire and leave, and
+// another release for it (multiprocessing's manager keeps the count down until then).
+// What the server gave back for a client that left is owed that release: a release from
+// a client holding nothing settles it, rather than being refused as one too many.
+#include <algorithm>
 #include <unordered_map>
 
 #include "xproc/errors.h"
@@ -37,6 +43,12 @@ class SemaphoreState final : public SharedObject {
 
   void release(uint64_t session, uint32_t n) {
     if (n == 0) return;
+    if (owed_releases_ > 0 && !held_.contains(session)) {
+      const uint64_t settled = std::min<uint64_t>(n, owed_releases_);
+      owed_releases_ -= settled;
+      n -= static_cast<uint32_t>(settled);
+      if (n == 0) return;
+    }
     if (bounded_ && value_ + n > initial_) throw ValueError("Semaphore released too many times");
     value_ += n;
     if (bounded_) {
@@ -52,7 +64,10 @@ class SemaphoreState final : public SharedObject {
   void session_closed(uint64_t session) override {
     auto it = held_.find(session);
     if (it == held_.end()) return;
-    value_ = std::min(value_ + static_cast<int64_t>(it->second), initial_);
+    // What others released for it already stays released.
+    const int64_t returned = std::min(static_cast<int64_t>(it->second), initial_ - value_);
+    value_ += returned;
+    owed_releases_ += static_cast<uint64_t>(returned);
     held_.erase(it);
     released_.wake_all();
   }
@@ -67,6 +82,7 @@ class SemaphoreState final : public SharedObject {
   int64_t initial_;
   bool bounded_;
   std::unordered_map<uint64_t, uint64_t> held_;  // session -> acquisitions not yet released
+  uint64_t owed_releases_ = 0;                    // given back for clients that left
   WaitList released_;
 };
 
