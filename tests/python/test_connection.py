@@ -296,3 +296,11 @@ def test_ctrl_c_interrupts_recv():
         "    print('interrupted', flush=True)\n"
     )
     assert interrupt_python(code).stdout == "interrupted"
+
+
+@pytest.mark.parametrize("address, family", [("\\\\.\\pipe\\x", None), ("/tmp/any", "AF_PIPE"), (None, "AF_OTHER")])
+def test_a_family_this_platform_lacks_is_refused_as_multiprocessing_does(address, family):
+    with pytest.raises(ValueError, match="is not recognized"):
+        xproc.connection.Listener(address, family)
+    with pytest.raises(ValueError, match="is not recognized"):
+        xproc.connection.Client(address or "/tmp/any", family)

@@ -6,6 +6,7 @@ import collections.abc
 import multiprocessing as mp
 import os
 import queue
+import re
 import signal
 import subprocess
 import threading
@@ -298,3 +299,41 @@ def test_connect_over_tls_checks_the_server_and_proxies_travel(tls_server, certi
         xproc.connect(address.replace("localhost", "127.0.0.1"), key, cafile=str(certificates / "ca.pem"))
     with pytest.raises(mp.AuthenticationError):
         xproc.connect(address, b"wrong", cafile=str(certificates / "ca.pem"))
+
+
+def test_proxies_print_as_multiprocessing_s():
+    with xproc.Manager() as manager:
+        for make, typeid in [(manager.dict, "dict"), (manager.list, "list"), (manager.Namespace, "Namespace"),
+                             (manager.Queue, "Queue"), (manager.JoinableQueue, "JoinableQueue"),
+                             (manager.Lock, "Lock"), (manager.RLock, "RLock"), (manager.Semaphore, "Semaphore"),
+                             (manager.BoundedSemaphore, "BoundedSemaphore"), (manager.Event, "Event"),
+                             (manager.Condition, "Condition"), (lambda: manager.Barrier(2), "Barrier"),
+                             (lambda: manager.Value("i", 1), "Value"), (lambda: manager.Array("i", [1]), "Array")]:
+            proxy = make()
+            assert re.fullmatch(rf"<\w+Proxy object, typeid '{typeid}' at 0x[0-9a-f]+>", repr(proxy)), repr(proxy)
+
+
+def test_list_iteration_reads_the_list_as_it_goes():
+    with xproc.Manager() as manager:
+        items = manager.list(range(1000))  # more than one slice
+        it = iter(items)
+        items[0] = "changed"
+        items.append("appended before the end was read")
+        assert list(it) == ["changed", *range(1, 1000), "appended before the end was read"]
+        assert list(it) == []
+
+
+def test_dict_iteration_raises_when_the_dict_changed_size_as_python_s():
+    with xproc.Manager() as manager:
+        d = manager.dict({i: chr(i) for i in range(65, 70)})
+        it = iter(d)
+        assert list(it) == list(range(65, 70))
+        assert list(it) == []
+        it = iter(d)
+        d.clear()
+        with pytest.raises(RuntimeError, match="changed size"):
+            next(it)
+        d.update({1: 1, 2: 2})
+        with pytest.raises(RuntimeError, match="changed size"):
+            for key in d:
+                del d[key]

@@ -148,6 +148,15 @@ def _address_value(text: str) -> Address:
     return text
 
 
+def _check_family(address: Optional[Address], family: Optional[str]) -> None:
+    """ValueError for a family this platform does not have, as multiprocessing's: named
+    pipes (an address starting with two backslashes, or ``AF_PIPE``) are Windows' alone."""
+    if family is None and isinstance(address, str) and address.startswith("\\\\"):
+        family = "AF_PIPE"
+    if family not in (None, "AF_INET", "AF_UNIX"):
+        raise ValueError(f"Family {family} is not recognized.")
+
+
 def _check_authkey(authkey: Optional[bytes]) -> Optional[bytes]:
     if authkey is not None and not isinstance(authkey, bytes):
         raise TypeError(f"authkey should be a byte string, not {type(authkey).__name__}")
@@ -175,6 +184,7 @@ class Listener:
         schema: Any = None,
         handshake_timeout: float = 5.0,
     ) -> None:
+        _check_family(address, family)
         if address is None and family == "AF_INET":
             address = ("127.0.0.1", 0)
         self._schema = schema
@@ -208,6 +218,7 @@ def Client(
     address: Address, family: Optional[str] = None, authkey: Optional[bytes] = None, *, schema: Any = None
 ) -> Connection:
     """Connects to a Listener (xproc's or multiprocessing's) and answers its challenge."""
+    _check_family(address, family)
     return Connection(_xproc.client(_address_text(address), _check_authkey(authkey), _schema_id(schema)), schema)
 
 

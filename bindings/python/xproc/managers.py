@@ -76,7 +76,8 @@ class BaseProxy:
     process connects on first use.
     """
 
-    _kind = ""
+    _kind = ""  # the server's name of the object's kind
+    _typeid = ""  # multiprocessing's name of it, as its proxies print
 
     def __init__(self, remote: Any, address: str, authkey: Optional[bytes]) -> None:
         object.__setattr__(self, "_remote", remote)
@@ -92,17 +93,56 @@ class BaseProxy:
         return repr(self._remote)  # the remote object's repr, as multiprocessing's proxies print
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} object, typeid {self._kind!r}, id {self._remote.id}>"
+        return f"<{type(self).__name__} object, typeid {self._typeid!r} at {id(self):#x}>"
 
     @property
     def _id(self) -> int:
         return self._remote.id
 
 
+# Items a list iterator reads per call.
+_ITERATION_CHUNK = 256
+
+
+class _DictKeyIterator:
+    """A dict proxy's keys, as Python's dict iterator: RuntimeError when the dict's size
+    changed after iter(). The keys are read in one call at the first next(); the size is
+    checked then and once more at the end."""
+
+    __slots__ = ("_remote", "_size", "_keys", "_next")
+
+    def __init__(self, remote: Any) -> None:
+        self._remote = remote
+        self._size = len(remote)
+        self._keys: Optional[List[Any]] = None
+        self._next = 0
+
+    def __iter__(self) -> "_DictKeyIterator":
+        return self
+
+    def __next__(self) -> Any:
+        if self._keys is None:
+            self._keys = self._remote.keys()
+            self._check_size(len(self._keys))
+        if self._next < len(self._keys):
+            self._next += 1
+            return self._keys[self._next - 1]
+        if self._next == len(self._keys):
+            self._next += 1  # exhausted: checked once, then StopIteration for good
+            self._check_size(len(self._remote))
+        raise StopIteration
+
+    def _check_size(self, size: int) -> None:
+        if size != self._size:
+            self._next = len(self._keys or ()) + 1
+            raise RuntimeError("dictionary changed size during iteration")
+
+
 class DictProxy(BaseProxy, MutableMapping):
     """A dict living in the manager process."""
 
     _kind = "dict"
+    _typeid = "dict"
 
     def __getitem__(self, key: Any) -> Any:
         try:
@@ -123,7 +163,7 @@ class DictProxy(BaseProxy, MutableMapping):
         return key in self._remote
 
     def __iter__(self) -> Iterator[Any]:
-        return iter(self._remote.keys())
+        return _DictKeyIterator(self._remote)
 
     def __len__(self) -> int:
         return len(self._remote)
@@ -187,6 +227,7 @@ class ListProxy(BaseProxy, MutableSequence):
     """A list living in the manager process."""
 
     _kind = "list"
+    _typeid = "list"
 
     def __getitem__(self, index: Any) -> Any:
         return self._remote[index]
@@ -204,7 +245,15 @@ class ListProxy(BaseProxy, MutableSequence):
         return value in self._remote
 
     def __iter__(self) -> Iterator[Any]:
-        return iter(self._remote.copy())
+        """Reads the list as it goes, a slice per call: what changes after iter() and before
+        an item is read is seen (multiprocessing's iterator reads an item per call)."""
+        start = 0
+        while True:
+            chunk = self._remote[start : start + _ITERATION_CHUNK]
+            if not chunk:
+                return
+            yield from chunk
+            start += len(chunk)
 
     def __reversed__(self) -> Iterator[Any]:
         return reversed(self._remote.copy())
@@ -271,6 +320,7 @@ class NamespaceProxy(BaseProxy):
     ``ns.x`` in every other. Names starting with ``_`` stay local to the proxy."""
 
     _kind = "namespace"
+    _typeid = "Namespace"
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
@@ -294,6 +344,7 @@ class ValueProxy(BaseProxy):
     """manager.Value: ``.value`` (or ``get()``/``set()``) reads and writes it remotely."""
 
     _kind = "value"
+    _typeid = "Value"
 
     def get(self) -> Any:
         return self._remote.get()
@@ -316,6 +367,7 @@ class ArrayProxy(BaseProxy):
     """manager.Array: a fixed-length array of one typecode."""
 
     _kind = "array"
+    _typeid = "Array"
 
     def __len__(self) -> int:
         return len(self._remote)
@@ -341,6 +393,7 @@ class QueueProxy(BaseProxy):
     """manager.Queue(): a queue living in the manager process."""
 
     _kind = "queue"
+    _typeid = "Queue"
 
     def put(self, obj: Any, block: bool = True, timeout: Optional[float] = None) -> None:
         self._remote.put(obj, block, timeout)
@@ -366,6 +419,7 @@ class QueueProxy(BaseProxy):
 
 class JoinableQueueProxy(QueueProxy):
     _kind = "joinable_queue"
+    _typeid = "JoinableQueue"
 
     def task_done(self) -> None:
         self._remote.task_done()
@@ -380,6 +434,7 @@ class AcquirerProxy(BaseProxy):
     process whose connection drops (it exited or was killed) is released by the server."""
 
     _kind = "lock"
+    _typeid = "Lock"
 
     def acquire(self, blocking: bool = True, timeout: Optional[float] = None) -> bool:
         return self._remote.acquire(blocking, -1.0 if timeout is None else timeout)
@@ -399,8 +454,13 @@ class LockProxy(AcquirerProxy):
         return self._remote.locked()
 
 
+class RLockProxy(LockProxy):
+    _typeid = "RLock"
+
+
 class SemaphoreProxy(AcquirerProxy):
     _kind = "semaphore"
+    _typeid = "Semaphore"
 
     def release(self, n: int = 1) -> None:  # type: ignore[override]
         self._remote.release(n)
@@ -409,8 +469,13 @@ class SemaphoreProxy(AcquirerProxy):
         return self._remote.get_value()
 
 
+class BoundedSemaphoreProxy(SemaphoreProxy):
+    _typeid = "BoundedSemaphore"
+
+
 class EventProxy(BaseProxy):
     _kind = "event"
+    _typeid = "Event"
 
     def is_set(self) -> bool:
         return self._remote.is_set()
@@ -427,6 +492,7 @@ class EventProxy(BaseProxy):
 
 class ConditionProxy(AcquirerProxy):
     _kind = "condition"
+    _typeid = "Condition"
 
     def wait(self, timeout: Optional[float] = None) -> bool:
         return self._remote.wait(timeout)
@@ -454,6 +520,7 @@ class ConditionProxy(AcquirerProxy):
 
 class BarrierProxy(BaseProxy):
     _kind = "barrier"
+    _typeid = "Barrier"
 
     def wait(self, timeout: Optional[float] = None) -> int:
         return self._remote.wait(timeout)
@@ -574,13 +641,13 @@ class SyncManager:
         return self._proxy(LockProxy, self._started().lock(name or ""))
 
     def RLock(self, *, name: Optional[str] = None) -> LockProxy:
-        return self._proxy(LockProxy, self._started().rlock(name or ""))
+        return self._proxy(RLockProxy, self._started().rlock(name or ""))
 
     def Semaphore(self, value: int = 1, *, name: Optional[str] = None) -> SemaphoreProxy:
         return self._proxy(SemaphoreProxy, self._started().semaphore(value, name or ""))
 
     def BoundedSemaphore(self, value: int = 1, *, name: Optional[str] = None) -> SemaphoreProxy:
-        return self._proxy(SemaphoreProxy, self._started().bounded_semaphore(value, name or ""))
+        return self._proxy(BoundedSemaphoreProxy, self._started().bounded_semaphore(value, name or ""))
 
     def Event(self, *, name: Optional[str] = None) -> EventProxy:
         return self._proxy(EventProxy, self._started().event(name or ""))
