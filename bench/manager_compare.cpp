@@ -85,7 +85,8 @@ double throughput(const std::string& workload, size_t count, int clients, const 
     p.join();
     if (p.exitcode() != 0) throw std::runtime_error("client failed");
   }
-  if (workload == "append" && l.size() != count * static_cast<size_t>(clients)) throw std::runtime_error("lost appends");
+  if (workload == "append" && l.size() != count * static_cast<size_t>(clients))
+    throw std::runtime_error("lost appends");
   int64_t first = stamps->start[0], last = stamps->end[0];
   for (int k = 1; k < clients; ++k) {
     first = std::min(first, stamps->start[k]);
@@ -164,7 +165,8 @@ double batched_gets(size_t count, size_t batch) {
     stamps->start[0] = now_ns();
     for (size_t i = 0; i < count; i += batch) {
       auto values = d.get_many(keys);
-      if (values.size() != batch || values.back() != Value(static_cast<int64_t>((batch - 1) % kKeys))) ++stamps->failures;
+      if (values.size() != batch || values.back() != Value(static_cast<int64_t>((batch - 1) % kKeys)))
+        ++stamps->failures;
     }
     stamps->end[0] = now_ns();
   });
@@ -226,9 +228,10 @@ void tls_rows(const Settings& s, std::vector<Row>& rows, size_t latency_calls, s
   const Certificates certs;
   const std::string key = "bench key";
   const ServedManager tcp(xproc::ServerOptions{.address = "tcp:127.0.0.1:0", .authkey = key});
-  const ServedManager tls(xproc::ServerOptions{.address = "tls:127.0.0.1:0",
-                                               .authkey = key,
-                                               .tls = xproc::TlsServerOptions{certs("server.pem"), certs("server.key"), ""}});
+  const ServedManager tls(
+      xproc::ServerOptions{.address = "tls:127.0.0.1:0",
+                           .authkey = key,
+                           .tls = xproc::TlsServerOptions{certs("server.pem"), certs("server.key"), ""}});
   const Target over_tcp{tcp.address(), key};
   const Target over_tls{"tls:localhost:" + tls.port(), key, {.tls = {.ca_file = certs("ca.pem")}}};
   const auto p50 = medians_taking_turns(s, {[&] { return latency("get", latency_calls, over_tls).first; },
@@ -236,7 +239,8 @@ void tls_rows(const Settings& s, std::vector<Row>& rows, size_t latency_calls, s
   rows.push_back({"dict get, sequential, TLS", "per-op p50 (us)", p50[0], "the same over plain TCP", p50[1], ""});
   const auto four = medians_taking_turns(s, {[&] { return throughput("set", calls, 4, over_tls); },
                                              [&] { return throughput("set", calls, 4, over_tcp); }});
-  rows.push_back({"dict set, 4 client processes, TLS", "aggregate ops/s", four[0], "the same over plain TCP", four[1], ""});
+  rows.push_back(
+      {"dict set, 4 client processes, TLS", "aggregate ops/s", four[0], "the same over plain TCP", four[1], ""});
 }
 
 // redis-server on a unix socket in a private directory, for the life of this object.
@@ -344,10 +348,10 @@ int main(int argc, char** argv) {
   const auto redis_get = redis.benchmark("-t get -c 1 -n " + std::to_string(s.count(50'000)), s.reps);
   const auto redis_set4 = redis.benchmark("-t set -c 4 -n " + std::to_string(s.count(100'000)), s.reps);
   const auto redis_p16 = redis.benchmark("-t get -c 1 -P 16 -n " + std::to_string(s.count(1'000'000)), s.reps);
-  rows.push_back({"dict get, sequential", "per-op p50 (us)", median(get50), "Redis GET (redis-benchmark)",
-                  redis_get[1], ""});
-  rows.push_back({"dict set, 4 client processes", "aggregate ops/s", x4, "Redis SET, 4 connections", redis_set4[0],
-                  ""});
+  rows.push_back(
+      {"dict get, sequential", "per-op p50 (us)", median(get50), "Redis GET (redis-benchmark)", redis_get[1], ""});
+  rows.push_back(
+      {"dict set, 4 client processes", "aggregate ops/s", x4, "Redis SET, 4 connections", redis_set4[0], ""});
   rows.push_back({"dict get, 16-deep pipeline", "ops/s", pipelined, "Redis GET -P 16", redis_p16[0], ">= 0.5"});
   rows.push_back({"dict get_many, 100 keys a call", "keys/s", batched, "Redis GET -P 16", redis_p16[0], ">= 0.5"});
   rows.push_back({"dict get_many, 100 keys a call", "keys/s", batched, "floor of 500k ops/s", 500'000, ">= 1"});

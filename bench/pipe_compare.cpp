@@ -7,8 +7,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <cstring>
 #include <atomic>
+#include <cstring>
 #include <stdexcept>
 #include <vector>
 
@@ -193,7 +193,8 @@ int main(int argc, char** argv) {
                                             }});
     const double x = m[0], r = m[1];
     const std::string label = size == 64 ? "64 B" : size == 65536 ? "64 KiB" : "1 MiB";
-    rows.push_back({"1P->1C " + label + " send_bytes", "msgs/s", x, "raw socketpair", r, size <= 65536 ? ">= 0.8" : ""});
+    rows.push_back(
+        {"1P->1C " + label + " send_bytes", "msgs/s", x, "raw socketpair", r, size <= 65536 ? ">= 0.8" : ""});
   }
   std::vector<double> x50, r50, x99, r99;
   for (int i = 0; i < s.reps; ++i) {
@@ -217,14 +218,14 @@ int main(int argc, char** argv) {
   const double x64 = rows[0].xproc;
   rows.push_back({"1P->1C 64 B send_bytes", "msgs/s", x64, "multiprocessing.Pipe send_bytes", py_bytes, ">= 4"});
   const double values = median_of(s, [&] { return value_throughput(s.count(300'000)); });
-  const double py_dict = json_number(
-      python_peer(s, "pipe_peer.py", "--workload small_dict --count " + std::to_string(s.count(200'000))),
-      "msgs_per_s");
-  rows.push_back({"1P->1C small dict as Value (send/recv)", "msgs/s", values, "multiprocessing.Pipe small dict",
-                  py_dict, ">= 4"});
+  const double py_dict =
+      json_number(python_peer(s, "pipe_peer.py", "--workload small_dict --count " + std::to_string(s.count(200'000))),
+                  "msgs_per_s");
+  rows.push_back(
+      {"1P->1C small dict as Value (send/recv)", "msgs/s", values, "multiprocessing.Pipe small dict", py_dict, ">= 4"});
   const std::string py_pp = python_peer(s, "pipe_peer.py", "--pingpong --count " + std::to_string(s.count(5'000)));
-  rows.push_back({"ping-pong 64 B", "RTT p50 (us)", median(x50), "multiprocessing.Pipe", json_number(py_pp, "p50_us"),
-                  ""});
+  rows.push_back(
+      {"ping-pong 64 B", "RTT p50 (us)", median(x50), "multiprocessing.Pipe", json_number(py_pp, "p50_us"), ""});
   report(rows, s.out);
   return 0;
 }

@@ -325,38 +325,34 @@ int main(int argc, char** argv) {
   };
   auto xproc_bytes = [](size_t size) { return [size] { return std::make_unique<XprocBytes>(size); }; };
   auto xproc_zero = [](size_t size) { return [size] { return std::make_unique<XprocZeroCopy>(size); }; };
-  auto boost = [](size_t depth, size_t size) {
-    return [=] { return std::make_unique<BoostQueue>(depth, size); };
-  };
+  auto boost = [](size_t depth, size_t size) { return [=] { return std::make_unique<BoostQueue>(depth, size); }; };
 
   // 64 B, one producer, one consumer; the typed struct, serialization and validation
   // included (put(builder) as the guide writes it; put(reader), a deep copy, beside it).
   const size_t n64 = s.count(2'000'000);
-  const auto m64 = medians_taking_turns(
-      s, {rep(xproc_bytes(64), 64, 1, 1, n64), rep(boost(1024, 64), 64, 1, 1, n64),
-          rep([] { return std::make_unique<SpinRing>(); }, 64, 1, 1, n64),
-          rep([] { return std::make_unique<SocketPair>(64); }, 64, 1, 1, n64),
-          [&] { return typed_throughput(n64, TypedPut::kBuilder); },
-          [&] { return typed_throughput(n64, TypedPut::kReader); }});
-  const double x64 = m64[0], b64 = m64[1], spin64 = m64[2], sock64 = m64[3], typed = m64[4],
-               typed_reader = m64[5];
+  const auto m64 = medians_taking_turns(s, {rep(xproc_bytes(64), 64, 1, 1, n64), rep(boost(1024, 64), 64, 1, 1, n64),
+                                            rep([] { return std::make_unique<SpinRing>(); }, 64, 1, 1, n64),
+                                            rep([] { return std::make_unique<SocketPair>(64); }, 64, 1, 1, n64),
+                                            [&] { return typed_throughput(n64, TypedPut::kBuilder); },
+                                            [&] { return typed_throughput(n64, TypedPut::kReader); }});
+  const double x64 = m64[0], b64 = m64[1], spin64 = m64[2], sock64 = m64[3], typed = m64[4], typed_reader = m64[5];
   rows.push_back({"1P->1C 64 B bytes", "msgs/s", x64, "Boost message_queue", b64, ">= 2.0"});
   rows.push_back({"1P->1C 64 B bytes", "msgs/s", x64, "spinning SPSC ring", spin64, ">= 0.7"});
   rows.push_back({"1P->1C 64 B bytes", "msgs/s", x64, "socketpair", sock64, ""});
-  rows.push_back({"1P->1C 64 B typed struct (" + std::to_string(typed_message_size()) + " B)", "msgs/s",
-                  typed, "Boost message_queue 64 B bytes", b64, ">= 1.0"});
-  const double py_dict = json_number(
-      python_peer(s, "queue_peer.py", "--workload small_dict --count " + std::to_string(s.count(200'000))), "msgs_per_s");
-  rows.push_back({"1P->1C 64 B typed struct", "msgs/s", typed, "multiprocessing.Queue small dict", py_dict,
-                  ">= 40"});
-  rows.push_back({"1P->1C 64 B typed struct, put(reader)", "msgs/s", typed_reader,
-                  "multiprocessing.Queue small dict", py_dict, ""});
+  rows.push_back({"1P->1C 64 B typed struct (" + std::to_string(typed_message_size()) + " B)", "msgs/s", typed,
+                  "Boost message_queue 64 B bytes", b64, ">= 1.0"});
+  const double py_dict =
+      json_number(python_peer(s, "queue_peer.py", "--workload small_dict --count " + std::to_string(s.count(200'000))),
+                  "msgs_per_s");
+  rows.push_back({"1P->1C 64 B typed struct", "msgs/s", typed, "multiprocessing.Queue small dict", py_dict, ">= 40"});
+  rows.push_back({"1P->1C 64 B typed struct, put(reader)", "msgs/s", typed_reader, "multiprocessing.Queue small dict",
+                  py_dict, ""});
 
   // Several producers or consumers.
   for (auto [p, c] : {std::pair{2, 1}, std::pair{1, 2}}) {
     const std::string w = std::to_string(p) + "P->" + std::to_string(c) + "C 64 B bytes";
-    const auto m = medians_taking_turns(s, {rep(xproc_bytes(64), 64, p, c, n64 / p),
-                                            rep(boost(1024, 64), 64, p, c, n64 / p)});
+    const auto m =
+        medians_taking_turns(s, {rep(xproc_bytes(64), 64, p, c, n64 / p), rep(boost(1024, 64), 64, p, c, n64 / p)});
     rows.push_back({w, "msgs/s", m[0], "Boost message_queue", m[1], ">= 1.5"});
   }
 
@@ -366,19 +362,20 @@ int main(int argc, char** argv) {
       medians_taking_turns(s, {rep(xproc_bytes(4096), 4096, 1, 1, n4k), rep(boost(256, 4096), 4096, 1, 1, n4k)});
   rows.push_back({"1P->1C 4 KiB bytes", "msgs/s", m4k[0], "Boost message_queue", m4k[1], ""});
   const size_t n64k = s.count(60'000);
-  const auto m64k = medians_taking_turns(
-      s, {rep(xproc_bytes(65536), 65536, 1, 1, n64k), rep(xproc_zero(65536), 65536, 1, 1, n64k),
-          rep(boost(64, 65536), 65536, 1, 1, n64k)});
+  const auto m64k =
+      medians_taking_turns(s, {rep(xproc_bytes(65536), 65536, 1, 1, n64k), rep(xproc_zero(65536), 65536, 1, 1, n64k),
+                               rep(boost(64, 65536), 65536, 1, 1, n64k)});
   rows.push_back({"1P->1C 64 KiB copy-out", "msgs/s", m64k[0], "Boost message_queue", m64k[2], ">= 1.2"});
   rows.push_back({"1P->1C 64 KiB zero-copy read", "msgs/s", m64k[1], "Boost message_queue", m64k[2], ">= 2.0"});
 
   // 1 MiB.
   const size_t n1m = s.count(3'000);
-  const auto m1m =
-      medians_taking_turns(s, {rep(xproc_bytes(1 << 20), 1 << 20, 1, 1, n1m), rep(boost(16, 1 << 20), 1 << 20, 1, 1, n1m)});
+  const auto m1m = medians_taking_turns(
+      s, {rep(xproc_bytes(1 << 20), 1 << 20, 1, 1, n1m), rep(boost(16, 1 << 20), 1 << 20, 1, 1, n1m)});
   const double x1m = m1m[0];
   const double py1m = json_number(
-      python_peer(s, "queue_peer.py", "--workload bytes --size 1048576 --count " + std::to_string(s.count(1000))), "msgs_per_s");
+      python_peer(s, "queue_peer.py", "--workload bytes --size 1048576 --count " + std::to_string(s.count(1000))),
+      "msgs_per_s");
   rows.push_back({"1P->1C 1 MiB bytes", "msgs/s", x1m, "multiprocessing.Queue 1 MiB bytes", py1m, ">= 30"});
   rows.push_back({"1P->1C 1 MiB bytes", "msgs/s", x1m, "Boost message_queue", m1m[1], ""});
 

@@ -216,8 +216,8 @@ TEST(CliSegmentsTest, CleanupFromAnotherPidNamespaceSparesLiveQueues) {
 TEST(CliSegmentsTest, FailedRemovalIsAnErrorAndExitsNonZero) {
   const std::string name = xproc::testing::unique_name("cli-eperm");
   {
-    auto queue = xproc::ByteQueue::create(name, xproc::QueueOptions{.capacity_bytes = 4096,
-                                                                    .sharing = xproc::Sharing{.mode = 0666}});
+    auto queue = xproc::ByteQueue::create(
+        name, xproc::QueueOptions{.capacity_bytes = 4096, .sharing = xproc::Sharing{.mode = 0666}});
   }  // unheld and empty: abandoned
   auto [status, out] = run_xproc({"cleanup", name}, as_nobody);
   ASSERT_NE(status, 125) << "could not switch to uid 65534 (needs root)";

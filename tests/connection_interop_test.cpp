@@ -6,12 +6,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <signal.h>
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
-#include <algorithm>
-#include <signal.h>
 #include <thread>
 
 #include "support/test_support.h"
@@ -148,8 +148,8 @@ TEST(ConnectionInteropTest, ValuePayloadReceivedByCPythonDecodesWithCapnpToolAnd
   auto [status, output] = xproc::testing::capnp_decode_value(saved);
   EXPECT_EQ(status, 0) << output;
   // pycapnp alone (the project's venv has it) reads the same bytes into the same object.
-  auto [py_status, py_repr] = xproc::testing::run_command(
-      venv_python() + " " + script("pycapnp_decode.py") + " " XPROC_SOURCE_DIR "/schema " + saved + " 2>&1");
+  auto [py_status, py_repr] = xproc::testing::run_command(venv_python() + " " + script("pycapnp_decode.py") +
+                                                          " " XPROC_SOURCE_DIR "/schema " + saved + " 2>&1");
   EXPECT_EQ(py_status, 0) << py_repr;
   EXPECT_EQ(py_repr, sent.repr() + "\n");
   std::remove(saved.c_str());

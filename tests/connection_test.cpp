@@ -126,9 +126,8 @@ TEST(ConnectionTest, TryRecvInPlaceTakesOnlyWholeFramesThatAreHere) {
   auto [a, b] = socket_pipe();
   auto take = [&b = b] {
     std::string got;
-    const bool ok = b.try_recv_in_place([&](std::span<const std::byte> m) {
-      got.assign(reinterpret_cast<const char*>(m.data()), m.size());
-    });
+    const bool ok = b.try_recv_in_place(
+        [&](std::span<const std::byte> m) { got.assign(reinterpret_cast<const char*>(m.data()), m.size()); });
     return ok ? std::optional<std::string>(got) : std::nullopt;
   };
   EXPECT_EQ(take(), std::nullopt);  // nothing sent: false at once, no waiting
@@ -276,8 +275,7 @@ void send_to_closed_pipe(void (*made_under)(int), void (*sent_under)(int)) {
   set_sigpipe(sent_under);
   reader.close();
   EXPECT_THROW(writer.send_bytes(bytes("nobody listens")), xproc::BrokenPipeError);
-  EXPECT_THROW(writer.try_send_in_place(3, [](std::byte* out) { std::memcpy(out, "abc", 3); }),
-               xproc::BrokenPipeError);
+  EXPECT_THROW(writer.try_send_in_place(3, [](std::byte* out) { std::memcpy(out, "abc", 3); }), xproc::BrokenPipeError);
   sigset_t pending;
   sigpending(&pending);
   EXPECT_EQ(sigismember(&pending, SIGPIPE), 0) << "the SIGPIPE must be consumed";
@@ -477,7 +475,7 @@ TEST_P(DuplexPipeTest, FilenoIsReadableExactlyWhileMessagesWait) {
   a.send_bytes(bytes("two"));
   EXPECT_TRUE(readable());
   EXPECT_EQ(text(b.recv_bytes()), "one");
-  if (GetParam()) {  // (a socket's reader buffers ahead: "two" is no longer in the kernel)
+  if (GetParam()) {           // (a socket's reader buffers ahead: "two" is no longer in the kernel)
     EXPECT_TRUE(readable());  // "two" still waits
   }
   EXPECT_EQ(text(b.recv_bytes()), "two");
@@ -703,8 +701,8 @@ TEST(ListenerTest, UnixPathListenerAcceptsClientWithAuthkey) {
 }
 
 TEST(ListenerTest, AbstractAndTcpAddressesWork) {
-  for (std::string address : {std::string(""), std::string("127.0.0.1:0"), std::string("unix:@") +
-                                  xproc::testing::unique_name("abstract")}) {
+  for (std::string address :
+       {std::string(""), std::string("127.0.0.1:0"), std::string("unix:@") + xproc::testing::unique_name("abstract")}) {
     xproc::Listener listener(address, 1, "k");
     std::thread client([addr = listener.address()] {
       auto c = xproc::Client(addr, "k");
@@ -741,7 +739,7 @@ TEST(ListenerTest, GarbageOrAbandonedHandshakeLeavesListenerUsable) {
   std::thread bad([&] {
     // Connects, then sends a frame that is not an answer, then leaves.
     auto raw = xproc::Client(address);
-    raw.recv_bytes();  // the challenge
+    raw.recv_bytes();                              // the challenge
     raw.send_bytes(bytes(std::string(300, 'z')));  // over the handshake limit
   });
   EXPECT_THROW(listener.accept(), xproc::AuthenticationError);

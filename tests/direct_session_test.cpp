@@ -51,7 +51,9 @@ class ScriptedServer {
     }
   }
   void write(capnp::MessageBuilder& message) { capnp::writeMessageToFd(fd_, message); }
-  void write_bytes(const std::string& bytes) { ASSERT_EQ(::write(fd_, bytes.data(), bytes.size()), (ssize_t)bytes.size()); }
+  void write_bytes(const std::string& bytes) {
+    ASSERT_EQ(::write(fd_, bytes.data(), bytes.size()), (ssize_t)bytes.size());
+  }
 
   // A Return for `answer` whose results are the capability kServerCap.
   void return_capability(uint32_t answer) {
@@ -60,7 +62,8 @@ class ScriptedServer {
     results.setAnswerId(answer);
     auto payload = results.initResults();
     capnp::BuilderCapabilityTable table;
-    table.imbue(payload.getContent()).setAs<capnp::Capability>(capnp::Capability::Client(capnp::newBrokenCap("stand-in")));
+    table.imbue(payload.getContent())
+        .setAs<capnp::Capability>(capnp::Capability::Client(capnp::newBrokenCap("stand-in")));
     payload.initCapTable(1)[0].setSenderHosted(kServerCap);
     write(message);
   }
@@ -130,8 +133,8 @@ TEST_F(DirectSessionTest, CallsAnImportAndGivesBackWhatItWasSent) {
 
     auto request = server.read_until(wire::Message::CALL);
     auto call = request->getRoot<wire::Message>().getCall();
-    if (call.getTarget().getImportedCap() != kServerCap || call.getInterfaceId() != kInterface || call.getMethodId() != 3 ||
-        call.getParams().getContent().getAs<capnp::Text>() != "hello") {
+    if (call.getTarget().getImportedCap() != kServerCap || call.getInterfaceId() != kInterface ||
+        call.getMethodId() != 3 || call.getParams().getContent().getAs<capnp::Text>() != "hello") {
       throw std::runtime_error("the call is not what the client built");
     }
     // Unsolicited first: a promise this side exported resolved to capability 11.
@@ -168,7 +171,8 @@ TEST_F(DirectSessionTest, AnInterruptedCallIsCancelledAtOnceAndItsLateReturnSkip
     auto first = server.read_until(wire::Message::CALL);
     uint32_t abandoned = first->getRoot<wire::Message>().getCall().getQuestionId();
     auto finish = server.read_until(wire::Message::FINISH);  // sent when the caller gave up
-    if (finish->getRoot<wire::Message>().getFinish().getQuestionId() != abandoned) throw std::runtime_error("wrong Finish");
+    if (finish->getRoot<wire::Message>().getFinish().getQuestionId() != abandoned)
+      throw std::runtime_error("wrong Finish");
     server.return_text(abandoned, "too late");
     auto second = server.read_until(wire::Message::CALL);
     server.return_text(second->getRoot<wire::Message>().getCall().getQuestionId(), "second");
@@ -277,10 +281,12 @@ TEST_F(DirectSessionTest, AnAbortEndsTheSessionWithTheServersReason) {
 // Bytes that are no message: each is a disconnection, never a crash or a huge allocation.
 TEST_F(DirectSessionTest, GarbageFromTheServerIsADisconnection) {
   const std::vector<std::string> garbage = {
-      std::string("\xff\xff\xff\xff garbage", 13),                          // 2^32 segments
-      std::string("\x00\x00\x00\x00\xff\xff\xff\x7f", 8),                    // one segment of 2^31 words
-      std::string("\x00\x00\x00\x00\x04\x00\x00\x00\x01\x02\x03", 11),      // truncated, then closed
-      std::string("\x00\x00\x00\x00\x01\x00\x00\x00" "\xf0\xff\xff\x0f\x01\x00\x01\x00", 16),  // pointer out of bounds
+      std::string("\xff\xff\xff\xff garbage", 13),                      // 2^32 segments
+      std::string("\x00\x00\x00\x00\xff\xff\xff\x7f", 8),               // one segment of 2^31 words
+      std::string("\x00\x00\x00\x00\x04\x00\x00\x00\x01\x02\x03", 11),  // truncated, then closed
+      std::string("\x00\x00\x00\x00\x01\x00\x00\x00"
+                  "\xf0\xff\xff\x0f\x01\x00\x01\x00",
+                  16),  // pointer out of bounds
   };
   for (const auto& bytes : garbage) {
     Pair pair;

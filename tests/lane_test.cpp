@@ -3,11 +3,11 @@
 #include "xproc/rpc/lane.h"
 
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <netinet/in.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -288,7 +288,10 @@ TEST(ManagerLanes, GarbageOnALaneEndsOnlyThatConnection) {
   auto d = manager.dict();
   d.set("k", "v");
   const std::vector<std::string> garbage = {
-      std::string("\x00\x00\x00\x00\x02\x00\x00\x00" "\xf0\xff\xff\x0f\x01\x00\x01\x00" "\x00\x00\x00\x00\x00\x00\x00\x00", 24),
+      std::string("\x00\x00\x00\x00\x02\x00\x00\x00"
+                  "\xf0\xff\xff\x0f\x01\x00\x01\x00"
+                  "\x00\x00\x00\x00\x00\x00\x00\x00",
+                  24),
       std::string("\x00\x02\x00\x00\xff\xff\xff\xff", 8),  // 513 segments: too many
       std::string(4096, '\x7f')};
   for (const auto& bytes : garbage) {
@@ -326,7 +329,10 @@ TEST(ManagerLanes, AClientThatDiesWithBytesInItsLaneLeavesTheServerServing) {
   auto lane = request_lane(fd, manager.authkey());
   ASSERT_TRUE(lane.has_value());
   // Half a frame: a segment table announcing 100 words, and 16 of its bytes.
-  std::string partial("\x00\x00\x00\x00\x64\x00\x00\x00" "0123456789abcdef", 24);
+  std::string partial(
+      "\x00\x00\x00\x00\x64\x00\x00\x00"
+      "0123456789abcdef",
+      24);
   ASSERT_EQ(lane->write(partial.data(), partial.size()), partial.size());
   ::close(fd);  // as a killed process's socket closes
   lane.reset();
@@ -357,7 +363,8 @@ TEST(ManagerLanes, ClientsKilledAtRandomLeaveTheServerServingAndTheirLocksFree) 
     client.start();
     // Kill it once it is calling (a sanitizer build takes a while to connect).
     const auto patience = Clock::now() + seconds(10);
-    while (d["n"].as_int() == before && Clock::now() < patience) std::this_thread::sleep_for(std::chrono::microseconds(200));
+    while (d["n"].as_int() == before && Clock::now() < patience)
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
     ASSERT_GT(d["n"].as_int(), before) << "cycle " << cycle << ": the client never called";
     std::this_thread::sleep_for(std::chrono::microseconds(random() % 5000));
     client.kill();

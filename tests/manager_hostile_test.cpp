@@ -33,8 +33,8 @@
 #include "xproc/auth.h"
 #include "xproc/errors.h"
 #include "xproc/listener.h"
-#include "xproc/manager.h"
 #include "xproc/manager.capnp.h"
+#include "xproc/manager.h"
 #include "xproc/rpc/lane.h"
 
 namespace xproc {
@@ -225,7 +225,8 @@ class RawRpc {
     call(1, gate, capnp::typeId<schema::Gate>(), 0);
     auto nonce_reply = await_return(1);
     auto nonce = content(*nonce_reply).getAs<schema::Gate::ChallengeResults>().getNonce();
-    const std::string digest = hmac_sha256(key, std::string_view(reinterpret_cast<const char*>(nonce.begin()), nonce.size()));
+    const std::string digest =
+        hmac_sha256(key, std::string_view(reinterpret_cast<const char*>(nonce.begin()), nonce.size()));
     call(2, gate, capnp::typeId<schema::Gate>(), 1, [&](capnp::AnyPointer::Builder params) {
       params.initAs<schema::Gate::LoginParams>().setDigest(
           kj::arrayPtr(reinterpret_cast<const kj::byte*>(digest.data()), digest.size()));
@@ -398,7 +399,8 @@ TEST(ManagerHostileTest, AcceptFailuresNeverStopTheServer) {
 TEST(ManagerHostileTest, UnixSocketRefusesOtherUsersUnlessAllowed) {
   const std::string name = testing::unique_name("peercred");
   ServerChild strict(ServerOptions{.address = "unix:@" + name, .authkey = kKey});
-  ServerChild allowing(ServerOptions{.address = "unix:@" + name + "-allowed", .authkey = kKey, .allowed_uids = {65534}});
+  ServerChild allowing(
+      ServerOptions{.address = "unix:@" + name + "-allowed", .authkey = kKey, .allowed_uids = {65534}});
   auto as_nobody = [](const std::string& address) {
     const pid_t child = ::fork();
     if (child == 0) {
@@ -424,9 +426,10 @@ TEST(ManagerHostileTest, UnixSocketRefusesOtherUsersUnlessAllowed) {
 // After the login: a client over one of its limits is disconnected, with the limit named,
 // and the others carry on.
 TEST(ManagerHostileTest, ClientOverItsLimitsAfterTheLoginIsDisconnectedAlone) {
-  ServerChild server(ServerOptions{.address = "tcp:127.0.0.1:0",
-                                   .authkey = kKey,
-                                   .limits = ConnectionLimits{.max_message_bytes = 1 << 20, .max_outstanding_calls = 64}});
+  ServerChild server(
+      ServerOptions{.address = "tcp:127.0.0.1:0",
+                    .authkey = kKey,
+                    .limits = ConnectionLimits{.max_message_bytes = 1 << 20, .max_outstanding_calls = 64}});
   auto bystander = Manager::connect(server.address(), kKey);
   auto shared = bystander.dict();
   shared.set("before", 1);
@@ -463,10 +466,10 @@ TEST(ManagerHostileTest, ClientOverItsLimitsAfterTheLoginIsDisconnectedAlone) {
 
 // A logged-in client that asks and asks and never reads the replies.
 TEST(ManagerHostileTest, ClientThatNeverReadsItsRepliesIsDisconnectedBeforeTheServerGrows) {
-  ServerChild server(ServerOptions{.address = "tcp:127.0.0.1:0",
-                                   .authkey = kKey,
-                                   .limits = ConnectionLimits{.max_outstanding_calls = 1000000,
-                                                              .max_queued_reply_bytes = 8 << 20}});
+  ServerChild server(
+      ServerOptions{.address = "tcp:127.0.0.1:0",
+                    .authkey = kKey,
+                    .limits = ConnectionLimits{.max_outstanding_calls = 1000000, .max_queued_reply_bytes = 8 << 20}});
   auto setup = Manager::connect(server.address(), kKey);
   auto big = setup.dict({}, "big");
   big.set("v", std::string(64 << 10, 'v'));
@@ -515,7 +518,8 @@ TEST(ListenerHostileTest, FailedHandshakeRaisesWhileOthersGoOn) {
   std::thread wrong([&] { EXPECT_THROW(Client(listener.address(), std::string("wrong")), AuthenticationError); });
   EXPECT_THROW(listener.accept(), AuthenticationError);
   wrong.join();
-  std::thread right([&] { Client(listener.address(), std::string("listener key")).send_bytes(std::as_bytes(std::span("ok", 2))); });
+  std::thread right(
+      [&] { Client(listener.address(), std::string("listener key")).send_bytes(std::as_bytes(std::span("ok", 2))); });
   EXPECT_EQ(listener.accept().recv_bytes().size(), 2u);
   right.join();
 }
@@ -526,7 +530,8 @@ TEST(ListenerHostileTest, FailedHandshakeRaisesWhileOthersGoOn) {
 class Certificates {
  public:
   Certificates() : dir_("/tmp/" + testing::unique_name("tls")) {
-    auto [status, out] = testing::run_command("sh " XPROC_SOURCE_DIR "/tests/support/make_certificates.sh " + dir_ + " 2>&1");
+    auto [status, out] =
+        testing::run_command("sh " XPROC_SOURCE_DIR "/tests/support/make_certificates.sh " + dir_ + " 2>&1");
     ok_ = status == 0;
     output_ = out;
   }
@@ -543,12 +548,15 @@ class Certificates {
 
 ServerOptions tls_server(const Certificates& certs, bool client_certificates, const std::string& cert = "server") {
   ServerOptions options{.address = "tls:127.0.0.1:0", .authkey = kKey};
-  options.tls = TlsServerOptions{certs(cert + ".pem"), certs(cert + ".key"), client_certificates ? certs("ca.pem") : ""};
+  options.tls =
+      TlsServerOptions{certs(cert + ".pem"), certs(cert + ".key"), client_certificates ? certs("ca.pem") : ""};
   return options;
 }
 
 // "tls:localhost:PORT" for a server bound to 127.0.0.1.
-std::string as_localhost(const std::string& address) { return "tls:localhost:" + address.substr(address.rfind(':') + 1); }
+std::string as_localhost(const std::string& address) {
+  return "tls:localhost:" + address.substr(address.rfind(':') + 1);
+}
 
 TEST(ManagerTlsTest, TrustedServerServesAndWrongPeersAreRefusedWithClearErrors) {
   Certificates certs;
@@ -569,9 +577,9 @@ TEST(ManagerTlsTest, TrustedServerServesAndWrongPeersAreRefusedWithClearErrors) 
   ConnectOptions other_ca{.tls = TlsClientOptions{.ca_file = certs("other.pem")}};
   EXPECT_THROW(Manager::connect(address, kKey, other_ca), ConnectionError);
   // A TLS client that does not speak the Gate (openssl's own): closed, and the server serves on.
-  auto [status, out] = testing::run_command("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | timeout 10 openssl s_client -quiet -connect " +
-                                            server.address().substr(4) + " -CAfile " + certs("ca.pem") +
-                                            " -verify_hostname localhost 2>&1; echo exit=$?");
+  auto [status, out] = testing::run_command(
+      "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | timeout 10 openssl s_client -quiet -connect " +
+      server.address().substr(4) + " -CAfile " + certs("ca.pem") + " -verify_hostname localhost 2>&1; echo exit=$?");
   EXPECT_NE(out.find("exit=0"), std::string::npos) << "the server did not close the connection: " << out;
   EXPECT_LT(served(address, trusting), 2000ms);
   // A plain TCP client that does not speak TLS: closed, and the server serves on.
@@ -590,10 +598,12 @@ TEST(ManagerTlsTest, ClientCertificatesAreRequiredWhenAsked) {
   const std::string address = as_localhost(server.address());
   ConnectOptions anonymous{.tls = TlsClientOptions{.ca_file = certs("ca.pem")}};
   EXPECT_THROW(Manager::connect(address, kKey, anonymous), ConnectionError);
-  ConnectOptions impostor{.tls = TlsClientOptions{.ca_file = certs("ca.pem"), .cert_file = certs("impostor.pem"),
+  ConnectOptions impostor{.tls = TlsClientOptions{.ca_file = certs("ca.pem"),
+                                                  .cert_file = certs("impostor.pem"),
                                                   .key_file = certs("impostor.key")}};
   EXPECT_THROW(Manager::connect(address, kKey, impostor), ConnectionError);
-  ConnectOptions identified{.tls = TlsClientOptions{.ca_file = certs("ca.pem"), .cert_file = certs("client.pem"),
+  ConnectOptions identified{.tls = TlsClientOptions{.ca_file = certs("ca.pem"),
+                                                    .cert_file = certs("client.pem"),
                                                     .key_file = certs("client.key")}};
   EXPECT_LT(served(address, identified), 2000ms);
 }

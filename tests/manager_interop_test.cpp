@@ -36,10 +36,9 @@ TEST(ManagerInterop, PycapnpClientReadsAndWritesWhatACppChildWrote) {
 
   std::string path = manager.address();
   if (path.starts_with("unix:")) path = path.substr(5);
-  auto [status, output] = xproc::testing::run_command(xproc::testing::venv_python() + " " +
-                                               xproc::testing::interop_script("pycapnp_manager_client.py") + " " +
-                                               XPROC_SOURCE_DIR "/schema " + path + " " + hex(*manager.authkey()) +
-                                               " interop 2>&1");
+  auto [status, output] = xproc::testing::run_command(
+      xproc::testing::venv_python() + " " + xproc::testing::interop_script("pycapnp_manager_client.py") + " " +
+      XPROC_SOURCE_DIR "/schema " + path + " " + hex(*manager.authkey()) + " interop 2>&1");
   ASSERT_EQ(status, 0) << output;
   // What Python printed of the C++ child's writes, then the repr after its own.
   EXPECT_NE(output.find("{'written by': 'c++ child', 0.25: None, 'count': 1, 'nested': [1, b'b', {'k': True}]}"),

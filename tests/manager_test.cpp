@@ -689,7 +689,10 @@ TEST(ManagerFailures, MalformedInputLeavesTheServerServing) {
   const std::vector<std::string> garbage = {
       std::string("\xff\xff\xff\xff garbage", 13),
       // One segment of two words holding a struct pointer far outside it.
-      std::string("\x00\x00\x00\x00\x02\x00\x00\x00" "\xf0\xff\xff\x0f\x01\x00\x01\x00" "\x00\x00\x00\x00\x00\x00\x00\x00", 24),
+      std::string("\x00\x00\x00\x00\x02\x00\x00\x00"
+                  "\xf0\xff\xff\x0f\x01\x00\x01\x00"
+                  "\x00\x00\x00\x00\x00\x00\x00\x00",
+                  24),
       std::string("\x00\x00\x00\x00\x02\x00\x00\x00\x00\x00\x00\x00", 12),  // truncated
       std::string(4096, '\x7f')};
   for (const auto& bytes : garbage) {

@@ -107,8 +107,7 @@ TEST(MessageCheckTest, FarAndCapabilityPointersAreLeftToTheCheckedReader) {
 TEST(MessageCheckTest, OutOfBoundsPointersThrowDecodeError) {
   // Root struct of one data word placed past the end; then one before the start.
   EXPECT_THROW(check_flat(ptr(raw_message({(uint64_t{1} << 32) | (5u << 2)})), {}), DecodeError);
-  EXPECT_THROW(check_flat(ptr(raw_message({(uint64_t{1} << 32) | (static_cast<uint32_t>(-3) << 2)})), {}),
-               DecodeError);
+  EXPECT_THROW(check_flat(ptr(raw_message({(uint64_t{1} << 32) | (static_cast<uint32_t>(-3) << 2)})), {}), DecodeError);
   // A byte list of 100 bytes in a segment of 3 words.
   EXPECT_THROW(check_flat(ptr(raw_message({uint64_t{1} << 48, (uint64_t{100 << 3 | 2} << 32) | 1, 0})), {}),
                DecodeError);
@@ -116,9 +115,9 @@ TEST(MessageCheckTest, OutOfBoundsPointersThrowDecodeError) {
 
 TEST(MessageCheckTest, CyclesThrowDecodeError) {
   // A root struct whose only pointer points back at the struct itself (offset -2).
-  EXPECT_THROW(check_flat(ptr(raw_message({uint64_t{1} << 48, (uint64_t{1} << 48) | (static_cast<uint32_t>(-2) << 2)})),
-                          {}),
-               DecodeError);
+  EXPECT_THROW(
+      check_flat(ptr(raw_message({uint64_t{1} << 48, (uint64_t{1} << 48) | (static_cast<uint32_t>(-2) << 2)})), {}),
+      DecodeError);
 }
 
 TEST(MessageCheckTest, NestingLimitMatchesTheCheckedReader) {
@@ -151,7 +150,8 @@ TEST(MessageCheckTest, ListsOfNothingCountAgainstTheTraversalLimit) {
 
 // Reading all of `words` through the checked reader under `limits` succeeds exactly when
 // `readable`, and check_flat agrees.
-void expect_read_in_full_exactly_when(bool readable, const std::vector<capnp::word>& words, const DecodeLimits& limits) {
+void expect_read_in_full_exactly_when(bool readable, const std::vector<capnp::word>& words,
+                                      const DecodeLimits& limits) {
   capnp::FlatArrayMessageReader reader(ptr(words), xproc::detail::reader_options(words.size(), limits));
   capnp::MallocMessageBuilder copy;
   if (readable) {
@@ -178,10 +178,9 @@ TEST(MessageCheckTest, TraversalLimitCountsTheRootPointerAsTheCheckedReaderDoes)
 TEST(MessageCheckTest, StructListsCountTheWordsTheirPointerGivesAsTheCheckedReaderDoes) {
   // Four pointers to one struct list of no elements in 4 words: the reader counts 4 + 1
   // words for each (26 in all with the root and its struct), not the elements' size.
-  const auto words = raw_message({uint64_t{4} << 48, (uint64_t{4 << 3 | 7} << 32) | (3u << 2) | 1,
-                                  (uint64_t{4 << 3 | 7} << 32) | (2u << 2) | 1,
-                                  (uint64_t{4 << 3 | 7} << 32) | (1u << 2) | 1,
-                                  (uint64_t{4 << 3 | 7} << 32) | (0u << 2) | 1, 0, 0, 0, 0, 0});
+  const auto words = raw_message(
+      {uint64_t{4} << 48, (uint64_t{4 << 3 | 7} << 32) | (3u << 2) | 1, (uint64_t{4 << 3 | 7} << 32) | (2u << 2) | 1,
+       (uint64_t{4 << 3 | 7} << 32) | (1u << 2) | 1, (uint64_t{4 << 3 | 7} << 32) | (0u << 2) | 1, 0, 0, 0, 0, 0});
   for (const uint64_t limit : {22u, 26u}) {  // 22: twice the message, the least there is
     DecodeLimits limits;
     limits.traversal_limit_words = limit;
@@ -193,9 +192,9 @@ TEST(MessageCheckTest, MalformedStructListsThrowDecodeError) {
   // Tag of a list kind; then a tag claiming 5 one-word elements in 2 words.
   const uint64_t list_of_2_words = (uint64_t{2 << 3 | 7} << 32) | 1;
   EXPECT_THROW(check_flat(ptr(raw_message({uint64_t{1} << 48, list_of_2_words, 1, 0, 0})), {}), DecodeError);
-  EXPECT_THROW(check_flat(ptr(raw_message({uint64_t{1} << 48, list_of_2_words, (uint64_t{1} << 32) | (5 << 2), 0, 0})),
-                          {}),
-               DecodeError);
+  EXPECT_THROW(
+      check_flat(ptr(raw_message({uint64_t{1} << 48, list_of_2_words, (uint64_t{1} << 32) | (5 << 2), 0, 0})), {}),
+      DecodeError);
 }
 
 TEST(MessageCheckTest, ARootThatIsAListThrowsDecodeError) {
@@ -204,8 +203,8 @@ TEST(MessageCheckTest, ARootThatIsAListThrowsDecodeError) {
 
 TEST(MessageCheckTest, TextWithoutNulDecodesButFailsWhenRead) {
   // As with the checked reader: the message is valid, the field is not text.
-  auto words = raw_message({uint64_t{1} << 48, (uint64_t{8 << 3 | 2} << 32) | (4u << 2) | 1, 0, 0, 0, 0,
-                            0x4142434445464748});
+  auto words =
+      raw_message({uint64_t{1} << 48, (uint64_t{8 << 3 | 2} << 32) | (4u << 2) | 1, 0, 0, 0, 0, 0x4142434445464748});
   // The pointer section of the root holds Value's text pointer at index 0.
   auto bytes = std::span(reinterpret_cast<const std::byte*>(words.data()), words.size() * sizeof(capnp::word));
   ASSERT_EQ(check_flat(ptr(words), {}), FlatCheck::kSafe);
@@ -240,8 +239,9 @@ TEST(MessageCheckTest, SmallAndLargeMessagesReadAlikeInPlace) {
     auto* raw = reinterpret_cast<uint64_t*>(words.data());
     const size_t data_pointer = 2 + ((raw[1] >> 32) & 0xffff);
     raw[data_pointer] = (raw[data_pointer] & 0xffffffffu) | (uint64_t{(size + 4096) << 3 | 2} << 32);
-    EXPECT_THROW(xproc::detail::with_validated_root<Value>(bytes, {}, [](Value::Reader root) { return root.getData().size(); }),
-                 DecodeError)
+    EXPECT_THROW(
+        xproc::detail::with_validated_root<Value>(bytes, {}, [](Value::Reader root) { return root.getData().size(); }),
+        DecodeError)
         << size;
     EXPECT_THROW(xproc::Value::decode(bytes), DecodeError) << size;
   }

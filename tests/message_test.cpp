@@ -6,10 +6,10 @@
 
 #include "support/test_support.h"
 
+#include <unistd.h>
 #include <cstdio>
 #include <fstream>
 #include <random>
-#include <unistd.h>
 
 #include "xproc/value.capnp.h"
 
@@ -58,9 +58,7 @@ TEST(MessageTest, DecodeOfOddLengthThrowsDecodeError) {
   EXPECT_THROW(Message<Value>::decode(bytes), xproc::DecodeError);
 }
 
-TEST(MessageTest, DecodeOfEmptyInputThrowsDecodeError) {
-  EXPECT_THROW(Message<Value>::decode({}), xproc::DecodeError);
-}
+TEST(MessageTest, DecodeOfEmptyInputThrowsDecodeError) { EXPECT_THROW(Message<Value>::decode({}), xproc::DecodeError); }
 
 TEST(MessageTest, DecodeOfSegmentTableClaimingTooMuchThrowsDecodeError) {
   uint32_t words[4] = {0, 1000, 0, 0};  // one segment of 1000 words, but only 1 present

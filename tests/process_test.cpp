@@ -7,9 +7,9 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <algorithm>
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
@@ -211,8 +211,7 @@ TEST(ProcessTest, BufferedParentOutputIsNotPrintedTwice) {
   });
   EXPECT_EQ(code, 0);
   size_t count = 0;
-  for (size_t at = output.find("before-start"); at != std::string::npos;
-       at = output.find("before-start", at + 1)) {
+  for (size_t at = output.find("before-start"); at != std::string::npos; at = output.find("before-start", at + 1)) {
     ++count;
   }
   EXPECT_EQ(count, 1u) << output;
@@ -249,14 +248,16 @@ TEST(ProcessTest, DaemonDiesWhenParentIsKilled) {
 
 TEST(ProcessTest, DaemonCannotStartChildren) {
   auto [code, output] = run_captured([] {
-    Process daemon([] {
-      Process child([] {});
-      try {
-        child.start();
-      } catch (const xproc::ValueError&) {
-        throw xproc::SystemExit{42};
-      }
-    }, {.daemon = true});
+    Process daemon(
+        [] {
+          Process child([] {});
+          try {
+            child.start();
+          } catch (const xproc::ValueError&) {
+            throw xproc::SystemExit{42};
+          }
+        },
+        {.daemon = true});
     daemon.start();
     daemon.join();
     std::exit(*daemon.exitcode());
@@ -289,11 +290,13 @@ TEST(ProcessTest, VectorOfProcessesStartsAndJoins) {
   ASSERT_EQ(pipe(fds), 0);
   std::vector<Process> workers;
   for (int i = 0; i < 10; ++i) {
-    workers.emplace_back([i, fd = fds[1]] {
-      const char c = static_cast<char>('0' + i);
-      (void)!write(fd, &c, 1);
-      throw xproc::SystemExit{i};
-    }).start();
+    workers
+        .emplace_back([i, fd = fds[1]] {
+          const char c = static_cast<char>('0' + i);
+          (void)!write(fd, &c, 1);
+          throw xproc::SystemExit{i};
+        })
+        .start();
   }
   close(fds[1]);
   for (auto& w : workers) w.join();

@@ -140,8 +140,10 @@ TEST(QueueFaultTest, RandomKillsNeverWedgeTearOrReorder) {
     // Let them run a random while (the test drains at random moments too), then kill.
     const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(rng() % 3000);
     while (std::chrono::steady_clock::now() < until) {
-      if (rng() % 4 == 0) consume_one(std::chrono::microseconds(100));
-      else std::this_thread::sleep_for(std::chrono::microseconds(rng() % 200));
+      if (rng() % 4 == 0)
+        consume_one(std::chrono::microseconds(100));
+      else
+        std::this_thread::sleep_for(std::chrono::microseconds(rng() % 200));
     }
     kill(producer, SIGKILL);
     if (consumer > 0) kill(consumer, SIGKILL);
@@ -192,15 +194,14 @@ TEST(QueueFaultTest, RandomKillsNeverWedgeTearOrReorder) {
   EXPECT_EQ(log->torn.load(), 0u) << "torn or corrupt messages seen by victim consumers";
   EXPECT_EQ(reordered, 0) << "per-producer order broken";
   EXPECT_EQ(duplicates, 0) << "messages delivered twice";
-  EXPECT_LE(holes, static_cast<uint64_t>(killed_consumers))
-      << "more messages lost than consumers killed";
+  EXPECT_LE(holes, static_cast<uint64_t>(killed_consumers)) << "more messages lost than consumers killed";
   EXPECT_EQ(wedged, 0);
   EXPECT_GT(delivered_total, static_cast<uint64_t>(cycles)) << "the test moved too few messages";
-  std::printf("%d kill cycles, %llu messages delivered, %llu lost by %d killed consumers, %llu lock "
-              "recoveries\n",
-              cycles, static_cast<unsigned long long>(delivered_total),
-              static_cast<unsigned long long>(holes), killed_consumers,
-              static_cast<unsigned long long>(q.info().recoveries));
+  std::printf(
+      "%d kill cycles, %llu messages delivered, %llu lost by %d killed consumers, %llu lock "
+      "recoveries\n",
+      cycles, static_cast<unsigned long long>(delivered_total), static_cast<unsigned long long>(holes),
+      killed_consumers, static_cast<unsigned long long>(q.info().recoveries));
   munmap(log, log_bytes);
 }
 

@@ -90,20 +90,13 @@ std::vector<Field> header_fields() {
 // would trip over (offsets at and past the end of the ring, misaligned, all ones).
 uint64_t hostile_value(std::mt19937_64& random, uint64_t capacity) {
   switch (random() % 8) {
-    case 0:
-      return 0;
-    case 1:
-      return ~uint64_t{0};
-    case 2:
-      return capacity + (random() % 3) * 8 - 8;
-    case 3:
-      return (capacity + random() % 64) << 32 | (random() % 16);
-    case 4:
-      return (random() % capacity) << 32 | random() % 0x100000000;
-    case 5:
-      return random() % 64;
-    default:
-      return random();
+    case 0: return 0;
+    case 1: return ~uint64_t{0};
+    case 2: return capacity + (random() % 3) * 8 - 8;
+    case 3: return (capacity + random() % 64) << 32 | (random() % 16);
+    case 4: return (random() % capacity) << 32 | random() % 0x100000000;
+    case 5: return random() % 64;
+    default: return random();
   }
 }
 
@@ -139,12 +132,13 @@ pid_t start_victim(ByteQueue& q, Tally* tally, bool producer) {
     try {
       if (producer) {
         (void)q.try_put_bytes(message_of(n, 8 + n % 200), 10ms);
-      } else if (q.get_in_place([](std::span<const std::byte> bytes) {
-                   unsigned sum = 0;  // reads every byte it is handed
-                   for (std::byte b : bytes) sum += static_cast<unsigned>(b);
-                   asm volatile("" : : "r"(sum));
-                 },
-                 true, 10ms)) {
+      } else if (q.get_in_place(
+                     [](std::span<const std::byte> bytes) {
+                       unsigned sum = 0;  // reads every byte it is handed
+                       for (std::byte b : bytes) sum += static_cast<unsigned>(b);
+                       asm volatile("" : : "r"(sum));
+                     },
+                     true, 10ms)) {
         q.task_done();
       }
     } catch (const xproc::DecodeError&) {

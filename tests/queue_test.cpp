@@ -34,9 +34,7 @@ std::vector<std::byte> bytes(std::string_view s) {
   auto p = reinterpret_cast<const std::byte*>(s.data());
   return {p, p + s.size()};
 }
-std::string text(const std::vector<std::byte>& b) {
-  return {reinterpret_cast<const char*>(b.data()), b.size()};
-}
+std::string text(const std::vector<std::byte>& b) { return {reinterpret_cast<const char*>(b.data()), b.size()}; }
 
 // Removes a named queue when the test ends, whatever happens.
 struct NamedQueueGuard {
@@ -113,8 +111,7 @@ TEST(QueueTest, MessageOverMaximumThrowsMessageTooLargeAndChangesNothing) {
 }
 
 TEST(QueueTest, MaxMessageOverHalfCapacityThrowsValueError) {
-  EXPECT_THROW(ByteQueue(QueueOptions{.capacity_bytes = 4096, .max_message_bytes = 4000}),
-               xproc::ValueError);
+  EXPECT_THROW(ByteQueue(QueueOptions{.capacity_bytes = 4096, .max_message_bytes = 4000}), xproc::ValueError);
 }
 
 TEST(QueueTest, EmptyMessageRoundTrips) {
@@ -277,9 +274,9 @@ TEST(QueueTest, OpeningMissingNameThrowsValueError) {
 }
 
 TEST(QueueTest, InvalidNamesThrowValueError) {
-  for (std::string bad : {std::string(""), std::string("a/b"), std::string(".."), std::string("."),
-                          std::string("../etc"), std::string("sp ace"), std::string(201, 'a'),
-                          std::string("nul\0l", 5)}) {
+  for (std::string bad :
+       {std::string(""), std::string("a/b"), std::string(".."), std::string("."), std::string("../etc"),
+        std::string("sp ace"), std::string(201, 'a'), std::string("nul\0l", 5)}) {
     EXPECT_THROW(ByteQueue::create(bad), xproc::ValueError) << bad;
     EXPECT_THROW(ByteQueue::open(bad), xproc::ValueError) << bad;
   }
@@ -358,29 +355,33 @@ TEST(QueueTest, AnonymousQueueWorksAcrossForkWithSeveralProducersAndConsumers) {
   constexpr int kProducers = 3, kConsumers = 2, kPerProducer = 3000;
   std::vector<xproc::Process> procs;
   for (int p = 0; p < kProducers; ++p) {
-    procs.emplace_back([&q, p] {
-      for (uint32_t i = 0; i < kPerProducer; ++i) {
-        uint32_t record[2] = {static_cast<uint32_t>(p), i};
-        q.put_bytes(std::as_bytes(std::span(record)));
-      }
-    }).start();
+    procs
+        .emplace_back([&q, p] {
+          for (uint32_t i = 0; i < kPerProducer; ++i) {
+            uint32_t record[2] = {static_cast<uint32_t>(p), i};
+            q.put_bytes(std::as_bytes(std::span(record)));
+          }
+        })
+        .start();
   }
   for (int c = 0; c < kConsumers; ++c) {
-    procs.emplace_back([&q, &results] {
-      std::vector<int64_t> last(kProducers, -1);
-      uint32_t got = 0;
-      for (;;) {
-        auto m = q.get_bytes(true, 5s);
-        uint32_t record[2];
-        if (m.size() != sizeof(record)) throw xproc::SystemExit{2};
-        std::memcpy(record, m.data(), sizeof(record));
-        if (record[0] == 999) break;  // stop marker
-        if (static_cast<int64_t>(record[1]) <= last[record[0]]) throw xproc::SystemExit{3};  // order
-        last[record[0]] = record[1];
-        ++got;
-      }
-      results.put_bytes(std::as_bytes(std::span(&got, 1)));
-    }).start();
+    procs
+        .emplace_back([&q, &results] {
+          std::vector<int64_t> last(kProducers, -1);
+          uint32_t got = 0;
+          for (;;) {
+            auto m = q.get_bytes(true, 5s);
+            uint32_t record[2];
+            if (m.size() != sizeof(record)) throw xproc::SystemExit{2};
+            std::memcpy(record, m.data(), sizeof(record));
+            if (record[0] == 999) break;                                                         // stop marker
+            if (static_cast<int64_t>(record[1]) <= last[record[0]]) throw xproc::SystemExit{3};  // order
+            last[record[0]] = record[1];
+            ++got;
+          }
+          results.put_bytes(std::as_bytes(std::span(&got, 1)));
+        })
+        .start();
   }
   for (int p = 0; p < kProducers; ++p) procs[p].join();
   for (int c = 0; c < kConsumers; ++c) {
@@ -411,8 +412,8 @@ TEST(QueueTest, BlockedConsumerSleepsInsteadOfSpinning) {
     }
     rusage usage{};
     getrusage(RUSAGE_SELF, &usage);
-    const double cpu = usage.ru_utime.tv_sec + usage.ru_utime.tv_usec / 1e6 + usage.ru_stime.tv_sec +
-                       usage.ru_stime.tv_usec / 1e6;
+    const double cpu =
+        usage.ru_utime.tv_sec + usage.ru_utime.tv_usec / 1e6 + usage.ru_stime.tv_sec + usage.ru_stime.tv_usec / 1e6;
     report.put_bytes(std::as_bytes(std::span(&cpu, 1)));
   });
   consumer.start();
@@ -440,7 +441,7 @@ TEST(QueueTest, SleepingConsumerGetsAMessageWhoseWakeUpWasLost) {
     std::this_thread::sleep_for(1ms);
   }
   ASSERT_EQ(header->consumers_sleeping.load(), 1u) << "the consumer never went to sleep";
-  std::this_thread::sleep_for(50ms);  // well inside futex_wait by now
+  std::this_thread::sleep_for(50ms);    // well inside futex_wait by now
   header->consumers_sleeping.store(0);  // what the killed putter left behind
   q.put_bytes(bytes("published, never announced"));
   std::optional<std::vector<std::byte>> got = results.try_get_bytes(10s);

@@ -16,8 +16,8 @@
 #include <vector>
 
 #include "support/test_support.h"
-#include "xproc/connection.h"
 #include "xproc/byte_queue.h"
+#include "xproc/connection.h"
 #include "xproc/errors.h"
 #include "xproc/rpc/lane.h"
 #include "xproc/shm/holders.h"
@@ -137,7 +137,8 @@ TEST(SegmentTest, AnotherUsersSegmentOpensWhenItsOwnerIsExpected) {
 
 TEST(SegmentTest, GroupSharedSegmentIsCheckedAgainstTheExpectedGroup) {
   const std::string name = xproc::testing::unique_name("group");
-  auto queue = ByteQueue::create(name, QueueOptions{.capacity_bytes = 4096, .sharing = Sharing{.mode = 0660, .group = kNobody}});
+  auto queue =
+      ByteQueue::create(name, QueueOptions{.capacity_bytes = 4096, .sharing = Sharing{.mode = 0660, .group = kNobody}});
   struct stat st {};
   ASSERT_EQ(stat(path_of(name).c_str(), &st), 0);
   EXPECT_EQ(st.st_gid, kNobody);

@@ -75,14 +75,15 @@ TEST(SocketMessageStream, MessagesOfEverySizeArriveWholeAndInOrderThenTheEnd) {
   options.traversalLimitInWords = 16 << 20;
   std::vector<bool> received;
   kj::Function<kj::Promise<void>()> read_next = [&]() -> kj::Promise<void> {
-    return receiver->tryReadMessage(options).then([&](kj::Maybe<kj::Own<capnp::MessageReader>>&& message) -> kj::Promise<void> {
-      KJ_IF_MAYBE(reader, message) {
-        size_t i = received.size();
-        received.push_back(i < sizes.size() && holds(**reader, sizes[i], i));
-        return read_next();
-      }
-      return kj::READY_NOW;  // the end
-    });
+    return receiver->tryReadMessage(options).then(
+        [&](kj::Maybe<kj::Own<capnp::MessageReader>>&& message) -> kj::Promise<void> {
+          KJ_IF_MAYBE (reader, message) {
+            size_t i = received.size();
+            received.push_back(i < sizes.size() && holds(**reader, sizes[i], i));
+            return read_next();
+          }
+          return kj::READY_NOW;  // the end
+        });
   };
   auto reading = read_next().eagerlyEvaluate(nullptr);
 
@@ -127,11 +128,12 @@ TEST(SocketMessageStream, EveryMessageAndTheEndArriveWhateverTheTiming) {
     capnp::ReaderOptions options;
     int received = 0;
     kj::Function<kj::Promise<void>()> read_next = [&]() -> kj::Promise<void> {
-      return stream->tryReadMessage(options).then([&](kj::Maybe<kj::Own<capnp::MessageReader>>&& message) -> kj::Promise<void> {
-        if (message == nullptr) return kj::READY_NOW;
-        ++received;
-        return read_next();
-      });
+      return stream->tryReadMessage(options).then(
+          [&](kj::Maybe<kj::Own<capnp::MessageReader>>&& message) -> kj::Promise<void> {
+            if (message == nullptr) return kj::READY_NOW;
+            ++received;
+            return read_next();
+          });
     };
     auto timed_out = io.provider->getTimer().afterDelay(10 * kj::SECONDS).then([] {
       KJ_FAIL_ASSERT("the reader missed an arrival or the end");
@@ -164,7 +166,7 @@ TEST(SocketMessageStream, APeerThatWentAwayIsADisconnectionNotASignal) {
 TEST(SocketMessageStream, GarbageIsADisconnection) {
   const std::vector<std::string> garbage = {
       std::string("\xff\xff\xff\xff garbage", 13),                      // 2^32 segments
-      std::string("\x00\x00\x00\x00\xff\xff\xff\x7f", 8),                // one segment of 2^31 words
+      std::string("\x00\x00\x00\x00\xff\xff\xff\x7f", 8),               // one segment of 2^31 words
       std::string("\x00\x00\x00\x00\x04\x00\x00\x00\x01\x02\x03", 11),  // truncated, then closed
   };
   for (const auto& bytes : garbage) {

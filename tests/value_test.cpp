@@ -96,7 +96,9 @@ TEST(ValueTest, ReprMatchesPythonForTableOfCases) {
       {"'\\x85\\xa0\\xad'", "\xc2\x85\xc2\xa0\xc2\xad"},
       {"'\\u2028\\ufeff'", "\xe2\x80\xa8\xef\xbb\xbf"},
       {"b''", Value::bytes("")},
-      {"b'\\x00a'", Value::bytes(std::string("\x00" "a", 2))},
+      {"b'\\x00a'", Value::bytes(std::string("\x00"
+                                             "a",
+                                             2))},
       {"b\"it's\"", Value::bytes("it's")},
       {"b'\\xff\\x80\\t\\\\'", Value::bytes("\xff\x80\t\\")},
       {"[]", Value::List{}},
@@ -117,7 +119,10 @@ TEST(ValueTest, ReprMatchesPythonForTableOfCases) {
 }
 
 TEST(ValueTest, InvalidUtf8TextReprsAsSurrogateEscapes) {
-  EXPECT_EQ(Value(std::string("a\xff" "b")).repr(), "'a\\udcffb'");
+  EXPECT_EQ(Value(std::string("a\xff"
+                              "b"))
+                .repr(),
+            "'a\\udcffb'");
 }
 
 TEST(ValueTest, NumbersEqualAcrossBoolIntFloatAsPython) {
@@ -243,10 +248,20 @@ TEST(ValueTest, EveryKindRoundTripsThroughBytes) {
   nested.set(0.25, nullptr);
   nested.set("list", Value::list({1, 2.5, "three", Value::bytes(std::string("\0\xff", 2))}));
   nested.set(Value::list({1, 2}), Value::map({{"deep", Value::map({{true, false}})}}));
-  const std::vector<Value> values = {
-      Value(), true, false, 0, -1, std::numeric_limits<int64_t>::min(), 3.25, -0.0,
-      std::numeric_limits<double>::infinity(), "", "text with \0 inside",
-      Value::bytes(std::string(1000, '\x01')), Value::List{}, nested};
+  const std::vector<Value> values = {Value(),
+                                     true,
+                                     false,
+                                     0,
+                                     -1,
+                                     std::numeric_limits<int64_t>::min(),
+                                     3.25,
+                                     -0.0,
+                                     std::numeric_limits<double>::infinity(),
+                                     "",
+                                     "text with \0 inside",
+                                     Value::bytes(std::string(1000, '\x01')),
+                                     Value::List{},
+                                     nested};
   for (const Value& v : values) {
     EXPECT_EQ(round_trip(v), v) << v.repr();
     EXPECT_EQ(round_trip(v).repr(), v.repr());
@@ -261,8 +276,8 @@ TEST(ValueTest, TypedStructRoundTripsAndPrints) {
   EXPECT_EQ(typed.as_struct().schema_id, capnp::typeId<xproc::schema::Value>());
   Value back = round_trip(typed);
   EXPECT_EQ(back, typed);
-  auto inner = xproc::Message<xproc::schema::Value>::adopt(kj::heapArray<capnp::word>(
-      back.as_struct().message->asPtr()));
+  auto inner =
+      xproc::Message<xproc::schema::Value>::adopt(kj::heapArray<capnp::word>(back.as_struct().message->asPtr()));
   EXPECT_STREQ(inner->getText().cStr(), "inner");
   EXPECT_EQ(typed.repr().rfind("<struct 0x", 0), 0u) << typed.repr();
 }
@@ -314,12 +329,12 @@ TEST(ValueTest, DeeplyNestedMapKeyThrowsDecodeError) {
 TEST(ValueTest, HugeClaimedListSizeThrowsDecodeErrorWithoutAllocating) {
   // Root struct pointer to a Value whose list pointer claims 2^29-1 elements of
   // composite size in a 4-word segment.
-  uint64_t words[6] = {
-      uint64_t{5} << 32,                         // one segment of 5 words
-      (uint64_t{1} << 48) | (uint64_t{1} << 32), // root: struct, 1 data word, 1 pointer, offset 0
-      6,                                         // discriminant LIST (6)
-      (uint64_t{0x1fffffff} << 35) | (7ull << 32) | 1,  // composite list, huge word count
-      0, 0};
+  uint64_t words[6] = {uint64_t{5} << 32,                          // one segment of 5 words
+                       (uint64_t{1} << 48) | (uint64_t{1} << 32),  // root: struct, 1 data word, 1 pointer, offset 0
+                       6,                                          // discriminant LIST (6)
+                       (uint64_t{0x1fffffff} << 35) | (7ull << 32) | 1,  // composite list, huge word count
+                       0,
+                       0};
   EXPECT_THROW(Value::decode(std::as_bytes(std::span(words))), xproc::DecodeError);
 }
 
@@ -328,12 +343,11 @@ TEST(ValueTest, HugeClaimedListSizeThrowsDecodeErrorWithoutAllocating) {
 // run under an address-space limit well below what that would take (~400 MB).
 TEST(ValueTest, MapClaimingMillionsOfEmptyEntriesDecodesWithoutReservingForThem) {
   constexpr uint64_t kClaimed = 4'000'000;
-  const uint64_t words[5] = {
-      uint64_t{4} << 32,                          // one segment of 4 words
-      (uint64_t{1} << 48) | (uint64_t{1} << 32),  // root: struct, 1 data word, 1 pointer
-      7,                                          // discriminant MAP (7)
-      (7ull << 32) | 1,                           // composite list holding 0 words
-      kClaimed << 2};                             // its tag: kClaimed structs of 0 words
+  const uint64_t words[5] = {uint64_t{4} << 32,                          // one segment of 4 words
+                             (uint64_t{1} << 48) | (uint64_t{1} << 32),  // root: struct, 1 data word, 1 pointer
+                             7,                                          // discriminant MAP (7)
+                             (7ull << 32) | 1,                           // composite list holding 0 words
+                             kClaimed << 2};                             // its tag: kClaimed structs of 0 words
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
   // Sanitizers reserve terabytes of address space, so RLIMIT_AS cannot bound the run;
   // their allocator counts what is live instead (the decoded map keeps what it reserved).

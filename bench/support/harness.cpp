@@ -27,18 +27,21 @@ Settings Settings::parse(int argc, char** argv) {
       if (i + 1 >= argc) throw std::invalid_argument(arg + " needs a value");
       return argv[++i];
     };
-    if (arg == "--reps") s.reps = std::stoi(value());
-    else if (arg == "--scale") s.scale = std::stod(value());
-    else if (arg == "--out") s.out = value();
+    if (arg == "--reps")
+      s.reps = std::stoi(value());
+    else if (arg == "--scale")
+      s.scale = std::stod(value());
+    else if (arg == "--out")
+      s.out = value();
     else if (arg == "--python") {
       s.python = value();
       if (s.python.empty()) s.python = "python3";
-    }
-    else if (arg == "--quick") {
+    } else if (arg == "--quick") {
       s.reps = 1;
       s.scale = 0.01;
     } else {
-      throw std::invalid_argument("unknown argument " + arg + " (use --reps N --scale F --out FILE --python PATH --quick)");
+      throw std::invalid_argument("unknown argument " + arg +
+                                  " (use --reps N --scale F --out FILE --python PATH --quick)");
     }
   }
   return s;
@@ -83,11 +86,11 @@ std::string json_escape(const std::string& s) {
 }  // namespace
 
 void report(const std::vector<Row>& rows, const std::string& json_path) {
-  std::printf("\n%-40s %-14s %14s %-28s %14s %8s %8s %s\n", "workload", "metric", "xproc", "peer", "peer",
-              "ratio", "target", "met");
+  std::printf("\n%-40s %-14s %14s %-28s %14s %8s %8s %s\n", "workload", "metric", "xproc", "peer", "peer", "ratio",
+              "target", "met");
   for (const Row& r : rows) {
-    std::printf("%-40s %-14s %14.4g %-28s %14.4g %8.3f %8s %s\n", r.workload.c_str(), r.metric.c_str(),
-                r.xproc, r.peer.c_str(), r.peer_value, r.ratio(), r.target.c_str(), r.met() ? "yes" : "NO");
+    std::printf("%-40s %-14s %14.4g %-28s %14.4g %8.3f %8s %s\n", r.workload.c_str(), r.metric.c_str(), r.xproc,
+                r.peer.c_str(), r.peer_value, r.ratio(), r.target.c_str(), r.met() ? "yes" : "NO");
   }
   if (json_path.empty()) return;
   std::ofstream out(json_path);
@@ -96,9 +99,8 @@ void report(const std::vector<Row>& rows, const std::string& json_path) {
     const Row& r = rows[i];
     out << "  {\"workload\": \"" << json_escape(r.workload) << "\", \"metric\": \"" << json_escape(r.metric)
         << "\", \"xproc\": " << r.xproc << ", \"peer\": \"" << json_escape(r.peer)
-        << "\", \"peer_value\": " << r.peer_value << ", \"ratio\": " << r.ratio() << ", \"target\": \""
-        << r.target << "\", \"met\": " << (r.met() ? "true" : "false") << "}"
-        << (i + 1 < rows.size() ? ",\n" : "\n");
+        << "\", \"peer_value\": " << r.peer_value << ", \"ratio\": " << r.ratio() << ", \"target\": \"" << r.target
+        << "\", \"met\": " << (r.met() ? "true" : "false") << "}" << (i + 1 < rows.size() ? ",\n" : "\n");
   }
   out << "]\n";
   std::printf("\nwrote %s\n", json_path.c_str());

@@ -20,7 +20,7 @@ int64_t now_ns();
 struct Settings {
   int reps = 5;
   double scale = 1.0;
-  std::string out;     // JSON path
+  std::string out;                 // JSON path
   std::string python = "python3";  // for the multiprocessing peers
   static Settings parse(int argc, char** argv);
   size_t count(size_t base) const;  // base * scale, at least 10

@@ -11,9 +11,10 @@
 int main() {
   std::vector<xproc::Process> workers;
   for (int i = 0; i < 3; ++i) {
-    workers.emplace_back([] {
-      std::cout << "hello from " << xproc::current_process_name() << " (pid " << getpid() << ")\n";
-    }).start();
+    workers
+        .emplace_back(
+            [] { std::cout << "hello from " << xproc::current_process_name() << " (pid " << getpid() << ")\n"; })
+        .start();
   }
   xproc::Process sleeper([] { std::this_thread::sleep_for(std::chrono::hours(1)); });
   sleeper.start();

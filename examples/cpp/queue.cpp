@@ -14,14 +14,16 @@ int main() {
   xproc::Queue<Point> q(/*maxsize=*/3);  // bounded, in shared memory
   std::vector<xproc::Process> workers;
   for (int i = 0; i < 3; ++i) {
-    workers.emplace_back([&q, i] {  // fork: the child gets q
-      capnp::MallocMessageBuilder builder;
-      auto p = builder.initRoot<Point>();
-      p.setX(i);
-      p.setName("My Process_name is " + xproc::current_process_name() +
-                " and put the data to the id " + std::to_string(i) + " queue");
-      q.put(builder);  // serialized once, copied into shared memory
-    }).start();
+    workers
+        .emplace_back([&q, i] {  // fork: the child gets q
+          capnp::MallocMessageBuilder builder;
+          auto p = builder.initRoot<Point>();
+          p.setX(i);
+          p.setName("My Process_name is " + xproc::current_process_name() + " and put the data to the id " +
+                    std::to_string(i) + " queue");
+          q.put(builder);  // serialized once, copied into shared memory
+        })
+        .start();
   }
   for (int i = 0; i < 3; ++i) {
     xproc::Message<Point> m = q.get();  // an owned copy

@@ -19,8 +19,8 @@ int main() {
   for (const xproc::Value& v : values) {
     // Round trip through the Cap'n Proto bytes any language can read.
     auto bytes = v.encode();
-    xproc::Value back = xproc::Value::decode(
-        {reinterpret_cast<const std::byte*>(bytes.begin()), bytes.size() * sizeof(capnp::word)});
+    xproc::Value back =
+        xproc::Value::decode({reinterpret_cast<const std::byte*>(bytes.begin()), bytes.size() * sizeof(capnp::word)});
     std::cout << back.repr() << "  (" << bytes.size() * 8 << " bytes on the wire)\n";
   }
 }

@@ -63,8 +63,8 @@ json to_json(const SegmentStatus& s) {
 }
 
 void print_table(const std::vector<SegmentStatus>& segments) {
-  std::printf("%-32s %-14s %-18s %10s %10s %12s %6s  %s\n", "NAME", "KIND", "SCHEMA", "MESSAGES", "MAXSIZE",
-              "USED/CAP", "MODE", "HOLDERS");
+  std::printf("%-32s %-14s %-18s %10s %10s %12s %6s  %s\n", "NAME", "KIND", "SCHEMA", "MESSAGES", "MAXSIZE", "USED/CAP",
+              "MODE", "HOLDERS");
   for (const auto& s : segments) {
     const std::string name = printable(s.name);
     if (s.queue) {
@@ -82,22 +82,23 @@ void print_table(const std::vector<SegmentStatus>& segments) {
 
 void print_stat(const SegmentStatus& s) {
   const std::string name = printable(s.name);
-  std::printf("name            %s\nfile            /dev/shm/xproc.%s (%zu bytes)\nowner           uid %u, mode %s\n"
-              "holders         %s\n",
-              name.c_str(), name.c_str(), s.file_bytes, static_cast<unsigned>(s.owner), mode_text(s.mode).c_str(),
-              holders_text(s).c_str());
+  std::printf(
+      "name            %s\nfile            /dev/shm/xproc.%s (%zu bytes)\nowner           uid %u, mode %s\n"
+      "holders         %s\n",
+      name.c_str(), name.c_str(), s.file_bytes, static_cast<unsigned>(s.owner), mode_text(s.mode).c_str(),
+      holders_text(s).c_str());
   if (!s.queue) {
     std::printf("error           %s\n", printable(s.error).c_str());
     return;
   }
   const QueueInfo& q = *s.queue;
-  std::printf("kind            %s\nschema id       %s\nmessages        %zu (maxsize %zu)\n"
-              "bytes used      %zu of %zu (largest message %zu)\nput / got       %u / %u (modulo 2^32)\n"
-              "lock recoveries %llu (locks taken over from processes that died holding them)\n"
-              "creator pid     %d (in its PID namespace)\n",
-              q.kind.c_str(), schema_id_hex(q.schema_id).c_str(), q.messages, q.maxsize, q.bytes_used, q.capacity_bytes,
-              q.max_message_bytes, q.put_count, q.got_count, static_cast<unsigned long long>(q.recoveries),
-              q.creator_pid);
+  std::printf(
+      "kind            %s\nschema id       %s\nmessages        %zu (maxsize %zu)\n"
+      "bytes used      %zu of %zu (largest message %zu)\nput / got       %u / %u (modulo 2^32)\n"
+      "lock recoveries %llu (locks taken over from processes that died holding them)\n"
+      "creator pid     %d (in its PID namespace)\n",
+      q.kind.c_str(), schema_id_hex(q.schema_id).c_str(), q.messages, q.maxsize, q.bytes_used, q.capacity_bytes,
+      q.max_message_bytes, q.put_count, q.got_count, static_cast<unsigned long long>(q.recoveries), q.creator_pid);
 }
 
 }  // namespace
@@ -159,9 +160,7 @@ void add_segment_commands(CLI::App& app) {
           std::cout << "would remove " << shown << "\n";
           ++acted;
           break;
-        case Action::kKept:
-          std::cout << "kept " << shown << ": " << printable(outcome.reason) << "\n";
-          break;
+        case Action::kKept: std::cout << "kept " << shown << ": " << printable(outcome.reason) << "\n"; break;
         case Action::kFailed:
           std::cerr << "xproc: cannot remove " << shown << ": " << printable(outcome.reason) << "\n";
           ++failed;

@@ -6,8 +6,8 @@
 
 #include <sys/stat.h>
 
-#include <fstream>
 #include <ctime>
+#include <fstream>
 #include <iostream>
 #include <sstream>
 
@@ -53,9 +53,10 @@ void add_serve_command(CLI::App& app) {
   auto tls = std::make_shared<TlsServerOptions>();
   auto spin_us = std::make_shared<int64_t>(50);
   auto login_timeout_s = std::make_shared<double>(10);
-  serve->add_option("--address", options->address,
-                    "unix:/path, /path, tls:host:port or tcp:host:port (port 0 picks one); tcp: is clear text: use "
-                    "tls: for anything that leaves the machine")
+  serve
+      ->add_option("--address", options->address,
+                   "unix:/path, /path, tls:host:port or tcp:host:port (port 0 picks one); tcp: is clear text: use "
+                   "tls: for anything that leaves the machine")
       ->required();
   serve->add_option("--authkey-file", *authkey_file, "file holding the authkey (required for tls: and tcp:)")
       ->check(CLI::ExistingFile);
@@ -78,7 +79,8 @@ void add_serve_command(CLI::App& app) {
   serve->callback([options, authkey_file, tls, spin_us, login_timeout_s] {
     if (!authkey_file->empty()) options->authkey = read_authkey(*authkey_file);
     if (!tls->cert_file.empty() || !tls->key_file.empty() || !tls->client_ca_file.empty()) options->tls = *tls;
-    if (!options->tls && options->address.starts_with("tls:")) throw ValueError("a tls: address needs --cert and --key");
+    if (!options->tls && options->address.starts_with("tls:"))
+      throw ValueError("a tls: address needs --cert and --key");
     options->spin = std::chrono::microseconds(*spin_us);
     options->login_timeout = std::chrono::milliseconds(static_cast<int64_t>(*login_timeout_s * 1000));
     options->log = [](const std::string& event) { std::cout << timestamp() << " " << event << std::endl; };

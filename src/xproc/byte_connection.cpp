@@ -282,7 +282,8 @@ std::byte* ByteConnection::small_frame(size_t size) {
   require_open();
   if (!writable_) throw OSError("connection is read-only", EBADF);
   if (unsent_begin_ < unsent_end_) throw ValueError("finish_send() first: an earlier frame is still unsent");
-  if (size > kSmallFrameLimit) throw ValueError("frame of " + std::to_string(size) + " bytes is over the small-frame limit");
+  if (size > kSmallFrameLimit)
+    throw ValueError("frame of " + std::to_string(size) + " bytes is over the small-frame limit");
   if (send_buffer_.empty()) send_buffer_.resize(8 + kSmallFrameLimit);
   const uint32_t length = htonl(static_cast<uint32_t>(size));
   std::memcpy(send_buffer_.data() + 4, &length, 4);
@@ -403,14 +404,13 @@ size_t ByteConnection::read_frame_length(size_t limit) {
   }
   if (size > limit) {
     close();  // the stream cannot be resynchronised without reading the whole frame
-    throw OSError("bad message length " + std::to_string(size) + " (limit " + std::to_string(limit) + ")",
-                  EMSGSIZE);
+    throw OSError("bad message length " + std::to_string(size) + " (limit " + std::to_string(limit) + ")", EMSGSIZE);
   }
   return static_cast<size_t>(size);
 }
 
 std::optional<std::span<const std::byte>> ByteConnection::take_buffered_frame() {
-  if (fd_ < 0 || !readable_) return std::nullopt;  // recv_bytes raises the error
+  if (fd_ < 0 || !readable_) return std::nullopt;         // recv_bytes raises the error
   auto complete_frame = [&]() -> std::optional<size_t> {  // its payload size, if all buffered
     const size_t have = buffer_end_ - buffer_begin_;
     if (have < 4) return std::nullopt;

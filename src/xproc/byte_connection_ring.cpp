@@ -24,8 +24,8 @@
 
 namespace xproc {
 
-using detail::PipeDirection;
 using detail::LargeChunk;
+using detail::PipeDirection;
 using detail::PipeRecord;
 using detail::RingEnd;
 using detail::RingPipe;
@@ -119,8 +119,8 @@ RingPipe::RingPipe(ByteQueue ring0, ByteQueue ring1, shm::Segment control_memory
   if (control_segment.size() < sizeof(PipeControl) ||
       control->magic.load(std::memory_order_acquire) != kPipeControlMagic || control->version != kPipeControlVersion) {
     for (int fd : wake_fd) ::close(fd);
-    throw ValueError("not the control block of an xproc pipe (layout version " +
-                     std::to_string(kPipeControlVersion) + ")");
+    throw ValueError("not the control block of an xproc pipe (layout version " + std::to_string(kPipeControlVersion) +
+                     ")");
   }
 }
 
@@ -251,10 +251,13 @@ void ByteConnection::ring_send_large(std::span<const std::span<const std::byte>>
   shm::MutexLock lock(direction.large_send, ring_->pipe->control_segment.holder(), std::nullopt);
   const uint64_t seq = direction.large_seq.load(std::memory_order_relaxed) + 1;
   direction.large_seq.store(seq, std::memory_order_relaxed);
-  put_record(ring_->tx(), sizeof(PipeRecord), [&](std::byte* out) {
-    const PipeRecord marker{PipeRecord::kLarge, 0, size, seq};
-    std::memcpy(out, &marker, sizeof(marker));
-  }, [this] { ring_check_peer(); });
+  put_record(
+      ring_->tx(), sizeof(PipeRecord),
+      [&](std::byte* out) {
+        const PipeRecord marker{PipeRecord::kLarge, 0, size, seq};
+        std::memcpy(out, &marker, sizeof(marker));
+      },
+      [this] { ring_check_peer(); });
   ring_wake_receiver();
   size_t part = 0, within = 0;  // where the next chunk's bytes start in `parts`
   std::vector<iovec> chunk;
@@ -287,7 +290,8 @@ bool ByteConnection::ring_try_send_buffered(size_t size) {
   auto copy = [&](std::byte* out) {
     if (size > 0) std::memcpy(out, payload, size);
   };
-  if (size <= ring_->pipe->inline_limit && ring_put_inline(size, &call_with<decltype(copy), std::byte*>, &copy, false)) {
+  if (size <= ring_->pipe->inline_limit &&
+      ring_put_inline(size, &call_with<decltype(copy), std::byte*>, &copy, false)) {
     return true;
   }
   unsent_begin_ = 8;
@@ -295,8 +299,8 @@ bool ByteConnection::ring_try_send_buffered(size_t size) {
   return false;
 }
 
-bool ByteConnection::ring_take(void (*consume)(void*, std::span<const std::byte>), void* ctx, size_t limit,
-                               bool block, Timeout timeout, std::vector<std::byte>* whole) {
+bool ByteConnection::ring_take(void (*consume)(void*, std::span<const std::byte>), void* ctx, size_t limit, bool block,
+                               Timeout timeout, std::vector<std::byte>* whole) {
   size_t over_limit = 0;  // the size of a message longer than `limit`, which closes us
   bool lost = false;      // a large message whose payload will not come
   const bool taken = ring_->rx().get_in_place(
@@ -320,11 +324,8 @@ bool ByteConnection::ring_take(void (*consume)(void*, std::span<const std::byte>
         // end can take the next marker (we hold the ring's consumer lock).
         std::vector<std::byte> payload;
         switch (read_large(head, limit, payload)) {
-          case LargeRead::kWhole:
-            break;
-          case LargeRead::kOverLimit:
-            over_limit = head.large_size;
-            return;
+          case LargeRead::kWhole: break;
+          case LargeRead::kOverLimit: over_limit = head.large_size; return;
           case LargeRead::kLost:
             lost = true;  // its sender or an earlier reader died with it: the next one
             return;
@@ -387,8 +388,7 @@ ByteConnection::LargeRead ByteConnection::read_large(const PipeRecord& marker, s
     if (header.offset != got) skipping = true;
     if (keep && !skipping) payload.resize(got + expected);
     std::vector<std::byte> scratch(keep && !skipping ? 0 : expected);
-    iovec parts[2] = {{&header, sizeof(header)},
-                      {keep && !skipping ? payload.data() + got : scratch.data(), expected}};
+    iovec parts[2] = {{&header, sizeof(header)}, {keep && !skipping ? payload.data() + got : scratch.data(), expected}};
     msghdr message{};
     message.msg_iov = parts;
     message.msg_iovlen = 2;
@@ -459,10 +459,8 @@ bool ByteConnection::ring_poll(Timeout timeout) {
   const auto deadline = ByteQueue::deadline(true, timeout);
   for (;;) {
     switch (ring_sleep(deadline)) {
-      case RingWake::kPeerGone:
-        return true;  // recv reports EOFError at once
-      case RingWake::kTimedOut:
-        return ring_->rx().qsize() > 0;
+      case RingWake::kPeerGone: return true;  // recv reports EOFError at once
+      case RingWake::kTimedOut: return ring_->rx().qsize() > 0;
       case RingWake::kMaybeReady:
         if (ring_->rx().qsize() > 0) return true;
         if (deadline && std::chrono::steady_clock::now() >= *deadline) return false;

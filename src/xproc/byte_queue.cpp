@@ -86,8 +86,7 @@ size_t max_message(const QueueOptions& options, size_t capacity) {
   // A record of up to capacity/2 always fits once the ring drains, wherever the tail is.
   const size_t limit = capacity / 2 - sizeof(RecordHeader);
   if (options.max_message_bytes == 0) return limit;
-  XPROC_REQUIRE(options.max_message_bytes <= limit,
-                "max_message_bytes must be at most capacity_bytes / 2 - 8",
+  XPROC_REQUIRE(options.max_message_bytes <= limit, "max_message_bytes must be at most capacity_bytes / 2 - 8",
                 options.max_message_bytes, limit);
   return options.max_message_bytes;
 }
@@ -252,8 +251,8 @@ void paced_wait(std::atomic<int64_t>& pacing_ns, const ByteQueue::Deadline& dead
   if (deadline && *deadline == Clock::time_point{}) return;
   const int64_t wait = pacing_ns.load(std::memory_order_relaxed);
   if (wait != 0) pause_for(wait, deadline);
-  const int64_t next = keep_going() ? std::clamp(wait * 2, kMinPacingNs, kMaxPacingNs)
-                                    : (wait / 2 < kMinPacingNs ? 0 : wait / 2);
+  const int64_t next =
+      keep_going() ? std::clamp(wait * 2, kMinPacingNs, kMaxPacingNs) : (wait / 2 < kMinPacingNs ? 0 : wait / 2);
   pacing_ns.store(next, std::memory_order_relaxed);
 }
 
@@ -263,8 +262,7 @@ struct Placement {
 };
 
 // Where a record of `need` bytes goes, or nullopt when the queue is full for it.
-std::optional<Placement> place(Position head, Position tail, uint64_t need, uint64_t capacity,
-                               uint64_t maxsize) {
+std::optional<Placement> place(Position head, Position tail, uint64_t need, uint64_t capacity, uint64_t maxsize) {
   const uint32_t count = distance(head, tail);
   if (maxsize != 0 && count >= maxsize) return std::nullopt;
   if (count == 0 || tail.offset > head.offset) {
@@ -384,8 +382,7 @@ ByteQueue ByteQueue::create(std::string_view name, const QueueOptions& options) 
   return create(name, options, 0, QueueKind::kQueue);
 }
 
-ByteQueue ByteQueue::create(std::string_view name, const QueueOptions& options, uint64_t schema_id,
-                            QueueKind kind) {
+ByteQueue ByteQueue::create(std::string_view name, const QueueOptions& options, uint64_t schema_id, QueueKind kind) {
   const QueueShape shape = shape_of(options, schema_id, kind);
   auto state = std::make_shared<QueueState>(
       shm::Segment::create(name, detail::kRingOffset + shape.capacity, options.sharing), shape);
@@ -403,7 +400,8 @@ ByteQueue ByteQueue::adopt_anonymous(int fd) {
 
 ByteQueue ByteQueue::attach(shm::Segment segment, const std::string& what) {
   if (segment.size() < detail::kRingOffset) throw ValueError(what + " is too small to be a queue");
-  const QueueShape shape = detail::read_shape(*reinterpret_cast<const QueueHeader*>(segment.data()), segment.size(), what);
+  const QueueShape shape =
+      detail::read_shape(*reinterpret_cast<const QueueHeader*>(segment.data()), segment.size(), what);
   return ByteQueue(std::make_shared<QueueState>(std::move(segment), shape));
 }
 
@@ -466,8 +464,7 @@ bool ByteQueue::put_raw(size_t size, void (*fill)(void*, std::byte*), void* ctx,
   }
 }
 
-bool ByteQueue::get_raw(void (*consume)(void*, std::span<const std::byte>), void* ctx,
-                        Deadline deadline) {
+bool ByteQueue::get_raw(void (*consume)(void*, std::span<const std::byte>), void* ctx, Deadline deadline) {
   QueueState& s = *state_;
   QueueHeader& h = *s.header;
   bool waited = false;
@@ -603,9 +600,7 @@ QueueInfo ByteQueue::info() const {
   return info;
 }
 
-int ByteQueue::anonymous_fd() const noexcept {
-  return state_->segment.name().empty() ? state_->segment.fd() : -1;
-}
+int ByteQueue::anonymous_fd() const noexcept { return state_->segment.name().empty() ? state_->segment.fd() : -1; }
 
 uint64_t ByteQueue::schema_id() const noexcept { return state_->shape.schema_id; }
 
@@ -642,7 +637,7 @@ QueueInfo describe_queue(const QueueShape& shape, const QueueHeader& h) {
   info.recoveries = h.recoveries.load(std::memory_order_relaxed);
   info.kind = shape.kind == QueueKind::kSimple     ? "SimpleQueue"
               : shape.kind == QueueKind::kJoinable ? "JoinableQueue"
-                                                    : "Queue";
+                                                   : "Queue";
   // Head first: the count can only be overstated by puts racing in, never negative.
   const Position head = load(h.head);
   const Position tail = load(h.tail);

@@ -137,8 +137,7 @@ class BrokenBarrierError : public Error {
 // A system call failed; errno() tells which way (Python: OSError).
 class OSError : public Error {
  public:
-  OSError(std::string what, int error_number)
-      : Error(std::move(what)), errno_(error_number) {}
+  OSError(std::string what, int error_number) : Error(std::move(what)), errno_(error_number) {}
   int error_number() const noexcept { return errno_; }
 
  private:
@@ -187,13 +186,12 @@ std::string describe_values(const char* names, const Values&... values) {
 // Throws xproc::ValueError with the failed condition and the values involved, e.g.
 //   XPROC_REQUIRE(size <= max, "message too large", size, max);
 // The first value argument is a human message; the rest are printed with their names.
-#define XPROC_REQUIRE(cond, message, ...)                                               \
-  do {                                                                                  \
-    if (!(cond)) {                                                                      \
-      throw ::xproc::ValueError(std::string(message) + " (" #cond                       \
-                                __VA_OPT__(+ std::string("; ") +                        \
-                                           ::xproc::detail::describe_values(#__VA_ARGS__, \
-                                                                            __VA_ARGS__)) \
-                                + ")");                                                 \
-    }                                                                                   \
+#define XPROC_REQUIRE(cond, message, ...)                                                                           \
+  do {                                                                                                              \
+    if (!(cond)) {                                                                                                  \
+      throw ::xproc::ValueError(                                                                                    \
+          std::string(message) +                                                                                    \
+          " (" #cond __VA_OPT__(+std::string("; ") + ::xproc::detail::describe_values(#__VA_ARGS__, __VA_ARGS__)) + \
+          ")");                                                                                                     \
+    }                                                                                                               \
   } while (false)

@@ -146,8 +146,8 @@ size_t frame_bytes_missing(const std::string& buffer) {
 
 }  // namespace
 
-Listener::Listener(std::string address, int backlog, std::optional<std::string> authkey,
-                   ConnectionOptions options, std::chrono::milliseconds handshake_timeout)
+Listener::Listener(std::string address, int backlog, std::optional<std::string> authkey, ConnectionOptions options,
+                   std::chrono::milliseconds handshake_timeout)
     : authkey_(std::move(authkey)), options_(options), handshake_timeout_(handshake_timeout) {
   if (address.empty()) address = std::string(1, '\0') + random_abstract_name();
   const Address a = detail::parse_address(address);

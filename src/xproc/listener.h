@@ -26,8 +26,8 @@ class Listener {
   // client that connects, several at once: a client that goes silent holds up nobody, and
   // is dropped by the first accept that runs after `handshake_timeout` has passed since it
   // connected (or by close()).
-  explicit Listener(std::string address = "", int backlog = 1,
-                    std::optional<std::string> authkey = std::nullopt, ConnectionOptions options = {},
+  explicit Listener(std::string address = "", int backlog = 1, std::optional<std::string> authkey = std::nullopt,
+                    ConnectionOptions options = {},
                     std::chrono::milliseconds handshake_timeout = kDefaultHandshakeTimeout);
   Listener(Listener&& other) noexcept;
   Listener& operator=(Listener&& other) noexcept;

@@ -138,8 +138,8 @@ namespace {
 // Sends a factory request, wraps the object it returns in a reference, and caches the
 // capability on this thread's connection.
 template <typename Send, typename Capability>
-std::shared_ptr<const rpc::ObjectRef> make_object(const std::shared_ptr<const rpc::Endpoint>& endpoint, schema::Kind kind,
-                                                  Send&& send, Capability&& capability_of) {
+std::shared_ptr<const rpc::ObjectRef> make_object(const std::shared_ptr<const rpc::Endpoint>& endpoint,
+                                                  schema::Kind kind, Send&& send, Capability&& capability_of) {
   auto response = rpc::call_manager(*endpoint, [&](rpc::ClientConnection& c) { return send(c.manager()); });
   auto ref = std::make_shared<const rpc::ObjectRef>(rpc::ObjectRef{endpoint, response.getId(), kind, 0});
   rpc::connection_for(*endpoint).remember(ref, capability_of(response));
@@ -357,17 +357,21 @@ std::shared_ptr<const rpc::ObjectRef> Manager::lookup_user(std::string_view name
 }
 
 void Manager::publish_user(std::string_view name, capnp::Capability::Client object, uint64_t interface_id) {
-  rpc::call_manager(*endpoint_, [&](rpc::ClientConnection& c) {
-    auto request = c.manager().publishRequest();
-    request.setRegisteredName(text(name));
-    request.setObject(kj::mv(object));
-    request.setInterfaceId(interface_id);
-    return request.send();
-  }, rpc::Transport::kEventLoop);  // the server calls the object back through this connection
+  rpc::call_manager(
+      *endpoint_,
+      [&](rpc::ClientConnection& c) {
+        auto request = c.manager().publishRequest();
+        request.setRegisteredName(text(name));
+        request.setObject(kj::mv(object));
+        request.setInterfaceId(interface_id);
+        return request.send();
+      },
+      rpc::Transport::kEventLoop);  // the server calls the object back through this connection
 }
 
 std::vector<std::string> Manager::names() {
-  auto response = rpc::call_manager(*endpoint_, [&](rpc::ClientConnection& c) { return c.manager().namesRequest().send(); });
+  auto response =
+      rpc::call_manager(*endpoint_, [&](rpc::ClientConnection& c) { return c.manager().namesRequest().send(); });
   std::vector<std::string> result;
   for (auto name : response.getNames()) result.emplace_back(name.cStr());
   return result;

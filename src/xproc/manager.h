@@ -84,8 +84,7 @@ class Manager {
   // server name), AuthenticationError for a wrong authkey. Addresses as ServerOptions'.
   static Manager connect(const std::string& address, std::optional<std::string> authkey,
                          std::chrono::microseconds client_spin = std::chrono::microseconds(50));
-  static Manager connect(const std::string& address, std::optional<std::string> authkey,
-                         const ConnectOptions& options);
+  static Manager connect(const std::string& address, std::optional<std::string> authkey, const ConnectOptions& options);
 
   Manager(Manager&& other) noexcept;
   Manager& operator=(Manager&& other) noexcept;

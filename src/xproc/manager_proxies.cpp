@@ -94,11 +94,12 @@ void DictProxy::del(const Value& key) const {
 }
 
 bool DictProxy::contains(const Value& key) const {
-  return invoke<schema::Dict>(ref_, [&](auto& d) {
-           auto request = d.containsRequest();
-           key.to_capnp(request.initKey());
-           return request.send();
-         })
+  return invoke<schema::Dict>(ref_,
+                              [&](auto& d) {
+                                auto request = d.containsRequest();
+                                key.to_capnp(request.initKey());
+                                return request.send();
+                              })
       .getResult();
 }
 
@@ -118,7 +119,8 @@ std::vector<std::pair<Value, Value>> DictProxy::items() const {
   auto reply = invoke<schema::Dict>(ref_, [](auto& d) { return d.itemsRequest().send(); });
   std::vector<std::pair<Value, Value>> result;
   result.reserve(reply.getItems().size());
-  for (auto item : reply.getItems()) result.emplace_back(Value::from_capnp(item.getKey()), Value::from_capnp(item.getValue()));
+  for (auto item : reply.getItems())
+    result.emplace_back(Value::from_capnp(item.getKey()), Value::from_capnp(item.getValue()));
   return result;
 }
 
@@ -211,8 +213,10 @@ std::vector<std::optional<Value>> DictProxy::get_many(const std::vector<Value>& 
   auto present = reply.getPresent();
   result.reserve(values.size());
   for (unsigned i = 0; i < values.size(); ++i) {
-    if (present[i]) result.emplace_back(Value::from_capnp(values[i]));
-    else result.emplace_back(std::nullopt);
+    if (present[i])
+      result.emplace_back(Value::from_capnp(values[i]));
+    else
+      result.emplace_back(std::nullopt);
   }
   return result;
 }
@@ -330,32 +334,35 @@ void ListProxy::remove(const Value& value) const {
 }
 
 int64_t ListProxy::index(const Value& value, int64_t start, std::optional<int64_t> stop) const {
-  return invoke<schema::SharedList>(ref_, [&](auto& l) {
-           auto request = l.indexRequest();
-           value.to_capnp(request.initValue());
-           request.setStart(start);
-           request.setHasStop(stop.has_value());
-           request.setStop(stop.value_or(0));
-           return request.send();
-         })
+  return invoke<schema::SharedList>(ref_,
+                                    [&](auto& l) {
+                                      auto request = l.indexRequest();
+                                      value.to_capnp(request.initValue());
+                                      request.setStart(start);
+                                      request.setHasStop(stop.has_value());
+                                      request.setStop(stop.value_or(0));
+                                      return request.send();
+                                    })
       .getIndex();
 }
 
 size_t ListProxy::count(const Value& value) const {
-  return invoke<schema::SharedList>(ref_, [&](auto& l) {
-           auto request = l.countRequest();
-           value.to_capnp(request.initValue());
-           return request.send();
-         })
+  return invoke<schema::SharedList>(ref_,
+                                    [&](auto& l) {
+                                      auto request = l.countRequest();
+                                      value.to_capnp(request.initValue());
+                                      return request.send();
+                                    })
       .getCount();
 }
 
 bool ListProxy::contains(const Value& value) const {
-  return invoke<schema::SharedList>(ref_, [&](auto& l) {
-           auto request = l.containsRequest();
-           value.to_capnp(request.initValue());
-           return request.send();
-         })
+  return invoke<schema::SharedList>(ref_,
+                                    [&](auto& l) {
+                                      auto request = l.containsRequest();
+                                      value.to_capnp(request.initValue());
+                                      return request.send();
+                                    })
       .getResult();
 }
 
@@ -544,26 +551,30 @@ void JoinableQueueProxy::task_done() const {
 }
 
 bool JoinableQueueProxy::join(Timeout timeout) const {
-  return invoke<schema::JoinableQueue>(ref_, [&](auto& q) {
-           auto request = q.joinRequest();
-           request.setTimeout(timeout_seconds(timeout));
-           return request.send();
-         })
+  return invoke<schema::JoinableQueue>(ref_,
+                                       [&](auto& q) {
+                                         auto request = q.joinRequest();
+                                         request.setTimeout(timeout_seconds(timeout));
+                                         return request.send();
+                                       })
       .getDone();
 }
 
-schema::JoinableQueue::Client JoinableQueueProxy::client() const { return capability().castAs<schema::JoinableQueue>(); }
+schema::JoinableQueue::Client JoinableQueueProxy::client() const {
+  return capability().castAs<schema::JoinableQueue>();
+}
 
 // ---- Locks, semaphores, events -----------------------------------------------------
 
 bool LockProxy::acquire(bool blocking, Timeout timeout) const {
-  return invoke<schema::Lock>(ref_, [&](auto& l) {
-           auto request = l.acquireRequest();
-           request.setBlocking(blocking);
-           request.setTimeout(timeout_seconds(timeout));
-           request.setOwner(owner_tag());
-           return request.send();
-         })
+  return invoke<schema::Lock>(ref_,
+                              [&](auto& l) {
+                                auto request = l.acquireRequest();
+                                request.setBlocking(blocking);
+                                request.setTimeout(timeout_seconds(timeout));
+                                request.setOwner(owner_tag());
+                                return request.send();
+                              })
       .getAcquired();
 }
 
@@ -582,12 +593,13 @@ bool LockProxy::locked() const {
 schema::Lock::Client LockProxy::client() const { return capability().castAs<schema::Lock>(); }
 
 bool SemaphoreProxy::acquire(bool blocking, Timeout timeout) const {
-  return invoke<schema::Semaphore>(ref_, [&](auto& s) {
-           auto request = s.acquireRequest();
-           request.setBlocking(blocking);
-           request.setTimeout(timeout_seconds(timeout));
-           return request.send();
-         })
+  return invoke<schema::Semaphore>(ref_,
+                                   [&](auto& s) {
+                                     auto request = s.acquireRequest();
+                                     request.setBlocking(blocking);
+                                     request.setTimeout(timeout_seconds(timeout));
+                                     return request.send();
+                                   })
       .getAcquired();
 }
 
@@ -618,11 +630,12 @@ bool EventProxy::is_set() const {
 }
 
 bool EventProxy::wait(Timeout timeout) const {
-  return invoke<schema::Event>(ref_, [&](auto& e) {
-           auto request = e.waitRequest();
-           request.setTimeout(timeout_seconds(timeout));
-           return request.send();
-         })
+  return invoke<schema::Event>(ref_,
+                               [&](auto& e) {
+                                 auto request = e.waitRequest();
+                                 request.setTimeout(timeout_seconds(timeout));
+                                 return request.send();
+                               })
       .getResult();
 }
 
@@ -631,13 +644,14 @@ schema::Event::Client EventProxy::client() const { return capability().castAs<sc
 // ---- ConditionProxy, BarrierProxy --------------------------------------------------
 
 bool ConditionProxy::acquire(bool blocking, Timeout timeout) const {
-  return invoke<schema::Condition>(ref_, [&](auto& c) {
-           auto request = c.acquireRequest();
-           request.setBlocking(blocking);
-           request.setTimeout(timeout_seconds(timeout));
-           request.setOwner(owner_tag());
-           return request.send();
-         })
+  return invoke<schema::Condition>(ref_,
+                                   [&](auto& c) {
+                                     auto request = c.acquireRequest();
+                                     request.setBlocking(blocking);
+                                     request.setTimeout(timeout_seconds(timeout));
+                                     request.setOwner(owner_tag());
+                                     return request.send();
+                                   })
       .getAcquired();
 }
 
@@ -650,12 +664,13 @@ void ConditionProxy::release() const {
 }
 
 bool ConditionProxy::wait(Timeout timeout) const {
-  return invoke<schema::Condition>(ref_, [&](auto& c) {
-           auto request = c.waitRequest();
-           request.setTimeout(timeout_seconds(timeout));
-           request.setOwner(owner_tag());
-           return request.send();
-         })
+  return invoke<schema::Condition>(ref_,
+                                   [&](auto& c) {
+                                     auto request = c.waitRequest();
+                                     request.setTimeout(timeout_seconds(timeout));
+                                     request.setOwner(owner_tag());
+                                     return request.send();
+                                   })
       .getNotified();
 }
 
@@ -698,11 +713,12 @@ void ConditionProxy::notify_all() const {
 schema::Condition::Client ConditionProxy::client() const { return capability().castAs<schema::Condition>(); }
 
 uint32_t BarrierProxy::wait(Timeout timeout) const {
-  return invoke<schema::Barrier>(ref_, [&](auto& b) {
-           auto request = b.waitRequest();
-           request.setTimeout(timeout_seconds(timeout));
-           return request.send();
-         })
+  return invoke<schema::Barrier>(ref_,
+                                 [&](auto& b) {
+                                   auto request = b.waitRequest();
+                                   request.setTimeout(timeout_seconds(timeout));
+                                   return request.send();
+                                 })
       .getIndex();
 }
 

@@ -19,9 +19,9 @@
 #include "xproc/rpc/lane.h"
 #include "xproc/rpc/lane_stream.h"
 #include "xproc/rpc/manager_service.h"
-#include "xproc/rpc/tls.h"
 #include "xproc/rpc/socket_message_stream.h"
 #include "xproc/rpc/thread_loop.h"
+#include "xproc/rpc/tls.h"
 
 namespace xproc {
 namespace {
@@ -179,9 +179,9 @@ struct ClientState {
   uint64_t id;
   std::string peer;
   kj::TimePoint accepted;
-  bool closing = false;         // the server is closing it (it counts no more)
-  rpc::ConnectionGuard guard;   // what it may send; outlives its streams
-  kj::Canceler life;            // everything of the connection: cancelled to close it
+  bool closing = false;        // the server is closing it (it counts no more)
+  rpc::ConnectionGuard guard;  // what it may send; outlives its streams
+  kj::Canceler life;           // everything of the connection: cancelled to close it
 };
 
 }  // namespace
@@ -225,14 +225,16 @@ void ManagerServer::serve_forever() {
                               }
                               // Closed as soon as it calls again, and in a moment anyway: not at once,
                               // so that the client reads the error before the connection ends.
-                              if (log) log("connection " + std::to_string(id) + ": login failed" + client.peer + "; closed");
+                              if (log)
+                                log("connection " + std::to_string(id) + ": login failed" + client.peer + "; closed");
                               auto why = closed_because(kj::Exception::Type::FAILED,
                                                         "AuthenticationError: a failed login ends the connection");
                               client.guard.refuse_calls(kj::cp(why));
                               connections.add(runtime.timer.afterDelay(kLoginFailureGrace)
                                                   .then([&clients, &close_client, id, why = kj::mv(why)]() mutable {
                                                     auto found = clients.find(id);
-                                                    if (found != clients.end()) close_client(*found->second, kj::mv(why));
+                                                    if (found != clients.end())
+                                                      close_client(*found->second, kj::mv(why));
                                                   })
                                                   .exclusiveJoin(stopped.addBranch()));
                             }};
@@ -267,7 +269,9 @@ void ManagerServer::serve_forever() {
     if (open < max_connections) return true;
     ClientState* victim = unauthenticated != nullptr ? unauthenticated : idle;
     if (victim == nullptr) return false;
-    if (log) log("connection " + std::to_string(victim->id) + " closed to make room (" + std::to_string(max_connections) + " connections)");
+    if (log)
+      log("connection " + std::to_string(victim->id) + " closed to make room (" + std::to_string(max_connections) +
+          " connections)");
     close_client(*victim, closed_because(kj::Exception::Type::OVERLOADED,
                                          "the manager closed this connection to make room for another"));
     return true;
@@ -277,7 +281,7 @@ void ManagerServer::serve_forever() {
   // lane (unix sockets, when the client asks and knows the key) or the socket itself.
   auto open_stream = [&](kj::Own<kj::AsyncIoStream> accepted,
                          rpc::ConnectionGuard& guard) -> kj::Promise<kj::Own<capnp::MessageStream>> {
-    KJ_IF_MAYBE(setup, tls) {
+    KJ_IF_MAYBE (setup, tls) {
       return (*setup)->context->wrapServer(kj::mv(accepted)).then([&guard](kj::Own<kj::AsyncIoStream>&& secure) {
         kj::Own<capnp::MessageStream> stream = kj::heap<capnp::AsyncIoMessageStream>(*secure);
         return rpc::guarded_stream(stream.attach(kj::mv(secure)), guard);
@@ -288,7 +292,9 @@ void ManagerServer::serve_forever() {
 
   auto serve = [&](kj::Own<kj::AsyncIoStream>&& accepted) {
     int raw = -1;
-    KJ_IF_MAYBE(fd_ref, accepted->getFd()) { raw = *fd_ref; }
+    KJ_IF_MAYBE (fd_ref, accepted->getFd()) {
+      raw = *fd_ref;
+    }
     const bool unix_socket = raw >= 0 && rpc::is_unix_socket(raw);
     const std::string peer = raw >= 0 ? peer_of(raw) : "";
     if (unix_socket && !peer_allowed(raw, options)) {
@@ -303,12 +309,15 @@ void ManagerServer::serve_forever() {
     if (log) log("connection " + std::to_string(id) + " opened" + peer);
     auto& client = *clients.emplace(id, kj::heap<ClientState>(id, peer, options.limits, runtime.timer)).first->second;
     // Logged in within login_timeout, or closed.
-    connections.add(runtime.timer.afterDelay(login_timeout).then([&clients, &close_client, id, &log] {
-      auto it = clients.find(id);
-      if (it == clients.end() || it->second->guard.is_logged_in() || it->second->closing) return;
-      if (log) log("connection " + std::to_string(id) + " did not log in in time; closed");
-      close_client(*it->second, closed_because(kj::Exception::Type::DISCONNECTED, "the client did not log in in time"));
-    }).exclusiveJoin(stopped.addBranch()));
+    connections.add(runtime.timer.afterDelay(login_timeout)
+                        .then([&clients, &close_client, id, &log] {
+                          auto it = clients.find(id);
+                          if (it == clients.end() || it->second->guard.is_logged_in() || it->second->closing) return;
+                          if (log) log("connection " + std::to_string(id) + " did not log in in time; closed");
+                          close_client(*it->second, closed_because(kj::Exception::Type::DISCONNECTED,
+                                                                   "the client did not log in in time"));
+                        })
+                        .exclusiveJoin(stopped.addBranch()));
     auto connection = open_stream(kj::mv(accepted), client.guard)
                           .then([&runtime, &config, &client, id](kj::Own<capnp::MessageStream>&& stream) {
                             auto served = kj::heap<ServedConnection>(runtime, config, kj::mv(stream), client.guard, id);
@@ -320,7 +329,7 @@ void ManagerServer::serve_forever() {
                               [](kj::Exception&& e) { return std::string(": ") + e.getDescription().cStr(); })
                         .then([&clients, id, &log](std::string why) {
                           auto it = clients.find(id);
-                          KJ_IF_MAYBE(reason, it->second->guard.reason()) {
+                          KJ_IF_MAYBE (reason, it->second->guard.reason()) {
                             why = std::string(": ") + reason->getDescription().cStr();
                           }
                           if (log) log("connection " + std::to_string(id) + " closed" + why);

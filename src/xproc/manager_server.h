@@ -37,8 +37,8 @@ class UserTypes {
   // to Interface::Client.
   template <typename Interface>
   void add(std::string name, std::function<typename Interface::Client()> make) {
-    types_[std::move(name)] = Type{capnp::typeId<Interface>(),
-                                  [make = std::move(make)]() -> capnp::Capability::Client { return make(); }};
+    types_[std::move(name)] =
+        Type{capnp::typeId<Interface>(), [make = std::move(make)]() -> capnp::Capability::Client { return make(); }};
   }
 
   const Type* find(const std::string& name) const {

@@ -17,17 +17,15 @@ capnp::ReaderOptions reader_options(size_t size_words, const DecodeLimits& limit
   return options;
 }
 
-void throw_decode_error(const char* what) {
-  throw DecodeError(std::string("invalid Cap'n Proto message: ") + what);
-}
+void throw_decode_error(const char* what) { throw DecodeError(std::string("invalid Cap'n Proto message: ") + what); }
 
 void check_segment_table(kj::ArrayPtr<const capnp::word> words) {
   if (words.size() == 0) throw DecodeError("empty input is not a Cap'n Proto message");
   // The segment table must describe exactly the bytes we have.
   const size_t expected = capnp::expectedSizeInWordsFromPrefix(words);
   if (expected != words.size()) {
-    throw DecodeError("segment table describes " + std::to_string(expected * 8) +
-                      " bytes but the message has " + std::to_string(words.size() * 8));
+    throw DecodeError("segment table describes " + std::to_string(expected * 8) + " bytes but the message has " +
+                      std::to_string(words.size() * 8));
   }
 }
 
@@ -147,8 +145,6 @@ kj::Array<capnp::word> serialize(capnp::AnyStruct::Reader root) {
   return words;
 }
 
-kj::Array<capnp::word> serialize(capnp::MessageBuilder& builder) {
-  return capnp::messageToFlatArray(builder);
-}
+kj::Array<capnp::word> serialize(capnp::MessageBuilder& builder) { return capnp::messageToFlatArray(builder); }
 
 }  // namespace xproc

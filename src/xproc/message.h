@@ -207,10 +207,8 @@ void write_flat(capnp::AnyStruct::Reader root, std::span<std::byte> out);
 // single-segment message); `capnp decode` reads it.
 kj::Array<capnp::word> serialize(capnp::AnyStruct::Reader root);
 template <typename Reader>
-  requires requires(Reader r) { capnp::toAny(r); }
-kj::Array<capnp::word> serialize(Reader root) {
-  return serialize(capnp::AnyStruct::Reader(capnp::toAny(root)));
-}
+requires requires(Reader r) { capnp::toAny(r); }
+kj::Array<capnp::word> serialize(Reader root) { return serialize(capnp::AnyStruct::Reader(capnp::toAny(root))); }
 // The flat serialization of a builder's message, copying its segments as they are.
 kj::Array<capnp::word> serialize(capnp::MessageBuilder& builder);
 

@@ -14,8 +14,16 @@ namespace xproc::detail {
 namespace {
 
 enum PointerKind : uint32_t { kStruct = 0, kList = 1, kFar = 2, kOther = 3 };
-enum ElementSize : uint32_t { kVoid = 0, kBit = 1, kByte = 2, kTwoBytes = 3, kFourBytes = 4, kEightBytes = 5,
-                              kPointer = 6, kInlineComposite = 7 };
+enum ElementSize : uint32_t {
+  kVoid = 0,
+  kBit = 1,
+  kByte = 2,
+  kTwoBytes = 3,
+  kFourBytes = 4,
+  kEightBytes = 5,
+  kPointer = 6,
+  kInlineComposite = 7
+};
 constexpr uint32_t kBitsPerElement[] = {0, 1, 8, 16, 32, 64};
 
 // Thrown out of the walk when it meets what it leaves to the checked reader.
@@ -48,12 +56,8 @@ class Walk {
     const auto high = static_cast<uint32_t>(word >> 32);
     const int64_t target = at + 1 + (static_cast<int32_t>(low) >> 2);
     switch (low & 3) {
-      case kStruct:
-        structure(target, high & 0xffff, high >> 16, nesting - 1);
-        return;
-      case kList:
-        list(target, high & 7, high >> 3, nesting - 1);
-        return;
+      case kStruct: structure(target, high & 0xffff, high >> 16, nesting - 1); return;
+      case kList: list(target, high & 7, high >> 3, nesting - 1); return;
       default:  // far pointers and capabilities
         throw NeedsReader{};
     }
@@ -76,9 +80,7 @@ class Walk {
         charge(count);
         for (uint64_t i = 0; i < count; ++i) pointer(at + static_cast<int64_t>(i), nesting);
         return;
-      case kInlineComposite:
-        struct_list(at, count, nesting);
-        return;
+      case kInlineComposite: struct_list(at, count, nesting); return;
       default: {
         const uint64_t words = (count * kBitsPerElement[element_size] + 63) / 64;
         require_in_bounds(at, words, "list");
@@ -101,7 +103,7 @@ class Walk {
     const uint32_t pointers = high >> 16;
     const uint64_t element_words = uint64_t{data_words} + pointers;
     if (element_words * count > words) fail("a struct list's elements overrun its size");
-    charge(words + 1);  // as the checked reader does: the size the list pointer gives, and the tag
+    charge(words + 1);                      // as the checked reader does: the size the list pointer gives, and the tag
     if (element_words == 0) charge(count);  // zero-sized elements, as the checked reader counts them
     if (pointers == 0) return;
     int64_t element = at + 1;

@@ -55,8 +55,8 @@ class Queue : public QueueBase {
   static Queue open(std::string_view name, const Sharing& sharing = {}) {
     ByteQueue bytes = ByteQueue::open(name, sharing);
     if (bytes.schema_id() != capnp::typeId<T>()) {
-      throw ValueError("queue '" + std::string(name) + "' carries schema id " +
-                       schema_id_hex(bytes.schema_id()) + ", not " + schema_id_hex(capnp::typeId<T>()));
+      throw ValueError("queue '" + std::string(name) + "' carries schema id " + schema_id_hex(bytes.schema_id()) +
+                       ", not " + schema_id_hex(capnp::typeId<T>()));
     }
     return Queue(std::move(bytes));
   }
@@ -97,10 +97,9 @@ class Queue : public QueueBase {
   template <typename F>
   bool get_view(F&& f, bool block = true, const Timeout& timeout = {}) {
     return bytes_.get_in_place(
-        [&](std::span<const std::byte> bytes) { detail::with_validated_root<T>(bytes, DecodeLimits{}, f); },
-        block, timeout);
+        [&](std::span<const std::byte> bytes) { detail::with_validated_root<T>(bytes, DecodeLimits{}, f); }, block,
+        timeout);
   }
-
 
  protected:
   explicit Queue(ByteQueue bytes) : QueueBase(std::move(bytes)) {}
@@ -113,7 +112,12 @@ class Queue : public QueueBase {
   bool put_reader(Reader message, bool block, const Timeout& timeout) {
     auto root = capnp::AnyStruct::Reader(capnp::toAny(message));
     const size_t size = flat_size(root);
-    return bytes_.put_in_place(size, [&](std::byte* dst) { write_flat(root, {dst, size}); }, block, timeout);
+    return bytes_.put_in_place(
+        size,
+        [&](std::byte* dst) {
+          write_flat(root, {dst, size});
+        },
+        block, timeout);
   }
   bool put_builder(capnp::MessageBuilder& message, bool block, const Timeout& timeout) {
     auto segments = message.getSegmentsForOutput();
@@ -149,8 +153,8 @@ class Queue<Value> : public QueueBase {
   void put(const Value& value, bool block = true, const Timeout& timeout = {}) {
     detail::InlineMessageBuilder encoded;
     value.to_capnp(encoded.builder().initRoot<schema::Value>());
-    if (!bytes_.put_in_place(encoded.flat_size(), [&](std::byte* dst) { encoded.write_flat(dst); }, block,
-                             timeout)) {
+    if (!bytes_.put_in_place(
+            encoded.flat_size(), [&](std::byte* dst) { encoded.write_flat(dst); }, block, timeout)) {
       throw Full();
     }
   }
@@ -169,8 +173,7 @@ class Queue<Value> : public QueueBase {
   explicit Queue(ByteQueue bytes) : QueueBase(std::move(bytes)) {}
   std::optional<Value> get_value(bool block, const Timeout& timeout) {
     std::optional<Value> out;
-    bytes_.get_in_place([&](std::span<const std::byte> bytes) { out.emplace(Value::decode(bytes)); }, block,
-                        timeout);
+    bytes_.get_in_place([&](std::span<const std::byte> bytes) { out.emplace(Value::decode(bytes)); }, block, timeout);
     return out;
   }
 };

@@ -20,7 +20,6 @@ inline constexpr uint64_t kQueueMagic = 0x3130515250524f58ULL;  // "XPROQQ01" li
 inline constexpr uint32_t kQueueLayoutVersion = 2;
 inline constexpr size_t kCacheLine = 64;
 
-
 // A position in the ring packed into one atomic word so that a single store publishes it:
 // low 32 bits = messages passed so far (wrapping), high 32 bits = byte offset in the ring.
 // The count half is what futexes sleep on (little-endian: it sits at the word's address).
@@ -86,7 +85,6 @@ static_assert(sizeof(QueueHeader) == 576, "layout version 2: header size");
 static_assert(offsetof(QueueHeader, producer_lock) == 128 && offsetof(QueueHeader, consumer_lock) == 192);
 static_assert(offsetof(QueueHeader, tail) == 384 && offsetof(QueueHeader, head) == 448);
 static_assert(offsetof(QueueHeader, producers_sleeping) == 256 && offsetof(QueueHeader, consumers_sleeping) == 320);
-
 
 inline constexpr size_t kRingOffset = sizeof(QueueHeader);
 

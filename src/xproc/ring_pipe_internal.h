@@ -79,11 +79,11 @@ static_assert(sizeof(LargeChunk) == 16);
 // What the two ends of one pipe share within a process (both ends after Pipe(), or the
 // one end a forked child keeps using). Owns the mappings and the eventfds.
 struct RingPipe {
-  ByteQueue ring[2];     // ring[d]: messages sent by end d
+  ByteQueue ring[2];  // ring[d]: messages sent by end d
   shm::Segment control_segment;
   PipeControl* control;
   int wake_fd[2] = {-1, -1};  // wake_fd[d]: tokens for the receiver of ring[d]
-  size_t inline_limit;   // the largest payload carried in the ring
+  size_t inline_limit;        // the largest payload carried in the ring
 
   // ring_bytes per direction (one way: ring 0 only, ring 1 the smallest there is); throws
   // OSError or ValueError when the memory cannot be had.
@@ -99,8 +99,8 @@ struct RingPipe {
 // One end: which side of the pipe it is, and what this handle keeps for itself.
 struct RingEnd {
   std::shared_ptr<RingPipe> pipe;
-  int side;               // sends into ring[side], receives from ring[1 - side]
-  int watch_fd = -1;      // epoll over the eventfd and the socket, made by fileno()
+  int side;           // sends into ring[side], receives from ring[1 - side]
+  int watch_fd = -1;  // epoll over the eventfd and the socket, made by fileno()
   // When this handle last saw the other end alive, and the process's count of closed
   // ring ends then (see ByteConnection::ring_check_peer).
   std::chrono::steady_clock::time_point peer_seen_alive{};

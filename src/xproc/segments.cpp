@@ -144,7 +144,8 @@ std::string count_of(size_t n, const char* one, const char* many) {
 // Why `status` must stay unless forced; empty when nothing holds it back.
 std::string needs_force(const SegmentStatus& status) {
   if (!status.queue) return status.error + " (--force removes it)";
-  if (status.queue->messages > 0) return "holds " + count_of(status.queue->messages, "message", "messages") + " (--force removes it)";
+  if (status.queue->messages > 0)
+    return "holds " + count_of(status.queue->messages, "message", "messages") + " (--force removes it)";
   return {};
 }
 
@@ -153,13 +154,16 @@ CleanupOutcome clean_one(const std::string& name, const CleanupOptions& options,
   const SegmentStatus seen = status_of(name);
   const std::string path = path_of(name);
   // What cannot even be looked at is a failure when the operator named it.
-  auto unseen = [&](std::string why) { return CleanupOutcome{name, named ? Action::kFailed : Action::kKept, std::move(why)}; };
+  auto unseen = [&](std::string why) {
+    return CleanupOutcome{name, named ? Action::kFailed : Action::kKept, std::move(why)};
+  };
   auto kept = [&](std::string why) { return CleanupOutcome{name, Action::kKept, std::move(why)}; };
   struct stat st {};
   if (::lstat(path.c_str(), &st) != 0) return unseen(errno == ENOENT ? "no such segment" : std::strerror(errno));
   if (!S_ISREG(st.st_mode)) {
     // Not anything xproc made: left to an operator who says so, and never a directory.
-    if (!options.force || S_ISDIR(st.st_mode)) return kept(seen.error + (S_ISDIR(st.st_mode) ? "" : " (--force removes it)"));
+    if (!options.force || S_ISDIR(st.st_mode))
+      return kept(seen.error + (S_ISDIR(st.st_mode) ? "" : " (--force removes it)"));
     if (options.dry_run) return {name, Action::kWouldRemove, {}};
     if (::unlink(path.c_str()) != 0) return {name, Action::kFailed, std::strerror(errno)};
     return {name, Action::kRemoved, {}};

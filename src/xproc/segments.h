@@ -18,10 +18,10 @@
 namespace xproc {
 
 struct SegmentStatus {
-  std::string name;                // the file's name without "xproc.": any bytes a local user chose
-  bool valid_name = false;         // whether xproc could have made it (shm::validate_name)
-  size_t file_bytes = 0;           // the segment's size in /dev/shm
-  uid_t owner = 0;                 // the file's owner and permission bits
+  std::string name;         // the file's name without "xproc.": any bytes a local user chose
+  bool valid_name = false;  // whether xproc could have made it (shm::validate_name)
+  size_t file_bytes = 0;    // the segment's size in /dev/shm
+  uid_t owner = 0;          // the file's owner and permission bits
   unsigned mode = 0;
   std::optional<size_t> holders;   // processes holding it; nullopt when it could not be looked at
   std::optional<QueueInfo> queue;  // nullopt when it is not a readable queue (see error)
@@ -34,9 +34,9 @@ std::vector<SegmentStatus> list_segments();
 SegmentStatus segment_status(const std::string& name);
 
 struct CleanupOptions {
-  bool dry_run = false;            // only say what would be removed
-  bool force = false;              // also remove queues that hold messages, and what is not a queue
-  std::vector<std::string> only;   // consider only these names (default: every segment)
+  bool dry_run = false;           // only say what would be removed
+  bool force = false;             // also remove queues that hold messages, and what is not a queue
+  std::vector<std::string> only;  // consider only these names (default: every segment)
 };
 
 // What cleanup did with one segment.

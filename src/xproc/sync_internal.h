@@ -48,13 +48,9 @@ inline Deadline bounded_sleep(const Deadline& deadline) {
   return deadline && *deadline < cap ? deadline : Deadline(cap);
 }
 
-inline void futex_wake_all(const void* word) {
-  syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
-}
+inline void futex_wake_all(const void* word) { syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0); }
 
-inline void futex_wake_one(const void* word) {
-  syscall(SYS_futex, word, FUTEX_WAKE, 1, nullptr, nullptr, 0);
-}
+inline void futex_wake_one(const void* word) { syscall(SYS_futex, word, FUTEX_WAKE, 1, nullptr, nullptr, 0); }
 
 inline void cpu_relax() noexcept {
 #if defined(__x86_64__) || defined(__i386__)

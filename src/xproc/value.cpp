@@ -28,9 +28,7 @@ std::optional<int64_t> exact_int(double d) {
   return static_cast<int64_t>(d);
 }
 
-size_t mix(size_t seed, size_t h) noexcept {
-  return seed ^ (h + 0x9e3779b97f4a7c15ULL + (seed << 6) + (seed >> 2));
-}
+size_t mix(size_t seed, size_t h) noexcept { return seed ^ (h + 0x9e3779b97f4a7c15ULL + (seed << 6) + (seed >> 2)); }
 
 }  // namespace
 
@@ -38,8 +36,7 @@ bool operator==(const TypedStruct& a, const TypedStruct& b) {
   if (a.schema_id != b.schema_id) return false;
   if (a.message == b.message) return true;
   if (!a.message || !b.message || a.message->size() != b.message->size()) return false;
-  return std::memcmp(a.message->begin(), b.message->begin(),
-                     a.message->size() * sizeof(capnp::word)) == 0;
+  return std::memcmp(a.message->begin(), b.message->begin(), a.message->size() * sizeof(capnp::word)) == 0;
 }
 
 Value::Value() noexcept = default;
@@ -83,9 +80,7 @@ Value::~Value() = default;
 
 Value Value::bytes(std::string_view data) { return Value(Bytes{std::string(data)}); }
 Value Value::list(std::initializer_list<Value> items) { return Value(List(items)); }
-Value Value::map(std::initializer_list<std::pair<Value, Value>> entries) {
-  return Value(ValueMap(entries));
-}
+Value Value::map(std::initializer_list<std::pair<Value, Value>> entries) { return Value(ValueMap(entries)); }
 
 Value::Kind Value::kind() const noexcept { return static_cast<Kind>(storage_.index()); }
 std::string_view Value::type_name() const noexcept { return kKindNames[storage_.index()]; }
@@ -156,9 +151,7 @@ bool Value::truthy() const noexcept {
 }
 
 namespace {
-bool is_number(Value::Kind k) {
-  return k == Value::Kind::kBool || k == Value::Kind::kInt || k == Value::Kind::kFloat;
-}
+bool is_number(Value::Kind k) { return k == Value::Kind::kBool || k == Value::Kind::kInt || k == Value::Kind::kFloat; }
 }  // namespace
 
 bool operator==(const Value& a, const Value& b) noexcept {
@@ -168,8 +161,7 @@ bool operator==(const Value& a, const Value& b) noexcept {
       return std::get<double>(a.storage_) == std::get<double>(b.storage_);
     }
     if (ka == Value::Kind::kFloat || kb == Value::Kind::kFloat) {
-      const double d = ka == Value::Kind::kFloat ? std::get<double>(a.storage_)
-                                                 : std::get<double>(b.storage_);
+      const double d = ka == Value::Kind::kFloat ? std::get<double>(a.storage_) : std::get<double>(b.storage_);
       const Value& integer = ka == Value::Kind::kFloat ? b : a;
       auto exact = exact_int(d);
       return exact && *exact == integer.as_int();
@@ -214,9 +206,8 @@ size_t Value::hash() const noexcept {
       const auto& s = std::get<TypedStruct>(storage_);
       size_t h = mix(5, s.schema_id);
       if (s.message) {
-        h = mix(h, std::hash<std::string_view>{}(std::string_view(
-                       reinterpret_cast<const char*>(s.message->begin()),
-                       s.message->size() * sizeof(capnp::word))));
+        h = mix(h, std::hash<std::string_view>{}(std::string_view(reinterpret_cast<const char*>(s.message->begin()),
+                                                                  s.message->size() * sizeof(capnp::word))));
       }
       return h;
     }

@@ -54,22 +54,22 @@ class Value {
   Value() noexcept;
   Value(std::nullptr_t) noexcept;  // NOLINT(google-explicit-constructor): Value v = nullptr;
   // bool must not be captured by the integer or pointer overloads.
-  Value(bool b) noexcept;  // NOLINT
-  Value(int i) noexcept;   // NOLINT
-  Value(long i) noexcept;  // NOLINT
+  Value(bool b) noexcept;       // NOLINT
+  Value(int i) noexcept;        // NOLINT
+  Value(long i) noexcept;       // NOLINT
   Value(long long i) noexcept;  // NOLINT
   // Unsigned integers above INT64_MAX raise ValueError (Value holds signed 64-bit ints).
-  Value(unsigned i) noexcept;            // NOLINT
-  Value(unsigned long i);                // NOLINT
-  Value(unsigned long long i);           // NOLINT
-  Value(double d) noexcept;              // NOLINT
-  Value(const char* text);               // NOLINT: text (str), UTF-8
-  Value(std::string text) noexcept;      // NOLINT
-  Value(std::string_view text);          // NOLINT
-  Value(Bytes bytes) noexcept;           // NOLINT
-  Value(List list) noexcept;             // NOLINT
-  Value(ValueMap map);                   // NOLINT
-  Value(TypedStruct s) noexcept;         // NOLINT
+  Value(unsigned i) noexcept;        // NOLINT
+  Value(unsigned long i);            // NOLINT
+  Value(unsigned long long i);       // NOLINT
+  Value(double d) noexcept;          // NOLINT
+  Value(const char* text);           // NOLINT: text (str), UTF-8
+  Value(std::string text) noexcept;  // NOLINT
+  Value(std::string_view text);      // NOLINT
+  Value(Bytes bytes) noexcept;       // NOLINT
+  Value(List list) noexcept;         // NOLINT
+  Value(ValueMap map);               // NOLINT
+  Value(TypedStruct s) noexcept;     // NOLINT
 
   Value(const Value& other);
   Value(Value&& other) noexcept;
@@ -212,8 +212,7 @@ class ValueMap {
 template <typename Reader>
 Value Value::typed(Reader root) {
   using Struct = typename Reader::Reads;
-  return Value(TypedStruct{capnp::typeId<Struct>(),
-                           std::make_shared<const kj::Array<capnp::word>>(serialize(root))});
+  return Value(TypedStruct{capnp::typeId<Struct>(), std::make_shared<const kj::Array<capnp::word>>(serialize(root))});
 }
 
 }  // namespace xproc

@@ -49,16 +49,14 @@ Value from_reader(schema::Value::Reader reader, int depth_left) {
       // Duplicate keys: the last value wins, at the first key's position (as a Python
       // dict display {k: 1, k: 2} does).
       for (auto entry : entries) {
-        map.set(from_reader(entry.getKey(), depth_left - 1),
-                from_reader(entry.getValue(), depth_left - 1));
+        map.set(from_reader(entry.getKey(), depth_left - 1), from_reader(entry.getValue(), depth_left - 1));
       }
       return Value(std::move(map));
     }
     case schema::Value::STRUCT: {
       auto s = reader.getStruct();
       auto root = s.getValue().getAs<capnp::AnyStruct>();
-      return Value(TypedStruct{s.getSchemaId(),
-                               std::make_shared<const kj::Array<capnp::word>>(serialize(root))});
+      return Value(TypedStruct{s.getSchemaId(), std::make_shared<const kj::Array<capnp::word>>(serialize(root))});
     }
   }
   throw DecodeError("unknown Value kind " + std::to_string(static_cast<int>(reader.which())));

@@ -64,9 +64,7 @@ const Value* ValueMap::find(const Value& key) const {
   return position ? &slots_[*position]->second : nullptr;
 }
 
-Value* ValueMap::find(const Value& key) {
-  return const_cast<Value*>(static_cast<const ValueMap*>(this)->find(key));
-}
+Value* ValueMap::find(const Value& key) { return const_cast<Value*>(static_cast<const ValueMap*>(this)->find(key)); }
 
 const Value& ValueMap::at(const Value& key) const {
   if (const Value* v = find(key)) return *v;

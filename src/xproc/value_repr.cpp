@@ -49,26 +49,28 @@ bool printable(char32_t c) {
   if (c < 0x20 || c == 0x7f) return false;
   if (c < 0x7f) return true;
   if (c <= 0xa0 || c == 0xad) return false;
-  if (c == 0x1680 || (c >= 0x2000 && c <= 0x200f) || (c >= 0x2028 && c <= 0x202f) ||
-      (c >= 0x205f && c <= 0x206f) || c == 0x3000 || c == 0xfeff || (c >= 0xfff9 && c <= 0xfffb)) {
+  if (c == 0x1680 || (c >= 0x2000 && c <= 0x200f) || (c >= 0x2028 && c <= 0x202f) || (c >= 0x205f && c <= 0x206f) ||
+      c == 0x3000 || c == 0xfeff || (c >= 0xfff9 && c <= 0xfffb)) {
     return false;
   }
   if ((c >= 0xd800 && c <= 0xf8ff) || c == 0xfffe || c == 0xffff) return false;  // surrogates, PUA
-  if (c >= 0xf0000) return false;                                               // PUA planes
+  if (c >= 0xf0000) return false;                                                // PUA planes
   return true;
 }
 
 void append_escape(std::string& out, char32_t c) {
   char buffer[16];
-  if (c < 0x100) std::snprintf(buffer, sizeof(buffer), "\\x%02x", static_cast<unsigned>(c));
-  else if (c < 0x10000) std::snprintf(buffer, sizeof(buffer), "\\u%04x", static_cast<unsigned>(c));
-  else std::snprintf(buffer, sizeof(buffer), "\\U%08x", static_cast<unsigned>(c));
+  if (c < 0x100)
+    std::snprintf(buffer, sizeof(buffer), "\\x%02x", static_cast<unsigned>(c));
+  else if (c < 0x10000)
+    std::snprintf(buffer, sizeof(buffer), "\\u%04x", static_cast<unsigned>(c));
+  else
+    std::snprintf(buffer, sizeof(buffer), "\\U%08x", static_cast<unsigned>(c));
   out += buffer;
 }
 
 char choose_quote(std::string_view s) {
-  return s.find('\'') != std::string_view::npos && s.find('"') == std::string_view::npos ? '"'
-                                                                                        : '\'';
+  return s.find('\'') != std::string_view::npos && s.find('"') == std::string_view::npos ? '"' : '\'';
 }
 
 // Decodes one UTF-8 sequence at s[i]; returns the code point and advances i, or returns
@@ -140,8 +142,10 @@ std::string bytes_repr(std::string_view s) {
   std::string out = "b";
   out += quote;
   for (unsigned char c : s) {
-    if (c == '\\' || c == quote || c < 0x20 || c >= 0x7f) append_common_escape(out, c, quote);
-    else out += static_cast<char>(c);
+    if (c == '\\' || c == quote || c < 0x20 || c >= 0x7f)
+      append_common_escape(out, c, quote);
+    else
+      out += static_cast<char>(c);
   }
   return out + quote;
 }

@@ -11,9 +11,7 @@ namespace {
 using xproc::detail::Address;
 using xproc::detail::parse_address;
 
-bool all_digits(const std::string& s) {
-  return !s.empty() && s.find_first_not_of("0123456789") == std::string::npos;
-}
+bool all_digits(const std::string& s) { return !s.empty() && s.find_first_not_of("0123456789") == std::string::npos; }
 
 }  // namespace
 
@@ -42,8 +40,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       // Written back as Client would be given it, it parses to the same: in brackets where
       // the host has colons (IPv6), or starts with one (brackets are taken off once).
       const bool bracketed = address.host.find(':') != std::string::npos || address.host.front() == '[';
-      const std::string again =
-          "tcp:" + (bracketed ? "[" + address.host + "]" : address.host) + ":" + address.port;
+      const std::string again = "tcp:" + (bracketed ? "[" + address.host + "]" : address.host) + ":" + address.port;
       const Address reparsed = parse_address(again);
       FUZZ_CHECK(reparsed.kind == Address::kTcp && reparsed.host == address.host && reparsed.port == address.port);
       break;

@@ -128,9 +128,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           }
           break;
         }
-        default:
-          got = connection.recv_bytes(maxlength);
-          break;
+        default: got = connection.recv_bytes(maxlength); break;
       }
     } catch (const xproc::EOFError&) {
       FUZZ_CHECK(expected.kind == Frame::kEnd, "EOFError before the end of the stream");

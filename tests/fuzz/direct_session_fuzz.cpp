@@ -99,10 +99,8 @@ void check_written(int fd) {
       case wire::Message::RELEASE:
         FUZZ_CHECK(message.getRelease().getReferenceCount() > 0, "a Release of nothing");
         break;
-      case wire::Message::UNIMPLEMENTED:
-        break;  // the echo of a message this client does not serve
-      default:
-        FUZZ_CHECK(false, "the client wrote a kind of message a client never sends");
+      case wire::Message::UNIMPLEMENTED: break;  // the echo of a message this client does not serve
+      default: FUZZ_CHECK(false, "the client wrote a kind of message a client never sends");
     }
     rest = kj::arrayPtr(reader.getEnd(), rest.end());
   }
@@ -125,10 +123,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       capnp::Capability::Client current = session->bootstrap();
       for (int i = 0; i < kCalls; ++i) {
         try {
-          auto request = current.typelessRequest(0x8000000000000000ull | static_cast<uint64_t>(i), static_cast<uint16_t>(i),
-                                                 nullptr);
+          auto request = current.typelessRequest(0x8000000000000000ull | static_cast<uint64_t>(i),
+                                                 static_cast<uint16_t>(i), nullptr);
           auto response = request.send().wait(w.scope);
-          KJ_IF_MAYBE(cap, read_result(response)) { current = kj::mv(*cap); }
+          KJ_IF_MAYBE (cap, read_result(response)) {
+            current = kj::mv(*cap);
+          }
         } catch (const kj::Exception& e) {
           if ((disconnected = ends_the_session(e))) break;
         }

@@ -10,13 +10,13 @@
 #include <span>
 
 // Aborts, printing the failed condition and where, when `cond` is false.
-#define FUZZ_CHECK(cond, ...)                                                              \
-  do {                                                                                     \
-    if (!(cond)) {                                                                         \
-      std::fprintf(stderr, "%s:%d: FUZZ_CHECK(%s) failed. " __VA_OPT__("%s") "\n", __FILE__, \
-                   __LINE__, #cond __VA_OPT__(, __VA_ARGS__));                             \
-      std::abort();                                                                        \
-    }                                                                                      \
+#define FUZZ_CHECK(cond, ...)                                                                          \
+  do {                                                                                                 \
+    if (!(cond)) {                                                                                     \
+      std::fprintf(stderr, "%s:%d: FUZZ_CHECK(%s) failed. " __VA_OPT__("%s") "\n", __FILE__, __LINE__, \
+                   #cond __VA_OPT__(, __VA_ARGS__));                                                   \
+      std::abort();                                                                                    \
+    }                                                                                                  \
   } while (false)
 
 namespace xproc::fuzz {

@@ -28,7 +28,8 @@ xproc::ByteConnection connection_fed(std::span<const std::byte> bytes) {
   int pair[2];
   FUZZ_CHECK(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) == 0);
   // A fuzz input fits the socket's buffer (libFuzzer's inputs are at most a few KiB).
-  if (!bytes.empty()) FUZZ_CHECK(::send(pair[1], bytes.data(), bytes.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(bytes.size()));
+  if (!bytes.empty())
+    FUZZ_CHECK(::send(pair[1], bytes.data(), bytes.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(bytes.size()));
   ::close(pair[1]);
   return xproc::ByteConnection(pair[0], true, true);
 }
@@ -61,8 +62,8 @@ void the_messages(std::span<const std::byte> bytes) {
   FUZZ_CHECK(text.starts_with("#CHALLENGE#"));
   // What xproc answers is an answer xproc accepts, for the digests it checks.
   const std::string message = text.substr(11);
-  const bool named = message.size() > 2 && message[0] == '{' && message.find('}') != std::string::npos &&
-                     message.find('}') <= 20;
+  const bool named =
+      message.size() > 2 && message[0] == '{' && message.find('}') != std::string::npos && message.find('}') <= 20;
   const std::string digest = named ? message.substr(1, message.find('}') - 1) : "";
   // (A legacy answer, a raw HMAC-MD5, is ambiguous as multiprocessing's: one that starts
   // with "{" and has "}" in its first 20 bytes reads as a digest's name. xproc's own
@@ -107,8 +108,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       FUZZ_CHECK(done, "a client that hung up was not done with at once");
       break;
     }
-    default:
-      the_messages(peer);
+    default: the_messages(peer);
   }
   return 0;
 }

@@ -39,9 +39,7 @@ constexpr size_t kSegment = kToClientBytes + kRing;
 constexpr size_t kWritten = 0;
 constexpr size_t kTaken = 64;
 
-uint64_t load64(const std::byte* at) {
-  return reinterpret_cast<const std::atomic<uint64_t>*>(at)->load();
-}
+uint64_t load64(const std::byte* at) { return reinterpret_cast<const std::atomic<uint64_t>*>(at)->load(); }
 
 // Moves `total` bytes from `from` to `to` through the lane, a ring at a time.
 void exchange(Lane& from, Lane& to, size_t total) {
@@ -76,9 +74,7 @@ void run(Side& side, std::byte* segment, int seed) {
     const size_t want = sizes[(step + seed) % 6];
     try {
       switch (step % 4) {
-        case 0:
-          FUZZ_CHECK(side.lane.has_input() == (peer_written != side.taken) && valid);
-          break;
+        case 0: FUZZ_CHECK(side.lane.has_input() == (peer_written != side.taken) && valid); break;
         case 1: {
           const size_t n = side.lane.read(out.data(), want);
           FUZZ_CHECK(input_valid, "read() accepted an impossible write count");
@@ -91,9 +87,7 @@ void run(Side& side, std::byte* segment, int seed) {
           FUZZ_CHECK(load64(segment + side.in_control + kTaken) == side.taken || n == 0);
           break;
         }
-        case 2:
-          FUZZ_CHECK(side.lane.has_room() == (side.written - peer_taken < kRing) && valid);
-          break;
+        case 2: FUZZ_CHECK(side.lane.has_room() == (side.written - peer_taken < kRing) && valid); break;
         case 3: {
           const size_t n = side.lane.write(data.data(), want);
           FUZZ_CHECK(room_valid, "write() accepted an impossible read count");
@@ -147,11 +141,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const auto image = input.take_bytes(kSegment);
   if (!image.empty()) std::memcpy(segment, image.data(), image.size());
 
-  Side client_side{client, client_first, server_first, kToClientControl, kToServerControl, kToClientBytes,
-                   kToServerBytes};
+  Side client_side{client,           client_first,   server_first,  kToClientControl,
+                   kToServerControl, kToClientBytes, kToServerBytes};
   run(client_side, segment, 1);
-  Side server_side{server, server_first, client_first, kToServerControl, kToClientControl, kToServerBytes,
-                   kToClientBytes};
+  Side server_side{server,           server_first,   client_first,  kToServerControl,
+                   kToClientControl, kToServerBytes, kToClientBytes};
   run(server_side, segment, 2);
   ::munmap(memory, kSegment);
   return 0;

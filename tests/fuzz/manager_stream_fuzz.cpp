@@ -55,8 +55,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   xproc::rpc::Registry registry;
   xproc::rpc::Runtime runtime{w.timer, registry};
-  const xproc::ConnectionLimits limits{.max_message_bytes = 1 << 16, .max_outstanding_calls = 64,
-                                       .max_queued_reply_bytes = 1 << 20};
+  const xproc::ConnectionLimits limits{
+      .max_message_bytes = 1 << 16, .max_outstanding_calls = 64, .max_queued_reply_bytes = 1 << 20};
   xproc::rpc::ConnectionGuard guard(limits, w.timer);
   xproc::rpc::ServiceConfig config{logged_in ? std::nullopt : std::optional<std::string>("the key"), w.types, [] {},
                                    [&guard](uint64_t, bool succeeded) {

@@ -96,10 +96,12 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   Py_InitializeEx(0);  // no signal handlers: libFuzzer has its own
   // A struct of a schema this process does not know is looked up in xproc._schemas (the
   // package's pure-Python part); the package itself would import the real extension.
-  const std::string setup = "import sys, types\n"
-                            "package = types.ModuleType('xproc')\n"
-                            "package.__path__ = ['" XPROC_SOURCE_DIR "/bindings/python/xproc']\n"
-                            "sys.modules['xproc'] = package\n";
+  const std::string setup =
+      "import sys, types\n"
+      "package = types.ModuleType('xproc')\n"
+      "package.__path__ = ['" XPROC_SOURCE_DIR
+      "/bindings/python/xproc']\n"
+      "sys.modules['xproc'] = package\n";
   FUZZ_CHECK(PyRun_SimpleString(setup.c_str()) == 0);
   PyObject* module = PyImport_ImportModule("_xproc");
   FUZZ_CHECK(module != nullptr, "the embedded extension did not import");

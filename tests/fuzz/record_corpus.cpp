@@ -16,8 +16,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <limits>
 #include <functional>
+#include <limits>
 #include <string>
 #include <thread>
 #include <vector>
@@ -222,10 +222,24 @@ void record_queue(const std::string& name, xproc::detail::QueueKind kind, size_t
 }
 
 void record_names() {
-  const std::vector<std::string> names = {
-      "jobs", "pytest-4242-0123456789ab", "xproc.results", "a_b-c.d", ".", "..", "...", "",
-      "has/slash", "has space", "tab\there", std::string(200, 'n'), std::string(201, 'n'),
-      "escape\x1b[31mred", "caf\xc3\xa9", "back\\slash", std::string("nul\0inside", 10), "\xff\xfe"};
+  const std::vector<std::string> names = {"jobs",
+                                          "pytest-4242-0123456789ab",
+                                          "xproc.results",
+                                          "a_b-c.d",
+                                          ".",
+                                          "..",
+                                          "...",
+                                          "",
+                                          "has/slash",
+                                          "has space",
+                                          "tab\there",
+                                          std::string(200, 'n'),
+                                          std::string(201, 'n'),
+                                          "escape\x1b[31mred",
+                                          "caf\xc3\xa9",
+                                          "back\\slash",
+                                          std::string("nul\0inside", 10),
+                                          "\xff\xfe"};
   for (size_t i = 0; i < names.size(); ++i) {
     write_seed("names", "name_" + std::to_string(i), std::as_bytes(std::span(names[i])));
   }
@@ -243,15 +257,13 @@ void record_manager_streams() {
   seed("nothing", false, "");
   seed("wrong_login", false, xproc::fuzz::login_frames(std::string(32, 'k')));
   seed("logged_in_nothing", true, "");
-  seed("named_dict", true, xproc::fuzz::manager_call<Manager::DictParams>(3, 0, [](auto params) {
-         params.setRegisteredName("shared");
-       }));
+  seed("named_dict", true,
+       xproc::fuzz::manager_call<Manager::DictParams>(3, 0, [](auto params) { params.setRegisteredName("shared"); }));
   seed("dict_list_namespace", true,
        xproc::fuzz::manager_call<Manager::DictParams>(3, 0, [](auto) {}) +
            xproc::fuzz::manager_call<Manager::ListParams>(4, 1, [](auto) {}) +
-           xproc::fuzz::manager_call<Manager::NamespaceParams>(5, 2, [](auto params) {
-             params.setRegisteredName("ns");
-           }));
+           xproc::fuzz::manager_call<Manager::NamespaceParams>(5, 2,
+                                                               [](auto params) { params.setRegisteredName("ns"); }));
 }
 
 // A TCP relay on the loopback between one client and `upstream_port`: returns its port,

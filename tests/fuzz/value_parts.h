@@ -16,9 +16,8 @@ bool any_part(const Value& v, const Pred& pred) {
   }
   bool found = false;
   if (v.is_map()) {
-    v.as_map().for_each([&](const Value& key, const Value& item) {
-      found = found || any_part(key, pred) || any_part(item, pred);
-    });
+    v.as_map().for_each(
+        [&](const Value& key, const Value& item) { found = found || any_part(key, pred) || any_part(item, pred); });
   }
   return found;
 }

@@ -6,9 +6,9 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <cstdlib>
-#include <cstdio>
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -72,7 +72,8 @@ std::pair<int, std::string> run_command(const std::string& command) {
 
 std::pair<int, std::string> capnp_decode_value(const std::string& path) {
   return run_command("capnp decode -I " XPROC_SOURCE_DIR "/schema " XPROC_SOURCE_DIR
-                     "/schema/xproc/value.capnp Value < " + path + " 2>&1");
+                     "/schema/xproc/value.capnp Value < " +
+                     path + " 2>&1");
 }
 
 int wait_exit_code(pid_t pid) {

@@ -29,25 +29,25 @@ extern "C" {
 
 enum xproc_status {
   XPROC_OK = 0,
-  XPROC_EMPTY = 1,               /* a get found no message before the timeout */
-  XPROC_FULL = 2,                /* a put found no room before the timeout */
-  XPROC_EOF = 3,                 /* the other end closed the connection */
+  XPROC_EMPTY = 1, /* a get found no message before the timeout */
+  XPROC_FULL = 2,  /* a put found no room before the timeout */
+  XPROC_EOF = 3,   /* the other end closed the connection */
   XPROC_TIMEOUT = 4,
-  XPROC_VALUE_ERROR = 5,         /* a bad argument (a bad name, a closed queue ...) */
+  XPROC_VALUE_ERROR = 5, /* a bad argument (a bad name, a closed queue ...) */
   XPROC_KEY_ERROR = 6,
   XPROC_INDEX_ERROR = 7,
   XPROC_TYPE_ERROR = 8,
   XPROC_AUTHENTICATION_ERROR = 9,
   XPROC_BROKEN_PIPE = 10,
-  XPROC_CONNECTION_ERROR = 11,   /* the peer or server is gone, or nobody listens */
-  XPROC_OS_ERROR = 12,           /* a system call failed (see the message) */
+  XPROC_CONNECTION_ERROR = 11, /* the peer or server is gone, or nobody listens */
+  XPROC_OS_ERROR = 12,         /* a system call failed (see the message) */
   XPROC_MESSAGE_TOO_LARGE = 13,
-  XPROC_DECODE_ERROR = 14,       /* bytes that are not a valid message of the expected type */
+  XPROC_DECODE_ERROR = 14, /* bytes that are not a valid message of the expected type */
   XPROC_RUNTIME_ERROR = 15,
-  XPROC_INVALID_ARGUMENT = 16,   /* a NULL handle or out-parameter */
+  XPROC_INVALID_ARGUMENT = 16, /* a NULL handle or out-parameter */
   XPROC_NO_MEMORY = 17,
   XPROC_UNKNOWN_ERROR = 18,
-  XPROC_PERMISSION_ERROR = 19    /* not allowed, or a named segment not owned and protected as required */
+  XPROC_PERMISSION_ERROR = 19 /* not allowed, or a named segment not owned and protected as required */
 };
 
 /* The name of a status code ("XPROC_EMPTY: ..."); a static string. */
@@ -66,8 +66,8 @@ typedef struct xproc_queue xproc_queue;
  * XPROC_OS_ERROR when /dev/shm cannot hold it. The queue carries raw bytes (schema id 0),
  * or, via xproc_queue_create_typed, the messages of one Cap'n Proto struct type. */
 XPROC_API int xproc_queue_create(const char* name, size_t maxsize, size_t capacity_bytes, xproc_queue** out);
-XPROC_API int xproc_queue_create_typed(const char* name, size_t maxsize, size_t capacity_bytes,
-                                       uint64_t schema_id, xproc_queue** out);
+XPROC_API int xproc_queue_create_typed(const char* name, size_t maxsize, size_t capacity_bytes, uint64_t schema_id,
+                                       xproc_queue** out);
 /* Opens a named queue made by any process, in any language. XPROC_VALUE_ERROR when absent;
  * XPROC_PERMISSION_ERROR unless it is a regular file owned by this process's effective uid
  * that no other user may read or write (see xproc_queue_open_shared). */
@@ -131,8 +131,7 @@ typedef struct xproc_list xproc_list;
 
 /* Connects to a Manager server (started by C++, Python or `xproc serve`). Each thread
  * uses its own connection, made on first use. */
-XPROC_API int xproc_manager_connect(const char* address, const void* authkey, size_t authkey_size,
-                                    xproc_manager** out);
+XPROC_API int xproc_manager_connect(const char* address, const void* authkey, size_t authkey_size, xproc_manager** out);
 /* The same over TLS, for a "tls:host:port" address: the server's certificate must chain to
  * the PEM file ca_file (NULL: the system's trusted CAs) and name server_name (NULL: the
  * address's host); cert_file and key_file (NULL: none) are the client's own certificate.
@@ -147,8 +146,7 @@ XPROC_API int xproc_manager_dict(xproc_manager* manager, const char* name, xproc
 XPROC_API int xproc_manager_list(xproc_manager* manager, const char* name, xproc_list** out);
 /* Keys and values are Value messages. XPROC_KEY_ERROR for a missing key. */
 XPROC_API int xproc_dict_get(xproc_dict* dict, const void* key, size_t key_size, void** value, size_t* value_size);
-XPROC_API int xproc_dict_set(xproc_dict* dict, const void* key, size_t key_size, const void* value,
-                             size_t value_size);
+XPROC_API int xproc_dict_set(xproc_dict* dict, const void* key, size_t key_size, const void* value, size_t value_size);
 XPROC_API int xproc_dict_delete(xproc_dict* dict, const void* key, size_t key_size);
 XPROC_API int xproc_dict_len(xproc_dict* dict, size_t* out);
 XPROC_API void xproc_dict_close(xproc_dict* dict);

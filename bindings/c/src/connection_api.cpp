@@ -71,8 +71,7 @@ int xproc_client_connect(const char* address, const void* authkey, size_t authke
 int xproc_connection_send_bytes(xproc_connection* connection, const void* data, size_t size) {
   XPROC_REQUIRE_ARG(connection);
   if (data == nullptr && size != 0) return xproc::c_api::fail(XPROC_INVALID_ARGUMENT, "data is NULL");
-  return xproc::c_api::guarded(
-      [&] { connection->connection.send_bytes({static_cast<const std::byte*>(data), size}); });
+  return xproc::c_api::guarded([&] { connection->connection.send_bytes({static_cast<const std::byte*>(data), size}); });
 }
 
 int xproc_connection_recv_bytes(xproc_connection* connection, void** data, size_t* size) {

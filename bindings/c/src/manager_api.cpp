@@ -57,15 +57,13 @@ void xproc_manager_close(xproc_manager* manager) { delete manager; }
 int xproc_manager_dict(xproc_manager* manager, const char* name, xproc_dict** out) {
   XPROC_REQUIRE_ARG(manager);
   XPROC_REQUIRE_ARG(out);
-  return xproc::c_api::guarded(
-      [&] { *out = new xproc_dict{manager->manager.dict({}, name == nullptr ? "" : name)}; });
+  return xproc::c_api::guarded([&] { *out = new xproc_dict{manager->manager.dict({}, name == nullptr ? "" : name)}; });
 }
 
 int xproc_manager_list(xproc_manager* manager, const char* name, xproc_list** out) {
   XPROC_REQUIRE_ARG(manager);
   XPROC_REQUIRE_ARG(out);
-  return xproc::c_api::guarded(
-      [&] { *out = new xproc_list{manager->manager.list({}, name == nullptr ? "" : name)}; });
+  return xproc::c_api::guarded([&] { *out = new xproc_list{manager->manager.list({}, name == nullptr ? "" : name)}; });
 }
 
 int xproc_dict_get(xproc_dict* dict, const void* key, size_t key_size, void** value, size_t* value_size) {

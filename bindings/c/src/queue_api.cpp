@@ -50,8 +50,7 @@ int xproc_queue_create_shared(const char* name, size_t maxsize, size_t capacity_
   });
 }
 
-int xproc_queue_open_shared(const char* name, unsigned mode, int64_t owner_uid, int64_t group_gid,
-                            xproc_queue** out) {
+int xproc_queue_open_shared(const char* name, unsigned mode, int64_t owner_uid, int64_t group_gid, xproc_queue** out) {
   XPROC_REQUIRE_ARG(name);
   XPROC_REQUIRE_ARG(out);
   return xproc::c_api::guarded(

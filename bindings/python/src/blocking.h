@@ -25,9 +25,8 @@ struct Deadline {
     if (!block) {
       at = std::chrono::steady_clock::now();
     } else if (timeout) {
-      at = std::chrono::steady_clock::now() +
-           std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-               std::chrono::duration<double>(std::max(0.0, *timeout)));
+      at = std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                                  std::chrono::duration<double>(std::max(0.0, *timeout)));
     }
   }
   // The next slice's timeout: up to the deadline, at most kSignalCheckInterval.

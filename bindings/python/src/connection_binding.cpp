@@ -10,8 +10,8 @@
 #include <cerrno>
 #include <cstring>
 
-#include "blocking.h"
 #include "bindings.h"
+#include "blocking.h"
 #include "message_codec.h"
 #include "xproc/byte_connection.h"
 #include "xproc/connection.h"
@@ -103,9 +103,8 @@ void register_connections(nb::module_& m) {
            [](PythonConnection& self) {
              // A frame that is already here is decoded in place, with the GIL held.
              nb::object result;
-             if (self.connection.try_recv_in_place([&](std::span<const std::byte> bytes) {
-                   result = self.codec.decode(bytes);
-                 })) {
+             if (self.connection.try_recv_in_place(
+                     [&](std::span<const std::byte> bytes) { result = self.codec.decode(bytes); })) {
                return result;
              }
              return self.codec.decode(receive(self));
@@ -145,8 +144,8 @@ void register_connections(nb::module_& m) {
               return self.connection.recv_bytes_into({view.data(), view.size()}, offset);
             } catch (const BufferTooShort& e) {
               // As CPython: the whole message travels in the exception's args[0].
-              nb::object error = nb::module_::import_("multiprocessing").attr("BufferTooShort")(
-                  nb::bytes(e.message().data(), e.message().size()));
+              nb::object error = nb::module_::import_("multiprocessing")
+                                     .attr("BufferTooShort")(nb::bytes(e.message().data(), e.message().size()));
               PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(error.ptr())), error.ptr());
               throw nb::python_error();
             }
@@ -164,17 +163,18 @@ void register_connections(nb::module_& m) {
       .def_prop_ro("writable", [](const PythonConnection& self) { return self.connection.writable(); })
       .def_prop_ro("schema_id", [](const PythonConnection& self) { return self.codec.schema_id(); })
       .def("fileno", [](const PythonConnection& self) { return self.connection.fileno(); })
-      .def("wait_fileno", [](const PythonConnection& self) { return self.connection.wait_fileno(); },
-           "A descriptor for xproc.connection.wait(): readable when a message arrives after poll(0) found "
-           "none (or possibly for one another reader took), or when the other end goes. Unlike fileno(), "
-           "it makes later receives cost nothing.")
+      .def(
+          "wait_fileno", [](const PythonConnection& self) { return self.connection.wait_fileno(); },
+          "A descriptor for xproc.connection.wait(): readable when a message arrives after poll(0) found "
+          "none (or possibly for one another reader took), or when the other end goes. Unlike fileno(), "
+          "it makes later receives cost nothing.")
       .def_prop_ro("shared_memory", [](const PythonConnection& self) { return self.connection.shared_memory(); })
       .def(
           "handles",
           [](const PythonConnection& self) {
             const auto h = self.connection.shared_memory_handles();
-            return nb::make_tuple(h.socket, h.rings[0], h.rings[1], h.control, h.wake[0], h.wake[1], h.side,
-                                  h.readable, h.writable);
+            return nb::make_tuple(h.socket, h.rings[0], h.rings[1], h.control, h.wake[0], h.wake[1], h.side, h.readable,
+                                  h.writable);
           },
           "The descriptors behind a shared-memory end (socket, ring0, ring1, control, wake0, wake1), then its "
           "side, readable and writable; the descriptors stay this end's: duplicate them to hand it on.")
@@ -194,8 +194,8 @@ void register_connections(nb::module_& m) {
             h.writable = writable;
             return wrap(ByteConnection::adopt_shared_memory(h), schema_id);
           },
-          nb::arg("socket"), nb::arg("ring0"), nb::arg("ring1"), nb::arg("control"), nb::arg("wake0"),
-          nb::arg("wake1"), nb::arg("side"), nb::arg("readable"), nb::arg("writable"),
+          nb::arg("socket"), nb::arg("ring0"), nb::arg("ring1"), nb::arg("control"), nb::arg("wake0"), nb::arg("wake1"),
+          nb::arg("side"), nb::arg("readable"), nb::arg("writable"),
           nb::arg("schema_id") = MessageCodec::value_schema_id(),
           "Rebuilds a shared-memory end from duplicates of another process's handles (taking ownership).");
 

@@ -56,13 +56,14 @@ void register_dict(nb::module_& m) {
              Value k = to_value(key);
              return from_value(without_gil([&] { return self[k]; }));
            })
-      .def("get",
-           [](const DictProxy& self, AnyObject key, AnyObject fallback) {
-             Value k = to_value(key);
-             Value f = to_value(fallback);
-             return from_value(without_gil([&] { return self.get(k, f); }));
-           },
-           nb::arg("key"), nb::arg("default") = nb::none())
+      .def(
+          "get",
+          [](const DictProxy& self, AnyObject key, AnyObject fallback) {
+            Value k = to_value(key);
+            Value f = to_value(fallback);
+            return from_value(without_gil([&] { return self.get(k, f); }));
+          },
+          nb::arg("key"), nb::arg("default") = nb::none())
       .def("__setitem__",
            [](const DictProxy& self, AnyObject key, AnyObject value) {
              Value k = to_value(key);
@@ -110,22 +111,24 @@ void register_dict(nb::module_& m) {
              auto [k, v] = without_gil([&] { return self.popitem(); });
              return nb::make_tuple(from_value(k, true), from_value(v));
            })
-      .def("setdefault",
-           [](const DictProxy& self, AnyObject key, AnyObject fallback) {
-             Value k = to_value(key);
-             Value f = to_value(fallback);
-             return from_value(without_gil([&] { return self.setdefault(k, f); }));
-           },
-           nb::arg("key"), nb::arg("default") = nb::none())
+      .def(
+          "setdefault",
+          [](const DictProxy& self, AnyObject key, AnyObject fallback) {
+            Value k = to_value(key);
+            Value f = to_value(fallback);
+            return from_value(without_gil([&] { return self.setdefault(k, f); }));
+          },
+          nb::arg("key"), nb::arg("default") = nb::none())
       .def("clear", [](const DictProxy& self) { without_gil([&] { self.clear(); }); })
       .def("copy", [](const DictProxy& self) { return dict_of(without_gil([&] { return self.copy(); })); })
-      .def("increment",
-           [](const DictProxy& self, AnyObject key, AnyObject delta) {
-             Value k = to_value(key);
-             Value d = to_value(delta);
-             return from_value(without_gil([&] { return self.increment(k, d); }));
-           },
-           nb::arg("key"), nb::arg("delta") = 1)
+      .def(
+          "increment",
+          [](const DictProxy& self, AnyObject key, AnyObject delta) {
+            Value k = to_value(key);
+            Value d = to_value(delta);
+            return from_value(without_gil([&] { return self.increment(k, d); }));
+          },
+          nb::arg("key"), nb::arg("delta") = 1)
       .def("compare_and_set",
            [](const DictProxy& self, AnyObject key, bool expect_present, AnyObject expected, AnyObject value) {
              Value k = to_value(key);
@@ -136,15 +139,16 @@ void register_dict(nb::module_& m) {
              return nb::make_tuple(result.swapped, result.current.has_value(),
                                    result.current ? from_value(*result.current) : nb::none());
            })
-      .def("get_many",
-           [](const DictProxy& self, nb::handle keys, AnyObject fallback) {
-             std::vector<Value> ks = values_of(keys);
-             auto found = without_gil([&] { return self.get_many(ks); });
-             nb::list out;
-             for (const auto& v : found) out.append(v ? from_value(*v) : nb::borrow(fallback));
-             return out;
-           },
-           nb::arg("keys"), nb::arg("default") = nb::none())
+      .def(
+          "get_many",
+          [](const DictProxy& self, nb::handle keys, AnyObject fallback) {
+            std::vector<Value> ks = values_of(keys);
+            auto found = without_gil([&] { return self.get_many(ks); });
+            nb::list out;
+            for (const auto& v : found) out.append(v ? from_value(*v) : nb::borrow(fallback));
+            return out;
+          },
+          nb::arg("keys"), nb::arg("default") = nb::none())
       .def("set_many", [](const DictProxy& self, nb::handle mapping) {
         ValueMap items = map_of(mapping);
         without_gil([&] { self.set_many(items); });
@@ -198,40 +202,39 @@ void register_list(nb::module_& m) {
              Value v = to_value(value);
              without_gil([&] { self.insert(index, v); });
            })
-      .def("pop",
-           [](const ListProxy& self, int64_t index) {
-             return from_value(without_gil([&] { return self.pop(index); }));
-           },
-           nb::arg("index") = -1)
+      .def(
+          "pop",
+          [](const ListProxy& self, int64_t index) { return from_value(without_gil([&] { return self.pop(index); })); },
+          nb::arg("index") = -1)
       .def("remove",
            [](const ListProxy& self, AnyObject value) {
              Value v = to_value(value);
              without_gil([&] { self.remove(v); });
            })
-      .def("index",
-           [](const ListProxy& self, AnyObject value, int64_t start, std::optional<int64_t> stop) {
-             Value v = to_value(value);
-             return without_gil([&] { return self.index(v, start, stop); });
-           },
-           nb::arg("value"), nb::arg("start") = 0, nb::arg("stop") = nb::none())
+      .def(
+          "index",
+          [](const ListProxy& self, AnyObject value, int64_t start, std::optional<int64_t> stop) {
+            Value v = to_value(value);
+            return without_gil([&] { return self.index(v, start, stop); });
+          },
+          nb::arg("value"), nb::arg("start") = 0, nb::arg("stop") = nb::none())
       .def("count",
            [](const ListProxy& self, AnyObject value) {
              Value v = to_value(value);
              return without_gil([&] { return self.count(v); });
            })
       .def("reverse", [](const ListProxy& self) { without_gil([&] { self.reverse(); }); })
-      .def("sort", [](const ListProxy& self, bool reverse) { without_gil([&] { self.sort(reverse); }); },
-           nb::arg("reverse") = false)
+      .def(
+          "sort", [](const ListProxy& self, bool reverse) { without_gil([&] { self.sort(reverse); }); },
+          nb::arg("reverse") = false)
       .def("copy", [](const ListProxy& self) { return list_of(without_gil([&] { return self.copy(); })); })
       .def("multiply", [](const ListProxy& self, int64_t times) { without_gil([&] { self.multiply(times); }); });
 }
 
 void register_namespace(nb::module_& m) {
   proxy_class<NamespaceProxy>(m, "NamespaceProxy", "A namespace held by a manager.")
-      .def("get",
-           [](const NamespaceProxy& self, const std::string& name) {
-             return from_value(without_gil([&] { return self.get(name); }));
-           })
+      .def("get", [](const NamespaceProxy& self,
+                     const std::string& name) { return from_value(without_gil([&] { return self.get(name); })); })
       .def("set",
            [](const NamespaceProxy& self, const std::string& name, AnyObject value) {
              Value v = to_value(value);
@@ -254,12 +257,13 @@ void register_cells(nb::module_& m) {
              Value v = to_value(value);
              without_gil([&] { self.set(v); });
            })
-      .def("increment",
-           [](const ValueProxy& self, AnyObject delta) {
-             Value d = to_value(delta);
-             return from_value(without_gil([&] { return self.increment(d); }));
-           },
-           nb::arg("delta") = 1)
+      .def(
+          "increment",
+          [](const ValueProxy& self, AnyObject delta) {
+            Value d = to_value(delta);
+            return from_value(without_gil([&] { return self.increment(d); }));
+          },
+          nb::arg("delta") = 1)
       .def_prop_ro("typecode", [](const ValueProxy& self) { return without_gil([&] { return self.typecode(); }); });
 
   proxy_class<ArrayProxy>(m, "ArrayProxy", "A fixed-length typed array held by a manager (manager.Array).")

@@ -114,63 +114,86 @@ void register_managers(nb::module_& m) {
                      return nb::bytes(self.authkey()->data(), self.authkey()->size());
                    })
       .def_prop_ro("pid", &Manager::pid)
-      .def("dict",
-           [](Manager& self, nb::handle initial, std::string_view name) {
-             Value v = to_value(initial);
-             if (!v.is_map()) throw nb::type_error("dict() takes a dict");
-             return without_gil([&] { return self.dict(v.as_map(), name); });
-           },
-           nb::arg("initial"), nb::arg("name") = "")
-      .def("list",
-           [](Manager& self, nb::handle initial, std::string_view name) {
-             Value::List items;
-             for (nb::handle item : initial) items.push_back(to_value(item));
-             return without_gil([&] { return self.list(items, name); });
-           },
-           nb::arg("initial"), nb::arg("name") = "")
-      .def("namespace", [](Manager& self, std::string_view name) { return without_gil([&] { return self.namespace_(name); }); },
-           nb::arg("name") = "")
-      .def("value",
-           [](Manager& self, std::string_view typecode, nb::handle initial, std::string_view name) {
-             Value v = to_value(initial);
-             return without_gil([&] { return self.value(typecode, v, name); });
-           },
-           nb::arg("typecode"), nb::arg("initial"), nb::arg("name") = "")
-      .def("array",
-           [](Manager& self, std::string_view typecode, nb::handle initial, std::string_view name) {
-             Value::List items;
-             for (nb::handle item : initial) items.push_back(to_value(item));
-             return without_gil([&] { return self.array(typecode, items, name); });
-           },
-           nb::arg("typecode"), nb::arg("initial"), nb::arg("name") = "")
-      .def("queue", [](Manager& self, int64_t maxsize, std::string_view name) {
-             return without_gil([&] { return self.queue(maxsize, name); });
-           }, nb::arg("maxsize") = 0, nb::arg("name") = "")
-      .def("joinable_queue", [](Manager& self, int64_t maxsize, std::string_view name) {
-             return without_gil([&] { return self.joinable_queue(maxsize, name); });
-           }, nb::arg("maxsize") = 0, nb::arg("name") = "")
-      .def("lock", [](Manager& self, std::string_view name) { return without_gil([&] { return self.lock(name); }); },
-           nb::arg("name") = "")
-      .def("rlock", [](Manager& self, std::string_view name) { return without_gil([&] { return self.rlock(name); }); },
-           nb::arg("name") = "")
-      .def("semaphore", [](Manager& self, int64_t value, std::string_view name) {
-             return without_gil([&] { return self.semaphore(value, name); });
-           }, nb::arg("value") = 1, nb::arg("name") = "")
-      .def("bounded_semaphore", [](Manager& self, int64_t value, std::string_view name) {
-             return without_gil([&] { return self.bounded_semaphore(value, name); });
-           }, nb::arg("value") = 1, nb::arg("name") = "")
-      .def("event", [](Manager& self, std::string_view name) { return without_gil([&] { return self.event(name); }); },
-           nb::arg("name") = "")
-      .def("condition",
-           [](Manager& self, std::optional<LockProxy> lock, std::string_view name) {
-             return without_gil([&] { return self.condition(lock, name); });
-           },
-           nb::arg("lock") = nb::none(), nb::arg("name") = "")
-      .def("barrier",
-           [](Manager& self, uint32_t parties, std::optional<double> timeout, std::string_view name) {
-             return without_gil([&] { return self.barrier(parties, python_timeout(timeout), name); });
-           },
-           nb::arg("parties"), nb::arg("timeout") = nb::none(), nb::arg("name") = "")
+      .def(
+          "dict",
+          [](Manager& self, nb::handle initial, std::string_view name) {
+            Value v = to_value(initial);
+            if (!v.is_map()) throw nb::type_error("dict() takes a dict");
+            return without_gil([&] { return self.dict(v.as_map(), name); });
+          },
+          nb::arg("initial"), nb::arg("name") = "")
+      .def(
+          "list",
+          [](Manager& self, nb::handle initial, std::string_view name) {
+            Value::List items;
+            for (nb::handle item : initial) items.push_back(to_value(item));
+            return without_gil([&] { return self.list(items, name); });
+          },
+          nb::arg("initial"), nb::arg("name") = "")
+      .def(
+          "namespace",
+          [](Manager& self, std::string_view name) { return without_gil([&] { return self.namespace_(name); }); },
+          nb::arg("name") = "")
+      .def(
+          "value",
+          [](Manager& self, std::string_view typecode, nb::handle initial, std::string_view name) {
+            Value v = to_value(initial);
+            return without_gil([&] { return self.value(typecode, v, name); });
+          },
+          nb::arg("typecode"), nb::arg("initial"), nb::arg("name") = "")
+      .def(
+          "array",
+          [](Manager& self, std::string_view typecode, nb::handle initial, std::string_view name) {
+            Value::List items;
+            for (nb::handle item : initial) items.push_back(to_value(item));
+            return without_gil([&] { return self.array(typecode, items, name); });
+          },
+          nb::arg("typecode"), nb::arg("initial"), nb::arg("name") = "")
+      .def(
+          "queue",
+          [](Manager& self, int64_t maxsize, std::string_view name) {
+            return without_gil([&] { return self.queue(maxsize, name); });
+          },
+          nb::arg("maxsize") = 0, nb::arg("name") = "")
+      .def(
+          "joinable_queue",
+          [](Manager& self, int64_t maxsize, std::string_view name) {
+            return without_gil([&] { return self.joinable_queue(maxsize, name); });
+          },
+          nb::arg("maxsize") = 0, nb::arg("name") = "")
+      .def(
+          "lock", [](Manager& self, std::string_view name) { return without_gil([&] { return self.lock(name); }); },
+          nb::arg("name") = "")
+      .def(
+          "rlock", [](Manager& self, std::string_view name) { return without_gil([&] { return self.rlock(name); }); },
+          nb::arg("name") = "")
+      .def(
+          "semaphore",
+          [](Manager& self, int64_t value, std::string_view name) {
+            return without_gil([&] { return self.semaphore(value, name); });
+          },
+          nb::arg("value") = 1, nb::arg("name") = "")
+      .def(
+          "bounded_semaphore",
+          [](Manager& self, int64_t value, std::string_view name) {
+            return without_gil([&] { return self.bounded_semaphore(value, name); });
+          },
+          nb::arg("value") = 1, nb::arg("name") = "")
+      .def(
+          "event", [](Manager& self, std::string_view name) { return without_gil([&] { return self.event(name); }); },
+          nb::arg("name") = "")
+      .def(
+          "condition",
+          [](Manager& self, std::optional<LockProxy> lock, std::string_view name) {
+            return without_gil([&] { return self.condition(lock, name); });
+          },
+          nb::arg("lock") = nb::none(), nb::arg("name") = "")
+      .def(
+          "barrier",
+          [](Manager& self, uint32_t parties, std::optional<double> timeout, std::string_view name) {
+            return without_gil([&] { return self.barrier(parties, python_timeout(timeout), name); });
+          },
+          nb::arg("parties"), nb::arg("timeout") = nb::none(), nb::arg("name") = "")
       .def("names", [](Manager& self) { return without_gil([&] { return self.names(); }); })
       .def("unregister", [](Manager& self, std::string_view name) { without_gil([&] { self.unregister(name); }); })
       .def("attach", &attach, nb::arg("kind"), nb::arg("id"),

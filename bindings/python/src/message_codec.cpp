@@ -34,8 +34,8 @@ void MessageCodec::encode(nb::handle object, EncodedMessage& encoded) const {
   auto message = as_pycapnp_message(object);
   if (!message) {
     throw nb::type_error(("this channel carries Cap'n Proto structs " + schema_id_hex(schema_id_) +
-                          "; send a pycapnp builder or reader of that type, not '" +
-                          Py_TYPE(object.ptr())->tp_name + "'")
+                          "; send a pycapnp builder or reader of that type, not '" + Py_TYPE(object.ptr())->tp_name +
+                          "'")
                              .c_str());
   }
   if (message->schema_id != schema_id_) {

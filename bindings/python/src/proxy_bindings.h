@@ -2,9 +2,9 @@
 // its arguments to Values, makes the remote call without the GIL, and converts back.
 // The xproc package wraps them in multiprocessing's proxy API (MutableMapping ...).
 #pragma once
+#include <nanobind/stl/string.h>
 #include <optional>
 #include "bindings.h"
-#include <nanobind/stl/string.h>
 
 #include "xproc/byte_queue.h"  // Timeout
 
@@ -31,8 +31,8 @@ nb::class_<P> proxy_class(nb::module_& m, const char* name, const char* doc) {
       .def("__repr__", [](const P& self) { return without_gil([&] { return self.repr(); }); });
 }
 
-void register_container_proxies(nb::module_& m);     // dict, list, namespace, value, array
-void register_queue_proxies(nb::module_& m);         // queue, joinable queue
+void register_container_proxies(nb::module_& m);        // dict, list, namespace, value, array
+void register_queue_proxies(nb::module_& m);            // queue, joinable queue
 void register_synchronization_proxies(nb::module_& m);  // lock, semaphore, event, condition, barrier
 
 }  // namespace xproc::python

@@ -105,12 +105,11 @@ void translate(const std::exception_ptr& pointer, void*) {
 
 void register_errors(nb::module_& m) {
   errors = new PythonErrors();  // lives as long as the process: translators may run at exit
-  errors->message_too_large =
-      PyErr_NewExceptionWithDoc("xproc.MessageTooLarge", "A message is larger than the queue or connection accepts.",
-                                PyExc_ValueError, nullptr);
+  errors->message_too_large = PyErr_NewExceptionWithDoc(
+      "xproc.MessageTooLarge", "A message is larger than the queue or connection accepts.", PyExc_ValueError, nullptr);
   errors->decode_error = PyErr_NewExceptionWithDoc(
-      "xproc.DecodeError", "Bytes that are not a valid Cap'n Proto message of the expected type.",
-      PyExc_ValueError, nullptr);
+      "xproc.DecodeError", "Bytes that are not a valid Cap'n Proto message of the expected type.", PyExc_ValueError,
+      nullptr);
   m.attr("MessageTooLarge") = nb::borrow(errors->message_too_large);
   m.attr("DecodeError") = nb::borrow(errors->decode_error);
   nb::register_exception_translator(&translate);

@@ -4,8 +4,8 @@
 #include "python_values.h"
 
 #include <capnp/serialize.h>
-#include <nanobind/stl/string.h>
 #include <kj/exception.h>
+#include <nanobind/stl/string.h>
 
 #include <cstring>
 #include <string>
@@ -119,8 +119,7 @@ void remember_struct(nb::handle schema) {
 }
 
 [[noreturn]] void unsupported(nb::handle object) {
-  throw nb::type_error(("xproc cannot send an object of type '" +
-                        std::string(Py_TYPE(object.ptr())->tp_name) +
+  throw nb::type_error(("xproc cannot send an object of type '" + std::string(Py_TYPE(object.ptr())->tp_name) +
                         "' (supported: None, bool, int, float, str, bytes, list, tuple, dict "
                         "and pycapnp structs)")
                            .c_str());
@@ -210,8 +209,8 @@ nb::object read(schema::Value::Reader reader, bool as_key, int depth) {
     }
     case schema::Value::DATA: {
       auto data = reader.getData();
-      return nb::steal(PyBytes_FromStringAndSize(reinterpret_cast<const char*>(data.begin()),
-                                                 static_cast<Py_ssize_t>(data.size())));
+      return nb::steal(
+          PyBytes_FromStringAndSize(reinterpret_cast<const char*>(data.begin()), static_cast<Py_ssize_t>(data.size())));
     }
     case schema::Value::LIST: {
       auto list = reader.getList();
@@ -245,8 +244,8 @@ nb::object read(schema::Value::Reader reader, bool as_key, int depth) {
     case schema::Value::STRUCT: {
       auto s = reader.getStruct();
       auto words = serialize(s.getValue().getAs<capnp::AnyStruct>());
-      return pycapnp_reader(s.getSchemaId(),
-                            nb::bytes(reinterpret_cast<const char*>(words.begin()), words.size() * sizeof(capnp::word)));
+      return pycapnp_reader(
+          s.getSchemaId(), nb::bytes(reinterpret_cast<const char*>(words.begin()), words.size() * sizeof(capnp::word)));
     }
   }
   throw DecodeError("unknown Value kind " + std::to_string(static_cast<int>(reader.which())));
@@ -277,13 +276,14 @@ capnp::MallocMessageBuilder& encode_value(nb::handle object, capnp::MallocMessag
 }
 
 nb::object decode_value(std::span<const std::byte> message) {
-  return detail::with_validated_root<schema::Value, detail::Reads::kAll>(message, DecodeLimits{}, [](schema::Value::Reader root) {
-    try {
-      return read(root, false, 0);
-    } catch (const kj::Exception& e) {
-      throw DecodeError(std::string("invalid Value: ") + e.getDescription().cStr());
-    }
-  });
+  return detail::with_validated_root<schema::Value, detail::Reads::kAll>(
+      message, DecodeLimits{}, [](schema::Value::Reader root) {
+        try {
+          return read(root, false, 0);
+        } catch (const kj::Exception& e) {
+          throw DecodeError(std::string("invalid Value: ") + e.getDescription().cStr());
+        }
+      });
 }
 
 Value to_value(nb::handle object) {

@@ -6,8 +6,8 @@
 
 #include <vector>
 
-#include "blocking.h"
 #include "bindings.h"
+#include "blocking.h"
 #include "message_codec.h"
 #include "xproc/byte_queue.h"
 #include "xproc/errors.h"
@@ -62,9 +62,8 @@ void register_queues(nb::module_& m) {
                                    MessageCodec(schema_id)};
           },
           nb::arg("maxsize") = 0, nb::arg("capacity_bytes") = QueueOptions{}.capacity_bytes,
-          nb::arg("max_message_bytes") = 0, nb::arg("kind") = 0,
-          nb::arg("schema_id") = MessageCodec::value_schema_id(), nb::arg("name") = nb::none(),
-          nb::arg("mode") = 0600, nb::arg("group") = nb::none(),
+          nb::arg("max_message_bytes") = 0, nb::arg("kind") = 0, nb::arg("schema_id") = MessageCodec::value_schema_id(),
+          nb::arg("name") = nb::none(), nb::arg("mode") = 0600, nb::arg("group") = nb::none(),
           "A new queue: anonymous, or named with permission bits `mode` and group `group` (ValueError "
           "when the name is invalid or taken).")
       .def_static(
@@ -78,7 +77,8 @@ void register_queues(nb::module_& m) {
           "Opens the named queue any process made: PermissionError unless it is owned by `owner` (default: "
           "this user) with permission bits within `mode` (and group `group` when it has group bits).")
       .def_static(
-          "adopt", [](int fd) {
+          "adopt",
+          [](int fd) {
             ByteQueue queue = ByteQueue::adopt_anonymous(fd);
             const uint64_t schema_id = queue.schema_id();
             return PythonQueue{std::move(queue), MessageCodec(schema_id)};

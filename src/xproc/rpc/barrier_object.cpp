@@ -15,9 +15,7 @@ class BarrierObject final : public SharedObject, public Served<schema::Barrier::
     new_generation();
   }
 
-  capnp::Capability::Client client(Session&) override {
-    return kj::Own<schema::Barrier::Server>(kj::addRef(*this));
-  }
+  capnp::Capability::Client client(Session&) override { return kj::Own<schema::Barrier::Server>(kj::addRef(*this)); }
 
  protected:
   kj::Promise<void> repr(ReprContext context) override {

@@ -28,38 +28,37 @@ BufferedMessageStream::BufferedMessageStream(MessageGuard* guard)
       buffer_(kj::heapArray<capnp::word>(kReadBufferBytes / sizeof(capnp::word))),
       flushes_(kj::heap<kj::TaskSet>(ignore_errors_)) {}
 
-kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> BufferedMessageStream::tryReadMessage(
-    kj::ArrayPtr<kj::AutoCloseFd>, capnp::ReaderOptions options, kj::ArrayPtr<capnp::word>) {
+kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> BufferedMessageStream::tryReadMessage(kj::ArrayPtr<kj::AutoCloseFd>,
+                                                                                         capnp::ReaderOptions options,
+                                                                                         kj::ArrayPtr<capnp::word>) {
   // A message over the guard's limit is refused as soon as its size is known.
-  if (guard_ != nullptr) options.traversalLimitInWords = std::min(options.traversalLimitInWords, guard_->message_limit_words());
+  if (guard_ != nullptr)
+    options.traversalLimitInWords = std::min(options.traversalLimitInWords, guard_->message_limit_words());
   auto* bytes = buffer_bytes();
   const size_t capacity = buffer_.size() * sizeof(capnp::word);
   for (;;) {
     std::optional<size_t> size;
     Read read{Read::kNone};
-    KJ_IF_MAYBE(error, kj::runCatchingExceptions([&] {
-                  size = framed_message_bytes(bytes + begin_, end_ - begin_, options.traversalLimitInWords);
-                  if (size) return;
-                  if (begin_ > 0) {  // room at the end; messages are whole words, so this stays aligned
-                    std::memmove(bytes, bytes + begin_, end_ - begin_);
-                    end_ -= begin_;
-                    begin_ = 0;
-                  }
-                  read = read_some(bytes + end_, capacity - end_);
-                })) {
+    KJ_IF_MAYBE (error, kj::runCatchingExceptions([&] {
+                   size = framed_message_bytes(bytes + begin_, end_ - begin_, options.traversalLimitInWords);
+                   if (size) return;
+                   if (begin_ > 0) {  // room at the end; messages are whole words, so this stays aligned
+                     std::memmove(bytes, bytes + begin_, end_ - begin_);
+                     end_ -= begin_;
+                     begin_ = 0;
+                   }
+                   read = read_some(bytes + end_, capacity - end_);
+                 })) {
       if (guard_ != nullptr) guard_->refused(*error);
       return kj::mv(*error);
     }
     if (size) return take_message(*size, options);
     switch (read.kind) {
-      case Read::kBytes:
-        end_ += read.bytes;
-        break;
+      case Read::kBytes: end_ += read.bytes; break;
       case Read::kEnd:
         if (end_ == begin_) return kj::Maybe<capnp::MessageReaderAndFds>(nullptr);  // a clean end
         return ended_mid_message();
-      case Read::kNone:
-        return readable().then([this, options] { return tryReadMessage(nullptr, options, nullptr); });
+      case Read::kNone: return readable().then([this, options] { return tryReadMessage(nullptr, options, nullptr); });
     }
   }
 }
@@ -80,9 +79,9 @@ kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> BufferedMessageStream::take_m
 kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> BufferedMessageStream::deliver(kj::Array<capnp::word> words,
                                                                                   capnp::ReaderOptions options) {
   auto message = reader_owning(kj::mv(words), options);
-  KJ_IF_MAYBE(delivered, message) {
+  KJ_IF_MAYBE (delivered, message) {
     if (guard_ != nullptr) {
-      KJ_IF_MAYBE(error, kj::runCatchingExceptions([&] { guard_->check(*delivered->reader); })) {
+      KJ_IF_MAYBE (error, kj::runCatchingExceptions([&] { guard_->check(*delivered->reader); })) {
         return kj::mv(*error);
       }
     }
@@ -97,19 +96,15 @@ kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> BufferedMessageStream::read_r
   const size_t size = words.size() * sizeof(capnp::word);
   while (have < size) {
     Read read{Read::kNone};
-    KJ_IF_MAYBE(error, kj::runCatchingExceptions([&] { read = read_some(out + have, size - have); })) {
+    KJ_IF_MAYBE (error, kj::runCatchingExceptions([&] { read = read_some(out + have, size - have); })) {
       return kj::mv(*error);
     }
     switch (read.kind) {
-      case Read::kBytes:
-        have += read.bytes;
-        break;
-      case Read::kEnd:
-        return ended_mid_message();
+      case Read::kBytes: have += read.bytes; break;
+      case Read::kEnd: return ended_mid_message();
       case Read::kNone:
-        return readable().then([this, words = kj::mv(words), have, options]() mutable {
-          return read_rest(kj::mv(words), have, options);
-        });
+        return readable().then(
+            [this, words = kj::mv(words), have, options]() mutable { return read_rest(kj::mv(words), have, options); });
     }
   }
   return deliver(kj::mv(words), options);
@@ -117,14 +112,18 @@ kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> BufferedMessageStream::read_r
 
 kj::Promise<void> BufferedMessageStream::writeMessage(kj::ArrayPtr<const int>,
                                                       kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments) {
-  KJ_IF_MAYBE(failure, failure_) { return kj::cp(*failure); }
+  KJ_IF_MAYBE (failure, failure_) {
+    return kj::cp(*failure);
+  }
   append_framed(gathered_, segments);
   return after_append();
 }
 
 kj::Promise<void> BufferedMessageStream::writeMessages(
     kj::ArrayPtr<kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>>> messages) {
-  KJ_IF_MAYBE(failure, failure_) { return kj::cp(*failure); }
+  KJ_IF_MAYBE (failure, failure_) {
+    return kj::cp(*failure);
+  }
   for (auto segments : messages) append_framed(gathered_, segments);
   return after_append();
 }
@@ -149,13 +148,13 @@ kj::Promise<void> BufferedMessageStream::after_append() {
 
 kj::Promise<void> BufferedMessageStream::flush() {
   if (failed()) return kj::READY_NOW;
-  KJ_IF_MAYBE(error, kj::runCatchingExceptions([&] {
-                while (sent_ < gathered_.size()) {
-                  const size_t n = write_some(gathered_.data() + sent_, gathered_.size() - sent_);
-                  if (n == 0) break;
-                  sent_ += n;
-                }
-              })) {
+  KJ_IF_MAYBE (error, kj::runCatchingExceptions([&] {
+                 while (sent_ < gathered_.size()) {
+                   const size_t n = write_some(gathered_.data() + sent_, gathered_.size() - sent_);
+                   if (n == 0) break;
+                   sent_ += n;
+                 }
+               })) {
     fail(kj::mv(*error));
     return kj::READY_NOW;
   }
@@ -174,7 +173,9 @@ kj::Promise<void> BufferedMessageStream::flush() {
 
 // Resolves once no more than `limit` gathered bytes wait for the transport.
 kj::Promise<void> BufferedMessageStream::drained(size_t limit) {
-  KJ_IF_MAYBE(failure, failure_) { return kj::cp(*failure); }
+  KJ_IF_MAYBE (failure, failure_) {
+    return kj::cp(*failure);
+  }
   if (gathered_.size() - sent_ <= limit) return kj::READY_NOW;
   auto waiter = kj::newPromiseAndFulfiller<void>();
   drained_waiters_.push_back({limit, kj::mv(waiter.fulfiller)});

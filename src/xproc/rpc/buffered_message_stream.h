@@ -75,9 +75,10 @@ class BufferedMessageStream : public capnp::MessageStream {
   kj::byte* buffer_bytes() { return reinterpret_cast<kj::byte*>(buffer_.begin()); }
   kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> take_message(size_t size, capnp::ReaderOptions options);
   // The message in `words`, checked by the guard.
-  kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> deliver(kj::Array<capnp::word> words, capnp::ReaderOptions options);
+  kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> deliver(kj::Array<capnp::word> words,
+                                                             capnp::ReaderOptions options);
   kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> read_rest(kj::Array<capnp::word> words, size_t have,
-                                                                capnp::ReaderOptions options);
+                                                               capnp::ReaderOptions options);
   kj::Promise<void> after_append();
   kj::Promise<void> flush();
   kj::Promise<void> drained(size_t limit);

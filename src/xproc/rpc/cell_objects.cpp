@@ -15,9 +15,7 @@ class ValueCellObject final : public SharedObject, public Served<schema::ValueCe
   ValueCellObject(Runtime& runtime, std::string typecode, Value initial)
       : SharedObject(runtime, schema::Kind::VALUE), typecode_(std::move(typecode)), value_(std::move(initial)) {}
 
-  capnp::Capability::Client client(Session&) override {
-    return kj::Own<schema::ValueCell::Server>(kj::addRef(*this));
-  }
+  capnp::Capability::Client client(Session&) override { return kj::Own<schema::ValueCell::Server>(kj::addRef(*this)); }
 
  protected:
   kj::Promise<void> repr(ReprContext context) override {
@@ -61,10 +59,12 @@ Value checked_item(const std::string& typecode, const Value& v) {
     const auto& s = v.as_text();
     size_t points = 0;
     for (unsigned char c : s) points += (c & 0xC0) != 0x80;
-    if (points != 1) throw TypeError("array item must be unicode character, not a string of length " + std::to_string(points));
+    if (points != 1)
+      throw TypeError("array item must be unicode character, not a string of length " + std::to_string(points));
     return v;
   }
-  if (!v.is_int() && !v.is_bool()) throw TypeError("'" + std::string(v.type_name()) + "' object cannot be interpreted as an integer");
+  if (!v.is_int() && !v.is_bool())
+    throw TypeError("'" + std::string(v.type_name()) + "' object cannot be interpreted as an integer");
   int64_t i = v.is_bool() ? v.as_bool() : v.as_int();
   int64_t lo = 0;
   int64_t hi = std::numeric_limits<int64_t>::max();
@@ -75,11 +75,14 @@ Value checked_item(const std::string& typecode, const Value& v) {
     case 'H': lo = 0, hi = 65535; break;
     case 'i': lo = std::numeric_limits<int32_t>::min(), hi = std::numeric_limits<int32_t>::max(); break;
     case 'I': lo = 0, hi = std::numeric_limits<uint32_t>::max(); break;
-    case 'l': case 'q': lo = std::numeric_limits<int64_t>::min(); break;
-    case 'L': case 'Q': lo = 0; break;
+    case 'l':
+    case 'q': lo = std::numeric_limits<int64_t>::min(); break;
+    case 'L':
+    case 'Q': lo = 0; break;
     default: break;
   }
-  if (i < lo || i > hi) throw ValueError("OverflowError: " + std::to_string(i) + " out of range for typecode '" + typecode + "'");
+  if (i < lo || i > hi)
+    throw ValueError("OverflowError: " + std::to_string(i) + " out of range for typecode '" + typecode + "'");
   return Value(i);
 }
 
@@ -99,9 +102,7 @@ class ArrayObject final : public SharedObject, public Served<schema::Array::Serv
     for (const auto& v : initial) items_.push_back(checked_item(typecode_, v));
   }
 
-  capnp::Capability::Client client(Session&) override {
-    return kj::Own<schema::Array::Server>(kj::addRef(*this));
-  }
+  capnp::Capability::Client client(Session&) override { return kj::Own<schema::Array::Server>(kj::addRef(*this)); }
 
  protected:
   kj::Promise<void> repr(ReprContext context) override {
@@ -124,8 +125,8 @@ class ArrayObject final : public SharedObject, public Served<schema::Array::Serv
     return kj::READY_NOW;
   }
   kj::Promise<void> getItem(GetItemContext context) override {
-    items_[normalize_index(context.getParams().getIndex(), items_.size(), "array index out of range")]
-        .to_capnp(context.getResults().initValue());
+    items_[normalize_index(context.getParams().getIndex(), items_.size(), "array index out of range")].to_capnp(
+        context.getResults().initValue());
     return kj::READY_NOW;
   }
   kj::Promise<void> setItem(SetItemContext context) override {
@@ -137,7 +138,8 @@ class ArrayObject final : public SharedObject, public Served<schema::Array::Serv
   kj::Promise<void> getSlice(GetSliceContext context) override {
     auto range = slice_range(context.getParams().getSlice(), static_cast<int64_t>(items_.size()));
     auto out = context.getResults().initValues(static_cast<unsigned>(range.count));
-    for (int64_t i = 0; i < range.count; ++i) items_[static_cast<size_t>(range.at(i))].to_capnp(out[static_cast<unsigned>(i)]);
+    for (int64_t i = 0; i < range.count; ++i)
+      items_[static_cast<size_t>(range.at(i))].to_capnp(out[static_cast<unsigned>(i)]);
     return kj::READY_NOW;
   }
   kj::Promise<void> setSlice(SetSliceContext context) override {
@@ -150,7 +152,8 @@ class ArrayObject final : public SharedObject, public Served<schema::Array::Serv
     std::vector<Value> checked;
     checked.reserve(values.size());
     for (const auto& v : values) checked.push_back(checked_item(typecode_, v));
-    for (int64_t i = 0; i < range.count; ++i) items_[static_cast<size_t>(range.at(i))] = std::move(checked[static_cast<size_t>(i)]);
+    for (int64_t i = 0; i < range.count; ++i)
+      items_[static_cast<size_t>(range.at(i))] = std::move(checked[static_cast<size_t>(i)]);
     return kj::READY_NOW;
   }
   kj::Promise<void> typecode(TypecodeContext context) override {

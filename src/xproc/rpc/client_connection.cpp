@@ -58,9 +58,12 @@ kj::Own<capnp::MessageStream> tls_message_stream(ThreadLoop& loop, int fd, const
     // From the clock, not the timer's idea of now: that is the time the loop last ran, which
     // for a thread that has not waited on it lately is long past (the deadline would be too).
     auto& timer = loop.io().provider->getTimer();
-    auto timeout = timer.atTime(kj::systemPreciseMonotonicClock().now() + kTlsHandshakeTimeout).then(
-        []() -> kj::Own<kj::AsyncIoStream> { KJ_FAIL_REQUIRE("the server did not finish the TLS handshake in time"); });
-    secure = setup->context->wrapClient(kj::mv(raw), server_name).exclusiveJoin(kj::mv(timeout)).wait(loop.wait_scope());
+    auto timeout = timer.atTime(kj::systemPreciseMonotonicClock().now() + kTlsHandshakeTimeout)
+                       .then([]() -> kj::Own<kj::AsyncIoStream> {
+                         KJ_FAIL_REQUIRE("the server did not finish the TLS handshake in time");
+                       });
+    secure =
+        setup->context->wrapClient(kj::mv(raw), server_name).exclusiveJoin(kj::mv(timeout)).wait(loop.wait_scope());
   } catch (const kj::Exception& e) {
     throw ConnectionError("TLS with the manager at " + address.substr(4) + " (as " + server_name +
                           ") failed: " + e.getDescription().cStr());

@@ -22,9 +22,9 @@
 #include <capnp/rpc-twoparty.h>
 
 #include "xproc/manager.capnp.h"
-#include "xproc/tls_options.h"
 #include "xproc/rpc/remote_error.h"
 #include "xproc/rpc/thread_loop.h"
+#include "xproc/tls_options.h"
 
 namespace xproc::rpc {
 
@@ -84,7 +84,7 @@ class ClientConnection {
   };
   struct EventLoopRpc;
   void release_transport() noexcept;  // closes the socket, whichever transport has it
-  void sweep();  // forgets capabilities whose proxies are all gone, so the server can free them
+  void sweep();                       // forgets capabilities whose proxies are all gone, so the server can free them
 
   ThreadLoop& loop_;
   int fd_;

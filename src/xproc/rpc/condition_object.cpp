@@ -32,10 +32,11 @@ class ConditionState final : public SharedObject {
           return was_notified;
         })
         .then([this, self = kj::addRef(*this), session = kj::addRef(session), owner, level](bool was_notified) mutable {
-          return lock_->acquire(*session, owner, true, -1).then([this, session = kj::mv(session), owner, level, was_notified](bool) {
-            lock_->restore(session->id(), owner, level);
-            return was_notified;
-          });
+          return lock_->acquire(*session, owner, true, -1)
+              .then([this, session = kj::mv(session), owner, level, was_notified](bool) {
+                lock_->restore(session->id(), owner, level);
+                return was_notified;
+              });
         });
   }
 

@@ -14,25 +14,27 @@ void ConnectionGuard::check(capnp::MessageReader& message) {
   switch (message.getRoot<capnp::rpc::Message>().which()) {
     case capnp::rpc::Message::CALL:
     case capnp::rpc::Message::BOOTSTRAP:
-      KJ_IF_MAYBE(refused, refused_) { cut_off(kj::cp(*refused)); }
+      KJ_IF_MAYBE (refused, refused_) {
+        cut_off(kj::cp(*refused));
+      }
       ++open_questions_;
       break;
     case capnp::rpc::Message::FINISH:
       if (open_questions_ > 0) --open_questions_;
       break;
-    default:
-      break;
+    default: break;
   }
   if (open_questions_ > call_limit()) {
-    cut_off(KJ_EXCEPTION(DISCONNECTED, logged_in_ ? "the client has too many calls open at once"
-                                                  : "the client called more than a login needs",
-                         open_questions_, call_limit()));
+    cut_off(KJ_EXCEPTION(
+        DISCONNECTED,
+        logged_in_ ? "the client has too many calls open at once" : "the client called more than a login needs",
+        open_questions_, call_limit()));
   }
   if (queued_bytes_) {
     const size_t queued = queued_bytes_();
     if (queued > limits_.max_queued_reply_bytes) {
-      cut_off(KJ_EXCEPTION(DISCONNECTED, "the client does not read its replies", queued,
-                           limits_.max_queued_reply_bytes));
+      cut_off(
+          KJ_EXCEPTION(DISCONNECTED, "the client does not read its replies", queued, limits_.max_queued_reply_bytes));
     }
   }
 }
@@ -61,7 +63,9 @@ class GuardedStream final : public capnp::MessageStream {
     return inner_->tryReadMessage(fds, options, scratch)
         .then(
             [this](kj::Maybe<capnp::MessageReaderAndFds>&& message) {
-              KJ_IF_MAYBE(m, message) { guard_.check(*m->reader); }
+              KJ_IF_MAYBE (m, message) {
+                guard_.check(*m->reader);
+              }
               return kj::mv(message);
             },
             [this](kj::Exception&& error) -> kj::Maybe<capnp::MessageReaderAndFds> {

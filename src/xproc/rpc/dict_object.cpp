@@ -10,13 +10,13 @@ namespace {
 class DictObject final : public SharedObject, public Served<schema::Dict::Server> {
  public:
   DictObject(Runtime& runtime, Value initial) : SharedObject(runtime, schema::Kind::DICT), map_(ValueMap()) {
-    if (initial.is_map()) map_ = std::move(initial);
-    else if (!initial.is_null()) throw TypeError("a dict is made from a map, not " + std::string(initial.type_name()));
+    if (initial.is_map())
+      map_ = std::move(initial);
+    else if (!initial.is_null())
+      throw TypeError("a dict is made from a map, not " + std::string(initial.type_name()));
   }
 
-  capnp::Capability::Client client(Session&) override {
-    return kj::Own<schema::Dict::Server>(kj::addRef(*this));
-  }
+  capnp::Capability::Client client(Session&) override { return kj::Own<schema::Dict::Server>(kj::addRef(*this)); }
 
  protected:
   kj::Promise<void> repr(ReprContext context) override {
@@ -140,8 +140,10 @@ class DictObject final : public SharedObject, public Served<schema::Dict::Server
     Value* current = map().find(k);
     Value sum = add_numbers(current ? *current : Value(0), delta);
     sum.to_capnp(context.getResults().initValue());
-    if (current) *current = std::move(sum);
-    else map().set(std::move(k), std::move(sum));
+    if (current)
+      *current = std::move(sum);
+    else
+      map().set(std::move(k), std::move(sum));
     return kj::READY_NOW;
   }
 

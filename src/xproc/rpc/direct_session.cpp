@@ -34,14 +34,10 @@ class ByteSink final : public kj::OutputStream {
 
 kj::Exception::Type local_type(wire::Exception::Type type) {
   switch (type) {
-    case wire::Exception::Type::OVERLOADED:
-      return kj::Exception::Type::OVERLOADED;
-    case wire::Exception::Type::DISCONNECTED:
-      return kj::Exception::Type::DISCONNECTED;
-    case wire::Exception::Type::UNIMPLEMENTED:
-      return kj::Exception::Type::UNIMPLEMENTED;
-    default:
-      return kj::Exception::Type::FAILED;
+    case wire::Exception::Type::OVERLOADED: return kj::Exception::Type::OVERLOADED;
+    case wire::Exception::Type::DISCONNECTED: return kj::Exception::Type::DISCONNECTED;
+    case wire::Exception::Type::UNIMPLEMENTED: return kj::Exception::Type::UNIMPLEMENTED;
+    default: return kj::Exception::Type::FAILED;
   }
 }
 
@@ -124,13 +120,16 @@ class DirectRequest final : public capnp::RequestHook {
   static constexpr int kBrand = 0;
   void refuse_capabilities() {
     if (exported_.getTable().size() > 0) {
-      kj::throwFatalException(KJ_EXCEPTION(UNIMPLEMENTED, "capabilities in parameters need the event-loop connection "
-                                                          "(Manager::publish, Proxy::client())"));
+      kj::throwFatalException(KJ_EXCEPTION(UNIMPLEMENTED,
+                                           "capabilities in parameters need the event-loop connection "
+                                           "(Manager::publish, Proxy::client())"));
     }
   }
 
   static uint first_segment_words(kj::Maybe<capnp::MessageSize> hint) {
-    KJ_IF_MAYBE(size, hint) { return static_cast<uint>(std::min<uint64_t>(size->wordCount + 32, 1u << 20)); }
+    KJ_IF_MAYBE (size, hint) {
+      return static_cast<uint>(std::min<uint64_t>(size->wordCount + 32, 1u << 20));
+    }
     return 256;
   }
 
@@ -246,7 +245,8 @@ wire::Call::Builder DirectSession::start_call(capnp::MessageBuilder& message, ui
   return call;
 }
 
-capnp::Response<capnp::AnyPointer> DirectSession::finish_call(capnp::MessageBuilder& message, wire::Call::Builder call) {
+capnp::Response<capnp::AnyPointer> DirectSession::finish_call(capnp::MessageBuilder& message,
+                                                              wire::Call::Builder call) {
   if (broken_ || fd_ < 0) fail(kj::Exception::Type::DISCONNECTED, "the manager connection is closed");
   const uint32_t question = next_question();
   call.setQuestionId(question);
@@ -299,10 +299,8 @@ capnp::Response<capnp::AnyPointer> DirectSession::take_results(kj::Own<Incoming>
       kj::throwFatalException(kj::Exception(local_type(error.getType()), __FILE__, __LINE__,
                                             kj::str("remote exception: ", error.getReason())));
     }
-    case wire::Return::CANCELED:
-      kj::throwFatalException(KJ_EXCEPTION(FAILED, "the manager cancelled the call"));
-    default:
-      fail(kj::Exception::Type::DISCONNECTED, "the manager answered in a way this client does not support");
+    case wire::Return::CANCELED: kj::throwFatalException(KJ_EXCEPTION(FAILED, "the manager cancelled the call"));
+    default: fail(kj::Exception::Type::DISCONNECTED, "the manager answered in a way this client does not support");
   }
 }
 
@@ -311,18 +309,13 @@ kj::Array<kj::Maybe<kj::Own<capnp::ClientHook>>> DirectSession::import_caps(
   auto caps = kj::heapArrayBuilder<kj::Maybe<kj::Own<capnp::ClientHook>>>(table.size());
   for (auto descriptor : table) {
     switch (descriptor.which()) {
-      case wire::CapDescriptor::NONE:
-        caps.add(nullptr);
-        break;
-      case wire::CapDescriptor::SENDER_HOSTED:
-        caps.add(import_cap(descriptor.getSenderHosted()));
-        break;
+      case wire::CapDescriptor::NONE: caps.add(nullptr); break;
+      case wire::CapDescriptor::SENDER_HOSTED: caps.add(import_cap(descriptor.getSenderHosted())); break;
       case wire::CapDescriptor::SENDER_PROMISE:
         // Calls to a promise are queued by the server and forwarded once it resolves.
         caps.add(import_cap(descriptor.getSenderPromise()));
         break;
-      default:
-        fail(kj::Exception::Type::DISCONNECTED, "the manager sent a capability this client never exported");
+      default: fail(kj::Exception::Type::DISCONNECTED, "the manager sent a capability this client never exported");
     }
   }
   return caps.finish();
@@ -400,8 +393,7 @@ void DirectSession::handle_unsolicited(Incoming& incoming) {
       fail(kj::Exception::Type::DISCONNECTED, "the manager did not understand a message");
     case wire::Message::RELEASE:
     case wire::Message::FINISH:
-    case wire::Message::DISEMBARGO:
-      break;  // about exports and answers this session never has
+    case wire::Message::DISEMBARGO: break;  // about exports and answers this session never has
     default: {
       // Calls and bootstraps to this side: it serves nothing.
       capnp::MallocMessageBuilder message;
@@ -472,7 +464,8 @@ size_t DirectSession::receive(kj::byte* out, size_t size, Expect expect) {
   std::optional<Read> last;
   if (expect == Expect::kRestOfFrame) last = read();
   if (!last || last->would_block()) {
-    ready_within_spin(spin_, [&] { return !(last = read())->would_block(); }, FirstLook::kAfterYield);
+    ready_within_spin(
+        spin_, [&] { return !(last = read())->would_block(); }, FirstLook::kAfterYield);
     if (!last) last = read();  // no spin budget left: one look before sleeping
   }
   for (;;) {
@@ -512,7 +505,9 @@ size_t DirectSession::receive_from_lane(kj::byte* out, size_t size) {
       }
       if (!spun) {
         spun = true;
-        if (ready_within_spin(spin_, [&] { return lane_->has_input(); }, FirstLook::kAfterYield)) continue;
+        if (ready_within_spin(
+                spin_, [&] { return lane_->has_input(); }, FirstLook::kAfterYield))
+          continue;
       }
       if (!lane_->sleep_for_input()) continue;
       const bool open = sleep_on_doorbell();

@@ -71,7 +71,7 @@ class DirectSession : public std::enable_shared_from_this<DirectSession> {
 
  private:
   struct Import {
-    uint32_t remote_refs = 0;          // times the server sent it: what Release gives back
+    uint32_t remote_refs = 0;           // times the server sent it: what Release gives back
     capnp::ClientHook* hook = nullptr;  // the live local hook, if any (not owned)
   };
 

@@ -8,9 +8,7 @@ class EventObject final : public SharedObject, public Served<schema::Event::Serv
  public:
   explicit EventObject(Runtime& runtime) : SharedObject(runtime, schema::Kind::EVENT) {}
 
-  capnp::Capability::Client client(Session&) override {
-    return kj::Own<schema::Event::Server>(kj::addRef(*this));
-  }
+  capnp::Capability::Client client(Session&) override { return kj::Own<schema::Event::Server>(kj::addRef(*this)); }
 
  protected:
   kj::Promise<void> repr(ReprContext context) override {

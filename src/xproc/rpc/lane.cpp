@@ -113,7 +113,8 @@ void receive_exactly(int fd, void* out, size_t size, int& memfd, std::chrono::st
     message.msg_controllen = sizeof(control);
     const ssize_t n = ::recvmsg(fd, &message, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
       if (left.count() <= 0) throw ConnectionError("the manager did not answer the lane request in time");
       pollfd wanted{fd, POLLIN, 0};
       if (::poll(&wanted, 1, static_cast<int>(left.count()) + 1) < 0 && errno != EINTR) throw_os_error("poll", errno);
@@ -130,8 +131,10 @@ void receive_exactly(int fd, void* out, size_t size, int& memfd, std::chrono::st
       for (size_t i = 0; i < count; ++i) {
         int received;
         std::memcpy(&received, CMSG_DATA(header) + i * sizeof(int), sizeof(int));
-        if (memfd < 0) memfd = received;
-        else ::close(received);
+        if (memfd < 0)
+          memfd = received;
+        else
+          ::close(received);
       }
     }
     got += static_cast<size_t>(n);
@@ -160,7 +163,8 @@ std::optional<Lane> request_lane(int fd, const std::optional<std::string>& authk
   if (reply.status == LaneReply::kChallenge) {
     unsigned char nonce[kLaneNonceBytes];
     receive_exactly(fd, nonce, sizeof(nonce), memfd, deadline);
-    const std::string digest = hmac_sha256(authkey.value_or(""), std::string_view(reinterpret_cast<char*>(nonce), sizeof(nonce)));
+    const std::string digest =
+        hmac_sha256(authkey.value_or(""), std::string_view(reinterpret_cast<char*>(nonce), sizeof(nonce)));
     if (const int error = send_all(fd, std::as_bytes(std::span(digest)))) {
       throw ConnectionError(std::string("answering the manager's lane challenge: ") + std::strerror(error));
     }
@@ -168,10 +172,8 @@ std::optional<Lane> request_lane(int fd, const std::optional<std::string>& authk
     if (reply.magic != kLaneRequest || reply.status == LaneReply::kChallenge) throw garbled();
   }
   switch (reply.status) {
-    case LaneReply::kRefused:
-      return std::nullopt;
-    case LaneReply::kWrongKey:
-      throw AuthenticationError("digest sent was rejected (the manager refused the authkey)");
+    case LaneReply::kRefused: return std::nullopt;
+    case LaneReply::kWrongKey: throw AuthenticationError("digest sent was rejected (the manager refused the authkey)");
     case LaneReply::kGranted:
       if (memfd < 0) throw garbled();
       try {
@@ -179,8 +181,7 @@ std::optional<Lane> request_lane(int fd, const std::optional<std::string>& authk
       } catch (const LaneError& e) {
         throw ConnectionError(e.what());
       }
-    default:
-      throw garbled();
+    default: throw garbled();
   }
 }
 

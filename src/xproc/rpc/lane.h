@@ -12,7 +12,8 @@
 // in poll()/epoll on the socket; a side that writes bytes (or frees room) after the flag
 // went up takes the flag down and sends one byte. The flag and the counters are stored
 // and loaded seq_cst, so either the sleeper sees the new bytes or the writer sees the
-// flag (the queue's and the Pipe's argument, docs/protocol.md). A peer that dies closes the socket, which wakes the other.
+// flag (the queue's and the Pipe's argument, docs/protocol.md). A peer that dies closes the socket, which wakes the
+// other.
 //
 // Neither side trusts the other's counter: a count that is behind its own or more than a
 // ring ahead is a broken lane (LaneError), and bytes are copied out before anyone parses

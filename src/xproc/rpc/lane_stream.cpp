@@ -54,7 +54,9 @@ class LaneMessageStream final : public BufferedMessageStream {
  public:
   LaneMessageStream(kj::UnixEventPort& port, int fd, Lane lane, MessageGuard* guard)
       : BufferedMessageStream(guard),
-        fd_(fd), socket_(port, fd, kj::UnixEventPort::FdObserver::OBSERVE_READ), lane_(std::move(lane)),
+        fd_(fd),
+        socket_(port, fd, kj::UnixEventPort::FdObserver::OBSERVE_READ),
+        lane_(std::move(lane)),
         watch_(ignore_errors_) {
     lane_set().streams.push_back(this);
     watch_.add(watch_socket());
@@ -292,8 +294,8 @@ class Handshake {
 }  // namespace
 
 kj::Promise<kj::Own<capnp::MessageStream>> accept_message_stream(kj::UnixEventPort& port, int fd,
-                                                                  const std::optional<std::string>& authkey,
-                                                                  MessageGuard& guard) {
+                                                                 const std::optional<std::string>& authkey,
+                                                                 MessageGuard& guard) {
   int flags = retry_syscall("fcntl", [&] { return ::fcntl(fd, F_GETFL); });
   retry_syscall("fcntl", [&] { return ::fcntl(fd, F_SETFL, flags | O_NONBLOCK); });
   retry_syscall("fcntl", [&] { return ::fcntl(fd, F_SETFD, FD_CLOEXEC); });

@@ -26,8 +26,8 @@ class MessageGuard;  // buffered_message_stream.h
 // client answers the lane challenge wrongly. Every message read is checked by `guard`.
 // `authkey` and `guard` must outlive the promise and the stream.
 kj::Promise<kj::Own<capnp::MessageStream>> accept_message_stream(kj::UnixEventPort& port, int fd,
-                                                                  const std::optional<std::string>& authkey,
-                                                                  MessageGuard& guard);
+                                                                 const std::optional<std::string>& authkey,
+                                                                 MessageGuard& guard);
 
 // Wakes the lane streams of this thread whose wait is over; true if any woke.
 bool poll_lanes();

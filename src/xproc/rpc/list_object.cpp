@@ -11,13 +11,13 @@ namespace {
 class ListObject final : public SharedObject, public Served<schema::SharedList::Server> {
  public:
   ListObject(Runtime& runtime, Value initial) : SharedObject(runtime, schema::Kind::LIST), list_(Value::List()) {
-    if (initial.is_list()) list_ = std::move(initial);
-    else if (!initial.is_null()) throw TypeError("a list is made from a list, not " + std::string(initial.type_name()));
+    if (initial.is_list())
+      list_ = std::move(initial);
+    else if (!initial.is_null())
+      throw TypeError("a list is made from a list, not " + std::string(initial.type_name()));
   }
 
-  capnp::Capability::Client client(Session&) override {
-    return kj::Own<schema::SharedList::Server>(kj::addRef(*this));
-  }
+  capnp::Capability::Client client(Session&) override { return kj::Own<schema::SharedList::Server>(kj::addRef(*this)); }
 
  protected:
   kj::Promise<void> repr(ReprContext context) override {
@@ -26,8 +26,8 @@ class ListObject final : public SharedObject, public Served<schema::SharedList::
   }
 
   kj::Promise<void> getItem(GetItemContext context) override {
-    items()[normalize_index(context.getParams().getIndex(), items().size(), "list index out of range")]
-        .to_capnp(context.getResults().initValue());
+    items()[normalize_index(context.getParams().getIndex(), items().size(), "list index out of range")].to_capnp(
+        context.getResults().initValue());
     return kj::READY_NOW;
   }
 
@@ -47,7 +47,8 @@ class ListObject final : public SharedObject, public Served<schema::SharedList::
   kj::Promise<void> getSlice(GetSliceContext context) override {
     auto range = slice_range(context.getParams().getSlice(), size());
     auto out = context.getResults().initValues(static_cast<unsigned>(range.count));
-    for (int64_t i = 0; i < range.count; ++i) items()[static_cast<size_t>(range.at(i))].to_capnp(out[static_cast<unsigned>(i)]);
+    for (int64_t i = 0; i < range.count; ++i)
+      items()[static_cast<size_t>(range.at(i))].to_capnp(out[static_cast<unsigned>(i)]);
     return kj::READY_NOW;
   }
 
@@ -65,7 +66,8 @@ class ListObject final : public SharedObject, public Served<schema::SharedList::
         throw ValueError("attempt to assign sequence of size " + std::to_string(values.size()) +
                          " to extended slice of size " + std::to_string(range.count));
       }
-      for (int64_t i = 0; i < range.count; ++i) items()[static_cast<size_t>(range.at(i))] = std::move(values[static_cast<size_t>(i)]);
+      for (int64_t i = 0; i < range.count; ++i)
+        items()[static_cast<size_t>(range.at(i))] = std::move(values[static_cast<size_t>(i)]);
     }
     return kj::READY_NOW;
   }

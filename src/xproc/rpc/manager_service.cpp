@@ -20,7 +20,7 @@ class ManagerService final : public Served<schema::Manager::Server> {
   kj::Promise<void> dict(DictContext context) override {
     auto params = context.getParams();
     auto object = obtain(params.getRegisteredName(), schema::Kind::DICT,
-                          [&] { return make_dict(runtime_, Value::from_capnp(params.getInitial())); });
+                         [&] { return make_dict(runtime_, Value::from_capnp(params.getInitial())); });
     auto results = context.getResults();
     results.setDict(object->client(*session_).castAs<schema::Dict>());
     results.setId(object->id());
@@ -30,7 +30,7 @@ class ManagerService final : public Served<schema::Manager::Server> {
   kj::Promise<void> list(ListContext context) override {
     auto params = context.getParams();
     auto object = obtain(params.getRegisteredName(), schema::Kind::LIST,
-                          [&] { return make_list(runtime_, Value::from_capnp(params.getInitial())); });
+                         [&] { return make_list(runtime_, Value::from_capnp(params.getInitial())); });
     auto results = context.getResults();
     results.setList(object->client(*session_).castAs<schema::SharedList>());
     results.setId(object->id());
@@ -38,7 +38,8 @@ class ManagerService final : public Served<schema::Manager::Server> {
   }
 
   kj::Promise<void> namespace_(NamespaceContext context) override {
-    auto object = obtain(context.getParams().getRegisteredName(), schema::Kind::NAMESPACE, [&] { return make_namespace(runtime_); });
+    auto object = obtain(context.getParams().getRegisteredName(), schema::Kind::NAMESPACE,
+                         [&] { return make_namespace(runtime_); });
     auto results = context.getResults();
     results.setNamespace(object->client(*session_).castAs<schema::Namespace>());
     results.setId(object->id());
@@ -69,7 +70,8 @@ class ManagerService final : public Served<schema::Manager::Server> {
 
   kj::Promise<void> queue(QueueContext context) override {
     auto params = context.getParams();
-    auto object = obtain(params.getRegisteredName(), schema::Kind::QUEUE, [&] { return make_queue(runtime_, params.getMaxsize(), false); });
+    auto object = obtain(params.getRegisteredName(), schema::Kind::QUEUE,
+                         [&] { return make_queue(runtime_, params.getMaxsize(), false); });
     auto results = context.getResults();
     results.setQueue(object->client(*session_).castAs<schema::Queue>());
     results.setId(object->id());
@@ -79,7 +81,7 @@ class ManagerService final : public Served<schema::Manager::Server> {
   kj::Promise<void> joinableQueue(JoinableQueueContext context) override {
     auto params = context.getParams();
     auto object = obtain(params.getRegisteredName(), schema::Kind::JOINABLE_QUEUE,
-                          [&] { return make_queue(runtime_, params.getMaxsize(), true); });
+                         [&] { return make_queue(runtime_, params.getMaxsize(), true); });
     auto results = context.getResults();
     results.setQueue(object->client(*session_).castAs<schema::JoinableQueue>());
     results.setId(object->id());
@@ -87,13 +89,15 @@ class ManagerService final : public Served<schema::Manager::Server> {
   }
 
   kj::Promise<void> lock(LockContext context) override {
-    auto object = obtain(context.getParams().getRegisteredName(), schema::Kind::LOCK, [&] { return make_lock(runtime_, false); });
+    auto object =
+        obtain(context.getParams().getRegisteredName(), schema::Kind::LOCK, [&] { return make_lock(runtime_, false); });
     set_lock(context.getResults(), *object);
     return kj::READY_NOW;
   }
 
   kj::Promise<void> rlock(RlockContext context) override {
-    auto object = obtain(context.getParams().getRegisteredName(), schema::Kind::RLOCK, [&] { return make_lock(runtime_, true); });
+    auto object =
+        obtain(context.getParams().getRegisteredName(), schema::Kind::RLOCK, [&] { return make_lock(runtime_, true); });
     set_lock(context.getResults(), *object);
     return kj::READY_NOW;
   }
@@ -101,7 +105,7 @@ class ManagerService final : public Served<schema::Manager::Server> {
   kj::Promise<void> semaphore(SemaphoreContext context) override {
     auto params = context.getParams();
     auto object = obtain(params.getRegisteredName(), schema::Kind::SEMAPHORE,
-                          [&] { return make_semaphore(runtime_, params.getValue(), false); });
+                         [&] { return make_semaphore(runtime_, params.getValue(), false); });
     auto results = context.getResults();
     results.setSemaphore(object->client(*session_).castAs<schema::Semaphore>());
     results.setId(object->id());
@@ -111,7 +115,7 @@ class ManagerService final : public Served<schema::Manager::Server> {
   kj::Promise<void> boundedSemaphore(BoundedSemaphoreContext context) override {
     auto params = context.getParams();
     auto object = obtain(params.getRegisteredName(), schema::Kind::BOUNDED_SEMAPHORE,
-                          [&] { return make_semaphore(runtime_, params.getValue(), true); });
+                         [&] { return make_semaphore(runtime_, params.getValue(), true); });
     auto results = context.getResults();
     results.setSemaphore(object->client(*session_).castAs<schema::Semaphore>());
     results.setId(object->id());
@@ -119,7 +123,8 @@ class ManagerService final : public Served<schema::Manager::Server> {
   }
 
   kj::Promise<void> event(EventContext context) override {
-    auto object = obtain(context.getParams().getRegisteredName(), schema::Kind::EVENT, [&] { return make_event(runtime_); });
+    auto object =
+        obtain(context.getParams().getRegisteredName(), schema::Kind::EVENT, [&] { return make_event(runtime_); });
     auto results = context.getResults();
     results.setEvent(object->client(*session_).castAs<schema::Event>());
     results.setId(object->id());
@@ -144,7 +149,7 @@ class ManagerService final : public Served<schema::Manager::Server> {
   kj::Promise<void> barrier(BarrierContext context) override {
     auto params = context.getParams();
     auto object = obtain(params.getRegisteredName(), schema::Kind::BARRIER,
-                          [&] { return make_barrier(runtime_, params.getParties(), params.getTimeout()); });
+                         [&] { return make_barrier(runtime_, params.getParties(), params.getTimeout()); });
     auto results = context.getResults();
     results.setBarrier(object->client(*session_).castAs<schema::Barrier>());
     results.setId(object->id());
@@ -156,9 +161,8 @@ class ManagerService final : public Served<schema::Manager::Server> {
     std::string type_name = params.getTypeName().cStr();
     const UserTypes::Type* type = config_.types.find(type_name);
     if (type == nullptr) throw KeyError("no type registered as " + Value(type_name).repr());
-    auto object = obtain(params.getRegisteredName(), schema::Kind::USER, [&] {
-      return make_user_object(runtime_, type->make(), type->interface_id);
-    });
+    auto object = obtain(params.getRegisteredName(), schema::Kind::USER,
+                         [&] { return make_user_object(runtime_, type->make(), type->interface_id); });
     if (params.getRegisteredName().size() == 0) pinned_anonymous(*object);
     auto results = context.getResults();
     results.setObject(object->client(*session_));
@@ -226,7 +230,8 @@ class ManagerService final : public Served<schema::Manager::Server> {
     std::string name = name_reader.cStr();
     if (name.empty()) return make();
     if (SharedObject* existing = runtime_.registry.find_name(name)) {
-      if (existing->kind() != kind) throw ValueError("the name " + Value(name).repr() + " holds an object of another kind");
+      if (existing->kind() != kind)
+        throw ValueError("the name " + Value(name).repr() + " holds an object of another kind");
       return kj::addRef(*existing);
     }
     auto made = make();

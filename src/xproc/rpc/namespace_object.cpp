@@ -12,9 +12,7 @@ class NamespaceObject final : public SharedObject, public Served<schema::Namespa
  public:
   explicit NamespaceObject(Runtime& runtime) : SharedObject(runtime, schema::Kind::NAMESPACE) {}
 
-  capnp::Capability::Client client(Session&) override {
-    return kj::Own<schema::Namespace::Server>(kj::addRef(*this));
-  }
+  capnp::Capability::Client client(Session&) override { return kj::Own<schema::Namespace::Server>(kj::addRef(*this)); }
 
  protected:
   kj::Promise<void> repr(ReprContext context) override {

@@ -11,8 +11,8 @@
 
 namespace xproc::rpc {
 
-kj::Own<SharedObject> make_dict(Runtime& runtime, Value initial);       // a map or null
-kj::Own<SharedObject> make_list(Runtime& runtime, Value initial);       // a list or null
+kj::Own<SharedObject> make_dict(Runtime& runtime, Value initial);  // a map or null
+kj::Own<SharedObject> make_list(Runtime& runtime, Value initial);  // a list or null
 kj::Own<SharedObject> make_namespace(Runtime& runtime);
 kj::Own<SharedObject> make_value_cell(Runtime& runtime, std::string typecode, Value initial);
 kj::Own<SharedObject> make_array(Runtime& runtime, std::string typecode, std::vector<Value> initial);

@@ -79,7 +79,8 @@ void rethrow_local(const kj::Exception& error) {
   if (name == "AuthenticationError") throw AuthenticationError(message);
   if (name == "MessageTooLarge") throw MessageTooLarge(message);
   if (name == "DecodeError") throw DecodeError(message);
-  if (error.getType() == kj::Exception::Type::OVERLOADED) throw ConnectionError("manager overloaded: " + std::string(text));
+  if (error.getType() == kj::Exception::Type::OVERLOADED)
+    throw ConnectionError("manager overloaded: " + std::string(text));
   throw Error(std::string(text));
 }
 

@@ -82,7 +82,7 @@ class SemaphoreState final : public SharedObject {
   int64_t initial_;
   bool bounded_;
   std::unordered_map<uint64_t, uint64_t> held_;  // session -> acquisitions not yet released
-  uint64_t owed_releases_ = 0;                    // given back for clients that left
+  uint64_t owed_releases_ = 0;                   // given back for clients that left
   WaitList released_;
 };
 
@@ -99,8 +99,9 @@ class SemaphoreFacade final : public Served<schema::Semaphore::Server> {
   kj::Promise<void> acquire(AcquireContext context) override {
     context.allowCancellation();  // see allow_cancellation_note in server_core.h
     auto params = context.getParams();
-    return state_->acquire(*session_, params.getBlocking(), params.getTimeout())
-        .then([context](bool acquired) mutable { context.getResults().setAcquired(acquired); });
+    return state_->acquire(*session_, params.getBlocking(), params.getTimeout()).then([context](bool acquired) mutable {
+      context.getResults().setAcquired(acquired);
+    });
   }
   kj::Promise<void> release(ReleaseContext context) override {
     state_->release(session_->id(), context.getParams().getN());

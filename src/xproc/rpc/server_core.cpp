@@ -90,7 +90,9 @@ void Session::close() {
 }
 
 kj::Promise<void> WaitList::next_wake() {
-  KJ_IF_MAYBE(forked, forked_) { return forked->addBranch(); }
+  KJ_IF_MAYBE (forked, forked_) {
+    return forked->addBranch();
+  }
   auto paf = kj::newPromiseAndFulfiller<void>();
   fulfiller_ = kj::mv(paf.fulfiller);
   auto& forked = forked_.emplace(paf.promise.fork());
@@ -121,7 +123,7 @@ kj::Promise<bool> retry_loop(kj::Timer& timer, WaitList& list, kj::Maybe<kj::Tim
                              kj::Function<bool()> attempt) {
   if (attempt()) return true;
   kj::Promise<bool> woken = list.next_wake().then([] { return true; });
-  KJ_IF_MAYBE(d, deadline) {
+  KJ_IF_MAYBE (d, deadline) {
     if (timer.now() >= *d) return false;
     woken = woken.exclusiveJoin(timer.atTime(*d).then([] { return false; }));
   }

@@ -24,7 +24,10 @@ kj::Exception socket_error(const char* call, int error_number) {
 class SocketMessageStream final : public BufferedMessageStream {
  public:
   SocketMessageStream(kj::UnixEventPort& port, int fd, MessageGuard* guard)
-      : BufferedMessageStream(guard), port_(port), fd_(fd), readable_(port, fd, kj::UnixEventPort::FdObserver::OBSERVE_READ) {}
+      : BufferedMessageStream(guard),
+        port_(port),
+        fd_(fd),
+        readable_(port, fd, kj::UnixEventPort::FdObserver::OBSERVE_READ) {}
   ~SocketMessageStream() { cancel_flushes(); }
 
   kj::Maybe<int> getSendBufferSize() override {
@@ -58,7 +61,9 @@ class SocketMessageStream final : public BufferedMessageStream {
   // only another read tells the end.
   void note_read(size_t got, size_t asked) {
     bool peer_done = false;
-    KJ_IF_MAYBE(at_end, readable_.atEndHint()) { peer_done = *at_end; }
+    KJ_IF_MAYBE (at_end, readable_.atEndHint()) {
+      peer_done = *at_end;
+    }
     if (got < asked && !drained_ && !peer_done) {
       drained_ = true;
       readable_latch_ = readable_.whenBecomesReadable();
@@ -110,7 +115,9 @@ class SocketMessageStream final : public BufferedMessageStream {
 
 int take_socket(kj::Own<kj::AsyncIoStream> stream) {
   int fd = -1;
-  KJ_IF_MAYBE(inner, stream->getFd()) { fd = *inner; }
+  KJ_IF_MAYBE (inner, stream->getFd()) {
+    fd = *inner;
+  }
   if (fd < 0) kj::throwFatalException(KJ_EXCEPTION(FAILED, "the stream has no socket to take"));
   int copy = retry_syscall("dup", [&] { return ::fcntl(fd, F_DUPFD_CLOEXEC, 0); });
   stream = nullptr;  // closes the original and takes it out of the event loop

@@ -107,7 +107,9 @@ T wait_checking(kj::Promise<T>&& promise, kj::WaitScope& scope, const InterruptC
   auto& timer = thread_loop().io().provider->getTimer();
   for (;;) {
     settled.addBranch().exclusiveJoin(timer.afterDelay(interrupt.interval.count() * kj::MILLISECONDS)).wait(scope);
-    KJ_IF_MAYBE(value, *result) { return kj::mv(*value); }
+    KJ_IF_MAYBE (value, *result) {
+      return kj::mv(*value);
+    }
     interrupt.check();
   }
 }

@@ -69,7 +69,8 @@ int reopen(int fd) noexcept {
   char path[32] = "/proc/self/fd/";
   char digits[12];
   int n = 0;
-  for (unsigned value = static_cast<unsigned>(fd); n == 0 || value != 0; value /= 10) digits[n++] = static_cast<char>('0' + value % 10);
+  for (unsigned value = static_cast<unsigned>(fd); n == 0 || value != 0; value /= 10)
+    digits[n++] = static_cast<char>('0' + value % 10);
   size_t at = 14;
   while (n > 0) path[at++] = digits[--n];
   path[at] = '\0';
@@ -128,8 +129,10 @@ Holder::Holder(int fd, bool own_description, const char* what) : fd_(fd) {
 
 Holder::~Holder() {
   lock_registry();
-  if (prev_ != nullptr) prev_->next_ = next_;
-  else g_holders = next_;
+  if (prev_ != nullptr)
+    prev_->next_ = next_;
+  else
+    g_holders = next_;
   if (next_ != nullptr) next_->prev_ = prev_;
   unlock_registry();
   if (data_ != nullptr) ::munmap(data_, size_);

@@ -25,8 +25,8 @@ constexpr unsigned kSeals = F_SEAL_SHRINK | F_SEAL_GROW;
 void reserve(int fd, size_t size, std::string_view what) {
   const int rc = posix_fallocate(fd, 0, static_cast<off_t>(size));
   if (rc != 0) {
-    throw OSError("cannot reserve " + std::to_string(size) + " bytes for " + std::string(what) +
-                      ": " + std::strerror(rc) + (rc == ENOSPC ? " (/dev/shm is full or too small)" : ""),
+    throw OSError("cannot reserve " + std::to_string(size) + " bytes for " + std::string(what) + ": " +
+                      std::strerror(rc) + (rc == ENOSPC ? " (/dev/shm is full or too small)" : ""),
                   rc);
   }
 }
@@ -68,20 +68,14 @@ void check_ownership(int fd, const std::string& path, const Sharing& sharing) {
 // The error for a failed open(2) of an existing segment.
 [[noreturn]] void throw_open_error(int error, std::string_view name, const std::string& path) {
   switch (error) {
-    case ENOENT:
-      throw ValueError("no segment named '" + std::string(name) + "'");
-    case ELOOP:
-      throw PermissionError(path + " is a symbolic link: refusing to follow it");
-    case EISDIR:
-      throw PermissionError(path + " is a directory, not a segment");
+    case ENOENT: throw ValueError("no segment named '" + std::string(name) + "'");
+    case ELOOP: throw PermissionError(path + " is a symbolic link: refusing to follow it");
+    case EISDIR: throw PermissionError(path + " is a directory, not a segment");
     case ENXIO:
-    case ENODEV:
-      throw PermissionError(path + " is not a regular file, not a segment");
+    case ENODEV: throw PermissionError(path + " is not a regular file, not a segment");
     case EACCES:
-    case EPERM:
-      throw PermissionError("cannot open " + path + ": " + std::strerror(error), error);
-    default:
-      throw OSError("cannot open " + path + ": " + std::strerror(error), error);
+    case EPERM: throw PermissionError("cannot open " + path + ": " + std::strerror(error), error);
+    default: throw OSError("cannot open " + path + ": " + std::strerror(error), error);
   }
 }
 
@@ -96,8 +90,8 @@ int open_retrying(const char* path, int flags, mode_t mode = 0) {
 
 void validate_name(std::string_view name) {
   auto allowed = [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-           c == '_' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+           c == '-';
   };
   bool ok = !name.empty() && name.size() <= 200 && name != "." && name != "..";
   for (char c : name) ok = ok && allowed(c);
@@ -127,8 +121,9 @@ int create_sealed_memfd(size_t size, const char* tag) {
 size_t sealed_size(int fd, const std::string& what) {
   const int seals = fcntl(fd, F_GET_SEALS);
   if (seals < 0 || (static_cast<unsigned>(seals) & kSeals) != kSeals) {
-    throw ValueError(what + " is not a segment sealed against resizing: refusing to map memory another "
-                            "process could shrink under us");
+    throw ValueError(what +
+                     " is not a segment sealed against resizing: refusing to map memory another "
+                     "process could shrink under us");
   }
   struct stat st {};
   if (fstat(fd, &st) != 0) throw_os_error("fstat", errno);
@@ -144,7 +139,8 @@ Segment Segment::create(std::string_view name, size_t size, const Sharing& shari
   if (fd < 0) {
     const int error = errno;
     if (error == EEXIST) throw ValueError("a segment named '" + std::string(name) + "' already exists");
-    if (error == EACCES || error == EPERM) throw PermissionError("cannot create " + path + ": " + std::strerror(error), error);
+    if (error == EACCES || error == EPERM)
+      throw PermissionError("cannot create " + path + ": " + std::strerror(error), error);
     throw OSError("cannot create segment '" + std::string(name) + "': " + std::strerror(error), error);
   }
   std::unique_ptr<Holder> holder;
