@@ -14,6 +14,8 @@ APT_PACKAGES=(g++ cmake ninja-build pkg-config capnproto libcapnp-dev libboost-d
 PY_PACKAGES=(pytest hypothesis nanobind scikit-build-core pycapnp)
 # The fuzz preset's compiler and libFuzzer, installed only by the commands that build it.
 FUZZ_APT_PACKAGES=(clang libclang-rt-14-dev)
+# The formatter the tree is formatted with (.clang-format); another version formats differently.
+FORMAT_APT_PACKAGES=(clang-format-14)
 
 usage() {
   cat <<'USAGE'
@@ -33,6 +35,9 @@ usage: ./dev.sh COMMAND
                 build/fuzz/artifacts/TARGET
   soak          long-running fault tests, then every fuzz target for 10 minutes
                 (XPROC_SOAK_FUZZ_SECONDS); not part of `test`
+  format [--check]
+                format the C++ sources with clang-format 14 (.clang-format); with
+                --check, change nothing and fail on any difference
 
 Environment: XPROC_PRESET=debug|asan|tsan|release picks another CMake preset.
 USAGE
@@ -186,6 +191,18 @@ fuzz() {
   fi
 }
 
+format() {
+  APT_PACKAGES=("${FORMAT_APT_PACKAGES[@]}")
+  install_system_packages
+  local files
+  mapfile -t files < <(git -C "$ROOT" ls-files '*.h' '*.cpp')
+  if [ "${1:-}" = --check ]; then
+    clang-format-14 --dry-run --Werror "${files[@]}"
+  else
+    clang-format-14 -i "${files[@]}"
+  fi
+}
+
 case "${1:-}" in
   setup) setup ;;
   build) build ;;
@@ -194,6 +211,7 @@ case "${1:-}" in
   bench) shift; bench "$@" ;;
   soak) soak ;;
   fuzz) shift; fuzz "$@" ;;
+  format) shift; format "$@" ;;
   ""|-h|--help|help) usage ;;
   *) usage; exit 2 ;;
 esac
