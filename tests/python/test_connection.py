@@ -304,3 +304,16 @@ def test_a_family_this_platform_lacks_is_refused_as_multiprocessing_does(address
         xproc.connection.Listener(address, family)
     with pytest.raises(ValueError, match="is not recognized"):
         xproc.connection.Client(address or "/tmp/any", family)
+
+
+def test_send_bytes_takes_offsets_and_sizes_as_multiprocessing_s():
+    a, b = xproc.Pipe()
+    msg = b"abcdefghijklmnopqrstuvwxyz"
+    for args, sent in [((5,), msg[5:]), ((7, 8), msg[7:15]), ((26,), b""), ((26, 0), b"")]:
+        a.send_bytes(msg, *args)
+        assert b.recv_bytes() == sent
+    for args in [(27,), (22, 5), (26, 1), (-1,), (4, -1)]:
+        with pytest.raises(ValueError):
+            a.send_bytes(msg, *args)
+    a.send_bytes(array.array("i", [1, 2, 3]), 4, 4)  # bytes, not items
+    assert b.recv_bytes() == array.array("i", [2]).tobytes()

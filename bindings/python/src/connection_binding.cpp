@@ -111,9 +111,14 @@ void register_connections(nb::module_& m) {
            })
       .def(
           "send_bytes",
-          [](PythonConnection& self, nb::handle buffer, size_t offset, std::optional<size_t> size) {
+          [](PythonConnection& self, nb::handle buffer, int64_t offset, std::optional<int64_t> size) {
+            // As multiprocessing's: offset and size count bytes, and negative ones are ValueError.
+            if (offset < 0) throw ValueError("offset is negative");
+            if (size && *size < 0) throw ValueError("size is negative");
             BufferView view(buffer, false);
-            const auto part = ByteConnection::message_slice({view.data(), view.size()}, offset, size);
+            const auto part =
+                ByteConnection::message_slice({view.data(), view.size()}, static_cast<size_t>(offset),
+                                              size ? std::optional<size_t>(static_cast<size_t>(*size)) : std::nullopt);
             if (part.size() <= ByteConnection::kSmallFrameLimit) {
               send_small(self, part.size(), [&](std::byte* out) { std::memcpy(out, part.data(), part.size()); });
               return;
