@@ -61,6 +61,10 @@ TEST(ValueTest, ReprMatchesPythonForTableOfCases) {
   seed.set("2", 2);
   const std::vector<std::pair<std::string, Value>> cases = {
       {"None", Value()},
+      {"(1, 'a')", Value::tuple({1, "a"})},
+      {"(1,)", Value::tuple({1})},
+      {"()", Value::tuple({})},
+      {"[(1, [2])]", Value::list({Value::tuple({1, Value::list({2})})})},
       {"True", true},
       {"False", false},
       {"0", 0},
@@ -248,6 +252,7 @@ TEST(ValueTest, EveryKindRoundTripsThroughBytes) {
   nested.set(0.25, nullptr);
   nested.set("list", Value::list({1, 2.5, "three", Value::bytes(std::string("\0\xff", 2))}));
   nested.set(Value::list({1, 2}), Value::map({{"deep", Value::map({{true, false}})}}));
+  nested.set(Value::tuple({1, 2}), Value::tuple({Value::list({}), Value::tuple({})}));
   const std::vector<Value> values = {Value(),
                                      true,
                                      false,
@@ -373,6 +378,29 @@ TEST(ValueTest, MapClaimingMillionsOfEmptyEntriesDecodesWithoutReservingForThem)
   child.join();
   EXPECT_EQ(child.exitcode(), 0) << "1: bad_alloc (room made for the claimed entries); 3: no limit; 4: wrong value";
 #endif
+}
+
+TEST(ValueTest, TupleIsAListThatKnowsItIsATuple) {
+  const Value t = Value::tuple({1, "a"});
+  EXPECT_TRUE(t.is_list());
+  EXPECT_TRUE(t.is_tuple());
+  EXPECT_EQ(t.kind(), Value::Kind::kList);
+  EXPECT_EQ(t.type_name(), "tuple");
+  EXPECT_EQ(t.as_list(), (Value::List{1, "a"}));
+  EXPECT_FALSE(Value::list({1, "a"}).is_tuple());
+  // As Python: (1, 'a') != [1, 'a'], and both may key a map side by side.
+  EXPECT_NE(t, Value::list({1, "a"}));
+  EXPECT_EQ(t, Value::tuple({1.0, "a"}));
+  EXPECT_EQ(t.hash(), Value::tuple({true, "a"}).hash());
+  ValueMap keyed;
+  keyed.set(t, "tuple");
+  keyed.set(Value::list({1, "a"}), "list");
+  EXPECT_EQ(keyed.size(), 2u);
+  EXPECT_FALSE(Value::tuple({}).truthy());
+  EXPECT_TRUE(round_trip(t).is_tuple());
+  Value copy = t;
+  copy.as_list().push_back(nullptr);  // a tuple's items are a List to C++ too
+  EXPECT_EQ(copy.repr(), "(1, 'a', None)");
 }
 
 TEST(ValueTest, UnknownUnionMemberThrowsDecodeError) {

@@ -1,8 +1,8 @@
 # Value: the "any object" of xproc. What untyped queues and connections carry and what
 # Manager containers hold, readable by every Cap'n Proto implementation. It mirrors the
 # Python objects multiprocessing users pass around: None, bool, int, float, str, bytes,
-# list, dict (keys of any kind, insertion-ordered), plus a typed struct for messages of a
-# user's own schema.
+# list, tuple, dict (keys of any kind, insertion-ordered), plus a typed struct for messages
+# of a user's own schema.
 @0xb7abd7d3483534c4;
 
 using Cxx = import "/capnp/c++.capnp";
@@ -29,7 +29,7 @@ struct Value {
     # Python bytes.
 
     list @6 :List(Value);
-    # Python list (tuples travel as lists).
+    # Python list.
 
     map @7 :List(Entry);
     # Python dict: entries in insertion order; keys are unique under Python's equality
@@ -37,6 +37,11 @@ struct Value {
 
     struct @8 :TypedStruct;
     # A message of a user's schema, tagged with that schema's id.
+
+    tuple @9 :List(Value);
+    # Python tuple: a list that Python rebuilds as a tuple. A language without tuples may
+    # read it as a list; a tuple never equals a list, as in Python. (Readers older than
+    # this member refuse it as an unknown kind of Value.)
   }
 
   struct Entry {

@@ -11,8 +11,9 @@
 namespace xproc {
 namespace {
 
-constexpr std::string_view kKindNames[] = {"NoneType", "bool", "int",  "float", "str",
-                                           "bytes",    "list", "dict", "struct"};
+// By storage index: Kind's order, then the tuple.
+constexpr std::string_view kKindNames[] = {"NoneType", "bool", "int",  "float",  "str",
+                                           "bytes",    "list", "dict", "struct", "tuple"};
 
 int64_t checked_unsigned(unsigned long long i) {
   if (i > static_cast<unsigned long long>(std::numeric_limits<int64_t>::max())) {
@@ -80,9 +81,14 @@ Value::~Value() = default;
 
 Value Value::bytes(std::string_view data) { return Value(Bytes{std::string(data)}); }
 Value Value::list(std::initializer_list<Value> items) { return Value(List(items)); }
+Value Value::tuple(List items) {
+  Value value;
+  value.storage_ = Tuple{std::move(items)};
+  return value;
+}
 Value Value::map(std::initializer_list<std::pair<Value, Value>> entries) { return Value(ValueMap(entries)); }
 
-Value::Kind Value::kind() const noexcept { return static_cast<Kind>(storage_.index()); }
+Value::Kind Value::kind() const noexcept { return is_tuple() ? Kind::kList : static_cast<Kind>(storage_.index()); }
 std::string_view Value::type_name() const noexcept { return kKindNames[storage_.index()]; }
 
 namespace {
@@ -116,10 +122,12 @@ const std::string& Value::as_bytes() const {
 }
 const Value::List& Value::as_list() const {
   if (const auto* l = std::get_if<List>(&storage_)) return *l;
+  if (const auto* t = std::get_if<Tuple>(&storage_)) return t->items;
   wrong_kind("list", type_name());
 }
 Value::List& Value::as_list() {
   if (auto* l = std::get_if<List>(&storage_)) return *l;
+  if (auto* t = std::get_if<Tuple>(&storage_)) return t->items;
   wrong_kind("list", type_name());
 }
 const ValueMap& Value::as_map() const {
@@ -143,7 +151,7 @@ bool Value::truthy() const noexcept {
     case Kind::kFloat: return std::get<double>(storage_) != 0.0;
     case Kind::kText: return !std::get<std::string>(storage_).empty();
     case Kind::kBytes: return !std::get<Bytes>(storage_).data.empty();
-    case Kind::kList: return !std::get<List>(storage_).empty();
+    case Kind::kList: return !as_list().empty();
     case Kind::kMap: return !std::get<std::unique_ptr<ValueMap>>(storage_)->empty();
     case Kind::kStruct: return true;
   }
@@ -173,7 +181,7 @@ bool operator==(const Value& a, const Value& b) noexcept {
     case Value::Kind::kNull: return true;
     case Value::Kind::kText: return std::get<std::string>(a.storage_) == std::get<std::string>(b.storage_);
     case Value::Kind::kBytes: return std::get<Bytes>(a.storage_) == std::get<Bytes>(b.storage_);
-    case Value::Kind::kList: return std::get<Value::List>(a.storage_) == std::get<Value::List>(b.storage_);
+    case Value::Kind::kList: return a.is_tuple() == b.is_tuple() && a.as_list() == b.as_list();
     case Value::Kind::kMap: return a.as_map() == b.as_map();
     case Value::Kind::kStruct: return std::get<TypedStruct>(a.storage_) == std::get<TypedStruct>(b.storage_);
     default: return false;  // numbers handled above
@@ -193,8 +201,8 @@ size_t Value::hash() const noexcept {
     case Kind::kText: return mix(1, std::hash<std::string>{}(std::get<std::string>(storage_)));
     case Kind::kBytes: return mix(2, std::hash<std::string>{}(std::get<Bytes>(storage_).data));
     case Kind::kList: {
-      size_t h = 3;
-      for (const Value& item : std::get<List>(storage_)) h = mix(h, item.hash());
+      size_t h = is_tuple() ? 6 : 3;
+      for (const Value& item : as_list()) h = mix(h, item.hash());
       return h;
     }
     case Kind::kMap: {

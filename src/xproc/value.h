@@ -78,9 +78,11 @@ class Value {
   ~Value();
 
   // Builders for kinds a literal cannot pick: Value::bytes("\0a"), Value::list({1, 2}),
-  // Value::map({{"a", 1}, {0.25, nullptr}}).
+  // Value::tuple({1, "a"}), Value::map({{"a", 1}, {0.25, nullptr}}).
   static Value bytes(std::string_view data);
   static Value list(std::initializer_list<Value> items);
+  // A Python tuple: a list in C++ (kind() is kList, as_list() reads it) that is_tuple().
+  static Value tuple(List items);
   static Value map(std::initializer_list<std::pair<Value, Value>> entries);
   // A typed struct holding a copy of `root` tagged with T's schema id.
   template <typename Reader>
@@ -88,7 +90,7 @@ class Value {
 
   Kind kind() const noexcept;
   // Python's type name: "NoneType", "bool", "int", "float", "str", "bytes", "list",
-  // "dict", "struct".
+  // "tuple", "dict", "struct".
   std::string_view type_name() const noexcept;
 
   bool is_null() const noexcept { return kind() == Kind::kNull; }
@@ -97,7 +99,8 @@ class Value {
   bool is_float() const noexcept { return kind() == Kind::kFloat; }
   bool is_text() const noexcept { return kind() == Kind::kText; }
   bool is_bytes() const noexcept { return kind() == Kind::kBytes; }
-  bool is_list() const noexcept { return kind() == Kind::kList; }
+  bool is_list() const noexcept { return kind() == Kind::kList; }  // tuples too
+  bool is_tuple() const noexcept { return std::holds_alternative<Tuple>(storage_); }
   bool is_map() const noexcept { return kind() == Kind::kMap; }
   bool is_struct() const noexcept { return kind() == Kind::kStruct; }
 
@@ -122,7 +125,8 @@ class Value {
   std::string repr() const;
 
   // Python equality: numbers compare by value across bool/int/float (NaN != NaN); str
-  // never equals bytes; lists and maps compare element-wise (maps ignore order).
+  // never equals bytes, nor a tuple a list; lists and maps compare element-wise (maps
+  // ignore order).
   friend bool operator==(const Value& a, const Value& b) noexcept;
   // Consistent with ==: hash(1) == hash(1.0) == hash(True). Lists and maps hash by
   // content (C++ callers may use them as keys; Python would refuse).
@@ -138,8 +142,13 @@ class Value {
   static Value decode(std::span<const std::byte> bytes, const DecodeLimits& limits = {});
 
  private:
+  struct Tuple {
+    List items;
+    friend bool operator==(const Tuple&, const Tuple&) = default;
+  };
+  // In Kind's order, then the tuple (a kList).
   using Storage = std::variant<std::monostate, bool, int64_t, double, std::string, Bytes, List,
-                               std::unique_ptr<ValueMap> /* deep-copied */, TypedStruct>;
+                               std::unique_ptr<ValueMap> /* deep-copied */, TypedStruct, Tuple>;
   Storage storage_;
 };
 

@@ -53,6 +53,13 @@ Value from_reader(schema::Value::Reader reader, int depth_left) {
       }
       return Value(std::move(map));
     }
+    case schema::Value::TUPLE: {
+      Value::List items;
+      auto list = reader.getTuple();
+      items.reserve(reservation(list.size()));
+      for (auto item : list) items.push_back(from_reader(item, depth_left - 1));
+      return Value::tuple(std::move(items));
+    }
     case schema::Value::STRUCT: {
       auto s = reader.getStruct();
       auto root = s.getValue().getAs<capnp::AnyStruct>();
@@ -82,7 +89,8 @@ void Value::to_capnp(schema::Value::Builder builder) const {
     }
     case Kind::kList: {
       const List& items = as_list();
-      auto list = builder.initList(static_cast<unsigned>(items.size()));
+      auto size = static_cast<unsigned>(items.size());
+      auto list = is_tuple() ? builder.initTuple(size) : builder.initList(size);
       for (unsigned i = 0; i < items.size(); ++i) items[i].to_capnp(list[i]);
       return;
     }

@@ -161,11 +161,12 @@ std::string Value::repr() const {
     case Kind::kText: return text_repr(as_text());
     case Kind::kBytes: return bytes_repr(as_bytes());
     case Kind::kList: {
-      std::string out = "[";
+      std::string out = is_tuple() ? "(" : "[";
       for (const Value& item : as_list()) {
         if (out.size() > 1) out += ", ";
         out += item.repr();
       }
+      if (is_tuple()) return out + (as_list().size() == 1 ? ",)" : ")");
       return out + "]";
     }
     case Kind::kMap: {

@@ -127,9 +127,8 @@ void remember_struct(nb::handle schema) {
 
 void write(PyObject* object, schema::Value::Builder builder, int depth);
 
-void write_sequence(PyObject* const* items, Py_ssize_t size, schema::Value::Builder builder, int depth) {
-  auto list = builder.initList(static_cast<unsigned>(size));
-  for (Py_ssize_t i = 0; i < size; ++i) write(items[i], list[static_cast<unsigned>(i)], depth + 1);
+void write_items(PyObject* const* items, capnp::List<schema::Value>::Builder list, int depth) {
+  for (unsigned i = 0; i < list.size(); ++i) write(items[i], list[i], depth + 1);
 }
 
 void write_struct(PyObject* object, bool is_builder, schema::Value::Builder builder) {
@@ -185,9 +184,10 @@ void write(PyObject* object, schema::Value::Builder builder, int depth) {
       ++i;
     }
   } else if (type == &PyList_Type) {
-    write_sequence(&PyList_GET_ITEM(object, 0), PyList_GET_SIZE(object), builder, depth);
+    write_items(&PyList_GET_ITEM(object, 0), builder.initList(static_cast<unsigned>(PyList_GET_SIZE(object))), depth);
   } else if (type == &PyTuple_Type) {
-    write_sequence(&PyTuple_GET_ITEM(object, 0), PyTuple_GET_SIZE(object), builder, depth);
+    write_items(&PyTuple_GET_ITEM(object, 0), builder.initTuple(static_cast<unsigned>(PyTuple_GET_SIZE(object))),
+                depth);
   } else if (bool is_builder = false; is_pycapnp_struct(type, &is_builder)) {
     write_struct(object, is_builder, builder);
   } else {
@@ -223,6 +223,15 @@ nb::object read(schema::Value::Reader reader, bool as_key, int depth) {
         } else {
           PyList_SET_ITEM(result.ptr(), i, item);
         }
+      }
+      return result;
+    }
+    case schema::Value::TUPLE: {
+      auto items = reader.getTuple();
+      const auto size = static_cast<Py_ssize_t>(items.size());
+      nb::object result = nb::steal(PyTuple_New(size));
+      for (Py_ssize_t i = 0; i < size; ++i) {
+        PyTuple_SET_ITEM(result.ptr(), i, read(items[static_cast<unsigned>(i)], as_key, depth + 1).release().ptr());
       }
       return result;
     }

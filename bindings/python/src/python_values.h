@@ -1,10 +1,9 @@
 // Python objects <-> xproc's Value message (schema/xproc/value.capnp), converted straight
 // between CPython objects and Cap'n Proto builders/readers, with no intermediate copy.
 //
-// The mapping: None, bool, int (64-bit), float, str, bytes, list and dict map to the
-// Value kinds of the same name; a tuple travels as a list (Cap'n Proto has one sequence
-// type) and comes back as a list, except as a dict key, where a list comes back as a tuple
-// so the key stays hashable. A pycapnp struct builder or reader travels as a typed struct
+// The mapping: None, bool, int (64-bit), float, str, bytes, list, tuple and dict map to
+// the Value kinds of the same name. A list from another language used as a dict key comes
+// back as a tuple, so that the key stays hashable. A pycapnp struct builder or reader travels as a typed struct
 // (its schema id and the struct) and comes back as a pycapnp reader when its schema was
 // seen or registered in this process, else as an xproc.Struct. Any other type is a
 // TypeError naming it, raised by the call that was given it.
@@ -34,7 +33,7 @@ capnp::MallocMessageBuilder& encode_value(nb::handle object, capnp::MallocMessag
 nb::object decode_value(std::span<const std::byte> message);
 
 // Through xproc::Value, for the Manager proxies' C++ API.
-// `as_key`: lists come back as tuples (for dict keys and the keys() of a dict proxy).
+// `as_key`: lists come back as tuples too (for dict keys and the keys() of a dict proxy).
 Value to_value(nb::handle object);
 nb::object from_value(const Value& value, bool as_key = false);
 

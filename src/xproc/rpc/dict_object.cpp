@@ -191,7 +191,7 @@ class DictObject final : public SharedObject, public Served<schema::Dict::Server
 
   static Value key(schema::Value::Reader reader) {
     Value k = Value::from_capnp(reader);
-    // Lists are allowed: Python tuples travel as lists.
+    // Lists are allowed too (a C++ key may be one; Python reads a list key as a tuple).
     if (k.is_map()) throw TypeError("unhashable type: '" + std::string(k.type_name()) + "'");
     return k;
   }

@@ -12,7 +12,7 @@ class ListObject final : public SharedObject, public Served<schema::SharedList::
  public:
   ListObject(Runtime& runtime, Value initial) : SharedObject(runtime, schema::Kind::LIST), list_(Value::List()) {
     if (initial.is_list())
-      list_ = std::move(initial);
+      list_ = Value(std::move(initial.as_list()));  // a tuple's items too
     else if (!initial.is_null())
       throw TypeError("a list is made from a list, not " + std::string(initial.type_name()));
   }

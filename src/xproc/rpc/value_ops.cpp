@@ -66,7 +66,7 @@ Value add_numbers(const Value& a, const Value& b) {
 
 bool python_less(const Value& a, const Value& b) {
   if (is_number(a) && is_number(b)) return number_less(a, b);
-  if (a.kind() != b.kind()) unorderable(a, b);
+  if (a.kind() != b.kind() || a.is_tuple() != b.is_tuple()) unorderable(a, b);
   switch (a.kind()) {
     case Value::Kind::kText: return a.as_text() < b.as_text();  // UTF-8 keeps code point order
     case Value::Kind::kBytes: return a.as_bytes() < b.as_bytes();
