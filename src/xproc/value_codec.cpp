@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "xproc/value.h"
+#include "xproc/value_decoding_internal.h"
 
 namespace xproc {
 namespace {
@@ -38,6 +39,7 @@ Value from_reader(schema::Value::Reader reader, int depth_left) {
     case schema::Value::LIST: {
       Value::List items;
       auto list = reader.getList();
+      detail::refuse_empty_element_flood(list);
       items.reserve(reservation(list.size()));
       for (auto item : list) items.push_back(from_reader(item, depth_left - 1));
       return Value(std::move(items));
@@ -45,6 +47,7 @@ Value from_reader(schema::Value::Reader reader, int depth_left) {
     case schema::Value::MAP: {
       ValueMap map;
       auto entries = reader.getMap();
+      detail::refuse_empty_element_flood(entries);
       map.reserve(reservation(entries.size()));
       // Duplicate keys: the last value wins, at the first key's position (as a Python
       // dict display {k: 1, k: 2} does).
@@ -56,6 +59,7 @@ Value from_reader(schema::Value::Reader reader, int depth_left) {
     case schema::Value::TUPLE: {
       Value::List items;
       auto list = reader.getTuple();
+      detail::refuse_empty_element_flood(list);
       items.reserve(reservation(list.size()));
       for (auto item : list) items.push_back(from_reader(item, depth_left - 1));
       return Value::tuple(std::move(items));

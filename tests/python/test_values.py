@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import struct
 
 import pytest
 
@@ -159,3 +160,11 @@ def test_equal_structs_of_an_unknown_schema_hash_alike():
     assert first == second and first is not second
     assert hash(first) == hash(second)
     assert len({first: 1, second: 2}) == 1
+
+
+@pytest.mark.parametrize("kind", [6, 7, 9])  # list, map, tuple
+def test_millions_of_elements_that_take_no_bytes_are_decode_error(kind):
+    # 40 bytes claiming four million empty elements, each of which would decode to None.
+    words = [4 << 32, (1 << 48) | (1 << 32), kind, (7 << 32) | 1, 4_000_000 << 2]
+    with pytest.raises(xproc.DecodeError, match="take no bytes"):
+        xproc.decode(struct.pack("<5Q", *words))

@@ -12,6 +12,7 @@
 
 #include "xproc/errors.h"
 #include "xproc/message.h"
+#include "xproc/value_decoding_internal.h"
 
 namespace xproc::python {
 namespace {
@@ -214,6 +215,7 @@ nb::object read(schema::Value::Reader reader, bool as_key, int depth) {
     }
     case schema::Value::LIST: {
       auto list = reader.getList();
+      detail::refuse_empty_element_flood(list);
       const auto size = static_cast<Py_ssize_t>(list.size());
       nb::object result = nb::steal(as_key ? PyTuple_New(size) : PyList_New(size));
       for (Py_ssize_t i = 0; i < size; ++i) {
@@ -228,6 +230,7 @@ nb::object read(schema::Value::Reader reader, bool as_key, int depth) {
     }
     case schema::Value::TUPLE: {
       auto items = reader.getTuple();
+      detail::refuse_empty_element_flood(items);
       const auto size = static_cast<Py_ssize_t>(items.size());
       nb::object result = nb::steal(PyTuple_New(size));
       for (Py_ssize_t i = 0; i < size; ++i) {
@@ -237,7 +240,9 @@ nb::object read(schema::Value::Reader reader, bool as_key, int depth) {
     }
     case schema::Value::MAP: {
       nb::object result = nb::steal(PyDict_New());
-      for (auto entry : reader.getMap()) {
+      auto entries = reader.getMap();
+      detail::refuse_empty_element_flood(entries);
+      for (auto entry : entries) {
         nb::object key = read(entry.getKey(), true, depth + 1);
         nb::object value = read(entry.getValue(), false, depth + 1);
         // Duplicate keys: the last value wins, as in a dict display {k: 1, k: 2}.
