@@ -24,9 +24,8 @@ void refuse_empty_element_flood(StructList list) {
   if (list.size() <= kMostEmptyElements) return;
   const capnp::AnyStruct::Reader first = list[0];  // a list's elements share one size
   if (first.getDataSection().size() == 0 && first.getPointerSection().size() == 0) {
-    throw DecodeError("a Value list of " + std::to_string(list.size()) +
-                      " elements that take no bytes (more than " + std::to_string(kMostEmptyElements) +
-                      " are refused)");
+    throw DecodeError("a Value list of " + std::to_string(list.size()) + " elements that take no bytes (more than " +
+                      std::to_string(kMostEmptyElements) + " are refused)");
   }
 }
 
