@@ -21,6 +21,17 @@ size_t reservation(size_t claimed) {
   return std::min(claimed, kLargestReservation);
 }
 
+Value from_reader(schema::Value::Reader reader, int depth_left);
+
+// The items of a list or a tuple.
+Value::List read_items(capnp::List<schema::Value>::Reader list, int depth_left) {
+  detail::refuse_empty_element_flood(list);
+  Value::List items;
+  items.reserve(reservation(list.size()));
+  for (auto item : list) items.push_back(from_reader(item, depth_left));
+  return items;
+}
+
 Value from_reader(schema::Value::Reader reader, int depth_left) {
   if (depth_left <= 0) throw DecodeError("Value nested deeper than the decode limit");
   switch (reader.which()) {
@@ -36,14 +47,7 @@ Value from_reader(schema::Value::Reader reader, int depth_left) {
       auto data = reader.getData();
       return Value::bytes(std::string_view(reinterpret_cast<const char*>(data.begin()), data.size()));
     }
-    case schema::Value::LIST: {
-      Value::List items;
-      auto list = reader.getList();
-      detail::refuse_empty_element_flood(list);
-      items.reserve(reservation(list.size()));
-      for (auto item : list) items.push_back(from_reader(item, depth_left - 1));
-      return Value(std::move(items));
-    }
+    case schema::Value::LIST: return Value(read_items(reader.getList(), depth_left - 1));
     case schema::Value::MAP: {
       ValueMap map;
       auto entries = reader.getMap();
@@ -56,14 +60,7 @@ Value from_reader(schema::Value::Reader reader, int depth_left) {
       }
       return Value(std::move(map));
     }
-    case schema::Value::TUPLE: {
-      Value::List items;
-      auto list = reader.getTuple();
-      detail::refuse_empty_element_flood(list);
-      items.reserve(reservation(list.size()));
-      for (auto item : list) items.push_back(from_reader(item, depth_left - 1));
-      return Value::tuple(std::move(items));
-    }
+    case schema::Value::TUPLE: return Value::tuple(read_items(reader.getTuple(), depth_left - 1));
     case schema::Value::STRUCT: {
       auto s = reader.getStruct();
       auto root = s.getValue().getAs<capnp::AnyStruct>();
