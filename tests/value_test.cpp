@@ -357,6 +357,19 @@ TEST(ValueTest, MillionsOfElementsThatTakeNoBytesAreRefused) {
     EXPECT_THROW(decode(message(discriminant, 4'000'000)), xproc::DecodeError) << discriminant;
   }
   EXPECT_EQ(decode(message(7, xproc::detail::kMostEmptyElements)).repr(), "{None: None}");
+  // The allowance is the message's, not each list's: three lists of half of it each, of
+  // Nones in canonical form (where a None takes no bytes), add up past it.
+  auto canonical_lists = [](unsigned lists) {
+    capnp::MallocMessageBuilder builder;
+    auto outer = builder.initRoot<xproc::schema::Value>().initList(lists);
+    for (unsigned i = 0; i < lists; ++i) outer[i].initList(xproc::detail::kMostEmptyElements / 2);
+    const auto segment = capnp::canonicalize(builder.getRoot<xproc::schema::Value>().asReader());
+    std::vector<uint64_t> words(1 + segment.size(), uint64_t{segment.size()} << 32);  // a table of one segment
+    std::memcpy(&words[1], segment.begin(), segment.size() * sizeof(capnp::word));
+    return Value::decode(std::as_bytes(std::span(words)));
+  };
+  EXPECT_EQ(canonical_lists(1).as_list()[0].as_list().size(), xproc::detail::kMostEmptyElements / 2);
+  EXPECT_THROW(canonical_lists(3), xproc::DecodeError);
   EXPECT_EQ(decode(message(6, 3)).repr(), "[None, None, None]");
   EXPECT_EQ(decode(message(9, 1)).repr(), "(None,)");
 }

@@ -21,54 +21,59 @@ size_t reservation(size_t claimed) {
   return std::min(claimed, kLargestReservation);
 }
 
-Value from_reader(schema::Value::Reader reader, int depth_left);
-
-// The items of a list or a tuple.
-Value::List read_items(capnp::List<schema::Value>::Reader list, int depth_left) {
-  detail::refuse_empty_element_flood(list);
-  Value::List items;
-  items.reserve(reservation(list.size()));
-  for (auto item : list) items.push_back(from_reader(item, depth_left));
-  return items;
-}
-
-Value from_reader(schema::Value::Reader reader, int depth_left) {
-  if (depth_left <= 0) throw DecodeError("Value nested deeper than the decode limit");
-  switch (reader.which()) {
-    case schema::Value::NULL_: return Value();
-    case schema::Value::BOOL: return Value(reader.getBool());
-    case schema::Value::INT64: return Value(static_cast<long long>(reader.getInt64()));
-    case schema::Value::FLOAT64: return Value(reader.getFloat64());
-    case schema::Value::TEXT: {
-      auto text = reader.getText();
-      return Value(std::string(text.cStr(), text.size()));
-    }
-    case schema::Value::DATA: {
-      auto data = reader.getData();
-      return Value::bytes(std::string_view(reinterpret_cast<const char*>(data.begin()), data.size()));
-    }
-    case schema::Value::LIST: return Value(read_items(reader.getList(), depth_left - 1));
-    case schema::Value::MAP: {
-      ValueMap map;
-      auto entries = reader.getMap();
-      detail::refuse_empty_element_flood(entries);
-      map.reserve(reservation(entries.size()));
-      // Duplicate keys: the last value wins, at the first key's position (as a Python
-      // dict display {k: 1, k: 2} does).
-      for (auto entry : entries) {
-        map.set(from_reader(entry.getKey(), depth_left - 1), from_reader(entry.getValue(), depth_left - 1));
+// One message's decoding: its depth and its allowance of elements that take no bytes.
+class Decoder {
+ public:
+  Value value(schema::Value::Reader reader, int depth_left) {
+    if (depth_left <= 0) throw DecodeError("Value nested deeper than the decode limit");
+    switch (reader.which()) {
+      case schema::Value::NULL_: return Value();
+      case schema::Value::BOOL: return Value(reader.getBool());
+      case schema::Value::INT64: return Value(static_cast<long long>(reader.getInt64()));
+      case schema::Value::FLOAT64: return Value(reader.getFloat64());
+      case schema::Value::TEXT: {
+        auto text = reader.getText();
+        return Value(std::string(text.cStr(), text.size()));
       }
-      return Value(std::move(map));
+      case schema::Value::DATA: {
+        auto data = reader.getData();
+        return Value::bytes(std::string_view(reinterpret_cast<const char*>(data.begin()), data.size()));
+      }
+      case schema::Value::LIST: return Value(items(reader.getList(), depth_left - 1));
+      case schema::Value::MAP: {
+        ValueMap map;
+        auto entries = reader.getMap();
+        budget_.charge(entries);
+        map.reserve(reservation(entries.size()));
+        // Duplicate keys: the last value wins, at the first key's position (as a Python
+        // dict display {k: 1, k: 2} does).
+        for (auto entry : entries) {
+          map.set(value(entry.getKey(), depth_left - 1), value(entry.getValue(), depth_left - 1));
+        }
+        return Value(std::move(map));
+      }
+      case schema::Value::STRUCT: {
+        auto s = reader.getStruct();
+        auto root = s.getValue().getAs<capnp::AnyStruct>();
+        return Value(TypedStruct{s.getSchemaId(), std::make_shared<const kj::Array<capnp::word>>(serialize(root))});
+      }
+      case schema::Value::TUPLE: return Value::tuple(items(reader.getTuple(), depth_left - 1));
     }
-    case schema::Value::TUPLE: return Value::tuple(read_items(reader.getTuple(), depth_left - 1));
-    case schema::Value::STRUCT: {
-      auto s = reader.getStruct();
-      auto root = s.getValue().getAs<capnp::AnyStruct>();
-      return Value(TypedStruct{s.getSchemaId(), std::make_shared<const kj::Array<capnp::word>>(serialize(root))});
-    }
+    throw DecodeError("unknown Value kind " + std::to_string(static_cast<int>(reader.which())));
   }
-  throw DecodeError("unknown Value kind " + std::to_string(static_cast<int>(reader.which())));
-}
+
+ private:
+  // The items of a list or a tuple.
+  Value::List items(capnp::List<schema::Value>::Reader list, int depth_left) {
+    budget_.charge(list);
+    Value::List out;
+    out.reserve(reservation(list.size()));
+    for (auto item : list) out.push_back(value(item, depth_left));
+    return out;
+  }
+
+  detail::EmptyElementBudget budget_;
+};
 
 }  // namespace
 
@@ -121,7 +126,7 @@ void Value::to_capnp(schema::Value::Builder builder) const {
 
 Value Value::from_capnp(schema::Value::Reader reader, const DecodeLimits& limits) {
   try {
-    return from_reader(reader, limits.nesting_limit);
+    return Decoder().value(reader, limits.nesting_limit);
   } catch (const kj::Exception& e) {
     throw DecodeError(std::string("invalid Value: ") + e.getDescription().cStr());
   }

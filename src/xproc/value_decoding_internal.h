@@ -12,21 +12,30 @@
 
 namespace xproc::detail {
 
-// Cap'n Proto admits a list of zero-sized structs as long as its traversal limit allows
-// (millions of elements in a few bytes), and every such element of a Value list, tuple or
-// map decodes to None: 48 bytes would cost the receiver hundreds of megabytes. An honest
-// writer gives each element its size, so past this many elements a list of empty ones is
-// refused.
+// Cap'n Proto admits lists of zero-sized structs up to its traversal limit (millions of
+// elements in a few bytes), and every such element of a Value list, tuple or map decodes
+// to None: a few bytes would cost the receiver hundreds of megabytes. An honest writer
+// gives each element its size, so one message may hold this many elements that take no
+// bytes, in all its lists together; past that it is refused.
 inline constexpr size_t kMostEmptyElements = 65536;
 
-template <typename StructList>
-void refuse_empty_element_flood(StructList list) {
-  if (list.size() <= kMostEmptyElements) return;
-  const capnp::AnyStruct::Reader first = list[0];  // a list's elements share one size
-  if (first.getDataSection().size() == 0 && first.getPointerSection().size() == 0) {
-    throw DecodeError("a Value list of " + std::to_string(list.size()) + " elements that take no bytes (more than " +
-                      std::to_string(kMostEmptyElements) + " are refused)");
+// What is left of that allowance while one message is decoded.
+class EmptyElementBudget {
+ public:
+  template <typename StructList>
+  void charge(StructList list) {
+    if (list.size() == 0) return;
+    const capnp::AnyStruct::Reader first = list[0];  // a list's elements share one size
+    if (first.getDataSection().size() != 0 || first.getPointerSection().size() != 0) return;
+    if (list.size() > left_) {
+      throw DecodeError("a Value with more than " + std::to_string(kMostEmptyElements) +
+                        " list elements that take no bytes");
+    }
+    left_ -= list.size();
   }
-}
+
+ private:
+  size_t left_ = kMostEmptyElements;
+};
 
 }  // namespace xproc::detail

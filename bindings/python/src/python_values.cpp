@@ -196,7 +196,7 @@ void write(PyObject* object, schema::Value::Builder builder, int depth) {
   }
 }
 
-nb::object read(schema::Value::Reader reader, bool as_key, int depth) {
+nb::object read(schema::Value::Reader reader, bool as_key, int depth, detail::EmptyElementBudget& budget) {
   if (depth >= kNestingLimit) throw DecodeError("Value nested deeper than the decode limit");
   switch (reader.which()) {
     case schema::Value::NULL_: return nb::none();
@@ -215,11 +215,11 @@ nb::object read(schema::Value::Reader reader, bool as_key, int depth) {
     }
     case schema::Value::LIST: {
       auto list = reader.getList();
-      detail::refuse_empty_element_flood(list);
+      budget.charge(list);
       const auto size = static_cast<Py_ssize_t>(list.size());
       nb::object result = nb::steal(as_key ? PyTuple_New(size) : PyList_New(size));
       for (Py_ssize_t i = 0; i < size; ++i) {
-        PyObject* item = read(list[static_cast<unsigned>(i)], as_key, depth + 1).release().ptr();
+        PyObject* item = read(list[static_cast<unsigned>(i)], as_key, depth + 1, budget).release().ptr();
         if (as_key) {
           PyTuple_SET_ITEM(result.ptr(), i, item);
         } else {
@@ -230,21 +230,22 @@ nb::object read(schema::Value::Reader reader, bool as_key, int depth) {
     }
     case schema::Value::TUPLE: {
       auto items = reader.getTuple();
-      detail::refuse_empty_element_flood(items);
+      budget.charge(items);
       const auto size = static_cast<Py_ssize_t>(items.size());
       nb::object result = nb::steal(PyTuple_New(size));
       for (Py_ssize_t i = 0; i < size; ++i) {
-        PyTuple_SET_ITEM(result.ptr(), i, read(items[static_cast<unsigned>(i)], as_key, depth + 1).release().ptr());
+        PyTuple_SET_ITEM(result.ptr(), i,
+                         read(items[static_cast<unsigned>(i)], as_key, depth + 1, budget).release().ptr());
       }
       return result;
     }
     case schema::Value::MAP: {
       nb::object result = nb::steal(PyDict_New());
       auto entries = reader.getMap();
-      detail::refuse_empty_element_flood(entries);
+      budget.charge(entries);
       for (auto entry : entries) {
-        nb::object key = read(entry.getKey(), true, depth + 1);
-        nb::object value = read(entry.getValue(), false, depth + 1);
+        nb::object key = read(entry.getKey(), true, depth + 1, budget);
+        nb::object value = read(entry.getValue(), false, depth + 1, budget);
         // Duplicate keys: the last value wins, as in a dict display {k: 1, k: 2}.
         if (PyDict_SetItem(result.ptr(), key.ptr(), value.ptr()) != 0) {
           // A key Python cannot hash: a dict (C++ and other languages may use one as a
@@ -278,7 +279,8 @@ void write_value(nb::handle object, schema::Value::Builder builder) { write(obje
 
 nb::object read_value(schema::Value::Reader reader) {
   try {
-    return read(reader, false, 0);
+    detail::EmptyElementBudget budget;
+    return read(reader, false, 0, budget);
   } catch (const kj::Exception& e) {
     throw DecodeError(std::string("invalid Value: ") + e.getDescription().cStr());
   }
@@ -293,7 +295,8 @@ nb::object decode_value(std::span<const std::byte> message) {
   return detail::with_validated_root<schema::Value, detail::Reads::kAll>(
       message, DecodeLimits{}, [](schema::Value::Reader root) {
         try {
-          return read(root, false, 0);
+          detail::EmptyElementBudget budget;
+          return read(root, false, 0, budget);
         } catch (const kj::Exception& e) {
           throw DecodeError(std::string("invalid Value: ") + e.getDescription().cStr());
         }
@@ -310,7 +313,8 @@ nb::object from_value(const Value& value, bool as_key) {
   detail::InlineMessageBuilder message;
   value.to_capnp(message.builder().initRoot<schema::Value>());
   try {
-    return read(message.builder().getRoot<schema::Value>().asReader(), as_key, 0);
+    detail::EmptyElementBudget budget;
+    return read(message.builder().getRoot<schema::Value>().asReader(), as_key, 0, budget);
   } catch (const kj::Exception& e) {
     throw DecodeError(std::string("invalid Value: ") + e.getDescription().cStr());
   }
