@@ -3,8 +3,11 @@
 // another process has one, and what follows is sent on its socket as the chunks of large
 // messages; then that end goes away and this end receives. Receiving gives messages,
 // DecodeError (a record that cannot be one; the ring carries on), EOFError (the peer is
-// gone) or OSError (a message over the limit; the end is closed), and never more bytes
-// than the ring and the socket held. No call hangs: a blocking receive is made only while
+// gone) or OSError (a message over the limit; the end is closed); never more messages than
+// the ring's positions claim, nor more bytes than that many records and the socket held.
+// (A hostile count may claim more records than the bytes between the positions hold: the
+// reader then goes round the ring again, as it would after a live sender refilled it.)
+// No call hangs: a blocking receive is made only while
 // the image leaves the locks free (a live lock holder may stall a call without a deadline,
 // as documented; the non-blocking calls are made whatever the locks say).
 //
@@ -74,6 +77,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   bool locks_free = true;
   size_t chunk_bytes = 0;
+  uint32_t claimed_messages = 0;  // by the ring's positions, as the hostile end left them
   {
     const auto handles = hostile.shared_memory_handles();
     Mapping control(handles.control);
@@ -86,6 +90,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const auto* header = reinterpret_cast<const QueueHeader*>(ring.data());
     locks_free = header->consumer_lock.load() == 0 && header->producer_lock.load() == 0 &&
                  pipe->direction[handles.side].large_send.load() == 0;
+    using xproc::detail::Position;
+    claimed_messages = Position::unpack(header->tail.load()).count - Position::unpack(header->head.load()).count;
 
     while (!input.empty()) {
       const auto length = input.take<uint16_t>();
@@ -97,14 +103,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   hostile.close();
 
   size_t received = 0;
+  size_t messages = 0;
   auto receive = [&](std::optional<size_t> maxlength, bool block) {
     if (!block) {
       bool taken = receiver.try_recv_in_place([&](std::span<const std::byte> bytes) { received += bytes.size(); });
+      messages += taken ? 1 : 0;
       return taken;
     }
     const auto message = receiver.recv_bytes(maxlength);
     FUZZ_CHECK(message.size() <= maxlength.value_or(options.max_message_bytes), "a message over maxlength");
     received += message.size();
+    ++messages;
     return true;
   };
   for (int turn = 0; turn < kTurns && !receiver.closed(); ++turn) {
@@ -118,7 +127,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     } catch (const xproc::OSError&) {
       FUZZ_CHECK(receiver.closed(), "OSError left the end open");
     }
-    FUZZ_CHECK(received <= kRingBytes + chunk_bytes, "more bytes received than the ring and socket held");
+    FUZZ_CHECK(messages <= claimed_messages, "more messages received than the ring's positions claim");
+    FUZZ_CHECK(received <= messages * kRingBytes + chunk_bytes, "more bytes received than the records and socket held");
   }
   return 0;
 }
