@@ -23,9 +23,13 @@ void add_bench_command(CLI::App& app) {
   bench->callback([topic, out] {
     namespace fs = std::filesystem;
     const fs::path script = fs::path(XPROC_SOURCE_DIR) / "bench" / "run.sh";
-    if (!fs::exists(script) || !fs::exists(fs::path(XPROC_BINARY_DIR) / "bench")) {
+    if (!fs::exists(script)) {
       throw ValueError("xproc bench runs from a source checkout's build (this xproc has no " + script.string() +
                        "); there, run ./dev.sh bench [TOPIC]");
+    }
+    if (!fs::exists(fs::path(XPROC_BINARY_DIR) / "bench")) {
+      throw ValueError(std::string("this build (") + XPROC_BINARY_DIR +
+                       ") has no benchmarks: the sanitizer presets leave them out; run ./dev.sh bench [TOPIC]");
     }
     fs::create_directories(*out);
     const std::string venv = std::string(XPROC_SOURCE_DIR) + "/.venv";
