@@ -196,6 +196,25 @@ void write(PyObject* object, schema::Value::Builder builder, int depth) {
   }
 }
 
+nb::object read(schema::Value::Reader reader, bool as_key, int depth, detail::EmptyElementBudget& budget);
+
+// A list's or a tuple's items, as a tuple or a list.
+nb::object read_items(capnp::List<schema::Value>::Reader items, bool as_tuple, bool as_key, int depth,
+                      detail::EmptyElementBudget& budget) {
+  budget.charge(items);
+  const auto size = static_cast<Py_ssize_t>(items.size());
+  nb::object result = nb::steal(as_tuple ? PyTuple_New(size) : PyList_New(size));
+  for (Py_ssize_t i = 0; i < size; ++i) {
+    PyObject* item = read(items[static_cast<unsigned>(i)], as_key, depth + 1, budget).release().ptr();
+    if (as_tuple) {
+      PyTuple_SET_ITEM(result.ptr(), i, item);
+    } else {
+      PyList_SET_ITEM(result.ptr(), i, item);
+    }
+  }
+  return result;
+}
+
 nb::object read(schema::Value::Reader reader, bool as_key, int depth, detail::EmptyElementBudget& budget) {
   if (depth >= kNestingLimit) throw DecodeError("Value nested deeper than the decode limit");
   switch (reader.which()) {
@@ -213,32 +232,8 @@ nb::object read(schema::Value::Reader reader, bool as_key, int depth, detail::Em
       return nb::steal(
           PyBytes_FromStringAndSize(reinterpret_cast<const char*>(data.begin()), static_cast<Py_ssize_t>(data.size())));
     }
-    case schema::Value::LIST: {
-      auto list = reader.getList();
-      budget.charge(list);
-      const auto size = static_cast<Py_ssize_t>(list.size());
-      nb::object result = nb::steal(as_key ? PyTuple_New(size) : PyList_New(size));
-      for (Py_ssize_t i = 0; i < size; ++i) {
-        PyObject* item = read(list[static_cast<unsigned>(i)], as_key, depth + 1, budget).release().ptr();
-        if (as_key) {
-          PyTuple_SET_ITEM(result.ptr(), i, item);
-        } else {
-          PyList_SET_ITEM(result.ptr(), i, item);
-        }
-      }
-      return result;
-    }
-    case schema::Value::TUPLE: {
-      auto items = reader.getTuple();
-      budget.charge(items);
-      const auto size = static_cast<Py_ssize_t>(items.size());
-      nb::object result = nb::steal(PyTuple_New(size));
-      for (Py_ssize_t i = 0; i < size; ++i) {
-        PyTuple_SET_ITEM(result.ptr(), i,
-                         read(items[static_cast<unsigned>(i)], as_key, depth + 1, budget).release().ptr());
-      }
-      return result;
-    }
+    case schema::Value::LIST: return read_items(reader.getList(), as_key, as_key, depth, budget);
+    case schema::Value::TUPLE: return read_items(reader.getTuple(), true, as_key, depth, budget);
     case schema::Value::MAP: {
       nb::object result = nb::steal(PyDict_New());
       auto entries = reader.getMap();
