@@ -639,6 +639,56 @@ TEST(ManagerProxies, PrintedAsThePythonRepr) {
 
 // ---- failures ------------------------------------------------------------------------
 
+// ---- proxies inside containers --------------------------------------------------------
+
+TEST(ManagerNesting, AProxyInAContainerHoldsItsObjectAndComesBackAsItsId) {
+  Manager manager;
+  auto outer = manager.dict();
+  uint64_t inner_id = 0;
+  {
+    auto inner = manager.list({1, 2});
+    inner_id = inner.id();
+    outer.set("inner", inner.as_value());
+  }  // no proxy holds the list now: the dict does
+  Value stored = outer["inner"];
+  ASSERT_TRUE(stored.is_proxy());
+  EXPECT_EQ(stored.as_proxy().manager, manager.instance());
+  EXPECT_EQ(stored.as_proxy().id, inner_id);
+  auto attached = manager.attach_held(inner_id);
+  EXPECT_EQ(attached.kind, schema::Kind::LIST);
+  ListProxy again(attached.ref);
+  again.append(3);
+  outer.clear();  // now only `again` holds it
+  EXPECT_EQ(again.size(), 3u);
+  EXPECT_EQ(again.repr(), "[1, 2, 3]");
+}
+
+TEST(ManagerNesting, ProxiesOfAnotherServerOrOfGoneObjectsAreRefusedAndStoreNothing) {
+  Manager manager;
+  Manager other;
+  EXPECT_NE(manager.instance(), other.instance());
+  auto d = manager.dict();
+  auto foreign = other.dict();  // its id may well be one of `manager`'s ids too
+  EXPECT_THROW(d.set("x", Value::list({foreign.as_value()})), ValueError);
+  EXPECT_THROW(d.set("x", Value(ProxyRef{manager.instance(), 999999, nullptr})), KeyError);
+  EXPECT_THROW(manager.attach_held(999999), KeyError);
+  EXPECT_EQ(d.size(), 0u);
+  d.set("x", 1);
+  EXPECT_EQ(d["x"], Value(1));
+}
+
+TEST(ManagerNesting, ContainersHoldingEachOtherAndThemselvesEndWithTheServer) {
+  Manager manager;
+  auto a = manager.list();
+  auto b = manager.dict();
+  a.append(a.as_value());  // multiprocessing allows it; the server breaks the cycle when it stops
+  a.append(b.as_value());
+  b.set("a", a.as_value());
+  EXPECT_EQ(a.repr(),
+            "[<proxy of object " + std::to_string(a.id()) + ">, <proxy of object " + std::to_string(b.id()) + ">]");
+  manager.shutdown();
+}
+
 TEST(ManagerFailures, WrongAuthkey) {
   Manager manager;
   EXPECT_THROW(Manager::connect(manager.address(), "wrong key"), AuthenticationError);

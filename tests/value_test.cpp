@@ -4,6 +4,7 @@
 #include "xproc/value_decoding_internal.h"
 
 #include <capnp/message.h>
+#include <capnp/serialize.h>
 #include <gtest/gtest.h>
 
 #include <array>
@@ -18,6 +19,7 @@
 namespace {
 
 using xproc::Bytes;
+using xproc::ProxyRef;
 using xproc::Value;
 using xproc::ValueMap;
 
@@ -395,6 +397,38 @@ TEST(ValueTest, TupleIsAListThatKnowsItIsATuple) {
   Value copy = t;
   copy.as_list().push_back(nullptr);  // a tuple's items are a List to C++ too
   EXPECT_EQ(copy.repr(), "(1, 'a', None)");
+}
+
+TEST(ValueTest, ProxyNamesAManagersObjectAndComparesByIt) {
+  const Value p = ProxyRef{7, 42, std::make_shared<int>(1)};
+  EXPECT_TRUE(p.is_proxy());
+  EXPECT_EQ(p.type_name(), "proxy");
+  EXPECT_EQ(p, Value(ProxyRef{7, 42, nullptr}));  // what keeps it alive is not part of it
+  EXPECT_NE(p, Value(ProxyRef{8, 42, nullptr}));  // another manager's object 42
+  EXPECT_EQ(p.hash(), Value(ProxyRef{7, 42, nullptr}).hash());
+  EXPECT_TRUE(p.truthy());
+  EXPECT_EQ(p.repr(), "<proxy of object 42>");
+  EXPECT_THROW(p.as_int(), xproc::TypeError);
+  const Value back = round_trip(Value::list({p, 1}));
+  EXPECT_EQ(back.as_list()[0], p);
+  EXPECT_EQ(back.as_list()[0].as_proxy().keep_alive, nullptr);  // not a thing a message carries
+}
+
+TEST(ValueTest, ProxyResolverSeesEveryProxyAndMayRefuse) {
+  auto words = Value::map({{"a", ProxyRef{1, 2, nullptr}}, {"b", Value::tuple({ProxyRef{1, 3, nullptr}})}}).encode();
+  capnp::FlatArrayMessageReader reader(words);
+  auto root = reader.getRoot<xproc::schema::Value>();
+  std::vector<uint64_t> seen;
+  auto anchor = std::make_shared<int>(0);
+  Value held = Value::from_capnp(root, {}, [&](ProxyRef& proxy) {
+    seen.push_back(proxy.id);
+    proxy.keep_alive = anchor;
+  });
+  EXPECT_EQ(seen, (std::vector<uint64_t>{2, 3}));
+  EXPECT_EQ(anchor.use_count(), 3);  // each decoded proxy holds it
+  held = nullptr;
+  EXPECT_EQ(anchor.use_count(), 1);
+  EXPECT_THROW(Value::from_capnp(root, {}, [](ProxyRef&) { throw xproc::ValueError("not ours"); }), xproc::ValueError);
 }
 
 TEST(ValueTest, UnknownUnionMemberThrowsDecodeError) {

@@ -28,9 +28,10 @@ interface Gate {
   challenge @0 () -> (nonce :Data);
   # A fresh random nonce for this connection (32 bytes).
 
-  login @1 (digest :Data) -> (manager :Manager);
+  login @1 (digest :Data) -> (manager :Manager, instance :UInt64);
   # digest = HMAC-SHA256(key = authkey, message = nonce). AuthenticationError on a wrong
   # digest or without a challenge; the connection is closed after a failed login.
+  # instance: this server's random instance number, which Value.Proxy carries.
 }
 
 enum Kind {

@@ -1,8 +1,8 @@
 # Value: the "any object" of xproc. What untyped queues and connections carry and what
 # Manager containers hold, readable by every Cap'n Proto implementation. It mirrors the
 # Python objects multiprocessing users pass around: None, bool, int, float, str, bytes,
-# list, tuple, dict (keys of any kind, insertion-ordered), plus a typed struct for messages
-# of a user's own schema.
+# list, tuple, dict (keys of any kind, insertion-ordered), proxies of Manager objects,
+# plus a typed struct for messages of a user's own schema.
 @0xb7abd7d3483534c4;
 
 using Cxx = import "/capnp/c++.capnp";
@@ -42,6 +42,10 @@ struct Value {
     # Python tuple: a list that Python rebuilds as a tuple. A language without tuples may
     # read it as a list; a tuple never equals a list, as in Python. (Readers older than
     # this member refuse it as an unknown kind of Value.)
+
+    proxy @10 :Proxy;
+    # A Manager's shared object, as a proxy stored in a container or sent in a message
+    # names it (see Proxy).
   }
 
   struct Entry {
@@ -50,6 +54,21 @@ struct Value {
 
     value @1 :Value;
     # The value stored under the key.
+  }
+
+  struct Proxy {
+    # Names one object of one Manager server. A client that reads it reaches the object
+    # over its own connection to that server (Manager.object(id)); a server that stores it
+    # in a container keeps the object alive while the container holds it. It carries no
+    # address: a process resolves it only against the servers it already uses, so a
+    # message cannot make it connect (and answer a login challenge) anywhere else.
+
+    manager @0 :UInt64;
+    # The server's instance, a random number it chose when it started (returned by
+    # Gate.login). A server refuses a Proxy of another instance.
+
+    id @1 :UInt64;
+    # The object's id on that server (as the factories return it).
   }
 
   struct TypedStruct {

@@ -133,6 +133,8 @@ const std::string& Manager::address() const noexcept { return endpoint_->address
 const std::optional<std::string>& Manager::authkey() const noexcept { return endpoint_->authkey; }
 pid_t Manager::pid() const noexcept { return server_ ? server_->pid() : 0; }
 
+uint64_t Manager::instance() const { return rpc::instance_of(*endpoint_); }
+
 namespace {
 
 // Sends a factory request, wraps the object it returns in a reference, and caches the
@@ -354,6 +356,18 @@ std::shared_ptr<const rpc::ObjectRef> Manager::lookup_user(std::string_view name
       rpc::ObjectRef{endpoint_, response.getId(), schema::Kind::USER, interface_id});
   rpc::connection_for(*endpoint_).remember(ref, response.getObject());
   return ref;
+}
+
+Manager::Attached Manager::attach_held(uint64_t id) {
+  auto response = rpc::call_manager(*endpoint_, [&](rpc::ClientConnection& c) {
+    auto request = c.manager().objectRequest();
+    request.setId(id);
+    return request.send();
+  });
+  auto ref = std::make_shared<const rpc::ObjectRef>(
+      rpc::ObjectRef{endpoint_, id, response.getKind(), response.getInterfaceId()});
+  rpc::connection_for(*endpoint_).remember(ref, response.getObject());
+  return {response.getKind(), std::move(ref)};
 }
 
 void Manager::publish_user(std::string_view name, capnp::Capability::Client object, uint64_t interface_id) {

@@ -102,6 +102,8 @@ class Manager {
   const std::optional<std::string>& authkey() const noexcept;
   // The server's pid; 0 for a connected Manager or after shutdown.
   pid_t pid() const noexcept;
+  // The server's random instance number, which the ProxyRefs of its objects carry.
+  uint64_t instance() const;
 
   // Factories, as Python's. `name` non-empty: the object registered under that name,
   // made (from the other arguments) only if the name is new; ValueError if it names an
@@ -150,6 +152,15 @@ class Manager {
   P attach(uint64_t id) {
     return P(attach_ref(id));
   }
+
+  // Object `id`, whatever its kind, for a ProxyRef read from a container that may drop
+  // it at any moment: one call fetches its kind and a capability that holds it while
+  // `ref` (or a proxy made from it, P(ref)) lives. KeyError once it is gone.
+  struct Attached {
+    schema::Kind kind;
+    std::shared_ptr<const rpc::ObjectRef> ref;
+  };
+  Attached attach_held(uint64_t id);
 
   // The names registered on the server, sorted; and removing one (KeyError if absent).
   std::vector<std::string> names();

@@ -46,6 +46,8 @@ void write_slice(schema::Slice::Builder builder, const Slice& slice) {
 
 uint64_t Proxy::id() const noexcept { return ref_->id; }
 
+Value Proxy::as_value() const { return Value(ProxyRef{rpc::instance_of(*ref_->endpoint), ref_->id, nullptr}); }
+
 std::string Proxy::repr() const {
   auto reply = invoke<schema::Object>(ref_, [](auto& o) { return o.reprRequest().send(); });
   return reply.getText().cStr();

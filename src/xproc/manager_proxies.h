@@ -44,6 +44,10 @@ class Proxy {
   explicit Proxy(std::shared_ptr<const rpc::ObjectRef> ref) : ref_(std::move(ref)) {}
 
   uint64_t id() const noexcept;
+  // This proxy as a Value (a ProxyRef): stored in a container of the same Manager, it
+  // keeps the object alive while the container holds it, and comes back as its id, to
+  // attach to (Manager::attach). Connects first if this process has not.
+  Value as_value() const;
   // The object's repr, fetched from the server.
   std::string repr() const;
   friend std::ostream& operator<<(std::ostream& out, const Proxy& proxy) { return out << proxy.repr(); }

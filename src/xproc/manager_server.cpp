@@ -9,10 +9,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <map>
 
 #include <capnp/rpc-twoparty.h>
 
+#include "xproc/auth.h"
 #include "xproc/errors.h"
 #include "xproc/listener.h"
 #include "xproc/rpc/connection_guard.h"
@@ -113,6 +115,17 @@ size_t default_max_connections() {
 // would read an error about a closed connection rather than the failed login).
 constexpr auto kLoginFailureGrace = 500 * kj::MILLISECONDS;
 
+// This run's instance number (never 0): what tells its objects' proxies from those of any
+// other server, whose ids count from 1 as well.
+uint64_t random_instance() {
+  for (;;) {
+    std::string bytes = random_bytes(sizeof(uint64_t));
+    uint64_t instance = 0;
+    std::memcpy(&instance, bytes.data(), sizeof(instance));
+    if (instance != 0) return instance;
+  }
+}
+
 kj::Exception closed_because(kj::Exception::Type type, const std::string& why) {
   return kj::Exception(type, __FILE__, __LINE__, kj::heapString(why));
 }
@@ -196,7 +209,7 @@ void ManagerServer::serve_forever() {
   const kj::Duration login_timeout = options.login_timeout.count() * kj::MILLISECONDS;
 
   rpc::Registry registry;
-  rpc::Runtime runtime{io.provider->getTimer(), registry};
+  rpc::Runtime runtime{io.provider->getTimer(), registry, random_instance()};
   bool stopping = false;
   auto stop = kj::newPromiseAndFulfiller<void>();
   auto stopped = stop.promise.fork();

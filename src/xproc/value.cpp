@@ -12,8 +12,8 @@ namespace xproc {
 namespace {
 
 // By storage index: Kind's order, then the tuple.
-constexpr std::string_view kKindNames[] = {"NoneType", "bool", "int",  "float",  "str",
-                                           "bytes",    "list", "dict", "struct", "tuple"};
+constexpr std::string_view kKindNames[] = {"NoneType", "bool", "int",    "float", "str",  "bytes",
+                                           "list",     "dict", "struct", "proxy", "tuple"};
 
 int64_t checked_unsigned(unsigned long long i) {
   if (i > static_cast<unsigned long long>(std::numeric_limits<int64_t>::max())) {
@@ -57,6 +57,7 @@ Value::Value(Bytes bytes) noexcept : storage_(std::move(bytes)) {}
 Value::Value(List list) noexcept : storage_(std::move(list)) {}
 Value::Value(ValueMap map) : storage_(std::make_unique<ValueMap>(std::move(map))) {}
 Value::Value(TypedStruct s) noexcept : storage_(std::move(s)) {}
+Value::Value(ProxyRef proxy) noexcept : storage_(std::move(proxy)) {}
 
 Value::Value(const Value& other) {
   if (const auto* map = std::get_if<std::unique_ptr<ValueMap>>(&other.storage_)) {
@@ -142,6 +143,10 @@ const TypedStruct& Value::as_struct() const {
   if (const auto* s = std::get_if<TypedStruct>(&storage_)) return *s;
   wrong_kind("struct", type_name());
 }
+const ProxyRef& Value::as_proxy() const {
+  if (const auto* p = std::get_if<ProxyRef>(&storage_)) return *p;
+  wrong_kind("proxy", type_name());
+}
 
 bool Value::truthy() const noexcept {
   switch (kind()) {
@@ -153,7 +158,8 @@ bool Value::truthy() const noexcept {
     case Kind::kBytes: return !std::get<Bytes>(storage_).data.empty();
     case Kind::kList: return !as_list().empty();
     case Kind::kMap: return !std::get<std::unique_ptr<ValueMap>>(storage_)->empty();
-    case Kind::kStruct: return true;
+    case Kind::kStruct:
+    case Kind::kProxy: return true;
   }
   return true;
 }
@@ -184,6 +190,7 @@ bool operator==(const Value& a, const Value& b) noexcept {
     case Value::Kind::kList: return a.is_tuple() == b.is_tuple() && a.as_list() == b.as_list();
     case Value::Kind::kMap: return a.as_map() == b.as_map();
     case Value::Kind::kStruct: return std::get<TypedStruct>(a.storage_) == std::get<TypedStruct>(b.storage_);
+    case Value::Kind::kProxy: return std::get<ProxyRef>(a.storage_) == std::get<ProxyRef>(b.storage_);
     default: return false;  // numbers handled above
   }
 }
@@ -218,6 +225,10 @@ size_t Value::hash() const noexcept {
                                                                   s.message->size() * sizeof(capnp::word))));
       }
       return h;
+    }
+    case Kind::kProxy: {
+      const auto& p = std::get<ProxyRef>(storage_);
+      return mix(mix(7, p.manager), p.id);
     }
   }
   return 0;

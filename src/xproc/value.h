@@ -12,6 +12,7 @@
 #include <kj/array.h>
 
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <memory>
 #include <optional>
@@ -45,9 +46,28 @@ struct TypedStruct {
   friend bool operator==(const TypedStruct& a, const TypedStruct& b);
 };
 
+// A Manager's shared object named inside a Value (schema/xproc/value.capnp, Value.Proxy):
+// the server's instance and the object's id. A client reaches it with
+// Manager::attach<P>(id) after checking `manager` against Manager::instance().
+struct ProxyRef {
+  uint64_t manager = 0;
+  uint64_t id = 0;
+  // In the server's own process, what keeps the object alive while a Value names it
+  // (set by the server when it decodes a call's Value; empty elsewhere). Not part of
+  // equality: two ProxyRefs to one object are equal.
+  std::shared_ptr<const void> keep_alive;
+  friend bool operator==(const ProxyRef& a, const ProxyRef& b) noexcept {
+    return a.manager == b.manager && a.id == b.id;
+  }
+};
+
+// Called by Value::from_capnp for each ProxyRef it decodes, to check it and to set its
+// keep_alive; what it throws ends the decoding.
+using ProxyResolver = std::function<void(ProxyRef&)>;
+
 class Value {
  public:
-  enum class Kind { kNull, kBool, kInt, kFloat, kText, kBytes, kList, kMap, kStruct };
+  enum class Kind { kNull, kBool, kInt, kFloat, kText, kBytes, kList, kMap, kStruct, kProxy };
   using List = std::vector<Value>;
 
   // None.
@@ -70,6 +90,7 @@ class Value {
   Value(List list) noexcept;         // NOLINT
   Value(ValueMap map);               // NOLINT
   Value(TypedStruct s) noexcept;     // NOLINT
+  Value(ProxyRef proxy) noexcept;    // NOLINT
 
   Value(const Value& other);
   Value(Value&& other) noexcept;
@@ -90,7 +111,7 @@ class Value {
 
   Kind kind() const noexcept;
   // Python's type name: "NoneType", "bool", "int", "float", "str", "bytes", "list",
-  // "tuple", "dict", "struct".
+  // "tuple", "dict", "struct", "proxy".
   std::string_view type_name() const noexcept;
 
   bool is_null() const noexcept { return kind() == Kind::kNull; }
@@ -103,6 +124,7 @@ class Value {
   bool is_tuple() const noexcept { return std::holds_alternative<Tuple>(storage_); }
   bool is_map() const noexcept { return kind() == Kind::kMap; }
   bool is_struct() const noexcept { return kind() == Kind::kStruct; }
+  bool is_proxy() const noexcept { return kind() == Kind::kProxy; }
 
   // Accessors throw TypeError naming both kinds when the Value is of another kind.
   // as_int() accepts a bool (as Python's int(True)); as_float() accepts int and bool.
@@ -116,6 +138,7 @@ class Value {
   const ValueMap& as_map() const;
   ValueMap& as_map();
   const TypedStruct& as_struct() const;
+  const ProxyRef& as_proxy() const;
 
   // Python truthiness: None, False, 0, 0.0, and empty str/bytes/list/dict are false.
   bool truthy() const noexcept;
@@ -133,9 +156,11 @@ class Value {
   size_t hash() const noexcept;
 
   // To and from the Cap'n Proto Value. from_capnp throws DecodeError for unknown union
-  // members or nesting deeper than limits.nesting_limit.
+  // members or nesting deeper than limits.nesting_limit; `resolve`, when given, sees every
+  // proxy decoded.
   void to_capnp(schema::Value::Builder builder) const;
-  static Value from_capnp(schema::Value::Reader reader, const DecodeLimits& limits = {});
+  static Value from_capnp(schema::Value::Reader reader, const DecodeLimits& limits = {},
+                          const ProxyResolver& resolve = nullptr);
 
   // The standard flat serialization of this Value as a schema::Value message, and back.
   kj::Array<capnp::word> encode() const;
@@ -148,7 +173,7 @@ class Value {
   };
   // In Kind's order, then the tuple (a kList).
   using Storage = std::variant<std::monostate, bool, int64_t, double, std::string, Bytes, List,
-                               std::unique_ptr<ValueMap> /* deep-copied */, TypedStruct, Tuple>;
+                               std::unique_ptr<ValueMap> /* deep-copied */, TypedStruct, ProxyRef, Tuple>;
   Storage storage_;
 };
 

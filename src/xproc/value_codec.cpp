@@ -24,6 +24,8 @@ size_t reservation(size_t claimed) {
 // One message's decoding: its depth and its allowance of elements that take no bytes.
 class Decoder {
  public:
+  explicit Decoder(const ProxyResolver& resolve) : resolve_(resolve) {}
+
   Value value(schema::Value::Reader reader, int depth_left) {
     if (depth_left <= 0) throw DecodeError("Value nested deeper than the decode limit");
     switch (reader.which()) {
@@ -58,6 +60,12 @@ class Decoder {
         return Value(TypedStruct{s.getSchemaId(), std::make_shared<const kj::Array<capnp::word>>(serialize(root))});
       }
       case schema::Value::TUPLE: return Value::tuple(items(reader.getTuple(), depth_left - 1));
+      case schema::Value::PROXY: {
+        auto proxy = reader.getProxy();
+        ProxyRef ref{proxy.getManager(), proxy.getId(), nullptr};
+        if (resolve_) resolve_(ref);
+        return Value(std::move(ref));
+      }
     }
     throw DecodeError("unknown Value kind " + std::to_string(static_cast<int>(reader.which())));
   }
@@ -72,6 +80,7 @@ class Decoder {
     return out;
   }
 
+  const ProxyResolver& resolve_;
   detail::EmptyElementBudget budget_;
 };
 
@@ -121,12 +130,19 @@ void Value::to_capnp(schema::Value::Builder builder) const {
       }
       return;
     }
+    case Kind::kProxy: {
+      const ProxyRef& ref = as_proxy();
+      auto out = builder.initProxy();
+      out.setManager(ref.manager);
+      out.setId(ref.id);
+      return;
+    }
   }
 }
 
-Value Value::from_capnp(schema::Value::Reader reader, const DecodeLimits& limits) {
+Value Value::from_capnp(schema::Value::Reader reader, const DecodeLimits& limits, const ProxyResolver& resolve) {
   try {
-    return Decoder().value(reader, limits.nesting_limit);
+    return Decoder(resolve).value(reader, limits.nesting_limit);
   } catch (const kj::Exception& e) {
     throw DecodeError(std::string("invalid Value: ") + e.getDescription().cStr());
   }

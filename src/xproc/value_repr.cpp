@@ -185,6 +185,7 @@ std::string Value::repr() const {
                     s.message ? s.message->size() * sizeof(capnp::word) : size_t{0});
       return buffer;
     }
+    case Kind::kProxy: return "<proxy of object " + std::to_string(as_proxy().id) + ">";
   }
   return "?";
 }

@@ -110,14 +110,17 @@ extern "C" const char* __asan_default_options() { return "detect_leaks=0"; }
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
   PyImport_AppendInittab("_xproc", PyInit__xproc);
   Py_InitializeEx(0);  // no signal handlers: libFuzzer has its own
-  // A struct of a schema this process does not know is looked up in xproc._schemas (the
-  // package's pure-Python part); the package itself would import the real extension.
+  // A struct of a schema this process does not know is looked up in xproc._schemas, and a
+  // proxy resolved by xproc.managers (the package's pure-Python parts, here over the
+  // embedded extension); the package's __init__ would import the real extension.
   const std::string setup =
-      "import sys, types\n"
+      "import sys, types, _xproc\n"
       "package = types.ModuleType('xproc')\n"
       "package.__path__ = ['" XPROC_SOURCE_DIR
       "/bindings/python/xproc']\n"
-      "sys.modules['xproc'] = package\n";
+      "package._xproc = _xproc\n"
+      "sys.modules['xproc'] = package\n"
+      "sys.modules['xproc._xproc'] = _xproc\n";
   FUZZ_CHECK(PyRun_SimpleString(setup.c_str()) == 0);
   PyObject* module = PyImport_ImportModule("_xproc");
   FUZZ_CHECK(module != nullptr, "the embedded extension did not import");

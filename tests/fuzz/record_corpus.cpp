@@ -90,6 +90,8 @@ std::vector<std::pair<std::string, Value>> sample_values() {
       {"deep", deep},
       {"large_list", Value(std::move(strings))},
       {"typed_struct", Value::typed(point.getRoot<xproc::schema::Value>().asReader())},
+      {"proxy", Value::map({{"d", xproc::ProxyRef{0x5eed, 3, nullptr}},
+                            {xproc::ProxyRef{0x5eed, 4, nullptr}, Value::tuple({xproc::ProxyRef{1, 3, nullptr}})}})},
   };
 }
 

@@ -337,3 +337,59 @@ def test_dict_iteration_raises_when_the_dict_changed_size_as_python_s():
         with pytest.raises(RuntimeError, match="changed size"):
             for key in d:
                 del d[key]
+
+
+def put_back_what_the_queue_brought(q, results):
+    shared = q.get(timeout=30)
+    shared["seen by"] = os.getpid()
+    results.put(type(shared).__name__)
+
+
+def test_a_proxy_in_a_container_comes_back_as_a_proxy_to_the_same_object(manager):
+    inner = manager.dict(a=1)
+    outer = manager.list([inner, [1, 2]])
+    nested = manager.dict(d=inner, q=manager.Queue())
+    assert isinstance(outer[0], xproc.managers.DictProxy)
+    assert isinstance(outer[1], list)  # a plain list stays one
+    outer[0]["b"] = 2
+    assert inner == {"a": 1, "b": 2}
+    nested["q"].put("item")  # the queue's only holder is the dict
+    assert nested["q"].get(timeout=10) == "item"
+    inner_id = inner._id
+    del inner
+    assert outer[0]["a"] == 1  # the list holds the dict now
+    outer.clear()
+    nested.clear()
+    with pytest.raises(KeyError):  # and nothing holds it any more
+        manager._started().attach(inner_id)
+    locks = manager.list([manager.Lock(), manager.RLock(), manager.Event()])
+    assert [type(p).__name__ for p in locks] == ["LockProxy", "RLockProxy", "EventProxy"]
+
+
+def test_a_proxy_of_another_manager_is_refused_and_stores_nothing(manager):
+    with xproc.Manager() as other:
+        d = manager.dict()
+        with pytest.raises(ValueError, match="another manager"):
+            d["x"] = [other.dict()]
+        assert len(d) == 0
+
+
+def test_a_proxy_travels_through_a_queue_to_a_process_that_uses_its_manager(manager):
+    shared = manager.dict()
+    q, results = xproc.Queue(), xproc.Queue()
+    child = mp.get_context("fork").Process(target=put_back_what_the_queue_brought, args=(q, results))
+    child.start()
+    q.put(shared)
+    assert results.get(timeout=30) == "DictProxy"
+    child.join()
+    assert shared["seen by"] == child.pid
+
+
+def test_a_proxy_from_a_manager_this_process_never_used_is_a_proxy_ref():
+    ref = xproc.decode(xproc.encode(xproc.ProxyRef(0x1234, 7)))
+    assert ref == xproc.ProxyRef(0x1234, 7)
+    assert repr(ref) == "xproc.ProxyRef(manager=0x1234, id=7)"
+    with xproc.Manager() as m:
+        d = m.dict()
+        found = xproc.decode(xproc.encode([d]))[0]
+        assert isinstance(found, xproc.managers.DictProxy) and found._id == d._id

@@ -53,20 +53,50 @@ void require_own_capnp() {
   }
 }
 
-nb::object attach(Manager& manager, std::string_view kind, uint64_t id) {
-  if (kind == "dict") return nb::cast(manager.attach<DictProxy>(id));
-  if (kind == "list") return nb::cast(manager.attach<ListProxy>(id));
-  if (kind == "namespace") return nb::cast(manager.attach<NamespaceProxy>(id));
-  if (kind == "value") return nb::cast(manager.attach<ValueProxy>(id));
-  if (kind == "array") return nb::cast(manager.attach<ArrayProxy>(id));
-  if (kind == "queue") return nb::cast(manager.attach<QueueProxy>(id));
-  if (kind == "joinable_queue") return nb::cast(manager.attach<JoinableQueueProxy>(id));
-  if (kind == "lock") return nb::cast(manager.attach<LockProxy>(id));
-  if (kind == "semaphore") return nb::cast(manager.attach<SemaphoreProxy>(id));
-  if (kind == "event") return nb::cast(manager.attach<EventProxy>(id));
-  if (kind == "condition") return nb::cast(manager.attach<ConditionProxy>(id));
-  if (kind == "barrier") return nb::cast(manager.attach<BarrierProxy>(id));
-  throw nb::value_error(("no proxy kind '" + std::string(kind) + "'").c_str());
+// The proxy over `ref` for an object of `kind`; None for an object of a user's interface
+// (Python has no proxy type for it).
+nb::object proxy_of(schema::Kind kind, std::shared_ptr<const rpc::ObjectRef> ref) {
+  switch (kind) {
+    case schema::Kind::DICT: return nb::cast(DictProxy(std::move(ref)));
+    case schema::Kind::LIST: return nb::cast(ListProxy(std::move(ref)));
+    case schema::Kind::NAMESPACE: return nb::cast(NamespaceProxy(std::move(ref)));
+    case schema::Kind::VALUE: return nb::cast(ValueProxy(std::move(ref)));
+    case schema::Kind::ARRAY: return nb::cast(ArrayProxy(std::move(ref)));
+    case schema::Kind::QUEUE: return nb::cast(QueueProxy(std::move(ref)));
+    case schema::Kind::JOINABLE_QUEUE: return nb::cast(JoinableQueueProxy(std::move(ref)));
+    case schema::Kind::LOCK:
+    case schema::Kind::RLOCK: return nb::cast(LockProxy(std::move(ref)));
+    case schema::Kind::SEMAPHORE:
+    case schema::Kind::BOUNDED_SEMAPHORE: return nb::cast(SemaphoreProxy(std::move(ref)));
+    case schema::Kind::EVENT: return nb::cast(EventProxy(std::move(ref)));
+    case schema::Kind::CONDITION: return nb::cast(ConditionProxy(std::move(ref)));
+    case schema::Kind::BARRIER: return nb::cast(BarrierProxy(std::move(ref)));
+    case schema::Kind::USER: break;
+  }
+  return nb::none();
+}
+
+// The Python package's name of a kind, as its proxy classes' `_kind` (and rlock,
+// bounded_semaphore for the kinds that share a class there).
+const char* kind_name(schema::Kind kind) {
+  switch (kind) {
+    case schema::Kind::DICT: return "dict";
+    case schema::Kind::LIST: return "list";
+    case schema::Kind::NAMESPACE: return "namespace";
+    case schema::Kind::VALUE: return "value";
+    case schema::Kind::ARRAY: return "array";
+    case schema::Kind::QUEUE: return "queue";
+    case schema::Kind::JOINABLE_QUEUE: return "joinable_queue";
+    case schema::Kind::LOCK: return "lock";
+    case schema::Kind::RLOCK: return "rlock";
+    case schema::Kind::SEMAPHORE: return "semaphore";
+    case schema::Kind::BOUNDED_SEMAPHORE: return "bounded_semaphore";
+    case schema::Kind::EVENT: return "event";
+    case schema::Kind::CONDITION: return "condition";
+    case schema::Kind::BARRIER: return "barrier";
+    case schema::Kind::USER: return "user";
+  }
+  return "user";
 }
 
 }  // namespace
@@ -196,8 +226,18 @@ void register_managers(nb::module_& m) {
           nb::arg("parties"), nb::arg("timeout") = nb::none(), nb::arg("name") = "")
       .def("names", [](Manager& self) { return without_gil([&] { return self.names(); }); })
       .def("unregister", [](Manager& self, std::string_view name) { without_gil([&] { self.unregister(name); }); })
-      .def("attach", &attach, nb::arg("kind"), nb::arg("id"),
-           "The proxy of `kind` ('dict', 'list', ... 'barrier') for object `id` of this manager.");
+      .def_prop_ro(
+          "instance", [](const Manager& self) { return without_gil([&] { return self.instance(); }); },
+          "The server's random instance number, which proxies in messages carry.")
+      .def(
+          "attach",
+          [](Manager& self, uint64_t id) {
+            auto attached = without_gil([&] { return self.attach_held(id); });
+            return nb::make_tuple(kind_name(attached.kind), proxy_of(attached.kind, std::move(attached.ref)));
+          },
+          nb::arg("id"),
+          "(kind, proxy) for object `id` of this manager: kind as 'dict', 'rlock' ...; the proxy "
+          "holds the object (None for an object of a user's interface). KeyError once it is gone.");
 }
 
 }  // namespace xproc::python

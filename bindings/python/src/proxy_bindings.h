@@ -28,6 +28,10 @@ template <typename P>
 nb::class_<P> proxy_class(nb::module_& m, const char* name, const char* doc) {
   return nb::class_<P>(m, name, doc)
       .def_prop_ro("id", &P::id, "The object's id on its manager (what attach() takes).")
+      .def_prop_ro(
+          "manager_instance",
+          [](const P& self) { return without_gil([&] { return self.as_value().as_proxy().manager; }); },
+          "Its manager's instance number (Manager.instance).")
       .def("__repr__", [](const P& self) { return without_gil([&] { return self.repr(); }); });
 }
 

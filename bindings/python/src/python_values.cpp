@@ -121,12 +121,33 @@ void remember_struct(nb::handle schema) {
 
 [[noreturn]] void unsupported(nb::handle object) {
   throw nb::type_error(("xproc cannot send an object of type '" + std::string(Py_TYPE(object.ptr())->tp_name) +
-                        "' (supported: None, bool, int, float, str, bytes, list, tuple, dict "
-                        "and pycapnp structs)")
+                        "' (supported: None, bool, int, float, str, bytes, list, tuple, dict, "
+                        "pycapnp structs and Manager proxies)")
                            .c_str());
 }
 
 void write(PyObject* object, schema::Value::Builder builder, int depth);
+
+// A Manager proxy (xproc.managers.BaseProxy, or an xproc.ProxyRef this process could not
+// resolve) answers _xproc_proxy_ref() with (manager instance, object id). False for any
+// other object.
+bool write_proxy(PyObject* object, schema::Value::Builder builder) {
+  nb::handle handle(object);
+  if (!nb::hasattr(handle, "_xproc_proxy_ref")) return false;
+  nb::tuple ref = nb::cast<nb::tuple>(handle.attr("_xproc_proxy_ref")());
+  auto out = builder.initProxy();
+  out.setManager(nb::cast<uint64_t>(ref[0]));
+  out.setId(nb::cast<uint64_t>(ref[1]));
+  return true;
+}
+
+// The object for a received proxy: xproc.managers._proxy_from_ref makes a proxy when this
+// process uses that manager, else an xproc.ProxyRef.
+nb::object read_proxy(schema::Value::Proxy::Reader proxy) {
+  static nb::object* resolve = new nb::object(  // never destroyed, like known_structs
+      nb::module_::import_("xproc.managers").attr("_proxy_from_ref"));
+  return (*resolve)(proxy.getManager(), proxy.getId());
+}
 
 void write_items(PyObject* const* items, capnp::List<schema::Value>::Builder list, int depth) {
   for (unsigned i = 0; i < list.size(); ++i) write(items[i], list[i], depth + 1);
@@ -191,7 +212,7 @@ void write(PyObject* object, schema::Value::Builder builder, int depth) {
                 depth);
   } else if (bool is_builder = false; is_pycapnp_struct(type, &is_builder)) {
     write_struct(object, is_builder, builder);
-  } else {
+  } else if (!write_proxy(object, builder)) {
     unsupported(object);
   }
 }
@@ -257,6 +278,7 @@ nb::object read(schema::Value::Reader reader, bool as_key, int depth, detail::Em
       return pycapnp_reader(
           s.getSchemaId(), nb::bytes(reinterpret_cast<const char*>(words.begin()), words.size() * sizeof(capnp::word)));
     }
+    case schema::Value::PROXY: return read_proxy(reader.getProxy());
   }
   throw DecodeError("unknown Value kind " + std::to_string(static_cast<int>(reader.which())));
 }

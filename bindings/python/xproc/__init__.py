@@ -13,7 +13,7 @@ from multiprocessing import AuthenticationError, BufferTooShort
 from . import connection
 from ._xproc import DecodeError, MessageTooLarge, Struct, decode, encode, register_schema
 from .connection import Connection, Pipe
-from .managers import Manager, SyncManager, connect
+from .managers import Manager, ProxyRef, SyncManager, connect
 from .queues import JoinableQueue, Queue, SimpleQueue
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "Manager",
     "MessageTooLarge",
     "Pipe",
+    "ProxyRef",
     "Queue",
     "SimpleQueue",
     "Struct",

@@ -191,6 +191,10 @@ class DictProxy:
     def id(self) -> int:
         """The object's id on its manager (what attach() takes)."""
 
+    @property
+    def manager_instance(self) -> int:
+        """Its manager's instance number (Manager.instance)."""
+
     def __repr__(self) -> str: ...
 
     def __getitem__(self, arg: object | None, /) -> object: ...
@@ -241,6 +245,10 @@ class ListProxy:
     @property
     def id(self) -> int:
         """The object's id on its manager (what attach() takes)."""
+
+    @property
+    def manager_instance(self) -> int:
+        """Its manager's instance number (Manager.instance)."""
 
     def __repr__(self) -> str: ...
 
@@ -295,6 +303,10 @@ class NamespaceProxy:
     def id(self) -> int:
         """The object's id on its manager (what attach() takes)."""
 
+    @property
+    def manager_instance(self) -> int:
+        """Its manager's instance number (Manager.instance)."""
+
     def __repr__(self) -> str: ...
 
     def get(self, arg: str, /) -> object: ...
@@ -311,6 +323,10 @@ class ValueProxy:
     @property
     def id(self) -> int:
         """The object's id on its manager (what attach() takes)."""
+
+    @property
+    def manager_instance(self) -> int:
+        """Its manager's instance number (Manager.instance)."""
 
     def __repr__(self) -> str: ...
 
@@ -329,6 +345,10 @@ class ArrayProxy:
     @property
     def id(self) -> int:
         """The object's id on its manager (what attach() takes)."""
+
+    @property
+    def manager_instance(self) -> int:
+        """Its manager's instance number (Manager.instance)."""
 
     def __repr__(self) -> str: ...
 
@@ -356,6 +376,10 @@ class QueueProxy:
     def id(self) -> int:
         """The object's id on its manager (what attach() takes)."""
 
+    @property
+    def manager_instance(self) -> int:
+        """Its manager's instance number (Manager.instance)."""
+
     def __repr__(self) -> str: ...
 
     def put(self, obj: object | None, block: bool = True, timeout: float | None = None) -> None: ...
@@ -382,6 +406,10 @@ class LockProxy:
     def id(self) -> int:
         """The object's id on its manager (what attach() takes)."""
 
+    @property
+    def manager_instance(self) -> int:
+        """Its manager's instance number (Manager.instance)."""
+
     def __repr__(self) -> str: ...
 
     def acquire(self, blocking: bool = True, timeout: float | None = -1.0) -> bool: ...
@@ -397,6 +425,10 @@ class SemaphoreProxy:
     def id(self) -> int:
         """The object's id on its manager (what attach() takes)."""
 
+    @property
+    def manager_instance(self) -> int:
+        """Its manager's instance number (Manager.instance)."""
+
     def __repr__(self) -> str: ...
 
     def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool: ...
@@ -411,6 +443,10 @@ class EventProxy:
     @property
     def id(self) -> int:
         """The object's id on its manager (what attach() takes)."""
+
+    @property
+    def manager_instance(self) -> int:
+        """Its manager's instance number (Manager.instance)."""
 
     def __repr__(self) -> str: ...
 
@@ -428,6 +464,10 @@ class ConditionProxy:
     @property
     def id(self) -> int:
         """The object's id on its manager (what attach() takes)."""
+
+    @property
+    def manager_instance(self) -> int:
+        """Its manager's instance number (Manager.instance)."""
 
     def __repr__(self) -> str: ...
 
@@ -447,6 +487,10 @@ class BarrierProxy:
     @property
     def id(self) -> int:
         """The object's id on its manager (what attach() takes)."""
+
+    @property
+    def manager_instance(self) -> int:
+        """Its manager's instance number (Manager.instance)."""
 
     def __repr__(self) -> str: ...
 
@@ -522,7 +566,11 @@ class Manager:
 
     def unregister(self, arg: str, /) -> None: ...
 
-    def attach(self, kind: str, id: int) -> object:
+    @property
+    def instance(self) -> int:
+        """The server's random instance number, which proxies in messages carry."""
+
+    def attach(self, id: int) -> tuple:
         """
-        The proxy of `kind` ('dict', 'list', ... 'barrier') for object `id` of this manager.
+        (kind, proxy) for object `id` of this manager: kind as 'dict', 'rlock' ...; the proxy holds the object (None for an object of a user's interface). KeyError once it is gone.
         """

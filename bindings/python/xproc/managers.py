@@ -16,8 +16,10 @@ that name, or create it), and dict proxies have atomic ``increment``,
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
+import weakref
 from collections.abc import MutableMapping, MutableSequence
 from multiprocessing import current_process
 from multiprocessing.context import get_spawning_popen
@@ -26,7 +28,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tupl
 from . import _xproc
 from .connection import Address, _address_text, _address_value, _check_authkey
 
-__all__ = ["Manager", "SyncManager", "connect", "MISSING"]
+__all__ = ["Manager", "SyncManager", "connect", "MISSING", "ProxyRef"]
 
 
 class _Missing:
@@ -48,6 +50,7 @@ _tls_by_address: Dict[str, _Tls] = {}
 # (pid, address, authkey): a forked child must not reuse its parent's entry.
 _attached: Dict[Tuple[int, str, bytes], "_xproc.Manager"] = {}
 _attached_lock = threading.Lock()
+atexit.register(_attached.clear)  # closed before the interpreter tears the extension down
 
 
 def _manager_for(address: str, authkey: Optional[bytes], tls: Optional[_Tls] = None) -> "_xproc.Manager":
@@ -60,12 +63,76 @@ def _manager_for(address: str, authkey: Optional[bytes], tls: Optional[_Tls] = N
 
 
 def _rebuild_proxy(
-    cls: type, address: str, authkey: Optional[bytes], kind: str, object_id: int, tls: Optional[_Tls] = None
+    cls: type, address: str, authkey: Optional[bytes], object_id: int, tls: Optional[_Tls] = None
 ) -> "BaseProxy":
     if tls is not None:
         _tls_by_address.setdefault(address, tls)
     engine = _manager_for(address, authkey, tls)
-    return cls(engine.attach(kind, object_id), address, authkey)
+    _remember_manager(engine, address, authkey)
+    _, remote = engine.attach(object_id)
+    return cls(remote, address, authkey)
+
+
+# The servers this process uses (or its parent used before a fork), by instance number:
+# where they are and the key to log in with. A proxy in a message names only an instance
+# and an id; it is resolved against this table alone, so that no message can make this
+# process connect to an address it chose (and answer a login challenge there).
+_known_managers: Dict[int, Tuple[str, Optional[bytes]]] = {}
+# The SyncManager objects of this process by instance (weakly: a dropped Manager() still
+# stops its server), whose connections a proxy read from a message reuses.
+_local_managers: "weakref.WeakValueDictionary[Tuple[int, int], SyncManager]" = weakref.WeakValueDictionary()
+
+
+def _remember_manager(engine: "_xproc.Manager", address: str, authkey: Optional[bytes],
+                      manager: Optional["SyncManager"] = None) -> None:
+    instance = engine.instance
+    _known_managers.setdefault(instance, (address, authkey))
+    if manager is not None:
+        # The first: proxies it made hold their objects over its connection, which a proxy
+        # read from a message then shares (releases on an idle connection wait for its
+        # next call).
+        _local_managers.setdefault((os.getpid(), instance), manager)
+
+
+class ProxyRef:
+    """A Manager's object named in a message, from a server this process does not use
+    (a proxy arrives as one when this process never connected to its manager). Stored in
+    a container of that manager, or sent on, it names the same object again."""
+
+    __slots__ = ("manager", "id")
+
+    def __init__(self, manager: int, id: int) -> None:  # noqa: A002 (the object's id, as proxies name it)
+        self.manager = manager
+        self.id = id
+
+    def _xproc_proxy_ref(self) -> Tuple[int, int]:
+        return (self.manager, self.id)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ProxyRef) and (self.manager, self.id) == (other.manager, other.id)
+
+    def __hash__(self) -> int:
+        return hash((ProxyRef, self.manager, self.id))
+
+    def __repr__(self) -> str:
+        return f"xproc.ProxyRef(manager={self.manager:#x}, id={self.id})"
+
+
+def _proxy_from_ref(manager: int, object_id: int) -> Any:
+    """What a proxy read from a message or a container becomes: a proxy of the right kind
+    when this process uses its manager (KeyError when the object is gone), else a ProxyRef."""
+    local = _local_managers.get((os.getpid(), manager))
+    if local is not None and local._engine is not None:
+        engine, address, authkey = local._engine, local._engine.address, local._authkey
+    elif manager in _known_managers:
+        address, authkey = _known_managers[manager]
+        engine = _manager_for(address, authkey)
+    else:
+        return ProxyRef(manager, object_id)
+    kind, remote = engine.attach(object_id)
+    if remote is None:  # an object of a user's interface: Python has no proxy type for it
+        return ProxyRef(manager, object_id)
+    return _PROXY_BY_KIND[kind](remote, address, authkey)
 
 
 class BaseProxy:
@@ -73,10 +140,13 @@ class BaseProxy:
 
     A proxy pickles as its manager's address and the object's id (plus the authkey when
     the pickle goes to a process being spawned, as multiprocessing does); the receiving
-    process connects on first use.
+    process connects as it unpickles it, and its proxy holds the object from then on.
+    In a Value (a Manager container, a queue, a pipe) a proxy travels as its manager's
+    instance number and the object's id, and comes back as a proxy in any process that
+    uses that manager (else as a ProxyRef); a container holds the object while it holds
+    the proxy.
     """
 
-    _kind = ""  # the server's name of the object's kind
     _typeid = ""  # multiprocessing's name of it, as its proxies print
 
     def __init__(self, remote: Any, address: str, authkey: Optional[bytes]) -> None:
@@ -87,7 +157,7 @@ class BaseProxy:
     def __reduce__(self) -> Any:
         authkey = self._authkey if get_spawning_popen() is not None else None
         tls = _tls_by_address.get(self._address)
-        return (_rebuild_proxy, (type(self), self._address, authkey, self._kind, self._remote.id, tls))
+        return (_rebuild_proxy, (type(self), self._address, authkey, self._remote.id, tls))
 
     def __str__(self) -> str:
         return repr(self._remote)  # the remote object's repr, as multiprocessing's proxies print
@@ -98,6 +168,10 @@ class BaseProxy:
     @property
     def _id(self) -> int:
         return self._remote.id
+
+    def _xproc_proxy_ref(self) -> Tuple[int, int]:
+        """How a proxy travels in a Value: its manager's instance and the object's id."""
+        return (self._remote.manager_instance, self._remote.id)
 
 
 # Items a list iterator reads per call.
@@ -141,7 +215,6 @@ class _DictKeyIterator:
 class DictProxy(BaseProxy, MutableMapping):
     """A dict living in the manager process."""
 
-    _kind = "dict"
     _typeid = "dict"
 
     def __getitem__(self, key: Any) -> Any:
@@ -226,7 +299,6 @@ class DictProxy(BaseProxy, MutableMapping):
 class ListProxy(BaseProxy, MutableSequence):
     """A list living in the manager process."""
 
-    _kind = "list"
     _typeid = "list"
 
     def __getitem__(self, index: Any) -> Any:
@@ -319,7 +391,6 @@ class NamespaceProxy(BaseProxy):
     """A namespace living in the manager process: ``ns.x = 1`` in one process is
     ``ns.x`` in every other. Names starting with ``_`` stay local to the proxy."""
 
-    _kind = "namespace"
     _typeid = "Namespace"
 
     def __getattr__(self, name: str) -> Any:
@@ -343,7 +414,6 @@ class NamespaceProxy(BaseProxy):
 class ValueProxy(BaseProxy):
     """manager.Value: ``.value`` (or ``get()``/``set()``) reads and writes it remotely."""
 
-    _kind = "value"
     _typeid = "Value"
 
     def get(self) -> Any:
@@ -366,7 +436,6 @@ class ValueProxy(BaseProxy):
 class ArrayProxy(BaseProxy):
     """manager.Array: a fixed-length array of one typecode."""
 
-    _kind = "array"
     _typeid = "Array"
 
     def __len__(self) -> int:
@@ -392,7 +461,6 @@ class ArrayProxy(BaseProxy):
 class QueueProxy(BaseProxy):
     """manager.Queue(): a queue living in the manager process."""
 
-    _kind = "queue"
     _typeid = "Queue"
 
     def put(self, obj: Any, block: bool = True, timeout: Optional[float] = None) -> None:
@@ -418,7 +486,6 @@ class QueueProxy(BaseProxy):
 
 
 class JoinableQueueProxy(QueueProxy):
-    _kind = "joinable_queue"
     _typeid = "JoinableQueue"
 
     def task_done(self) -> None:
@@ -433,7 +500,6 @@ class AcquirerProxy(BaseProxy):
     """manager.Lock(), RLock(), Semaphore() and BoundedSemaphore(). A lock held by a
     process whose connection drops (it exited or was killed) is released by the server."""
 
-    _kind = "lock"
     _typeid = "Lock"
 
     def acquire(self, blocking: bool = True, timeout: Optional[float] = None) -> bool:
@@ -459,7 +525,6 @@ class RLockProxy(LockProxy):
 
 
 class SemaphoreProxy(AcquirerProxy):
-    _kind = "semaphore"
     _typeid = "Semaphore"
 
     def release(self, n: int = 1) -> None:  # type: ignore[override]
@@ -474,7 +539,6 @@ class BoundedSemaphoreProxy(SemaphoreProxy):
 
 
 class EventProxy(BaseProxy):
-    _kind = "event"
     _typeid = "Event"
 
     def is_set(self) -> bool:
@@ -491,7 +555,6 @@ class EventProxy(BaseProxy):
 
 
 class ConditionProxy(AcquirerProxy):
-    _kind = "condition"
     _typeid = "Condition"
 
     def wait(self, timeout: Optional[float] = None) -> bool:
@@ -519,7 +582,6 @@ class ConditionProxy(AcquirerProxy):
 
 
 class BarrierProxy(BaseProxy):
-    _kind = "barrier"
     _typeid = "Barrier"
 
     def wait(self, timeout: Optional[float] = None) -> int:
@@ -542,6 +604,15 @@ class BarrierProxy(BaseProxy):
     @property
     def broken(self) -> bool:
         return self._remote.broken
+
+
+# The proxy class for each kind the server names (Manager.attach).
+_PROXY_BY_KIND = {
+    "dict": DictProxy, "list": ListProxy, "namespace": NamespaceProxy, "value": ValueProxy,
+    "array": ArrayProxy, "queue": QueueProxy, "joinable_queue": JoinableQueueProxy, "lock": LockProxy,
+    "rlock": RLockProxy, "semaphore": SemaphoreProxy, "bounded_semaphore": BoundedSemaphoreProxy,
+    "event": EventProxy, "condition": ConditionProxy, "barrier": BarrierProxy,
+}
 
 
 class SyncManager:
@@ -568,6 +639,7 @@ class SyncManager:
             raise RuntimeError("this manager has already been started or connected")
         address = "" if self._address is None else _address_text(self._address)
         self._engine = _xproc.Manager(address, self._authkey)
+        _remember_manager(self._engine, self._engine.address, self._authkey, self)
 
     def connect(self) -> None:
         """Connects to a server started elsewhere (``AuthenticationError`` for a wrong key)."""
@@ -577,6 +649,7 @@ class SyncManager:
         if self._tls != _NO_TLS:
             _tls_by_address[address] = self._tls
         self._engine = _xproc.Manager.connect(address, self._authkey, *self._tls)
+        _remember_manager(self._engine, address, self._authkey, self)
 
     def shutdown(self) -> None:
         """Stops the server (if this process started it); proxies stop working."""

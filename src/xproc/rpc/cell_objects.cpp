@@ -16,6 +16,7 @@ class ValueCellObject final : public SharedObject, public Served<schema::ValueCe
       : SharedObject(runtime, schema::Kind::VALUE), typecode_(std::move(typecode)), value_(std::move(initial)) {}
 
   capnp::Capability::Client client(Session&) override { return kj::Own<schema::ValueCell::Server>(kj::addRef(*this)); }
+  void drop_contents() override { value_ = Value(); }
 
  protected:
   kj::Promise<void> repr(ReprContext context) override {
@@ -27,7 +28,7 @@ class ValueCellObject final : public SharedObject, public Served<schema::ValueCe
     return kj::READY_NOW;
   }
   kj::Promise<void> set(SetContext context) override {
-    value_ = Value::from_capnp(context.getParams().getValue());
+    value_ = runtime_.read(context.getParams().getValue());
     return kj::READY_NOW;
   }
   kj::Promise<void> typecode(TypecodeContext context) override {
@@ -35,7 +36,7 @@ class ValueCellObject final : public SharedObject, public Served<schema::ValueCe
     return kj::READY_NOW;
   }
   kj::Promise<void> increment(IncrementContext context) override {
-    value_ = add_numbers(value_, Value::from_capnp(context.getParams().getDelta()));
+    value_ = add_numbers(value_, runtime_.read(context.getParams().getDelta()));
     value_.to_capnp(context.getResults().initValue());
     return kj::READY_NOW;
   }
@@ -132,7 +133,7 @@ class ArrayObject final : public SharedObject, public Served<schema::Array::Serv
   kj::Promise<void> setItem(SetItemContext context) override {
     auto params = context.getParams();
     size_t i = normalize_index(params.getIndex(), items_.size(), "array assignment index out of range");
-    items_[i] = checked_item(typecode_, Value::from_capnp(params.getValue()));
+    items_[i] = checked_item(typecode_, runtime_.read(params.getValue()));
     return kj::READY_NOW;
   }
   kj::Promise<void> getSlice(GetSliceContext context) override {
@@ -145,7 +146,7 @@ class ArrayObject final : public SharedObject, public Served<schema::Array::Serv
   kj::Promise<void> setSlice(SetSliceContext context) override {
     auto params = context.getParams();
     auto range = slice_range(params.getSlice(), static_cast<int64_t>(items_.size()));
-    auto values = read_values(params.getValues());
+    auto values = runtime_.read(params.getValues());
     if (static_cast<int64_t>(values.size()) != range.count) {
       throw ValueError("can only assign a sequence of the same size to a slice of a manager Array");
     }

@@ -89,7 +89,9 @@ schema::Manager::Client log_in(capnp::Capability::Client bootstrap, const Endpoi
         hmac_sha256(*endpoint.authkey, std::string_view(reinterpret_cast<const char*>(nonce.begin()), nonce.size()));
     login.setDigest(kj::arrayPtr(reinterpret_cast<const kj::byte*>(digest.data()), digest.size()));
   }
-  return login.send().wait(scope).getManager();
+  auto results = login.send().wait(scope);
+  endpoint.instance.store(results.getInstance(), std::memory_order_relaxed);
+  return results.getManager();
 }
 
 // This thread's connections by endpoint serial, one table per transport.
@@ -219,6 +221,16 @@ void drop_connection(const Endpoint& endpoint) {
   auto& loop = thread_loop();
   loop.slot<DirectConnections>().erase(endpoint.serial);
   loop.slot<EventLoopConnections>().erase(endpoint.serial);
+}
+
+uint64_t instance_of(const Endpoint& endpoint) {
+  if (uint64_t known = endpoint.instance.load(std::memory_order_relaxed)) return known;
+  try {
+    connection_for(endpoint);
+  } catch (const kj::Exception& e) {
+    rethrow_local(e);
+  }
+  return endpoint.instance.load(std::memory_order_relaxed);
 }
 
 }  // namespace xproc::rpc

@@ -13,6 +13,7 @@
 // is held by that connection.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -37,6 +38,8 @@ struct Endpoint {
   bool shared_memory = true;           // blocking calls ask for a lane on a unix socket
   // Set for a "tls:" address: every call goes over kj's RpcSystem on a TLS stream.
   std::optional<TlsClientOptions> tls;
+  // The server's instance number, learned at the first login (0 until then).
+  mutable std::atomic<uint64_t> instance{0};
 };
 
 // A shared object as proxies know it: enough to reach it from any thread or process.
@@ -100,6 +103,8 @@ ClientConnection& connection_for(const Endpoint& endpoint, Transport transport =
 // Forgets this thread's connections to `endpoint` (after one broke): the next call
 // reconnects.
 void drop_connection(const Endpoint& endpoint);
+// The server's instance number, connecting (and logging in) first if this process has not.
+uint64_t instance_of(const Endpoint& endpoint);
 
 template <typename Results>
 capnp::Response<Results> wait_reply(capnp::RemotePromise<Results>&& reply, kj::WaitScope& scope,

@@ -17,6 +17,7 @@ class DictObject final : public SharedObject, public Served<schema::Dict::Server
   }
 
   capnp::Capability::Client client(Session&) override { return kj::Own<schema::Dict::Server>(kj::addRef(*this)); }
+  void drop_contents() override { map_ = Value(ValueMap()); }
 
  protected:
   kj::Promise<void> repr(ReprContext context) override {
@@ -41,7 +42,7 @@ class DictObject final : public SharedObject, public Served<schema::Dict::Server
 
   kj::Promise<void> setItem(SetItemContext context) override {
     auto params = context.getParams();
-    map().set(key(params.getKey()), Value::from_capnp(params.getValue()));
+    map().set(key(params.getKey()), runtime_.read(params.getValue()));
     return kj::READY_NOW;
   }
 
@@ -116,7 +117,7 @@ class DictObject final : public SharedObject, public Served<schema::Dict::Server
     Value k = key(params.getKey());
     Value* found = map().find(k);
     if (found == nullptr) {
-      map().set(k, Value::from_capnp(params.getDefault()));
+      map().set(k, runtime_.read(params.getDefault()));
       found = map().find(k);
     }
     found->to_capnp(context.getResults().initValue());
@@ -136,7 +137,7 @@ class DictObject final : public SharedObject, public Served<schema::Dict::Server
   kj::Promise<void> increment(IncrementContext context) override {
     auto params = context.getParams();
     Value k = key(params.getKey());
-    Value delta = Value::from_capnp(params.getDelta());
+    Value delta = runtime_.read(params.getDelta());
     Value* current = map().find(k);
     Value sum = add_numbers(current ? *current : Value(0), delta);
     sum.to_capnp(context.getResults().initValue());
@@ -151,10 +152,10 @@ class DictObject final : public SharedObject, public Served<schema::Dict::Server
     auto params = context.getParams();
     Value k = key(params.getKey());
     Value* current = map().find(k);
-    bool matches = current ? (!params.getExpectMissing() && *current == Value::from_capnp(params.getExpected()))
+    bool matches = current ? (!params.getExpectMissing() && *current == runtime_.read(params.getExpected()))
                            : params.getExpectMissing();
     if (matches) {
-      Value value = Value::from_capnp(params.getValue());
+      Value value = runtime_.read(params.getValue());
       if (current) {
         *current = value;
       } else {
@@ -189,8 +190,8 @@ class DictObject final : public SharedObject, public Served<schema::Dict::Server
  private:
   ValueMap& map() { return map_.as_map(); }
 
-  static Value key(schema::Value::Reader reader) {
-    Value k = Value::from_capnp(reader);
+  Value key(schema::Value::Reader reader) const {
+    Value k = runtime_.read(reader);
     // Lists are allowed too (a C++ key may be one; Python reads a list key as a tuple).
     if (k.is_map()) throw TypeError("unhashable type: '" + std::string(k.type_name()) + "'");
     return k;
@@ -200,7 +201,7 @@ class DictObject final : public SharedObject, public Served<schema::Dict::Server
     // Decode everything first: a bad entry leaves the dict untouched.
     std::vector<std::pair<Value, Value>> decoded;
     decoded.reserve(items.size());
-    for (auto item : items) decoded.emplace_back(key(item.getKey()), Value::from_capnp(item.getValue()));
+    for (auto item : items) decoded.emplace_back(key(item.getKey()), runtime_.read(item.getValue()));
     for (auto& [k, v] : decoded) map().set(std::move(k), std::move(v));
   }
 

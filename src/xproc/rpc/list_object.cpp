@@ -18,6 +18,7 @@ class ListObject final : public SharedObject, public Served<schema::SharedList::
   }
 
   capnp::Capability::Client client(Session&) override { return kj::Own<schema::SharedList::Server>(kj::addRef(*this)); }
+  void drop_contents() override { list_ = Value(Value::List()); }
 
  protected:
   kj::Promise<void> repr(ReprContext context) override {
@@ -34,7 +35,7 @@ class ListObject final : public SharedObject, public Served<schema::SharedList::
   kj::Promise<void> setItem(SetItemContext context) override {
     auto params = context.getParams();
     size_t i = normalize_index(params.getIndex(), items().size(), "list assignment index out of range");
-    items()[i] = Value::from_capnp(params.getValue());
+    items()[i] = runtime_.read(params.getValue());
     return kj::READY_NOW;
   }
 
@@ -55,7 +56,7 @@ class ListObject final : public SharedObject, public Served<schema::SharedList::
   kj::Promise<void> setSlice(SetSliceContext context) override {
     auto params = context.getParams();
     auto range = slice_range(params.getSlice(), size());
-    auto values = read_values(params.getValues());
+    auto values = runtime_.read(params.getValues());
     if (range.step == 1) {
       auto first = items().begin() + range.start;
       items().erase(first, first + range.count);
@@ -86,12 +87,12 @@ class ListObject final : public SharedObject, public Served<schema::SharedList::
   }
 
   kj::Promise<void> append(AppendContext context) override {
-    items().push_back(Value::from_capnp(context.getParams().getValue()));
+    items().push_back(runtime_.read(context.getParams().getValue()));
     return kj::READY_NOW;
   }
 
   kj::Promise<void> extend(ExtendContext context) override {
-    auto values = read_values(context.getParams().getValues());
+    auto values = runtime_.read(context.getParams().getValues());
     items().insert(items().end(), std::make_move_iterator(values.begin()), std::make_move_iterator(values.end()));
     return kj::READY_NOW;
   }
@@ -101,7 +102,7 @@ class ListObject final : public SharedObject, public Served<schema::SharedList::
     int64_t i = params.getIndex();
     if (i < 0) i = std::max<int64_t>(0, i + size());
     i = std::min(i, size());
-    items().insert(items().begin() + i, Value::from_capnp(params.getValue()));
+    items().insert(items().begin() + i, runtime_.read(params.getValue()));
     return kj::READY_NOW;
   }
 
@@ -115,7 +116,7 @@ class ListObject final : public SharedObject, public Served<schema::SharedList::
   }
 
   kj::Promise<void> remove(RemoveContext context) override {
-    Value v = Value::from_capnp(context.getParams().getValue());
+    Value v = runtime_.read(context.getParams().getValue());
     auto it = std::find(items().begin(), items().end(), v);
     if (it == items().end()) throw ValueError("list.remove(x): x not in list");
     items().erase(it);
@@ -124,7 +125,7 @@ class ListObject final : public SharedObject, public Served<schema::SharedList::
 
   kj::Promise<void> index(IndexContext context) override {
     auto params = context.getParams();
-    Value v = Value::from_capnp(params.getValue());
+    Value v = runtime_.read(params.getValue());
     auto clamp = [&](int64_t bound) {
       if (bound < 0) bound = std::max<int64_t>(0, bound + size());
       return std::min(bound, size());
@@ -141,13 +142,13 @@ class ListObject final : public SharedObject, public Served<schema::SharedList::
   }
 
   kj::Promise<void> count(CountContext context) override {
-    Value v = Value::from_capnp(context.getParams().getValue());
+    Value v = runtime_.read(context.getParams().getValue());
     context.getResults().setCount(static_cast<uint64_t>(std::count(items().begin(), items().end(), v)));
     return kj::READY_NOW;
   }
 
   kj::Promise<void> contains(ContainsContext context) override {
-    Value v = Value::from_capnp(context.getParams().getValue());
+    Value v = runtime_.read(context.getParams().getValue());
     context.getResults().setResult(std::find(items().begin(), items().end(), v) != items().end());
     return kj::READY_NOW;
   }

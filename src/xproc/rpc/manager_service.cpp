@@ -20,7 +20,7 @@ class ManagerService final : public Served<schema::Manager::Server> {
   kj::Promise<void> dict(DictContext context) override {
     auto params = context.getParams();
     auto object = obtain(params.getRegisteredName(), schema::Kind::DICT,
-                         [&] { return make_dict(runtime_, Value::from_capnp(params.getInitial())); });
+                         [&] { return make_dict(runtime_, runtime_.read(params.getInitial())); });
     auto results = context.getResults();
     results.setDict(object->client(*session_).castAs<schema::Dict>());
     results.setId(object->id());
@@ -30,7 +30,7 @@ class ManagerService final : public Served<schema::Manager::Server> {
   kj::Promise<void> list(ListContext context) override {
     auto params = context.getParams();
     auto object = obtain(params.getRegisteredName(), schema::Kind::LIST,
-                         [&] { return make_list(runtime_, Value::from_capnp(params.getInitial())); });
+                         [&] { return make_list(runtime_, runtime_.read(params.getInitial())); });
     auto results = context.getResults();
     results.setList(object->client(*session_).castAs<schema::SharedList>());
     results.setId(object->id());
@@ -49,7 +49,7 @@ class ManagerService final : public Served<schema::Manager::Server> {
   kj::Promise<void> value(ValueContext context) override {
     auto params = context.getParams();
     auto object = obtain(params.getRegisteredName(), schema::Kind::VALUE, [&] {
-      return make_value_cell(runtime_, params.getTypecode().cStr(), Value::from_capnp(params.getInitial()));
+      return make_value_cell(runtime_, params.getTypecode().cStr(), runtime_.read(params.getInitial()));
     });
     auto results = context.getResults();
     results.setValue(object->client(*session_).castAs<schema::ValueCell>());
@@ -60,7 +60,7 @@ class ManagerService final : public Served<schema::Manager::Server> {
   kj::Promise<void> array(ArrayContext context) override {
     auto params = context.getParams();
     auto object = obtain(params.getRegisteredName(), schema::Kind::ARRAY, [&] {
-      return make_array(runtime_, params.getTypecode().cStr(), read_values(params.getInitial()));
+      return make_array(runtime_, params.getTypecode().cStr(), runtime_.read(params.getInitial()));
     });
     auto results = context.getResults();
     results.setArray(object->client(*session_).castAs<schema::Array>());
@@ -290,7 +290,9 @@ class Gate final : public Served<schema::Gate::Server> {
       }
     }
     config_.login_result(session_->id(), true);
-    context.getResults().setManager(kj::heap<ManagerService>(runtime_, config_, kj::addRef(*session_)));
+    auto results = context.getResults();
+    results.setManager(kj::heap<ManagerService>(runtime_, config_, kj::addRef(*session_)));
+    results.setInstance(runtime_.instance);
     return kj::READY_NOW;
   }
 

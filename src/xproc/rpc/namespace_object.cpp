@@ -13,6 +13,7 @@ class NamespaceObject final : public SharedObject, public Served<schema::Namespa
   explicit NamespaceObject(Runtime& runtime) : SharedObject(runtime, schema::Kind::NAMESPACE) {}
 
   capnp::Capability::Client client(Session&) override { return kj::Own<schema::Namespace::Server>(kj::addRef(*this)); }
+  void drop_contents() override { attributes_ = ValueMap(); }
 
  protected:
   kj::Promise<void> repr(ReprContext context) override {
@@ -38,7 +39,7 @@ class NamespaceObject final : public SharedObject, public Served<schema::Namespa
 
   kj::Promise<void> setAttr(SetAttrContext context) override {
     auto params = context.getParams();
-    attributes_.set(Value(std::string(params.getAttribute().cStr())), Value::from_capnp(params.getValue()));
+    attributes_.set(Value(std::string(params.getAttribute().cStr())), runtime_.read(params.getValue()));
     return kj::READY_NOW;
   }
 

@@ -36,9 +36,40 @@ SharedObject::SharedObject(Runtime& runtime, schema::Kind kind, uint64_t interfa
 SharedObject::~SharedObject() { registry_.remove(id_); }
 
 Registry::~Registry() {
+  // Containers holding proxies may form cycles that no reference count ends: empty every
+  // live object first. Emptying one may end others, so each is looked up again, and held
+  // while it empties (it may hold the last reference to itself).
+  std::vector<uint64_t> ids;
+  ids.reserve(objects_.size());
+  for (const auto& [id, object] : objects_) ids.push_back(id);
+  for (uint64_t id : ids) {
+    if (SharedObject* object = find(id)) {
+      kj::Own<SharedObject> held = kj::addRef(*object);
+      held->drop_contents();
+    }
+  }
   // The objects we own leave the id map as they go, so drop them while it exists.
   pinned_.clear();
   names_.clear();
+}
+
+Value Runtime::read(schema::Value::Reader reader) const {
+  return Value::from_capnp(reader, {}, [this](ProxyRef& proxy) {
+    if (proxy.manager != instance) {
+      throw ValueError("a proxy of another manager cannot be stored here (instance " + std::to_string(proxy.manager) +
+                       ", this server is " + std::to_string(instance) + ")");
+    }
+    SharedObject* object = registry.find(proxy.id);
+    if (object == nullptr) throw KeyError("no object with id " + std::to_string(proxy.id) + " (it is gone)");
+    proxy.keep_alive = std::make_shared<kj::Own<SharedObject>>(kj::addRef(*object));
+  });
+}
+
+std::vector<Value> Runtime::read(capnp::List<schema::Value>::Reader values) const {
+  std::vector<Value> result;
+  result.reserve(values.size());
+  for (auto v : values) result.push_back(read(v));
+  return result;
 }
 
 uint64_t Registry::add(SharedObject& object) {

@@ -23,6 +23,7 @@
 
 #include "xproc/manager.capnp.h"
 #include "xproc/rpc/remote_error.h"
+#include "xproc/value.h"
 
 namespace xproc::rpc {
 
@@ -63,6 +64,14 @@ class Served : public GeneratedServer {
 struct Runtime {
   kj::Timer& timer;
   Registry& registry;
+  // This server's random instance number (Gate.login returns it; Value.Proxy carries it).
+  uint64_t instance = 0;
+
+  // A Value a client sent, with every proxy in it checked to name a live object of this
+  // server and holding that object alive while the Value lives: ValueError for a proxy of
+  // another server, KeyError for an object that is gone.
+  Value read(schema::Value::Reader reader) const;
+  std::vector<Value> read(capnp::List<schema::Value>::Reader values) const;
 };
 
 // A shared object: has an id, a kind, and hands out capabilities to itself.
@@ -82,6 +91,10 @@ class SharedObject : public kj::Refcounted {
   // The connection of `session` dropped: give back what it held. Most objects hold
   // nothing per client.
   virtual void session_closed(uint64_t session_id) { (void)session_id; }
+
+  // The server stops: let go of the Values this object holds, whose proxies may keep
+  // other objects (or this one: a list appended to itself) alive in a cycle.
+  virtual void drop_contents() {}
 
  protected:
   Runtime& runtime_;
