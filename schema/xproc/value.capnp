@@ -79,3 +79,28 @@ struct Value {
     # The struct itself.
   }
 }
+
+struct Handle {
+  # Descriptors that travel beside a message, as multiprocessing pickles a Connection or a
+  # socket into a queue or a pipe. It travels as Value.struct tagged with this struct's
+  # schema id. The sending process serves each descriptor once on a unix socket (Python:
+  # multiprocessing's resource sharer, behind the HMAC handshake with the authkey both
+  # processes inherited); the receiver fetches them after checking that the sharer runs as
+  # its own user (or root), and rebuilds the object.
+
+  sharer @0 :Text;
+  # The unix socket address serving the descriptors (a path, or "\0" and an abstract name).
+
+  keys @1 :List(UInt64);
+  # One key per descriptor, each good for one fetch.
+
+  kind @2 :Text;
+  # What the descriptors make: "connection" (a socket Connection: one descriptor),
+  # "pipe_end" (a shared-memory Pipe end: its socket, two rings, control block and two
+  # eventfds), "socket" (a socket object).
+
+  details @3 :Value;
+  # What else rebuilding it takes: (readable, writable, schema id) for a connection;
+  # (side, readable, writable, schema id) for a pipe end, the schema id as hexadecimal
+  # text ("0x..."); (family, type, proto) for a socket.
+}

@@ -42,7 +42,8 @@ bool valid_utf8(const std::string& text) {
 }
 
 // Whether some part of the message has no Python object: text that is not UTF-8, a dict
-// where a dict key is (lists there become tuples, which hash only if their items do). The
+// where a dict key is (lists there become tuples, which hash only if their items do), a
+// Handle (whose descriptors this target does not fetch). The
 // message, not the C++ Value: Python reads every entry of a map, also one whose key comes
 // again later and whose value C++ therefore drops.
 bool python_refuses(xproc::schema::Value::Reader v, bool as_key) {
@@ -68,6 +69,7 @@ bool python_refuses(xproc::schema::Value::Reader v, bool as_key) {
         if (python_refuses(item, as_key)) return true;
       }
       return false;
+    case xproc::schema::Value::STRUCT: return v.getStruct().getSchemaId() == capnp::typeId<xproc::schema::Handle>();
     default: return false;
   }
 }
@@ -120,7 +122,11 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
       "/bindings/python/xproc']\n"
       "package._xproc = _xproc\n"
       "sys.modules['xproc'] = package\n"
-      "sys.modules['xproc._xproc'] = _xproc\n";
+      "sys.modules['xproc._xproc'] = _xproc\n"
+      // A Handle makes Python fetch descriptors from the socket it names: not here.
+      "import xproc._handles\n"
+      "def refuse(*handle): raise _xproc.DecodeError('the fuzz target fetches no descriptors')\n"
+      "xproc._handles.take = refuse\n";
   FUZZ_CHECK(PyRun_SimpleString(setup.c_str()) == 0);
   PyObject* module = PyImport_ImportModule("_xproc");
   FUZZ_CHECK(module != nullptr, "the embedded extension did not import");

@@ -5,12 +5,15 @@ from __future__ import annotations
 import array
 import multiprocessing as mp
 import multiprocessing.connection as mpc
+import os
+import socket
 import threading
 import time
 
 import pytest
 
 import xproc
+import xproc._handles
 from xproc.connection import Client, Listener, wait
 from conftest import interrupt_python, point_capnp
 
@@ -317,3 +320,72 @@ def test_send_bytes_takes_offsets_and_sizes_as_multiprocessing_s():
             a.send_bytes(msg, *args)
     a.send_bytes(array.array("i", [1, 2, 3]), 4, 4)  # bytes, not items
     assert b.recv_bytes() == array.array("i", [2]).tobytes()
+
+
+def answer_through_what_arrives(conn):
+    reply_end = conn.recv()  # a shared-memory Pipe end
+    reply_end.send("through a pipe end")
+    sock = conn.recv()  # a socket
+    sock.sendall(b"through a socket")
+    queue_end = conn.recv()  # a Listener's connection, sent inside a tuple
+    queue_end[0].send(queue_end[1])
+    conn.close()
+
+
+def test_connections_and_sockets_travel_in_messages_as_multiprocessing_s():
+    conn, child_conn = xproc.Pipe()
+    child = mp.get_context("fork").Process(target=answer_through_what_arrives, args=(child_conn,))
+    child.start()
+    child_conn.close()
+    r, w = xproc.Pipe(duplex=False)
+    conn.send(w)
+    w.close()
+    assert r.recv() == "through a pipe end"
+    a, b = socket.socketpair()
+    conn.send(a)
+    a.close()
+    assert b.recv(100) == b"through a socket"
+    with Listener() as listener:
+        client = Client(listener.address)
+        conn.send((listener.accept(), "through a listener's connection"))
+        assert client.recv() == "through a listener's connection"
+    child.join(30)
+    assert child.exitcode == 0
+    q = xproc.Queue()  # and through a queue, within one process too
+    r, w = xproc.Pipe()
+    q.put({"end": w})
+    q.get(timeout=10)["end"].send("queued")
+    assert r.recv() == "queued"
+
+
+def serve_as_nobody(path, ready):
+    os.setgid(65534)
+    os.setuid(65534)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen()
+    ready.send(True)
+    server.accept()
+    time.sleep(60)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="serving as another user takes root")
+def test_descriptors_are_fetched_only_from_a_process_of_this_user(monkeypatch):
+    path = f"\0xproc-test-sharer-{os.getpid()}"  # abstract: no directory to be allowed into
+    ready_r, ready_w = mp.Pipe(duplex=False)
+    server = mp.get_context("fork").Process(target=serve_as_nobody, args=(path, ready_w), daemon=True)
+    server.start()
+    assert ready_r.poll(30) and ready_r.recv()
+
+    class Marker:
+        pass
+
+    def share_as_that_user(obj):
+        return (path, [1], "socket", (int(socket.AF_UNIX), int(socket.SOCK_STREAM), 0)) if isinstance(obj, Marker) else None
+
+    monkeypatch.setattr(xproc._handles, "share", share_as_that_user)
+    message = xproc.encode(Marker())
+    with pytest.raises(PermissionError, match="uid 65534"):
+        xproc.decode(message)
+    server.kill()
+    server.join()

@@ -6,9 +6,11 @@
 #include <capnp/serialize.h>
 #include <kj/exception.h>
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
 
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "xproc/errors.h"
 #include "xproc/message.h"
@@ -122,7 +124,7 @@ void remember_struct(nb::handle schema) {
 [[noreturn]] void unsupported(nb::handle object) {
   throw nb::type_error(("xproc cannot send an object of type '" + std::string(Py_TYPE(object.ptr())->tp_name) +
                         "' (supported: None, bool, int, float, str, bytes, list, tuple, dict, "
-                        "pycapnp structs and Manager proxies)")
+                        "pycapnp structs, Manager proxies, Connections and sockets)")
                            .c_str());
 }
 
@@ -139,6 +141,47 @@ bool write_proxy(PyObject* object, schema::Value::Builder builder) {
   out.setManager(nb::cast<uint64_t>(ref[0]));
   out.setId(nb::cast<uint64_t>(ref[1]));
   return true;
+}
+
+// A Connection or a socket: xproc._handles.share shares its descriptors and
+// answers (sharer, keys, kind, details), or None for any other object. It travels as a
+// typed struct of schema Handle (value.capnp).
+// (The function is looked up on each call, so that a test can replace it.)
+nb::object handles_module() {
+  static nb::object* module = new nb::object(nb::module_::import_("xproc._handles"));  // never destroyed
+  return *module;
+}
+
+bool write_handle(PyObject* object, schema::Value::Builder builder, int depth) {
+  nb::object shared = handles_module().attr("share")(nb::handle(object));
+  if (shared.is_none()) return false;
+  auto fields = nb::cast<nb::tuple>(shared);
+  auto out = builder.initStruct();
+  out.setSchemaId(capnp::typeId<schema::Handle>());
+  auto handle = out.getValue().initAs<schema::Handle>();
+  const auto sharer = nb::cast<std::string>(fields[0]);
+  handle.setSharer(capnp::Text::Reader(sharer.data(), sharer.size()));
+  const auto keys = nb::cast<std::vector<uint64_t>>(fields[1]);
+  auto key_list = handle.initKeys(static_cast<unsigned>(keys.size()));
+  for (unsigned i = 0; i < keys.size(); ++i) key_list.set(i, keys[i]);
+  const auto kind = nb::cast<std::string>(fields[2]);
+  handle.setKind(capnp::Text::Reader(kind.data(), kind.size()));
+  write(fields[3].ptr(), handle.initDetails(), depth + 1);
+  return true;
+}
+
+nb::object read(schema::Value::Reader reader, bool as_key, int depth, detail::EmptyElementBudget& budget);
+
+// The object a received Handle stands for: xproc._handles.take fetches its
+// descriptors from the sending process and rebuilds it.
+nb::object read_handle(schema::Handle::Reader handle, int depth, detail::EmptyElementBudget& budget) {
+  auto sharer = handle.getSharer();
+  auto kind = handle.getKind();
+  nb::list keys;
+  for (uint64_t key : handle.getKeys()) keys.append(key);
+  nb::object details = read(handle.getDetails(), false, depth + 1, budget);
+  return handles_module().attr("take")(nb::steal(received_str(sharer.cStr(), sharer.size())), keys,
+                                       nb::steal(received_str(kind.cStr(), kind.size())), details);
 }
 
 // The object for a received proxy: xproc.managers._proxy_from_ref makes a proxy when this
@@ -212,7 +255,7 @@ void write(PyObject* object, schema::Value::Builder builder, int depth) {
                 depth);
   } else if (bool is_builder = false; is_pycapnp_struct(type, &is_builder)) {
     write_struct(object, is_builder, builder);
-  } else if (!write_proxy(object, builder)) {
+  } else if (!write_proxy(object, builder) && !write_handle(object, builder, depth)) {
     unsupported(object);
   }
 }
@@ -274,6 +317,9 @@ nb::object read(schema::Value::Reader reader, bool as_key, int depth, detail::Em
     }
     case schema::Value::STRUCT: {
       auto s = reader.getStruct();
+      if (s.getSchemaId() == capnp::typeId<schema::Handle>()) {
+        return read_handle(s.getValue().getAs<schema::Handle>(), depth, budget);
+      }
       auto words = serialize(s.getValue().getAs<capnp::AnyStruct>());
       return pycapnp_reader(
           s.getSchemaId(), nb::bytes(reinterpret_cast<const char*>(words.begin()), words.size() * sizeof(capnp::word)));

@@ -10,7 +10,7 @@ Rust and any other Cap'n Proto language.
 
 from multiprocessing import AuthenticationError, BufferTooShort
 
-from . import connection
+from . import connection, reduction
 from ._xproc import DecodeError, MessageTooLarge, Struct, decode, encode, register_schema
 from .connection import Connection, Pipe
 from .managers import Manager, ProxyRef, SyncManager, connect
@@ -34,6 +34,7 @@ __all__ = [
     "connection",
     "decode",
     "encode",
+    "reduction",
     "register_schema",
 ]
 

@@ -92,32 +92,37 @@ class Connection:
             state = f"fd={self.fileno()}"
         return f"<xproc.Connection {state}>"
 
-    # Pickling (multiprocessing.Process arguments, or sending over another connection):
-    # duplicates of the descriptors travel, as with multiprocessing's connections. A
-    # shared-memory Pipe end has six: its socket, the two rings, the control block and
-    # the two eventfds.
-    def __reduce__(self) -> Any:
+    def _handles(self) -> Tuple[str, List[int], Tuple[Any, ...]]:
+        """What this end is made of, to travel to another process: (kind, descriptors,
+        details), as _connection_from takes them. A shared-memory Pipe end has six
+        descriptors: its socket, the two rings, the control block and the two eventfds."""
+        schema = f"{self._engine.schema_id:#x}"  # text: a Value's ints are signed 64-bit
         if self._engine.shared_memory:
             *fds, side, readable, writable = self._engine.handles()
-            return (
-                _rebuild_shared_memory_end,
-                (tuple(reduction.DupFd(fd) for fd in fds), side, readable, writable, self._engine.schema_id),
-            )
-        return (
-            _rebuild_connection,
-            (reduction.DupFd(self.fileno()), self.readable, self.writable, self._engine.schema_id),
-        )
+            return "pipe_end", fds, (side, readable, writable, schema)
+        return "connection", [self.fileno()], (self.readable, self.writable, schema)
+
+    # Pickling (multiprocessing.Process arguments): duplicates of the descriptors travel,
+    # as with multiprocessing's connections. (In a message, xproc._handles carries them.)
+    def __reduce__(self) -> Any:
+        kind, fds, details = self._handles()
+        return (_rebuild_connection, (kind, tuple(reduction.DupFd(fd) for fd in fds), details))
 
 
-def _rebuild_connection(duplicate: Any, readable: bool, writable: bool, schema_id: int) -> Connection:
-    return Connection(_xproc.Connection(duplicate.detach(), readable, writable, schema_id))
+def _rebuild_connection(kind: str, duplicates: Tuple[Any, ...], details: Tuple[Any, ...]) -> Connection:
+    return _connection_from(kind, [d.detach() for d in duplicates], details)
 
 
-def _rebuild_shared_memory_end(
-    duplicates: Tuple[Any, ...], side: int, readable: bool, writable: bool, schema_id: int
-) -> Connection:
-    fds = [d.detach() for d in duplicates]
-    return Connection(_xproc.Connection.adopt(*fds, side, readable, writable, schema_id))
+def _connection_from(kind: str, fds: List[int], details: Any) -> Connection:
+    """The end another process's Connection._handles described, over duplicates of its
+    descriptors (owned by the end from here)."""
+    if kind == "connection" and len(fds) == 1:
+        readable, writable, schema = details
+        return Connection(_xproc.Connection(fds[0], readable, writable, int(schema, 16)))
+    if kind == "pipe_end" and len(fds) == 6:
+        side, readable, writable, schema = details
+        return Connection(_xproc.Connection.adopt(*fds, side, readable, writable, int(schema, 16)))
+    raise ValueError(f"no connection of kind {kind!r} with {len(fds)} descriptors")
 
 
 def Pipe(duplex: bool = True, *, schema: Any = None) -> Tuple[Connection, Connection]:

@@ -37,6 +37,10 @@ IMPLEMENTATIONS = ("multiprocessing", "xproc")
 # The suite's mixin classes that exercise what xproc provides, by the mixin they take.
 PROCESS_CLASSES = ("Queue", "Connection", "Listener", "ListenerClient", "Poll", "PicklingConnections")
 MANAGER_CLASSES = ("Queue", "Lock", "Semaphore", "Condition", "Event", "Barrier", "Containers")
+# The share of the tests passing on multiprocessing (and not excluded) that must pass on
+# xproc, when every class runs.
+BAR_PERCENT = 97.0
+
 # Plain TestCase classes that take these objects from the module's `multiprocessing`.
 PLAIN_CLASSES = ("TestSimpleQueue", "TestWait", "TestInvalidFamily", "TestSyncManagerTypes")
 
@@ -69,9 +73,11 @@ def _bind_xproc(suite: types.ModuleType) -> None:
     import multiprocessing
     import multiprocessing.connection
     import multiprocessing.managers
+    import multiprocessing.reduction
 
     import xproc
     import xproc.connection
+    import xproc.reduction
 
     processes = suite.ProcessesMixin
     processes.Queue = staticmethod(xproc.Queue)
@@ -108,6 +114,7 @@ def _bind_xproc(suite: types.ModuleType) -> None:
         },
     )
     suite.TestSyncManagerTypes.manager_class = xproc.SyncManager
+    suite.reduction = _Facade(multiprocessing.reduction, vars(xproc.reduction))
 
 
 def _make_case(suite: types.ModuleType, name: str) -> type:
@@ -303,7 +310,8 @@ def main() -> int:
         print(f"{name:40} " + " ".join(f"{counts(row[impl]):>28}" for impl in impls), flush=True)
 
     regressions, listed_passing = [], []
-    control_passed = xproc_passed = 0
+    below_bar = False
+    control_passed = xproc_passed = excluded_passed = 0
     if set(impls) == set(IMPLEMENTATIONS):
         for name, row in everything.items():
             for test, (outcome, _) in row["multiprocessing"].items():
@@ -313,6 +321,8 @@ def main() -> int:
                 mine, detail = row["xproc"].get(test, ("missing", "did not run (the class was cut short)"))
                 key = f"{name}.{test}"
                 lists = [file for file, tests in listed.items() if key in tests]
+                if key in listed["excluded.txt"]:
+                    excluded_passed += 1
                 if mine == "passed":
                     xproc_passed += 1
                     listed_passing += [(key, file) for file in lists]
@@ -326,16 +336,25 @@ def main() -> int:
                     else:
                         regressions.append((key, mine, detail))
         share = 100.0 * xproc_passed / control_passed if control_passed else 0.0
+        # The bar: of the tests that pass on multiprocessing and are not excluded (a
+        # deliberate difference, or a test of multiprocessing's internals).
+        counted = control_passed - excluded_passed
+        counted_passing = xproc_passed - sum(1 for key, file in listed_passing if file == "excluded.txt")
+        counted_share = 100.0 * counted_passing / counted if counted else 0.0
         print(f"\nof the {control_passed} tests that pass on multiprocessing, {xproc_passed} pass on xproc "
-              f"({share:.1f}%); excluded: {len(listed['excluded.txt'])}, known failures: "
+              f"({share:.1f}%); of the {counted} not excluded, {counted_passing} ({counted_share:.1f}%; "
+              f"the bar is {BAR_PERCENT}%); excluded: {len(listed['excluded.txt'])}, known failures: "
               f"{len(listed['known_failures.txt'])}; {time.monotonic() - started:.0f} s")
+        below_bar = len(names) == len(class_names()) and counted_share < BAR_PERCENT
+        if below_bar:
+            print(f"below the bar of {BAR_PERCENT}%")
         for key, file in listed_passing:
             print(f"passes now, take it off {file}: {key}")
         for key, outcome, detail in regressions:
             print(f"\n--- {key}: {outcome} on xproc, passed on multiprocessing\n{detail}")
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(everything, indent=1))
-    return 1 if regressions else 0
+    return 1 if regressions or below_bar else 0
 
 
 if __name__ == "__main__":
