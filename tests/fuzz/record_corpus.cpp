@@ -67,6 +67,14 @@ std::vector<std::pair<std::string, Value>> sample_values() {
   for (int i = 0; i < 300; ++i) strings.emplace_back("item-" + std::to_string(i));
   capnp::MallocMessageBuilder point;
   point.initRoot<xproc::schema::Value>().setText("a typed struct");
+  // A shared-memory Pipe end as Python sends one: its six descriptors at a resource sharer.
+  capnp::MallocMessageBuilder pipe_end;
+  auto handle = pipe_end.initRoot<xproc::schema::Handle>();
+  handle.setSharer("/tmp/pymp-k2j4ikvf/listener-3v0_9rqp");
+  auto keys = handle.initKeys(6);
+  for (unsigned i = 0; i < 6; ++i) keys.set(i, i + 1);
+  handle.setKind("pipe_end");
+  Value::tuple({1, true, true, "0xb7abd7d3483534c4"}).to_capnp(handle.initDetails());
   return {
       {"none", Value()},
       {"bool", Value(true)},
@@ -90,6 +98,7 @@ std::vector<std::pair<std::string, Value>> sample_values() {
       {"deep", deep},
       {"large_list", Value(std::move(strings))},
       {"typed_struct", Value::typed(point.getRoot<xproc::schema::Value>().asReader())},
+      {"handle", Value::typed(pipe_end.getRoot<xproc::schema::Handle>().asReader())},
       {"proxy", Value::map({{"d", xproc::ProxyRef{0x5eed, 3, nullptr}},
                             {xproc::ProxyRef{0x5eed, 4, nullptr}, Value::tuple({xproc::ProxyRef{1, 3, nullptr}})}})},
   };
