@@ -184,11 +184,11 @@ nb::object read_handle(schema::Handle::Reader handle, int depth, detail::EmptyEl
                                        nb::steal(received_str(kind.cStr(), kind.size())), details);
 }
 
-// The object for a received proxy: xproc.managers._proxy_from_ref makes a proxy when this
+// The object for a received proxy: xproc._proxy_refs.resolve makes a proxy when this
 // process uses that manager, else an xproc.ProxyRef.
 nb::object read_proxy(schema::Value::Proxy::Reader proxy) {
   static nb::object* resolve = new nb::object(  // never destroyed, like known_structs
-      nb::module_::import_("xproc.managers").attr("_proxy_from_ref"));
+      nb::module_::import_("xproc._proxy_refs").attr("resolve"));
   return (*resolve)(proxy.getManager(), proxy.getId());
 }
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import socket
 import struct
+import sys
 from multiprocessing import current_process, reduction, resource_sharer
 from multiprocessing.connection import Connection as _SharerConnection
 from multiprocessing.connection import answer_challenge, deliver_challenge
@@ -29,9 +30,8 @@ _MOST_DESCRIPTORS = 6
 def share(obj: Any) -> Optional[Tuple[str, List[int], str, Any]]:
     """(sharer, keys, kind, details) for a Connection or a socket, whose descriptors are now
     shared for one fetch each; None for any other object."""
-    from .connection import Connection
-
-    if isinstance(obj, Connection):
+    connection = sys.modules.get("xproc.connection")  # not imported: obj is no Connection
+    if connection is not None and isinstance(obj, connection.Connection):
         kind, fds, details = obj._handles()
     elif isinstance(obj, socket.socket):
         kind, fds, details = "socket", [obj.fileno()], (int(obj.family), int(obj.type), obj.proto)

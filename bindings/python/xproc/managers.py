@@ -19,13 +19,14 @@ from __future__ import annotations
 import atexit
 import os
 import threading
-import weakref
 from collections.abc import MutableMapping, MutableSequence
 from multiprocessing import current_process
 from multiprocessing.context import get_spawning_popen
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from . import _xproc
+from ._proxy_refs import ProxyRef
+from ._proxy_refs import remember as _remember_manager
 from .connection import Address, _address_text, _address_value, _check_authkey
 
 __all__ = ["Manager", "SyncManager", "connect", "MISSING", "ProxyRef"]
@@ -71,68 +72,6 @@ def _rebuild_proxy(
     _remember_manager(engine, address, authkey)
     _, remote = engine.attach(object_id)
     return cls(remote, address, authkey)
-
-
-# The servers this process uses (or its parent used before a fork), by instance number:
-# where they are and the key to log in with. A proxy in a message names only an instance
-# and an id; it is resolved against this table alone, so that no message can make this
-# process connect to an address it chose (and answer a login challenge there).
-_known_managers: Dict[int, Tuple[str, Optional[bytes]]] = {}
-# The SyncManager objects of this process by instance (weakly: a dropped Manager() still
-# stops its server), whose connections a proxy read from a message reuses.
-_local_managers: "weakref.WeakValueDictionary[Tuple[int, int], SyncManager]" = weakref.WeakValueDictionary()
-
-
-def _remember_manager(engine: "_xproc.Manager", address: str, authkey: Optional[bytes],
-                      manager: Optional["SyncManager"] = None) -> None:
-    instance = engine.instance
-    _known_managers.setdefault(instance, (address, authkey))
-    if manager is not None:
-        # The first: proxies it made hold their objects over its connection, which a proxy
-        # read from a message then shares (releases on an idle connection wait for its
-        # next call).
-        _local_managers.setdefault((os.getpid(), instance), manager)
-
-
-class ProxyRef:
-    """A Manager's object named in a message, from a server this process does not use
-    (a proxy arrives as one when this process never connected to its manager). Stored in
-    a container of that manager, or sent on, it names the same object again."""
-
-    __slots__ = ("manager", "id")
-
-    def __init__(self, manager: int, id: int) -> None:  # noqa: A002 (the object's id, as proxies name it)
-        self.manager = manager
-        self.id = id
-
-    def _xproc_proxy_ref(self) -> Tuple[int, int]:
-        return (self.manager, self.id)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, ProxyRef) and (self.manager, self.id) == (other.manager, other.id)
-
-    def __hash__(self) -> int:
-        return hash((ProxyRef, self.manager, self.id))
-
-    def __repr__(self) -> str:
-        return f"xproc.ProxyRef(manager={self.manager:#x}, id={self.id})"
-
-
-def _proxy_from_ref(manager: int, object_id: int) -> Any:
-    """What a proxy read from a message or a container becomes: a proxy of the right kind
-    when this process uses its manager (KeyError when the object is gone), else a ProxyRef."""
-    local = _local_managers.get((os.getpid(), manager))
-    if local is not None and local._engine is not None:
-        engine, address, authkey = local._engine, local._engine.address, local._authkey
-    elif manager in _known_managers:
-        address, authkey = _known_managers[manager]
-        engine = _manager_for(address, authkey)
-    else:
-        return ProxyRef(manager, object_id)
-    kind, remote = engine.attach(object_id)
-    if remote is None:  # an object of a user's interface: Python has no proxy type for it
-        return ProxyRef(manager, object_id)
-    return _PROXY_BY_KIND[kind](remote, address, authkey)
 
 
 class BaseProxy:
