@@ -389,3 +389,22 @@ def test_descriptors_are_fetched_only_from_a_process_of_this_user(monkeypatch):
         xproc.decode(message)
     server.kill()
     server.join()
+
+
+@pytest.mark.parametrize(
+    "handle, error",
+    [
+        (("\0xproc-test-nobody-listens", [1], "socket", (1, 1, 0)), ConnectionRefusedError),
+        (("/nonexistent/sharer", [1], "connection", (True, True, "0x0")), FileNotFoundError),
+        (("\0xproc-test-nobody-listens", list(range(7)), "pipe_end", (0, True, True, "0x0")), ValueError),
+        (("\0xproc-test-nobody-listens", [], "socket", (1, 1, 0)), ValueError),
+    ],
+)
+def test_a_handle_that_cannot_be_fetched_is_a_clear_error(monkeypatch, handle, error):
+    class Marker:
+        pass
+
+    monkeypatch.setattr(xproc._handles, "share", lambda obj: handle if isinstance(obj, Marker) else None)
+    message = xproc.encode(Marker())
+    with pytest.raises(error):
+        xproc.decode(message)
