@@ -673,6 +673,12 @@ TEST(ManagerNesting, ProxiesOfAnotherServerOrOfGoneObjectsAreRefusedAndStoreNoth
   EXPECT_THROW(d.set("x", Value(ProxyRef{manager.instance(), 999999, nullptr})), KeyError);
   EXPECT_THROW(manager.attach_held(999999), KeyError);
   EXPECT_EQ(d.size(), 0u);
+  // Looked up, a proxy is only its numbers: a gone object is simply not there.
+  const Value gone = ProxyRef{manager.instance(), 999999, nullptr};
+  EXPECT_FALSE(d.contains(gone));
+  EXPECT_EQ(d.get(gone, "absent"), Value("absent"));
+  auto l = manager.list({1});
+  EXPECT_EQ(l.count(gone), 0u);
   d.set("x", 1);
   EXPECT_EQ(d["x"], Value(1));
 }

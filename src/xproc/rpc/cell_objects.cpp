@@ -36,7 +36,7 @@ class ValueCellObject final : public SharedObject, public Served<schema::ValueCe
     return kj::READY_NOW;
   }
   kj::Promise<void> increment(IncrementContext context) override {
-    value_ = add_numbers(value_, runtime_.read(context.getParams().getDelta()));
+    value_ = add_numbers(value_, Value::from_capnp(context.getParams().getDelta()));
     value_.to_capnp(context.getResults().initValue());
     return kj::READY_NOW;
   }

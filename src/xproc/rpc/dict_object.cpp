@@ -26,13 +26,13 @@ class DictObject final : public SharedObject, public Served<schema::Dict::Server
   }
 
   kj::Promise<void> getItem(GetItemContext context) override {
-    map().at(key(context.getParams().getKey())).to_capnp(context.getResults().initValue());
+    map().at(lookup_key(context.getParams().getKey())).to_capnp(context.getResults().initValue());
     return kj::READY_NOW;
   }
 
   kj::Promise<void> get(GetContext context) override {
     auto params = context.getParams();
-    if (const Value* found = map().find(key(params.getKey()))) {
+    if (const Value* found = map().find(lookup_key(params.getKey()))) {
       found->to_capnp(context.getResults().initValue());
     } else {
       context.getResults().setValue(params.getDefault());
@@ -47,13 +47,13 @@ class DictObject final : public SharedObject, public Served<schema::Dict::Server
   }
 
   kj::Promise<void> delItem(DelItemContext context) override {
-    Value k = key(context.getParams().getKey());
+    Value k = lookup_key(context.getParams().getKey());
     if (!map().erase(k)) throw KeyError(k.repr());
     return kj::READY_NOW;
   }
 
   kj::Promise<void> contains(ContainsContext context) override {
-    context.getResults().setResult(map().contains(key(context.getParams().getKey())));
+    context.getResults().setResult(map().contains(lookup_key(context.getParams().getKey())));
     return kj::READY_NOW;
   }
 
@@ -93,7 +93,7 @@ class DictObject final : public SharedObject, public Served<schema::Dict::Server
 
   kj::Promise<void> pop(PopContext context) override {
     auto params = context.getParams();
-    Value k = key(params.getKey());
+    Value k = lookup_key(params.getKey());
     if (auto removed = map().erase(k)) {
       removed->to_capnp(context.getResults().initValue());
     } else if (params.getHasDefault()) {
@@ -137,7 +137,7 @@ class DictObject final : public SharedObject, public Served<schema::Dict::Server
   kj::Promise<void> increment(IncrementContext context) override {
     auto params = context.getParams();
     Value k = key(params.getKey());
-    Value delta = runtime_.read(params.getDelta());
+    Value delta = Value::from_capnp(params.getDelta());
     Value* current = map().find(k);
     Value sum = add_numbers(current ? *current : Value(0), delta);
     sum.to_capnp(context.getResults().initValue());
@@ -152,7 +152,7 @@ class DictObject final : public SharedObject, public Served<schema::Dict::Server
     auto params = context.getParams();
     Value k = key(params.getKey());
     Value* current = map().find(k);
-    bool matches = current ? (!params.getExpectMissing() && *current == runtime_.read(params.getExpected()))
+    bool matches = current ? (!params.getExpectMissing() && *current == Value::from_capnp(params.getExpected()))
                            : params.getExpectMissing();
     if (matches) {
       Value value = runtime_.read(params.getValue());
@@ -180,7 +180,7 @@ class DictObject final : public SharedObject, public Served<schema::Dict::Server
     auto values = results.initValues(keys.size());
     auto present = results.initPresent(keys.size());
     for (unsigned i = 0; i < keys.size(); ++i) {
-      const Value* found = map().find(key(keys[i]));
+      const Value* found = map().find(lookup_key(keys[i]));
       present.set(i, found != nullptr);
       if (found) found->to_capnp(values[i]);
     }
@@ -190,8 +190,12 @@ class DictObject final : public SharedObject, public Served<schema::Dict::Server
  private:
   ValueMap& map() { return map_.as_map(); }
 
-  Value key(schema::Value::Reader reader) const {
-    Value k = runtime_.read(reader);
+  // A key that may be stored: a proxy in it is resolved and held (Runtime::read).
+  Value key(schema::Value::Reader reader) const { return hashable(runtime_.read(reader)); }
+  // A key only looked up: a proxy in it compares by its numbers, live or not.
+  static Value lookup_key(schema::Value::Reader reader) { return hashable(Value::from_capnp(reader)); }
+
+  static Value hashable(Value k) {
     // Lists are allowed too (a C++ key may be one; Python reads a list key as a tuple).
     if (k.is_map()) throw TypeError("unhashable type: '" + std::string(k.type_name()) + "'");
     return k;

@@ -115,8 +115,9 @@ class ListObject final : public SharedObject, public Served<schema::SharedList::
     return kj::READY_NOW;
   }
 
+  // Looked-up values: a proxy in one compares by its numbers, live or not.
   kj::Promise<void> remove(RemoveContext context) override {
-    Value v = runtime_.read(context.getParams().getValue());
+    Value v = Value::from_capnp(context.getParams().getValue());
     auto it = std::find(items().begin(), items().end(), v);
     if (it == items().end()) throw ValueError("list.remove(x): x not in list");
     items().erase(it);
@@ -125,7 +126,7 @@ class ListObject final : public SharedObject, public Served<schema::SharedList::
 
   kj::Promise<void> index(IndexContext context) override {
     auto params = context.getParams();
-    Value v = runtime_.read(params.getValue());
+    Value v = Value::from_capnp(params.getValue());
     auto clamp = [&](int64_t bound) {
       if (bound < 0) bound = std::max<int64_t>(0, bound + size());
       return std::min(bound, size());
@@ -142,13 +143,13 @@ class ListObject final : public SharedObject, public Served<schema::SharedList::
   }
 
   kj::Promise<void> count(CountContext context) override {
-    Value v = runtime_.read(context.getParams().getValue());
+    Value v = Value::from_capnp(context.getParams().getValue());
     context.getResults().setCount(static_cast<uint64_t>(std::count(items().begin(), items().end(), v)));
     return kj::READY_NOW;
   }
 
   kj::Promise<void> contains(ContainsContext context) override {
-    Value v = runtime_.read(context.getParams().getValue());
+    Value v = Value::from_capnp(context.getParams().getValue());
     context.getResults().setResult(std::find(items().begin(), items().end(), v) != items().end());
     return kj::READY_NOW;
   }
