@@ -24,7 +24,8 @@ usage: ./dev.sh COMMAND
   setup         install missing system and Python packages, configure the build
   build         setup, then build everything
   demo          build, then run the seed document's examples (C++ and Python)
-  test          build, then run every test (C++ through ctest, Python through pytest)
+  test          check the formatting, build, then run every test (C++ through ctest,
+                Python through pytest)
   bench [TOPIC] build, then run the comparison harness for TOPIC (all when omitted);
                 results go to build/bench/TOPIC.json
   fuzz [TARGET] [SECONDS]
@@ -115,6 +116,8 @@ demo() {
 }
 
 run_tests() {
+  log "checking the formatting"
+  format --check
   build
   log "running tests"
   if ! command -v cargo >/dev/null && [ ! -x "$HOME/.cargo/bin/cargo" ]; then
@@ -192,7 +195,7 @@ fuzz() {
 }
 
 format() {
-  APT_PACKAGES=("${FORMAT_APT_PACKAGES[@]}")
+  local -a APT_PACKAGES=("${FORMAT_APT_PACKAGES[@]}")
   install_system_packages
   local files
   mapfile -t files < <(git -C "$ROOT" ls-files '*.h' '*.cpp')

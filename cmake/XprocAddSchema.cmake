@@ -1,7 +1,8 @@
 # xproc_add_schema(<target> FILES a.capnp [b.capnp ...])
 #
 # Generates the C++ code of a user's Cap'n Proto schemas and compiles it into <target>,
-# which is linked to xproc::xproc. The schemas may import xproc's own ("/xproc/value.capnp",
+# which is linked to xproc::core (link xproc::manager too for a schema that imports
+# "/xproc/manager.capnp"). The schemas may import xproc's own ("/xproc/value.capnp",
 # "/xproc/manager.capnp"); generated headers are included by the schema's file name
 # ("point.capnp.h"). Works both from an installed xproc (find_package(xproc)) and inside
 # xproc's own build.
@@ -36,5 +37,5 @@ function(xproc_add_schema target)
   endforeach()
   target_sources(${target} PRIVATE ${sources})
   target_include_directories(${target} PRIVATE ${output_dir})
-  target_link_libraries(${target} PRIVATE xproc::xproc)
+  target_link_libraries(${target} PRIVATE xproc::core)
 endfunction()

@@ -6,13 +6,19 @@ include(CMakePackageConfigHelpers)
 set(XPROC_INSTALL_SCHEMA_DIR ${CMAKE_INSTALL_DATADIR}/xproc/schema)
 set(XPROC_INSTALL_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/xproc)
 
-install(DIRECTORY ${CMAKE_SOURCE_DIR}/src/xproc/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/xproc
-        FILES_MATCHING PATTERN "*.h")
-install(DIRECTORY ${XPROC_GENERATED_DIR}/xproc/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/xproc
-        FILES_MATCHING PATTERN "*.capnp.h")
+# The public headers, and only those: what they include must be in this list too (the
+# install test compiles against the installed tree alone).
+set(XPROC_PUBLIC_HEADERS
+  # xproc::core
+  xproc.h auth.h byte_connection.h byte_queue.h connection.h errors.h listener.h message.h
+  message_check.h process.h queue.h segments.h sharing.h value.h
+  # xproc::manager
+  manager.h manager_proxies.h manager_server.h tls_options.h)
+list(TRANSFORM XPROC_PUBLIC_HEADERS PREPEND ${CMAKE_SOURCE_DIR}/src/xproc/)
+install(FILES ${XPROC_PUBLIC_HEADERS} ${XPROC_SCHEMA_HDRS} DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/xproc)
 install(DIRECTORY ${CMAKE_SOURCE_DIR}/schema/xproc DESTINATION ${XPROC_INSTALL_SCHEMA_DIR})
 
-set(XPROC_INSTALL_TARGETS xproc)
+set(XPROC_INSTALL_TARGETS xproc_core xproc_manager xproc)
 if(TARGET xproc_c)
   list(APPEND XPROC_INSTALL_TARGETS xproc_c)
   install(FILES ${CMAKE_SOURCE_DIR}/bindings/c/include/xproc.h DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})

@@ -60,7 +60,7 @@ class ByteConnection {
 
   // Sends buf[offset, offset + size) as one message (size defaults to the rest).
   // BrokenPipeError when the peer is gone; OSError("connection is read-only") on a
-  // read-only end; ValueError on bad offset/size or a closed connection.
+  // read-only end; OSError on a closed connection; ValueError on bad offset/size.
   void send_bytes(std::span<const std::byte> buf, size_t offset = 0, std::optional<size_t> size = {});
   // buf[offset, offset + size) as send_bytes checks it: ValueError as CPython raises.
   static std::span<const std::byte> message_slice(std::span<const std::byte> buf, size_t offset,
@@ -150,7 +150,7 @@ class ByteConnection {
   bool shared_memory() const noexcept { return ring_ != nullptr; }
   bool readable() const noexcept { return readable_; }
   bool writable() const noexcept { return writable_; }
-  // The fd, for select/poll; ValueError when closed. For a shared-memory end, an epoll
+  // The fd, for select/poll; OSError when closed. For a shared-memory end, an epoll
   // descriptor that is readable while a message waits or the other end is gone; the first
   // call makes every later receive on this end pay two system calls to keep it so.
   int fileno() const;

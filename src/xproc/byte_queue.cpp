@@ -237,7 +237,7 @@ bool half_full(const QueueState& s) {
 // transfers at a time. After a pause it works through a batch without touching the other
 // side's lines, while the hardware prefetches the ring ahead of it. In ten paired runs of
 // 64 B 1P->1C, a consumer's 0.4 us wait made 11.5 M msgs/s, 6 us 19.8 M, 25 us 23.1 M,
-// against 16.9 M of the spinning ring (docs/benchmarks.md, twelfth round).
+// against 16.9 M of the spinning ring.
 //
 // After the pause, `keep_going` says whether the wait was harmless (a consumer: the queue
 // still has room; a producer: the queue still holds half its capacity). Then the next wait

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -93,7 +94,7 @@ addrinfo* resolve(const Address& a, bool passive) {
 }
 
 std::string random_abstract_name() {
-  static int counter = 0;
+  static std::atomic<int> counter = 0;
   return "xproc-listener-" + std::to_string(getpid()) + "-" + std::to_string(counter++);
 }
 

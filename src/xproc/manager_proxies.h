@@ -269,7 +269,7 @@ class BarrierProxy : public Proxy {
 };
 
 // An object of a user's own interface. Calls go through client() on this thread's
-// connection; wait() waits for a reply the way proxies do (mapping errors).
+// connection; Manager::wait() waits for a reply the way proxies do (mapping errors).
 template <typename Interface>
 class UserProxy : public Proxy {
  public:

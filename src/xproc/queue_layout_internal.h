@@ -16,7 +16,7 @@
 
 namespace xproc::detail {
 
-inline constexpr uint64_t kQueueMagic = 0x3130515250524f58ULL;  // "XPROQQ01" little-endian
+inline constexpr uint64_t kQueueMagic = 0x3130515250524f58ULL;  // bytes on disk: "XORPRQ01"
 inline constexpr uint32_t kQueueLayoutVersion = 2;
 inline constexpr size_t kCacheLine = 64;
 

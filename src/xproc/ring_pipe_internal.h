@@ -18,7 +18,7 @@
 
 namespace xproc::detail {
 
-inline constexpr uint64_t kPipeControlMagic = 0x3130435050524f58ULL;  // "XPROPPC01" little-endian
+inline constexpr uint64_t kPipeControlMagic = 0x3130435050524f58ULL;  // bytes on disk: "XORPPC01"
 inline constexpr uint32_t kPipeControlVersion = 2;
 
 // What one direction's receiver and senders agree on, in the control segment.

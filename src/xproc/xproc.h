@@ -1,11 +1,12 @@
-// Everything of the C++ library in one include: <xproc/xproc.h>. (The C ABI is <xproc.h>.)
+// xproc::core in one include: queues, pipes, connections, the listener, values, messages,
+// processes. It needs no event loop; the Manager (xproc::manager, on kj-async) has its own
+// header, <xproc/manager.h>. (The C ABI is <xproc.h>.)
 #pragma once
 #include "xproc/byte_connection.h"
 #include "xproc/byte_queue.h"
 #include "xproc/connection.h"
 #include "xproc/errors.h"
 #include "xproc/listener.h"
-#include "xproc/manager.h"
 #include "xproc/message.h"
 #include "xproc/process.h"
 #include "xproc/queue.h"

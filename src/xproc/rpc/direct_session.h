@@ -98,7 +98,6 @@ class DirectSession : public std::enable_shared_from_this<DirectSession> {
   capnp::Response<capnp::AnyPointer> take_results(kj::Own<Incoming> incoming, uint32_t question);
   kj::Array<kj::Maybe<kj::Own<capnp::ClientHook>>> import_caps(capnp::List<capnp::rpc::CapDescriptor>::Reader table);
   kj::Own<capnp::ClientHook> import_cap(uint32_t id);
-  void release_caps_of(capnp::rpc::Return::Reader answer);
   void handle_unsolicited(Incoming& incoming);
   [[noreturn]] void fail(kj::Exception::Type type, kj::StringPtr why);
 

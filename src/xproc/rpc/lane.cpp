@@ -199,6 +199,16 @@ constexpr size_t kControlBytes = kHeaderBytes + 2 * sizeof(Lane::Ring);
 
 size_t segment_bytes(size_t ring_bytes) { return kControlBytes + 2 * ring_bytes; }
 
+// The layout docs/protocol.md fixes ("Manager lanes"), which a client in another language
+// maps: the header, each ring's counters and flags, where the bytes start.
+static_assert(offsetof(Header, magic) == 0 && offsetof(Header, version) == 8 && offsetof(Header, ring_bytes) == 12);
+static_assert(sizeof(Header) <= kHeaderBytes);
+static_assert(offsetof(Lane::Ring, written) == 0 && offsetof(Lane::Ring, taken) == 64);
+static_assert(offsetof(Lane::Ring, reader_sleeps) == 128 && offsetof(Lane::Ring, writer_sleeps) == 192);
+static_assert(sizeof(Lane::Ring) == 256);
+static_assert(kControlBytes == 576);
+static_assert(std::atomic<uint64_t>::is_always_lock_free && std::atomic<uint32_t>::is_always_lock_free);
+
 }  // namespace
 
 Lane::Lane(int memfd, void* memory, size_t mapped, size_t ring_bytes, bool server)

@@ -14,6 +14,7 @@
 
 #include <capnp/rpc-twoparty.h>
 
+#include "xproc/address_internal.h"
 #include "xproc/auth.h"
 #include "xproc/errors.h"
 #include "xproc/listener.h"
@@ -30,8 +31,11 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// As the listener parses it: a path or an abstract name (what only this host reaches).
 bool is_unix_address(const std::string& address) {
-  return address.empty() || address.starts_with('/') || address.starts_with("unix:") || address.starts_with('\0');
+  if (address.empty()) return true;  // the listener picks an abstract name
+  if (address.starts_with("tls:")) return false;
+  return detail::parse_address(address).kind != detail::Address::kTcp;
 }
 
 // Large enough for a 50 MB dict copied in one reply; a client cannot make the server
