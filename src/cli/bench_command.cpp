@@ -52,8 +52,9 @@ void add_bench_command(CLI::App& app) {
     const std::optional<Harness> harness = harness_of_this_build();
     const fs::path script = harness ? harness->source / "bench" / "run.sh" : fs::path();
     if (!harness || !fs::exists(script)) {
-      throw ValueError("xproc bench runs from a source checkout's build (this xproc is not in one); there, run "
-                       "./dev.sh bench [TOPIC]");
+      throw ValueError(
+          "xproc bench runs from a source checkout's build (this xproc is not in one); there, run "
+          "./dev.sh bench [TOPIC]");
     }
     if (!fs::exists(harness->build / "bench")) {
       throw ValueError("this build (" + harness->build.string() +

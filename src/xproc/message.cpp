@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "xproc/kj_errors_internal.h"
+
 namespace xproc {
 namespace detail {
 
@@ -17,7 +19,9 @@ capnp::ReaderOptions reader_options(size_t size_words, const DecodeLimits& limit
   return options;
 }
 
-void throw_decode_error(const char* what) { throw DecodeError(std::string("invalid Cap'n Proto message: ") + what); }
+void throw_decode_error(const kj::Exception& error) {
+  detail::rethrow_kj(error, ErrorKind::kDecodeError, "invalid Cap'n Proto message: ");
+}
 
 void check_segment_table(kj::ArrayPtr<const capnp::word> words) {
   if (words.size() == 0) throw DecodeError("empty input is not a Cap'n Proto message");
@@ -34,7 +38,7 @@ void check_traversal(capnp::AnyStruct::Reader root) {
     // totalSize() walks every pointer, checking bounds, nesting and the traversal limit.
     root.totalSize();
   } catch (const kj::Exception& e) {
-    throw_decode_error(e.getDescription().cStr());
+    throw_decode_error(e);
   }
 }
 
@@ -50,7 +54,7 @@ void open_reader(std::optional<capnp::FlatArrayMessageReader>& reader, kj::Array
   try {
     reader.emplace(words, reader_options(words.size(), limits));
   } catch (const kj::Exception& e) {
-    throw_decode_error(e.getDescription().cStr());
+    throw_decode_error(e);
   }
 }
 

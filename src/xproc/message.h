@@ -52,7 +52,8 @@ void require_whole_words(size_t bytes);
 void open_reader(std::optional<capnp::FlatArrayMessageReader>& reader, kj::ArrayPtr<const capnp::word> words,
                  const DecodeLimits& limits);
 
-[[noreturn]] void throw_decode_error(const char* what);
+// kj's complaint about a message's bytes, as DecodeError (detail::rethrow_kj).
+[[noreturn]] void throw_decode_error(const kj::Exception& error);
 
 // Size of the flat serialization of a builder's segments, and writing it (to an 8-byte
 // aligned destination of that size).
@@ -91,7 +92,7 @@ typename T::Reader root_of(capnp::MessageReader& reader) {
   try {
     return reader.getRoot<T>();
   } catch (const kj::Exception& e) {
-    throw_decode_error(e.getDescription().cStr());
+    throw_decode_error(e);
   }
 }
 

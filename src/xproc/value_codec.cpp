@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <optional>
 
+#include "xproc/kj_errors_internal.h"
 #include "xproc/value.h"
 #include "xproc/value_decoding_internal.h"
 
@@ -144,7 +145,7 @@ Value Value::from_capnp(schema::Value::Reader reader, const DecodeLimits& limits
   try {
     return Decoder(resolve).value(reader, limits.nesting_limit);
   } catch (const kj::Exception& e) {
-    throw DecodeError(std::string("invalid Value: ") + e.getDescription().cStr());
+    detail::rethrow_kj(e, ErrorKind::kDecodeError, "invalid Value: ");
   }
 }
 

@@ -47,7 +47,10 @@ enum xproc_status {
   XPROC_INVALID_ARGUMENT = 16, /* a NULL handle or out-parameter */
   XPROC_NO_MEMORY = 17,
   XPROC_UNKNOWN_ERROR = 18,
-  XPROC_PERMISSION_ERROR = 19 /* not allowed, or a named segment not owned and protected as required */
+  XPROC_PERMISSION_ERROR = 19, /* not allowed, or a named segment not owned and protected as required */
+  XPROC_BUFFER_TOO_SHORT = 20,
+  XPROC_ATTRIBUTE_ERROR = 21, /* a Manager namespace has no such attribute */
+  XPROC_BROKEN_BARRIER = 22   /* a Manager barrier was aborted, reset or timed out */
 };
 
 /* The name of a status code ("XPROC_EMPTY: ..."); a static string. */

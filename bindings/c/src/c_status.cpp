@@ -3,6 +3,7 @@
 #include <kj/exception.h>
 
 #include "xproc/errors.h"
+#include "xproc/kj_errors_internal.h"
 
 namespace xproc::c_api {
 namespace {
@@ -24,47 +25,36 @@ void clear_error() noexcept { t_last_error.clear(); }
 
 const char* last_error() noexcept { return t_last_error.c_str(); }
 
+int status_of(ErrorKind kind) noexcept {
+  switch (kind) {
+    case ErrorKind::kError: return XPROC_UNKNOWN_ERROR;
+#define XPROC_C_STATUS(Class, module, status) \
+  case ErrorKind::k##Class: return XPROC_##status;
+      XPROC_ERRORS(XPROC_C_STATUS)
+#undef XPROC_C_STATUS
+  }
+  return XPROC_UNKNOWN_ERROR;
+}
+
 int translate_current_exception() noexcept {
   try {
     throw;
-  } catch (const Empty& e) {
-    return fail(XPROC_EMPTY, e.what());
-  } catch (const Full& e) {
-    return fail(XPROC_FULL, e.what());
-  } catch (const EOFError& e) {
-    return fail(XPROC_EOF, e.what());
-  } catch (const TimeoutError& e) {
-    return fail(XPROC_TIMEOUT, e.what());
-  } catch (const AuthenticationError& e) {
-    return fail(XPROC_AUTHENTICATION_ERROR, e.what());
-  } catch (const BrokenPipeError& e) {
-    return fail(XPROC_BROKEN_PIPE, e.what());
-  } catch (const ConnectionError& e) {
-    return fail(XPROC_CONNECTION_ERROR, e.what());
-  } catch (const MessageTooLarge& e) {
-    return fail(XPROC_MESSAGE_TOO_LARGE, e.what());
-  } catch (const DecodeError& e) {
-    return fail(XPROC_DECODE_ERROR, e.what());
-  } catch (const KeyError& e) {
-    return fail(XPROC_KEY_ERROR, e.what());
-  } catch (const IndexError& e) {
-    return fail(XPROC_INDEX_ERROR, e.what());
-  } catch (const TypeError& e) {
-    return fail(XPROC_TYPE_ERROR, e.what());
-  } catch (const ValueError& e) {
-    return fail(XPROC_VALUE_ERROR, e.what());
-  } catch (const PermissionError& e) {
-    return fail(XPROC_PERMISSION_ERROR, e.what());
-  } catch (const OSError& e) {
-    return fail(XPROC_OS_ERROR, e.what());
-  } catch (const RuntimeError& e) {
-    return fail(XPROC_RUNTIME_ERROR, e.what());
+  } catch (const Error& e) {
+    return fail(status_of(e.kind()), e.what());
   } catch (const std::bad_alloc&) {
     return fail(XPROC_NO_MEMORY, "out of memory");
   } catch (const std::exception& e) {
     return fail(XPROC_UNKNOWN_ERROR, e.what());
   } catch (const kj::Exception& e) {
-    return fail(XPROC_UNKNOWN_ERROR, e.getDescription().cStr());
+    // The library translates kj's exceptions where they arise; one that slipped through
+    // still gets its row when it names one.
+    try {
+      detail::rethrow_kj(e, ErrorKind::kError);
+    } catch (const Error& error) {
+      return fail(status_of(error.kind()), error.what());
+    } catch (...) {
+      return fail(XPROC_UNKNOWN_ERROR, "unknown error");
+    }
   } catch (...) {
     return fail(XPROC_UNKNOWN_ERROR, "unknown error");
   }
@@ -110,6 +100,9 @@ const char* xproc_strerror(int code) {
     case XPROC_NO_MEMORY: return "XPROC_NO_MEMORY: out of memory";
     case XPROC_UNKNOWN_ERROR: return "XPROC_UNKNOWN_ERROR: unexpected error";
     case XPROC_PERMISSION_ERROR: return "XPROC_PERMISSION_ERROR: not allowed, or not owned as required";
+    case XPROC_BUFFER_TOO_SHORT: return "XPROC_BUFFER_TOO_SHORT: the buffer cannot hold the message";
+    case XPROC_ATTRIBUTE_ERROR: return "XPROC_ATTRIBUTE_ERROR: no such attribute";
+    case XPROC_BROKEN_BARRIER: return "XPROC_BROKEN_BARRIER: the barrier is broken";
     default: return "unknown xproc status code";
   }
 }

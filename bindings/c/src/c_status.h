@@ -10,10 +10,13 @@
 #include <string>
 
 #include "xproc.h"
+#include "xproc/errors.h"
 
 namespace xproc::c_api {
 
 int fail(int code, const char* message) noexcept;
+// The XPROC_* code of a row of XPROC_ERRORS (errors.h); XPROC_UNKNOWN_ERROR for kError.
+int status_of(ErrorKind kind) noexcept;
 int translate_current_exception() noexcept;
 void clear_error() noexcept;
 const char* last_error() noexcept;

@@ -2,7 +2,11 @@
 // EOFError, multiprocessing.AuthenticationError, KeyError, ... so Python code written
 // for multiprocessing catches what it always caught. The two with no standard
 // equivalent, MessageTooLarge and DecodeError, are ValueError subclasses.
+#include <nanobind/stl/string.h>
+
 #include <cstring>
+#include <string>
+#include <vector>
 
 #include "bindings.h"
 #include "xproc/errors.h"
@@ -30,14 +34,24 @@ class LazyClass {
   nb::object type_;
 };
 
+// The Python class of each row of XPROC_ERRORS (and of kError, RuntimeError), by kind.
 struct PythonErrors {
-  LazyClass empty{"queue", "Empty"};
-  LazyClass full{"queue", "Full"};
-  LazyClass authentication{"multiprocessing", "AuthenticationError"};
-  LazyClass buffer_too_short{"multiprocessing", "BufferTooShort"};
-  LazyClass broken_barrier{"threading", "BrokenBarrierError"};
+  std::vector<LazyClass> classes;
   PyObject* message_too_large = nullptr;
   PyObject* decode_error = nullptr;
+
+  PythonErrors() {
+    classes.emplace_back("builtins", "RuntimeError");  // ErrorKind::kError
+#define XPROC_PYTHON_CLASS(Class, module, status) classes.emplace_back(module, #Class);
+    XPROC_ERRORS(XPROC_PYTHON_CLASS)
+#undef XPROC_PYTHON_CLASS
+  }
+  PyObject* type_of(ErrorKind kind) {
+    // xproc's own classes are made when the module is (register_errors), not imported.
+    if (kind == ErrorKind::kMessageTooLarge) return message_too_large;
+    if (kind == ErrorKind::kDecodeError) return decode_error;
+    return classes.at(static_cast<size_t>(kind)).get();
+  }
 };
 PythonErrors* errors = nullptr;
 
@@ -49,56 +63,23 @@ nb::object message_of(const std::exception& e) {
   return nb::steal(PyUnicode_DecodeUTF8(what, static_cast<Py_ssize_t>(std::strlen(what)), "backslashreplace"));
 }
 
-void raise(PyObject* type, const std::exception& e) {
-  nb::object message = message_of(e);
-  if (message.is_valid()) PyErr_SetObject(type, message.ptr());  // else MemoryError is set
-}
-
 void translate(const std::exception_ptr& pointer, void*) {
   try {
     std::rethrow_exception(pointer);
-  } catch (const Empty& e) {
-    raise(errors->empty.get(), e);
-  } catch (const Full& e) {
-    raise(errors->full.get(), e);
-  } catch (const EOFError& e) {
-    raise(PyExc_EOFError, e);
-  } catch (const TimeoutError& e) {
-    raise(PyExc_TimeoutError, e);
-  } catch (const AuthenticationError& e) {
-    raise(errors->authentication.get(), e);
-  } catch (const BrokenPipeError& e) {
-    raise(PyExc_BrokenPipeError, e);
-  } catch (const ConnectionError& e) {
-    raise(PyExc_ConnectionError, e);
-  } catch (const MessageTooLarge& e) {
-    raise(errors->message_too_large, e);
-  } catch (const DecodeError& e) {
-    raise(errors->decode_error, e);
-  } catch (const BufferTooShort& e) {
-    raise(errors->buffer_too_short.get(), e);
-  } catch (const KeyError& e) {
-    raise(PyExc_KeyError, e);
-  } catch (const IndexError& e) {
-    raise(PyExc_IndexError, e);
-  } catch (const TypeError& e) {
-    raise(PyExc_TypeError, e);
-  } catch (const AttributeError& e) {
-    raise(PyExc_AttributeError, e);
-  } catch (const BrokenBarrierError& e) {
-    raise(errors->broken_barrier.get(), e);
-  } catch (const RuntimeError& e) {
-    raise(PyExc_RuntimeError, e);
-  } catch (const ValueError& e) {
-    raise(PyExc_ValueError, e);
-  } catch (const OSError& e) {
+  } catch (const Error& e) {
+    PyObject* type = errors->type_of(e.kind());
     nb::object message = message_of(e);
-    if (!message.is_valid()) return;
-    nb::object error = nb::steal(PyObject_CallFunction(PyExc_OSError, "iO", e.error_number(), message.ptr()));
-    if (error.is_valid()) PyErr_SetObject(PyExc_OSError, error.ptr());
+    if (!type || !message.is_valid()) return;  // the import's or the decoding's error is set
+    if (const auto* os = dynamic_cast<const OSError*>(&e)) {
+      // OSError(errno, message): Python picks the subclass of the errno, as it does for its own.
+      nb::object error = nb::steal(PyObject_CallFunction(type, "iO", os->error_number(), message.ptr()));
+      if (error.is_valid()) PyErr_SetObject(type, error.ptr());
+      return;
+    }
+    PyErr_SetObject(type, message.ptr());
   }
-  // Anything else (xproc::Error's base, std::exception) falls through to nanobind's
-  // default translation (RuntimeError with the message).
+  // Anything else (std::exception) falls through to nanobind's default translation
+  // (RuntimeError with the message; MemoryError for std::bad_alloc).
 }
 
 }  // namespace
@@ -113,6 +94,18 @@ void register_errors(nb::module_& m) {
   m.attr("MessageTooLarge") = nb::borrow(errors->message_too_large);
   m.attr("DecodeError") = nb::borrow(errors->decode_error);
   nb::register_exception_translator(&translate);
+
+  // For the tests that walk XPROC_ERRORS through this translator: its rows as (name,
+  // module), and each raised from C++ as the library raises it.
+  m.def("_error_rows", [] {
+    nb::list rows;
+#define XPROC_PYTHON_ROW(Class, module, status) rows.append(nb::make_tuple(#Class, module));
+    XPROC_ERRORS(XPROC_PYTHON_ROW)
+#undef XPROC_PYTHON_ROW
+    return rows;
+  });
+  m.def("_raise_error",
+        [](const std::string& name, const std::string& message) { throw_error(error_kind_named(name), message); });
 }
 
 }  // namespace xproc::python

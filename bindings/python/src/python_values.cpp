@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "xproc/errors.h"
+#include "xproc/kj_errors_internal.h"
 #include "xproc/message.h"
 #include "xproc/value_decoding_internal.h"
 
@@ -345,7 +346,7 @@ nb::object read_value(schema::Value::Reader reader) {
     detail::EmptyElementBudget budget;
     return read(reader, false, 0, budget);
   } catch (const kj::Exception& e) {
-    throw DecodeError(std::string("invalid Value: ") + e.getDescription().cStr());
+    detail::rethrow_kj(e, ErrorKind::kDecodeError, "invalid Value: ");
   }
 }
 
@@ -361,7 +362,7 @@ nb::object decode_value(std::span<const std::byte> message) {
           detail::EmptyElementBudget budget;
           return read(root, false, 0, budget);
         } catch (const kj::Exception& e) {
-          throw DecodeError(std::string("invalid Value: ") + e.getDescription().cStr());
+          detail::rethrow_kj(e, ErrorKind::kDecodeError, "invalid Value: ");
         }
       });
 }
@@ -379,7 +380,7 @@ nb::object from_value(const Value& value, bool as_key) {
     detail::EmptyElementBudget budget;
     return read(message.builder().getRoot<schema::Value>().asReader(), as_key, 0, budget);
   } catch (const kj::Exception& e) {
-    throw DecodeError(std::string("invalid Value: ") + e.getDescription().cStr());
+    detail::rethrow_kj(e, ErrorKind::kDecodeError, "invalid Value: ");
   }
 }
 

@@ -8,6 +8,7 @@
 
 #include "xproc/auth.h"
 #include "xproc/errors.h"
+#include "xproc/kj_errors_internal.h"
 #include "xproc/listener.h"
 #include "xproc/rpc/direct_session.h"
 #include "xproc/rpc/socket_message_stream.h"
@@ -65,8 +66,8 @@ kj::Own<capnp::MessageStream> tls_message_stream(ThreadLoop& loop, int fd, const
     secure =
         setup->context->wrapClient(kj::mv(raw), server_name).exclusiveJoin(kj::mv(timeout)).wait(loop.wait_scope());
   } catch (const kj::Exception& e) {
-    throw ConnectionError("TLS with the manager at " + address.substr(4) + " (as " + server_name +
-                          ") failed: " + e.getDescription().cStr());
+    detail::rethrow_kj(e, ErrorKind::kConnectionError,
+                       "TLS with the manager at " + address.substr(4) + " (as " + server_name + ") failed: ");
   }
   kj::Own<capnp::MessageStream> stream = kj::heap<capnp::AsyncIoMessageStream>(*secure);
   // Gone in this order: the message stream, the TLS stream, then its context.

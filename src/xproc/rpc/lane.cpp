@@ -176,11 +176,7 @@ std::optional<Lane> request_lane(int fd, const std::optional<std::string>& authk
     case LaneReply::kWrongKey: throw AuthenticationError("digest sent was rejected (the manager refused the authkey)");
     case LaneReply::kGranted:
       if (memfd < 0) throw garbled();
-      try {
-        return Lane::attach(std::exchange(memfd, -1), reply.ring_bytes);
-      } catch (const LaneError& e) {
-        throw ConnectionError(e.what());
-      }
+      return Lane::attach(std::exchange(memfd, -1), reply.ring_bytes);  // LaneError is a ConnectionError
     default: throw garbled();
   }
 }

@@ -28,8 +28,9 @@
 #include <cstdint>
 #include <optional>
 #include <span>
-#include <stdexcept>
 #include <string>
+
+#include "xproc/errors.h"
 
 namespace xproc::rpc {
 
@@ -59,10 +60,11 @@ struct LaneReply {
 };
 static_assert(sizeof(LaneReply) == 16);
 
-// The peer broke the lane's protocol (impossible counters, a bad segment).
-class LaneError : public std::runtime_error {
+// The peer broke the lane's protocol (impossible counters, a bad segment): the connection
+// is over, as when it drops.
+class LaneError : public ConnectionError {
  public:
-  using std::runtime_error::runtime_error;
+  using ConnectionError::ConnectionError;
 };
 
 class Lane;

@@ -1,35 +1,12 @@
-// Maps xproc::Error subclasses to Python names and back.
+// Errors across Cap'n Proto RPC, by the names of XPROC_ERRORS (errors.h).
 #include "xproc/rpc/remote_error.h"
 
 #include <string>
-#include <typeinfo>
 
 #include "xproc/errors.h"
+#include "xproc/kj_errors_internal.h"
 
 namespace xproc::rpc {
-namespace {
-
-constexpr std::string_view kRemotePrefix = "remote exception: ";
-
-std::string_view python_name_of(const Error& e) {
-  // Most derived first: BrokenPipeError is a ConnectionError.
-  if (dynamic_cast<const Empty*>(&e)) return "Empty";
-  if (dynamic_cast<const Full*>(&e)) return "Full";
-  if (dynamic_cast<const KeyError*>(&e)) return "KeyError";
-  if (dynamic_cast<const IndexError*>(&e)) return "IndexError";
-  if (dynamic_cast<const ValueError*>(&e)) return "ValueError";
-  if (dynamic_cast<const TypeError*>(&e)) return "TypeError";
-  if (dynamic_cast<const AttributeError*>(&e)) return "AttributeError";
-  if (dynamic_cast<const RuntimeError*>(&e)) return "RuntimeError";
-  if (dynamic_cast<const BrokenBarrierError*>(&e)) return "BrokenBarrierError";
-  if (dynamic_cast<const TimeoutError*>(&e)) return "TimeoutError";
-  if (dynamic_cast<const AuthenticationError*>(&e)) return "AuthenticationError";
-  if (dynamic_cast<const MessageTooLarge*>(&e)) return "MessageTooLarge";
-  if (dynamic_cast<const DecodeError*>(&e)) return "DecodeError";
-  return "RuntimeError";
-}
-
-}  // namespace
 
 kj::Exception remote_error(std::string_view python_name, std::string_view message) {
   std::string description(python_name);
@@ -49,7 +26,7 @@ kj::Exception to_remote(std::exception_ptr error) {
   } catch (const kj::Exception& e) {
     return e;
   } catch (const Error& e) {
-    return remote_error(python_name_of(e), e.what());
+    return remote_error(error_name(e.kind()), error_wire_message(e));
   } catch (const std::bad_alloc&) {
     return remote_error("MemoryError", "out of memory");
   } catch (const std::exception& e) {
@@ -57,31 +34,6 @@ kj::Exception to_remote(std::exception_ptr error) {
   }
 }
 
-void rethrow_local(const kj::Exception& error) {
-  std::string_view text(error.getDescription().cStr());
-  if (error.getType() == kj::Exception::Type::DISCONNECTED) {
-    throw ConnectionError("manager connection lost: " + std::string(text));
-  }
-  if (text.starts_with(kRemotePrefix)) text.remove_prefix(kRemotePrefix.size());
-  auto colon = text.find(": ");
-  std::string_view name = colon == std::string_view::npos ? std::string_view() : text.substr(0, colon);
-  std::string message(colon == std::string_view::npos ? text : text.substr(colon + 2));
-  if (name == "Empty") throw Empty(message.empty() ? "queue is empty" : message);
-  if (name == "Full") throw Full(message.empty() ? "queue is full" : message);
-  if (name == "KeyError") throw KeyError(message);
-  if (name == "IndexError") throw IndexError(message);
-  if (name == "ValueError") throw ValueError(message);
-  if (name == "TypeError") throw TypeError(message);
-  if (name == "AttributeError") throw AttributeError(message);
-  if (name == "RuntimeError") throw RuntimeError(message);
-  if (name == "BrokenBarrierError") throw BrokenBarrierError(message);
-  if (name == "TimeoutError") throw TimeoutError(message);
-  if (name == "AuthenticationError") throw AuthenticationError(message);
-  if (name == "MessageTooLarge") throw MessageTooLarge(message);
-  if (name == "DecodeError") throw DecodeError(message);
-  if (error.getType() == kj::Exception::Type::OVERLOADED)
-    throw ConnectionError("manager overloaded: " + std::string(text));
-  throw Error(std::string(text));
-}
+void rethrow_local(const kj::Exception& error) { detail::rethrow_kj(error, ErrorKind::kError, "manager: "); }
 
 }  // namespace xproc::rpc

@@ -20,12 +20,13 @@ kj::Exception remote_error(std::string_view python_name, std::string_view messag
 // std::exception would lose its name.
 [[noreturn]] void throw_remote(std::string_view python_name, std::string_view message);
 
-// What a server method threw, as a remote error: xproc::Error subclasses keep their
-// Python name; a kj::Exception passes through; anything else is a RuntimeError.
+// What a server method threw, as a remote error: an xproc::Error travels under its row's
+// name in XPROC_ERRORS (OSError with its errno); a kj::Exception passes through;
+// std::bad_alloc is a MemoryError, anything else a RuntimeError.
 kj::Exception to_remote(std::exception_ptr error);
 
 // Client side: throws the xproc::Error named by a remote error's description, or
-// ConnectionError when the connection dropped.
+// ConnectionError when the connection dropped (detail::rethrow_kj).
 [[noreturn]] void rethrow_local(const kj::Exception& error);
 
 }  // namespace xproc::rpc

@@ -7,6 +7,7 @@
 #include <kj/debug.h>
 
 #include "xproc/errors.h"
+#include "xproc/kj_errors_internal.h"
 
 namespace xproc::rpc {
 namespace {
@@ -25,7 +26,7 @@ auto parsed(Make&& make) {
   try {
     return make();
   } catch (const kj::Exception& e) {
-    throw ValueError(std::string("a TLS certificate or key cannot be used: ") + e.getDescription().cStr());
+    detail::rethrow_kj(e, ErrorKind::kValueError, "a TLS certificate or key cannot be used: ");
   }
 }
 
