@@ -219,18 +219,6 @@ std::string error_wire_message(const Error& error);
 // Throws OSError "<call>: <strerror(errno)>" with the errno attached.
 [[noreturn]] void throw_os_error(std::string_view call, int error_number);
 
-// Runs a syscall-like expression, retrying on EINTR; throws OSError naming `call` when
-// it returns -1. Returns the result otherwise.
-template <typename F>
-auto retry_syscall(std::string_view call, F&& f) -> decltype(f()) {
-  for (;;) {
-    auto result = f();
-    if (result != -1) return result;
-    if (errno == EINTR) continue;
-    throw_os_error(call, errno);
-  }
-}
-
 namespace detail {
 inline void append_values(std::ostringstream&) {}
 template <typename T, typename... Rest>

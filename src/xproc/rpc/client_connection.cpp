@@ -13,6 +13,7 @@
 #include "xproc/rpc/direct_session.h"
 #include "xproc/rpc/socket_message_stream.h"
 #include "xproc/rpc/tls.h"
+#include "xproc/syscall_internal.h"
 
 namespace xproc::rpc {
 namespace {
@@ -34,7 +35,7 @@ bool is_tls(const std::string& address) { return address.starts_with("tls:"); }
 int connect_socket(const std::string& address) {
   ByteConnection connection = Client(is_tls(address) ? "tcp:" + address.substr(4) : address);
   // Close-on-exec: a program this process runs must not hold the connection open.
-  return retry_syscall("dup", [&] { return ::fcntl(connection.fileno(), F_DUPFD_CLOEXEC, 0); });
+  return detail::retry_syscall("dup", [&] { return ::fcntl(connection.fileno(), F_DUPFD_CLOEXEC, 0); });
 }
 
 // "host" of "tls:host:port" or "tls:[v6]:port".

@@ -19,6 +19,7 @@
 #include "xproc/rpc/buffered_message_stream.h"
 #include "xproc/rpc/lane.h"
 #include "xproc/rpc/socket_message_stream.h"
+#include "xproc/syscall_internal.h"
 
 namespace xproc::rpc {
 namespace {
@@ -296,9 +297,9 @@ class Handshake {
 kj::Promise<kj::Own<capnp::MessageStream>> accept_message_stream(kj::UnixEventPort& port, int fd,
                                                                  const std::optional<std::string>& authkey,
                                                                  MessageGuard& guard) {
-  int flags = retry_syscall("fcntl", [&] { return ::fcntl(fd, F_GETFL); });
-  retry_syscall("fcntl", [&] { return ::fcntl(fd, F_SETFL, flags | O_NONBLOCK); });
-  retry_syscall("fcntl", [&] { return ::fcntl(fd, F_SETFD, FD_CLOEXEC); });
+  int flags = detail::retry_syscall("fcntl", [&] { return ::fcntl(fd, F_GETFL); });
+  detail::retry_syscall("fcntl", [&] { return ::fcntl(fd, F_SETFL, flags | O_NONBLOCK); });
+  detail::retry_syscall("fcntl", [&] { return ::fcntl(fd, F_SETFD, FD_CLOEXEC); });
   auto handshake = kj::heap<Handshake>(port, fd, authkey, &guard);
   auto& ref = *handshake;
   return ref.run().attach(kj::mv(handshake));

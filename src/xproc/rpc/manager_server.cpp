@@ -25,6 +25,7 @@
 #include "xproc/rpc/socket_message_stream.h"
 #include "xproc/rpc/thread_loop.h"
 #include "xproc/rpc/tls.h"
+#include "xproc/syscall_internal.h"
 
 namespace xproc {
 namespace {
@@ -260,7 +261,7 @@ void ManagerServer::serve_forever() {
   kj::Maybe<kj::Own<rpc::TlsSetup>> tls;
   if (state_->tls) tls = rpc::server_tls(*state_->tls, runtime.timer, login_timeout);
 
-  int fd = retry_syscall("dup", [&] { return ::dup(state_->listener.fileno()); });
+  int fd = detail::retry_syscall("dup", [&] { return ::dup(state_->listener.fileno()); });
   auto receiver = io.lowLevelProvider->wrapListenSocketFd(fd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
   uint64_t next_session = 1;
 

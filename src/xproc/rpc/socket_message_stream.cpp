@@ -10,6 +10,7 @@
 
 #include "xproc/errors.h"
 #include "xproc/rpc/buffered_message_stream.h"
+#include "xproc/syscall_internal.h"
 
 namespace xproc::rpc {
 namespace {
@@ -96,7 +97,7 @@ class SocketMessageStream final : public BufferedMessageStream {
       kj::AutoCloseFd copy;                    // closed after
       kj::UnixEventPort::FdObserver observer;  // the observer unregisters it
     };
-    int copy = retry_syscall("dup", [&] { return ::fcntl(fd_.get(), F_DUPFD_CLOEXEC, 0); });
+    int copy = detail::retry_syscall("dup", [&] { return ::fcntl(fd_.get(), F_DUPFD_CLOEXEC, 0); });
     auto watch = kj::heap<WriteWatch>(port_, copy);
     auto writable = watch->observer.whenBecomesWritable();
     return writable.attach(kj::mv(watch));
@@ -119,15 +120,15 @@ int take_socket(kj::Own<kj::AsyncIoStream> stream) {
     fd = *inner;
   }
   if (fd < 0) kj::throwFatalException(KJ_EXCEPTION(FAILED, "the stream has no socket to take"));
-  int copy = retry_syscall("dup", [&] { return ::fcntl(fd, F_DUPFD_CLOEXEC, 0); });
+  int copy = detail::retry_syscall("dup", [&] { return ::fcntl(fd, F_DUPFD_CLOEXEC, 0); });
   stream = nullptr;  // closes the original and takes it out of the event loop
   return copy;
 }
 
 kj::Own<capnp::MessageStream> socket_message_stream(kj::UnixEventPort& port, int fd, MessageGuard* guard) {
-  int flags = retry_syscall("fcntl", [&] { return ::fcntl(fd, F_GETFL); });
-  retry_syscall("fcntl", [&] { return ::fcntl(fd, F_SETFL, flags | O_NONBLOCK); });
-  retry_syscall("fcntl", [&] { return ::fcntl(fd, F_SETFD, FD_CLOEXEC); });
+  int flags = detail::retry_syscall("fcntl", [&] { return ::fcntl(fd, F_GETFL); });
+  detail::retry_syscall("fcntl", [&] { return ::fcntl(fd, F_SETFL, flags | O_NONBLOCK); });
+  detail::retry_syscall("fcntl", [&] { return ::fcntl(fd, F_SETFD, FD_CLOEXEC); });
   return kj::heap<SocketMessageStream>(port, fd, guard);
 }
 
