@@ -11,7 +11,7 @@ set(XPROC_INSTALL_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/xproc)
 set(XPROC_PUBLIC_HEADERS
   # xproc::core
   xproc.h auth.h byte_connection.h byte_queue.h connection.h errors.h fd.h listener.h message.h
-  message_check.h process.h queue.h segments.h sharing.h value.h
+  message_check.h process.h queue.h segments.h sharing.h timeout.h value.h
   # xproc::manager
   manager.h manager_proxies.h manager_server.h tls_options.h)
 list(TRANSFORM XPROC_PUBLIC_HEADERS PREPEND ${CMAKE_SOURCE_DIR}/src/xproc/)

@@ -18,6 +18,7 @@
 #include "support/test_support.h"
 #include "xproc/errors.h"
 #include "xproc/process.h"
+#include "xproc/rpc/dynamic_call.h"
 
 namespace xproc {
 namespace {
@@ -283,6 +284,36 @@ TEST(ManagerQueue, FifoAcrossProcessesAndTimeouts) {
   for (int i = 0; i < 20; ++i) EXPECT_EQ(q.get(true, seconds(10)), Value(i));
   producer.join();
   EXPECT_EQ(producer.exitcode(), 0);
+}
+
+TEST(ManagerQueue, ANegativeTimeoutIsAValueErrorAndWaitsForNothing) {
+  Manager manager;
+  auto q = manager.queue();
+  auto lock = manager.lock();
+  auto event = manager.event();
+  const auto negative = Timeout(std::chrono::duration<double>(-1));
+  EXPECT_THROW(q.get(true, negative), ValueError);
+  EXPECT_THROW(q.put(1, true, negative), ValueError);
+  EXPECT_THROW(lock.acquire(true, negative), ValueError);
+  EXPECT_THROW(event.wait(negative), ValueError);
+  EXPECT_THROW(manager.condition().wait_for([] { return false; }, negative), ValueError);
+  EXPECT_THROW(manager.barrier(2, negative), ValueError);
+  EXPECT_EQ(q.qsize(), 0u);  // nothing was sent
+  EXPECT_FALSE(lock.locked());
+}
+
+TEST(ManagerFactories, EachKindIsMadeByTheFactoryOfItsOrdinal) {
+  // manager.capnp keeps Kind and the Manager's factories in step; rpc::make_object relies on it.
+  const auto kinds = capnp::Schema::from<schema::Kind>().getEnumerants();
+  for (unsigned i = 0; i < kinds.size(); ++i) {
+    const auto kind = static_cast<schema::Kind>(i);
+    if (kind == schema::Kind::USER) {
+      EXPECT_THROW(rpc::factory_of(kind), TypeError);
+      continue;
+    }
+    EXPECT_EQ(rpc::factory_of(kind), std::string(kinds[i].getProto().getName().cStr()));
+    EXPECT_TRUE(rpc::interface_of(kind).getProto().getId() != 0);
+  }
 }
 
 TEST(ManagerQueue, JoinableQueue) {

@@ -29,11 +29,9 @@
 #include <vector>
 
 #include "xproc/sharing.h"
+#include "xproc/timeout.h"
 
 namespace xproc {
-
-// A timeout as Python gives it: nullopt blocks forever.
-using Timeout = std::optional<std::chrono::duration<double>>;
 
 struct QueueOptions {
   // Python's maxsize: the most messages held at once; 0 = bounded only by capacity_bytes.

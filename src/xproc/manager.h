@@ -162,6 +162,10 @@ class Manager {
   };
   Attached attach_held(uint64_t id);
 
+  // Where the server is and how to log in, for a binding that calls the Manager through
+  // rpc::DynamicCall (the Python package does).
+  const std::shared_ptr<const rpc::Endpoint>& endpoint() const noexcept { return endpoint_; }
+
   // The names registered on the server, sorted; and removing one (KeyError if absent).
   std::vector<std::string> names();
   void unregister(std::string_view name);

@@ -21,8 +21,8 @@
 #include <utility>
 #include <vector>
 
-#include "xproc/byte_queue.h"  // Timeout
 #include "xproc/manager.capnp.h"
+#include "xproc/timeout.h"
 #include "xproc/value.h"
 
 namespace xproc {
@@ -58,10 +58,19 @@ class Proxy {
   std::shared_ptr<const rpc::ObjectRef> ref_;
 };
 
-// manager.dict(): Python's dict, plus atomic compound operations.
-class DictProxy : public Proxy {
+// A proxy of an object with `Interface` of manager.capnp.
+template <typename Interface>
+class ProxyOf : public Proxy {
  public:
   using Proxy::Proxy;
+  // The object's capability on this thread's connection, for pipelined calls.
+  typename Interface::Client client() const { return capability().template castAs<Interface>(); }
+};
+
+// manager.dict(): Python's dict, plus atomic compound operations.
+class DictProxy : public ProxyOf<schema::Dict> {
+ public:
+  using ProxyOf::ProxyOf;
 
   Value operator[](const Value& key) const;  // KeyError when missing
   Value get(const Value& key, const Value& fallback = nullptr) const;
@@ -92,14 +101,12 @@ class DictProxy : public Proxy {
   // Many reads or writes in one round trip; a missing key reads as nullopt.
   std::vector<std::optional<Value>> get_many(const std::vector<Value>& keys) const;
   void set_many(const ValueMap& items) const;
-
-  schema::Dict::Client client() const;
 };
 
 // manager.list(): Python's list.
-class ListProxy : public Proxy {
+class ListProxy : public ProxyOf<schema::SharedList> {
  public:
-  using Proxy::Proxy;
+  using ProxyOf::ProxyOf;
 
   Value operator[](int64_t index) const;  // negative from the end; IndexError
   void set(int64_t index, const Value& value) const;
@@ -121,40 +128,34 @@ class ListProxy : public Proxy {
   size_t size() const;
   Value::List copy() const;
   void multiply(int64_t times) const;  // l *= times
-
-  schema::SharedList::Client client() const;
 };
 
 // manager.Namespace(): attributes by name.
-class NamespaceProxy : public Proxy {
+class NamespaceProxy : public ProxyOf<schema::Namespace> {
  public:
-  using Proxy::Proxy;
+  using ProxyOf::ProxyOf;
 
   Value get(const std::string& name) const;  // AttributeError when missing
   void set(const std::string& name, const Value& value) const;
   void del(const std::string& name) const;
   std::vector<std::pair<std::string, Value>> items() const;
-
-  schema::Namespace::Client client() const;
 };
 
 // manager.Value(typecode, value).
-class ValueProxy : public Proxy {
+class ValueProxy : public ProxyOf<schema::ValueCell> {
  public:
-  using Proxy::Proxy;
+  using ProxyOf::ProxyOf;
 
   Value get() const;
   void set(const Value& value) const;
   std::string typecode() const;
   Value increment(const Value& delta = 1) const;  // atomic value += delta
-
-  schema::ValueCell::Client client() const;
 };
 
 // manager.Array(typecode, sequence): fixed length, items checked against the typecode.
-class ArrayProxy : public Proxy {
+class ArrayProxy : public ProxyOf<schema::Array> {
  public:
-  using Proxy::Proxy;
+  using ProxyOf::ProxyOf;
 
   size_t size() const;
   Value operator[](int64_t index) const;
@@ -162,14 +163,12 @@ class ArrayProxy : public Proxy {
   Value::List slice(const Slice& slice) const;
   void set_slice(const Slice& slice, const Value::List& values) const;  // same length
   std::string typecode() const;
-
-  schema::Array::Client client() const;
 };
 
 // manager.Queue(maxsize): Python's queue.Queue held by the server.
-class QueueProxy : public Proxy {
+class QueueProxy : public ProxyOf<schema::Queue> {
  public:
-  using Proxy::Proxy;
+  using ProxyOf::ProxyOf;
 
   void put(const Value& value, bool block = true, Timeout timeout = {}) const;  // Full
   Value get(bool block = true, Timeout timeout = {}) const;                     // Empty
@@ -178,8 +177,6 @@ class QueueProxy : public Proxy {
   size_t qsize() const;
   bool empty() const;
   bool full() const;
-
-  schema::Queue::Client client() const;
 };
 
 class JoinableQueueProxy : public QueueProxy {
@@ -190,14 +187,14 @@ class JoinableQueueProxy : public QueueProxy {
   // Until every item put has been marked done; false when the timeout runs out.
   bool join(Timeout timeout = {}) const;
 
-  schema::JoinableQueue::Client client() const;
+  schema::JoinableQueue::Client client() const { return capability().castAs<schema::JoinableQueue>(); }
 };
 
 // manager.Lock() and manager.RLock(). Also BasicLockable, for std::lock_guard. Released by
 // the server when the holding thread's connection drops (the thread or process exits).
-class LockProxy : public Proxy {
+class LockProxy : public ProxyOf<schema::Lock> {
  public:
-  using Proxy::Proxy;
+  using ProxyOf::ProxyOf;
 
   bool acquire(bool blocking = true, Timeout timeout = {}) const;
   void release() const;  // RuntimeError when not held
@@ -205,39 +202,33 @@ class LockProxy : public Proxy {
   void lock() const { acquire(); }
   void unlock() const { release(); }
   bool try_lock() const { return acquire(false); }
-
-  schema::Lock::Client client() const;
 };
 
 // manager.Semaphore(value) and manager.BoundedSemaphore(value).
-class SemaphoreProxy : public Proxy {
+class SemaphoreProxy : public ProxyOf<schema::Semaphore> {
  public:
-  using Proxy::Proxy;
+  using ProxyOf::ProxyOf;
 
   bool acquire(bool blocking = true, Timeout timeout = {}) const;
   void release(uint32_t n = 1) const;  // ValueError past a bounded semaphore's value
   int64_t value() const;
-
-  schema::Semaphore::Client client() const;
 };
 
 // manager.Event().
-class EventProxy : public Proxy {
+class EventProxy : public ProxyOf<schema::Event> {
  public:
-  using Proxy::Proxy;
+  using ProxyOf::ProxyOf;
 
   void set() const;
   void clear() const;
   bool is_set() const;
   bool wait(Timeout timeout = {}) const;  // the flag at return
-
-  schema::Event::Client client() const;
 };
 
 // manager.Condition(lock).
-class ConditionProxy : public Proxy {
+class ConditionProxy : public ProxyOf<schema::Condition> {
  public:
-  using Proxy::Proxy;
+  using ProxyOf::ProxyOf;
 
   bool acquire(bool blocking = true, Timeout timeout = {}) const;
   void release() const;
@@ -249,14 +240,12 @@ class ConditionProxy : public Proxy {
   bool wait_for(const std::function<bool()>& predicate, Timeout timeout = {}) const;
   void notify(uint32_t n = 1) const;
   void notify_all() const;
-
-  schema::Condition::Client client() const;
 };
 
 // manager.Barrier(parties, timeout).
-class BarrierProxy : public Proxy {
+class BarrierProxy : public ProxyOf<schema::Barrier> {
  public:
-  using Proxy::Proxy;
+  using ProxyOf::ProxyOf;
 
   uint32_t wait(Timeout timeout = {}) const;  // BrokenBarrierError
   void reset() const;
@@ -264,17 +253,14 @@ class BarrierProxy : public Proxy {
   uint32_t parties() const;
   uint32_t n_waiting() const;
   bool broken() const;
-
-  schema::Barrier::Client client() const;
 };
 
 // An object of a user's own interface. Calls go through client() on this thread's
 // connection; Manager::wait() waits for a reply the way proxies do (mapping errors).
 template <typename Interface>
-class UserProxy : public Proxy {
+class UserProxy : public ProxyOf<Interface> {
  public:
-  using Proxy::Proxy;
-  typename Interface::Client client() const { return capability().template castAs<Interface>(); }
+  using ProxyOf<Interface>::ProxyOf;
 };
 
 }  // namespace xproc

@@ -171,6 +171,40 @@ def test_synchronization_primitives(manager):
     thread.join()
 
 
+def test_every_operation_of_the_schema_is_reachable_by_its_python_name(manager):
+    """Operations the proxy classes do not spell out are called by their schema names in
+    snake case, with nothing written for them in the package or the extension."""
+    shared = manager.list([1, 2])
+    shared.multiply(2)  # SharedList.multiply
+    assert shared.copy() == [1, 2, 1, 2]
+    d = manager.dict(a=1)
+    assert d.get_item("a") == 1  # Dict.getItem
+    assert d._call("getMany", ["a", "b"]) == ([1, None], [True, False])
+    with pytest.raises(AttributeError):
+        d.no_such_operation
+    with pytest.raises(AttributeError):
+        d._call("noSuchOperation")
+    with pytest.raises(TypeError):
+        d._call("getItem", "a", "too many")
+
+
+def test_timeouts_follow_queue_and_threading(manager):
+    q = manager.Queue()
+    with pytest.raises(ValueError):
+        q.get(timeout=-1)  # as queue.Queue
+    event = manager.Event()
+    started = time.monotonic()
+    assert not event.wait(-1)  # as threading.Event: no wait at all
+    assert time.monotonic() - started < 5
+    lock = manager.Lock()
+    with pytest.raises(ValueError):
+        lock.acquire(False, 1)  # as threading.Lock
+    with pytest.raises(ValueError):
+        lock.acquire(timeout=-5)
+    assert lock.acquire(timeout=-1)  # -1: forever, and it is free
+    lock.release()
+
+
 @pytest.mark.parametrize("method", ["fork", "spawn"])
 def test_children_increment_exactly(manager, method):
     d = manager.dict()

@@ -28,6 +28,13 @@ void register_managers(nb::module_& m);
 
 namespace xproc::python {
 
+// Runs f() with the GIL released: a call that blocks lets other Python threads go on.
+template <typename F>
+auto without_gil(F&& f) {
+  nb::gil_scoped_release unlocked;
+  return f();
+}
+
 // Authkeys are bytes in Python, as in multiprocessing; the C++ library takes a string.
 inline std::optional<std::string> authkey_string(const std::optional<nb::bytes>& authkey) {
   if (!authkey) return std::nullopt;

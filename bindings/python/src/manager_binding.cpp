@@ -13,10 +13,11 @@
 #include <string>
 
 #include "blocking.h"
-#include "proxy_bindings.h"
 #include "python_values.h"
+#include "remote_object.h"
 #include "xproc/errors.h"
 #include "xproc/manager.h"
+#include "xproc/rpc/dynamic_call.h"
 
 namespace xproc::python {
 namespace {
@@ -53,59 +54,11 @@ void require_own_capnp() {
   }
 }
 
-// The proxy over `ref` for an object of `kind`; None for an object of a user's interface
-// (Python has no proxy type for it).
-nb::object proxy_of(schema::Kind kind, std::shared_ptr<const rpc::ObjectRef> ref) {
-  switch (kind) {
-    case schema::Kind::DICT: return nb::cast(DictProxy(std::move(ref)));
-    case schema::Kind::LIST: return nb::cast(ListProxy(std::move(ref)));
-    case schema::Kind::NAMESPACE: return nb::cast(NamespaceProxy(std::move(ref)));
-    case schema::Kind::VALUE: return nb::cast(ValueProxy(std::move(ref)));
-    case schema::Kind::ARRAY: return nb::cast(ArrayProxy(std::move(ref)));
-    case schema::Kind::QUEUE: return nb::cast(QueueProxy(std::move(ref)));
-    case schema::Kind::JOINABLE_QUEUE: return nb::cast(JoinableQueueProxy(std::move(ref)));
-    case schema::Kind::LOCK:
-    case schema::Kind::RLOCK: return nb::cast(LockProxy(std::move(ref)));
-    case schema::Kind::SEMAPHORE:
-    case schema::Kind::BOUNDED_SEMAPHORE: return nb::cast(SemaphoreProxy(std::move(ref)));
-    case schema::Kind::EVENT: return nb::cast(EventProxy(std::move(ref)));
-    case schema::Kind::CONDITION: return nb::cast(ConditionProxy(std::move(ref)));
-    case schema::Kind::BARRIER: return nb::cast(BarrierProxy(std::move(ref)));
-    case schema::Kind::USER: break;
-  }
-  return nb::none();
-}
-
-// The Python package's name of a kind, as its proxy classes' `_kind` (and rlock,
-// bounded_semaphore for the kinds that share a class there).
-const char* kind_name(schema::Kind kind) {
-  switch (kind) {
-    case schema::Kind::DICT: return "dict";
-    case schema::Kind::LIST: return "list";
-    case schema::Kind::NAMESPACE: return "namespace";
-    case schema::Kind::VALUE: return "value";
-    case schema::Kind::ARRAY: return "array";
-    case schema::Kind::QUEUE: return "queue";
-    case schema::Kind::JOINABLE_QUEUE: return "joinable_queue";
-    case schema::Kind::LOCK: return "lock";
-    case schema::Kind::RLOCK: return "rlock";
-    case schema::Kind::SEMAPHORE: return "semaphore";
-    case schema::Kind::BOUNDED_SEMAPHORE: return "bounded_semaphore";
-    case schema::Kind::EVENT: return "event";
-    case schema::Kind::CONDITION: return "condition";
-    case schema::Kind::BARRIER: return "barrier";
-    case schema::Kind::USER: return "user";
-  }
-  return "user";
-}
-
 }  // namespace
 
 void register_managers(nb::module_& m) {
   set_call_interrupt_check(&raise_pending_signal, kSignalCheckInterval);
-  register_container_proxies(m);
-  register_queue_proxies(m);
-  register_synchronization_proxies(m);
+  register_remote_objects(m);
 
   nb::class_<Manager>(m, "Manager", "A Manager server this process started, or a connection to one.")
       .def(
@@ -145,85 +98,29 @@ void register_managers(nb::module_& m) {
                    })
       .def_prop_ro("pid", &Manager::pid)
       .def(
-          "dict",
-          [](Manager& self, nb::handle initial, std::string_view name) {
-            Value v = to_value(initial);
-            if (!v.is_map()) throw nb::type_error("dict() takes a dict");
-            return without_gil([&] { return self.dict(v.as_map(), name); });
+          "make",
+          [](Manager& self, const std::string& kind, const std::string& name, nb::args args, nb::kwargs kwargs) {
+            const schema::Kind made = kind_named(kind);
+            std::optional<rpc::DynamicCall> request;
+            {
+              nb::gil_scoped_release unlocked;
+              request.emplace(*self.endpoint(), rpc::factory_of(made));
+            }
+            nb::list rest;  // registeredName first
+            rest.append(name);
+            for (nb::handle arg : args) rest.append(arg);
+            fill_call(*request, nb::tuple(rest), kwargs);
+            std::shared_ptr<const rpc::ObjectRef> ref;
+            {
+              nb::gil_scoped_release unlocked;
+              ref = rpc::make_object(self.endpoint(), made, std::move(*request));
+            }
+            return remote_object(made, std::move(ref));
           },
-          nb::arg("initial"), nb::arg("name") = "")
-      .def(
-          "list",
-          [](Manager& self, nb::handle initial, std::string_view name) {
-            Value::List items;
-            for (nb::handle item : initial) items.push_back(to_value(item));
-            return without_gil([&] { return self.list(items, name); });
-          },
-          nb::arg("initial"), nb::arg("name") = "")
-      .def(
-          "namespace",
-          [](Manager& self, std::string_view name) { return without_gil([&] { return self.namespace_(name); }); },
-          nb::arg("name") = "")
-      .def(
-          "value",
-          [](Manager& self, std::string_view typecode, nb::handle initial, std::string_view name) {
-            Value v = to_value(initial);
-            return without_gil([&] { return self.value(typecode, v, name); });
-          },
-          nb::arg("typecode"), nb::arg("initial"), nb::arg("name") = "")
-      .def(
-          "array",
-          [](Manager& self, std::string_view typecode, nb::handle initial, std::string_view name) {
-            Value::List items;
-            for (nb::handle item : initial) items.push_back(to_value(item));
-            return without_gil([&] { return self.array(typecode, items, name); });
-          },
-          nb::arg("typecode"), nb::arg("initial"), nb::arg("name") = "")
-      .def(
-          "queue",
-          [](Manager& self, int64_t maxsize, std::string_view name) {
-            return without_gil([&] { return self.queue(maxsize, name); });
-          },
-          nb::arg("maxsize") = 0, nb::arg("name") = "")
-      .def(
-          "joinable_queue",
-          [](Manager& self, int64_t maxsize, std::string_view name) {
-            return without_gil([&] { return self.joinable_queue(maxsize, name); });
-          },
-          nb::arg("maxsize") = 0, nb::arg("name") = "")
-      .def(
-          "lock", [](Manager& self, std::string_view name) { return without_gil([&] { return self.lock(name); }); },
-          nb::arg("name") = "")
-      .def(
-          "rlock", [](Manager& self, std::string_view name) { return without_gil([&] { return self.rlock(name); }); },
-          nb::arg("name") = "")
-      .def(
-          "semaphore",
-          [](Manager& self, int64_t value, std::string_view name) {
-            return without_gil([&] { return self.semaphore(value, name); });
-          },
-          nb::arg("value") = 1, nb::arg("name") = "")
-      .def(
-          "bounded_semaphore",
-          [](Manager& self, int64_t value, std::string_view name) {
-            return without_gil([&] { return self.bounded_semaphore(value, name); });
-          },
-          nb::arg("value") = 1, nb::arg("name") = "")
-      .def(
-          "event", [](Manager& self, std::string_view name) { return without_gil([&] { return self.event(name); }); },
-          nb::arg("name") = "")
-      .def(
-          "condition",
-          [](Manager& self, std::optional<LockProxy> lock, std::string_view name) {
-            return without_gil([&] { return self.condition(lock, name); });
-          },
-          nb::arg("lock") = nb::none(), nb::arg("name") = "")
-      .def(
-          "barrier",
-          [](Manager& self, uint32_t parties, std::optional<double> timeout, std::string_view name) {
-            return without_gil([&] { return self.barrier(parties, python_timeout(timeout), name); });
-          },
-          nb::arg("parties"), nb::arg("timeout") = nb::none(), nb::arg("name") = "")
+          nb::arg("kind"), nb::arg("name"), nb::arg("args"), nb::arg("kwargs"),
+          "A new object of `kind` ('dict', 'joinable_queue' ...) made by its factory in "
+          "schema/xproc/manager.capnp, or the one registered under `name`; the other parameters "
+          "in schema order or by schema name.")
       .def("names", [](Manager& self) { return without_gil([&] { return self.names(); }); })
       .def("unregister", [](Manager& self, std::string_view name) { without_gil([&] { self.unregister(name); }); })
       .def_prop_ro(
@@ -233,7 +130,7 @@ void register_managers(nb::module_& m) {
           "attach",
           [](Manager& self, uint64_t id) {
             auto attached = without_gil([&] { return self.attach_held(id); });
-            return nb::make_tuple(kind_name(attached.kind), proxy_of(attached.kind, std::move(attached.ref)));
+            return nb::make_tuple(kind_name(attached.kind), remote_object(attached.kind, std::move(attached.ref)));
           },
           nb::arg("id"),
           "(kind, proxy) for object `id` of this manager: kind as 'dict', 'rlock' ...; the proxy "

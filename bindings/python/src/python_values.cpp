@@ -341,10 +341,10 @@ struct Struct {
 
 void write_value(nb::handle object, schema::Value::Builder builder) { write(object.ptr(), builder, 0); }
 
-nb::object read_value(schema::Value::Reader reader) {
+nb::object read_value(schema::Value::Reader reader, bool as_key) {
   try {
     detail::EmptyElementBudget budget;
-    return read(reader, false, 0, budget);
+    return read(reader, as_key, 0, budget);
   } catch (const kj::Exception& e) {
     detail::rethrow_kj(e, ErrorKind::kDecodeError, "invalid Value: ");
   }

@@ -24,8 +24,8 @@ void write_value(nb::handle object, schema::Value::Builder builder);
 
 // The Python object for a Value reader. DecodeError for nesting beyond the limit, text
 // that is not UTF-8 and a dict key Python cannot hash (a dict), which other languages
-// may send.
-nb::object read_value(schema::Value::Reader reader);
+// may send. `as_key`: lists come back as tuples too (a dict key must be hashable).
+nb::object read_value(schema::Value::Reader reader, bool as_key = false);
 
 // The whole message: the flat serialization of `object` as a Value message ...
 capnp::MallocMessageBuilder& encode_value(nb::handle object, capnp::MallocMessageBuilder& builder);

@@ -1,7 +1,5 @@
 """xproc's C++ core (use the `xproc` package, not this module)"""
 
-from typing import overload
-
 from xproc import (
     DecodeError as DecodeError,
     MessageTooLarge as MessageTooLarge
@@ -184,330 +182,30 @@ class Listener:
 
 def client(address: str, authkey: bytes | None = None, schema_id: int = 12336089219398877324) -> Connection: ...
 
-class DictProxy:
-    """A dict held by a manager."""
+class RemoteObject:
+    """
+    A Manager's shared object; call() reaches its methods by their names in schema/xproc/manager.capnp.
+    """
+
+    def call(self, method: str, *args, **kwargs) -> object:
+        """
+        Calls `method` (its schema name, as 'getItem') with parameters in schema order or by schema name; the result's one field, a tuple of several, or None.
+        """
+
+    def has_method(self, arg: str, /) -> bool: ...
 
     @property
     def id(self) -> int:
         """The object's id on its manager (what attach() takes)."""
 
     @property
-    def manager_instance(self) -> int:
-        """Its manager's instance number (Manager.instance)."""
-
-    def __repr__(self) -> str: ...
-
-    def __getitem__(self, arg: object | None, /) -> object: ...
-
-    def get(self, key: object | None, default: object | None = None) -> object: ...
-
-    def __setitem__(self, arg0: object | None, arg1: object | None, /) -> None: ...
-
-    def __delitem__(self, arg: object | None, /) -> None: ...
-
-    def __contains__(self, arg: object | None, /) -> bool: ...
-
-    def __len__(self) -> int: ...
-
-    def keys(self) -> list: ...
-
-    def values(self) -> list: ...
-
-    def items(self) -> list: ...
-
-    def update(self, arg: object, /) -> None: ...
-
-    @overload
-    def pop(self, arg: object | None, /) -> object: ...
-
-    @overload
-    def pop(self, arg0: object | None, arg1: object | None, /) -> object: ...
-
-    def popitem(self) -> tuple: ...
-
-    def setdefault(self, key: object | None, default: object | None = None) -> object: ...
-
-    def clear(self) -> None: ...
-
-    def copy(self) -> dict: ...
-
-    def increment(self, key: object | None, delta: object | None = 1) -> object: ...
-
-    def compare_and_set(self, arg0: object | None, arg1: bool, arg2: object | None, arg3: object | None, /) -> tuple: ...
-
-    def get_many(self, keys: object, default: object | None = None) -> list: ...
-
-    def set_many(self, arg: object, /) -> None: ...
-
-class ListProxy:
-    """A list held by a manager."""
-
-    @property
-    def id(self) -> int:
-        """The object's id on its manager (what attach() takes)."""
+    def kind(self) -> str: ...
 
     @property
     def manager_instance(self) -> int:
         """Its manager's instance number (Manager.instance)."""
 
     def __repr__(self) -> str: ...
-
-    @overload
-    def __getitem__(self, arg: int, /) -> object: ...
-
-    @overload
-    def __getitem__(self, arg: slice, /) -> list: ...
-
-    @overload
-    def __setitem__(self, arg0: int, arg1: object | None, /) -> None: ...
-
-    @overload
-    def __setitem__(self, arg0: slice, arg1: object, /) -> None: ...
-
-    @overload
-    def __delitem__(self, arg: int, /) -> None: ...
-
-    @overload
-    def __delitem__(self, arg: slice, /) -> None: ...
-
-    def __len__(self) -> int: ...
-
-    def __contains__(self, arg: object | None, /) -> bool: ...
-
-    def append(self, arg: object | None, /) -> None: ...
-
-    def extend(self, arg: object, /) -> None: ...
-
-    def insert(self, arg0: int, arg1: object | None, /) -> None: ...
-
-    def pop(self, index: int = -1) -> object: ...
-
-    def remove(self, arg: object | None, /) -> None: ...
-
-    def index(self, value: object | None, start: int = 0, stop: int | None = None) -> int: ...
-
-    def count(self, arg: object | None, /) -> int: ...
-
-    def reverse(self) -> None: ...
-
-    def sort(self, reverse: bool = False) -> None: ...
-
-    def copy(self) -> list: ...
-
-    def multiply(self, arg: int, /) -> None: ...
-
-class NamespaceProxy:
-    """A namespace held by a manager."""
-
-    @property
-    def id(self) -> int:
-        """The object's id on its manager (what attach() takes)."""
-
-    @property
-    def manager_instance(self) -> int:
-        """Its manager's instance number (Manager.instance)."""
-
-    def __repr__(self) -> str: ...
-
-    def get(self, arg: str, /) -> object: ...
-
-    def set(self, arg0: str, arg1: object | None, /) -> None: ...
-
-    def delete(self, arg: str, /) -> None: ...
-
-    def items(self) -> list: ...
-
-class ValueProxy:
-    """A single value held by a manager (manager.Value)."""
-
-    @property
-    def id(self) -> int:
-        """The object's id on its manager (what attach() takes)."""
-
-    @property
-    def manager_instance(self) -> int:
-        """Its manager's instance number (Manager.instance)."""
-
-    def __repr__(self) -> str: ...
-
-    def get(self) -> object: ...
-
-    def set(self, arg: object | None, /) -> None: ...
-
-    def increment(self, delta: object | None = 1) -> object: ...
-
-    @property
-    def typecode(self) -> str: ...
-
-class ArrayProxy:
-    """A fixed-length typed array held by a manager (manager.Array)."""
-
-    @property
-    def id(self) -> int:
-        """The object's id on its manager (what attach() takes)."""
-
-    @property
-    def manager_instance(self) -> int:
-        """Its manager's instance number (Manager.instance)."""
-
-    def __repr__(self) -> str: ...
-
-    def __len__(self) -> int: ...
-
-    @overload
-    def __getitem__(self, arg: int, /) -> object: ...
-
-    @overload
-    def __getitem__(self, arg: slice, /) -> list: ...
-
-    @overload
-    def __setitem__(self, arg0: int, arg1: object | None, /) -> None: ...
-
-    @overload
-    def __setitem__(self, arg0: slice, arg1: object, /) -> None: ...
-
-    @property
-    def typecode(self) -> str: ...
-
-class QueueProxy:
-    """A queue held by a manager (manager.Queue)."""
-
-    @property
-    def id(self) -> int:
-        """The object's id on its manager (what attach() takes)."""
-
-    @property
-    def manager_instance(self) -> int:
-        """Its manager's instance number (Manager.instance)."""
-
-    def __repr__(self) -> str: ...
-
-    def put(self, obj: object | None, block: bool = True, timeout: float | None = None) -> None: ...
-
-    def get(self, block: bool = True, timeout: float | None = None) -> object: ...
-
-    def qsize(self) -> int: ...
-
-    def empty(self) -> bool: ...
-
-    def full(self) -> bool: ...
-
-class JoinableQueueProxy(QueueProxy):
-    """A joinable queue held by a manager."""
-
-    def task_done(self) -> None: ...
-
-    def join(self, timeout: float | None = None) -> bool: ...
-
-class LockProxy:
-    """A Lock or RLock held by a manager."""
-
-    @property
-    def id(self) -> int:
-        """The object's id on its manager (what attach() takes)."""
-
-    @property
-    def manager_instance(self) -> int:
-        """Its manager's instance number (Manager.instance)."""
-
-    def __repr__(self) -> str: ...
-
-    def acquire(self, blocking: bool = True, timeout: float | None = -1.0) -> bool: ...
-
-    def release(self) -> None: ...
-
-    def locked(self) -> bool: ...
-
-class SemaphoreProxy:
-    """A Semaphore or BoundedSemaphore held by a manager."""
-
-    @property
-    def id(self) -> int:
-        """The object's id on its manager (what attach() takes)."""
-
-    @property
-    def manager_instance(self) -> int:
-        """Its manager's instance number (Manager.instance)."""
-
-    def __repr__(self) -> str: ...
-
-    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool: ...
-
-    def release(self, n: int = 1) -> None: ...
-
-    def get_value(self) -> int: ...
-
-class EventProxy:
-    """An Event held by a manager."""
-
-    @property
-    def id(self) -> int:
-        """The object's id on its manager (what attach() takes)."""
-
-    @property
-    def manager_instance(self) -> int:
-        """Its manager's instance number (Manager.instance)."""
-
-    def __repr__(self) -> str: ...
-
-    def set(self) -> None: ...
-
-    def clear(self) -> None: ...
-
-    def is_set(self) -> bool: ...
-
-    def wait(self, timeout: float | None = None) -> bool: ...
-
-class ConditionProxy:
-    """A Condition held by a manager."""
-
-    @property
-    def id(self) -> int:
-        """The object's id on its manager (what attach() takes)."""
-
-    @property
-    def manager_instance(self) -> int:
-        """Its manager's instance number (Manager.instance)."""
-
-    def __repr__(self) -> str: ...
-
-    def acquire(self, blocking: bool = True, timeout: float | None = -1.0) -> bool: ...
-
-    def release(self) -> None: ...
-
-    def wait(self, timeout: float | None = None) -> bool: ...
-
-    def notify(self, n: int = 1) -> None: ...
-
-    def notify_all(self) -> None: ...
-
-class BarrierProxy:
-    """A Barrier held by a manager."""
-
-    @property
-    def id(self) -> int:
-        """The object's id on its manager (what attach() takes)."""
-
-    @property
-    def manager_instance(self) -> int:
-        """Its manager's instance number (Manager.instance)."""
-
-    def __repr__(self) -> str: ...
-
-    def wait(self, timeout: float | None = None) -> int: ...
-
-    def reset(self) -> None: ...
-
-    def abort(self) -> None: ...
-
-    @property
-    def parties(self) -> int: ...
-
-    @property
-    def n_waiting(self) -> int: ...
-
-    @property
-    def broken(self) -> bool: ...
 
 class Manager:
     """A Manager server this process started, or a connection to one."""
@@ -534,33 +232,10 @@ class Manager:
     @property
     def pid(self) -> int: ...
 
-    def dict(self, initial: object, name: str = '') -> DictProxy: ...
-
-    def list(self, initial: object, name: str = '') -> ListProxy: ...
-
-    def namespace(self, name: str = '') -> NamespaceProxy: ...
-
-    def value(self, typecode: str, initial: object, name: str = '') -> ValueProxy: ...
-
-    def array(self, typecode: str, initial: object, name: str = '') -> ArrayProxy: ...
-
-    def queue(self, maxsize: int = 0, name: str = '') -> QueueProxy: ...
-
-    def joinable_queue(self, maxsize: int = 0, name: str = '') -> JoinableQueueProxy: ...
-
-    def lock(self, name: str = '') -> LockProxy: ...
-
-    def rlock(self, name: str = '') -> LockProxy: ...
-
-    def semaphore(self, value: int = 1, name: str = '') -> SemaphoreProxy: ...
-
-    def bounded_semaphore(self, value: int = 1, name: str = '') -> SemaphoreProxy: ...
-
-    def event(self, name: str = '') -> EventProxy: ...
-
-    def condition(self, lock: LockProxy | None = None, name: str = '') -> ConditionProxy: ...
-
-    def barrier(self, parties: int, timeout: float | None = None, name: str = '') -> BarrierProxy: ...
+    def make(self, kind: str, name: str, *args, **kwargs) -> object:
+        """
+        A new object of `kind` ('dict', 'joinable_queue' ...) made by its factory in schema/xproc/manager.capnp, or the one registered under `name`; the other parameters in schema order or by schema name.
+        """
 
     def names(self) -> list[str]: ...
 

@@ -17,6 +17,7 @@ that name, or create it), and dict proxies have atomic ``increment``,
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import threading
 from collections.abc import MutableMapping, MutableSequence
@@ -112,6 +113,43 @@ class BaseProxy:
         """How a proxy travels in a Value: its manager's instance and the object's id."""
         return (self._remote.manager_instance, self._remote.id)
 
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Calls the object's `method` by its name in schema/xproc/manager.capnp."""
+        return self._remote.call(method, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        """An operation of the object's interface that this class does not spell out is
+        reachable by its Python name: ``d.get_many(keys)`` calls ``getMany``."""
+        if name.startswith("_"):
+            raise AttributeError(name)
+        method = _schema_name(name)
+        if not self._remote.has_method(method):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return functools.partial(self._remote.call, method)
+
+
+def _schema_name(name: str) -> str:
+    """A Python method name as manager.capnp spells it: get_many -> getMany."""
+    head, *rest = name.split("_")
+    return head + "".join(word.capitalize() for word in rest)
+
+
+# multiprocessing's timeouts, as the server's threading and queue objects take them.
+def _wait_timeout(timeout: Optional[float]) -> Optional[float]:
+    """Event, Condition and Barrier waits: a negative timeout waits not at all."""
+    return None if timeout is None else max(0.0, timeout)
+
+
+def _acquire_timeout(blocking: bool, timeout: Optional[float]) -> Optional[float]:
+    """Lock.acquire's rules: -1 (or None) waits forever; no timeout without blocking."""
+    if timeout is None or timeout == -1:
+        return None
+    if not blocking:
+        raise ValueError("can't specify a timeout for a non-blocking call")
+    if timeout < 0:
+        raise ValueError("timeout value must be a non-negative number")
+    return timeout
+
 
 # Items a list iterator reads per call.
 _ITERATION_CHUNK = 256
@@ -122,11 +160,11 @@ class _DictKeyIterator:
     changed after iter(). The keys are read in one call at the first next(); the size is
     checked then and once more at the end."""
 
-    __slots__ = ("_remote", "_size", "_keys", "_next")
+    __slots__ = ("_dict", "_size", "_keys", "_next")
 
-    def __init__(self, remote: Any) -> None:
-        self._remote = remote
-        self._size = len(remote)
+    def __init__(self, proxy: "DictProxy") -> None:
+        self._dict = proxy
+        self._size = len(proxy)
         self._keys: Optional[List[Any]] = None
         self._next = 0
 
@@ -135,14 +173,14 @@ class _DictKeyIterator:
 
     def __next__(self) -> Any:
         if self._keys is None:
-            self._keys = self._remote.keys()
+            self._keys = self._dict.keys()
             self._check_size(len(self._keys))
         if self._next < len(self._keys):
             self._next += 1
             return self._keys[self._next - 1]
         if self._next == len(self._keys):
             self._next += 1  # exhausted: checked once, then StopIteration for good
-            self._check_size(len(self._remote))
+            self._check_size(len(self._dict))
         raise StopIteration
 
     def _check_size(self, size: int) -> None:
@@ -158,116 +196,130 @@ class DictProxy(BaseProxy, MutableMapping):
 
     def __getitem__(self, key: Any) -> Any:
         try:
-            return self._remote[key]
+            return self._call("getItem", key)
         except KeyError:
             raise KeyError(key) from None
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        self._remote[key] = value
+        self._call("setItem", key, value)
 
     def __delitem__(self, key: Any) -> None:
         try:
-            del self._remote[key]
+            self._call("delItem", key)
         except KeyError:
             raise KeyError(key) from None
 
     def __contains__(self, key: object) -> bool:
-        return key in self._remote
+        return self._call("contains", key)
 
     def __iter__(self) -> Iterator[Any]:
-        return _DictKeyIterator(self._remote)
+        return _DictKeyIterator(self)
 
     def __len__(self) -> int:
-        return len(self._remote)
+        return self._call("len")
 
     def keys(self) -> List[Any]:  # type: ignore[override]
-        return self._remote.keys()
+        return self._call("keys")
 
     def values(self) -> List[Any]:  # type: ignore[override]
-        return self._remote.values()
+        return self._call("values")
 
     def items(self) -> List[Tuple[Any, Any]]:  # type: ignore[override]
-        return self._remote.items()
+        return self._call("items")
 
     def get(self, key: Any, default: Any = None) -> Any:
-        return self._remote.get(key, default)
+        return self._call("get", key, default)
 
     def pop(self, key: Any, default: Any = MISSING) -> Any:
         if default is MISSING:
             try:
-                return self._remote.pop(key)
+                return self._call("pop", key)
             except KeyError:
                 raise KeyError(key) from None
-        return self._remote.pop(key, default)
+        return self._call("pop", key, default)
 
     def popitem(self) -> Tuple[Any, Any]:
-        return self._remote.popitem()
+        return self._call("popitem")
 
     def setdefault(self, key: Any, default: Any = None) -> Any:
-        return self._remote.setdefault(key, default)
+        return self._call("setdefault", key, default)
 
     def update(self, other: Any = (), /, **kwargs: Any) -> None:  # type: ignore[override]
-        self._remote.update(dict(other, **kwargs))
+        self._call("update", dict(other, **kwargs))
 
     def clear(self) -> None:
-        self._remote.clear()
+        self._call("clear")
 
     def copy(self) -> Dict[Any, Any]:
         """A snapshot as a plain dict (one round trip)."""
-        return self._remote.copy()
+        return self._call("copy")
 
     def increment(self, key: Any, delta: Any = 1) -> Any:
         """``d[key] = d.get(key, 0) + delta`` atomically; returns the new value."""
-        return self._remote.increment(key, delta)
+        return self._call("increment", key, delta)
 
     def compare_and_set(self, key: Any, expected: Any, value: Any) -> Tuple[bool, Any]:
         """Sets ``d[key] = value`` if ``d[key] == expected`` (``expected=MISSING``: if the key
         is absent), atomically. Returns (whether it did, the value there now or MISSING)."""
-        swapped, present, current = self._remote.compare_and_set(key, expected is not MISSING, expected, value)
+        missing = expected is MISSING
+        swapped, current, present = self._call("compareAndSet", key, None if missing else expected, missing, value)
         return swapped, current if present else MISSING
 
     def get_many(self, keys: Iterable[Any], default: Any = None) -> List[Any]:
         """The values of many keys in one round trip (`default` for missing ones)."""
-        return self._remote.get_many(list(keys), default)
+        values, present = self._call("getMany", list(keys))
+        return [value if found else default for value, found in zip(values, present)]
 
     def set_many(self, items: Any) -> None:
         """Sets many keys in one round trip, atomically."""
-        self._remote.set_many(dict(items))
+        self._call("setMany", dict(items))
 
 
-class ListProxy(BaseProxy, MutableSequence):
+class _Sequence(BaseProxy):
+    """Indexing and slicing, as the list and the array share them."""
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return self._call("getSlice", index)
+        return self._call("getItem", index)
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        if isinstance(index, slice):
+            self._call("setSlice", index, list(value))
+        else:
+            self._call("setItem", index, value)
+
+    def __len__(self) -> int:
+        return self._call("len")
+
+
+class ListProxy(_Sequence, MutableSequence):
     """A list living in the manager process."""
 
     _typeid = "list"
 
-    def __getitem__(self, index: Any) -> Any:
-        return self._remote[index]
-
-    def __setitem__(self, index: Any, value: Any) -> None:
-        self._remote[index] = value
-
     def __delitem__(self, index: Any) -> None:
-        del self._remote[index]
-
-    def __len__(self) -> int:
-        return len(self._remote)
+        if isinstance(index, slice):
+            self._call("delSlice", index)
+        else:
+            self._call("delItem", index)
 
     def __contains__(self, value: object) -> bool:
-        return value in self._remote
+        return self._call("contains", value)
 
     def __iter__(self) -> Iterator[Any]:
         """Reads the list as it goes, a slice per call: what changes after iter() and before
         an item is read is seen (multiprocessing's iterator reads an item per call)."""
         start = 0
         while True:
-            chunk = self._remote[start : start + _ITERATION_CHUNK]
+            chunk = self[start : start + _ITERATION_CHUNK]
             if not chunk:
                 return
             yield from chunk
             start += len(chunk)
 
     def __reversed__(self) -> Iterator[Any]:
-        return reversed(self._remote.copy())
+        return reversed(self.copy())
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, ListProxy):
@@ -285,45 +337,47 @@ class ListProxy(BaseProxy, MutableSequence):
     __rmul__ = __mul__
 
     def __iadd__(self, other: Iterable[Any]) -> "ListProxy":
-        self._remote.extend(list(other))
+        self._call("extend", list(other))
         return self
 
     def __imul__(self, times: int) -> "ListProxy":
-        self._remote.multiply(times)
+        self._call("multiply", times)
         return self
 
     def insert(self, index: int, value: Any) -> None:
-        self._remote.insert(index, value)
+        self._call("insert", index, value)
 
     def append(self, value: Any) -> None:
-        self._remote.append(value)
+        self._call("append", value)
 
     def extend(self, values: Iterable[Any]) -> None:
-        self._remote.extend(list(values))
+        self._call("extend", list(values))
 
     def pop(self, index: int = -1) -> Any:
-        return self._remote.pop(index)
+        return self._call("pop", index)
 
     def remove(self, value: Any) -> None:
-        self._remote.remove(value)
+        self._call("remove", value)
 
     def index(self, value: Any, start: int = 0, stop: Optional[int] = None) -> int:
-        return self._remote.index(value, start, stop)
+        if stop is None:
+            return self._call("index", value, start)
+        return self._call("index", value, start, stop)
 
     def count(self, value: Any) -> int:
-        return self._remote.count(value)
+        return self._call("count", value)
 
     def reverse(self) -> None:
-        self._remote.reverse()
+        self._call("reverse")
 
     def sort(self, *, key: Optional[Callable[[Any], Any]] = None, reverse: bool = False) -> None:
         if key is not None:
             raise TypeError("a key function cannot run in the manager process; sort a copy() instead")
-        self._remote.sort(reverse)
+        self._call("sort", reverse)
 
     def copy(self) -> List[Any]:
         """A snapshot as a plain list (one round trip)."""
-        return self._remote.copy()
+        return self._call("copy")
 
 
 class NamespaceProxy(BaseProxy):
@@ -335,19 +389,19 @@ class NamespaceProxy(BaseProxy):
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
-        return self._remote.get(name)
+        return self._call("getAttr", name)
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name.startswith("_"):
             object.__setattr__(self, name, value)
         else:
-            self._remote.set(name, value)
+            self._call("setAttr", name, value)
 
     def __delattr__(self, name: str) -> None:
         if name.startswith("_"):
             object.__delattr__(self, name)
         else:
-            self._remote.delete(name)
+            self._call("delAttr", name)
 
 
 class ValueProxy(BaseProxy):
@@ -356,83 +410,75 @@ class ValueProxy(BaseProxy):
     _typeid = "Value"
 
     def get(self) -> Any:
-        return self._remote.get()
+        return self._call("get")
 
     def set(self, value: Any) -> None:
-        self._remote.set(value)
+        self._call("set", value)
 
     value = property(get, set)
 
     @property
     def typecode(self) -> str:
-        return self._remote.typecode
+        return self._call("typecode")
 
     def increment(self, delta: Any = 1) -> Any:
         """``value += delta`` atomically; returns the new value."""
-        return self._remote.increment(delta)
+        return self._call("increment", delta)
 
 
-class ArrayProxy(BaseProxy):
+class ArrayProxy(_Sequence):
     """manager.Array: a fixed-length array of one typecode."""
 
     _typeid = "Array"
 
-    def __len__(self) -> int:
-        return len(self._remote)
-
-    def __getitem__(self, index: Any) -> Any:
-        return self._remote[index]
-
-    def __setitem__(self, index: Any, value: Any) -> None:
-        self._remote[index] = value
-
     def __iter__(self) -> Iterator[Any]:
-        return iter(self._remote[:])
+        return iter(self[:])
 
     def tolist(self) -> List[Any]:
-        return self._remote[:]
+        return self[:]
 
     @property
     def typecode(self) -> str:
-        return self._remote.typecode
+        return self._call("typecode")
 
 
 class QueueProxy(BaseProxy):
-    """manager.Queue(): a queue living in the manager process."""
+    """manager.Queue(): a queue living in the manager process. A negative timeout is a
+    ValueError, as queue.Queue's."""
 
     _typeid = "Queue"
 
     def put(self, obj: Any, block: bool = True, timeout: Optional[float] = None) -> None:
-        self._remote.put(obj, block, timeout)
+        self._call("put", obj, block, timeout)
 
     def get(self, block: bool = True, timeout: Optional[float] = None) -> Any:
-        return self._remote.get(block, timeout)
+        return self._call("get", block, timeout)
 
     def put_nowait(self, obj: Any) -> None:
-        self._remote.put(obj, False)
+        self._call("put", obj, False)
 
     def get_nowait(self) -> Any:
-        return self._remote.get(False)
+        return self._call("get", False)
 
     def qsize(self) -> int:
-        return self._remote.qsize()
+        return self._call("qsize")
 
     def empty(self) -> bool:
-        return self._remote.empty()
+        return self._call("empty")
 
     def full(self) -> bool:
-        return self._remote.full()
+        return self._call("full")
 
 
 class JoinableQueueProxy(QueueProxy):
     _typeid = "JoinableQueue"
 
     def task_done(self) -> None:
-        self._remote.task_done()
+        self._call("taskDone")
 
     def join(self, timeout: Optional[float] = None) -> bool:
         """Waits until every item is done; False if `timeout` ran out first."""
-        return self._remote.join(timeout)
+        return self._call("join", _wait_timeout(timeout))
 
 
 class AcquirerProxy(BaseProxy):
@@ -442,10 +488,10 @@ class AcquirerProxy(BaseProxy):
     _typeid = "Lock"
 
     def acquire(self, blocking: bool = True, timeout: Optional[float] = None) -> bool:
-        return self._remote.acquire(blocking, -1.0 if timeout is None else timeout)
+        return self._call("acquire", blocking, _acquire_timeout(blocking, timeout))
 
     def release(self) -> None:
-        self._remote.release()
+        self._call("release")
 
     def __enter__(self) -> bool:
         return self.acquire()
@@ -456,7 +502,7 @@ class AcquirerProxy(BaseProxy):
 
 class LockProxy(AcquirerProxy):
     def locked(self) -> bool:
-        return self._remote.locked()
+        return self._call("locked")
 
 
 class RLockProxy(LockProxy):
@@ -466,11 +512,16 @@ class RLockProxy(LockProxy):
 class SemaphoreProxy(AcquirerProxy):
     _typeid = "Semaphore"
 
+    def acquire(self, blocking: bool = True, timeout: Optional[float] = None) -> bool:
+        if not blocking and timeout is not None:
+            raise ValueError("can't specify timeout for non-blocking acquire")
+        return self._call("acquire", blocking, _wait_timeout(timeout))
+
     def release(self, n: int = 1) -> None:  # type: ignore[override]
-        self._remote.release(n)
+        self._call("release", n)
 
     def get_value(self) -> int:
-        return self._remote.get_value()
+        return self._call("value")
 
 
 class BoundedSemaphoreProxy(SemaphoreProxy):
@@ -481,23 +532,23 @@ class EventProxy(BaseProxy):
     _typeid = "Event"
 
     def is_set(self) -> bool:
-        return self._remote.is_set()
+        return self._call("isSet")
 
     def set(self) -> None:
-        self._remote.set()
+        self._call("set")
 
     def clear(self) -> None:
-        self._remote.clear()
+        self._call("clear")
 
     def wait(self, timeout: Optional[float] = None) -> bool:
-        return self._remote.wait(timeout)
+        return self._call("wait", _wait_timeout(timeout))
 
 
 class ConditionProxy(AcquirerProxy):
     _typeid = "Condition"
 
     def wait(self, timeout: Optional[float] = None) -> bool:
-        return self._remote.wait(timeout)
+        return self._call("wait", _wait_timeout(timeout))
 
     def wait_for(self, predicate: Callable[[], Any], timeout: Optional[float] = None) -> Any:
         """As threading.Condition.wait_for: the predicate runs here, with the lock held."""
@@ -514,35 +565,36 @@ class ConditionProxy(AcquirerProxy):
         return result
 
     def notify(self, n: int = 1) -> None:
-        self._remote.notify(n)
+        self._call("notify", n)
 
     def notify_all(self) -> None:
-        self._remote.notify_all()
+        self._call("notifyAll")
 
 
 class BarrierProxy(BaseProxy):
     _typeid = "Barrier"
 
     def wait(self, timeout: Optional[float] = None) -> int:
-        return self._remote.wait(timeout)
+        """None waits as long as the barrier's own timeout says."""
+        return self._call("wait", _wait_timeout(timeout))
 
     def reset(self) -> None:
-        self._remote.reset()
+        self._call("reset")
 
     def abort(self) -> None:
-        self._remote.abort()
+        self._call("abort")
 
     @property
     def parties(self) -> int:
-        return self._remote.parties
+        return self._call("parties")
 
     @property
     def n_waiting(self) -> int:
-        return self._remote.n_waiting
+        return self._call("nWaiting")
 
     @property
     def broken(self) -> bool:
-        return self._remote.broken
+        return self._call("broken")
 
 
 # The proxy class for each kind the server names (Manager.attach).
@@ -621,52 +673,53 @@ class SyncManager:
             raise ValueError("the manager has not been started (call start() or use xproc.Manager())")
         return self._engine
 
-    def _proxy(self, cls: type, remote: Any) -> Any:
-        return cls(remote, self._started().address, self._authkey)
+    def _make(self, cls: type, kind: str, name: Optional[str], *args: Any) -> Any:
+        """A proxy of class `cls` for a new object of `kind` (or the one named `name`), made
+        by its factory in schema/xproc/manager.capnp from `args`."""
+        return cls(self._started().make(kind, name or "", *args), self._started().address, self._authkey)
 
     # The factories, as SyncManager's, plus name= for named objects.
     def dict(self, *args: Any, name: Optional[str] = None, **kwargs: Any) -> DictProxy:
-        return self._proxy(DictProxy, self._started().dict(dict(*args, **kwargs), name or ""))
+        return self._make(DictProxy, "dict", name, dict(*args, **kwargs))
 
     def list(self, sequence: Iterable[Any] = (), *, name: Optional[str] = None) -> ListProxy:
-        return self._proxy(ListProxy, self._started().list(sequence, name or ""))
+        return self._make(ListProxy, "list", name, list(sequence))
 
     def Namespace(self, *, name: Optional[str] = None, **attributes: Any) -> NamespaceProxy:
-        namespace = self._proxy(NamespaceProxy, self._started().namespace(name or ""))
+        namespace = self._make(NamespaceProxy, "namespace", name)
         for key, value in attributes.items():
             setattr(namespace, key, value)
         return namespace
 
     def Value(self, typecode: str, value: Any, lock: bool = True, *, name: Optional[str] = None) -> ValueProxy:
-        return self._proxy(ValueProxy, self._started().value(typecode, value, name or ""))
+        return self._make(ValueProxy, "value", name, typecode, value)
 
     def Array(self, typecode: str, sequence: Iterable[Any], lock: bool = True, *, name: Optional[str] = None) -> ArrayProxy:
-        return self._proxy(ArrayProxy, self._started().array(typecode, sequence, name or ""))
+        return self._make(ArrayProxy, "array", name, typecode, sequence)
 
     def Queue(self, maxsize: int = 0, *, name: Optional[str] = None) -> QueueProxy:
-        return self._proxy(QueueProxy, self._started().queue(maxsize, name or ""))
+        return self._make(QueueProxy, "queue", name, maxsize)
 
     def JoinableQueue(self, maxsize: int = 0, *, name: Optional[str] = None) -> JoinableQueueProxy:
-        return self._proxy(JoinableQueueProxy, self._started().joinable_queue(maxsize, name or ""))
+        return self._make(JoinableQueueProxy, "joinable_queue", name, maxsize)
 
     def Lock(self, *, name: Optional[str] = None) -> LockProxy:
-        return self._proxy(LockProxy, self._started().lock(name or ""))
+        return self._make(LockProxy, "lock", name)
 
     def RLock(self, *, name: Optional[str] = None) -> LockProxy:
-        return self._proxy(RLockProxy, self._started().rlock(name or ""))
+        return self._make(RLockProxy, "rlock", name)
 
     def Semaphore(self, value: int = 1, *, name: Optional[str] = None) -> SemaphoreProxy:
-        return self._proxy(SemaphoreProxy, self._started().semaphore(value, name or ""))
+        return self._make(SemaphoreProxy, "semaphore", name, value)
 
     def BoundedSemaphore(self, value: int = 1, *, name: Optional[str] = None) -> SemaphoreProxy:
-        return self._proxy(BoundedSemaphoreProxy, self._started().bounded_semaphore(value, name or ""))
+        return self._make(BoundedSemaphoreProxy, "bounded_semaphore", name, value)
 
     def Event(self, *, name: Optional[str] = None) -> EventProxy:
-        return self._proxy(EventProxy, self._started().event(name or ""))
+        return self._make(EventProxy, "event", name)
 
     def Condition(self, lock: Optional[LockProxy] = None, *, name: Optional[str] = None) -> ConditionProxy:
-        remote_lock = None if lock is None else lock._remote
-        return self._proxy(ConditionProxy, self._started().condition(remote_lock, name or ""))
+        return self._make(ConditionProxy, "condition", name, 0 if lock is None else lock._id)
 
     def Barrier(
         self, parties: int, action: Optional[Callable[[], Any]] = None, timeout: Optional[float] = None,
@@ -674,7 +727,7 @@ class SyncManager:
     ) -> BarrierProxy:
         if action is not None:
             raise ValueError("a Barrier action cannot run in the manager process; run it after wait() returns 0")
-        return self._proxy(BarrierProxy, self._started().barrier(parties, timeout, name or ""))
+        return self._make(BarrierProxy, "barrier", name, parties, timeout)
 
     def names(self) -> List[str]:
         """The names objects are registered under, sorted."""

@@ -11,6 +11,7 @@
 #include "xproc/errors.h"
 #include "xproc/process.h"
 #include "xproc/rpc/client_connection.h"
+#include "xproc/rpc/dynamic_call.h"
 #include "xproc/rpc/value_ops.h"
 
 namespace xproc {
@@ -135,186 +136,45 @@ pid_t Manager::pid() const noexcept { return server_ ? server_->pid() : 0; }
 
 uint64_t Manager::instance() const { return rpc::instance_of(*endpoint_); }
 
-namespace {
-
-// Sends a factory request, wraps the object it returns in a reference, and caches the
-// capability on this thread's connection.
-template <typename Send, typename Capability>
-std::shared_ptr<const rpc::ObjectRef> make_object(const std::shared_ptr<const rpc::Endpoint>& endpoint,
-                                                  schema::Kind kind, Send&& send, Capability&& capability_of) {
-  auto response = rpc::call_manager(*endpoint, [&](rpc::ClientConnection& c) { return send(c.manager()); });
-  auto ref = std::make_shared<const rpc::ObjectRef>(rpc::ObjectRef{endpoint, response.getId(), kind, 0});
-  rpc::connection_for(*endpoint).remember(ref, capability_of(response));
-  return ref;
-}
-
-}  // namespace
+using rpc::make_object;
 
 DictProxy Manager::dict(const ValueMap& initial, std::string_view name) {
-  return DictProxy(make_object(
-      endpoint_, schema::Kind::DICT,
-      [&](schema::Manager::Client& m) {
-        auto request = m.dictRequest();
-        request.setRegisteredName(text(name));
-        Value(initial).to_capnp(request.initInitial());
-        return request.send();
-      },
-      [](auto& r) { return r.getDict(); }));
+  return DictProxy(make_object(endpoint_, schema::Kind::DICT, name, Value(initial)));
 }
-
 ListProxy Manager::list(const Value::List& initial, std::string_view name) {
-  return ListProxy(make_object(
-      endpoint_, schema::Kind::LIST,
-      [&](schema::Manager::Client& m) {
-        auto request = m.listRequest();
-        request.setRegisteredName(text(name));
-        Value(initial).to_capnp(request.initInitial());
-        return request.send();
-      },
-      [](auto& r) { return r.getList(); }));
+  return ListProxy(make_object(endpoint_, schema::Kind::LIST, name, Value(initial)));
 }
-
 NamespaceProxy Manager::namespace_(std::string_view name) {
-  return NamespaceProxy(make_object(
-      endpoint_, schema::Kind::NAMESPACE,
-      [&](schema::Manager::Client& m) {
-        auto request = m.namespaceRequest();
-        request.setRegisteredName(text(name));
-        return request.send();
-      },
-      [](auto& r) { return r.getNamespace(); }));
+  return NamespaceProxy(make_object(endpoint_, schema::Kind::NAMESPACE, name));
 }
-
 ValueProxy Manager::value(std::string_view typecode, const Value& initial, std::string_view name) {
-  return ValueProxy(make_object(
-      endpoint_, schema::Kind::VALUE,
-      [&](schema::Manager::Client& m) {
-        auto request = m.valueRequest();
-        request.setRegisteredName(text(name));
-        request.setTypecode(text(typecode));
-        initial.to_capnp(request.initInitial());
-        return request.send();
-      },
-      [](auto& r) { return r.getValue(); }));
+  return ValueProxy(make_object(endpoint_, schema::Kind::VALUE, name, typecode, initial));
 }
-
 ArrayProxy Manager::array(std::string_view typecode, const Value::List& initial, std::string_view name) {
-  return ArrayProxy(make_object(
-      endpoint_, schema::Kind::ARRAY,
-      [&](schema::Manager::Client& m) {
-        auto request = m.arrayRequest();
-        request.setRegisteredName(text(name));
-        request.setTypecode(text(typecode));
-        rpc::write_values(request.initInitial(static_cast<unsigned>(initial.size())), initial);
-        return request.send();
-      },
-      [](auto& r) { return r.getArray(); }));
+  return ArrayProxy(make_object(endpoint_, schema::Kind::ARRAY, name, typecode, initial));
 }
-
 QueueProxy Manager::queue(int64_t maxsize, std::string_view name) {
-  return QueueProxy(make_object(
-      endpoint_, schema::Kind::QUEUE,
-      [&](schema::Manager::Client& m) {
-        auto request = m.queueRequest();
-        request.setRegisteredName(text(name));
-        request.setMaxsize(maxsize);
-        return request.send();
-      },
-      [](auto& r) { return r.getQueue(); }));
+  return QueueProxy(make_object(endpoint_, schema::Kind::QUEUE, name, maxsize));
 }
-
 JoinableQueueProxy Manager::joinable_queue(int64_t maxsize, std::string_view name) {
-  return JoinableQueueProxy(make_object(
-      endpoint_, schema::Kind::JOINABLE_QUEUE,
-      [&](schema::Manager::Client& m) {
-        auto request = m.joinableQueueRequest();
-        request.setRegisteredName(text(name));
-        request.setMaxsize(maxsize);
-        return request.send();
-      },
-      [](auto& r) { return r.getQueue(); }));
+  return JoinableQueueProxy(make_object(endpoint_, schema::Kind::JOINABLE_QUEUE, name, maxsize));
 }
-
-LockProxy Manager::lock(std::string_view name) {
-  return LockProxy(make_object(
-      endpoint_, schema::Kind::LOCK,
-      [&](schema::Manager::Client& m) {
-        auto request = m.lockRequest();
-        request.setRegisteredName(text(name));
-        return request.send();
-      },
-      [](auto& r) { return r.getLock(); }));
-}
-
-LockProxy Manager::rlock(std::string_view name) {
-  return LockProxy(make_object(
-      endpoint_, schema::Kind::RLOCK,
-      [&](schema::Manager::Client& m) {
-        auto request = m.rlockRequest();
-        request.setRegisteredName(text(name));
-        return request.send();
-      },
-      [](auto& r) { return r.getLock(); }));
-}
-
+LockProxy Manager::lock(std::string_view name) { return LockProxy(make_object(endpoint_, schema::Kind::LOCK, name)); }
+LockProxy Manager::rlock(std::string_view name) { return LockProxy(make_object(endpoint_, schema::Kind::RLOCK, name)); }
 SemaphoreProxy Manager::semaphore(int64_t value, std::string_view name) {
-  return SemaphoreProxy(make_object(
-      endpoint_, schema::Kind::SEMAPHORE,
-      [&](schema::Manager::Client& m) {
-        auto request = m.semaphoreRequest();
-        request.setRegisteredName(text(name));
-        request.setValue(value);
-        return request.send();
-      },
-      [](auto& r) { return r.getSemaphore(); }));
+  return SemaphoreProxy(make_object(endpoint_, schema::Kind::SEMAPHORE, name, value));
 }
-
 SemaphoreProxy Manager::bounded_semaphore(int64_t value, std::string_view name) {
-  return SemaphoreProxy(make_object(
-      endpoint_, schema::Kind::BOUNDED_SEMAPHORE,
-      [&](schema::Manager::Client& m) {
-        auto request = m.boundedSemaphoreRequest();
-        request.setRegisteredName(text(name));
-        request.setValue(value);
-        return request.send();
-      },
-      [](auto& r) { return r.getSemaphore(); }));
+  return SemaphoreProxy(make_object(endpoint_, schema::Kind::BOUNDED_SEMAPHORE, name, value));
 }
-
 EventProxy Manager::event(std::string_view name) {
-  return EventProxy(make_object(
-      endpoint_, schema::Kind::EVENT,
-      [&](schema::Manager::Client& m) {
-        auto request = m.eventRequest();
-        request.setRegisteredName(text(name));
-        return request.send();
-      },
-      [](auto& r) { return r.getEvent(); }));
+  return EventProxy(make_object(endpoint_, schema::Kind::EVENT, name));
 }
-
 ConditionProxy Manager::condition(std::optional<LockProxy> lock, std::string_view name) {
-  return ConditionProxy(make_object(
-      endpoint_, schema::Kind::CONDITION,
-      [&](schema::Manager::Client& m) {
-        auto request = m.conditionRequest();
-        request.setRegisteredName(text(name));
-        request.setLock(lock ? lock->id() : 0);
-        return request.send();
-      },
-      [](auto& r) { return r.getCondition(); }));
+  return ConditionProxy(make_object(endpoint_, schema::Kind::CONDITION, name, lock ? lock->id() : uint64_t{0}));
 }
-
 BarrierProxy Manager::barrier(uint32_t parties, Timeout timeout, std::string_view name) {
-  return BarrierProxy(make_object(
-      endpoint_, schema::Kind::BARRIER,
-      [&](schema::Manager::Client& m) {
-        auto request = m.barrierRequest();
-        request.setRegisteredName(text(name));
-        request.setParties(parties);
-        request.setTimeout(timeout ? std::max(0.0, timeout->count()) : -1.0);
-        return request.send();
-      },
-      [](auto& r) { return r.getBarrier(); }));
+  return BarrierProxy(make_object(endpoint_, schema::Kind::BARRIER, name, parties, timeout));
 }
 
 std::shared_ptr<const rpc::ObjectRef> Manager::create_user(std::string_view type_name, std::string_view name,

@@ -1,46 +1,17 @@
-// The proxies' methods: each builds one request on this thread's connection and waits
-// for the reply (rpc::call_manager).
+// The proxies' methods: each names its method of manager.capnp and passes its arguments;
+// rpc::call (dynamic_call.h) builds the request from the schema on this thread's
+// connection and waits for the reply.
 #include "xproc/manager_proxies.h"
-
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include <chrono>
 
 #include "xproc/errors.h"
 #include "xproc/rpc/client_connection.h"
-#include "xproc/rpc/value_ops.h"
+#include "xproc/rpc/dynamic_call.h"
 
 namespace xproc {
-namespace {
 
-// Sends build(capability) for `ref`'s object and waits for the reply.
-template <typename Interface, typename Build>
-auto invoke(const std::shared_ptr<const rpc::ObjectRef>& ref, Build&& build) {
-  return rpc::call_manager(*ref->endpoint, [&](rpc::ClientConnection& connection) {
-    auto capability = connection.object(ref).castAs<Interface>();
-    return build(capability);
-  });
-}
-
-// multiprocessing's timeout: none waits forever (-1 on the wire); negative means 0.
-double timeout_seconds(const Timeout& timeout) { return timeout ? std::max(0.0, timeout->count()) : -1.0; }
-
-// Tells this thread's lock holdings apart from other threads' (an rlock is per thread).
-uint64_t owner_tag() {
-  thread_local const auto tid = static_cast<uint64_t>(::syscall(SYS_gettid));
-  return tid;
-}
-
-void write_slice(schema::Slice::Builder builder, const Slice& slice) {
-  builder.setHasStart(slice.start.has_value());
-  builder.setStart(slice.start.value_or(0));
-  builder.setHasStop(slice.stop.has_value());
-  builder.setStop(slice.stop.value_or(0));
-  builder.setStep(slice.step);
-}
-
-}  // namespace
+using rpc::call;
 
 // ---- Proxy -------------------------------------------------------------------------
 
@@ -48,10 +19,7 @@ uint64_t Proxy::id() const noexcept { return ref_->id; }
 
 Value Proxy::as_value() const { return Value(ProxyRef{rpc::instance_of(*ref_->endpoint), ref_->id, nullptr}); }
 
-std::string Proxy::repr() const {
-  auto reply = invoke<schema::Object>(ref_, [](auto& o) { return o.reprRequest().send(); });
-  return reply.getText().cStr();
-}
+std::string Proxy::repr() const { return call<schema::Object>(ref_, "repr").only().as<capnp::Text>().cStr(); }
 
 capnp::Capability::Client Proxy::capability() const {
   return rpc::connection_for(*ref_->endpoint, rpc::Transport::kEventLoop).object(ref_);
@@ -59,626 +27,191 @@ capnp::Capability::Client Proxy::capability() const {
 
 // ---- DictProxy ---------------------------------------------------------------------
 
-Value DictProxy::operator[](const Value& key) const {
-  auto reply = invoke<schema::Dict>(ref_, [&](auto& d) {
-    auto request = d.getItemRequest();
-    key.to_capnp(request.initKey());
-    return request.send();
-  });
-  return Value::from_capnp(reply.getValue());
-}
-
+Value DictProxy::operator[](const Value& key) const { return call<schema::Dict>(ref_, "getItem", key).value(); }
 Value DictProxy::get(const Value& key, const Value& fallback) const {
-  auto reply = invoke<schema::Dict>(ref_, [&](auto& d) {
-    auto request = d.getRequest();
-    key.to_capnp(request.initKey());
-    fallback.to_capnp(request.initDefault());
-    return request.send();
-  });
-  return Value::from_capnp(reply.getValue());
+  return call<schema::Dict>(ref_, "get", key, fallback).value();
 }
-
-void DictProxy::set(const Value& key, const Value& value) const {
-  invoke<schema::Dict>(ref_, [&](auto& d) {
-    auto request = d.setItemRequest();
-    key.to_capnp(request.initKey());
-    value.to_capnp(request.initValue());
-    return request.send();
-  });
-}
-
-void DictProxy::del(const Value& key) const {
-  invoke<schema::Dict>(ref_, [&](auto& d) {
-    auto request = d.delItemRequest();
-    key.to_capnp(request.initKey());
-    return request.send();
-  });
-}
-
-bool DictProxy::contains(const Value& key) const {
-  return invoke<schema::Dict>(ref_,
-                              [&](auto& d) {
-                                auto request = d.containsRequest();
-                                key.to_capnp(request.initKey());
-                                return request.send();
-                              })
-      .getResult();
-}
-
-size_t DictProxy::size() const {
-  return invoke<schema::Dict>(ref_, [](auto& d) { return d.lenRequest().send(); }).getLength();
-}
-
-std::vector<Value> DictProxy::keys() const {
-  return rpc::read_values(invoke<schema::Dict>(ref_, [](auto& d) { return d.keysRequest().send(); }).getKeys());
-}
-
-std::vector<Value> DictProxy::values() const {
-  return rpc::read_values(invoke<schema::Dict>(ref_, [](auto& d) { return d.valuesRequest().send(); }).getValues());
-}
-
+void DictProxy::set(const Value& key, const Value& value) const { call<schema::Dict>(ref_, "setItem", key, value); }
+void DictProxy::del(const Value& key) const { call<schema::Dict>(ref_, "delItem", key); }
+bool DictProxy::contains(const Value& key) const { return call<schema::Dict>(ref_, "contains", key).only().as<bool>(); }
+size_t DictProxy::size() const { return call<schema::Dict>(ref_, "len").only().as<uint64_t>(); }
+std::vector<Value> DictProxy::keys() const { return rpc::values_of(call<schema::Dict>(ref_, "keys").only()); }
+std::vector<Value> DictProxy::values() const { return rpc::values_of(call<schema::Dict>(ref_, "values").only()); }
 std::vector<std::pair<Value, Value>> DictProxy::items() const {
-  auto reply = invoke<schema::Dict>(ref_, [](auto& d) { return d.itemsRequest().send(); });
-  std::vector<std::pair<Value, Value>> result;
-  result.reserve(reply.getItems().size());
-  for (auto item : reply.getItems())
-    result.emplace_back(Value::from_capnp(item.getKey()), Value::from_capnp(item.getValue()));
-  return result;
+  return rpc::entries_of(call<schema::Dict>(ref_, "items").only());
 }
-
-void DictProxy::update(const ValueMap& items) const {
-  invoke<schema::Dict>(ref_, [&](auto& d) {
-    auto request = d.updateRequest();
-    rpc::write_entries(request.initItems(static_cast<unsigned>(items.size())), items);
-    return request.send();
-  });
-}
-
-Value DictProxy::pop(const Value& key) const {
-  auto reply = invoke<schema::Dict>(ref_, [&](auto& d) {
-    auto request = d.popRequest();
-    key.to_capnp(request.initKey());
-    return request.send();
-  });
-  return Value::from_capnp(reply.getValue());
-}
-
+void DictProxy::update(const ValueMap& items) const { call<schema::Dict>(ref_, "update", items); }
+Value DictProxy::pop(const Value& key) const { return call<schema::Dict>(ref_, "pop", key).value(); }
 Value DictProxy::pop(const Value& key, const Value& fallback) const {
-  auto reply = invoke<schema::Dict>(ref_, [&](auto& d) {
-    auto request = d.popRequest();
-    key.to_capnp(request.initKey());
-    fallback.to_capnp(request.initDefault());
-    request.setHasDefault(true);
-    return request.send();
-  });
-  return Value::from_capnp(reply.getValue());
+  return call<schema::Dict>(ref_, "pop", key, fallback).value();
 }
-
 std::pair<Value, Value> DictProxy::popitem() const {
-  auto reply = invoke<schema::Dict>(ref_, [](auto& d) { return d.popitemRequest().send(); });
-  return {Value::from_capnp(reply.getKey()), Value::from_capnp(reply.getValue())};
+  auto reply = call<schema::Dict>(ref_, "popitem");
+  return {rpc::value_of(reply["key"]), rpc::value_of(reply["value"])};
 }
-
 Value DictProxy::setdefault(const Value& key, const Value& fallback) const {
-  auto reply = invoke<schema::Dict>(ref_, [&](auto& d) {
-    auto request = d.setdefaultRequest();
-    key.to_capnp(request.initKey());
-    fallback.to_capnp(request.initDefault());
-    return request.send();
-  });
-  return Value::from_capnp(reply.getValue());
+  return call<schema::Dict>(ref_, "setdefault", key, fallback).value();
 }
-
-void DictProxy::clear() const {
-  invoke<schema::Dict>(ref_, [](auto& d) { return d.clearRequest().send(); });
-}
-
+void DictProxy::clear() const { call<schema::Dict>(ref_, "clear"); }
 ValueMap DictProxy::copy() const {
-  auto reply = invoke<schema::Dict>(ref_, [](auto& d) { return d.copyRequest().send(); });
-  Value copied = Value::from_capnp(reply.getDict());
+  Value copied = call<schema::Dict>(ref_, "copy").value();
   return copied.is_map() ? std::move(copied.as_map()) : ValueMap();
 }
-
 Value DictProxy::increment(const Value& key, const Value& delta) const {
-  auto reply = invoke<schema::Dict>(ref_, [&](auto& d) {
-    auto request = d.incrementRequest();
-    key.to_capnp(request.initKey());
-    delta.to_capnp(request.initDelta());
-    return request.send();
-  });
-  return Value::from_capnp(reply.getValue());
+  return call<schema::Dict>(ref_, "increment", key, delta).value();
 }
 
 DictProxy::CasResult DictProxy::compare_and_set(const Value& key, const std::optional<Value>& expected,
                                                 const Value& value) const {
-  auto reply = invoke<schema::Dict>(ref_, [&](auto& d) {
-    auto request = d.compareAndSetRequest();
-    key.to_capnp(request.initKey());
-    if (expected) expected->to_capnp(request.initExpected());
-    request.setExpectMissing(!expected);
-    value.to_capnp(request.initValue());
-    return request.send();
-  });
-  CasResult result{reply.getSwapped(), std::nullopt};
-  if (reply.getPresent()) result.current = Value::from_capnp(reply.getCurrent());
+  rpc::DynamicCall request(ref_, capnp::Schema::from<schema::Dict>(), "compareAndSet");
+  request.set("key", key).set("expectMissing", !expected).set("value", value);
+  if (expected) request.set("expected", *expected);
+  rpc::Reply reply(std::move(request));
+  CasResult result{reply["swapped"].as<bool>(), std::nullopt};
+  if (reply["present"].as<bool>()) result.current = rpc::value_of(reply["current"]);
   return result;
 }
 
 std::vector<std::optional<Value>> DictProxy::get_many(const std::vector<Value>& keys) const {
-  auto reply = invoke<schema::Dict>(ref_, [&](auto& d) {
-    auto request = d.getManyRequest();
-    rpc::write_values(request.initKeys(static_cast<unsigned>(keys.size())), keys);
-    return request.send();
-  });
+  auto reply = call<schema::Dict>(ref_, "getMany", keys);
+  auto values = reply["values"].as<capnp::List<schema::Value>>();
+  auto present = reply["present"].as<capnp::List<bool>>();
   std::vector<std::optional<Value>> result;
-  auto values = reply.getValues();
-  auto present = reply.getPresent();
   result.reserve(values.size());
   for (unsigned i = 0; i < values.size(); ++i) {
-    if (present[i])
-      result.emplace_back(Value::from_capnp(values[i]));
-    else
-      result.emplace_back(std::nullopt);
+    result.push_back(i < present.size() && present[i] ? std::optional(Value::from_capnp(values[i])) : std::nullopt);
   }
   return result;
 }
 
-void DictProxy::set_many(const ValueMap& items) const {
-  invoke<schema::Dict>(ref_, [&](auto& d) {
-    auto request = d.setManyRequest();
-    rpc::write_entries(request.initItems(static_cast<unsigned>(items.size())), items);
-    return request.send();
-  });
-}
-
-schema::Dict::Client DictProxy::client() const { return capability().castAs<schema::Dict>(); }
+void DictProxy::set_many(const ValueMap& items) const { call<schema::Dict>(ref_, "setMany", items); }
 
 // ---- ListProxy ---------------------------------------------------------------------
 
-Value ListProxy::operator[](int64_t index) const {
-  auto reply = invoke<schema::SharedList>(ref_, [&](auto& l) {
-    auto request = l.getItemRequest();
-    request.setIndex(index);
-    return request.send();
-  });
-  return Value::from_capnp(reply.getValue());
-}
-
+Value ListProxy::operator[](int64_t index) const { return call<schema::SharedList>(ref_, "getItem", index).value(); }
 void ListProxy::set(int64_t index, const Value& value) const {
-  invoke<schema::SharedList>(ref_, [&](auto& l) {
-    auto request = l.setItemRequest();
-    request.setIndex(index);
-    value.to_capnp(request.initValue());
-    return request.send();
-  });
+  call<schema::SharedList>(ref_, "setItem", index, value);
 }
-
-void ListProxy::del(int64_t index) const {
-  invoke<schema::SharedList>(ref_, [&](auto& l) {
-    auto request = l.delItemRequest();
-    request.setIndex(index);
-    return request.send();
-  });
-}
-
+void ListProxy::del(int64_t index) const { call<schema::SharedList>(ref_, "delItem", index); }
 Value::List ListProxy::slice(const Slice& slice) const {
-  auto reply = invoke<schema::SharedList>(ref_, [&](auto& l) {
-    auto request = l.getSliceRequest();
-    write_slice(request.initSlice(), slice);
-    return request.send();
-  });
-  return rpc::read_values(reply.getValues());
+  return rpc::values_of(call<schema::SharedList>(ref_, "getSlice", slice).only());
 }
-
 void ListProxy::set_slice(const Slice& slice, const Value::List& values) const {
-  invoke<schema::SharedList>(ref_, [&](auto& l) {
-    auto request = l.setSliceRequest();
-    write_slice(request.initSlice(), slice);
-    rpc::write_values(request.initValues(static_cast<unsigned>(values.size())), values);
-    return request.send();
-  });
+  call<schema::SharedList>(ref_, "setSlice", slice, values);
 }
-
-void ListProxy::del_slice(const Slice& slice) const {
-  invoke<schema::SharedList>(ref_, [&](auto& l) {
-    auto request = l.delSliceRequest();
-    write_slice(request.initSlice(), slice);
-    return request.send();
-  });
-}
-
-void ListProxy::append(const Value& value) const {
-  invoke<schema::SharedList>(ref_, [&](auto& l) {
-    auto request = l.appendRequest();
-    value.to_capnp(request.initValue());
-    return request.send();
-  });
-}
-
-void ListProxy::extend(const Value::List& values) const {
-  invoke<schema::SharedList>(ref_, [&](auto& l) {
-    auto request = l.extendRequest();
-    rpc::write_values(request.initValues(static_cast<unsigned>(values.size())), values);
-    return request.send();
-  });
-}
-
+void ListProxy::del_slice(const Slice& slice) const { call<schema::SharedList>(ref_, "delSlice", slice); }
+void ListProxy::append(const Value& value) const { call<schema::SharedList>(ref_, "append", value); }
+void ListProxy::extend(const Value::List& values) const { call<schema::SharedList>(ref_, "extend", values); }
 void ListProxy::insert(int64_t index, const Value& value) const {
-  invoke<schema::SharedList>(ref_, [&](auto& l) {
-    auto request = l.insertRequest();
-    request.setIndex(index);
-    value.to_capnp(request.initValue());
-    return request.send();
-  });
+  call<schema::SharedList>(ref_, "insert", index, value);
 }
-
-Value ListProxy::pop() const {
-  auto reply = invoke<schema::SharedList>(ref_, [](auto& l) { return l.popRequest().send(); });
-  return Value::from_capnp(reply.getValue());
-}
-
-Value ListProxy::pop(int64_t index) const {
-  auto reply = invoke<schema::SharedList>(ref_, [&](auto& l) {
-    auto request = l.popRequest();
-    request.setIndex(index);
-    request.setHasIndex(true);
-    return request.send();
-  });
-  return Value::from_capnp(reply.getValue());
-}
-
-void ListProxy::remove(const Value& value) const {
-  invoke<schema::SharedList>(ref_, [&](auto& l) {
-    auto request = l.removeRequest();
-    value.to_capnp(request.initValue());
-    return request.send();
-  });
-}
-
+Value ListProxy::pop() const { return call<schema::SharedList>(ref_, "pop").value(); }
+Value ListProxy::pop(int64_t index) const { return call<schema::SharedList>(ref_, "pop", index).value(); }
+void ListProxy::remove(const Value& value) const { call<schema::SharedList>(ref_, "remove", value); }
 int64_t ListProxy::index(const Value& value, int64_t start, std::optional<int64_t> stop) const {
-  return invoke<schema::SharedList>(ref_,
-                                    [&](auto& l) {
-                                      auto request = l.indexRequest();
-                                      value.to_capnp(request.initValue());
-                                      request.setStart(start);
-                                      request.setHasStop(stop.has_value());
-                                      request.setStop(stop.value_or(0));
-                                      return request.send();
-                                    })
-      .getIndex();
+  return call<schema::SharedList>(ref_, "index", value, start, stop).only().as<int64_t>();
 }
-
 size_t ListProxy::count(const Value& value) const {
-  return invoke<schema::SharedList>(ref_,
-                                    [&](auto& l) {
-                                      auto request = l.countRequest();
-                                      value.to_capnp(request.initValue());
-                                      return request.send();
-                                    })
-      .getCount();
+  return call<schema::SharedList>(ref_, "count", value).only().as<uint64_t>();
 }
-
 bool ListProxy::contains(const Value& value) const {
-  return invoke<schema::SharedList>(ref_,
-                                    [&](auto& l) {
-                                      auto request = l.containsRequest();
-                                      value.to_capnp(request.initValue());
-                                      return request.send();
-                                    })
-      .getResult();
+  return call<schema::SharedList>(ref_, "contains", value).only().as<bool>();
 }
-
-void ListProxy::reverse() const {
-  invoke<schema::SharedList>(ref_, [](auto& l) { return l.reverseRequest().send(); });
-}
-
-void ListProxy::sort(bool reverse) const {
-  invoke<schema::SharedList>(ref_, [&](auto& l) {
-    auto request = l.sortRequest();
-    request.setReverse(reverse);
-    return request.send();
-  });
-}
-
-size_t ListProxy::size() const {
-  return invoke<schema::SharedList>(ref_, [](auto& l) { return l.lenRequest().send(); }).getLength();
-}
-
-Value::List ListProxy::copy() const {
-  return rpc::read_values(invoke<schema::SharedList>(ref_, [](auto& l) { return l.copyRequest().send(); }).getList());
-}
-
-void ListProxy::multiply(int64_t times) const {
-  invoke<schema::SharedList>(ref_, [&](auto& l) {
-    auto request = l.multiplyRequest();
-    request.setTimes(times);
-    return request.send();
-  });
-}
-
-schema::SharedList::Client ListProxy::client() const { return capability().castAs<schema::SharedList>(); }
+void ListProxy::reverse() const { call<schema::SharedList>(ref_, "reverse"); }
+void ListProxy::sort(bool reverse) const { call<schema::SharedList>(ref_, "sort", reverse); }
+size_t ListProxy::size() const { return call<schema::SharedList>(ref_, "len").only().as<uint64_t>(); }
+Value::List ListProxy::copy() const { return rpc::values_of(call<schema::SharedList>(ref_, "copy").only()); }
+void ListProxy::multiply(int64_t times) const { call<schema::SharedList>(ref_, "multiply", times); }
 
 // ---- NamespaceProxy ----------------------------------------------------------------
 
 Value NamespaceProxy::get(const std::string& name) const {
-  auto reply = invoke<schema::Namespace>(ref_, [&](auto& n) {
-    auto request = n.getAttrRequest();
-    request.setAttribute(name);
-    return request.send();
-  });
-  return Value::from_capnp(reply.getValue());
+  return call<schema::Namespace>(ref_, "getAttr", name).value();
 }
-
 void NamespaceProxy::set(const std::string& name, const Value& value) const {
-  invoke<schema::Namespace>(ref_, [&](auto& n) {
-    auto request = n.setAttrRequest();
-    request.setAttribute(name);
-    value.to_capnp(request.initValue());
-    return request.send();
-  });
+  call<schema::Namespace>(ref_, "setAttr", name, value);
 }
-
-void NamespaceProxy::del(const std::string& name) const {
-  invoke<schema::Namespace>(ref_, [&](auto& n) {
-    auto request = n.delAttrRequest();
-    request.setAttribute(name);
-    return request.send();
-  });
-}
-
+void NamespaceProxy::del(const std::string& name) const { call<schema::Namespace>(ref_, "delAttr", name); }
 std::vector<std::pair<std::string, Value>> NamespaceProxy::items() const {
-  auto reply = invoke<schema::Namespace>(ref_, [](auto& n) { return n.itemsRequest().send(); });
   std::vector<std::pair<std::string, Value>> result;
-  for (auto item : reply.getItems()) {
-    result.emplace_back(Value::from_capnp(item.getKey()).as_text(), Value::from_capnp(item.getValue()));
+  for (auto& [name, value] : rpc::entries_of(call<schema::Namespace>(ref_, "items").only())) {
+    result.emplace_back(name.as_text(), std::move(value));
   }
   return result;
 }
 
-schema::Namespace::Client NamespaceProxy::client() const { return capability().castAs<schema::Namespace>(); }
-
 // ---- ValueProxy, ArrayProxy --------------------------------------------------------
 
-Value ValueProxy::get() const {
-  return Value::from_capnp(invoke<schema::ValueCell>(ref_, [](auto& v) { return v.getRequest().send(); }).getValue());
-}
-
-void ValueProxy::set(const Value& value) const {
-  invoke<schema::ValueCell>(ref_, [&](auto& v) {
-    auto request = v.setRequest();
-    value.to_capnp(request.initValue());
-    return request.send();
-  });
-}
-
+Value ValueProxy::get() const { return call<schema::ValueCell>(ref_, "get").value(); }
+void ValueProxy::set(const Value& value) const { call<schema::ValueCell>(ref_, "set", value); }
 std::string ValueProxy::typecode() const {
-  return invoke<schema::ValueCell>(ref_, [](auto& v) { return v.typecodeRequest().send(); }).getTypecode().cStr();
+  return call<schema::ValueCell>(ref_, "typecode").only().as<capnp::Text>().cStr();
 }
-
 Value ValueProxy::increment(const Value& delta) const {
-  auto reply = invoke<schema::ValueCell>(ref_, [&](auto& v) {
-    auto request = v.incrementRequest();
-    delta.to_capnp(request.initDelta());
-    return request.send();
-  });
-  return Value::from_capnp(reply.getValue());
+  return call<schema::ValueCell>(ref_, "increment", delta).value();
 }
 
-schema::ValueCell::Client ValueProxy::client() const { return capability().castAs<schema::ValueCell>(); }
-
-size_t ArrayProxy::size() const {
-  return invoke<schema::Array>(ref_, [](auto& a) { return a.lenRequest().send(); }).getLength();
-}
-
-Value ArrayProxy::operator[](int64_t index) const {
-  auto reply = invoke<schema::Array>(ref_, [&](auto& a) {
-    auto request = a.getItemRequest();
-    request.setIndex(index);
-    return request.send();
-  });
-  return Value::from_capnp(reply.getValue());
-}
-
-void ArrayProxy::set(int64_t index, const Value& value) const {
-  invoke<schema::Array>(ref_, [&](auto& a) {
-    auto request = a.setItemRequest();
-    request.setIndex(index);
-    value.to_capnp(request.initValue());
-    return request.send();
-  });
-}
-
+size_t ArrayProxy::size() const { return call<schema::Array>(ref_, "len").only().as<uint64_t>(); }
+Value ArrayProxy::operator[](int64_t index) const { return call<schema::Array>(ref_, "getItem", index).value(); }
+void ArrayProxy::set(int64_t index, const Value& value) const { call<schema::Array>(ref_, "setItem", index, value); }
 Value::List ArrayProxy::slice(const Slice& slice) const {
-  auto reply = invoke<schema::Array>(ref_, [&](auto& a) {
-    auto request = a.getSliceRequest();
-    write_slice(request.initSlice(), slice);
-    return request.send();
-  });
-  return rpc::read_values(reply.getValues());
+  return rpc::values_of(call<schema::Array>(ref_, "getSlice", slice).only());
 }
-
 void ArrayProxy::set_slice(const Slice& slice, const Value::List& values) const {
-  invoke<schema::Array>(ref_, [&](auto& a) {
-    auto request = a.setSliceRequest();
-    write_slice(request.initSlice(), slice);
-    rpc::write_values(request.initValues(static_cast<unsigned>(values.size())), values);
-    return request.send();
-  });
+  call<schema::Array>(ref_, "setSlice", slice, values);
 }
-
 std::string ArrayProxy::typecode() const {
-  return invoke<schema::Array>(ref_, [](auto& a) { return a.typecodeRequest().send(); }).getTypecode().cStr();
+  return call<schema::Array>(ref_, "typecode").only().as<capnp::Text>().cStr();
 }
-
-schema::Array::Client ArrayProxy::client() const { return capability().castAs<schema::Array>(); }
 
 // ---- Queues ------------------------------------------------------------------------
 
 void QueueProxy::put(const Value& value, bool block, Timeout timeout) const {
-  invoke<schema::Queue>(ref_, [&](auto& q) {
-    auto request = q.putRequest();
-    value.to_capnp(request.initValue());
-    request.setBlock(block);
-    request.setTimeout(timeout_seconds(timeout));
-    return request.send();
-  });
+  call<schema::Queue>(ref_, "put", value, block, timeout);
 }
-
 Value QueueProxy::get(bool block, Timeout timeout) const {
-  auto reply = invoke<schema::Queue>(ref_, [&](auto& q) {
-    auto request = q.getRequest();
-    request.setBlock(block);
-    request.setTimeout(timeout_seconds(timeout));
-    return request.send();
-  });
-  return Value::from_capnp(reply.getValue());
+  return call<schema::Queue>(ref_, "get", block, timeout).value();
 }
+size_t QueueProxy::qsize() const { return call<schema::Queue>(ref_, "qsize").only().as<uint64_t>(); }
+bool QueueProxy::empty() const { return call<schema::Queue>(ref_, "empty").only().as<bool>(); }
+bool QueueProxy::full() const { return call<schema::Queue>(ref_, "full").only().as<bool>(); }
 
-size_t QueueProxy::qsize() const {
-  return invoke<schema::Queue>(ref_, [](auto& q) { return q.qsizeRequest().send(); }).getSize();
-}
-
-bool QueueProxy::empty() const {
-  return invoke<schema::Queue>(ref_, [](auto& q) { return q.emptyRequest().send(); }).getResult();
-}
-
-bool QueueProxy::full() const {
-  return invoke<schema::Queue>(ref_, [](auto& q) { return q.fullRequest().send(); }).getResult();
-}
-
-schema::Queue::Client QueueProxy::client() const { return capability().castAs<schema::Queue>(); }
-
-void JoinableQueueProxy::task_done() const {
-  invoke<schema::JoinableQueue>(ref_, [](auto& q) { return q.taskDoneRequest().send(); });
-}
-
+void JoinableQueueProxy::task_done() const { call<schema::JoinableQueue>(ref_, "taskDone"); }
 bool JoinableQueueProxy::join(Timeout timeout) const {
-  return invoke<schema::JoinableQueue>(ref_,
-                                       [&](auto& q) {
-                                         auto request = q.joinRequest();
-                                         request.setTimeout(timeout_seconds(timeout));
-                                         return request.send();
-                                       })
-      .getDone();
+  return call<schema::JoinableQueue>(ref_, "join", timeout).only().as<bool>();
 }
 
-schema::JoinableQueue::Client JoinableQueueProxy::client() const {
-  return capability().castAs<schema::JoinableQueue>();
-}
-
-// ---- Locks, semaphores, events -----------------------------------------------------
+// ---- Locks, semaphores, events, conditions, barriers -------------------------------
 
 bool LockProxy::acquire(bool blocking, Timeout timeout) const {
-  return invoke<schema::Lock>(ref_,
-                              [&](auto& l) {
-                                auto request = l.acquireRequest();
-                                request.setBlocking(blocking);
-                                request.setTimeout(timeout_seconds(timeout));
-                                request.setOwner(owner_tag());
-                                return request.send();
-                              })
-      .getAcquired();
+  return call<schema::Lock>(ref_, "acquire", blocking, timeout).only().as<bool>();
 }
-
-void LockProxy::release() const {
-  invoke<schema::Lock>(ref_, [&](auto& l) {
-    auto request = l.releaseRequest();
-    request.setOwner(owner_tag());
-    return request.send();
-  });
-}
-
-bool LockProxy::locked() const {
-  return invoke<schema::Lock>(ref_, [](auto& l) { return l.lockedRequest().send(); }).getResult();
-}
-
-schema::Lock::Client LockProxy::client() const { return capability().castAs<schema::Lock>(); }
+void LockProxy::release() const { call<schema::Lock>(ref_, "release"); }
+bool LockProxy::locked() const { return call<schema::Lock>(ref_, "locked").only().as<bool>(); }
 
 bool SemaphoreProxy::acquire(bool blocking, Timeout timeout) const {
-  return invoke<schema::Semaphore>(ref_,
-                                   [&](auto& s) {
-                                     auto request = s.acquireRequest();
-                                     request.setBlocking(blocking);
-                                     request.setTimeout(timeout_seconds(timeout));
-                                     return request.send();
-                                   })
-      .getAcquired();
+  return call<schema::Semaphore>(ref_, "acquire", blocking, timeout).only().as<bool>();
 }
+void SemaphoreProxy::release(uint32_t n) const { call<schema::Semaphore>(ref_, "release", n); }
+int64_t SemaphoreProxy::value() const { return call<schema::Semaphore>(ref_, "value").only().as<int64_t>(); }
 
-void SemaphoreProxy::release(uint32_t n) const {
-  invoke<schema::Semaphore>(ref_, [&](auto& s) {
-    auto request = s.releaseRequest();
-    request.setN(n);
-    return request.send();
-  });
-}
-
-int64_t SemaphoreProxy::value() const {
-  return invoke<schema::Semaphore>(ref_, [](auto& s) { return s.valueRequest().send(); }).getValue();
-}
-
-schema::Semaphore::Client SemaphoreProxy::client() const { return capability().castAs<schema::Semaphore>(); }
-
-void EventProxy::set() const {
-  invoke<schema::Event>(ref_, [](auto& e) { return e.setRequest().send(); });
-}
-
-void EventProxy::clear() const {
-  invoke<schema::Event>(ref_, [](auto& e) { return e.clearRequest().send(); });
-}
-
-bool EventProxy::is_set() const {
-  return invoke<schema::Event>(ref_, [](auto& e) { return e.isSetRequest().send(); }).getResult();
-}
-
-bool EventProxy::wait(Timeout timeout) const {
-  return invoke<schema::Event>(ref_,
-                               [&](auto& e) {
-                                 auto request = e.waitRequest();
-                                 request.setTimeout(timeout_seconds(timeout));
-                                 return request.send();
-                               })
-      .getResult();
-}
-
-schema::Event::Client EventProxy::client() const { return capability().castAs<schema::Event>(); }
-
-// ---- ConditionProxy, BarrierProxy --------------------------------------------------
+void EventProxy::set() const { call<schema::Event>(ref_, "set"); }
+void EventProxy::clear() const { call<schema::Event>(ref_, "clear"); }
+bool EventProxy::is_set() const { return call<schema::Event>(ref_, "isSet").only().as<bool>(); }
+bool EventProxy::wait(Timeout timeout) const { return call<schema::Event>(ref_, "wait", timeout).only().as<bool>(); }
 
 bool ConditionProxy::acquire(bool blocking, Timeout timeout) const {
-  return invoke<schema::Condition>(ref_,
-                                   [&](auto& c) {
-                                     auto request = c.acquireRequest();
-                                     request.setBlocking(blocking);
-                                     request.setTimeout(timeout_seconds(timeout));
-                                     request.setOwner(owner_tag());
-                                     return request.send();
-                                   })
-      .getAcquired();
+  return call<schema::Condition>(ref_, "acquire", blocking, timeout).only().as<bool>();
 }
-
-void ConditionProxy::release() const {
-  invoke<schema::Condition>(ref_, [&](auto& c) {
-    auto request = c.releaseRequest();
-    request.setOwner(owner_tag());
-    return request.send();
-  });
-}
-
+void ConditionProxy::release() const { call<schema::Condition>(ref_, "release"); }
 bool ConditionProxy::wait(Timeout timeout) const {
-  return invoke<schema::Condition>(ref_,
-                                   [&](auto& c) {
-                                     auto request = c.waitRequest();
-                                     request.setTimeout(timeout_seconds(timeout));
-                                     request.setOwner(owner_tag());
-                                     return request.send();
-                                   })
-      .getNotified();
+  return call<schema::Condition>(ref_, "wait", timeout).only().as<bool>();
 }
 
 bool ConditionProxy::wait_for(const std::function<bool()>& predicate, Timeout timeout) const {
   // Python's Condition.wait_for: recheck after every wake, until the deadline.
   using Clock = std::chrono::steady_clock;
+  rpc::wire_timeout(timeout);  // a negative one is refused before anything waits
   std::optional<Clock::time_point> deadline;
   if (timeout) deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(*timeout);
   bool result = predicate();
@@ -695,55 +228,16 @@ bool ConditionProxy::wait_for(const std::function<bool()>& predicate, Timeout ti
   return result;
 }
 
-void ConditionProxy::notify(uint32_t n) const {
-  invoke<schema::Condition>(ref_, [&](auto& c) {
-    auto request = c.notifyRequest();
-    request.setN(n);
-    request.setOwner(owner_tag());
-    return request.send();
-  });
-}
-
-void ConditionProxy::notify_all() const {
-  invoke<schema::Condition>(ref_, [&](auto& c) {
-    auto request = c.notifyAllRequest();
-    request.setOwner(owner_tag());
-    return request.send();
-  });
-}
-
-schema::Condition::Client ConditionProxy::client() const { return capability().castAs<schema::Condition>(); }
+void ConditionProxy::notify(uint32_t n) const { call<schema::Condition>(ref_, "notify", n); }
+void ConditionProxy::notify_all() const { call<schema::Condition>(ref_, "notifyAll"); }
 
 uint32_t BarrierProxy::wait(Timeout timeout) const {
-  return invoke<schema::Barrier>(ref_,
-                                 [&](auto& b) {
-                                   auto request = b.waitRequest();
-                                   request.setTimeout(timeout_seconds(timeout));
-                                   return request.send();
-                                 })
-      .getIndex();
+  return call<schema::Barrier>(ref_, "wait", timeout).only().as<uint32_t>();
 }
-
-void BarrierProxy::reset() const {
-  invoke<schema::Barrier>(ref_, [](auto& b) { return b.resetRequest().send(); });
-}
-
-void BarrierProxy::abort() const {
-  invoke<schema::Barrier>(ref_, [](auto& b) { return b.abortRequest().send(); });
-}
-
-uint32_t BarrierProxy::parties() const {
-  return invoke<schema::Barrier>(ref_, [](auto& b) { return b.partiesRequest().send(); }).getParties();
-}
-
-uint32_t BarrierProxy::n_waiting() const {
-  return invoke<schema::Barrier>(ref_, [](auto& b) { return b.nWaitingRequest().send(); }).getWaiting();
-}
-
-bool BarrierProxy::broken() const {
-  return invoke<schema::Barrier>(ref_, [](auto& b) { return b.brokenRequest().send(); }).getResult();
-}
-
-schema::Barrier::Client BarrierProxy::client() const { return capability().castAs<schema::Barrier>(); }
+void BarrierProxy::reset() const { call<schema::Barrier>(ref_, "reset"); }
+void BarrierProxy::abort() const { call<schema::Barrier>(ref_, "abort"); }
+uint32_t BarrierProxy::parties() const { return call<schema::Barrier>(ref_, "parties").only().as<uint32_t>(); }
+uint32_t BarrierProxy::n_waiting() const { return call<schema::Barrier>(ref_, "nWaiting").only().as<uint32_t>(); }
+bool BarrierProxy::broken() const { return call<schema::Barrier>(ref_, "broken").only().as<bool>(); }
 
 }  // namespace xproc

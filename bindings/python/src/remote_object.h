@@ -1,0 +1,41 @@
+// _xproc.RemoteObject (remote_object.cpp): a Manager's shared object, called by the names
+// of schema/xproc/manager.capnp.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include <capnp/schema.h>
+
+#include "bindings.h"
+#include "xproc/manager.capnp.h"
+#include "xproc/rpc/client_connection.h"
+
+namespace xproc::rpc {
+class DynamicCall;
+}
+
+namespace xproc::python {
+
+struct RemoteObject {
+  std::shared_ptr<const rpc::ObjectRef> ref;
+  capnp::InterfaceSchema interface;
+  schema::Kind kind;
+
+  // Calls `method` with Python arguments; the GIL is released while the call waits.
+  nb::object call(const std::string& method, const nb::tuple& args, const nb::dict& kwargs) const;
+};
+
+// The RemoteObject of an object of `kind` (None for a user's interface).
+nb::object remote_object(schema::Kind kind, std::shared_ptr<const rpc::ObjectRef> ref);
+// Fills `call`'s parameters from Python arguments as RemoteObject::call does.
+void fill_call(rpc::DynamicCall& call, const nb::tuple& args, const nb::dict& kwargs);
+
+// Kinds by their Python names: the schema's enumerants in snake case ("joinable_queue").
+std::string kind_name(schema::Kind kind);
+schema::Kind kind_named(std::string_view name);  // ValueError for an unknown one
+
+void register_remote_objects(nb::module_& m);
+
+}  // namespace xproc::python

@@ -1,0 +1,186 @@
+// A call of any method of manager.capnp, built from the schema at run time. It is how
+// every client of the Manager reaches it: the C++ proxies (manager_proxies.cpp) name the
+// method and pass their arguments, the Python binding fills the parameters from Python
+// objects, and an operation added to the schema is callable from both without another
+// line of client code.
+//
+// The parameter conventions of manager.capnp that the call applies (documented there):
+//   - `owner :UInt64` is filled with the calling thread's tag unless given;
+//   - a parameter `x` with a Bool `hasX` beside it is optional: giving `x` sets `hasX`;
+//   - `timeout :Float64` is seconds, -1 for none (Timeout: nullopt), never negative
+//     otherwise (ValueError, as Python's queue module says).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <capnp/dynamic.h>
+
+#include "xproc/manager.capnp.h"
+#include "xproc/manager_proxies.h"  // Slice
+#include "xproc/rpc/client_connection.h"
+#include "xproc/timeout.h"
+#include "xproc/value.h"
+
+namespace xproc::rpc {
+
+// The interface of the shared objects of `kind` (Dict, SharedList, ...). TypeError for
+// Kind::USER, whose interface only its user knows.
+capnp::InterfaceSchema interface_of(schema::Kind kind);
+
+// The calling thread's tag, which tells its lock holdings apart from other threads' (an
+// rlock is per thread).
+uint64_t owner_tag();
+
+// Seconds on the wire: -1 waits forever; ValueError for a negative timeout.
+double wire_timeout(const Timeout& timeout);
+
+// C++ arguments as parameters.
+void set_param(capnp::DynamicStruct::Builder params, capnp::StructSchema::Field field, const Value& value);
+void set_param(capnp::DynamicStruct::Builder params, capnp::StructSchema::Field field, const Value::List& values);
+void set_param(capnp::DynamicStruct::Builder params, capnp::StructSchema::Field field, const ValueMap& items);
+void set_param(capnp::DynamicStruct::Builder params, capnp::StructSchema::Field field, const Slice& slice);
+void set_param(capnp::DynamicStruct::Builder params, capnp::StructSchema::Field field, std::string_view text);
+void set_param(capnp::DynamicStruct::Builder params, capnp::StructSchema::Field field, const Timeout& timeout);
+void set_param(capnp::DynamicStruct::Builder params, capnp::StructSchema::Field field, bool flag);
+void set_param(capnp::DynamicStruct::Builder params, capnp::StructSchema::Field field, int64_t number);
+void set_param(capnp::DynamicStruct::Builder params, capnp::StructSchema::Field field, uint64_t number);
+inline void set_param(capnp::DynamicStruct::Builder params, capnp::StructSchema::Field field, const char* text) {
+  set_param(params, field, std::string_view(text));
+}
+inline void set_param(capnp::DynamicStruct::Builder params, capnp::StructSchema::Field field, const std::string& text) {
+  set_param(params, field, std::string_view(text));
+}
+template <typename Integer>
+requires std::is_integral_v<Integer> &&
+    (!std::is_same_v<Integer, bool>)void set_param(capnp::DynamicStruct::Builder params,
+                                                   capnp::StructSchema::Field field, Integer number) {
+  if constexpr (std::is_signed_v<Integer>) {
+    set_param(params, field, static_cast<int64_t>(number));
+  } else {
+    set_param(params, field, static_cast<uint64_t>(number));
+  }
+}
+
+class DynamicCall {
+ public:
+  // A call of `method` of `interface` on `ref`'s object, on this thread's connection to
+  // its manager. AttributeError when the interface has no such method.
+  DynamicCall(const std::shared_ptr<const ObjectRef>& ref, capnp::InterfaceSchema interface, std::string_view method);
+  // A call of the Manager's own method `method` (a factory, lookup, names ...).
+  DynamicCall(const Endpoint& endpoint, std::string_view method);
+
+  DynamicCall(DynamicCall&&) = default;
+  DynamicCall& operator=(DynamicCall&&) = delete;
+
+  capnp::StructSchema params_schema() const { return params_schema_; }
+  capnp::DynamicStruct::Builder params() { return request_; }
+
+  // Sets parameter `field` from a C++ argument (see set_param below); a field that has a
+  // `hasX` partner gets it set too.
+  template <typename Arg>
+  DynamicCall& set(capnp::StructSchema::Field field, const Arg& arg) {
+    set_param(request_, field, arg);
+    mark_given(field);
+    return *this;
+  }
+  template <typename Arg>
+  DynamicCall& set(std::string_view field, const Arg& arg) {
+    return set(field_named(field), arg);
+  }
+  // Records that parameter `field` was given (sets its `hasX` flag, if it has one), for a
+  // caller that filled params() itself.
+  void given(capnp::StructSchema::Field field) { mark_given(field); }
+  // The parameters a caller gives in order: every field but `owner` and the `hasX` flags.
+  std::vector<capnp::StructSchema::Field> positional() const;
+
+  // Sends the call and waits for the reply (polling within the endpoint's spin first);
+  // remote errors as xproc errors, a dropped connection as ConnectionError (the next call
+  // reconnects). The results live as long as this call.
+  capnp::DynamicStruct::Reader send();
+
+ private:
+  capnp::StructSchema::Field field_named(std::string_view name) const;
+  void mark_given(capnp::StructSchema::Field field);
+  void fill_owner();
+
+  const Endpoint& endpoint_;
+  capnp::StructSchema params_schema_;
+  capnp::Request<capnp::DynamicStruct, capnp::DynamicStruct> request_;
+  std::optional<capnp::Response<capnp::DynamicStruct>> response_;
+};
+
+// The reply's fields as C++ values.
+Value value_of(capnp::DynamicValue::Reader field);
+Value::List values_of(capnp::DynamicValue::Reader field);
+std::vector<std::pair<Value, Value>> entries_of(capnp::DynamicValue::Reader field);
+
+// The Manager's factory of `kind` ("dict", "queue" ...): manager.capnp gives each kind's
+// factory the ordinal of the kind.
+std::string_view factory_of(schema::Kind kind);
+
+// Sends `factory_call` (a call of factory_of(kind), its parameters filled) and returns a
+// reference to the object it made, whose capability is cached on this thread's connection.
+std::shared_ptr<const ObjectRef> make_object(const std::shared_ptr<const Endpoint>& endpoint, schema::Kind kind,
+                                             DynamicCall factory_call);
+
+// A call sent, and its reply's fields.
+class Reply {
+ public:
+  explicit Reply(DynamicCall call) : call_(std::move(call)), results_(call_.send()) {}
+  capnp::DynamicValue::Reader operator[](std::string_view field) const {
+    return results_.get(std::string(field).c_str());
+  }
+  capnp::DynamicValue::Reader operator[](capnp::StructSchema::Field field) const { return results_.get(field); }
+  capnp::StructSchema::FieldList fields() const { return results_.getSchema().getFields(); }
+  // The only field of the reply (most methods have one).
+  capnp::DynamicValue::Reader only() const;
+  Value value() const { return value_of(only()); }
+
+ private:
+  DynamicCall call_;
+  capnp::DynamicStruct::Reader results_;
+};
+
+// Calls `method` of `ref`'s object (an `Interface` of manager.capnp) with `args` given in
+// order (std::nullopt for an optional parameter left out) and returns the reply.
+template <typename Interface, typename... Args>
+Reply call(const std::shared_ptr<const ObjectRef>& ref, std::string_view method, const Args&... args) {
+  DynamicCall request(ref, capnp::Schema::from<Interface>(), method);
+  const auto fields = request.positional();
+  if (sizeof...(Args) > fields.size()) throw TypeError(std::string(method) + "() given too many arguments");
+  [[maybe_unused]] size_t i = 0;
+  [[maybe_unused]] auto give = [&](const auto& arg) {
+    using Arg = std::decay_t<decltype(arg)>;
+    if constexpr (requires { arg.has_value(); } && !std::is_same_v<Arg, Timeout>) {
+      if (arg) request.set(fields[i], *arg);
+    } else {
+      request.set(fields[i], arg);
+    }
+    ++i;
+  };
+  (give(args), ...);
+  return Reply(std::move(request));
+}
+
+// Makes an object of `kind` through its factory: `name` ("" for an anonymous object), then
+// `args` in order.
+template <typename... Args>
+std::shared_ptr<const ObjectRef> make_object(const std::shared_ptr<const Endpoint>& endpoint, schema::Kind kind,
+                                             std::string_view name, const Args&... args) {
+  DynamicCall request(*endpoint, factory_of(kind));
+  const auto fields = request.positional();  // registeredName, then the object's own
+  if (sizeof...(Args) + 1 > fields.size())
+    throw TypeError(std::string(factory_of(kind)) + "() given too many arguments");
+  request.set(fields[0], name);
+  [[maybe_unused]] size_t i = 1;
+  (request.set(fields[i++], args), ...);
+  return make_object(endpoint, kind, std::move(request));
+}
+
+}  // namespace xproc::rpc
