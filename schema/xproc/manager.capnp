@@ -12,7 +12,14 @@
 # that name back to their language's exception (see docs/protocol.md).
 #
 # Blocking calls (acquire, get, wait, join) take `timeout` in seconds; a negative timeout
-# waits forever. They never block the server: other calls are served meanwhile. A client
+# waits forever.
+#
+# Conventions clients rely on to call any method from this file alone (xproc's C++ and
+# Python clients build every request from it, src/xproc/rpc/dynamic_call.h): `owner` is
+# the calling thread's tag; a parameter `x` with a Bool `hasX` beside it is optional and
+# `hasX` says whether it was given; each Kind's factory is the Manager method of the same
+# ordinal, answering the object's capability first and its id second. xproc's clients
+# send -1 for "no timeout" and refuse a negative one themselves (ValueError). They never block the server: other calls are served meanwhile. A client
 # whose connection drops gives back what it held: its locks and rlocks are released, its
 # semaphore acquisitions returned, its waits cancelled.
 @0xd2a0f61c3b8e4a57;

@@ -141,7 +141,7 @@ class ByteQueue {
                           detail::QueueKind kind);
   uint64_t schema_id() const noexcept;
 
-  using Deadline = std::optional<std::chrono::steady_clock::time_point>;
+  using Deadline = xproc::Deadline;
   static Deadline deadline(bool block, const Timeout& timeout) {
     if (block && !timeout) return std::nullopt;  // the common case, kept inline
     return timed_deadline(block, timeout);

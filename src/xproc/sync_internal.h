@@ -14,11 +14,11 @@
 #include <optional>
 
 #include "xproc/errors.h"
+#include "xproc/timeout.h"
 
 namespace xproc::detail {
 
 using Clock = std::chrono::steady_clock;
-using Deadline = std::optional<Clock::time_point>;  // nullopt = wait forever
 
 // Sleeps while *word == expected, until woken or the deadline passes (shared futex: works
 // across processes mapping the same page). Spurious returns are fine: callers re-check.

@@ -11,4 +11,9 @@ namespace xproc {
 
 using Timeout = std::optional<std::chrono::duration<double>>;
 
+// The point on the monotonic clock where a wait gives up; nullopt: never. Every wait in
+// xproc works towards one, so that retries (EINTR, spurious wake-ups, bounded sleeps)
+// never stretch a caller's timeout.
+using Deadline = std::optional<std::chrono::steady_clock::time_point>;
+
 }  // namespace xproc

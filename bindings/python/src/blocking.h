@@ -19,9 +19,10 @@ inline void check_signals() {
   if (PyErr_CheckSignals() != 0) throw nb::python_error();
 }
 
-// Python's (block, timeout) pair as a deadline; a negative timeout counts as 0.
-struct Deadline {
-  Deadline(bool block, std::optional<double> timeout) {
+// Python's (block, timeout) pair as a wait cut into slices; a negative timeout counts as 0,
+// as multiprocessing's queues and connections take it.
+struct SlicedWait {
+  SlicedWait(bool block, std::optional<double> timeout) {
     if (!block) {
       at = std::chrono::steady_clock::now();
     } else if (timeout) {
@@ -37,13 +38,13 @@ struct Deadline {
     return std::clamp(left, std::chrono::duration<double>::zero(), longest);
   }
   bool passed() const { return at && std::chrono::steady_clock::now() >= *at; }
-  std::optional<std::chrono::steady_clock::time_point> at;  // nullopt: forever
+  xproc::Deadline at;
 };
 
 // Calls attempt(slice) with the GIL released until it returns true (true) or the
 // deadline passes (false); a signal between attempts raises. Called with the GIL held.
 template <typename Attempt>
-bool wait_in_slices(const Deadline& deadline, Attempt&& attempt) {
+bool wait_in_slices(const SlicedWait& deadline, Attempt&& attempt) {
   // Most calls find a message (or room) at once: trying first without handing the GIL
   // over saves two GIL transfers per call, a fifth of a small message's cost.
   if (attempt(Timeout(std::chrono::seconds(0)))) return true;

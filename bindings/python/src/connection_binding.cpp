@@ -45,12 +45,12 @@ class BufferView {
 };
 
 // Waits until the connection has something to read (or EOF), interruptibly.
-bool wait_readable(PythonConnection& self, const Deadline& deadline) {
+bool wait_readable(PythonConnection& self, const SlicedWait& deadline) {
   return wait_in_slices(deadline, [&](Timeout slice) { return self.connection.poll(slice); });
 }
 
 std::vector<std::byte> receive(PythonConnection& self, std::optional<size_t> maxlength = std::nullopt) {
-  wait_readable(self, Deadline(true, std::nullopt));
+  wait_readable(self, SlicedWait(true, std::nullopt));
   nb::gil_scoped_release unlocked;
   return self.connection.recv_bytes(maxlength);
 }
@@ -142,7 +142,7 @@ void register_connections(nb::module_& m) {
       .def(
           "recv_bytes_into",
           [](PythonConnection& self, nb::handle buffer, size_t offset) {
-            wait_readable(self, Deadline(true, std::nullopt));
+            wait_readable(self, SlicedWait(true, std::nullopt));
             BufferView view(buffer, true);
             try {
               nb::gil_scoped_release unlocked;
@@ -159,7 +159,7 @@ void register_connections(nb::module_& m) {
       .def(
           "poll",
           [](PythonConnection& self, std::optional<double> timeout) {
-            return wait_readable(self, Deadline(true, timeout));
+            return wait_readable(self, SlicedWait(true, timeout));
           },
           nb::arg("timeout") = 0.0)
       .def("close", [](PythonConnection& self) { self.connection.close(); })
@@ -227,7 +227,7 @@ void register_connections(nb::module_& m) {
           [](Listener& self, uint64_t schema_id) {
             // Accepts and authenticates in slices without the GIL, looking for Ctrl-C between them.
             std::optional<ByteConnection> accepted;
-            const Deadline forever(true, std::nullopt);
+            const SlicedWait forever(true, std::nullopt);
             wait_in_slices(forever, [&](Timeout slice) {
               accepted = self.try_accept(slice);
               return accepted.has_value();

@@ -27,7 +27,7 @@ Sharing sharing_for(unsigned mode, std::optional<uid_t> owner, std::optional<gid
 void put_encoded(PythonQueue& self, const EncodedMessage& message, bool block, std::optional<double> timeout) {
   const size_t size = message.size();
   auto fill = [&](std::byte* out) { message.write_to(out); };
-  if (!wait_in_slices(Deadline(block, timeout),
+  if (!wait_in_slices(SlicedWait(block, timeout),
                       [&](Timeout slice) { return self.queue.put_in_place(size, fill, true, slice); })) {
     throw Full();
   }
@@ -35,7 +35,7 @@ void put_encoded(PythonQueue& self, const EncodedMessage& message, bool block, s
 
 std::vector<std::byte> get_message(PythonQueue& self, bool block, std::optional<double> timeout) {
   std::optional<std::vector<std::byte>> message;
-  if (!wait_in_slices(Deadline(block, timeout), [&](Timeout slice) {
+  if (!wait_in_slices(SlicedWait(block, timeout), [&](Timeout slice) {
         message = self.queue.try_get_bytes(slice);
         return message.has_value();
       })) {
@@ -114,7 +114,7 @@ void register_queues(nb::module_& m) {
           [](PythonQueue& self, nb::bytes message, bool block, std::optional<double> timeout) {
             const auto* data = reinterpret_cast<const std::byte*>(message.c_str());
             const size_t size = message.size();
-            if (!wait_in_slices(Deadline(block, timeout), [&](Timeout slice) {
+            if (!wait_in_slices(SlicedWait(block, timeout), [&](Timeout slice) {
                   return self.queue.try_put_bytes({data, size}, slice);
                 })) {
               throw Full();
@@ -140,7 +140,7 @@ void register_queues(nb::module_& m) {
           [](PythonQueue& self, std::optional<double> timeout) {
             // ByteQueue::join raises TimeoutError at the end of each slice; only the last
             // one is the caller's.
-            const Deadline deadline(true, timeout);
+            const SlicedWait deadline(true, timeout);
             const bool done = wait_in_slices(deadline, [&](Timeout slice) {
               try {
                 self.queue.join(slice);

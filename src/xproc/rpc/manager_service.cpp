@@ -1,6 +1,8 @@
 // Gate (challenge, login) and the Manager service: factories, names, ids, shutdown.
 #include "xproc/rpc/manager_service.h"
 
+#include <capnp/dynamic.h>
+
 #include "xproc/auth.h"
 #include "xproc/errors.h"
 #include "xproc/rpc/objects.h"
@@ -19,141 +21,81 @@ class ManagerService final : public Served<schema::Manager::Server> {
  protected:
   kj::Promise<void> dict(DictContext context) override {
     auto params = context.getParams();
-    auto object = obtain(params.getRegisteredName(), schema::Kind::DICT,
-                         [&] { return make_dict(runtime_, runtime_.read(params.getInitial())); });
-    auto results = context.getResults();
-    results.setDict(object->client(*session_).castAs<schema::Dict>());
-    results.setId(object->id());
-    return kj::READY_NOW;
+    return answer(context, schema::Kind::DICT, [&] { return make_dict(runtime_, runtime_.read(params.getInitial())); });
   }
 
   kj::Promise<void> list(ListContext context) override {
     auto params = context.getParams();
-    auto object = obtain(params.getRegisteredName(), schema::Kind::LIST,
-                         [&] { return make_list(runtime_, runtime_.read(params.getInitial())); });
-    auto results = context.getResults();
-    results.setList(object->client(*session_).castAs<schema::SharedList>());
-    results.setId(object->id());
-    return kj::READY_NOW;
+    return answer(context, schema::Kind::LIST, [&] { return make_list(runtime_, runtime_.read(params.getInitial())); });
   }
 
   kj::Promise<void> namespace_(NamespaceContext context) override {
-    auto object = obtain(context.getParams().getRegisteredName(), schema::Kind::NAMESPACE,
-                         [&] { return make_namespace(runtime_); });
-    auto results = context.getResults();
-    results.setNamespace(object->client(*session_).castAs<schema::Namespace>());
-    results.setId(object->id());
-    return kj::READY_NOW;
+    return answer(context, schema::Kind::NAMESPACE, [&] { return make_namespace(runtime_); });
   }
 
   kj::Promise<void> value(ValueContext context) override {
     auto params = context.getParams();
-    auto object = obtain(params.getRegisteredName(), schema::Kind::VALUE, [&] {
+    return answer(context, schema::Kind::VALUE, [&] {
       return make_value_cell(runtime_, params.getTypecode().cStr(), runtime_.read(params.getInitial()));
     });
-    auto results = context.getResults();
-    results.setValue(object->client(*session_).castAs<schema::ValueCell>());
-    results.setId(object->id());
-    return kj::READY_NOW;
   }
 
   kj::Promise<void> array(ArrayContext context) override {
     auto params = context.getParams();
-    auto object = obtain(params.getRegisteredName(), schema::Kind::ARRAY, [&] {
+    return answer(context, schema::Kind::ARRAY, [&] {
       return make_array(runtime_, params.getTypecode().cStr(), runtime_.read(params.getInitial()));
     });
-    auto results = context.getResults();
-    results.setArray(object->client(*session_).castAs<schema::Array>());
-    results.setId(object->id());
-    return kj::READY_NOW;
   }
 
   kj::Promise<void> queue(QueueContext context) override {
     auto params = context.getParams();
-    auto object = obtain(params.getRegisteredName(), schema::Kind::QUEUE,
-                         [&] { return make_queue(runtime_, params.getMaxsize(), false); });
-    auto results = context.getResults();
-    results.setQueue(object->client(*session_).castAs<schema::Queue>());
-    results.setId(object->id());
-    return kj::READY_NOW;
+    return answer(context, schema::Kind::QUEUE, [&] { return make_queue(runtime_, params.getMaxsize(), false); });
   }
 
   kj::Promise<void> joinableQueue(JoinableQueueContext context) override {
     auto params = context.getParams();
-    auto object = obtain(params.getRegisteredName(), schema::Kind::JOINABLE_QUEUE,
-                         [&] { return make_queue(runtime_, params.getMaxsize(), true); });
-    auto results = context.getResults();
-    results.setQueue(object->client(*session_).castAs<schema::JoinableQueue>());
-    results.setId(object->id());
-    return kj::READY_NOW;
+    return answer(context, schema::Kind::JOINABLE_QUEUE,
+                  [&] { return make_queue(runtime_, params.getMaxsize(), true); });
   }
 
   kj::Promise<void> lock(LockContext context) override {
-    auto object =
-        obtain(context.getParams().getRegisteredName(), schema::Kind::LOCK, [&] { return make_lock(runtime_, false); });
-    set_lock(context.getResults(), *object);
-    return kj::READY_NOW;
+    return answer(context, schema::Kind::LOCK, [&] { return make_lock(runtime_, false); });
   }
 
   kj::Promise<void> rlock(RlockContext context) override {
-    auto object =
-        obtain(context.getParams().getRegisteredName(), schema::Kind::RLOCK, [&] { return make_lock(runtime_, true); });
-    set_lock(context.getResults(), *object);
-    return kj::READY_NOW;
+    return answer(context, schema::Kind::RLOCK, [&] { return make_lock(runtime_, true); });
   }
 
   kj::Promise<void> semaphore(SemaphoreContext context) override {
     auto params = context.getParams();
-    auto object = obtain(params.getRegisteredName(), schema::Kind::SEMAPHORE,
-                         [&] { return make_semaphore(runtime_, params.getValue(), false); });
-    auto results = context.getResults();
-    results.setSemaphore(object->client(*session_).castAs<schema::Semaphore>());
-    results.setId(object->id());
-    return kj::READY_NOW;
+    return answer(context, schema::Kind::SEMAPHORE, [&] { return make_semaphore(runtime_, params.getValue(), false); });
   }
 
   kj::Promise<void> boundedSemaphore(BoundedSemaphoreContext context) override {
     auto params = context.getParams();
-    auto object = obtain(params.getRegisteredName(), schema::Kind::BOUNDED_SEMAPHORE,
-                         [&] { return make_semaphore(runtime_, params.getValue(), true); });
-    auto results = context.getResults();
-    results.setSemaphore(object->client(*session_).castAs<schema::Semaphore>());
-    results.setId(object->id());
-    return kj::READY_NOW;
+    return answer(context, schema::Kind::BOUNDED_SEMAPHORE,
+                  [&] { return make_semaphore(runtime_, params.getValue(), true); });
   }
 
   kj::Promise<void> event(EventContext context) override {
-    auto object =
-        obtain(context.getParams().getRegisteredName(), schema::Kind::EVENT, [&] { return make_event(runtime_); });
-    auto results = context.getResults();
-    results.setEvent(object->client(*session_).castAs<schema::Event>());
-    results.setId(object->id());
-    return kj::READY_NOW;
+    return answer(context, schema::Kind::EVENT, [&] { return make_event(runtime_); });
   }
 
   kj::Promise<void> condition(ConditionContext context) override {
     auto params = context.getParams();
-    auto object = obtain(params.getRegisteredName(), schema::Kind::CONDITION, [&] {
+    return answer(context, schema::Kind::CONDITION, [&] {
       uint64_t lock_id = params.getLock();
       if (lock_id == 0) return make_condition(runtime_, make_lock(runtime_, true));
       SharedObject* lock = runtime_.registry.find(lock_id);
       if (lock == nullptr) throw KeyError("no object with id " + std::to_string(lock_id));
       return make_condition(runtime_, kj::addRef(*lock));
     });
-    auto results = context.getResults();
-    results.setCondition(object->client(*session_).castAs<schema::Condition>());
-    results.setId(object->id());
-    return kj::READY_NOW;
   }
 
   kj::Promise<void> barrier(BarrierContext context) override {
     auto params = context.getParams();
-    auto object = obtain(params.getRegisteredName(), schema::Kind::BARRIER,
-                         [&] { return make_barrier(runtime_, params.getParties(), params.getTimeout()); });
-    auto results = context.getResults();
-    results.setBarrier(object->client(*session_).castAs<schema::Barrier>());
-    results.setId(object->id());
-    return kj::READY_NOW;
+    return answer(context, schema::Kind::BARRIER,
+                  [&] { return make_barrier(runtime_, params.getParties(), params.getTimeout()); });
   }
 
   kj::Promise<void> create(CreateContext context) override {
@@ -239,13 +181,18 @@ class ManagerService final : public Served<schema::Manager::Server> {
     return made;
   }
 
-  void set_lock(schema::Manager::LockResults::Builder results, SharedObject& object) {
-    results.setLock(object.client(*session_).castAs<schema::Lock>());
-    results.setId(object.id());
-  }
-  void set_lock(schema::Manager::RlockResults::Builder results, SharedObject& object) {
-    results.setLock(object.client(*session_).castAs<schema::Lock>());
-    results.setId(object.id());
+  // A factory's answer: the object registered under the call's name (made by `make` if
+  // the name is new) or a new anonymous one, as the results' capability (their first
+  // field, typed by the schema) and its id.
+  template <typename Context, typename Make>
+  kj::Promise<void> answer(Context& context, schema::Kind kind, Make&& make) {
+    auto object = obtain(context.getParams().getRegisteredName(), kind, make);
+    capnp::DynamicStruct::Builder results = capnp::toDynamic(context.getResults());
+    const auto capability = results.getSchema().getFields()[0];
+    results.set(capability, object->client(*session_).template castAs<capnp::DynamicCapability>(
+                                capability.getType().asInterface()));
+    results.set("id", object->id());
+    return kj::READY_NOW;
   }
 
   // A user's object is the user's capability, which does not hold our record of it:

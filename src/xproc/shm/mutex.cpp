@@ -19,7 +19,7 @@ constexpr auto kOwnerCheckEvery = std::chrono::milliseconds(50);
 }  // namespace
 
 MutexLock::Outcome MutexLock::lock_contended(std::atomic<uint32_t>& word, const Holder& holder,
-                                             const detail::Deadline& deadline) {
+                                             const Deadline& deadline) {
   const uint32_t token = holder.token();
   for (int i = 0; i < kSpinTries; ++i) {
     uint32_t seen = word.load(std::memory_order_relaxed);

@@ -29,7 +29,7 @@ static_assert(std::atomic<uint32_t>::is_always_lock_free);
 // (holders keep these mutexes for well under a microsecond). Safe across threads and processes.
 class MutexLock {
  public:
-  MutexLock(std::atomic<uint32_t>& word, const Holder& holder, const detail::Deadline& deadline) : word_(&word) {
+  MutexLock(std::atomic<uint32_t>& word, const Holder& holder, const Deadline& deadline) : word_(&word) {
     uint32_t expected = 0;
     if (word.compare_exchange_strong(expected, holder.token(), std::memory_order_acquire, std::memory_order_relaxed)) {
       return;
@@ -55,7 +55,7 @@ class MutexLock {
 
  private:
   enum class Outcome { kLocked, kOwnerDied, kTimedOut };
-  static Outcome lock_contended(std::atomic<uint32_t>& word, const Holder& holder, const detail::Deadline& deadline);
+  static Outcome lock_contended(std::atomic<uint32_t>& word, const Holder& holder, const Deadline& deadline);
   static void wake_one(std::atomic<uint32_t>& word) noexcept;
 
   std::atomic<uint32_t>* word_;
