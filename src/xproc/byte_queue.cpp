@@ -13,10 +13,15 @@
 #include "xproc/queue_layout_internal.h"
 #include "xproc/shm/mutex.h"
 #include "xproc/shm/segment.h"
+#include "xproc/spin_internal.h"
 #include "xproc/sync_internal.h"
 
 namespace xproc {
 namespace detail {
+
+// A queue's waiter: starts at 50 us, doubles when the wait ended while spinning, halves
+// when it did not, between 2 us and 100 us (the ceiling, kMaxSpinNs).
+inline constexpr SpinTuning kQueueSpin{.initial_ns = 50'000, .floor_ns = 2'000, .probe_every = 0};
 
 // Process-local state of one mapped queue, shared by all handles copied from each other.
 struct QueueState {
@@ -36,8 +41,8 @@ struct QueueState {
   // cache line of the head need not be touched).
   std::atomic<uint64_t> cached_head{0};
   std::atomic<uint64_t> last_tail_written{~uint64_t{0}};
-  // Adaptive spin budget before sleeping, in nanoseconds.
-  std::atomic<int64_t> spin_ns{50'000};
+  // How long a waiter spins before it sleeps (wait_for_change).
+  AdaptiveSpin spin{kQueueSpin};
   // The last get in this process found its message without waiting: a consumer keeping
   // up with a stream (see get_raw).
   std::atomic<bool> streaming{false};
@@ -66,7 +71,6 @@ using detail::round_up8;
 
 namespace {
 
-constexpr int64_t kMinSpinNs = 2'000;
 constexpr int64_t kMaxSpinNs = 100'000;
 constexpr int kQuickLooks = 32;
 // Bounds of the pacing waits (see paced_wait). The longest is what a message put just after
@@ -151,13 +155,13 @@ bool wait_for_change(QueueState& state, const std::atomic<uint64_t>& word, uint3
   }
   const auto spin_start = Clock::now();
   if (deadline && spin_start >= *deadline) return changed();
-  const int64_t budget = state.spin_ns.load(std::memory_order_relaxed);
+  const int64_t budget = state.spin.next(kMaxSpinNs);
   const auto budget_end = spin_start + std::chrono::nanoseconds(budget);
   const auto spin_end = deadline && *deadline < budget_end ? *deadline : budget_end;
   auto next_yield = spin_start + kYieldEvery;
   for (int i = 0;; ++i) {
     if (changed()) {
-      state.spin_ns.store(std::min(kMaxSpinNs, budget * 2), std::memory_order_relaxed);
+      state.spin.record(true, kMaxSpinNs);
       return true;
     }
     detail::cpu_relax();
@@ -176,7 +180,7 @@ bool wait_for_change(QueueState& state, const std::atomic<uint64_t>& word, uint3
       }
     }
   }
-  if (spin_end == budget_end) state.spin_ns.store(std::max(kMinSpinNs, budget / 2), std::memory_order_relaxed);
+  if (spin_end == budget_end) state.spin.record(false, kMaxSpinNs);  // a deadline that cut the spin proves nothing
   for (;;) {
     if (deadline && Clock::now() >= *deadline) return changed();
     flag.exchange(1, std::memory_order_seq_cst);  // see publish_and_wake

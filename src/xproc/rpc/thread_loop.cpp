@@ -113,24 +113,8 @@ ThreadLoop* existing_thread_loop() noexcept {
   return t_loop != nullptr && t_loop->pid() == current_pid() ? t_loop : nullptr;
 }
 
-std::chrono::nanoseconds SpinBudget::next(std::chrono::nanoseconds limit) {
-  if (budget_.count() < 0 || budget_ > limit) budget_ = limit;
-  if (budget_.count() > 0) return budget_;
-  if (++calls_at_zero_ % 32 == 0) return limit;  // look again: maybe the crowd left
-  return std::chrono::nanoseconds(0);
-}
-
-void SpinBudget::record(bool reply_came_while_polling, std::chrono::nanoseconds limit) {
-  if (reply_came_while_polling) {
-    budget_ = limit;
-  } else {
-    budget_ /= 2;
-    if (budget_ < limit / 4) budget_ = std::chrono::nanoseconds(0);
-  }
-}
-
-SpinBudget& thread_spin_budget() {
-  thread_local SpinBudget budget;
+detail::AdaptiveSpin& thread_spin_budget() {
+  thread_local detail::AdaptiveSpin budget(kReplySpin);
   return budget;
 }
 

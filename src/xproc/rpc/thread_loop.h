@@ -19,6 +19,8 @@
 
 #include <kj/async-io.h>
 
+#include "xproc/spin_internal.h"
+
 namespace xproc::rpc {
 
 class ThreadLoop {
@@ -72,21 +74,18 @@ ThreadLoop& thread_loop();
 // The calling thread's loop if this process made one; never makes one (for destructors).
 ThreadLoop* existing_thread_loop() noexcept;
 
-// How long this thread polls for a reply before sleeping, adapted to how replies come:
-// a reply that arrives while polling restores the full budget; one that does not —
-// typically because more processes than cores are calling, so polling only takes the CPU
-// from the server — halves it, and below a quarter it drops to zero. At zero, every 32nd
-// call polls again for the full time, to notice when the crowd has gone.
-class SpinBudget {
- public:
-  std::chrono::nanoseconds next(std::chrono::nanoseconds limit);
-  void record(bool reply_came_while_polling, std::chrono::nanoseconds limit);
-
- private:
-  std::chrono::nanoseconds budget_{-1};  // -1: not yet set (start at the limit)
-  unsigned calls_at_zero_ = 0;
-};
-SpinBudget& thread_spin_budget();
+// How long this thread polls for a reply before sleeping (the endpoint's spin is the
+// ceiling): a reply that arrives while polling restores the full budget; one that does
+// not — typically because more processes than cores are calling, so polling only takes
+// the CPU from the server — halves it, and below a quarter it drops to zero. At zero,
+// every 32nd call polls again for the full time, to notice when the crowd has gone.
+inline constexpr detail::SpinTuning kReplySpin{.initial_ns = 0,
+                                               .floor_ns = 0,
+                                               .floor_divisor = 4,
+                                               .off_below_floor = true,
+                                               .restore_on_success = true,
+                                               .probe_every = 32};
+detail::AdaptiveSpin& thread_spin_budget();
 
 // The interrupt check set by set_call_interrupt_check() (manager.h), or nullptr.
 struct InterruptCheck {
@@ -124,13 +123,14 @@ template <typename Ready>
 bool ready_within_spin(std::chrono::microseconds spin, Ready&& ready, FirstLook first = FirstLook::kNow) {
   if (spin.count() <= 0) return false;
   auto& budget = thread_spin_budget();
-  const auto allowed = budget.next(spin);
-  if (allowed.count() <= 0) return false;
-  const auto until = std::chrono::steady_clock::now() + allowed;
+  const int64_t ceiling = std::chrono::nanoseconds(spin).count();
+  const int64_t allowed = budget.next(ceiling);
+  if (allowed <= 0) return false;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::nanoseconds(allowed);
   if (first == FirstLook::kAfterYield) ::sched_yield();
   bool done = false;
   while (!(done = ready()) && std::chrono::steady_clock::now() < until) ::sched_yield();
-  budget.record(done, spin);
+  budget.record(done, ceiling);
   return done;
 }
 
