@@ -22,6 +22,7 @@
 #include "xproc/auth.h"
 #include "xproc/errors.h"
 #include "xproc/poll_internal.h"
+#include "xproc/syscall_internal.h"
 
 namespace xproc {
 namespace {
@@ -105,15 +106,10 @@ std::string random_abstract_name() {
 // its welcome.
 struct Listener::Handshake {
   enum class Step { kAwaitAnswer, kAwaitChallenge, kAwaitWelcome };
-  Handshake(int fd_, std::chrono::steady_clock::time_point deadline_, std::string challenge_)
-      : fd(fd_), deadline(deadline_), challenge(std::move(challenge_)) {}
-  ~Handshake() {
-    if (fd >= 0) ::close(fd);
-  }
-  Handshake(const Handshake&) = delete;
-  Handshake& operator=(const Handshake&) = delete;
+  Handshake(Fd fd_, std::chrono::steady_clock::time_point deadline_, std::string challenge_)
+      : fd(std::move(fd_)), deadline(deadline_), challenge(std::move(challenge_)) {}
 
-  int fd;
+  Fd fd;
   std::chrono::steady_clock::time_point deadline;
   std::string challenge;
   Step step = Step::kAwaitAnswer;
@@ -128,9 +124,8 @@ bool send_frame(int fd, std::string_view payload) {
   const uint32_t length = htonl(static_cast<uint32_t>(payload.size()));
   std::memcpy(frame.data(), &length, 4);
   frame += payload;
-  ssize_t n;
-  do n = ::send(fd, frame.data(), frame.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
-  while (n < 0 && errno == EINTR);
+  const ssize_t n =
+      detail::retry_on_eintr([&] { return ::send(fd, frame.data(), frame.size(), MSG_DONTWAIT | MSG_NOSIGNAL); });
   return n == static_cast<ssize_t>(frame.size());
 }
 
@@ -156,20 +151,21 @@ Listener::Listener(std::string address, int backlog, std::optional<std::string> 
     addrinfo* info = resolve(a, true);
     int error_number = 0;
     for (addrinfo* p = info; p; p = p->ai_next) {
-      fd_ = socket(p->ai_family, p->ai_socktype | SOCK_CLOEXEC, p->ai_protocol);
-      if (fd_ < 0) continue;
+      Fd fd(socket(p->ai_family, p->ai_socktype | SOCK_CLOEXEC, p->ai_protocol));
+      if (!fd) continue;
       const int one = 1;
-      setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-      if (bind(fd_, p->ai_addr, p->ai_addrlen) == 0) break;
+      setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+      if (bind(fd.get(), p->ai_addr, p->ai_addrlen) == 0) {
+        fd_ = std::move(fd);
+        break;
+      }
       error_number = errno;
-      ::close(fd_);
-      fd_ = -1;
     }
     freeaddrinfo(info);
-    if (fd_ < 0) throw_os_error("bind " + a.host + ":" + a.port, error_number ? error_number : EADDRNOTAVAIL);
+    if (!fd_) throw_os_error("bind " + a.host + ":" + a.port, error_number ? error_number : EADDRNOTAVAIL);
     sockaddr_storage bound{};
     socklen_t length = sizeof(bound);
-    getsockname(fd_, reinterpret_cast<sockaddr*>(&bound), &length);
+    getsockname(fd_.get(), reinterpret_cast<sockaddr*>(&bound), &length);
     char host[NI_MAXHOST], port[NI_MAXSERV];
     getnameinfo(reinterpret_cast<sockaddr*>(&bound), length, host, sizeof(host), port, sizeof(port),
                 NI_NUMERICHOST | NI_NUMERICSERV);
@@ -177,12 +173,11 @@ Listener::Listener(std::string address, int backlog, std::optional<std::string> 
   } else {
     socklen_t length = 0;
     const sockaddr_un addr = unix_address(a, length);
-    fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd_ < 0) throw_os_error("socket", errno);
-    if (bind(fd_, reinterpret_cast<const sockaddr*>(&addr), length) != 0) {
+    fd_.reset(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!fd_) throw_os_error("socket", errno);
+    if (bind(fd_.get(), reinterpret_cast<const sockaddr*>(&addr), length) != 0) {
       const int error_number = errno;
-      ::close(fd_);
-      fd_ = -1;
+      fd_.reset();
       throw_os_error("bind " + (a.kind == Address::kAbstract ? "@" + a.path : a.path), error_number);
     }
     if (a.kind == Address::kPath) unlink_path_ = a.path;
@@ -190,7 +185,7 @@ Listener::Listener(std::string address, int backlog, std::optional<std::string> 
   }
   // Non-blocking: accepting takes what the backlog holds, then waits in poll() beside the
   // handshakes under way.
-  if (listen(fd_, backlog) != 0 || ::fcntl(fd_, F_SETFL, ::fcntl(fd_, F_GETFL) | O_NONBLOCK) != 0) {
+  if (listen(fd_.get(), backlog) != 0 || ::fcntl(fd_.get(), F_SETFL, ::fcntl(fd_.get(), F_GETFL) | O_NONBLOCK) != 0) {
     const int error_number = errno;
     close();
     throw_os_error("listen", error_number);
@@ -198,7 +193,7 @@ Listener::Listener(std::string address, int backlog, std::optional<std::string> 
 }
 
 Listener::Listener(Listener&& other) noexcept
-    : fd_(std::exchange(other.fd_, -1)),
+    : fd_(std::move(other.fd_)),
       address_(std::move(other.address_)),
       unlink_path_(std::move(other.unlink_path_)),
       authkey_(std::move(other.authkey_)),
@@ -211,7 +206,7 @@ Listener::Listener(Listener&& other) noexcept
 Listener& Listener::operator=(Listener&& other) noexcept {
   if (this != &other) {
     close();
-    fd_ = std::exchange(other.fd_, -1);
+    fd_ = std::move(other.fd_);
     address_ = std::move(other.address_);
     unlink_path_ = std::exchange(other.unlink_path_, {});
     authkey_ = std::move(other.authkey_);
@@ -226,8 +221,7 @@ Listener::~Listener() { close(); }
 
 void Listener::close() noexcept {
   handshakes_.clear();
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = -1;
+  fd_.reset();
   if (!unlink_path_.empty()) ::unlink(unlink_path_.c_str());
   unlink_path_.clear();
 }
@@ -240,52 +234,56 @@ ByteConnection Listener::accept() {
 
 std::optional<ByteConnection> Listener::try_accept(Timeout timeout) {
   using Clock = std::chrono::steady_clock;
-  if (fd_ < 0) throw OSError("listener is closed", EBADF);
+  if (!fd_) throw OSError("listener is closed", EBADF);
   const auto until = ByteQueue::deadline(true, timeout);
   // A connection leaves its handshake in blocking mode, as a plain accept gives it.
-  auto connected = [this](int fd) {
-    const int flags = ::fcntl(fd, F_GETFL);
-    if (flags >= 0) ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
-    return ByteConnection(fd, true, true, options_);
+  auto connected = [this](Fd fd) {
+    const int flags = ::fcntl(fd.get(), F_GETFL);
+    if (flags >= 0) ::fcntl(fd.get(), F_SETFL, flags & ~O_NONBLOCK);
+    return ByteConnection(fd.release(), true, true, options_);  // which owns it from here on
   };
   for (;;) {
     const auto now = Clock::now();
     // A client silent past its deadline goes; the others carry on.
     std::erase_if(handshakes_, [&](const auto& h) { return h->deadline <= now; });
-    std::vector<pollfd> fds{{fd_, POLLIN, 0}};
+    std::vector<pollfd> fds{{fd_.get(), POLLIN, 0}};
     auto wake_at = until;
     for (const auto& h : handshakes_) {
-      fds.push_back({h->fd, POLLIN, 0});
+      fds.push_back({h->fd.get(), POLLIN, 0});
       if (!wake_at || h->deadline < *wake_at) wake_at = h->deadline;
     }
+    // A wait with a deadline: after EINTR the loop comes round and waits for what is left.
     const int ready = ::poll(fds.data(), fds.size(), detail::poll_milliseconds(wake_at));
     if (ready < 0 && errno != EINTR) throw_os_error("poll", errno);
     if (ready > 0 && (fds[0].revents & POLLIN) != 0) {
       for (;;) {  // everything the backlog holds
-        const int fd = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-        if (fd < 0) {
-          if (errno == EINTR || errno == ECONNABORTED) continue;
+        Fd fd(
+            detail::retry_on_eintr([&] { return accept4(fd_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK); }));
+        if (!fd) {
+          if (errno == ECONNABORTED) continue;
           if (errno == EAGAIN || errno == EWOULDBLOCK) break;
           throw_os_error("accept", errno);
         }
-        if (!authkey_) return connected(fd);
-        auto h = std::make_unique<Handshake>(fd, Clock::now() + handshake_timeout_, make_challenge());
+        if (!authkey_) return connected(std::move(fd));
+        auto h = std::make_unique<Handshake>(std::move(fd), Clock::now() + handshake_timeout_, make_challenge());
         // (A client gone before its challenge fails as one gone later does, as in CPython.)
-        if (!send_frame(fd, h->challenge)) throw AuthenticationError("client left during the handshake");
+        if (!send_frame(h->fd.get(), h->challenge)) throw AuthenticationError("client left during the handshake");
         handshakes_.push_back(std::move(h));
       }
     }
     for (size_t i = 1; ready > 0 && i < fds.size(); ++i) {
       if (fds[i].revents == 0) continue;
-      auto it = std::find_if(handshakes_.begin(), handshakes_.end(), [&](const auto& h) { return h->fd == fds[i].fd; });
+      auto it =
+          std::find_if(handshakes_.begin(), handshakes_.end(), [&](const auto& h) { return h->fd.get() == fds[i].fd; });
       if (it == handshakes_.end()) continue;
       Handshake& h = **it;
       try {
         // Never more than the frame in progress: what the client sends after its last
         // handshake message belongs to the connection.
         char bytes[4 + kHandshakeMessageLimit];
-        const ssize_t n = ::recv(h.fd, bytes, frame_bytes_missing(h.received), MSG_DONTWAIT);
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) continue;
+        const size_t missing = frame_bytes_missing(h.received);
+        const ssize_t n = detail::retry_on_eintr([&] { return ::recv(h.fd.get(), bytes, missing, MSG_DONTWAIT); });
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) continue;
         if (n <= 0) throw AuthenticationError("client left during the handshake");
         h.received.append(bytes, static_cast<size_t>(n));
         if (frame_bytes_missing(h.received) == 0) {
@@ -294,23 +292,23 @@ std::optional<ByteConnection> Listener::try_accept(Timeout timeout) {
           switch (h.step) {
             case Handshake::Step::kAwaitAnswer:
               if (!answers(*authkey_, h.challenge, message)) {
-                send_frame(h.fd, kFailure);
+                send_frame(h.fd.get(), kFailure);
                 throw AuthenticationError("digest received was wrong");
               }
-              if (!send_frame(h.fd, kWelcome)) throw AuthenticationError("client left during the handshake");
+              if (!send_frame(h.fd.get(), kWelcome)) throw AuthenticationError("client left during the handshake");
               h.step = Handshake::Step::kAwaitChallenge;
               break;
             case Handshake::Step::kAwaitChallenge:
-              if (!send_frame(h.fd, answer_to(*authkey_, message))) {
+              if (!send_frame(h.fd.get(), answer_to(*authkey_, message))) {
                 throw AuthenticationError("client left during the handshake");
               }
               h.step = Handshake::Step::kAwaitWelcome;
               break;
             case Handshake::Step::kAwaitWelcome: {
               if (message != kWelcome) throw AuthenticationError("digest sent was rejected");
-              const int fd = std::exchange(h.fd, -1);
+              Fd fd = std::move(h.fd);
               handshakes_.erase(it);
-              return connected(fd);
+              return connected(std::move(fd));
             }
           }
         }
@@ -325,41 +323,42 @@ std::optional<ByteConnection> Listener::try_accept(Timeout timeout) {
 
 ByteConnection Client(const std::string& address, std::optional<std::string> authkey, ConnectionOptions options) {
   const Address a = detail::parse_address(address);
-  int fd = -1;
+  Fd fd;
   int error_number = 0;
   if (a.kind == Address::kTcp) {
     addrinfo* info = resolve(a, false);
     for (addrinfo* p = info; p; p = p->ai_next) {
-      fd = socket(p->ai_family, p->ai_socktype | SOCK_CLOEXEC, p->ai_protocol);
-      if (fd < 0) continue;
-      if (connect(fd, p->ai_addr, p->ai_addrlen) == 0) break;
+      Fd attempt(socket(p->ai_family, p->ai_socktype | SOCK_CLOEXEC, p->ai_protocol));
+      if (!attempt) continue;
+      // Not retried on EINTR: the interrupted connection goes on being made, and connecting
+      // again fails (EALREADY). It counts as this address failing.
+      if (connect(attempt.get(), p->ai_addr, p->ai_addrlen) == 0) {
+        fd = std::move(attempt);
+        break;
+      }
       error_number = errno;
-      ::close(fd);
-      fd = -1;
     }
     freeaddrinfo(info);
-    if (fd >= 0) {
+    if (fd) {
       const int one = 1;
-      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+      setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
   } else {
     socklen_t length = 0;
     const sockaddr_un addr = unix_address(a, length);
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) throw_os_error("socket", errno);
-    while (connect(fd, reinterpret_cast<const sockaddr*>(&addr), length) != 0) {
-      if (errno == EINTR) continue;
+    fd.reset(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!fd) throw_os_error("socket", errno);
+    const auto* target = reinterpret_cast<const sockaddr*>(&addr);
+    if (detail::retry_on_eintr([&] { return connect(fd.get(), target, length); }) != 0) {
       error_number = errno;
-      ::close(fd);
-      fd = -1;
-      break;
+      fd.reset();
     }
   }
-  if (fd < 0) {
+  if (!fd) {
     throw ConnectionError("cannot connect to '" + (a.kind == Address::kAbstract ? "@" + a.path : address) +
                           "': " + std::strerror(error_number));
   }
-  ByteConnection connection(fd, true, true, options);
+  ByteConnection connection(fd.release(), true, true, options);  // which owns it from here on
   if (authkey) {
     try {
       answer_challenge(connection, *authkey);
@@ -388,6 +387,7 @@ std::vector<ByteConnection*> wait(const std::vector<ByteConnection*>& connection
       }
     }
     if (!ready.empty()) return ready;
+    // A wait with a deadline: after EINTR the loop comes round and waits for what is left.
     const int ms = detail::poll_milliseconds(deadline);
     const int r = ::poll(fds.data(), fds.size(), ms);
     if (r < 0 && errno == EINTR) continue;

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "xproc/byte_connection.h"
+#include "xproc/fd.h"
 
 namespace xproc {
 
@@ -43,7 +44,7 @@ class Listener {
   std::optional<ByteConnection> try_accept(Timeout timeout);
   // The bound address, in the form Client() accepts (TCP with the real port).
   const std::string& address() const noexcept { return address_; }
-  int fileno() const noexcept { return fd_; }
+  int fileno() const noexcept { return fd_.get(); }
   // Stops listening; a filesystem socket is unlinked.
   void close() noexcept;
   // Leaves the socket file in place at close(): for a process that forked another to
@@ -51,7 +52,7 @@ class Listener {
   void keep_path() noexcept { unlink_path_.clear(); }
 
  private:
-  int fd_ = -1;
+  Fd fd_;
   std::string address_;
   std::string unlink_path_;  // filesystem socket to remove on close
   std::optional<std::string> authkey_;

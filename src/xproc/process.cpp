@@ -21,6 +21,7 @@
 #include <utility>
 
 #include "xproc/errors.h"
+#include "xproc/syscall_internal.h"
 
 namespace xproc {
 namespace {
@@ -56,8 +57,7 @@ void terminate_daemons_at_exit() {
   for (pid_t pid : pids) ::kill(pid, SIGTERM);
   for (pid_t pid : pids) {
     int status;
-    while (waitpid(pid, &status, 0) == -1 && errno == EINTR) {
-    }
+    detail::retry_on_eintr([&] { return waitpid(pid, &status, 0); });
   }
 }
 
@@ -129,7 +129,7 @@ Process::Process(Process&& other) noexcept
       name_(std::move(other.name_)),
       daemon_(other.daemon_),
       pid_(std::exchange(other.pid_, 0)),
-      pidfd_(std::exchange(other.pidfd_, -1)),
+      pidfd_(std::move(other.pidfd_)),
       exitcode_(other.exitcode_) {}
 
 Process& Process::operator=(Process&& other) noexcept {
@@ -139,7 +139,7 @@ Process& Process::operator=(Process&& other) noexcept {
     name_ = std::move(other.name_);
     daemon_ = other.daemon_;
     pid_ = std::exchange(other.pid_, 0);
-    pidfd_ = std::exchange(other.pidfd_, -1);
+    pidfd_ = std::move(other.pidfd_);
     exitcode_ = other.exitcode_;
   }
   return *this;
@@ -164,8 +164,7 @@ void Process::release() noexcept {
       // Destructors never throw; the child is gone or was reaped by someone else.
     }
   }
-  if (pidfd_ >= 0) ::close(pidfd_);
-  pidfd_ = -1;
+  pidfd_.reset();
 }
 
 Process& Process::start() {
@@ -193,7 +192,7 @@ Process& Process::start() {
     run_child(target_, name_);
   }
   pid_ = pid;
-  pidfd_ = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));  // -1 on old kernels: we poll
+  pidfd_.reset(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));  // none on old kernels: we poll
   if (daemon_) register_daemon(pid);
   return *this;
 }
@@ -201,19 +200,15 @@ Process& Process::start() {
 bool Process::reap(bool block) {
   if (exitcode_) return true;
   int status = 0;
-  for (;;) {
-    const pid_t r = waitpid(pid_, &status, block ? 0 : WNOHANG);
-    if (r == pid_) {
-      exitcode_ = decode_status(status);
-      break;
-    }
-    if (r == 0) return false;
-    if (errno == EINTR) continue;
-    if (errno == ECHILD) {
-      // Someone else (a SIGCHLD handler, waitpid(-1)) reaped it: the code is unknowable.
-      exitcode_ = 255;
-      break;
-    }
+  const pid_t r = detail::retry_on_eintr([&] { return waitpid(pid_, &status, block ? 0 : WNOHANG); });
+  if (r == pid_) {
+    exitcode_ = decode_status(status);
+  } else if (r == 0) {
+    return false;
+  } else if (errno == ECHILD) {
+    // Someone else (a SIGCHLD handler, waitpid(-1)) reaped it: the code is unknowable.
+    exitcode_ = 255;
+  } else {
     throw_os_error("waitpid", errno);
   }
   if (daemon_) forget_daemon(pid_);
@@ -232,9 +227,11 @@ void Process::join(std::chrono::duration<double> timeout) {
     const auto left = deadline - std::chrono::steady_clock::now();
     if (left <= std::chrono::steady_clock::duration::zero()) return;
     const int ms = static_cast<int>(std::ceil(std::chrono::duration<double, std::milli>(left).count()));
-    if (pidfd_ >= 0) {
-      pollfd fd{pidfd_, POLLIN, 0};
-      ::poll(&fd, 1, ms);  // readable when the child exits; EINTR just loops
+    if (pidfd_) {
+      // Readable when the child exits. A wait with a deadline: after EINTR the loop comes
+      // round and waits for what is left.
+      pollfd fd{pidfd_.get(), POLLIN, 0};
+      ::poll(&fd, 1, ms);
     } else {
       std::this_thread::sleep_for(std::chrono::milliseconds(std::min(ms, 5)));
     }

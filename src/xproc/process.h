@@ -13,6 +13,8 @@
 #include <optional>
 #include <string>
 
+#include "xproc/fd.h"
+
 namespace xproc {
 
 // Thrown inside a target to leave the child with a chosen exit code and no traceback,
@@ -77,7 +79,7 @@ class Process {
   std::string name_;
   bool daemon_ = false;
   pid_t pid_ = 0;
-  int pidfd_ = -1;
+  Fd pidfd_;
   std::optional<int> exitcode_;
 };
 

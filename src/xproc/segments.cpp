@@ -13,9 +13,11 @@
 #include <utility>
 
 #include "xproc/errors.h"
+#include "xproc/fd.h"
 #include "xproc/queue_layout_internal.h"
 #include "xproc/shm/holders.h"
 #include "xproc/shm/segment.h"
+#include "xproc/syscall_internal.h"
 
 namespace xproc {
 namespace {
@@ -35,27 +37,9 @@ bool valid_name(const std::string& name) {
   }
 }
 
-// A descriptor closed when it goes out of scope.
-class Descriptor {
- public:
-  explicit Descriptor(int fd) : fd_(fd) {}
-  ~Descriptor() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Descriptor(const Descriptor&) = delete;
-  Descriptor& operator=(const Descriptor&) = delete;
-  int get() const noexcept { return fd_; }
-
- private:
-  int fd_;
-};
-
-int open_segment_file(const std::string& path, int access) {
+Fd open_segment_file(const std::string& path, int access) {
   // Never through a link; O_NONBLOCK so that a FIFO planted under the name cannot hang us.
-  int fd;
-  do fd = ::open(path.c_str(), access | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-  while (fd < 0 && errno == EINTR);
-  return fd;
+  return Fd(detail::retry_on_eintr([&] { return ::open(path.c_str(), access | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC); }));
 }
 
 std::string file_kind(mode_t mode) {
@@ -74,9 +58,7 @@ void read_queue(int fd, SegmentStatus& status) {
     status.error = "too small to be a queue";
     return;
   }
-  ssize_t n;
-  do n = ::pread(fd, header, sizeof(header), 0);
-  while (n < 0 && errno == EINTR);
+  const ssize_t n = detail::retry_on_eintr([&] { return ::pread(fd, header, sizeof(header), 0); });
   if (n != static_cast<ssize_t>(sizeof(header))) {
     status.error = "its header cannot be read";
     return;
@@ -104,8 +86,8 @@ SegmentStatus status_of(const std::string& name) {
       return status;
     }
   }
-  const Descriptor fd(open_segment_file(path, O_RDONLY));
-  if (fd.get() < 0) {
+  const Fd fd = open_segment_file(path, O_RDONLY);
+  if (!fd) {
     status.error = std::string("cannot be opened: ") + std::strerror(errno);
     return status;
   }
@@ -175,8 +157,8 @@ CleanupOutcome clean_one(const std::string& name, const CleanupOptions& options,
 
   // Removed while a lock over every holder token is ours: nobody can start holding it, and
   // what it holds is looked at again under that lock.
-  const Descriptor fd(open_segment_file(path, O_RDWR));
-  if (fd.get() < 0) return {name, Action::kFailed, std::string("cannot open it to remove it: ") + std::strerror(errno)};
+  const Fd fd = open_segment_file(path, O_RDWR);
+  if (!fd) return {name, Action::kFailed, std::string("cannot open it to remove it: ") + std::strerror(errno)};
   struct stat held {};
   if (::fstat(fd.get(), &held) != 0 || held.st_ino != st.st_ino || held.st_dev != st.st_dev) {
     return kept("it was replaced meanwhile");

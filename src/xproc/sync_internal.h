@@ -22,6 +22,8 @@ using Clock = std::chrono::steady_clock;
 
 // Sleeps while *word == expected, until woken or the deadline passes (shared futex: works
 // across processes mapping the same page). Spurious returns are fine: callers re-check.
+// EINTR is one, and is not retried here: each caller loops, and its next round computes
+// what is left of its deadline again.
 inline void futex_wait(const void* word, uint32_t expected, const Deadline& deadline) {
   timespec relative{};
   timespec* timeout = nullptr;

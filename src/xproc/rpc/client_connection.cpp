@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <map>
+#include <utility>
 
 #include "xproc/auth.h"
 #include "xproc/errors.h"
@@ -32,10 +33,10 @@ bool is_tls(const std::string& address) { return address.starts_with("tls:"); }
 
 // Connects with the library's own Client (addresses parsed once, in one place) and takes
 // the socket from it. A tls: address is TCP underneath.
-int connect_socket(const std::string& address) {
+Fd connect_socket(const std::string& address) {
   ByteConnection connection = Client(is_tls(address) ? "tcp:" + address.substr(4) : address);
   // Close-on-exec: a program this process runs must not hold the connection open.
-  return detail::retry_syscall("dup", [&] { return ::fcntl(connection.fileno(), F_DUPFD_CLOEXEC, 0); });
+  return Fd(detail::retry_syscall("dup", [&] { return ::fcntl(connection.fileno(), F_DUPFD_CLOEXEC, 0); }));
 }
 
 // "host" of "tls:host:port" or "tls:[v6]:port".
@@ -47,12 +48,12 @@ std::string host_of(const std::string& address) {
   return host;
 }
 
-// kj's TLS over the connected socket `fd` (owned from here on), its handshake done: the
-// server's certificate checked against the options' CAs and server name.
-kj::Own<capnp::MessageStream> tls_message_stream(ThreadLoop& loop, int fd, const TlsClientOptions& tls,
+// kj's TLS over the connected socket `fd`, its handshake done: the server's certificate
+// checked against the options' CAs and server name.
+kj::Own<capnp::MessageStream> tls_message_stream(ThreadLoop& loop, Fd fd, const TlsClientOptions& tls,
                                                  const std::string& address) {
   // The socket is the stream's from here on, closed with it whatever fails.
-  auto raw = loop.io().lowLevelProvider->wrapSocketFd(fd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
+  auto raw = loop.io().lowLevelProvider->wrapSocketFd(fd.release(), kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
   auto setup = client_tls(tls);
   kj::Own<kj::AsyncIoStream> secure;
   const std::string server_name = tls.server_name.empty() ? host_of(address) : tls.server_name;
@@ -137,22 +138,25 @@ struct ClientConnection::EventLoopRpc {
 };
 
 ClientConnection::ClientConnection(ThreadLoop& loop, const Endpoint& endpoint, Transport transport)
-    : loop_(loop), fd_(connect_socket(endpoint.address)), manager_(nullptr) {
+    : loop_(loop), manager_(nullptr) {
+  Fd socket = connect_socket(endpoint.address);  // until a transport takes it
+  fd_ = socket.get();
   loop_.own_fd(fd_);
   try {
     capnp::Capability::Client bootstrap(nullptr);
     if (endpoint.tls) {
       // Over TLS every call takes kj's RpcSystem: the blocking transport speaks plain sockets.
-      event_loop_ = std::make_unique<EventLoopRpc>(tls_message_stream(loop, fd_, *endpoint.tls, endpoint.address));
+      event_loop_ =
+          std::make_unique<EventLoopRpc>(tls_message_stream(loop, std::move(socket), *endpoint.tls, endpoint.address));
       bootstrap = server_bootstrap(event_loop_->system);
     } else if (transport == Transport::kDirect) {
-      direct_ = std::make_shared<DirectSession>(fd_, client_reader_options(), endpoint.spin);
+      direct_ = std::make_shared<DirectSession>(std::move(socket), client_reader_options(), endpoint.spin);
       if (endpoint.shared_memory) {
         if (auto lane = request_lane(fd_, endpoint.authkey)) direct_->use_lane(std::move(*lane));
       }
       bootstrap = direct_->bootstrap();
     } else {
-      event_loop_ = std::make_unique<EventLoopRpc>(socket_message_stream(loop.io().unixEventPort, fd_));
+      event_loop_ = std::make_unique<EventLoopRpc>(socket_message_stream(loop.io().unixEventPort, socket.release()));
       bootstrap = server_bootstrap(event_loop_->system);
     }
     manager_ = log_in(kj::mv(bootstrap), endpoint, loop.wait_scope());

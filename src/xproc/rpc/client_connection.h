@@ -90,7 +90,7 @@ class ClientConnection {
   void sweep();                       // forgets capabilities whose proxies are all gone, so the server can free them
 
   ThreadLoop& loop_;
-  int fd_;
+  int fd_ = -1;                               // the socket; the transport owns it
   std::shared_ptr<DirectSession> direct_;     // kDirect
   std::unique_ptr<EventLoopRpc> event_loop_;  // kEventLoop
   schema::Manager::Client manager_;

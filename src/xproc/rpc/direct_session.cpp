@@ -8,11 +8,13 @@
 #include <cerrno>
 #include <cstring>
 #include <optional>
+#include <utility>
 
 #include <capnp/serialize.h>
 
 #include "xproc/rpc/framing.h"
 #include "xproc/rpc/thread_loop.h"
+#include "xproc/syscall_internal.h"
 
 namespace xproc::rpc {
 namespace {
@@ -169,15 +171,12 @@ class ImportHook final : public capnp::ClientHook, public kj::Refcounted {
 
 }  // namespace
 
-DirectSession::DirectSession(int fd, capnp::ReaderOptions options, std::chrono::microseconds spin)
-    : fd_(fd), options_(options), spin_(spin), buffer_(8192) {}
+DirectSession::DirectSession(Fd fd, capnp::ReaderOptions options, std::chrono::microseconds spin)
+    : fd_(std::move(fd)), options_(options), spin_(spin), buffer_(8192) {}
 
 DirectSession::~DirectSession() { close(); }
 
-void DirectSession::close() noexcept {
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = -1;
-}
+void DirectSession::close() noexcept { fd_.reset(); }
 
 void DirectSession::fail(kj::Exception::Type type, kj::StringPtr why) {
   broken_ = true;
@@ -200,7 +199,7 @@ void DirectSession::queue(capnp::MessageBuilder& message) {
 
 void DirectSession::flush() {
   if (lane_) return flush_to_lane();
-  const int error = send_all(fd_, std::as_bytes(std::span(outgoing_)));
+  const int error = send_all(fd_.get(), std::as_bytes(std::span(outgoing_)));
   outgoing_.clear();
   if (error == EPIPE || error == ECONNRESET) fail_with_abort_if_sent();
   if (error) fail(kj::Exception::Type::DISCONNECTED, kj::str("sending to the manager: ", strerror(error)));
@@ -224,7 +223,7 @@ void DirectSession::fail_with_abort_if_sent() {
 }
 
 capnp::Capability::Client DirectSession::bootstrap() {
-  if (broken_ || fd_ < 0) fail(kj::Exception::Type::DISCONNECTED, "the manager connection is closed");
+  if (broken_ || !fd_) fail(kj::Exception::Type::DISCONNECTED, "the manager connection is closed");
   capnp::MallocMessageBuilder message(16);
   uint32_t question = next_question();
   message.initRoot<wire::Message>().initBootstrap().setQuestionId(question);
@@ -247,7 +246,7 @@ wire::Call::Builder DirectSession::start_call(capnp::MessageBuilder& message, ui
 
 capnp::Response<capnp::AnyPointer> DirectSession::finish_call(capnp::MessageBuilder& message,
                                                               wire::Call::Builder call) {
-  if (broken_ || fd_ < 0) fail(kj::Exception::Type::DISCONNECTED, "the manager connection is closed");
+  if (broken_ || !fd_) fail(kj::Exception::Type::DISCONNECTED, "the manager connection is closed");
   const uint32_t question = next_question();
   call.setQuestionId(question);
   queue(message);
@@ -335,7 +334,7 @@ void DirectSession::drop_import(uint32_t id) noexcept {
   if (it == imports_.end()) return;
   const uint32_t refs = it->second.remote_refs;
   imports_.erase(it);
-  if (broken_ || fd_ < 0) return;
+  if (broken_ || !fd_) return;
   try {
     capnp::MallocMessageBuilder message(16);
     auto release = message.initRoot<wire::Message>().initRelease();
@@ -415,7 +414,7 @@ std::optional<size_t> DirectSession::buffered_frame_bytes() {
 }
 
 kj::Own<DirectSession::Incoming> DirectSession::read_message() {
-  if (broken_ || fd_ < 0) fail(kj::Exception::Type::DISCONNECTED, "the manager connection is closed");
+  if (broken_ || !fd_) fail(kj::Exception::Type::DISCONNECTED, "the manager connection is closed");
   auto* bytes = reinterpret_cast<kj::byte*>(buffer_.data());
   const size_t capacity = buffer_.size() * sizeof(capnp::word);
   std::optional<size_t> frame_bytes;
@@ -451,10 +450,10 @@ size_t DirectSession::receive(kj::byte* out, size_t size, Expect expect) {
   struct Read {
     ssize_t bytes;
     int error;
-    bool would_block() const { return bytes < 0 && (error == EAGAIN || error == EWOULDBLOCK || error == EINTR); }
+    bool would_block() const { return bytes < 0 && (error == EAGAIN || error == EWOULDBLOCK); }
   };
   auto read = [&] {
-    const ssize_t bytes = ::recv(fd_, out, size, MSG_DONTWAIT);
+    const ssize_t bytes = detail::retry_on_eintr([&] { return ::recv(fd_.get(), out, size, MSG_DONTWAIT); });
     return Read{bytes, bytes < 0 ? errno : 0};
   };
   // The rest of a frame is usually there already. A new message is not, right after a
@@ -471,19 +470,20 @@ size_t DirectSession::receive(kj::byte* out, size_t size, Expect expect) {
   for (;;) {
     if (last->bytes > 0) return static_cast<size_t>(last->bytes);
     if (last->bytes == 0) fail(kj::Exception::Type::DISCONNECTED, "the manager closed the connection");
-    if (last->error == EAGAIN || last->error == EWOULDBLOCK) {
-      sleep_until_readable();
-    } else if (last->error != EINTR) {
+    if (!last->would_block()) {
       fail(kj::Exception::Type::DISCONNECTED, kj::str("reading from the manager: ", strerror(last->error)));
     }
+    sleep_until_readable();
     last = read();
   }
 }
 
 void DirectSession::sleep_until_readable() {
-  pollfd wanted{fd_, POLLIN, 0};
+  pollfd wanted{fd_.get(), POLLIN, 0};
   const auto interrupt = interrupt_check();
   const int slice = interrupt.check != nullptr ? static_cast<int>(interrupt.interval.count()) : -1;
+  // Not retry_on_eintr: a signal (Ctrl-C in Python) is what the interrupt check is for, so
+  // after EINTR it runs at once rather than at the end of the slice.
   for (;;) {
     int ready = ::poll(&wanted, 1, slice);
     if (ready > 0) return;
@@ -500,7 +500,7 @@ size_t DirectSession::receive_from_lane(kj::byte* out, size_t size) {
     for (;;) {
       const size_t n = lane_->read(out, size);
       if (n > 0) {
-        if (lane_->take_room_doorbell()) ring_doorbell(fd_);
+        if (lane_->take_room_doorbell()) ring_doorbell(fd_.get());
         return n;
       }
       if (!spun) {
@@ -525,7 +525,7 @@ void DirectSession::flush_to_lane() {
       const size_t n = lane_->write(outgoing_.data() + sent, outgoing_.size() - sent);
       if (n > 0) {
         sent += n;
-        if (lane_->take_input_doorbell()) ring_doorbell(fd_);
+        if (lane_->take_input_doorbell()) ring_doorbell(fd_.get());
         continue;
       }
       // Full: the server takes bytes as it spins, or rings once it made room.
@@ -545,7 +545,7 @@ void DirectSession::flush_to_lane() {
 
 bool DirectSession::sleep_on_doorbell() {
   sleep_until_readable();
-  const bool open = drain_doorbells(fd_);
+  const bool open = drain_doorbells(fd_.get());
   lane_->awake();
   return open;
 }

@@ -35,6 +35,7 @@
 #include <capnp/message.h>
 #include <capnp/rpc.capnp.h>
 
+#include "xproc/fd.h"
 #include "xproc/rpc/lane.h"
 
 namespace xproc::rpc {
@@ -42,7 +43,9 @@ namespace xproc::rpc {
 class DirectSession : public std::enable_shared_from_this<DirectSession> {
  public:
   // Takes ownership of `fd`, a connected stream socket.
-  DirectSession(int fd, capnp::ReaderOptions options, std::chrono::microseconds spin);
+  DirectSession(Fd fd, capnp::ReaderOptions options, std::chrono::microseconds spin);
+  DirectSession(int fd, capnp::ReaderOptions options, std::chrono::microseconds spin)
+      : DirectSession(Fd(fd), options, spin) {}
   ~DirectSession();
   DirectSession(const DirectSession&) = delete;
   DirectSession& operator=(const DirectSession&) = delete;
@@ -101,7 +104,7 @@ class DirectSession : public std::enable_shared_from_this<DirectSession> {
   void handle_unsolicited(Incoming& incoming);
   [[noreturn]] void fail(kj::Exception::Type type, kj::StringPtr why);
 
-  int fd_;
+  Fd fd_;
   std::optional<Lane> lane_;  // the shared-memory lane, when the server granted one
   capnp::ReaderOptions options_;
   std::chrono::microseconds spin_;

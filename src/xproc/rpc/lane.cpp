@@ -23,6 +23,7 @@
 #include "xproc/auth.h"
 #include "xproc/errors.h"
 #include "xproc/shm/segment.h"
+#include "xproc/syscall_internal.h"
 
 namespace xproc::rpc {
 namespace {
@@ -46,14 +47,14 @@ bool is_unix_socket(int fd) {
 
 void ring_doorbell(int fd) noexcept {
   const char bell = 1;
-  (void)::send(fd, &bell, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+  (void)detail::retry_on_eintr([&] { return ::send(fd, &bell, 1, MSG_DONTWAIT | MSG_NOSIGNAL); });
 }
 
 bool drain_doorbells(int fd) noexcept {
   char bells[64];
   for (;;) {
-    const ssize_t n = ::recv(fd, bells, sizeof(bells), MSG_DONTWAIT);
-    if (n > 0 || (n < 0 && errno == EINTR)) continue;
+    const ssize_t n = detail::retry_on_eintr([&] { return ::recv(fd, bells, sizeof(bells), MSG_DONTWAIT); });
+    if (n > 0) continue;
     return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
   }
 }
@@ -61,13 +62,14 @@ bool drain_doorbells(int fd) noexcept {
 int send_all(int fd, std::span<const std::byte> bytes) noexcept {
   size_t sent = 0;
   while (sent < bytes.size()) {
-    const ssize_t n = ::send(fd, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
+    const ssize_t n =
+        detail::retry_on_eintr([&] { return ::send(fd, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL); });
     if (n >= 0) {
       sent += static_cast<size_t>(n);
     } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
       pollfd room{fd, POLLOUT, 0};
-      if (::poll(&room, 1, -1) < 0 && errno != EINTR) return errno;
-    } else if (errno != EINTR) {
+      if (detail::retry_on_eintr([&] { return ::poll(&room, 1, -1); }) < 0) return errno;
+    } else {
       return errno;
     }
   }
@@ -89,18 +91,16 @@ bool send_with_descriptor(int fd, std::span<const std::byte> bytes, int descript
     header->cmsg_len = CMSG_LEN(sizeof(int));
     std::memcpy(CMSG_DATA(header), &descriptor, sizeof(int));
   }
-  ssize_t n;
-  do n = ::sendmsg(fd, &message, MSG_DONTWAIT | MSG_NOSIGNAL);
-  while (n < 0 && errno == EINTR);
+  const ssize_t n = detail::retry_on_eintr([&] { return ::sendmsg(fd, &message, MSG_DONTWAIT | MSG_NOSIGNAL); });
   return n == static_cast<ssize_t>(bytes.size());
 }
 
 namespace {
 
 // Reads exactly `size` bytes from the socket by `deadline`. A descriptor that comes along
-// goes to *memfd (the first one; any other is closed). ConnectionError when the server
+// goes to `memfd` (the first one; any other is closed). ConnectionError when the server
 // hangs up, fails, or is silent past the deadline.
-void receive_exactly(int fd, void* out, size_t size, int& memfd, std::chrono::steady_clock::time_point deadline) {
+void receive_exactly(int fd, void* out, size_t size, Fd& memfd, std::chrono::steady_clock::time_point deadline) {
   auto* bytes = static_cast<unsigned char*>(out);
   size_t got = 0;
   while (got < size) {
@@ -111,16 +111,16 @@ void receive_exactly(int fd, void* out, size_t size, int& memfd, std::chrono::st
     message.msg_iovlen = 1;
     message.msg_control = control;
     message.msg_controllen = sizeof(control);
-    const ssize_t n = ::recvmsg(fd, &message, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+    const ssize_t n = detail::retry_on_eintr([&] { return ::recvmsg(fd, &message, MSG_CMSG_CLOEXEC | MSG_DONTWAIT); });
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
       const auto left =
           std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
       if (left.count() <= 0) throw ConnectionError("the manager did not answer the lane request in time");
+      // A wait with a deadline: after EINTR the loop comes round and waits for what is left.
       pollfd wanted{fd, POLLIN, 0};
       if (::poll(&wanted, 1, static_cast<int>(left.count()) + 1) < 0 && errno != EINTR) throw_os_error("poll", errno);
       continue;
     }
-    if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       throw ConnectionError(n == 0 ? "the manager closed the connection"
                                    : std::string("reading from the manager: ") + std::strerror(errno));
@@ -129,12 +129,10 @@ void receive_exactly(int fd, void* out, size_t size, int& memfd, std::chrono::st
       if (header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS) continue;
       const size_t count = (header->cmsg_len - CMSG_LEN(0)) / sizeof(int);
       for (size_t i = 0; i < count; ++i) {
-        int received;
-        std::memcpy(&received, CMSG_DATA(header) + i * sizeof(int), sizeof(int));
-        if (memfd < 0)
-          memfd = received;
-        else
-          ::close(received);
+        int raw;
+        std::memcpy(&raw, CMSG_DATA(header) + i * sizeof(int), sizeof(int));
+        Fd received(raw);  // closed here unless it is the first
+        if (!memfd) memfd = std::move(received);
       }
     }
     got += static_cast<size_t>(n);
@@ -149,13 +147,7 @@ std::optional<Lane> request_lane(int fd, const std::optional<std::string>& authk
     throw ConnectionError(std::string("asking the manager for a lane: ") + std::strerror(error));
   }
   const auto deadline = std::chrono::steady_clock::now() + timeout;
-  int memfd = -1;
-  struct CloseUnused {
-    int& fd;
-    ~CloseUnused() {
-      if (fd >= 0) ::close(fd);
-    }
-  } close_unused{memfd};
+  Fd memfd;  // closed unless a lane takes it
   auto garbled = [] { return ConnectionError("the manager answered the lane request with something else"); };
   LaneReply reply;
   receive_exactly(fd, &reply, sizeof(reply), memfd, deadline);
@@ -175,8 +167,8 @@ std::optional<Lane> request_lane(int fd, const std::optional<std::string>& authk
     case LaneReply::kRefused: return std::nullopt;
     case LaneReply::kWrongKey: throw AuthenticationError("digest sent was rejected (the manager refused the authkey)");
     case LaneReply::kGranted:
-      if (memfd < 0) throw garbled();
-      return Lane::attach(std::exchange(memfd, -1), reply.ring_bytes);  // LaneError is a ConnectionError
+      if (!memfd) throw garbled();
+      return Lane::attach(memfd.release(), reply.ring_bytes);  // LaneError is a ConnectionError
     default: throw garbled();
   }
 }
@@ -207,8 +199,8 @@ static_assert(std::atomic<uint64_t>::is_always_lock_free && std::atomic<uint32_t
 
 }  // namespace
 
-Lane::Lane(int memfd, void* memory, size_t mapped, size_t ring_bytes, bool server)
-    : memfd_(memfd), memory_(memory), mapped_(mapped), ring_bytes_(ring_bytes) {
+Lane::Lane(Fd memfd, void* memory, size_t mapped, size_t ring_bytes, bool server)
+    : memfd_(std::move(memfd)), memory_(memory), mapped_(mapped), ring_bytes_(ring_bytes) {
   auto* base = static_cast<unsigned char*>(memory);
   auto* to_server = reinterpret_cast<Ring*>(base + kHeaderBytes);
   auto* to_client = to_server + 1;
@@ -224,37 +216,31 @@ Lane Lane::create(size_t ring_bytes) {
   const size_t size = segment_bytes(ring_bytes);
   // Reserved (memory short is an error at connect, never a SIGBUS later) and sealed: the
   // client cannot shrink it under the server.
-  const int fd = shm::create_sealed_memfd(size, "xproc-lane");
-  try {
-    void* memory = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (memory == MAP_FAILED) throw_os_error("mmap", errno);
-    ::madvise(memory, size, MADV_DONTFORK);  // a forked child must not write into a stream not its own
-    new (memory) Header{kLaneMagic, kLaneVersion, static_cast<uint32_t>(ring_bytes)};
-    auto* rings = reinterpret_cast<Ring*>(static_cast<unsigned char*>(memory) + kHeaderBytes);
-    new (&rings[0]) Ring{};
-    new (&rings[1]) Ring{};
-    return Lane(fd, memory, size, ring_bytes, /*server=*/true);
-  } catch (...) {
-    ::close(fd);
-    throw;
-  }
+  Fd fd(shm::create_sealed_memfd(size, "xproc-lane"));
+  void* memory = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
+  if (memory == MAP_FAILED) throw_os_error("mmap", errno);
+  ::madvise(memory, size, MADV_DONTFORK);  // a forked child must not write into a stream not its own
+  new (memory) Header{kLaneMagic, kLaneVersion, static_cast<uint32_t>(ring_bytes)};
+  auto* rings = reinterpret_cast<Ring*>(static_cast<unsigned char*>(memory) + kHeaderBytes);
+  new (&rings[0]) Ring{};
+  new (&rings[1]) Ring{};
+  return Lane(std::move(fd), memory, size, ring_bytes, /*server=*/true);
 }
 
 Lane Lane::attach(int memfd, size_t ring_bytes) {
+  Fd owned(memfd);  // closed here, whatever happens: the mapping is what stays
   if (ring_bytes < 4096 || ring_bytes > (size_t{1} << 26)) {
-    ::close(memfd);
     throw LaneError("the manager announced a lane of an impossible size");
   }
   const size_t size = segment_bytes(ring_bytes);
   bool sized = false;
   try {
-    sized = shm::sealed_size(memfd, "the manager's lane") == size;
+    sized = shm::sealed_size(owned.get(), "the manager's lane") == size;
   } catch (const ValueError& e) {
-    ::close(memfd);
     throw LaneError(e.what());
   }
-  void* memory = sized ? ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0) : MAP_FAILED;
-  ::close(memfd);
+  void* memory = sized ? ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, owned.get(), 0) : MAP_FAILED;
+  owned.reset();
   if (memory == MAP_FAILED) throw LaneError("the manager's lane is not a segment of the announced size");
   ::madvise(memory, size, MADV_DONTFORK);
   Header header;
@@ -263,15 +249,16 @@ Lane Lane::attach(int memfd, size_t ring_bytes) {
     ::munmap(memory, size);
     throw LaneError("the manager's lane has another layout");
   }
-  return Lane(-1, memory, size, ring_bytes, /*server=*/false);
+  return Lane(Fd(), memory, size, ring_bytes, /*server=*/false);
 }
 
 Lane::Lane(Lane&& other) noexcept { *this = std::move(other); }
 
 Lane& Lane::operator=(Lane&& other) noexcept {
   if (this != &other) {
-    this->~Lane();
-    memfd_ = std::exchange(other.memfd_, -1);
+    close_memfd();
+    if (memory_ != nullptr) ::munmap(memory_, mapped_);
+    memfd_ = std::move(other.memfd_);
     memory_ = std::exchange(other.memory_, nullptr);
     mapped_ = std::exchange(other.mapped_, 0);
     ring_bytes_ = other.ring_bytes_;
@@ -291,10 +278,7 @@ Lane::~Lane() {
   memory_ = nullptr;
 }
 
-void Lane::close_memfd() noexcept {
-  if (memfd_ >= 0) ::close(memfd_);
-  memfd_ = -1;
-}
+void Lane::close_memfd() noexcept { memfd_.reset(); }
 
 uint64_t Lane::peer_written() const {
   const uint64_t written = in_->written.load(std::memory_order_seq_cst);

@@ -31,6 +31,7 @@
 #include <string>
 
 #include "xproc/errors.h"
+#include "xproc/fd.h"
 
 namespace xproc::rpc {
 
@@ -112,7 +113,7 @@ class Lane {
 
   // The segment's descriptor, to send to the client (the server's side only; -1 after
   // close_memfd()).
-  int memfd() const noexcept { return memfd_; }
+  int memfd() const noexcept { return memfd_.get(); }
   void close_memfd() noexcept;
   size_t ring_bytes() const noexcept { return ring_bytes_; }
 
@@ -139,12 +140,12 @@ class Lane {
   struct Ring;  // one ring's counters and flags in the segment (lane.cpp)
 
  private:
-  Lane(int memfd, void* memory, size_t mapped, size_t ring_bytes, bool server);
+  Lane(Fd memfd, void* memory, size_t mapped, size_t ring_bytes, bool server);
 
   uint64_t peer_written() const;  // checked
   uint64_t peer_taken() const;    // checked
 
-  int memfd_ = -1;
+  Fd memfd_;
   void* memory_ = nullptr;
   size_t mapped_ = 0;
   size_t ring_bytes_ = 0;

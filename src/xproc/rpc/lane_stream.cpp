@@ -53,10 +53,10 @@ class IgnoreWatchErrors final : public kj::TaskSet::ErrorHandler {
 // The RPC stream through a lane; the socket only brings doorbells and the hang-up.
 class LaneMessageStream final : public BufferedMessageStream {
  public:
-  LaneMessageStream(kj::UnixEventPort& port, int fd, Lane lane, MessageGuard* guard)
+  LaneMessageStream(kj::UnixEventPort& port, Fd fd, Lane lane, MessageGuard* guard)
       : BufferedMessageStream(guard),
-        fd_(fd),
-        socket_(port, fd, kj::UnixEventPort::FdObserver::OBSERVE_READ),
+        fd_(std::move(fd)),
+        socket_(port, fd_.get(), kj::UnixEventPort::FdObserver::OBSERVE_READ),
         lane_(std::move(lane)),
         watch_(ignore_errors_) {
     lane_set().streams.push_back(this);
@@ -176,7 +176,7 @@ class LaneMessageStream final : public BufferedMessageStream {
     });
   }
 
-  kj::AutoCloseFd fd_;  // declared before its observer: closed after it unregisters
+  Fd fd_;  // declared before its observer: closed after it unregisters
   kj::UnixEventPort::FdObserver socket_;
   Lane lane_;
   bool peer_closed_ = false;
@@ -190,26 +190,26 @@ class LaneMessageStream final : public BufferedMessageStream {
 // client knows the authkey (lane.h).
 class Handshake {
  public:
-  Handshake(kj::UnixEventPort& port, int fd, const std::optional<std::string>& authkey, MessageGuard* guard)
-      : port_(port), fd_(fd), authkey_(authkey), guard_(guard) {
-    observer_ = kj::heap<kj::UnixEventPort::FdObserver>(port, fd, kj::UnixEventPort::FdObserver::OBSERVE_READ);
+  Handshake(kj::UnixEventPort& port, Fd fd, const std::optional<std::string>& authkey, MessageGuard* guard)
+      : port_(port), fd_(std::move(fd)), authkey_(authkey), guard_(guard) {
+    observer_ = kj::heap<kj::UnixEventPort::FdObserver>(port, fd_.get(), kj::UnixEventPort::FdObserver::OBSERVE_READ);
   }
   ~Handshake() {
-    observer_ = nullptr;
-    if (fd_ >= 0) ::close(fd_);
+    observer_ = nullptr;  // unregistered before fd_ (if still ours) closes
   }
   KJ_DISALLOW_COPY(Handshake);
 
   kj::Promise<kj::Own<capnp::MessageStream>> run() {
     unsigned char head[kLaneRequest.size()];
-    ssize_t n = ::recv(fd_, head, sizeof(head), MSG_PEEK | MSG_DONTWAIT);
-    if (n < 0 && errno == EINTR) return run();
+    const ssize_t n =
+        detail::retry_on_eintr([&] { return ::recv(fd_.get(), head, sizeof(head), MSG_PEEK | MSG_DONTWAIT); });
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return wait([this] { return run(); });
     // An end or an error: the socket stream reports it as its first read.
     if (n <= 0 || std::memcmp(head, kLaneRequest.data(), static_cast<size_t>(n)) != 0) return socket_stream();
     if (static_cast<size_t>(n) < sizeof(head)) return wait([this] { return run(); });  // a prefix so far
-    (void)::recv(fd_, head, sizeof(head), MSG_DONTWAIT);                               // the request, peeked whole
-    if (!is_unix_socket(fd_) || lane_set().streams.size() >= kMaxLanes) return answer(LaneReply::kRefused);
+    // The request, peeked whole.
+    (void)detail::retry_on_eintr([&] { return ::recv(fd_.get(), head, sizeof(head), MSG_DONTWAIT); });
+    if (!is_unix_socket(fd_.get()) || lane_set().streams.size() >= kMaxLanes) return answer(LaneReply::kRefused);
     if (!authkey_) return grant();
     // Memory only for a client that knows the key.
     nonce_ = random_bytes(kLaneNonceBytes);
@@ -217,7 +217,7 @@ class Handshake {
     challenge.status = LaneReply::kChallenge;
     std::string bytes(reinterpret_cast<const char*>(&challenge), sizeof(challenge));
     bytes += nonce_;
-    if (!send_with_descriptor(fd_, std::as_bytes(std::span(bytes)), -1)) {
+    if (!send_with_descriptor(fd_.get(), std::as_bytes(std::span(bytes)), -1)) {
       return KJ_EXCEPTION(DISCONNECTED, "could not answer the client's lane request");
     }
     return read_digest();
@@ -231,8 +231,8 @@ class Handshake {
 
   kj::Promise<kj::Own<capnp::MessageStream>> read_digest() {
     char chunk[kLaneDigestBytes];
-    const ssize_t n = ::recv(fd_, chunk, kLaneDigestBytes - digest_.size(), MSG_DONTWAIT);
-    if (n < 0 && errno == EINTR) return read_digest();
+    const ssize_t n = detail::retry_on_eintr(
+        [&] { return ::recv(fd_.get(), chunk, kLaneDigestBytes - digest_.size(), MSG_DONTWAIT); });
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return wait([this] { return read_digest(); });
     if (n <= 0) return KJ_EXCEPTION(DISCONNECTED, "the client left during the lane handshake");
     digest_.append(chunk, static_cast<size_t>(n));
@@ -246,15 +246,15 @@ class Handshake {
   }
 
   kj::Promise<kj::Own<capnp::MessageStream>> socket_stream() {
-    observer_ = nullptr;  // the stream registers the descriptor itself
-    return socket_message_stream(port_, std::exchange(fd_, -1), guard_);
+    observer_ = nullptr;  // the stream registers the descriptor itself, and owns it
+    return socket_message_stream(port_, fd_.release(), guard_);
   }
 
   // Sends `status` with no lane; the socket carries what follows (after kWrongKey, nothing).
   bool answer_only(LaneReply::Status status) {
     LaneReply reply;
     reply.status = status;
-    return send_with_descriptor(fd_, std::as_bytes(std::span(&reply, 1)), -1);
+    return send_with_descriptor(fd_.get(), std::as_bytes(std::span(&reply, 1)), -1);
   }
 
   kj::Promise<kj::Own<capnp::MessageStream>> answer(LaneReply::Status status) {
@@ -273,18 +273,17 @@ class Handshake {
     reply.status = LaneReply::kGranted;
     reply.ring_bytes = static_cast<uint32_t>(lane->ring_bytes());
     // The socket has room for 16 bytes (the client has read all we sent): one send does.
-    if (!send_with_descriptor(fd_, std::as_bytes(std::span(&reply, 1)), lane->memfd())) {
+    if (!send_with_descriptor(fd_.get(), std::as_bytes(std::span(&reply, 1)), lane->memfd())) {
       return KJ_EXCEPTION(DISCONNECTED, "could not answer the client's lane request");
     }
     lane->close_memfd();  // the mapping stays; the client has its own descriptor
     observer_ = nullptr;
-    kj::Own<capnp::MessageStream> stream =
-        kj::heap<LaneMessageStream>(port_, std::exchange(fd_, -1), std::move(*lane), guard_);
+    kj::Own<capnp::MessageStream> stream = kj::heap<LaneMessageStream>(port_, std::move(fd_), std::move(*lane), guard_);
     return kj::mv(stream);
   }
 
   kj::UnixEventPort& port_;
-  int fd_;
+  Fd fd_;
   const std::optional<std::string>& authkey_;
   MessageGuard* guard_;
   std::string nonce_;
@@ -294,13 +293,13 @@ class Handshake {
 
 }  // namespace
 
-kj::Promise<kj::Own<capnp::MessageStream>> accept_message_stream(kj::UnixEventPort& port, int fd,
+kj::Promise<kj::Own<capnp::MessageStream>> accept_message_stream(kj::UnixEventPort& port, Fd fd,
                                                                  const std::optional<std::string>& authkey,
                                                                  MessageGuard& guard) {
-  int flags = detail::retry_syscall("fcntl", [&] { return ::fcntl(fd, F_GETFL); });
-  detail::retry_syscall("fcntl", [&] { return ::fcntl(fd, F_SETFL, flags | O_NONBLOCK); });
-  detail::retry_syscall("fcntl", [&] { return ::fcntl(fd, F_SETFD, FD_CLOEXEC); });
-  auto handshake = kj::heap<Handshake>(port, fd, authkey, &guard);
+  int flags = detail::retry_syscall("fcntl", [&] { return ::fcntl(fd.get(), F_GETFL); });
+  detail::retry_syscall("fcntl", [&] { return ::fcntl(fd.get(), F_SETFL, flags | O_NONBLOCK); });
+  detail::retry_syscall("fcntl", [&] { return ::fcntl(fd.get(), F_SETFD, FD_CLOEXEC); });
+  auto handshake = kj::heap<Handshake>(port, std::move(fd), authkey, &guard);
   auto& ref = *handshake;
   return ref.run().attach(kj::mv(handshake));
 }

@@ -15,6 +15,8 @@
 #include <capnp/serialize-async.h>
 #include <kj/async-unix.h>
 
+#include "xproc/fd.h"
+
 namespace xproc::rpc {
 
 class MessageGuard;  // buffered_message_stream.h
@@ -25,7 +27,7 @@ class MessageGuard;  // buffered_message_stream.h
 // the client's first bytes tell which; fails (the connection is to be closed) when the
 // client answers the lane challenge wrongly. Every message read is checked by `guard`.
 // `authkey` and `guard` must outlive the promise and the stream.
-kj::Promise<kj::Own<capnp::MessageStream>> accept_message_stream(kj::UnixEventPort& port, int fd,
+kj::Promise<kj::Own<capnp::MessageStream>> accept_message_stream(kj::UnixEventPort& port, Fd fd,
                                                                  const std::optional<std::string>& authkey,
                                                                  MessageGuard& guard);
 

@@ -261,8 +261,9 @@ void ManagerServer::serve_forever() {
   kj::Maybe<kj::Own<rpc::TlsSetup>> tls;
   if (state_->tls) tls = rpc::server_tls(*state_->tls, runtime.timer, login_timeout);
 
-  int fd = detail::retry_syscall("dup", [&] { return ::dup(state_->listener.fileno()); });
-  auto receiver = io.lowLevelProvider->wrapListenSocketFd(fd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
+  Fd fd(detail::retry_syscall("dup", [&] { return ::dup(state_->listener.fileno()); }));
+  // kj's from here on.
+  auto receiver = io.lowLevelProvider->wrapListenSocketFd(fd.release(), kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
   uint64_t next_session = 1;
 
   // A new connection when there are `max_connections`: the oldest one that has not logged

@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 #include "xproc/errors.h"
 #include "xproc/rpc/buffered_message_stream.h"
@@ -24,11 +25,11 @@ kj::Exception socket_error(const char* call, int error_number) {
 
 class SocketMessageStream final : public BufferedMessageStream {
  public:
-  SocketMessageStream(kj::UnixEventPort& port, int fd, MessageGuard* guard)
+  SocketMessageStream(kj::UnixEventPort& port, Fd fd, MessageGuard* guard)
       : BufferedMessageStream(guard),
         port_(port),
-        fd_(fd),
-        readable_(port, fd, kj::UnixEventPort::FdObserver::OBSERVE_READ) {}
+        fd_(std::move(fd)),
+        readable_(port, fd_.get(), kj::UnixEventPort::FdObserver::OBSERVE_READ) {}
   ~SocketMessageStream() { cancel_flushes(); }
 
   kj::Maybe<int> getSendBufferSize() override {
@@ -41,16 +42,14 @@ class SocketMessageStream final : public BufferedMessageStream {
  private:
   Read read_some(kj::byte* out, size_t size) override {
     if (drained_) return {Read::kNone};
-    for (;;) {
-      const ssize_t n = ::read(fd_.get(), out, size);
-      if (n > 0) {
-        note_read(static_cast<size_t>(n), size);
-        return {Read::kBytes, static_cast<size_t>(n)};
-      }
-      if (n == 0) return {Read::kEnd};
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return {Read::kNone};
-      if (errno != EINTR) kj::throwFatalException(socket_error("read", errno));
+    const ssize_t n = detail::retry_on_eintr([&] { return ::read(fd_.get(), out, size); });
+    if (n > 0) {
+      note_read(static_cast<size_t>(n), size);
+      return {Read::kBytes, static_cast<size_t>(n)};
     }
+    if (n == 0) return {Read::kEnd};
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return {Read::kNone};
+    kj::throwFatalException(socket_error("read", errno));
   }
 
   // A read that returned less than it asked for emptied the socket (a stream socket hands
@@ -80,25 +79,24 @@ class SocketMessageStream final : public BufferedMessageStream {
   }
 
   size_t write_some(const kj::byte* data, size_t size) override {
-    for (;;) {
-      const ssize_t n = ::send(fd_.get(), data, size, MSG_NOSIGNAL | MSG_DONTWAIT);
-      if (n >= 0) return static_cast<size_t>(n);
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
-      if (errno != EINTR) kj::throwFatalException(socket_error("send", errno));
-    }
+    const ssize_t n =
+        detail::retry_on_eintr([&] { return ::send(fd_.get(), data, size, MSG_NOSIGNAL | MSG_DONTWAIT); });
+    if (n >= 0) return static_cast<size_t>(n);
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+    kj::throwFatalException(socket_error("send", errno));
   }
 
   // Resolves when the socket has room, watching a duplicate of it for writes only (the
   // descriptor itself is registered for reads).
   kj::Promise<void> writable() override {
     struct WriteWatch {
-      WriteWatch(kj::UnixEventPort& port, int fd)
-          : copy(fd), observer(port, fd, kj::UnixEventPort::FdObserver::OBSERVE_WRITE) {}
-      kj::AutoCloseFd copy;                    // closed after
+      WriteWatch(kj::UnixEventPort& port, Fd fd)
+          : copy(std::move(fd)), observer(port, copy.get(), kj::UnixEventPort::FdObserver::OBSERVE_WRITE) {}
+      Fd copy;                                 // closed after
       kj::UnixEventPort::FdObserver observer;  // the observer unregisters it
     };
-    int copy = detail::retry_syscall("dup", [&] { return ::fcntl(fd_.get(), F_DUPFD_CLOEXEC, 0); });
-    auto watch = kj::heap<WriteWatch>(port_, copy);
+    Fd copy(detail::retry_syscall("dup", [&] { return ::fcntl(fd_.get(), F_DUPFD_CLOEXEC, 0); }));
+    auto watch = kj::heap<WriteWatch>(port_, std::move(copy));
     auto writable = watch->observer.whenBecomesWritable();
     return writable.attach(kj::mv(watch));
   }
@@ -106,7 +104,7 @@ class SocketMessageStream final : public BufferedMessageStream {
   void shutdown_write() override { ::shutdown(fd_.get(), SHUT_WR); }
 
   kj::UnixEventPort& port_;
-  kj::AutoCloseFd fd_;  // declared before its observer: closed after it unregisters
+  Fd fd_;  // declared before its observer: closed after it unregisters
   kj::UnixEventPort::FdObserver readable_;
   bool drained_ = false;                        // the last read emptied the socket
   kj::Promise<void> readable_latch_ = nullptr;  // armed then: new bytes since
@@ -114,22 +112,23 @@ class SocketMessageStream final : public BufferedMessageStream {
 
 }  // namespace
 
-int take_socket(kj::Own<kj::AsyncIoStream> stream) {
+Fd take_socket(kj::Own<kj::AsyncIoStream> stream) {
   int fd = -1;
   KJ_IF_MAYBE (inner, stream->getFd()) {
     fd = *inner;
   }
   if (fd < 0) kj::throwFatalException(KJ_EXCEPTION(FAILED, "the stream has no socket to take"));
-  int copy = detail::retry_syscall("dup", [&] { return ::fcntl(fd, F_DUPFD_CLOEXEC, 0); });
+  Fd copy(detail::retry_syscall("dup", [&] { return ::fcntl(fd, F_DUPFD_CLOEXEC, 0); }));
   stream = nullptr;  // closes the original and takes it out of the event loop
   return copy;
 }
 
 kj::Own<capnp::MessageStream> socket_message_stream(kj::UnixEventPort& port, int fd, MessageGuard* guard) {
-  int flags = detail::retry_syscall("fcntl", [&] { return ::fcntl(fd, F_GETFL); });
-  detail::retry_syscall("fcntl", [&] { return ::fcntl(fd, F_SETFL, flags | O_NONBLOCK); });
-  detail::retry_syscall("fcntl", [&] { return ::fcntl(fd, F_SETFD, FD_CLOEXEC); });
-  return kj::heap<SocketMessageStream>(port, fd, guard);
+  Fd owned(fd);
+  int flags = detail::retry_syscall("fcntl", [&] { return ::fcntl(owned.get(), F_GETFL); });
+  detail::retry_syscall("fcntl", [&] { return ::fcntl(owned.get(), F_SETFL, flags | O_NONBLOCK); });
+  detail::retry_syscall("fcntl", [&] { return ::fcntl(owned.get(), F_SETFD, FD_CLOEXEC); });
+  return kj::heap<SocketMessageStream>(port, std::move(owned), guard);
 }
 
 }  // namespace xproc::rpc

@@ -19,6 +19,8 @@
 #include <kj/async-io.h>
 #include <kj/async-unix.h>
 
+#include "xproc/fd.h"
+
 namespace xproc::rpc {
 
 class MessageGuard;  // buffered_message_stream.h
@@ -29,6 +31,6 @@ kj::Own<capnp::MessageStream> socket_message_stream(kj::UnixEventPort& port, int
 
 // The socket of a stream kj made (an accepted connection), as a descriptor of its own;
 // the stream is closed.
-int take_socket(kj::Own<kj::AsyncIoStream> stream);
+Fd take_socket(kj::Own<kj::AsyncIoStream> stream);
 
 }  // namespace xproc::rpc

@@ -87,6 +87,9 @@ void ThreadLoop::disown_fd(int fd) {
 }
 
 void ThreadLoop::close_owned_fds() noexcept {
+  // Raw close() on purpose: in a forked child, of descriptors whose owners (the connections'
+  // transports) the child abandons with the loop and never destroys. Only the numbers are
+  // known here; nothing else will close them.
   for (int fd : owned_fds_) ::close(fd);
   owned_fds_.clear();
 }

@@ -11,9 +11,11 @@
 
 #include <cerrno>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "xproc/errors.h"
+#include "xproc/syscall_internal.h"
 
 namespace xproc::shm {
 namespace {
@@ -29,10 +31,7 @@ flock token_range(short type, uint64_t first, uint64_t count) {
 }
 
 int lock_call(int fd, int command, flock& request) noexcept {
-  int rc;
-  do rc = ::fcntl(fd, command, &request);
-  while (rc < 0 && errno == EINTR);
-  return rc;
+  return detail::retry_on_eintr([&] { return ::fcntl(fd, command, &request); });
 }
 
 uint32_t random_token() noexcept {
@@ -64,8 +63,8 @@ uint32_t take_token(int fd, int& error) noexcept {
 }
 
 // A descriptor of a new open file description of the file `fd` refers to (through /proc,
-// which works for memfds and unlinked files alike); -1 when there is none to be had.
-int reopen(int fd) noexcept {
+// which works for memfds and unlinked files alike); none when there is none to be had.
+Fd reopen(int fd) noexcept {
   char path[32] = "/proc/self/fd/";
   char digits[12];
   int n = 0;
@@ -74,10 +73,7 @@ int reopen(int fd) noexcept {
   size_t at = 14;
   while (n > 0) path[at++] = digits[--n];
   path[at] = '\0';
-  int own;
-  do own = ::open(path, O_RDWR | O_CLOEXEC);
-  while (own < 0 && errno == EINTR);
-  return own;
+  return Fd(detail::retry_on_eintr([&] { return ::open(path, O_RDWR | O_CLOEXEC); }));
 }
 
 // The holders of this process, for the fork handler. The mutex is held across fork() so
@@ -100,21 +96,18 @@ namespace {
 void install_fork_handler() noexcept { pthread_atfork(lock_registry, unlock_registry, renew_holders_after_fork); }
 }  // namespace
 
-Holder::Holder(int fd, bool own_description, const char* what) : fd_(fd) {
+Holder::Holder(Fd fd, bool own_description, const char* what) : fd_(std::move(fd)) {
   if (own_description) {
-    const int own = reopen(fd_);
-    if (own >= 0) {
-      ::close(fd_);
-      fd_ = own;
-    }
+    Fd own = reopen(fd_.get());
+    if (own) fd_ = std::move(own);  // closes the descriptor that came from elsewhere
   }
   int error = 0;
-  const uint32_t token = take_token(fd_, error);
+  const uint32_t token = take_token(fd_.get(), error);
   if (token == 0) {
     flock whole = token_range(F_WRLCK, 0, kTokenLimit);
-    const bool locked_out = error == EAGAIN && lock_call(fd_, F_OFD_GETLK, whole) == 0 && whole.l_type != F_UNLCK &&
-                            whole.l_start == kHolderLockBase && whole.l_len == static_cast<off_t>(kTokenLimit);
-    ::close(fd_);
+    const bool locked_out = error == EAGAIN && lock_call(fd_.get(), F_OFD_GETLK, whole) == 0 &&
+                            whole.l_type != F_UNLCK && whole.l_start == kHolderLockBase &&
+                            whole.l_len == static_cast<off_t>(kTokenLimit);
     if (locked_out) throw ValueError(std::string(what) + " is being removed (xproc cleanup)");
     throw_os_error("fcntl(F_OFD_SETLK) for a holder token", error);
   }
@@ -136,11 +129,11 @@ Holder::~Holder() {
   if (next_ != nullptr) next_->prev_ = prev_;
   unlock_registry();
   if (data_ != nullptr) ::munmap(data_, size_);
-  ::close(fd_);
+  // fd_ goes last, which drops the token's lock.
 }
 
 std::byte* Holder::map(size_t size) {
-  void* data = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
+  void* data = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd_.get(), 0);
   if (data == MAP_FAILED) throw_os_error("mmap", errno);
   lock_registry();  // the fork handler reads the mapping
   data_ = static_cast<std::byte*>(data);
@@ -152,33 +145,32 @@ std::byte* Holder::map(size_t size) {
 void Holder::renew_after_fork() noexcept {
   // Without /proc (or a spare descriptor, or memory), the child goes on sharing its parent's
   // description and token: a death of either goes unseen while the other lives.
-  const int own = reopen(fd_);
-  if (own < 0) return;
+  Fd own = reopen(fd_.get());
+  if (!own) return;
   int error = 0;
-  const uint32_t token = take_token(own, error);
+  const uint32_t token = take_token(own.get(), error);
   void* mapped = MAP_FAILED;
   if (token != 0 && data_ != nullptr) {
     // The same memory through the new description, moved over the inherited mapping in one
     // step: every pointer into the segment stays valid.
-    mapped = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_SHARED, own, 0);
+    mapped = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_SHARED, own.get(), 0);
     if (mapped != MAP_FAILED && ::mremap(mapped, size_, size_, MREMAP_MAYMOVE | MREMAP_FIXED, data_) == MAP_FAILED) {
       ::munmap(mapped, size_);
       mapped = MAP_FAILED;
     }
   }
   const bool remapped = data_ == nullptr || mapped != MAP_FAILED;
-  if (token == 0 || !remapped || ::dup3(own, fd_, O_CLOEXEC) < 0) {  // (dup2 would drop close-on-exec)
-    ::close(own);
-    return;
-  }
-  ::close(own);  // fd_ is the new description now, with the token's lock on it
+  if (token == 0 || !remapped) return;
+  // (dup2 would drop close-on-exec)
+  if (detail::retry_on_eintr([&] { return ::dup3(own.get(), fd_.get(), O_CLOEXEC); }) < 0) return;
+  own.reset();  // fd_ is the new description now, with the token's lock on it
   token_.store(token, std::memory_order_relaxed);
 }
 
 bool Holder::alive(uint32_t token) const noexcept {
   if (token == this->token()) return true;
   flock request = token_range(F_WRLCK, token, 1);
-  if (lock_call(fd_, F_OFD_GETLK, request) != 0) return true;
+  if (lock_call(fd_.get(), F_OFD_GETLK, request) != 0) return true;
   return request.l_type != F_UNLCK;
 }
 

@@ -19,6 +19,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "xproc/fd.h"
+
 namespace xproc::shm {
 
 // The holder locks lie far beyond the end of any segment (locks past the end are allowed).
@@ -40,7 +42,7 @@ class Holder {
   // came from elsewhere (another process's duplicate): it is replaced by a descriptor of a
   // new open file description first. ValueError naming `what` when `xproc cleanup` is
   // removing the segment; OSError when the kernel refuses the lock.
-  Holder(int fd, bool own_description, const char* what);
+  Holder(Fd fd, bool own_description, const char* what);
   ~Holder();  // unmaps, and closes the descriptor, which drops the token's lock
   Holder(const Holder&) = delete;
   Holder& operator=(const Holder&) = delete;
@@ -48,7 +50,7 @@ class Holder {
   // Maps the first `size` bytes of the segment (once), read and write. OSError on failure.
   std::byte* map(size_t size);
 
-  int fd() const noexcept { return fd_; }
+  int fd() const noexcept { return fd_.get(); }
   std::byte* data() const noexcept { return data_; }
   size_t size() const noexcept { return size_; }
   uint32_t token() const noexcept { return token_.load(std::memory_order_relaxed); }
@@ -62,7 +64,7 @@ class Holder {
   friend void renew_holders_after_fork() noexcept;
   void renew_after_fork() noexcept;
 
-  int fd_;
+  Fd fd_;
   std::byte* data_ = nullptr;
   size_t size_ = 0;
   std::atomic<uint32_t> token_{0};

@@ -14,6 +14,8 @@
 #include <utility>
 
 #include "xproc/errors.h"
+#include "xproc/fd.h"
+#include "xproc/syscall_internal.h"
 
 namespace xproc::shm {
 namespace {
@@ -23,7 +25,14 @@ constexpr unsigned kSeals = F_SEAL_SHRINK | F_SEAL_GROW;
 // Reserves the pages now: tmpfs allocates lazily, and a write to a page it cannot
 // allocate later is a SIGBUS.
 void reserve(int fd, size_t size, std::string_view what) {
-  const int rc = posix_fallocate(fd, 0, static_cast<off_t>(size));
+  // tmpfs gives up when a signal comes (EINTR), undoing what it had reserved. posix_fallocate
+  // returns its error instead of setting errno.
+  int rc = 0;
+  detail::retry_on_eintr([&] {
+    if ((rc = posix_fallocate(fd, 0, static_cast<off_t>(size))) == 0) return 0;
+    errno = rc;
+    return -1;
+  });
   if (rc != 0) {
     throw OSError("cannot reserve " + std::to_string(size) + " bytes for " + std::string(what) + ": " +
                       std::strerror(rc) + (rc == ENOSPC ? " (/dev/shm is full or too small)" : ""),
@@ -79,11 +88,8 @@ void check_ownership(int fd, const std::string& path, const Sharing& sharing) {
   }
 }
 
-int open_retrying(const char* path, int flags, mode_t mode = 0) {
-  int fd;
-  do fd = ::open(path, flags, mode);
-  while (fd < 0 && errno == EINTR);
-  return fd;
+Fd open_retrying(const char* path, int flags, mode_t mode = 0) {
+  return Fd(detail::retry_on_eintr([&] { return ::open(path, flags, mode); }));
 }
 
 }  // namespace
@@ -106,16 +112,11 @@ std::string os_name(std::string_view name) { return "xproc." + std::string(name)
 std::string os_path(std::string_view name) { return "/dev/shm/" + os_name(name); }
 
 int create_sealed_memfd(size_t size, const char* tag) {
-  const int fd = memfd_create(tag, MFD_CLOEXEC | MFD_ALLOW_SEALING);
-  if (fd < 0) throw_os_error("memfd_create", errno);
-  try {
-    reserve(fd, size, "an anonymous segment");
-    if (fcntl(fd, F_ADD_SEALS, kSeals | F_SEAL_SEAL) != 0) throw_os_error("fcntl(F_ADD_SEALS)", errno);
-    return fd;
-  } catch (...) {
-    close(fd);
-    throw;
-  }
+  Fd fd(memfd_create(tag, MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  if (!fd) throw_os_error("memfd_create", errno);
+  reserve(fd.get(), size, "an anonymous segment");
+  if (fcntl(fd.get(), F_ADD_SEALS, kSeals | F_SEAL_SEAL) != 0) throw_os_error("fcntl(F_ADD_SEALS)", errno);
+  return fd.release();  // the caller's
 }
 
 size_t sealed_size(int fd, const std::string& what) {
@@ -135,8 +136,8 @@ Segment Segment::create(std::string_view name, size_t size, const Sharing& shari
   validate_name(name);
   XPROC_REQUIRE(sharing.mode <= 0777, "a segment's mode is permission bits only", sharing.mode);
   const std::string path = os_path(name);
-  const int fd = open_retrying(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-  if (fd < 0) {
+  Fd fd = open_retrying(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (!fd) {
     const int error = errno;
     if (error == EEXIST) throw ValueError("a segment named '" + std::string(name) + "' already exists");
     if (error == EACCES || error == EPERM)
@@ -145,16 +146,16 @@ Segment Segment::create(std::string_view name, size_t size, const Sharing& shari
   }
   std::unique_ptr<Holder> holder;
   try {
-    if (sharing.group && fchown(fd, static_cast<uid_t>(-1), *sharing.group) != 0) throw_os_error("fchown", errno);
-    if (fchmod(fd, sharing.mode) != 0) throw_os_error("fchmod", errno);  // exact bits, umask or not
-    reserve(fd, size, "segment '" + std::string(name) + "'");
+    if (sharing.group && fchown(fd.get(), static_cast<uid_t>(-1), *sharing.group) != 0) throw_os_error("fchown", errno);
+    if (fchmod(fd.get(), sharing.mode) != 0) throw_os_error("fchmod", errno);  // exact bits, umask or not
+    reserve(fd.get(), size, "segment '" + std::string(name) + "'");
   } catch (...) {
-    close(fd);
+    fd.reset();
     unlink(path.c_str());
     throw;
   }
   try {
-    holder = std::make_unique<Holder>(fd, false, path.c_str());
+    holder = std::make_unique<Holder>(std::move(fd), false, path.c_str());
     return map_whole(std::move(holder), size, std::string(name));
   } catch (...) {
     unlink(path.c_str());
@@ -166,35 +167,25 @@ Segment Segment::open(std::string_view name, const Sharing& sharing) {
   validate_name(name);
   const std::string path = os_path(name);
   // O_NONBLOCK: a FIFO planted under the name must not hang the open (it is refused below).
-  const int fd = open_retrying(path.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) throw_open_error(errno, name, path);
+  Fd fd = open_retrying(path.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+  if (!fd) throw_open_error(errno, name, path);
+  check_ownership(fd.get(), path, sharing);
   struct stat st {};
-  try {
-    check_ownership(fd, path, sharing);
-    if (fstat(fd, &st) != 0) throw_os_error("fstat", errno);
-    if (st.st_size <= 0) throw ValueError(path + " is empty: not a segment (or still being created)");
-  } catch (...) {
-    close(fd);
-    throw;
-  }
-  return map_whole(std::make_unique<Holder>(fd, false, path.c_str()), static_cast<size_t>(st.st_size),
+  if (fstat(fd.get(), &st) != 0) throw_os_error("fstat", errno);
+  if (st.st_size <= 0) throw ValueError(path + " is empty: not a segment (or still being created)");
+  return map_whole(std::make_unique<Holder>(std::move(fd), false, path.c_str()), static_cast<size_t>(st.st_size),
                    std::string(name));
 }
 
 Segment Segment::adopt(int fd) {
-  size_t size;
-  try {
-    size = sealed_size(fd, "descriptor " + std::to_string(fd));
-  } catch (...) {
-    close(fd);
-    throw;
-  }
-  return map_whole(std::make_unique<Holder>(fd, true, "an adopted segment"), size, {});
+  Fd owned(fd);
+  const size_t size = sealed_size(owned.get(), "descriptor " + std::to_string(fd));
+  return map_whole(std::make_unique<Holder>(std::move(owned), true, "an adopted segment"), size, {});
 }
 
 Segment Segment::anonymous(size_t size) {
-  const int fd = create_sealed_memfd(size, "xproc");
-  return map_whole(std::make_unique<Holder>(fd, false, "an anonymous segment"), size, {});
+  Fd fd(create_sealed_memfd(size, "xproc"));
+  return map_whole(std::make_unique<Holder>(std::move(fd), false, "an anonymous segment"), size, {});
 }
 
 Segment Segment::map_whole(std::unique_ptr<Holder> holder, size_t size, std::string name) {

@@ -34,7 +34,7 @@ std::string os_name(std::string_view name);
 std::string os_path(std::string_view name);
 
 // A new memfd of `size` bytes, reserved, and sealed against shrinking, growing and further
-// seals. OSError when memory is short.
+// seals, owned by the caller (hold it in an Fd). OSError when memory is short.
 int create_sealed_memfd(size_t size, const char* tag);
 // The size of the memfd `fd` received from another process; ValueError naming `what` unless
 // it is sealed against shrinking and growing.
