@@ -317,9 +317,9 @@ bool ByteConnection::write_small_frame(size_t size, bool block) {
 void ByteConnection::finish_send() {
   if (unsent_begin_ == unsent_end_) return;
   require_open();
-  if (ring_) {  // a payload try_send_in_place could not put into a full ring
-    const size_t size = unsent_end_ - unsent_begin_;
-    const std::byte* payload = send_buffer_.data() + unsent_begin_;
+  if (ring_) {  // a frame try_send_in_place could not put into a full ring: its payload
+    const size_t size = unsent_end_ - unsent_begin_ - 4;
+    const std::byte* payload = send_buffer_.data() + unsent_begin_ + 4;
     unsent_begin_ = unsent_end_ = 0;
     auto copy = [&](std::byte* out) { std::memcpy(out, payload, size); };
     ring_send(size, &call_with<decltype(copy), std::byte*>, &copy);

@@ -294,7 +294,9 @@ bool ByteConnection::ring_try_send_buffered(size_t size) {
       ring_put_inline(size, &call_with<decltype(copy), std::byte*>, &copy, false)) {
     return true;
   }
-  unsent_begin_ = 8;
+  // Kept as the frame the socket transport keeps (its length in front): never empty, so
+  // that finish_send() also sends an empty payload.
+  unsent_begin_ = 4;
   unsent_end_ = 8 + size;
   return false;
 }
