@@ -93,11 +93,13 @@ RingTransport::~RingTransport() { close(); }
 
 void RingTransport::close() noexcept {
   if (!pipe_) return;
-  watch_.reset();
-  g_ring_end_closes.fetch_add(1, std::memory_order_relaxed);
-  pipe_.reset();
   fd_.reset();
+  watch_.reset();
+  pipe_.reset();
   small_.clear();
+  // Counted once the socket is closed: a sender of this process that sees the new count
+  // then sees the hang-up too, rather than the peer alive for kPeerCheckEvery more.
+  g_ring_end_closes.fetch_add(1, std::memory_order_release);
 }
 
 ByteConnection::SharedMemoryHandles RingTransport::shared_memory_handles() const {
@@ -118,7 +120,7 @@ void RingTransport::check_peer() {
   // The socket pair hangs up once every process has closed the other end: the one check
   // that also sees a peer killed while it was reading (it never disarmed anything).
   const auto now = std::chrono::steady_clock::now();
-  const uint64_t closes = g_ring_end_closes.load(std::memory_order_relaxed);
+  const uint64_t closes = g_ring_end_closes.load(std::memory_order_acquire);
   if (now - peer_seen_alive_ < kPeerCheckEvery && closes == closes_seen_) return;
   pollfd hangup{fd_.get(), 0, 0};
   if (::poll(&hangup, 1, 0) > 0 && (hangup.revents & (POLLHUP | POLLERR)) != 0) {
