@@ -14,6 +14,24 @@
 
 namespace xproc {
 
+namespace {
+
+// The transport of an open connection: OSError("handle is closed") when it is closed or
+// moved from. (Here rather than a member function: a member could be interposed in a
+// shared library, so the compiler would call it, and every message passes here.)
+detail::ByteTransport& open_transport(const std::unique_ptr<detail::ByteTransport>& transport) {
+  if (!transport) [[unlikely]]
+    detail::ByteTransport::throw_closed();
+  transport->require_open();
+  return *transport;
+}
+
+bool is_closed(const std::unique_ptr<detail::ByteTransport>& transport) noexcept {
+  return !transport || transport->closed();
+}
+
+}  // namespace
+
 ByteConnection::ByteConnection(int fd, bool readable, bool writable, ConnectionOptions options)
     : transport_(std::make_unique<detail::StreamTransport>(Fd(fd), readable, writable, options)) {}
 
@@ -24,25 +42,20 @@ ByteConnection::ByteConnection(ByteConnection&& other) noexcept = default;
 ByteConnection& ByteConnection::operator=(ByteConnection&& other) noexcept = default;
 ByteConnection::~ByteConnection() = default;
 
-detail::ByteTransport& ByteConnection::open_transport() const {
-  if (!transport_ || transport_->closed()) throw OSError("handle is closed", EBADF);
-  return *transport_;
-}
-
 void ByteConnection::close() noexcept {
   if (transport_) transport_->close();
 }
 
-bool ByteConnection::closed() const noexcept { return !transport_ || transport_->closed(); }
+bool ByteConnection::closed() const noexcept { return is_closed(transport_); }
 bool ByteConnection::shared_memory() const noexcept { return transport_ && transport_->shared_memory(); }
 bool ByteConnection::readable() const noexcept { return transport_ && transport_->readable(); }
 bool ByteConnection::writable() const noexcept { return transport_ && transport_->writable(); }
 
-int ByteConnection::fileno() const { return open_transport().fileno(); }
-int ByteConnection::wait_fileno() const { return open_transport().wait_fileno(); }
+int ByteConnection::fileno() const { return open_transport(transport_).fileno(); }
+int ByteConnection::wait_fileno() const { return open_transport(transport_).wait_fileno(); }
 
 ByteConnection::SharedMemoryHandles ByteConnection::shared_memory_handles() const {
-  return open_transport().shared_memory_handles();
+  return open_transport(transport_).shared_memory_handles();
 }
 
 ByteConnection ByteConnection::adopt_shared_memory(const SharedMemoryHandles& handles, ConnectionOptions options) {
@@ -63,7 +76,7 @@ void ByteConnection::send_bytes(std::span<const std::byte> buf, size_t offset, s
 }
 
 void ByteConnection::send_parts(std::span<const std::span<const std::byte>> parts) {
-  detail::ByteTransport& transport = open_transport();
+  detail::ByteTransport& transport = open_transport(transport_);
   transport.require_writable();
   size_t total = 0;
   for (auto part : parts) total += part.size();
@@ -71,13 +84,13 @@ void ByteConnection::send_parts(std::span<const std::span<const std::byte>> part
 }
 
 void ByteConnection::send_erased(size_t size, void (*fill)(void*, std::byte*), void* ctx) {
-  detail::ByteTransport& transport = open_transport();
+  detail::ByteTransport& transport = open_transport(transport_);
   transport.require_writable();
   transport.send_in_place(size, fill, ctx);
 }
 
 bool ByteConnection::try_send_erased(size_t size, void (*fill)(void*, std::byte*), void* ctx) {
-  detail::ByteTransport& transport = open_transport();
+  detail::ByteTransport& transport = open_transport(transport_);
   transport.require_writable();
   return transport.try_send_in_place(size, fill, ctx);
 }
@@ -87,7 +100,7 @@ void ByteConnection::finish_send() {
 }
 
 std::vector<std::byte> ByteConnection::recv_bytes(std::optional<size_t> maxlength) {
-  detail::ByteTransport& transport = open_transport();
+  detail::ByteTransport& transport = open_transport(transport_);
   transport.require_readable();
   const size_t most = transport.options().max_message_bytes;
   return transport.recv_bytes(std::min(maxlength.value_or(most), most));
@@ -104,24 +117,24 @@ size_t ByteConnection::recv_bytes_into(std::span<std::byte> buffer, size_t offse
 }
 
 void ByteConnection::recv_erased(void (*consume)(void*, std::span<const std::byte>), void* ctx) {
-  detail::ByteTransport& transport = open_transport();
+  detail::ByteTransport& transport = open_transport(transport_);
   transport.require_readable();
   transport.recv_in_place(consume, ctx);
 }
 
 bool ByteConnection::try_recv_erased(void (*consume)(void*, std::span<const std::byte>), void* ctx) {
-  if (closed() || !transport_->readable()) return false;  // recv_bytes raises the error
+  if (is_closed(transport_) || !transport_->readable()) return false;  // recv_bytes raises the error
   return transport_->try_recv_in_place(consume, ctx);
 }
 
 bool ByteConnection::poll(Timeout timeout) {
-  detail::ByteTransport& transport = open_transport();
+  detail::ByteTransport& transport = open_transport(transport_);
   transport.require_readable();
   return transport.poll(timeout);
 }
 
 bool ByteConnection::ready_or_wait_fds(std::vector<int>& fds) {
-  if (closed()) return false;
+  if (is_closed(transport_)) return false;
   return transport_->ready_or_wait_fds(fds);
 }
 

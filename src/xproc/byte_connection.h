@@ -176,9 +176,6 @@ class ByteConnection {
   bool try_recv_erased(void (*consume)(void*, std::span<const std::byte>), void* ctx);
   void recv_erased(void (*consume)(void*, std::span<const std::byte>), void* ctx);
 
-  // Open (OSError "handle is closed" otherwise): the transport, for what every one checks.
-  detail::ByteTransport& open_transport() const;
-
   // Null only once moved from.
   std::unique_ptr<detail::ByteTransport> transport_;
 };

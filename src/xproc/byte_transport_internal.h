@@ -5,7 +5,11 @@
 // transport only moves bytes; each method says what its caller has checked.
 #pragma once
 
+#include <arpa/inet.h>
+
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
 #include <span>
 #include <vector>
 
@@ -36,10 +40,23 @@ class ByteTransport {
   bool writable() const noexcept { return writable_; }
   const ConnectionOptions& options() const noexcept { return options_; }
   // OSError("handle is closed") when closed; require_readable and require_writable also
-  // OSError("connection is write-only" / "connection is read-only").
-  void require_open() const;
-  void require_readable() const;
-  void require_writable() const;
+  // OSError("connection is write-only" / "connection is read-only"). Inline: every
+  // message passes them.
+  void require_open() const {
+    if (closed()) [[unlikely]]
+      throw_closed();
+  }
+  void require_readable() const {
+    require_open();
+    if (!readable_) [[unlikely]]
+      throw_write_only();
+  }
+  void require_writable() const {
+    require_open();
+    if (!writable_) [[unlikely]]
+      throw_read_only();
+  }
+  [[noreturn]] static void throw_closed();
 
   // Releases the descriptors and memory; closed() from then on, and every other call is
   // refused by ByteConnection. A transport closes itself before it throws for a stream
@@ -80,6 +97,9 @@ class ByteTransport {
   Fd fd_;
 
  private:
+  [[noreturn]] static void throw_write_only();
+  [[noreturn]] static void throw_read_only();
+
   bool readable_;
   bool writable_;
   ConnectionOptions options_;
@@ -92,7 +112,13 @@ class SmallFrame {
  public:
   // The payload area for `size` bytes, the length written in front of it. ValueError when
   // an earlier frame is still kept, or `size` is over the limit.
-  std::byte* prepare(size_t size);
+  std::byte* prepare(size_t size) {
+    if (kept_ || size > ByteConnection::kSmallFrameLimit || buffer_.empty()) [[unlikely]]
+      return prepare_slowly(size);
+    const uint32_t length = htonl(static_cast<uint32_t>(size));
+    std::memcpy(buffer_.data() + 4, &length, 4);
+    return buffer_.data() + 8;
+  }
   // The frame prepare() made: its length header and payload (what a socket carries), or
   // the payload alone (what a ring record carries).
   std::span<const std::byte> frame(size_t size) const noexcept { return {buffer_.data() + 4, 4 + size}; }
@@ -114,6 +140,9 @@ class SmallFrame {
   void clear() noexcept { kept_ = false; }
 
  private:
+  // prepare() the first time, or to throw.
+  std::byte* prepare_slowly(size_t size);
+
   std::vector<std::byte> buffer_;  // allocated by the first prepare()
   bool kept_ = false;
   size_t kept_begin_ = 0;
