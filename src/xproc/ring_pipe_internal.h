@@ -1,18 +1,18 @@
-// The shared-memory transport of Pipe(): one ByteQueue ring per direction carries
-// the messages, so a send costs no system call that moves data. The socket pair stays:
-// its hang-up tells each end that the other is gone (EOFError, BrokenPipeError), and it
-// carries the few messages too large for the ring. Wake-ups of a sleeping receiver go
-// through an eventfd per direction. docs/protocol.md ("Pipe over shared memory") has the
-// layout and the wake-up argument.
+// The shared-memory layout of Pipe(): one ByteQueue ring per direction carries the
+// messages, so a send costs no system call that moves data. The socket pair stays: its
+// hang-up tells each end that the other is gone (EOFError, BrokenPipeError), and it carries
+// the few messages too large for the ring. Wake-ups of a sleeping receiver go through an
+// eventfd per direction. RingPipe holds what the two ends share; RingTransport
+// (ring_transport_internal.h) is one end. docs/protocol.md ("Pipe over shared memory") has
+// the layout and the wake-up argument.
 #pragma once
 
 #include <atomic>
-#include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <memory>
 
 #include "xproc/byte_queue.h"
+#include "xproc/fd.h"
 #include "xproc/queue_layout_internal.h"
 #include "xproc/shm/segment.h"
 
@@ -82,41 +82,17 @@ struct RingPipe {
   ByteQueue ring[2];  // ring[d]: messages sent by end d
   shm::Segment control_segment;
   PipeControl* control;
-  int wake_fd[2] = {-1, -1};  // wake_fd[d]: tokens for the receiver of ring[d]
-  size_t inline_limit;        // the largest payload carried in the ring
+  Fd wake_fd[2];        // wake_fd[d]: tokens for the receiver of ring[d]
+  size_t inline_limit;  // the largest payload carried in the ring
 
   // ring_bytes per direction (one way: ring 0 only, ring 1 the smallest there is); throws
   // OSError or ValueError when the memory cannot be had.
   RingPipe(size_t ring_bytes, bool duplex);
-  // Attaches to a pipe made in another process; takes ownership of the eventfds.
-  // ValueError when `control` is not a pipe control block of this version.
-  RingPipe(ByteQueue ring0, ByteQueue ring1, shm::Segment control, int wake0, int wake1);
-  ~RingPipe();
+  // Attaches to a pipe made in another process. ValueError when `control` is not a pipe
+  // control block of this version.
+  RingPipe(ByteQueue ring0, ByteQueue ring1, shm::Segment control, Fd wake0, Fd wake1);
   RingPipe(const RingPipe&) = delete;
   RingPipe& operator=(const RingPipe&) = delete;
-};
-
-// One end: which side of the pipe it is, and what this handle keeps for itself.
-struct RingEnd {
-  std::shared_ptr<RingPipe> pipe;
-  int side;           // sends into ring[side], receives from ring[1 - side]
-  int watch_fd = -1;  // epoll over the eventfd and the socket, made by fileno()
-  // When this handle last saw the other end alive, and the process's count of closed
-  // ring ends then (see ByteConnection::ring_check_peer).
-  std::chrono::steady_clock::time_point peer_seen_alive{};
-  uint64_t closes_seen = 0;
-
-  RingEnd(std::shared_ptr<RingPipe> p, int s) : pipe(std::move(p)), side(s) {}
-  ~RingEnd();  // counts a close, which makes this process's senders look for hang-ups
-  RingEnd(const RingEnd&) = delete;
-  RingEnd& operator=(const RingEnd&) = delete;
-
-  ByteQueue& tx() const noexcept { return pipe->ring[side]; }
-  ByteQueue& rx() const noexcept { return pipe->ring[1 - side]; }
-  PipeDirection& tx_control() const noexcept { return pipe->control->direction[side]; }
-  PipeDirection& rx_control() const noexcept { return pipe->control->direction[1 - side]; }
-  int tx_wake_fd() const noexcept { return pipe->wake_fd[side]; }
-  int rx_wake_fd() const noexcept { return pipe->wake_fd[1 - side]; }
 };
 
 }  // namespace xproc::detail
