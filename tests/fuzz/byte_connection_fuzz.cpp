@@ -76,7 +76,7 @@ class Oracle {
 
 constexpr size_t kMaxMessage = size_t{1} << 30;  // ConnectionOptions' default
 // What recv may allocate whatever the stream claims: its read buffer and one step of a
-// large message's growth (byte_connection.cpp), beside what actually arrived.
+// large message's growth (stream_transport.cpp), beside what actually arrived.
 constexpr size_t kAllocationAllowance = (16u << 20) + (64u << 10) + 4096;
 
 }  // namespace
