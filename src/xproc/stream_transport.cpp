@@ -269,13 +269,13 @@ bool StreamTransport::read_exact(std::byte* out, size_t n, bool eof_ok) {
 ssize_t StreamTransport::read_into_buffer() {
   // poll() rather than a non-waiting recv(): a socket's send() takes the same lock as
   // recv(), poll() looks at the queue without it.
-  const auto spin_end = std::chrono::steady_clock::now() + std::chrono::nanoseconds(spin_ns_);
+  const auto spin_end = std::chrono::steady_clock::now() + std::chrono::nanoseconds(read_spin_.next(kMaxSpinNs));
   bool ready;
   do {
     pollfd wanted{fd_.get(), POLLIN, 0};
     ready = ::poll(&wanted, 1, 0) > 0;
   } while (!ready && std::chrono::steady_clock::now() < spin_end);
-  spin_ns_ = ready ? std::min(kMaxSpinNs, spin_ns_ * 2) : std::max(kMinSpinNs, spin_ns_ / 2);
+  read_spin_.record(ready, kMaxSpinNs);
   if (nonblocking_ && !ready) wait_until_ready(POLLIN);  // a blocking fd waits in read()
   return ::read(fd_.get(), buffer_.data(), buffer_.size());
 }

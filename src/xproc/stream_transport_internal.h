@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "xproc/byte_transport_internal.h"
+#include "xproc/spin_internal.h"
 
 struct iovec;  // <sys/uio.h>
 
@@ -47,9 +48,9 @@ class StreamTransport final : public ByteTransport {
   int wait_fileno() override { return fd_.get(); }
 
  private:
-  // Bounds of the adaptive spin before a read waits in the kernel.
-  static constexpr int64_t kInitialSpinNs = 20'000;
-  static constexpr int64_t kMinSpinNs = 1'000;
+  // The adaptive spin before a read waits in the kernel: from 20 us, doubled when spinning
+  // found data, halved when not, between 1 us and the ceiling.
+  static constexpr SpinTuning kReadSpin{.initial_ns = 20'000, .floor_ns = 1'000};
   static constexpr int64_t kMaxSpinNs = 50'000;
 
   // Writes all of `iov`, waiting for room (in poll() on a non-blocking fd); the iovecs
@@ -86,7 +87,7 @@ class StreamTransport final : public ByteTransport {
   std::vector<std::byte> buffer_;  // bytes read from the fd but not yet handed out
   size_t buffer_begin_ = 0;
   size_t buffer_end_ = 0;
-  int64_t spin_ns_ = kInitialSpinNs;  // grows when spinning found data, shrinks when not
+  AdaptiveSpin read_spin_{kReadSpin};
   SmallFrame small_;
 };
 

@@ -26,48 +26,35 @@
 namespace xproc::python {
 namespace {
 
-std::string_view name_of(capnp::StructSchema::Field field) {
-  const auto name = field.getProto().getName();
-  return {name.begin(), name.size()};
-}
-
-bool is_struct(capnp::Type type, capnp::StructSchema schema) { return type.isStruct() && type.asStruct() == schema; }
-
-// A list field of `count` elements, the Value or Entry elements written by `write`.
+// A list parameter of `count` elements, the Value or Entry elements written by `write`.
 template <typename Element, typename Write>
-void fill_list(capnp::DynamicStruct::Builder params, capnp::StructSchema::Field field, nb::handle items,
-               Write&& write) {
+void fill_list(capnp::DynamicStruct::Builder params, const rpc::PlannedField& field, nb::handle items, Write&& write) {
   nb::list sequence = nb::list(items);
-  auto list = params.init(field, static_cast<unsigned>(nb::len(sequence))).as<capnp::List<Element>>();
+  auto list = rpc::field_pointer(params, field).initAs<capnp::List<Element>>(static_cast<unsigned>(nb::len(sequence)));
   unsigned i = 0;
   for (nb::handle item : sequence) write(list[i++], item);
 }
 
-void set_from_python(capnp::DynamicStruct::Builder params, capnp::StructSchema::Field field, nb::handle object) {
-  const capnp::Type type = field.getType();
-  const auto value_schema = capnp::Schema::from<schema::Value>();
-  if (is_struct(type, value_schema)) {
-    write_value(object, params.init(field).as<schema::Value>());
-    return;
-  }
-  if (is_struct(type, capnp::Schema::from<schema::Slice>())) {
-    auto slice = params.init(field).as<schema::Slice>();
-    nb::object start = object.attr("start"), stop = object.attr("stop"), step = object.attr("step");
-    slice.setHasStart(!start.is_none());
-    if (!start.is_none()) slice.setStart(nb::cast<int64_t>(start));
-    slice.setHasStop(!stop.is_none());
-    if (!stop.is_none()) slice.setStop(nb::cast<int64_t>(stop));
-    if (!step.is_none()) slice.setStep(nb::cast<int64_t>(step));
-    return;
-  }
-  if (type.isList()) {
-    const capnp::Type element = type.asList().getElementType();
-    if (is_struct(element, value_schema)) {
+void set_from_python(capnp::DynamicStruct::Builder params, const rpc::PlannedField& field, nb::handle object) {
+  switch (field.shape) {
+    case rpc::FieldShape::kValue:
+      write_value(object, rpc::field_pointer(params, field).initAs<schema::Value>());
+      return;
+    case rpc::FieldShape::kSlice: {
+      auto slice = rpc::field_pointer(params, field).initAs<schema::Slice>();
+      nb::object start = object.attr("start"), stop = object.attr("stop"), step = object.attr("step");
+      slice.setHasStart(!start.is_none());
+      if (!start.is_none()) slice.setStart(nb::cast<int64_t>(start));
+      slice.setHasStop(!stop.is_none());
+      if (!stop.is_none()) slice.setStop(nb::cast<int64_t>(stop));
+      if (!step.is_none()) slice.setStep(nb::cast<int64_t>(step));
+      return;
+    }
+    case rpc::FieldShape::kValueList:
       fill_list<schema::Value>(params, field, object,
                                [](schema::Value::Builder out, nb::handle item) { write_value(item, out); });
       return;
-    }
-    if (is_struct(element, capnp::Schema::from<schema::Value::Entry>())) {
+    case rpc::FieldShape::kEntryList: {
       nb::object pairs = nb::isinstance<nb::dict>(object) ? nb::borrow<nb::dict>(object).items() : nb::borrow(object);
       fill_list<schema::Value::Entry>(params, field, pairs, [](schema::Value::Entry::Builder out, nb::handle pair) {
         nb::tuple kv = nb::tuple(pair);
@@ -77,73 +64,38 @@ void set_from_python(capnp::DynamicStruct::Builder params, capnp::StructSchema::
       });
       return;
     }
-  }
-  switch (type.which()) {
-    case capnp::schema::Type::TEXT: {
-      const std::string text = nb::cast<std::string>(object);
-      params.set(field, capnp::Text::Reader(text.c_str(), text.size()));
-      return;
-    }
-    case capnp::schema::Type::DATA: {
+    case rpc::FieldShape::kText: rpc::set_param(params, field, nb::cast<std::string>(object)); return;
+    case rpc::FieldShape::kData: {
       nb::bytes bytes = nb::cast<nb::bytes>(object);
-      params.set(field, capnp::Data::Reader(reinterpret_cast<const kj::byte*>(bytes.c_str()), bytes.size()));
+      rpc::field_pointer(params, field)
+          .setAs<capnp::Data>(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(bytes.c_str()), bytes.size()));
       return;
     }
-    case capnp::schema::Type::BOOL: rpc::set_param(params, field, nb::cast<bool>(object)); return;
-    case capnp::schema::Type::INT8:
-    case capnp::schema::Type::INT16:
-    case capnp::schema::Type::INT32:
-    case capnp::schema::Type::INT64: rpc::set_param(params, field, nb::cast<int64_t>(object)); return;
-    case capnp::schema::Type::UINT8:
-    case capnp::schema::Type::UINT16:
-    case capnp::schema::Type::UINT32:
-    case capnp::schema::Type::UINT64: rpc::set_param(params, field, nb::cast<uint64_t>(object)); return;
-    case capnp::schema::Type::FLOAT32:
-    case capnp::schema::Type::FLOAT64:
-      if (name_of(field) == "timeout") {
-        rpc::set_param(params, field,
-                       object.is_none() ? Timeout() : Timeout(std::chrono::duration<double>(nb::cast<double>(object))));
-      } else {
-        params.set(field, nb::cast<double>(object));
-      }
+    case rpc::FieldShape::kBool: rpc::set_param(params, field, nb::cast<bool>(object)); return;
+    case rpc::FieldShape::kSigned: rpc::set_param(params, field, nb::cast<int64_t>(object)); return;
+    case rpc::FieldShape::kUnsigned: rpc::set_param(params, field, nb::cast<uint64_t>(object)); return;
+    case rpc::FieldShape::kTimeout:
+      rpc::set_param(params, field,
+                     object.is_none() ? Timeout() : Timeout(std::chrono::duration<double>(nb::cast<double>(object))));
       return;
+    case rpc::FieldShape::kFloat: params.set(field.field, nb::cast<double>(object)); return;
     default: break;
   }
-  throw nb::type_error(("parameter '" + std::string(name_of(field)) + "' cannot be given from Python").c_str());
+  throw nb::type_error(("parameter '" + field.name + "' cannot be given from Python").c_str());
 }
 
 void fill(rpc::DynamicCall& call, const nb::tuple& args, const nb::dict& kwargs) {
-  const auto fields = call.positional();
-  if (nb::len(args) > fields.size()) throw nb::type_error("too many arguments");
-  auto give = [&](capnp::StructSchema::Field field, nb::handle object) {
-    set_from_python(call.params(), field, object);
-    call.given(field);
+  const auto& parameters = call.plan().positional;
+  if (nb::len(args) > parameters.size()) throw nb::type_error("too many arguments");
+  auto give = [&](const rpc::PlannedField& parameter, nb::handle object) {
+    set_from_python(call.params(), parameter, object);
+    call.given(parameter);
   };
-  for (size_t i = 0; i < nb::len(args); ++i) give(fields[i], args[i]);
-  for (auto [key, object] : kwargs) {
-    const std::string name = nb::cast<std::string>(key);
-    KJ_IF_MAYBE (field, call.params_schema().findFieldByName(name.c_str())) {
-      give(*field, object);
-    } else {
-      throw nb::type_error(("no parameter '" + name + "'").c_str());
-    }
-  }
+  for (size_t i = 0; i < nb::len(args); ++i) give(parameters[i], args[i]);
+  for (auto [key, object] : kwargs) give(call.plan().parameter_named(nb::cast<std::string>(key)), object);
 }
 
-nb::object to_python(capnp::DynamicValue::Reader value, capnp::Type type, bool as_key) {
-  if (is_struct(type, capnp::Schema::from<schema::Value>())) return read_value(value.as<schema::Value>(), as_key);
-  if (type.isList()) {
-    const capnp::Type element = type.asList().getElementType();
-    nb::list out;
-    if (is_struct(element, capnp::Schema::from<schema::Value::Entry>())) {
-      for (auto entry : value.as<capnp::List<schema::Value::Entry>>()) {
-        out.append(nb::make_tuple(read_value(entry.getKey(), true), read_value(entry.getValue())));
-      }
-      return out;
-    }
-    for (auto item : value.as<capnp::DynamicList>()) out.append(to_python(item, element, as_key));
-    return out;
-  }
+nb::object to_python(capnp::DynamicValue::Reader value, bool as_key) {
   switch (value.getType()) {
     case capnp::DynamicValue::VOID: return nb::none();
     case capnp::DynamicValue::BOOL: return nb::bool_(value.as<bool>());
@@ -164,21 +116,43 @@ nb::object to_python(capnp::DynamicValue::Reader value, capnp::Type type, bool a
       }
       return nb::int_(value.as<capnp::DynamicEnum>().getRaw());
     }
+    case capnp::DynamicValue::LIST: {
+      nb::list out;
+      for (auto item : value.as<capnp::DynamicList>()) out.append(to_python(item, as_key));
+      return out;
+    }
     default: break;
   }
   throw nb::type_error("a result Python cannot hold");
 }
 
-nb::object results_to_python(capnp::DynamicStruct::Reader results) {
-  auto fields = results.getSchema().getFields();
-  auto field_value = [&](capnp::StructSchema::Field field) {
-    const std::string_view name = name_of(field);
-    return to_python(results.get(field), field.getType(), name == "key" || name == "keys");
-  };
-  if (fields.size() == 0) return nb::none();
-  if (fields.size() == 1) return field_value(fields[0]);
+nb::object result_to_python(capnp::DynamicStruct::Reader results, const rpc::PlannedField& result) {
+  switch (result.shape) {
+    case rpc::FieldShape::kValue:
+      return read_value(rpc::field_pointer(results, result).getAs<schema::Value>(), result.is_key);
+    case rpc::FieldShape::kValueList: {
+      nb::list out;
+      for (auto item : rpc::field_pointer(results, result).getAs<capnp::List<schema::Value>>()) {
+        out.append(read_value(item, result.is_key));
+      }
+      return out;
+    }
+    case rpc::FieldShape::kEntryList: {
+      nb::list out;
+      for (auto entry : rpc::field_pointer(results, result).getAs<capnp::List<schema::Value::Entry>>()) {
+        out.append(nb::make_tuple(read_value(entry.getKey(), true), read_value(entry.getValue())));
+      }
+      return out;
+    }
+    default: return to_python(results.get(result.field), result.is_key);
+  }
+}
+
+nb::object results_to_python(capnp::DynamicStruct::Reader reply, const std::vector<rpc::PlannedField>& results) {
+  if (results.empty()) return nb::none();
+  if (results.size() == 1) return result_to_python(reply, results[0]);
   nb::list out;
-  for (auto field : fields) out.append(field_value(field));
+  for (const auto& result : results) out.append(result_to_python(reply, result));
   return nb::tuple(out);
 }
 
@@ -219,9 +193,12 @@ nb::object remote_object(schema::Kind kind, std::shared_ptr<const rpc::ObjectRef
 
 nb::object RemoteObject::call(const std::string& method, const nb::tuple& args, const nb::dict& kwargs) const {
   std::optional<rpc::DynamicCall> request;
-  {
-    nb::gil_scoped_release unlocked;  // may connect first
-    request.emplace(ref, interface, method);
+  const auto& plan = rpc::plan_of(interface, method);
+  if (rpc::has_connection(*ref->endpoint)) {
+    request.emplace(ref, plan);
+  } else {
+    nb::gil_scoped_release unlocked;  // connects first
+    request.emplace(ref, plan);
   }
   fill(*request, args, kwargs);
   capnp::DynamicStruct::Reader results;
@@ -229,7 +206,7 @@ nb::object RemoteObject::call(const std::string& method, const nb::tuple& args, 
     nb::gil_scoped_release unlocked;
     results = request->send();
   }
-  return results_to_python(results);
+  return results_to_python(results, request->plan().results);
 }
 
 void fill_call(rpc::DynamicCall& call, const nb::tuple& args, const nb::dict& kwargs) { fill(call, args, kwargs); }

@@ -223,6 +223,12 @@ ClientConnection& connection_for(const Endpoint& endpoint, Transport transport) 
   return find_or_connect<EventLoopConnections>(loop, endpoint, transport);
 }
 
+bool has_connection(const Endpoint& endpoint) {
+  const auto& table = thread_loop().slot<DirectConnections>();
+  const auto found = table.find(endpoint.serial);
+  return found != table.end() && found->second != nullptr;
+}
+
 void drop_connection(const Endpoint& endpoint) {
   auto& loop = thread_loop();
   loop.slot<DirectConnections>().erase(endpoint.serial);

@@ -100,6 +100,10 @@ class ClientConnection {
 
 // This thread's connection to `endpoint` over `transport`, connecting if there is none.
 ClientConnection& connection_for(const Endpoint& endpoint, Transport transport = Transport::kDirect);
+// Whether this thread is connected to `endpoint` (for blocking calls), so that a call
+// would not connect first: a caller holding a lock others wait for (Python's GIL) keeps it
+// for a call that cannot block before it sends.
+bool has_connection(const Endpoint& endpoint);
 // Forgets this thread's connections to `endpoint` (after one broke): the next call
 // reconnects.
 void drop_connection(const Endpoint& endpoint);

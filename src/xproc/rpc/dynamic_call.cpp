@@ -12,14 +12,6 @@
 namespace xproc::rpc {
 namespace {
 
-capnp::InterfaceSchema::Method method_named(capnp::InterfaceSchema interface, std::string_view name) {
-  const std::string text(name);
-  KJ_IF_MAYBE (method, interface.findMethodByName(text.c_str())) {
-    return *method;
-  }
-  throw AttributeError("'" + std::string(interface.getShortDisplayName().cStr()) + "' has no method '" + text + "'");
-}
-
 // Runs `body` on this thread's connection to `endpoint`: kj's errors as xproc's, and a
 // dropped connection forgotten so that the next call reconnects.
 template <typename Body>
@@ -32,41 +24,28 @@ auto on_connection(const Endpoint& endpoint, Body&& body) {
   }
 }
 
-capnp::Request<capnp::DynamicStruct, capnp::DynamicStruct> object_request(const std::shared_ptr<const ObjectRef>& ref,
-                                                                          capnp::InterfaceSchema interface,
-                                                                          std::string_view method) {
-  const auto schema_method = method_named(interface, method);
-  return on_connection(*ref->endpoint, [&](ClientConnection& connection) {
-    return connection.object(ref).castAs<capnp::DynamicCapability>(interface).newRequest(schema_method);
-  });
-}
-
-capnp::Request<capnp::DynamicStruct, capnp::DynamicStruct> manager_request(const Endpoint& endpoint,
-                                                                           std::string_view method) {
-  const auto interface = capnp::Schema::from<schema::Manager>();
-  const auto schema_method = method_named(interface, method);
-  return on_connection(endpoint, [&](ClientConnection& connection) {
-    return connection.manager().castAs<capnp::DynamicCapability>(interface).newRequest(schema_method);
-  });
-}
+// The first segment of a request: room for the call's header and small parameters. Larger
+// parameters grow the message; without a hint it would start at 2 KiB, zeroed per call.
+constexpr capnp::MessageSize kRequestWords{32, 0};
 
 std::string_view name_of(capnp::StructSchema::Field field) {
   const auto name = field.getProto().getName();
   return {name.begin(), name.size()};
 }
 
-// The `hasX` flag of parameter `x`, if the schema has one.
-kj::Maybe<capnp::StructSchema::Field> flag_of(capnp::StructSchema params, capnp::StructSchema::Field field) {
-  std::string flag = "has" + std::string(name_of(field));
-  flag[3] = static_cast<char>(std::toupper(static_cast<unsigned char>(flag[3])));
-  return params.findFieldByName(flag.c_str());
+// A parameter given a C++ argument of another type than its own.
+void expect_shape(const PlannedField& field, FieldShape shape) {
+  if (field.shape != shape) throw TypeError("parameter '" + field.name + "' has another type");
 }
 
 // Sets `field` from a DynamicValue, with Cap'n Proto's range check as ValueError.
 void set_checked(capnp::DynamicStruct::Builder params, capnp::StructSchema::Field field,
                  capnp::DynamicValue::Reader value) {
-  detail::translating_kj(ErrorKind::kValueError,
-                         "argument '" + std::string(name_of(field)) + "': ", [&] { params.set(field, value); });
+  try {
+    params.set(field, value);
+  } catch (const kj::Exception& e) {
+    detail::rethrow_kj(e, ErrorKind::kValueError, "argument '" + std::string(name_of(field)) + "': ");
+  }
 }
 
 }  // namespace
@@ -103,78 +82,60 @@ double wire_timeout(const Timeout& timeout) {
   return timeout->count();
 }
 
-DynamicCall::DynamicCall(const std::shared_ptr<const ObjectRef>& ref, capnp::InterfaceSchema interface,
-                         std::string_view method)
-    : endpoint_(*ref->endpoint), request_(object_request(ref, interface, method)) {
-  params_schema_ = request_.getSchema();
+DynamicCall::DynamicCall(const Endpoint& endpoint, const MethodPlan& plan, capnp::Capability::Client target)
+    : endpoint_(endpoint),
+      plan_(plan),
+      request_(target.typelessRequest(plan.interface_id, plan.ordinal, kRequestWords)),
+      params_(request_.initAsAnyStruct(plan.params_size.data, plan.params_size.pointers)
+                  .as<capnp::DynamicStruct>(plan.params)) {
+  KJ_IF_MAYBE (owner, plan.owner) {
+    params_.set(*owner, owner_tag());
+  }
+}
+
+DynamicCall::DynamicCall(const std::shared_ptr<const ObjectRef>& ref, const MethodPlan& plan)
+    : DynamicCall(*ref->endpoint, plan,
+                  on_connection(*ref->endpoint, [&](ClientConnection& connection) { return connection.object(ref); })) {
 }
 
 DynamicCall::DynamicCall(const Endpoint& endpoint, std::string_view method)
-    : endpoint_(endpoint), request_(manager_request(endpoint, method)) {
-  params_schema_ = request_.getSchema();
-}
-
-std::vector<capnp::StructSchema::Field> DynamicCall::positional() const {
-  std::vector<capnp::StructSchema::Field> out;
-  for (auto field : params_schema_.getFields()) {
-    const std::string_view name = name_of(field);
-    if (name == "owner") continue;
-    if (name.size() > 3 && name.starts_with("has") && std::isupper(static_cast<unsigned char>(name[3]))) {
-      std::string flagged(name.substr(3));
-      flagged[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(flagged[0])));
-      if (params_schema_.findFieldByName(flagged.c_str()) != nullptr) continue;
-    }
-    out.push_back(field);
-  }
-  return out;
-}
-
-capnp::StructSchema::Field DynamicCall::field_named(std::string_view name) const {
-  const std::string text(name);
-  KJ_IF_MAYBE (field, params_schema_.findFieldByName(text.c_str())) {
-    return *field;
-  }
-  throw TypeError("no parameter '" + std::string(name) + "'");
-}
-
-void DynamicCall::mark_given(capnp::StructSchema::Field field) {
-  KJ_IF_MAYBE (flag, flag_of(params_schema_, field)) {
-    request_.set(*flag, true);
-  }
-}
-
-void DynamicCall::fill_owner() {
-  KJ_IF_MAYBE (owner, params_schema_.findFieldByName("owner")) {
-    if (request_.get(*owner).as<uint64_t>() == 0) request_.set(*owner, owner_tag());
-  }
-}
+    : DynamicCall(endpoint, plan_of(capnp::Schema::from<schema::Manager>(), method),
+                  on_connection(endpoint, [](ClientConnection& connection) -> capnp::Capability::Client {
+                    return connection.manager();
+                  })) {}
 
 capnp::DynamicStruct::Reader DynamicCall::send() {
-  fill_owner();
   auto& loop = thread_loop();
   try {
     response_.emplace(request_.send().wait(loop.wait_scope()));
+    return response_->getAs<capnp::DynamicStruct>(plan_.results_schema);
   } catch (const kj::Exception& e) {
     if (e.getType() == kj::Exception::Type::DISCONNECTED) drop_connection(endpoint_);
     rethrow_local(e);
   }
-  return *response_;
 }
 
-void set_param(capnp::DynamicStruct::Builder params, capnp::StructSchema::Field field, const Value& value) {
-  value.to_capnp(params.init(field).as<schema::Value>());
+void set_param(capnp::DynamicStruct::Builder params, const PlannedField& field, const Value& value) {
+  expect_shape(field, FieldShape::kValue);
+  value.to_capnp(field_pointer(params, field).initAs<schema::Value>());
 }
 
-void set_param(capnp::DynamicStruct::Builder params, capnp::StructSchema::Field field, const Value::List& values) {
-  write_values(params.init(field, static_cast<unsigned>(values.size())).as<capnp::List<schema::Value>>(), values);
+void set_param(capnp::DynamicStruct::Builder params, const PlannedField& field, const Value::List& values) {
+  expect_shape(field, FieldShape::kValueList);
+  write_values(field_pointer(params, field).initAs<capnp::List<schema::Value>>(static_cast<unsigned>(values.size())),
+               values);
 }
 
-void set_param(capnp::DynamicStruct::Builder params, capnp::StructSchema::Field field, const ValueMap& items) {
-  write_entries(params.init(field, static_cast<unsigned>(items.size())).as<capnp::List<schema::Value::Entry>>(), items);
+void set_param(capnp::DynamicStruct::Builder params, const PlannedField& field, const ValueMap& items) {
+  expect_shape(field, FieldShape::kEntryList);
+  write_entries(
+      field_pointer(params, field).initAs<capnp::List<schema::Value::Entry>>(static_cast<unsigned>(items.size())),
+      items);
 }
 
-void set_param(capnp::DynamicStruct::Builder params, capnp::StructSchema::Field field, const Slice& slice) {
-  auto builder = params.init(field).as<schema::Slice>();
+void set_param(capnp::DynamicStruct::Builder params, const PlannedField& field, const Slice& slice) {
+  expect_shape(field, FieldShape::kSlice);
+  auto builder = field_pointer(params, field).initAs<schema::Slice>();
   builder.setHasStart(slice.start.has_value());
   builder.setStart(slice.start.value_or(0));
   builder.setHasStop(slice.stop.has_value());
@@ -182,25 +143,28 @@ void set_param(capnp::DynamicStruct::Builder params, capnp::StructSchema::Field 
   builder.setStep(slice.step);
 }
 
-void set_param(capnp::DynamicStruct::Builder params, capnp::StructSchema::Field field, std::string_view text) {
-  const std::string terminated(text);  // Cap'n Proto's Text is NUL-terminated
-  set_checked(params, field, capnp::Text::Reader(terminated.c_str(), terminated.size()));
+void set_param(capnp::DynamicStruct::Builder params, const PlannedField& field, std::string_view text) {
+  expect_shape(field, FieldShape::kText);
+  // Text is NUL-terminated on the wire; initAs reserves the terminator.
+  auto out = field_pointer(params, field).initAs<capnp::Text>(static_cast<unsigned>(text.size()));
+  std::copy(text.begin(), text.end(), out.begin());
 }
 
-void set_param(capnp::DynamicStruct::Builder params, capnp::StructSchema::Field field, const Timeout& timeout) {
-  set_checked(params, field, wire_timeout(timeout));
+void set_param(capnp::DynamicStruct::Builder params, const PlannedField& field, const Timeout& timeout) {
+  expect_shape(field, FieldShape::kTimeout);
+  set_checked(params, field.field, wire_timeout(timeout));
 }
 
-void set_param(capnp::DynamicStruct::Builder params, capnp::StructSchema::Field field, bool flag) {
-  set_checked(params, field, flag);
+void set_param(capnp::DynamicStruct::Builder params, const PlannedField& field, bool flag) {
+  set_checked(params, field.field, flag);
 }
 
-void set_param(capnp::DynamicStruct::Builder params, capnp::StructSchema::Field field, int64_t number) {
-  set_checked(params, field, number);
+void set_param(capnp::DynamicStruct::Builder params, const PlannedField& field, int64_t number) {
+  set_checked(params, field.field, number);
 }
 
-void set_param(capnp::DynamicStruct::Builder params, capnp::StructSchema::Field field, uint64_t number) {
-  set_checked(params, field, number);
+void set_param(capnp::DynamicStruct::Builder params, const PlannedField& field, uint64_t number) {
+  set_checked(params, field.field, number);
 }
 
 Value value_of(capnp::DynamicValue::Reader field) { return Value::from_capnp(field.as<schema::Value>()); }
@@ -226,7 +190,7 @@ std::string_view factory_of(schema::Kind kind) {
 std::shared_ptr<const ObjectRef> make_object(const std::shared_ptr<const Endpoint>& endpoint, schema::Kind kind,
                                              DynamicCall factory_call) {
   Reply reply(std::move(factory_call));
-  const auto fields = reply.fields();
+  const auto& fields = reply.fields();
   // Each factory answers the object's capability first, then its id.
   auto capability = reply[fields[0]].as<capnp::DynamicCapability>();
   auto ref = std::make_shared<const ObjectRef>(ObjectRef{endpoint, reply["id"].as<uint64_t>(), kind, 0});
@@ -237,10 +201,25 @@ std::shared_ptr<const ObjectRef> make_object(const std::shared_ptr<const Endpoin
   return ref;
 }
 
+capnp::DynamicValue::Reader Reply::operator[](std::string_view field) const {
+  for (const auto& result : fields()) {
+    if (result.name == field) return results_.get(result.field);
+  }
+  throw TypeError(call_.plan().name + "() has no result '" + std::string(field) + "'");
+}
+
+Value Reply::value() const {
+  const auto& results = fields();
+  if (results.size() != 1 || results[0].shape != FieldShape::kValue) {
+    throw TypeError(call_.plan().name + "() does not answer one Value");
+  }
+  return Value::from_capnp(field_pointer(results_, results[0]).getAs<schema::Value>());
+}
+
 capnp::DynamicValue::Reader Reply::only() const {
-  auto fields = results_.getSchema().getFields();
-  if (fields.size() != 1) throw TypeError("the reply has " + std::to_string(fields.size()) + " fields, not one");
-  return results_.get(fields[0]);
+  const auto& results = fields();
+  if (results.size() != 1) throw TypeError("the reply has " + std::to_string(results.size()) + " fields, not one");
+  return results_.get(results[0].field);
 }
 
 }  // namespace xproc::rpc

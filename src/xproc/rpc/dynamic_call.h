@@ -24,6 +24,7 @@
 #include "xproc/manager.capnp.h"
 #include "xproc/manager_proxies.h"  // Slice
 #include "xproc/rpc/client_connection.h"
+#include "xproc/rpc/method_plan.h"
 #include "xproc/timeout.h"
 #include "xproc/value.h"
 
@@ -41,25 +42,25 @@ uint64_t owner_tag();
 double wire_timeout(const Timeout& timeout);
 
 // C++ arguments as parameters.
-void set_param(capnp::DynamicStruct::Builder params, capnp::StructSchema::Field field, const Value& value);
-void set_param(capnp::DynamicStruct::Builder params, capnp::StructSchema::Field field, const Value::List& values);
-void set_param(capnp::DynamicStruct::Builder params, capnp::StructSchema::Field field, const ValueMap& items);
-void set_param(capnp::DynamicStruct::Builder params, capnp::StructSchema::Field field, const Slice& slice);
-void set_param(capnp::DynamicStruct::Builder params, capnp::StructSchema::Field field, std::string_view text);
-void set_param(capnp::DynamicStruct::Builder params, capnp::StructSchema::Field field, const Timeout& timeout);
-void set_param(capnp::DynamicStruct::Builder params, capnp::StructSchema::Field field, bool flag);
-void set_param(capnp::DynamicStruct::Builder params, capnp::StructSchema::Field field, int64_t number);
-void set_param(capnp::DynamicStruct::Builder params, capnp::StructSchema::Field field, uint64_t number);
-inline void set_param(capnp::DynamicStruct::Builder params, capnp::StructSchema::Field field, const char* text) {
+void set_param(capnp::DynamicStruct::Builder params, const PlannedField& field, const Value& value);
+void set_param(capnp::DynamicStruct::Builder params, const PlannedField& field, const Value::List& values);
+void set_param(capnp::DynamicStruct::Builder params, const PlannedField& field, const ValueMap& items);
+void set_param(capnp::DynamicStruct::Builder params, const PlannedField& field, const Slice& slice);
+void set_param(capnp::DynamicStruct::Builder params, const PlannedField& field, std::string_view text);
+void set_param(capnp::DynamicStruct::Builder params, const PlannedField& field, const Timeout& timeout);
+void set_param(capnp::DynamicStruct::Builder params, const PlannedField& field, bool flag);
+void set_param(capnp::DynamicStruct::Builder params, const PlannedField& field, int64_t number);
+void set_param(capnp::DynamicStruct::Builder params, const PlannedField& field, uint64_t number);
+inline void set_param(capnp::DynamicStruct::Builder params, const PlannedField& field, const char* text) {
   set_param(params, field, std::string_view(text));
 }
-inline void set_param(capnp::DynamicStruct::Builder params, capnp::StructSchema::Field field, const std::string& text) {
+inline void set_param(capnp::DynamicStruct::Builder params, const PlannedField& field, const std::string& text) {
   set_param(params, field, std::string_view(text));
 }
 template <typename Integer>
 requires std::is_integral_v<Integer> &&
-    (!std::is_same_v<Integer, bool>)void set_param(capnp::DynamicStruct::Builder params,
-                                                   capnp::StructSchema::Field field, Integer number) {
+    (!std::is_same_v<Integer, bool>)void set_param(capnp::DynamicStruct::Builder params, const PlannedField& field,
+                                                   Integer number) {
   if constexpr (std::is_signed_v<Integer>) {
     set_param(params, field, static_cast<int64_t>(number));
   } else {
@@ -69,35 +70,41 @@ requires std::is_integral_v<Integer> &&
 
 class DynamicCall {
  public:
-  // A call of `method` of `interface` on `ref`'s object, on this thread's connection to
-  // its manager. AttributeError when the interface has no such method.
-  DynamicCall(const std::shared_ptr<const ObjectRef>& ref, capnp::InterfaceSchema interface, std::string_view method);
+  // A call of `plan`'s method on `ref`'s object, on this thread's connection to its
+  // manager.
+  DynamicCall(const std::shared_ptr<const ObjectRef>& ref, const MethodPlan& plan);
+  // A call of `method` of `interface` on `ref`'s object. AttributeError when the interface
+  // has no such method.
+  DynamicCall(const std::shared_ptr<const ObjectRef>& ref, capnp::InterfaceSchema interface, std::string_view method)
+      : DynamicCall(ref, plan_of(interface, method)) {}
   // A call of the Manager's own method `method` (a factory, lookup, names ...).
   DynamicCall(const Endpoint& endpoint, std::string_view method);
 
   DynamicCall(DynamicCall&&) = default;
   DynamicCall& operator=(DynamicCall&&) = delete;
 
-  capnp::StructSchema params_schema() const { return params_schema_; }
-  capnp::DynamicStruct::Builder params() { return request_; }
+  const MethodPlan& plan() const { return plan_; }
+  capnp::DynamicStruct::Builder params() { return params_; }
 
-  // Sets parameter `field` from a C++ argument (see set_param below); a field that has a
-  // `hasX` partner gets it set too.
+  // Sets `parameter` from a C++ argument (see set_param above), and its `hasX` flag if it
+  // has one.
   template <typename Arg>
-  DynamicCall& set(capnp::StructSchema::Field field, const Arg& arg) {
-    set_param(request_, field, arg);
-    mark_given(field);
+  DynamicCall& set(const PlannedField& parameter, const Arg& arg) {
+    set_param(params_, parameter, arg);
+    given(parameter);
     return *this;
   }
   template <typename Arg>
-  DynamicCall& set(std::string_view field, const Arg& arg) {
-    return set(field_named(field), arg);
+  DynamicCall& set(std::string_view parameter, const Arg& arg) {
+    return set(plan_.parameter_named(parameter), arg);
   }
-  // Records that parameter `field` was given (sets its `hasX` flag, if it has one), for a
-  // caller that filled params() itself.
-  void given(capnp::StructSchema::Field field) { mark_given(field); }
-  // The parameters a caller gives in order: every field but `owner` and the `hasX` flags.
-  std::vector<capnp::StructSchema::Field> positional() const;
+  // Records that `parameter` was given (sets its `hasX` flag, if it has one), for a caller
+  // that filled params() itself.
+  void given(const PlannedField& parameter) {
+    KJ_IF_MAYBE (flag, parameter.flag) {
+      params_.set(*flag, true);
+    }
+  }
 
   // Sends the call and waits for the reply (polling within the endpoint's spin first);
   // remote errors as xproc errors, a dropped connection as ConnectionError (the next call
@@ -105,14 +112,13 @@ class DynamicCall {
   capnp::DynamicStruct::Reader send();
 
  private:
-  capnp::StructSchema::Field field_named(std::string_view name) const;
-  void mark_given(capnp::StructSchema::Field field);
-  void fill_owner();
+  DynamicCall(const Endpoint& endpoint, const MethodPlan& plan, capnp::Capability::Client target);
 
   const Endpoint& endpoint_;
-  capnp::StructSchema params_schema_;
-  capnp::Request<capnp::DynamicStruct, capnp::DynamicStruct> request_;
-  std::optional<capnp::Response<capnp::DynamicStruct>> response_;
+  const MethodPlan& plan_;
+  capnp::Request<capnp::AnyPointer, capnp::AnyPointer> request_;
+  capnp::DynamicStruct::Builder params_;
+  std::optional<capnp::Response<capnp::AnyPointer>> response_;
 };
 
 // The reply's fields as C++ values.
@@ -133,14 +139,13 @@ std::shared_ptr<const ObjectRef> make_object(const std::shared_ptr<const Endpoin
 class Reply {
  public:
   explicit Reply(DynamicCall call) : call_(std::move(call)), results_(call_.send()) {}
-  capnp::DynamicValue::Reader operator[](std::string_view field) const {
-    return results_.get(std::string(field).c_str());
-  }
-  capnp::DynamicValue::Reader operator[](capnp::StructSchema::Field field) const { return results_.get(field); }
-  capnp::StructSchema::FieldList fields() const { return results_.getSchema().getFields(); }
+  capnp::DynamicValue::Reader operator[](std::string_view field) const;
+  capnp::DynamicValue::Reader operator[](const PlannedField& field) const { return results_.get(field.field); }
+  // The reply's only field, a Value, read without the schema (what most calls answer).
+  Value value() const;
+  const std::vector<PlannedField>& fields() const { return call_.plan().results; }
   // The only field of the reply (most methods have one).
   capnp::DynamicValue::Reader only() const;
-  Value value() const { return value_of(only()); }
 
  private:
   DynamicCall call_;
@@ -152,7 +157,7 @@ class Reply {
 template <typename Interface, typename... Args>
 Reply call(const std::shared_ptr<const ObjectRef>& ref, std::string_view method, const Args&... args) {
   DynamicCall request(ref, capnp::Schema::from<Interface>(), method);
-  const auto fields = request.positional();
+  const auto& fields = request.plan().positional;
   if (sizeof...(Args) > fields.size()) throw TypeError(std::string(method) + "() given too many arguments");
   [[maybe_unused]] size_t i = 0;
   [[maybe_unused]] auto give = [&](const auto& arg) {
@@ -174,7 +179,7 @@ template <typename... Args>
 std::shared_ptr<const ObjectRef> make_object(const std::shared_ptr<const Endpoint>& endpoint, schema::Kind kind,
                                              std::string_view name, const Args&... args) {
   DynamicCall request(*endpoint, factory_of(kind));
-  const auto fields = request.positional();  // registeredName, then the object's own
+  const auto& fields = request.plan().positional;  // registeredName, then the object's own
   if (sizeof...(Args) + 1 > fields.size())
     throw TypeError(std::string(factory_of(kind)) + "() given too many arguments");
   request.set(fields[0], name);
