@@ -85,7 +85,8 @@ TEST(MethodPlanTest, AnArgumentOfAnotherTypeIsATypeErrorAndWritesNothing) {
   const auto& value = plan_of(capnp::Schema::from<schema::Manager>(), "value");
   ASSERT_EQ(names_of(value.positional), (std::vector<std::string>{"registeredName", "typecode", "initial"}));
   capnp::MallocMessageBuilder message;
-  auto params = message.getRoot<capnp::AnyPointer>().initAsAnyStruct(value.params_size.data, value.params_size.pointers)
+  auto params = message.getRoot<capnp::AnyPointer>()
+                    .initAsAnyStruct(value.params_size.data, value.params_size.pointers)
                     .as<capnp::DynamicStruct>(value.params);
   EXPECT_THROW(set_param(params, value.positional[1], Value(int64_t{1})), TypeError);  // typecode is Text
   EXPECT_THROW(set_param(params, value.positional[2], std::string_view("i")), TypeError);

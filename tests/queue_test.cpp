@@ -301,17 +301,17 @@ TEST(QueueTest, OpeningNonQueueSegmentThrowsValueError) {
 }
 
 TEST(QueueTest, TooSmallShmFailsAtCreationAndLeavesNothing) {
-  // A private mount namespace with a 1 MiB /dev/shm: creating an 8 MiB queue must fail
-  // cleanly at creation (not SIGBUS later) and leave no segment.
+  // A private mount namespace with a 1 MiB /dev/shm: creating a queue that preallocates
+  // 8 MiB must fail cleanly at creation (not SIGBUS later) and leave no segment.
   const pid_t child = fork();
   if (child == 0) {
     if (unshare(CLONE_NEWNS) != 0) _exit(10);
     if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) _exit(11);
     if (mount("tmpfs", "/dev/shm", "tmpfs", 0, "size=1m") != 0) _exit(12);
     try {
-      ByteQueue::create("tiny-shm-test", QueueOptions{.capacity_bytes = 8u << 20});
+      ByteQueue::create("tiny-shm-test", QueueOptions{.capacity_bytes = 8u << 20, .reserved_bytes = 8u << 20});
       _exit(20);
-    } catch (const xproc::OSError& e) {
+    } catch (const xproc::MemoryError& e) {
       if (std::strstr(e.what(), "/dev/shm") == nullptr) _exit(21);
     } catch (...) {
       _exit(22);
@@ -322,6 +322,60 @@ TEST(QueueTest, TooSmallShmFailsAtCreationAndLeavesNothing) {
   EXPECT_EQ(xproc::testing::wait_exit_code(child), 0)
       << "10-12: could not set up a small tmpfs (needs root); 20: no error; 21/22: wrong error; "
          "23: segment left behind";
+}
+
+TEST(QueueTest, GrowthPastWhatShmHoldsIsAMemoryErrorAtThePutAndChangesNothing) {
+  // A 4 MiB /dev/shm: a named queue takes 256 KiB at creation and grows with what waits;
+  // the put that would need more than /dev/shm has fails with MemoryError, the messages
+  // already in the queue and later puts are unaffected, and draining gives memory back.
+  const pid_t child = fork();
+  if (child == 0) {
+    if (unshare(CLONE_NEWNS) != 0) _exit(10);
+    if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) _exit(11);
+    if (mount("tmpfs", "/dev/shm", "tmpfs", 0, "size=4m") != 0) _exit(12);
+    try {
+      auto q = ByteQueue::create("growth-test", QueueOptions{});
+      if (q.info().bytes_reserved > (256u << 10)) _exit(20);
+      const std::string mib(1u << 20, 'x');
+      q.put_bytes(bytes(mib));
+      q.put_bytes(bytes(mib));
+      try {
+        q.put_bytes(bytes(std::string(3u << 20, 'y')));
+        _exit(21);
+      } catch (const xproc::MemoryError&) {
+      }
+      if (q.qsize() != 2 || text(q.get_bytes()) != mib) _exit(22);
+      q.put_bytes(bytes("after"));
+      if (text(q.get_bytes()) != mib || text(q.get_bytes()) != "after") _exit(23);
+      if (q.info().bytes_reserved > (256u << 10)) _exit(24);  // drained: back to what it keeps
+      ByteQueue::remove("growth-test");
+    } catch (...) {
+      _exit(30);
+    }
+    _exit(0);
+  }
+  EXPECT_EQ(xproc::testing::wait_exit_code(child), 0)
+      << "10-12: could not set up a small tmpfs (needs root); 20: too much reserved at creation; 21: no "
+         "MemoryError; 22/23: messages changed; 24: memory not given back; 30: unexpected error";
+}
+
+TEST(QueueTest, UnboundedQueueTakesManyMegabytesWithoutAConsumerAndGivesThemBack) {
+  ByteQueue q;  // maxsize 0: a put never waits for room while memory allows
+  const std::string chunk(256u << 10, 'z');
+  for (int i = 0; i < 200; ++i) ASSERT_TRUE(q.try_put_bytes(bytes(chunk + std::to_string(i)), 0s)) << i;
+  EXPECT_GE(q.info().bytes_reserved, 50u << 20);
+  for (int i = 0; i < 200; ++i) ASSERT_EQ(text(q.get_bytes()), chunk + std::to_string(i));
+  EXPECT_LE(q.info().bytes_reserved, 256u << 10);
+}
+
+TEST(QueueTest, MessagesOfManyMegabytesTravelWhole) {
+  ByteQueue q;
+  std::string big(100u << 20, '\0');
+  for (size_t i = 0; i < big.size(); i += 4096) big[i] = static_cast<char>(i / 4096);
+  q.put_bytes(bytes(big));
+  q.put_bytes(bytes("small after"));
+  EXPECT_EQ(text(q.get_bytes()), big);
+  EXPECT_EQ(text(q.get_bytes()), "small after");
 }
 
 TEST(QueueTest, NegativeTimeoutThrowsValueError) {

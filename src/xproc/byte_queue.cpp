@@ -86,6 +86,16 @@ size_t ring_capacity(const QueueOptions& options) {
   return round_up8(options.capacity_bytes);
 }
 
+// Ring bytes an idle queue keeps: with the header, 256 KiB.
+constexpr size_t kDefaultReservedBytes = (size_t{256} << 10) - detail::kRingOffset;
+// Growth beyond them is reserved in steps of at least this much.
+constexpr size_t kGrowthStep = size_t{1} << 20;
+
+size_t base_bytes(const QueueOptions& options, size_t capacity) {
+  const size_t wanted = options.reserved_bytes != 0 ? round_up8(options.reserved_bytes) : kDefaultReservedBytes;
+  return std::min(wanted, capacity);
+}
+
 size_t max_message(const QueueOptions& options, size_t capacity) {
   // A record of up to capacity/2 always fits once the ring drains, wherever the tail is.
   const size_t limit = capacity / 2 - sizeof(RecordHeader);
@@ -97,7 +107,8 @@ size_t max_message(const QueueOptions& options, size_t capacity) {
 
 QueueShape shape_of(const QueueOptions& options, uint64_t schema_id, QueueKind kind) {
   const size_t capacity = ring_capacity(options);
-  return QueueShape::make(kind, schema_id, capacity, max_message(options, capacity), options.maxsize);
+  return QueueShape::make(kind, schema_id, capacity, base_bytes(options, capacity), max_message(options, capacity),
+                          options.maxsize);
 }
 
 void initialise(QueueHeader* h, const QueueShape& shape) {
@@ -105,6 +116,8 @@ void initialise(QueueHeader* h, const QueueShape& shape) {
   h->kind = shape.kind;
   h->schema_id = shape.schema_id;
   h->capacity = shape.capacity;
+  h->base = shape.base;
+  h->reserved_end.store(shape.base, std::memory_order_relaxed);
   h->max_message = shape.max_message;
   h->maxsize = shape.maxsize;
   timespec now{};
@@ -222,14 +235,20 @@ size_t messages_between(const QueueShape& shape, Position head, Position tail) {
   return n > 0 ? std::min<size_t>(static_cast<size_t>(n), shape.max_messages) : 0;
 }
 
-// Whether at least half the queue is in use, by messages or by bytes.
+// The ring bytes that hold memory now, [0, end): the producers' growth says, within the
+// shape's bounds whatever another process wrote there.
+uint64_t reserved_ring(const QueueState& s) {
+  return std::clamp<uint64_t>(s.header->reserved_end.load(std::memory_order_relaxed), s.shape.base, s.shape.capacity);
+}
+
+// Whether at least half the queue is in use, by messages or by the bytes it holds now.
 bool half_full(const QueueState& s) {
   const Position head = load(s.header->head);
   const Position tail = load(s.header->tail);
   const uint64_t messages = distance(head, tail);
   const QueueShape& shape = s.shape;
-  return (shape.maxsize != 0 && 2 * messages >= shape.maxsize) ||
-         2 * bytes_in_use(head, tail, shape.capacity) >= shape.capacity;
+  const uint64_t ring = reserved_ring(s);
+  return (shape.maxsize != 0 && 2 * messages >= shape.maxsize) || 2 * bytes_in_use(head, tail, ring) >= ring;
 }
 
 // Pacing: a side that finds the queue empty (a consumer) or full (a producer) right after
@@ -262,23 +281,65 @@ void paced_wait(std::atomic<int64_t>& pacing_ns, const ByteQueue::Deadline& dead
 
 struct Placement {
   uint64_t write_at;
-  bool wrap;  // a WRAP marker goes at the tail and the record at offset 0
+  uint32_t marker;  // 0, or the RecordHeader flag of a marker that goes at the tail first
+};
+
+// What producers know of the ring's growth when they place a record, read holding their
+// mutex and clamped to the shape (another process may have written anything there).
+struct Growth {
+  uint64_t reserved_end;  // [0, reserved_end) holds memory
+  uint64_t wrap_point;    // the end of the upper part while the ring is wrapped
+  bool jump_pending;      // consumers have not passed the last JUMP: only [tail, capacity) is free
 };
 
 // Where a record of `need` bytes goes, or nullopt when the queue is full for it.
-std::optional<Placement> place(Position head, Position tail, uint64_t need, uint64_t capacity, uint64_t maxsize) {
+//
+// The ring grows rather than wrapping when it is more than half full of what it holds, and
+// when wrapped and out of room it jumps past its upper part (a JUMP marker at the tail
+// sends readers there), so an unbounded queue only fills at `capacity`.
+std::optional<Placement> place(Position head, Position tail, uint64_t need, const QueueShape& shape,
+                               const Growth& growth) {
+  const uint64_t capacity = shape.capacity;
+  // A ring that can grow keeps room for a JUMP marker before the head while wrapped; a
+  // fixed one (all of it reserved) fills to the last byte.
+  const uint64_t slack = capacity > shape.base ? sizeof(RecordHeader) : 0;
   const uint32_t count = distance(head, tail);
-  if (maxsize != 0 && count >= maxsize) return std::nullopt;
-  if (count == 0 || tail.offset > head.offset) {
-    // Free: [tail, capacity) and [0, head). (Empty: tail == head, all of it is free.)
-    if (need <= capacity - tail.offset) return Placement{tail.offset, false};
-    if (need <= head.offset) return Placement{0, true};
+  if (shape.maxsize != 0 && count >= shape.maxsize) return std::nullopt;
+  const uint64_t room_to_end = capacity - tail.offset;
+  if (growth.jump_pending) {
+    // Records up to the JUMP, then from its target to the tail; a tail back at 0 has
+    // filled the ring to its end.
+    if (tail.offset != 0 && need <= room_to_end) return Placement{tail.offset, 0};
     return std::nullopt;
   }
-  if (tail.offset < head.offset && need <= head.offset - tail.offset) {
-    return Placement{tail.offset, false};
+  if (count == 0) {
+    // Empty: stay where memory is held, else start again at the front (before the WRAP
+    // marker at the tail, which readers look at first), else grow.
+    if (tail.offset + need + sizeof(RecordHeader) <= growth.reserved_end) return Placement{tail.offset, 0};
+    if (need + slack <= tail.offset) return Placement{0, RecordHeader::kWrap};
+    if (need <= room_to_end) return Placement{tail.offset, 0};
+    return std::nullopt;
   }
-  return std::nullopt;  // tail == head with messages in between: every byte is in use
+  if (tail.offset > head.offset) {
+    // Records in [head, tail); free: [tail, capacity) and [0, head).
+    const bool fits_held = tail.offset + need + sizeof(RecordHeader) <= growth.reserved_end;
+    const bool fits_front = need + slack <= head.offset;
+    const bool crowded = 2 * (tail.offset - head.offset) > growth.reserved_end;
+    if (fits_held) return Placement{tail.offset, 0};
+    if (fits_front && !crowded) return Placement{0, RecordHeader::kWrap};
+    if (need <= room_to_end) return Placement{tail.offset, 0};
+    if (fits_front) return Placement{0, RecordHeader::kWrap};
+    return std::nullopt;
+  }
+  // Wrapped: records in [head, wrap_point) and [0, tail); free: [tail, head).
+  if (tail.offset < head.offset && need + slack <= head.offset - tail.offset) {
+    return Placement{tail.offset, 0};
+  }
+  const uint64_t jump_to = growth.wrap_point + sizeof(RecordHeader);
+  if (tail.offset + sizeof(RecordHeader) <= head.offset && jump_to + need <= capacity) {
+    return Placement{jump_to, RecordHeader::kJump};
+  }
+  return std::nullopt;
 }
 
 // Whether `head` and `tail`, as read from the segment, describe a state the ring can be in:
@@ -291,39 +352,96 @@ bool plausible(const QueueShape& shape, Position head, Position tail) {
          messages <= shape.max_messages && (messages != 0 || head.offset == tail.offset);
 }
 
-// The oldest record, at `head` (after a WRAP marker there), read once from the ring.
+// The oldest record, at `head` (after the markers there), read once from the ring.
 struct Record {
   uint64_t at;    // where its header is
   uint32_t size;  // payload bytes
   uint64_t next;  // the offset after it
 };
 
-// The record at `head`, or nullopt when what the ring holds there cannot be one: it must be
-// no larger than the queue's largest message and lie inside the published part of the ring.
+// The record at `head`, or nullopt when what the ring holds there cannot be one: markers
+// must lead forward inside the ring (a WRAP, then a JUMP, at most), and the record must be
+// no larger than the queue's largest message and lie inside the ring, before the tail when
+// the tail follows it.
 std::optional<Record> record_at(const QueueState& s, Position head, Position tail) {
   const QueueShape& shape = s.shape;
   uint64_t at = head.offset;
-  uint64_t skipped = 0;
-  auto* record = reinterpret_cast<const RecordHeader*>(s.ring + at);
-  uint32_t flags = detail::read_shared(record->flags);
-  if (flags == RecordHeader::kWrap) {
-    skipped = shape.capacity - at;
-    at = 0;
-    record = reinterpret_cast<const RecordHeader*>(s.ring);
-    flags = detail::read_shared(record->flags);
+  bool followed = false;
+  for (int markers = 0;; ++markers) {
+    const auto* record = reinterpret_cast<const RecordHeader*>(s.ring + at);
+    const uint32_t flags = detail::read_shared(record->flags);
+    const uint32_t size = detail::read_shared(record->size);
+    if (flags == 0) {
+      const uint64_t need = sizeof(RecordHeader) + round_up8(size);
+      const bool before_tail = followed || tail.offset <= at || at + need <= tail.offset;
+      if (size > shape.max_message || at + need > shape.capacity || !before_tail) return std::nullopt;
+      return Record{at, size, (at + need) % shape.capacity};
+    }
+    if (markers == 2) return std::nullopt;
+    if (flags == RecordHeader::kWrap && at != 0) {
+      at = 0;
+    } else if (flags == RecordHeader::kJump && size > at && size < shape.capacity && size % 8 == 0) {
+      at = size;
+    } else {
+      return std::nullopt;
+    }
+    followed = true;
   }
-  const uint32_t size = detail::read_shared(record->size);
-  const uint64_t need = sizeof(RecordHeader) + round_up8(size);
-  if (flags != 0 || size > shape.max_message || at + need > shape.capacity ||
-      skipped + need > bytes_in_use(head, tail, shape.capacity)) {
-    return std::nullopt;
-  }
-  return Record{at, size, (at + need) % shape.capacity};
 }
 
 std::string describe(Position head, Position tail) {
   return "head " + std::to_string(head.count) + "@" + std::to_string(head.offset) + ", tail " +
          std::to_string(tail.count) + "@" + std::to_string(tail.offset);
+}
+
+// The growth state producers place against, read holding their mutex. A JUMP is pending
+// from when the message after it is published until the consumers have taken that
+// message; one they have passed, or one whose producer died before publishing it, is
+// cleared.
+Growth read_growth(QueueState& s, Position head, Position tail) {
+  QueueHeader& h = *s.header;
+  bool pending = h.jump_pending.load(std::memory_order_relaxed) != 0;
+  if (pending) {
+    const uint32_t jump_count = h.jump_count.load(std::memory_order_relaxed);
+    const bool published = static_cast<int32_t>(tail.count - jump_count) > 0;
+    const bool passed = static_cast<int32_t>(head.count - jump_count) > 0;
+    if (!published || passed) {
+      h.jump_pending.store(0, std::memory_order_relaxed);
+      pending = false;
+    }
+  }
+  const uint64_t wrap_point = h.wrap_point.load(std::memory_order_relaxed);
+  return Growth{reserved_ring(s), wrap_point < s.shape.capacity && wrap_point % 8 == 0 ? wrap_point : s.shape.capacity,
+                pending};
+}
+
+// Reserves the ring's memory up to at least `end` (holding the producers' mutex), a step
+// at a time, before anything is written there. MemoryError when it cannot be had.
+void grow(QueueState& s, uint64_t reserved_end, uint64_t end) {
+  const uint64_t step_end = std::max(end, reserved_end + kGrowthStep);
+  const uint64_t new_end = std::min<uint64_t>(s.shape.capacity, round_up8(step_end));
+  s.segment.reserve(detail::kRingOffset + reserved_end, new_end - reserved_end);
+  s.header->reserved_end.store(new_end, std::memory_order_relaxed);
+}
+
+// The queue has just drained (`head`, holding the consumers' mutex): if it grew beyond
+// the memory it always keeps, and no producer is busy, start again at the front of the
+// ring and give the rest back. Producers take the mutex only to put, so a busy one means
+// the queue is not drained for long; a later drain tries again.
+void trim(QueueState& s, Position head) {
+  QueueHeader& h = *s.header;
+  shm::MutexLock producers(h.producer_lock, s.segment.holder(), Clock::time_point{});
+  if (!producers.locked()) return;
+  if (load(h.tail).pack() != head.pack()) return;  // a put came in meanwhile
+  const Position front{head.count, 0};
+  h.tail.exchange(front.pack(), std::memory_order_seq_cst);
+  h.head.exchange(front.pack(), std::memory_order_seq_cst);
+  h.jump_pending.store(0, std::memory_order_relaxed);
+  h.wrap_point.store(0, std::memory_order_relaxed);
+  h.reserved_end.store(s.shape.base, std::memory_order_relaxed);
+  s.cached_tail.store(front.pack(), std::memory_order_relaxed);
+  s.last_tail_written.store(~uint64_t{0}, std::memory_order_relaxed);
+  s.segment.release(detail::kRingOffset + s.shape.base, s.shape.capacity - s.shape.base);
 }
 
 // Something other than this protocol wrote into the segment: `found` is what. Takes both
@@ -348,6 +466,7 @@ std::string describe(Position head, Position tail) {
   }
   const uint32_t lost = distance(head, tail) <= s.shape.max_messages ? distance(head, tail) : 0;
   const Position empty{tail.count, 0};
+  h.jump_pending.store(0, std::memory_order_relaxed);
   s.cached_tail.store(empty.pack(), std::memory_order_relaxed);
   s.last_tail_written.store(~uint64_t{0}, std::memory_order_relaxed);
   publish_and_wake(h.tail, empty.pack(), h.consumers_sleeping);
@@ -377,7 +496,8 @@ ByteQueue::ByteQueue(const QueueOptions& options) : ByteQueue(options, 0, QueueK
 
 ByteQueue::ByteQueue(const QueueOptions& options, uint64_t schema_id, QueueKind kind) {
   const QueueShape shape = shape_of(options, schema_id, kind);  // validated before memory is reserved
-  auto state = std::make_shared<QueueState>(shm::Segment::anonymous(detail::kRingOffset + shape.capacity), shape);
+  auto state = std::make_shared<QueueState>(
+      shm::Segment::anonymous(detail::kRingOffset + shape.capacity, detail::kRingOffset + shape.base), shape);
   initialise(state->header, shape);
   state_ = std::move(state);
 }
@@ -388,8 +508,9 @@ ByteQueue ByteQueue::create(std::string_view name, const QueueOptions& options) 
 
 ByteQueue ByteQueue::create(std::string_view name, const QueueOptions& options, uint64_t schema_id, QueueKind kind) {
   const QueueShape shape = shape_of(options, schema_id, kind);
-  auto state = std::make_shared<QueueState>(
-      shm::Segment::create(name, detail::kRingOffset + shape.capacity, options.sharing), shape);
+  auto state = std::make_shared<QueueState>(shm::Segment::create(name, detail::kRingOffset + shape.capacity,
+                                                                 options.sharing, detail::kRingOffset + shape.base),
+                                            shape);
   initialise(state->header, shape);
   return ByteQueue(std::move(state));
 }
@@ -435,7 +556,7 @@ bool ByteQueue::put_raw(size_t size, void (*fill)(void*, std::byte*), void* ctx,
     std::optional<Placement> placement;
     for (;;) {
       if (plausible(shape, head, tail)) {
-        placement = place(head, tail, need, shape.capacity, shape.maxsize);
+        placement = place(head, tail, need, shape, read_growth(s, head, tail));
         if (placement || fresh) break;
       } else if (fresh) {
         lock.unlock();
@@ -446,14 +567,27 @@ bool ByteQueue::put_raw(size_t size, void (*fill)(void*, std::byte*), void* ctx,
     }
     if (placement) {
       const uint64_t write_at = placement->write_at;
-      if (placement->wrap) {
+      // Memory for the record, the room for a marker after it, and the marker before it.
+      uint64_t end = write_at + need;
+      if (end < shape.capacity) end += sizeof(RecordHeader);
+      if (placement->marker != 0) end = std::max(end, tail.offset + sizeof(RecordHeader));
+      const uint64_t reserved_end = reserved_ring(s);
+      if (end > reserved_end) grow(s, reserved_end, end);  // MemoryError: nothing written
+      if (placement->marker == RecordHeader::kWrap) {
         *reinterpret_cast<RecordHeader*>(s.ring + tail.offset) = RecordHeader{0, RecordHeader::kWrap};
+        h.wrap_point.store(tail.offset, std::memory_order_relaxed);
+      } else if (placement->marker == RecordHeader::kJump) {
+        *reinterpret_cast<RecordHeader*>(s.ring + tail.offset) =
+            RecordHeader{static_cast<uint32_t>(write_at), RecordHeader::kJump};
+        h.jump_count.store(tail.count, std::memory_order_relaxed);
+        h.jump_pending.store(1, std::memory_order_relaxed);
       }
       auto* record = reinterpret_cast<RecordHeader*>(s.ring + write_at);
       record->size = static_cast<uint32_t>(size);
       record->flags = 0;
       fill(ctx, s.ring + write_at + sizeof(RecordHeader));  // may throw: nothing published
       const uint64_t next = (write_at + need) % shape.capacity;
+      if (next == 0) h.wrap_point.store(shape.capacity, std::memory_order_relaxed);
       const uint64_t published = Position{tail.count + 1, static_cast<uint32_t>(next)}.pack();
       s.cached_head.store(head.pack(), std::memory_order_relaxed);
       s.last_tail_written.store(published, std::memory_order_relaxed);
@@ -509,8 +643,9 @@ bool ByteQueue::get_raw(void (*consume)(void*, std::span<const std::byte>), void
     } catch (...) {
       failure = std::current_exception();  // the message is consumed all the same
     }
-    publish_and_wake(h.head, Position{head.count + 1, static_cast<uint32_t>(record->next)}.pack(),
-                     h.producers_sleeping);
+    const Position next{head.count + 1, static_cast<uint32_t>(record->next)};
+    publish_and_wake(h.head, next.pack(), h.producers_sleeping);
+    if (next.count == tail.count && h.reserved_end.load(std::memory_order_relaxed) > s.shape.base) trim(s, next);
     lock.unlock();
     if (s.streaming.load(std::memory_order_relaxed) == waited) s.streaming.store(!waited, std::memory_order_relaxed);
     if (failure) std::rethrow_exception(failure);
@@ -601,6 +736,7 @@ void ByteQueue::join(Timeout timeout) {
 QueueInfo ByteQueue::info() const {
   QueueInfo info = detail::describe_queue(state_->shape, *state_->header);
   info.name = state_->segment.name();
+  info.bytes_reserved = state_->segment.reserved_bytes();
   return info;
 }
 
@@ -621,15 +757,17 @@ QueueShape read_shape(const QueueHeader& h, size_t segment_size, const std::stri
   }
   const QueueKind kind = read_shared(h.kind);
   const uint64_t capacity = read_shared(h.capacity);
+  const uint64_t base = read_shared(h.base);
   const uint64_t max_message = read_shared(h.max_message);
   const bool known_kind = kind == QueueKind::kQueue || kind == QueueKind::kSimple || kind == QueueKind::kJoinable;
   if (!known_kind || capacity < 64 || capacity >= (uint64_t{1} << 32) || capacity % 8 != 0 ||
-      segment_size != kRingOffset + capacity || max_message > capacity / 2 - sizeof(RecordHeader)) {
+      segment_size != kRingOffset + capacity || max_message > capacity / 2 - sizeof(RecordHeader) || base < 64 ||
+      base > capacity || base % 8 != 0) {
     throw ValueError(what + " has an inconsistent header (kind " + std::to_string(static_cast<uint32_t>(kind)) +
                      ", capacity " + std::to_string(capacity) + ", largest message " + std::to_string(max_message) +
                      ", segment " + std::to_string(segment_size) + " bytes)");
   }
-  return QueueShape::make(kind, read_shared(h.schema_id), capacity, max_message, read_shared(h.maxsize));
+  return QueueShape::make(kind, read_shared(h.schema_id), capacity, base, max_message, read_shared(h.maxsize));
 }
 
 QueueInfo describe_queue(const QueueShape& shape, const QueueHeader& h) {
@@ -648,7 +786,9 @@ QueueInfo describe_queue(const QueueShape& shape, const QueueHeader& h) {
   info.messages = messages_between(shape, head, tail);
   info.put_count = tail.count;
   info.got_count = head.count;
-  info.bytes_used = bytes_in_use(head, tail, shape.capacity);
+  const uint64_t reserved_end =
+      std::clamp<uint64_t>(h.reserved_end.load(std::memory_order_relaxed), shape.base, shape.capacity);
+  info.bytes_used = std::min(bytes_in_use(head, tail, reserved_end), reserved_end);
   info.creator_pid = read_shared(h.creator_pid);
   info.created_unix_ns = read_shared(h.created_unix_ns);
   return info;

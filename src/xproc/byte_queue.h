@@ -36,8 +36,13 @@ namespace xproc {
 struct QueueOptions {
   // Python's maxsize: the most messages held at once; 0 = bounded only by capacity_bytes.
   size_t maxsize = 0;
-  // Ring size in bytes (rounded up to 8). Reserved in full when the queue is created.
-  size_t capacity_bytes = 8u << 20;
+  // The most ring bytes (rounded up to 8, below 4 GiB): what the waiting messages may
+  // take at most. Memory is taken by use: reserved_bytes at creation, more as messages
+  // wait, given back when the queue drains.
+  size_t capacity_bytes = size_t{1} << 30;
+  // Ring bytes reserved when the queue is created and kept for its life; 0 = 256 KiB
+  // less the header (at most capacity_bytes). capacity_bytes preallocates it all.
+  size_t reserved_bytes = 0;
   // Largest message accepted; 0 = the most the ring can always hold (capacity / 2 - 8).
   size_t max_message_bytes = 0;
   // Who besides its creator may open a named queue (default: nobody else).
@@ -51,12 +56,13 @@ struct QueueInfo {
   size_t maxsize = 0;
   size_t capacity_bytes = 0;
   size_t max_message_bytes = 0;
-  uint64_t recoveries = 0;  // locks taken over from processes that died holding them
-  std::string kind;         // "Queue", "SimpleQueue" or "JoinableQueue"
-  size_t messages = 0;      // in the queue now
-  size_t bytes_used = 0;    // of the ring, records included
-  uint32_t put_count = 0;   // messages ever put, modulo 2^32
-  uint32_t got_count = 0;   // messages ever got, modulo 2^32
+  uint64_t recoveries = 0;    // locks taken over from processes that died holding them
+  std::string kind;           // "Queue", "SimpleQueue" or "JoinableQueue"
+  size_t messages = 0;        // in the queue now
+  size_t bytes_used = 0;      // of the ring, records included
+  size_t bytes_reserved = 0;  // of memory the segment holds now, header included
+  uint32_t put_count = 0;     // messages ever put, modulo 2^32
+  uint32_t got_count = 0;     // messages ever got, modulo 2^32
   int creator_pid = 0;
   uint64_t created_unix_ns = 0;
 };

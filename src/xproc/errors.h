@@ -36,6 +36,7 @@
   X(RuntimeError, "builtins", RUNTIME_ERROR)                      \
   X(AttributeError, "builtins", ATTRIBUTE_ERROR)                  \
   X(BrokenBarrierError, "threading", BROKEN_BARRIER)              \
+  X(MemoryError, "builtins", NO_MEMORY)                           \
   X(OSError, "builtins", OS_ERROR)                                \
   X(PermissionError, "builtins", PERMISSION_ERROR)
 
@@ -184,6 +185,14 @@ class BrokenBarrierError : public Error {
  public:
   ErrorKind kind() const noexcept override { return ErrorKind::kBrokenBarrierError; }
   BrokenBarrierError() : Error("barrier is broken") {}
+  using Error::Error;
+};
+
+// Memory (or /dev/shm) cannot hold what was asked for, such as a message as large as
+// this one (Python: MemoryError). Nothing else changed.
+class MemoryError : public Error {
+ public:
+  ErrorKind kind() const noexcept override { return ErrorKind::kMemoryError; }
   using Error::Error;
 };
 

@@ -1,5 +1,5 @@
 // The memory layout of a queue segment (documented in docs/protocol.md): a header, then a
-// byte ring of records. Layout version 2. Everything here is read and written by several
+// byte ring of records. Layout version 3. Everything here is read and written by several
 // processes at once, any of which may write anything: a reader takes the identity fields
 // once, when it opens the segment, and checks every position and record against them
 // (byte_queue.cpp). The static_asserts pin what other languages may rely on.
@@ -17,7 +17,7 @@
 namespace xproc::detail {
 
 inline constexpr uint64_t kQueueMagic = 0x3130515250524f58ULL;  // bytes on disk: "XORPRQ01"
-inline constexpr uint32_t kQueueLayoutVersion = 2;
+inline constexpr uint32_t kQueueLayoutVersion = 3;
 inline constexpr size_t kCacheLine = 64;
 
 // A position in the ring packed into one atomic word so that a single store publishes it:
@@ -33,12 +33,13 @@ struct Position {
 };
 static_assert(std::endian::native == std::endian::little, "futex on the count half needs LE");
 
-// Each record: this header, then the payload padded to 8 bytes. A record with kWrap set
-// carries no payload: readers continue at offset 0.
+// Each record: this header, then the payload padded to 8 bytes. Two markers carry no
+// payload: after kWrap readers continue at offset 0, after kJump at the offset in `size`.
 struct RecordHeader {
-  uint32_t size;   // payload bytes
-  uint32_t flags;  // kWrap
+  uint32_t size;   // payload bytes; for kJump, where the next record is
+  uint32_t flags;  // 0, kWrap or kJump
   static constexpr uint32_t kWrap = 1;
+  static constexpr uint32_t kJump = 2;
 };
 static_assert(sizeof(RecordHeader) == 8);
 
@@ -55,7 +56,13 @@ struct alignas(kCacheLine) QueueHeader {
   int32_t creator_pid;
   uint32_t reserved0;
   std::atomic<uint64_t> recoveries;  // locks recovered from dead holders
-  uint64_t reserved1[6];             // owner table etc. (later layout revisions)
+  uint64_t base;                     // ring bytes reserved at creation and never given back
+  // --- the ring's growth (producers write these holding their mutex; see byte_queue.cpp) ---
+  std::atomic<uint64_t> reserved_end;  // ring bytes [0, reserved_end) hold memory
+  std::atomic<uint64_t> wrap_point;    // where the last WRAP marker went: the end of the upper part
+  std::atomic<uint32_t> jump_count;    // the count of the first message after a pending JUMP
+  std::atomic<uint32_t> jump_pending;  // 1 while consumers have not passed that JUMP
+  uint64_t reserved1[2];
 
   // --- the mutexes (shm/mutex.h), each on its own line (each side hammers its own) ---
   alignas(kCacheLine) std::atomic<uint32_t> producer_lock;
@@ -81,7 +88,10 @@ static_assert(offsetof(QueueHeader, consumer_lock) - offsetof(QueueHeader, produ
 static_assert(offsetof(QueueHeader, head) - offsetof(QueueHeader, tail) == kCacheLine,
               "producer and consumer positions must not share a cache line");
 static_assert(sizeof(QueueHeader) % kCacheLine == 0);
-static_assert(sizeof(QueueHeader) == 576, "layout version 2: header size");
+static_assert(sizeof(QueueHeader) == 576, "layout version 3: header size");
+static_assert(offsetof(QueueHeader, base) == 72 && offsetof(QueueHeader, reserved_end) == 80 &&
+              offsetof(QueueHeader, wrap_point) == 88 && offsetof(QueueHeader, jump_count) == 96 &&
+              offsetof(QueueHeader, jump_pending) == 100);
 static_assert(offsetof(QueueHeader, producer_lock) == 128 && offsetof(QueueHeader, consumer_lock) == 192);
 static_assert(offsetof(QueueHeader, tail) == 384 && offsetof(QueueHeader, head) == 448);
 static_assert(offsetof(QueueHeader, producers_sleeping) == 256 && offsetof(QueueHeader, consumers_sleeping) == 320);
@@ -110,15 +120,16 @@ struct QueueShape {
   QueueKind kind;
   uint64_t schema_id;
   uint64_t capacity;      // ring bytes: a multiple of 8, at least 64, below 4 GiB
+  uint64_t base;          // ring bytes always reserved: a multiple of 8, at most capacity
   uint64_t max_message;   // at most capacity / 2 - 8
   uint64_t maxsize;       // 0: bounded by bytes only
   uint32_t max_messages;  // the most records the ring can hold (each takes 8 bytes or more)
 
-  static QueueShape make(QueueKind kind, uint64_t schema_id, uint64_t capacity, uint64_t max_message,
+  static QueueShape make(QueueKind kind, uint64_t schema_id, uint64_t capacity, uint64_t base, uint64_t max_message,
                          uint64_t maxsize) noexcept {
     const uint64_t by_bytes = capacity / sizeof(RecordHeader);
     const uint64_t most = maxsize != 0 && maxsize < by_bytes ? maxsize : by_bytes;
-    return {kind, schema_id, capacity, max_message, maxsize, static_cast<uint32_t>(most)};
+    return {kind, schema_id, capacity, base, max_message, maxsize, static_cast<uint32_t>(most)};
   }
 };
 

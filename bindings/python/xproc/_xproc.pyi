@@ -42,7 +42,7 @@ def decode(message: bytes) -> object:
 class Queue:
     """A queue of messages in shared memory (the engine under xproc.Queue)."""
 
-    def __init__(self, maxsize: int = 0, capacity_bytes: int = 8388608, max_message_bytes: int = 0, kind: int = 0, schema_id: int = 12336089219398877324, name: str | None = None, mode: int = 384, group: int | None = None) -> None:
+    def __init__(self, maxsize: int = 0, capacity_bytes: int = 1073741824, max_message_bytes: int = 0, kind: int = 0, schema_id: int = 12336089219398877324, name: str | None = None, mode: int = 384, group: int | None = None) -> None:
         """
         A new queue: anonymous, or named with permission bits `mode` and group `group` (ValueError when the name is invalid or taken).
         """

@@ -23,7 +23,7 @@ from ._xproc import register_schema
 
 __all__ = ["Queue", "SimpleQueue", "JoinableQueue"]
 
-_DEFAULT_CAPACITY = 8 << 20
+_DEFAULT_CAPACITY = 1 << 30  # the most waiting messages may take; memory is taken by use
 _KIND_QUEUE, _KIND_SIMPLE, _KIND_JOINABLE = 0, 1, 2
 _VALUE_SCHEMA_ID = _xproc.Queue(capacity_bytes=4096).schema_id
 
@@ -72,8 +72,11 @@ class Queue:
     shared-memory segment ``/dev/shm/xproc.<name>`` (opened if it exists, created
     otherwise) that any process and language can open; without it the queue is anonymous
     and reaches children through ``multiprocessing.Process`` (fork or spawn).
-    ``capacity_bytes`` sizes the ring (default 8 MiB); the largest message is half of it
-    unless ``max_message_bytes`` says less.
+    ``capacity_bytes`` is the most the waiting messages may take (default 1 GiB); the
+    largest message is half of it unless ``max_message_bytes`` says less. Memory is taken
+    by use: an idle queue holds 256 KiB of shared memory, more while messages wait, and
+    gives it back when it drains, so an unbounded queue's ``put`` does not wait for room
+    (``MemoryError`` when memory or ``/dev/shm`` cannot hold the message).
 
     A named queue is its creator's user's alone unless shared on purpose: ``mode`` gives
     its permission bits (``0o660``: the group's too), ``group`` its group, and an opener

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -22,22 +23,34 @@ namespace {
 
 constexpr unsigned kSeals = F_SEAL_SHRINK | F_SEAL_GROW;
 
-// Reserves the pages now: tmpfs allocates lazily, and a write to a page it cannot
-// allocate later is a SIGBUS.
-void reserve(int fd, size_t size, std::string_view what) {
+// Reserves the pages of [offset, offset + length) now: tmpfs allocates lazily, and a write
+// to a page it cannot allocate later is a SIGBUS.
+void reserve_range(int fd, size_t offset, size_t length, std::string_view what) {
   // tmpfs gives up when a signal comes (EINTR), undoing what it had reserved. posix_fallocate
   // returns its error instead of setting errno.
   int rc = 0;
   detail::retry_on_eintr([&] {
-    if ((rc = posix_fallocate(fd, 0, static_cast<off_t>(size))) == 0) return 0;
+    if ((rc = posix_fallocate(fd, static_cast<off_t>(offset), static_cast<off_t>(length))) == 0) return 0;
     errno = rc;
     return -1;
   });
-  if (rc != 0) {
-    throw OSError("cannot reserve " + std::to_string(size) + " bytes for " + std::string(what) + ": " +
-                      std::strerror(rc) + (rc == ENOSPC ? " (/dev/shm is full or too small)" : ""),
-                  rc);
+  if (rc == ENOSPC || rc == ENOMEM) {
+    throw MemoryError("cannot reserve " + std::to_string(length) + " bytes for " + std::string(what) + ": " +
+                      std::strerror(rc) + (rc == ENOSPC ? " (/dev/shm is full or too small)" : ""));
   }
+  if (rc != 0) {
+    throw OSError(
+        "cannot reserve " + std::to_string(length) + " bytes for " + std::string(what) + ": " + std::strerror(rc), rc);
+  }
+}
+
+// Sizes a new segment file: `size` bytes, the first `reserved` of them reserved.
+void size_new(int fd, size_t size, size_t reserved, std::string_view what) {
+  reserved = std::min(reserved, size);
+  if (reserved < size && detail::retry_on_eintr([&] { return ftruncate(fd, static_cast<off_t>(size)); }) != 0) {
+    throw_os_error("ftruncate", errno);
+  }
+  if (reserved > 0) reserve_range(fd, 0, reserved, what);
 }
 
 std::string octal(unsigned bits) {
@@ -111,10 +124,10 @@ std::string os_name(std::string_view name) { return "xproc." + std::string(name)
 
 std::string os_path(std::string_view name) { return "/dev/shm/" + os_name(name); }
 
-int create_sealed_memfd(size_t size, const char* tag) {
+int create_sealed_memfd(size_t size, const char* tag, size_t reserved) {
   Fd fd(memfd_create(tag, MFD_CLOEXEC | MFD_ALLOW_SEALING));
   if (!fd) throw_os_error("memfd_create", errno);
-  reserve(fd.get(), size, "an anonymous segment");
+  size_new(fd.get(), size, reserved, "an anonymous segment");
   if (fcntl(fd.get(), F_ADD_SEALS, kSeals | F_SEAL_SEAL) != 0) throw_os_error("fcntl(F_ADD_SEALS)", errno);
   return fd.release();  // the caller's
 }
@@ -132,7 +145,7 @@ size_t sealed_size(int fd, const std::string& what) {
   return static_cast<size_t>(st.st_size);
 }
 
-Segment Segment::create(std::string_view name, size_t size, const Sharing& sharing) {
+Segment Segment::create(std::string_view name, size_t size, const Sharing& sharing, size_t reserved) {
   validate_name(name);
   XPROC_REQUIRE(sharing.mode <= 0777, "a segment's mode is permission bits only", sharing.mode);
   const std::string path = os_path(name);
@@ -148,7 +161,7 @@ Segment Segment::create(std::string_view name, size_t size, const Sharing& shari
   try {
     if (sharing.group && fchown(fd.get(), static_cast<uid_t>(-1), *sharing.group) != 0) throw_os_error("fchown", errno);
     if (fchmod(fd.get(), sharing.mode) != 0) throw_os_error("fchmod", errno);  // exact bits, umask or not
-    reserve(fd.get(), size, "segment '" + std::string(name) + "'");
+    size_new(fd.get(), size, reserved, "segment '" + std::string(name) + "'");
   } catch (...) {
     fd.reset();
     unlink(path.c_str());
@@ -183,14 +196,36 @@ Segment Segment::adopt(int fd) {
   return map_whole(std::make_unique<Holder>(std::move(owned), true, "an adopted segment"), size, {});
 }
 
-Segment Segment::anonymous(size_t size) {
-  Fd fd(create_sealed_memfd(size, "xproc"));
+Segment Segment::anonymous(size_t size, size_t reserved) {
+  Fd fd(create_sealed_memfd(size, "xproc", reserved));
   return map_whole(std::make_unique<Holder>(std::move(fd), false, "an anonymous segment"), size, {});
 }
 
 Segment Segment::map_whole(std::unique_ptr<Holder> holder, size_t size, std::string name) {
   holder->map(size);
   return Segment(std::move(holder), std::move(name));
+}
+
+void Segment::reserve(size_t offset, size_t length) const {
+  reserve_range(fd(), offset, length, name_.empty() ? "an anonymous segment" : "segment '" + name_ + "'");
+}
+
+void Segment::release(size_t offset, size_t length) const noexcept {
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  const size_t begin = (offset + page - 1) / page * page;
+  const size_t end = (offset + length) / page * page;
+  if (end <= begin) return;
+  // Best effort: pages that stay reserved only cost memory until the next release.
+  detail::retry_on_eintr([&] {
+    return fallocate(fd(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(begin),
+                     static_cast<off_t>(end - begin));
+  });
+}
+
+size_t Segment::reserved_bytes() const {
+  struct stat st {};
+  if (fstat(fd(), &st) != 0) throw_os_error("fstat", errno);
+  return static_cast<size_t>(st.st_blocks) * 512;
 }
 
 bool Segment::remove(std::string_view name) {
