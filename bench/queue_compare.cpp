@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <boost/interprocess/ipc/message_queue.hpp>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -378,6 +379,31 @@ int main(int argc, char** argv) {
       "msgs_per_s");
   rows.push_back({"1P->1C 1 MiB bytes", "msgs/s", x1m, "multiprocessing.Queue 1 MiB bytes", py1m, ">= 30"});
   rows.push_back({"1P->1C 1 MiB bytes", "msgs/s", x1m, "Boost message_queue", m1m[1], ""});
+
+  // Large messages, through the queue against one memcpy of the same size in this process
+  // (the floor of any copy-semantics transport: a put copies in, a get copies out).
+  for (const size_t mib : {size_t{16}, size_t{100}}) {
+    const size_t size = mib << 20;
+    const size_t n = std::max<size_t>(4, s.count(mib == 16 ? 200 : 30));
+    auto copies = [size, n] {
+      std::vector<std::byte> from(size, std::byte{1}), to(size);
+      const auto start = std::chrono::steady_clock::now();
+      for (size_t i = 0; i < n; ++i) {
+        from[i % size] = static_cast<std::byte>(i);
+        std::memcpy(to.data(), from.data(), size);
+        asm volatile("" : : "r"(to.data()) : "memory");
+      }
+      return static_cast<double>(n) / std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    };
+    const auto m = medians_taking_turns(s, {rep(xproc_bytes(size), size, 1, 1, n), copies});
+    rows.push_back(
+        {"1P->1C " + std::to_string(mib) + " MiB bytes", "msgs/s", m[0], "memcpy of the same size", m[1], ""});
+  }
+
+  // What an idle queue holds: shared memory reserved right after creation.
+  const xproc::ByteQueue idle;
+  rows.push_back({"idle Queue, default options", "KiB of shared memory", idle.info().bytes_reserved / 1024.0, "target",
+                  256.0, "<= 1.0"});
 
   // Ping-pong round trips.
   const size_t rounds = s.count(20'000);

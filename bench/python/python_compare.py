@@ -127,6 +127,17 @@ def manager_clients_ops(manager: Any, clients: int, count: int) -> float:
     return clients * 2 * count / elapsed
 
 
+# --- Creation: how long a new Queue() or Pipe() takes (and closing it) ---------------------
+def creation_us(make: Callable[[], Any], count: int) -> float:
+    made = []
+    started = time.perf_counter()
+    for _ in range(count):
+        made.append(make())
+    elapsed = time.perf_counter() - started
+    del made
+    return elapsed / count * 1e6
+
+
 def row(workload: str, metric: str, ours: float, peer: str, theirs: float, target: str, higher_is_better: bool,
         threshold: float) -> Dict[str, Any]:
     ratio = ours / theirs
@@ -166,6 +177,18 @@ def main() -> None:
                                lambda: queue_throughput(mp.Queue, BIG_BYTES, n(5000)))
     report(row("Queue, 64 KiB bytes, 1 producer -> 1 consumer", "messages/s", ours, "multiprocessing.Queue",
                theirs, "", True, 1))
+    for mib, count in ((16, 40), (100, 8)):
+        payload = b"m" * (mib << 20)
+        ours, theirs = median_pair(3, lambda: queue_throughput(xproc.Queue, payload, max(2, n(count))),
+                                   lambda: queue_throughput(mp.Queue, payload, max(2, n(count))))
+        report(row(f"Queue, {mib} MiB bytes, 1 producer -> 1 consumer", "messages/s", ours, "multiprocessing.Queue",
+                   theirs, ">= 30", True, 30))
+    ours, theirs = median_pair(args.reps, lambda: creation_us(xproc.Queue, n(200)),
+                               lambda: creation_us(mp.Queue, n(200)))
+    report(row("Queue() creation", "us each", ours, "multiprocessing.Queue()", theirs, "<= 2", False, 2))
+    ours, theirs = median_pair(args.reps, lambda: creation_us(xproc.Pipe, n(200)),
+                               lambda: creation_us(mp.Pipe, n(200)))
+    report(row("Pipe() creation", "us each", ours, "multiprocessing.Pipe()", theirs, "<= 2", False, 2))
     ours, theirs = median_pair(args.reps, lambda: queue_ping_pong_p50_us(xproc.Queue, n(5000)),
                                lambda: queue_ping_pong_p50_us(mp.Queue, n(5000)))
     report(row("Queue ping-pong, small dict", "round trip p50 (us)", ours, "multiprocessing.Queue", theirs,

@@ -51,6 +51,7 @@ json to_json(const SegmentStatus& s) {
                 {"maxsize", q.maxsize},
                 {"capacity_bytes", q.capacity_bytes},
                 {"bytes_used", q.bytes_used},
+                {"bytes_reserved", q.bytes_reserved},
                 {"max_message_bytes", q.max_message_bytes},
                 {"put", q.put_count},
                 {"got", q.got_count},
@@ -94,11 +95,13 @@ void print_stat(const SegmentStatus& s) {
   const QueueInfo& q = *s.queue;
   std::printf(
       "kind            %s\nschema id       %s\nmessages        %zu (maxsize %zu)\n"
-      "bytes used      %zu of %zu (largest message %zu)\nput / got       %u / %u (modulo 2^32)\n"
+      "bytes used      %zu of %zu (largest message %zu)\nmemory held     %zu bytes\n"
+      "put / got       %u / %u (modulo 2^32)\n"
       "lock recoveries %llu (locks taken over from processes that died holding them)\n"
       "creator pid     %d (in its PID namespace)\n",
       q.kind.c_str(), schema_id_hex(q.schema_id).c_str(), q.messages, q.maxsize, q.bytes_used, q.capacity_bytes,
-      q.max_message_bytes, q.put_count, q.got_count, static_cast<unsigned long long>(q.recoveries), q.creator_pid);
+      q.max_message_bytes, q.bytes_reserved, q.put_count, q.got_count, static_cast<unsigned long long>(q.recoveries),
+      q.creator_pid);
 }
 
 }  // namespace

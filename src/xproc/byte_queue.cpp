@@ -88,8 +88,11 @@ size_t ring_capacity(const QueueOptions& options) {
 
 // Ring bytes an idle queue keeps: with the header, 256 KiB.
 constexpr size_t kDefaultReservedBytes = (size_t{256} << 10) - detail::kRingOffset;
-// Growth beyond them is reserved in steps of at least this much.
+// Growth beyond them is reserved in steps of at least this much ...
 constexpr size_t kGrowthStep = size_t{1} << 20;
+// ... and given back once the queue is empty and has not grown for this long.
+constexpr int64_t kSettleNs = 100'000'000;
+constexpr auto kCoarseClockLag = std::chrono::milliseconds(10);
 
 size_t base_bytes(const QueueOptions& options, size_t capacity) {
   const size_t wanted = options.reserved_bytes != 0 ? round_up8(options.reserved_bytes) : kDefaultReservedBytes;
@@ -294,17 +297,27 @@ struct Growth {
 
 // Where a record of `need` bytes goes, or nullopt when the queue is full for it.
 //
-// The ring grows rather than wrapping when it is more than half full of what it holds, and
-// when wrapped and out of room it jumps past its upper part (a JUMP marker at the tail
-// sends readers there), so an unbounded queue only fills at `capacity`.
+// The ring wraps within the memory it holds while it can, grows past its end when a record
+// fits neither there nor at the front, and when wrapped and out of room it jumps past its
+// upper part (a JUMP marker at the tail sends readers there), so an unbounded queue only
+// fills at `capacity`.
+//
+// `growth()` reads the rest of the growth state; the common case, a record that fits at the
+// tail of one run inside the memory held, needs only `reserved_end` (in any state: while a
+// JUMP is pending the tail is past its target, or 0 when full).
+template <typename ReadGrowth>
 std::optional<Placement> place(Position head, Position tail, uint64_t need, const QueueShape& shape,
-                               const Growth& growth) {
+                               uint64_t reserved_end, ReadGrowth&& read_growth) {
+  const uint32_t count = distance(head, tail);
+  if (shape.maxsize != 0 && count >= shape.maxsize) return std::nullopt;
+  if ((count == 0 || tail.offset > head.offset) && tail.offset + need + sizeof(RecordHeader) <= reserved_end) {
+    return Placement{tail.offset, 0};
+  }
+  const Growth growth = read_growth();
   const uint64_t capacity = shape.capacity;
   // A ring that can grow keeps room for a JUMP marker before the head while wrapped; a
   // fixed one (all of it reserved) fills to the last byte.
   const uint64_t slack = capacity > shape.base ? sizeof(RecordHeader) : 0;
-  const uint32_t count = distance(head, tail);
-  if (shape.maxsize != 0 && count >= shape.maxsize) return std::nullopt;
   const uint64_t room_to_end = capacity - tail.offset;
   if (growth.jump_pending) {
     // Records up to the JUMP, then from its target to the tail; a tail back at 0 has
@@ -322,13 +335,9 @@ std::optional<Placement> place(Position head, Position tail, uint64_t need, cons
   }
   if (tail.offset > head.offset) {
     // Records in [head, tail); free: [tail, capacity) and [0, head).
-    const bool fits_held = tail.offset + need + sizeof(RecordHeader) <= growth.reserved_end;
-    const bool fits_front = need + slack <= head.offset;
-    const bool crowded = 2 * (tail.offset - head.offset) > growth.reserved_end;
-    if (fits_held) return Placement{tail.offset, 0};
-    if (fits_front && !crowded) return Placement{0, RecordHeader::kWrap};
+    if (tail.offset + need + sizeof(RecordHeader) <= growth.reserved_end) return Placement{tail.offset, 0};
+    if (need + slack <= head.offset) return Placement{0, RecordHeader::kWrap};
     if (need <= room_to_end) return Placement{tail.offset, 0};
-    if (fits_front) return Placement{0, RecordHeader::kWrap};
     return std::nullopt;
   }
   // Wrapped: records in [head, wrap_point) and [0, tail); free: [tail, head).
@@ -415,6 +424,14 @@ Growth read_growth(QueueState& s, Position head, Position tail) {
                 pending};
 }
 
+// CLOCK_MONOTONIC to a few milliseconds, for settling (kSettleNs): the coarse clock is read
+// from memory, where the precise one costs a get tens of nanoseconds in a virtual machine.
+int64_t coarse_now_ns() {
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+  return static_cast<int64_t>(now.tv_sec) * 1'000'000'000 + now.tv_nsec;
+}
+
 // Reserves the ring's memory up to at least `end` (holding the producers' mutex), a step
 // at a time, before anything is written there. MemoryError when it cannot be had.
 void grow(QueueState& s, uint64_t reserved_end, uint64_t end) {
@@ -422,13 +439,30 @@ void grow(QueueState& s, uint64_t reserved_end, uint64_t end) {
   const uint64_t new_end = std::min<uint64_t>(s.shape.capacity, round_up8(step_end));
   s.segment.reserve(detail::kRingOffset + reserved_end, new_end - reserved_end);
   s.header->reserved_end.store(new_end, std::memory_order_relaxed);
+  s.header->grown_at_ns.store(static_cast<uint64_t>(coarse_now_ns()), std::memory_order_relaxed);
 }
 
-// The queue has just drained (`head`, holding the consumers' mutex): if it grew beyond
-// the memory it always keeps, and no producer is busy, start again at the front of the
-// ring and give the rest back. Producers take the mutex only to put, so a busy one means
-// the queue is not drained for long; a later drain tries again.
-void trim(QueueState& s, Position head) {
+// When the memory a queue holds beyond its base may be given back: once it has not grown
+// for kSettleNs. Giving it back at every drain made a stream that drains often reserve and
+// release the same megabytes over and over (a 64 KiB stream ran at a tenth of its speed).
+std::optional<Clock::time_point> settles_at(const QueueState& s) {
+  const QueueHeader& h = *s.header;
+  if (h.reserved_end.load(std::memory_order_relaxed) <= s.shape.base) return std::nullopt;
+  const int64_t grown_at = static_cast<int64_t>(h.grown_at_ns.load(std::memory_order_relaxed));
+  return Clock::time_point(std::chrono::nanoseconds(grown_at + kSettleNs));
+}
+
+// Whether that time has come by the coarse clock (a tick, a few milliseconds, behind).
+bool settled_now(const std::optional<Clock::time_point>& settled) {
+  return settled && std::chrono::nanoseconds(coarse_now_ns()) >= settled->time_since_epoch();
+}
+
+// The queue is empty at `head` (holding the consumers' mutex): if it holds memory beyond
+// its base that has settled, and no producer is busy, both sides start again at the front
+// of the ring and the rest is given back. Producers take their mutex only to put, so a
+// busy one means the queue is not empty for long; a later call tries again.
+void drained(QueueState& s, Position head) {
+  if (!settled_now(settles_at(s))) return;
   QueueHeader& h = *s.header;
   shm::MutexLock producers(h.producer_lock, s.segment.holder(), Clock::time_point{});
   if (!producers.locked()) return;
@@ -556,7 +590,7 @@ bool ByteQueue::put_raw(size_t size, void (*fill)(void*, std::byte*), void* ctx,
     std::optional<Placement> placement;
     for (;;) {
       if (plausible(shape, head, tail)) {
-        placement = place(head, tail, need, shape, read_growth(s, head, tail));
+        placement = place(head, tail, need, shape, reserved_ring(s), [&] { return read_growth(s, head, tail); });
         if (placement || fresh) break;
       } else if (fresh) {
         lock.unlock();
@@ -623,12 +657,23 @@ bool ByteQueue::get_raw(void (*consume)(void*, std::span<const std::byte>), void
       reset_corrupted(s, describe(head, tail), deadline);
     }
     if (distance(head, tail) == 0) {
+      drained(s, head);
+      // Memory still to give back: this wait comes back for it once it has settled.
+      const auto settled = settles_at(s);
       lock.unlock();
       if (!waited && s.streaming.load(std::memory_order_relaxed)) {
         paced_wait(s.consumer_pacing_ns, deadline, [&] { return !half_full(s); });
       }
       waited = true;
-      if (!wait_for_change(s, h.tail, tail.count, h.consumers_sleeping, deadline)) return false;
+      const bool nonblocking = deadline && *deadline == Clock::time_point{};
+      const bool settle_first =
+          settled && !nonblocking && (!deadline || *settled < *deadline) && *settled + kCoarseClockLag > Clock::now();
+      if (settle_first) {
+        // Past the settling time by more than the coarse clock lags, so that drained() sees it.
+        if (!wait_for_change(s, h.tail, tail.count, h.consumers_sleeping, *settled + kCoarseClockLag)) continue;
+      } else if (!wait_for_change(s, h.tail, tail.count, h.consumers_sleeping, deadline)) {
+        return false;
+      }
       continue;
     }
     const std::optional<Record> record = record_at(s, head, tail);
@@ -645,7 +690,7 @@ bool ByteQueue::get_raw(void (*consume)(void*, std::span<const std::byte>), void
     }
     const Position next{head.count + 1, static_cast<uint32_t>(record->next)};
     publish_and_wake(h.head, next.pack(), h.producers_sleeping);
-    if (next.count == tail.count && h.reserved_end.load(std::memory_order_relaxed) > s.shape.base) trim(s, next);
+    if (next.count == tail.count) drained(s, next);
     lock.unlock();
     if (s.streaming.load(std::memory_order_relaxed) == waited) s.streaming.store(!waited, std::memory_order_relaxed);
     if (failure) std::rethrow_exception(failure);

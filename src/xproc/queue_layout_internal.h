@@ -62,7 +62,8 @@ struct alignas(kCacheLine) QueueHeader {
   std::atomic<uint64_t> wrap_point;    // where the last WRAP marker went: the end of the upper part
   std::atomic<uint32_t> jump_count;    // the count of the first message after a pending JUMP
   std::atomic<uint32_t> jump_pending;  // 1 while consumers have not passed that JUMP
-  uint64_t reserved1[2];
+  std::atomic<uint64_t> grown_at_ns;   // CLOCK_MONOTONIC of the last growth
+  uint64_t reserved1;
 
   // --- the mutexes (shm/mutex.h), each on its own line (each side hammers its own) ---
   alignas(kCacheLine) std::atomic<uint32_t> producer_lock;
@@ -91,7 +92,7 @@ static_assert(sizeof(QueueHeader) % kCacheLine == 0);
 static_assert(sizeof(QueueHeader) == 576, "layout version 3: header size");
 static_assert(offsetof(QueueHeader, base) == 72 && offsetof(QueueHeader, reserved_end) == 80 &&
               offsetof(QueueHeader, wrap_point) == 88 && offsetof(QueueHeader, jump_count) == 96 &&
-              offsetof(QueueHeader, jump_pending) == 100);
+              offsetof(QueueHeader, jump_pending) == 100 && offsetof(QueueHeader, grown_at_ns) == 104);
 static_assert(offsetof(QueueHeader, producer_lock) == 128 && offsetof(QueueHeader, consumer_lock) == 192);
 static_assert(offsetof(QueueHeader, tail) == 384 && offsetof(QueueHeader, head) == 448);
 static_assert(offsetof(QueueHeader, producers_sleeping) == 256 && offsetof(QueueHeader, consumers_sleeping) == 320);

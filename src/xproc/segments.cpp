@@ -66,6 +66,8 @@ void read_queue(int fd, SegmentStatus& status) {
   try {
     const auto& h = *reinterpret_cast<const detail::QueueHeader*>(header);
     status.queue = detail::describe_queue(detail::read_shape(h, status.file_bytes, "the segment"), h);
+    struct stat st {};
+    if (fstat(fd, &st) == 0) status.queue->bytes_reserved = static_cast<size_t>(st.st_blocks) * 512;
   } catch (const Error& e) {
     status.error = e.what();
   }

@@ -213,10 +213,12 @@ void record_lane(const std::string& name, uint16_t server_first, uint16_t client
 }
 
 // A queue segment, whole, with the messages of `sizes` in it after `taken` went through.
+// With `reserved` below the capacity, the ring grows past it (and may jump) as they go in.
 void record_queue(const std::string& name, xproc::detail::QueueKind kind, size_t maxsize,
-                  const std::vector<size_t>& sizes, size_t taken) {
+                  const std::vector<size_t>& sizes, size_t taken, size_t reserved = 0) {
   xproc::QueueOptions options;
   options.capacity_bytes = 1024;
+  options.reserved_bytes = reserved;
   options.maxsize = maxsize;
   xproc::ByteQueue queue(options, kind == xproc::detail::QueueKind::kQueue ? 0 : 0x9eb32e19f86ee174, kind);
   for (size_t i = 0; i < taken; ++i) {
@@ -409,6 +411,8 @@ int main(int argc, char** argv) {
   record_queue("wrapped", QueueKind::kQueue, 0, {120, 64, 200}, 7);
   record_queue("full_joinable", QueueKind::kJoinable, 0, {200, 200, 200, 200, 200}, 1);
   record_queue("maxsize_simple", QueueKind::kSimple, 2, {32, 32, 32}, 3);
+  record_queue("grown", QueueKind::kQueue, 0, {120, 64, 200, 200}, 0, 256);
+  record_queue("grown_wrapped", QueueKind::kQueue, 0, {200, 150, 100, 200}, 3, 256);
   record_names();
   record_manager_streams();
   record_direct_sessions();
