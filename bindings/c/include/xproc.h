@@ -64,9 +64,10 @@ XPROC_API void xproc_free(void* buffer);
 typedef struct xproc_queue xproc_queue;
 
 /* A new queue: named (/dev/shm/xproc.<name>, any process may open it) or, with name NULL,
- * anonymous (inherited by fork()ed children). maxsize 0: bounded by bytes only;
- * capacity_bytes 0: the default 8 MiB. XPROC_VALUE_ERROR for a bad or taken name,
- * XPROC_OS_ERROR when /dev/shm cannot hold it. The queue carries raw bytes (schema id 0),
+ * anonymous (inherited by fork()ed children). maxsize 0: unbounded; capacity_bytes: the
+ * most the waiting messages may take, 0 for the default 1 GiB (memory is taken by use:
+ * 256 KiB when idle). XPROC_VALUE_ERROR for a bad or taken name, XPROC_NO_MEMORY when
+ * /dev/shm cannot hold it (or, at a put, the message). The queue carries raw bytes (schema id 0),
  * or, via xproc_queue_create_typed, the messages of one Cap'n Proto struct type. */
 XPROC_API int xproc_queue_create(const char* name, size_t maxsize, size_t capacity_bytes, xproc_queue** out);
 XPROC_API int xproc_queue_create_typed(const char* name, size_t maxsize, size_t capacity_bytes, uint64_t schema_id,
