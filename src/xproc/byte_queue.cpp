@@ -297,10 +297,9 @@ struct Growth {
 
 // Where a record of `need` bytes goes, or nullopt when the queue is full for it.
 //
-// The ring wraps within the memory it holds while it can, grows past its end when a record
-// fits neither there nor at the front, and when wrapped and out of room it jumps past its
-// upper part (a JUMP marker at the tail sends readers there), so an unbounded queue only
-// fills at `capacity`.
+// The ring wraps within the memory it holds while it is not crowded, grows past its end
+// otherwise, and when wrapped and out of room it jumps past its upper part (a JUMP marker
+// at the tail sends readers there), so an unbounded queue only fills at `capacity`.
 //
 // `growth()` reads the rest of the growth state; the common case, a record that fits at the
 // tail of one run inside the memory held, needs only `reserved_end` (in any state: while a
@@ -335,9 +334,13 @@ std::optional<Placement> place(Position head, Position tail, uint64_t need, cons
   }
   if (tail.offset > head.offset) {
     // Records in [head, tail); free: [tail, capacity) and [0, head).
-    if (tail.offset + need + sizeof(RecordHeader) <= growth.reserved_end) return Placement{tail.offset, 0};
-    if (need + slack <= head.offset) return Placement{0, RecordHeader::kWrap};
+    // A run over half of what the ring holds grows it rather than wrap into the little
+    // room at the front: a ring just big enough never to block would block often.
+    const bool fits_front = need + slack <= head.offset;
+    const bool crowded = 2 * (tail.offset - head.offset) > growth.reserved_end;
+    if (fits_front && !crowded) return Placement{0, RecordHeader::kWrap};
     if (need <= room_to_end) return Placement{tail.offset, 0};
+    if (fits_front) return Placement{0, RecordHeader::kWrap};
     return std::nullopt;
   }
   // Wrapped: records in [head, wrap_point) and [0, tail); free: [tail, head).
