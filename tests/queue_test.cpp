@@ -402,6 +402,28 @@ TEST(QueueTest, NegativeTimeoutThrowsValueError) {
   EXPECT_THROW(q.put_bytes(bytes("x"), true, -0.5s), xproc::ValueError);
 }
 
+TEST(QueueTest, ScribbledGrowthFieldsNeitherBreakTheQueueNorKeepItsMemory) {
+  NamedQueueGuard guard{xproc::testing::unique_name("scribble-growth")};
+  auto q = ByteQueue::create(guard.name, QueueOptions{});
+  const std::string mib(1u << 20, 'g');
+  q.put_bytes(bytes(mib));  // grows past the 256 KiB it keeps
+  {
+    // Another process writes a growth time far in the future, and nonsense where the last
+    // wrap and jump were: the queue places and reads by what it can check.
+    auto segment = xproc::shm::Segment::open(guard.name, xproc::Sharing{});
+    auto* header = reinterpret_cast<xproc::detail::QueueHeader*>(segment.data());
+    header->grown_at_ns.store(~uint64_t{0});
+    header->wrap_point.store(12345);
+    header->jump_count.store(7);
+    header->jump_pending.store(1);
+  }
+  q.put_bytes(bytes("second"));
+  EXPECT_EQ(text(q.get_bytes()), mib);
+  EXPECT_EQ(text(q.get_bytes()), "second");
+  EXPECT_FALSE(q.try_get_bytes(300ms));  // a growth time in the future keeps nothing
+  EXPECT_LE(q.info().bytes_reserved, 256u << 10);
+}
+
 TEST(QueueTest, ScribbledSegmentGivesDecodeErrorAndQueueRecovers) {
   NamedQueueGuard guard{xproc::testing::unique_name("scribble")};
   auto q = ByteQueue::create(guard.name, QueueOptions{.capacity_bytes = 4096});

@@ -451,7 +451,10 @@ void grow(QueueState& s, uint64_t reserved_end, uint64_t end) {
 std::optional<Clock::time_point> settles_at(const QueueState& s) {
   const QueueHeader& h = *s.header;
   if (h.reserved_end.load(std::memory_order_relaxed) <= s.shape.base) return std::nullopt;
-  const int64_t grown_at = static_cast<int64_t>(h.grown_at_ns.load(std::memory_order_relaxed));
+  // Written by any process sharing the segment: a time after now (or one that would
+  // overflow) is no growth time at all, so the memory is not kept for ever by it.
+  const uint64_t written = h.grown_at_ns.load(std::memory_order_relaxed);
+  const int64_t grown_at = written > static_cast<uint64_t>(coarse_now_ns()) ? 0 : static_cast<int64_t>(written);
   return Clock::time_point(std::chrono::nanoseconds(grown_at + kSettleNs));
 }
 
@@ -467,6 +470,11 @@ bool settled_now(const std::optional<Clock::time_point>& settled) {
 void drained(QueueState& s, Position head) {
   if (!settled_now(settles_at(s))) return;
   QueueHeader& h = *s.header;
+  // A consumer that only caught up with its cached tail finds a newer one here, without
+  // taking the line of a busy producer's mutex.
+  const uint64_t tail = h.tail.load(std::memory_order_acquire);
+  s.cached_tail.store(tail, std::memory_order_relaxed);
+  if (tail != head.pack()) return;
   shm::MutexLock producers(h.producer_lock, s.segment.holder(), Clock::time_point{});
   if (!producers.locked()) return;
   if (load(h.tail).pack() != head.pack()) return;  // a put came in meanwhile
