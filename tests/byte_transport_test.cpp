@@ -63,7 +63,7 @@ std::pair<std::unique_ptr<ByteTransport>, std::unique_ptr<ByteTransport>> stream
 std::pair<std::unique_ptr<ByteTransport>, std::unique_ptr<ByteTransport>> ring_ends(
     xproc::ConnectionOptions options = {}) {
   auto [a, b] = socket_pair(SOCK_SEQPACKET);
-  auto pipe = std::make_shared<RingPipe>(options.pipe_ring_bytes, true);
+  auto pipe = std::make_shared<RingPipe>(options.pipe_ring_bytes, options.pipe_reserved_bytes, true);
   return {std::make_unique<RingTransport>(std::move(a), pipe, 0, true, true, options),
           std::make_unique<RingTransport>(std::move(b), pipe, 1, true, true, options)};
 }
@@ -267,7 +267,7 @@ struct OneRingEnd {
 
   explicit OneRingEnd(size_t ring_bytes) {
     auto [a, b] = socket_pair(SOCK_SEQPACKET);
-    pipe = std::make_shared<RingPipe>(ring_bytes, true);
+    pipe = std::make_shared<RingPipe>(ring_bytes, 0, true);
     peer_socket = std::move(b);
     xproc::ConnectionOptions options;
     options.pipe_ring_bytes = ring_bytes;
@@ -374,7 +374,7 @@ TEST(RingTransportTest, AdoptedDuplicatesReachTheSameRings) {
   const auto h = b->shared_memory_handles();
   EXPECT_EQ(h.side, 1);
   xproc::ByteConnection::SharedMemoryHandles copy = h;
-  for (int* fd : {&copy.socket, &copy.rings[0], &copy.rings[1], &copy.control, &copy.wake[0], &copy.wake[1]}) {
+  for (int* fd : {&copy.socket, &copy.memory, &copy.wake[0], &copy.wake[1]}) {
     *fd = dup(*fd);
   }
   auto adopted = RingTransport::adopt(copy, {});

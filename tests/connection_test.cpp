@@ -19,6 +19,8 @@
 #include "support/test_support.h"
 #include "xproc/listener.h"
 #include "xproc/process.h"
+#include "xproc/ring_pipe_internal.h"
+#include "xproc/shm/segment.h"
 
 namespace {
 
@@ -600,11 +602,73 @@ TEST(ConnectionTest, SmallRingSendsWhatItCannotCarryOverTheSocket) {
   receiver.join();
 }
 
+// Bytes of memory a pipe end's shared memory holds now (its control block and rings).
+size_t pipe_memory(const ByteConnection& end) {
+  const auto handles = end.shared_memory_handles();
+  struct stat st {};
+  EXPECT_EQ(fstat(handles.memory, &st), 0);
+  return static_cast<size_t>(st.st_blocks) * 512;
+}
+
+TEST(ConnectionTest, IdlePipeHoldsUnder128KiBOfSharedMemory) {
+  for (bool duplex : {true, false}) {
+    auto [a, b] = xproc::byte_pipe(duplex);
+    ASSERT_TRUE(a.shared_memory());
+    EXPECT_LE(pipe_memory(a), size_t{128} << 10) << "duplex " << duplex;
+  }
+  xproc::ConnectionOptions preallocated;
+  preallocated.pipe_reserved_bytes = preallocated.pipe_ring_bytes;
+  auto [c, d] = xproc::byte_pipe(true, preallocated);
+  EXPECT_GE(pipe_memory(c), 2 * preallocated.pipe_ring_bytes);
+}
+
+TEST(ConnectionTest, PipeRingGrowsForWhatWaitsAndGivesItBackOnceDrained) {
+  xproc::ConnectionOptions options;
+  options.pipe_ring_bytes = size_t{8} << 20;
+  auto [a, b] = xproc::byte_pipe(true, options);
+  ASSERT_TRUE(a.shared_memory());
+  const std::string payload(60 << 10, 'g');                   // inline: under 64 KiB
+  for (int i = 0; i < 64; ++i) a.send_bytes(bytes(payload));  // no receiver yet: none blocks
+  EXPECT_GE(pipe_memory(a), size_t{3} << 20);
+  for (int i = 0; i < 64; ++i) ASSERT_EQ(b.recv_bytes().size(), payload.size());
+  // A receiver that waits (here in poll) gives the memory back once it has settled.
+  EXPECT_FALSE(b.poll(500ms));
+  EXPECT_LE(pipe_memory(a), size_t{128} << 10);
+  a.send_bytes(bytes("after"));
+  EXPECT_EQ(text(b.recv_bytes()), "after");
+}
+
+TEST(ConnectionTest, HundredsOfPipesWorkUnderTheUsualDescriptorLimit) {
+  // Past half the limit pipes are socket pairs: a program making 400 at 1024 descriptors
+  // gets 400 working pipes, not EMFILE.
+  xproc::Process child([] {
+    rlimit limit{1024, 1024};
+    if (setrlimit(RLIMIT_NOFILE, &limit) != 0) _exit(2);
+    std::vector<std::pair<ByteConnection, ByteConnection>> pipes;
+    size_t shared = 0;
+    for (int i = 0; i < 400; ++i) {
+      pipes.push_back(xproc::byte_pipe());
+      shared += pipes.back().first.shared_memory() ? 1 : 0;
+    }
+    for (auto& [a, b] : pipes) {
+      a.send_bytes(bytes("ping"));
+      if (text(b.recv_bytes()) != "ping") _exit(3);
+    }
+    _exit(shared > 0 && shared < 400 ? 0 : 4);
+  });
+  child.start();
+  child.join();
+  EXPECT_EQ(child.exitcode(), 0);
+}
+
 TEST(ConnectionTest, GarbageInThePipesRingIsDecodeErrorForThatRecordOnly) {
   auto [a, b] = xproc::byte_pipe();
   // Another process scribbling records into the ring that a's messages travel in.
   const auto handles = a.shared_memory_handles();
-  auto ring = xproc::ByteQueue::adopt_anonymous(dup(handles.rings[handles.side]));
+  auto memory = std::make_shared<const xproc::shm::Segment>(xproc::shm::Segment::adopt(dup(handles.memory)));
+  const auto* control = reinterpret_cast<const xproc::detail::PipeControl*>(memory->data());
+  auto ring = xproc::ByteQueue::attach_in(memory, control->ring_offset[handles.side],
+                                          control->ring_length[handles.side], "the ring");
   const uint32_t unknown_kind[2] = {7, 0};
   const uint64_t large_of_size_zero[3] = {1, 0, 1};
   ring.put_bytes(bytes("xx"));  // shorter than a record header
@@ -621,24 +685,41 @@ TEST(ConnectionTest, AdoptingDescriptorsThatAreNotAPipeIsValueErrorAndClosesThem
   auto duplicates = [&] {
     ByteConnection::SharedMemoryHandles h = real;
     h.socket = dup(real.socket);
-    for (int d = 0; d < 2; ++d) {
-      h.rings[d] = dup(real.rings[d]);
-      h.wake[d] = dup(real.wake[d]);
-    }
-    h.control = dup(real.control);
+    for (int d = 0; d < 2; ++d) h.wake[d] = dup(real.wake[d]);
+    h.memory = dup(real.memory);
     return h;
   };
   auto all_closed = [](const ByteConnection::SharedMemoryHandles& h) {
-    for (int fd : {h.socket, h.rings[0], h.rings[1], h.control, h.wake[0], h.wake[1]}) {
+    for (int fd : {h.socket, h.memory, h.wake[0], h.wake[1]}) {
       if (fcntl(fd, F_GETFD) != -1 || errno != EBADF) return false;
     }
     return true;
   };
-  auto not_a_control_block = duplicates();
-  ::close(not_a_control_block.control);
-  not_a_control_block.control = dup(real.rings[0]);  // a queue segment instead
-  EXPECT_THROW(ByteConnection::adopt_shared_memory(not_a_control_block), xproc::ValueError);
-  EXPECT_TRUE(all_closed(not_a_control_block));
+  xproc::ByteQueue queue;
+  auto not_a_pipe = duplicates();
+  ::close(not_a_pipe.memory);
+  not_a_pipe.memory = dup(queue.anonymous_fd());  // a queue segment instead
+  EXPECT_THROW(ByteConnection::adopt_shared_memory(not_a_pipe), xproc::ValueError);
+  EXPECT_TRUE(all_closed(not_a_pipe));
+  {
+    // A control block whose ring lies outside the segment, or over the control block. (The
+    // ends made before read it once, and keep what they read.)
+    const auto memory = xproc::shm::Segment::adopt(dup(real.memory));
+    auto* control = reinterpret_cast<xproc::detail::PipeControl*>(memory.data());
+    const uint64_t offset = control->ring_offset[1], length = control->ring_length[1];
+    for (auto [bad_offset, bad_length] : {std::pair<uint64_t, uint64_t>{uint64_t{1} << 40, 8192},
+                                          {0, 8192},
+                                          {4096, memory.size()},
+                                          {offset, length + 4096}}) {
+      control->ring_offset[1] = bad_offset;
+      control->ring_length[1] = bad_length;
+      auto outside = duplicates();
+      EXPECT_THROW(ByteConnection::adopt_shared_memory(outside), xproc::ValueError) << bad_offset << " " << bad_length;
+      EXPECT_TRUE(all_closed(outside));
+    }
+    control->ring_offset[1] = offset;
+    control->ring_length[1] = length;
+  }
   auto bad_side = duplicates();
   bad_side.side = 2;
   EXPECT_THROW(ByteConnection::adopt_shared_memory(bad_side), xproc::ValueError);

@@ -26,6 +26,7 @@
 #include "xproc/connection.h"
 #include "xproc/errors.h"
 #include "xproc/queue_layout_internal.h"
+#include "xproc/ring_pipe_internal.h"
 #include "xproc/shm/segment.h"
 
 namespace {
@@ -349,14 +350,15 @@ TEST(QueueHostileTest, PipeScribblerNeverCrashesSenderOrReceiver) {
   const pid_t scribbler = fork();
   if (scribbler == 0) {
     std::mt19937_64 random(7);
-    std::vector<std::pair<std::byte*, size_t>> memories;
-    for (int fd : {handles.rings[0], handles.rings[1], handles.control}) {
-      struct stat st {};
-      fstat(fd, &st);
-      void* m = mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-      if (m == MAP_FAILED) _exit(4);
-      memories.emplace_back(static_cast<std::byte*>(m), static_cast<size_t>(st.st_size));
-    }
+    struct stat st {};
+    fstat(handles.memory, &st);
+    void* m = mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ | PROT_WRITE, MAP_SHARED, handles.memory, 0);
+    if (m == MAP_FAILED) _exit(4);
+    // The control block and each ring's region (header first), as the pipe laid them out.
+    auto* base = static_cast<std::byte*>(m);
+    const auto* control = reinterpret_cast<const xproc::detail::PipeControl*>(base);
+    std::vector<std::pair<std::byte*, size_t>> memories{{base, xproc::detail::kPipeControlBytes}};
+    for (int d = 0; d < 2; ++d) memories.emplace_back(base + control->ring_offset[d], control->ring_length[d]);
     for (int trial = 0; trial < 3000; ++trial) {
       auto [memory, size] = memories[random() % memories.size()];
       const size_t at = random() % 2 ? (random() % 1024) / 4 * 4 : (random() % (size / 4)) * 4;

@@ -149,13 +149,13 @@ TEST(SegmentTest, GroupSharedSegmentIsCheckedAgainstTheExpectedGroup) {
 }
 
 // A child (holding the same memory, as a forked worker does) tries to shrink and to grow
-// every kind of anonymous segment: a queue, a pipe's rings and control block, a lane.
+// every kind of anonymous segment: a queue, a pipe's memory, a lane.
 TEST(SegmentTest, AnonymousSegmentsCannotBeShrunkOrGrown) {
   ByteQueue queue(QueueOptions{.capacity_bytes = 4096});
   auto [a, b] = xproc::byte_pipe(true);
   const auto handles = a.shared_memory_handles();
   auto lane = xproc::rpc::Lane::create();
-  std::vector<int> fds{queue.anonymous_fd(), handles.rings[0], handles.rings[1], handles.control, lane.memfd()};
+  std::vector<int> fds{queue.anonymous_fd(), handles.memory, lane.memfd()};
 
   const pid_t child = fork();
   if (child == 0) {

@@ -32,11 +32,16 @@ struct ConnectionOptions {
   // Largest message recv accepts; a longer frame closes the connection with OSError
   // ("bad message length"), without allocating its claimed size.
   size_t max_message_bytes = size_t{1} << 30;
-  // Pipe() only: bytes of the shared-memory ring of each direction, reserved when the pipe
-  // is made (messages up to 64 KiB, or a quarter of this when smaller, travel through it).
-  // 0 = what CPython's Pipe makes: a socket pair, or an OS pipe one way. Otherwise 64 bytes
-  // to 4 GiB (ValueError outside); short of memory or descriptors, Pipe() falls back on 0.
+  // Pipe() only: the most bytes the shared-memory ring of each direction holds (messages
+  // up to 64 KiB, or a quarter of this when smaller, travel through it; larger ones over
+  // the socket pair). 0 = what CPython's Pipe makes: a socket pair, or an OS pipe one way.
+  // Otherwise 64 bytes to 4 GiB (ValueError outside). Short of memory, or when the process
+  // already holds a quarter of the descriptors RLIMIT_NOFILE allows, Pipe() falls back on 0.
   size_t pipe_ring_bytes = size_t{512} << 10;
+  // Pipe() only: ring bytes of each direction reserved when the pipe is made and kept; the
+  // rest is reserved as messages wait and given back when the ring drains. 0 = by use (an
+  // idle pipe holds under 128 KiB); pipe_ring_bytes preallocates the whole ring.
+  size_t pipe_reserved_bytes = 0;
 };
 
 namespace detail {
@@ -143,12 +148,11 @@ class ByteConnection {
   // one descriptor). Owned by this end. ValueError unless shared_memory().
   struct SharedMemoryHandles {
     int socket = -1;
-    int rings[2] = {-1, -1};  // the memfds of the two rings
-    int control = -1;         // the memfd of the control block
-    int wake[2] = {-1, -1};   // the eventfds
-    int side = 0;             // which end this is (0 or 1)
-    bool readable = true;     // false for the sending end of a one-way pipe
-    bool writable = true;     // false for its receiving end
+    int memory = -1;         // the memfd of the control block and both rings
+    int wake[2] = {-1, -1};  // the eventfds
+    int side = 0;            // which end this is (0 or 1)
+    bool readable = true;    // false for the sending end of a one-way pipe
+    bool writable = true;    // false for its receiving end
   };
   SharedMemoryHandles shared_memory_handles() const;
   // Rebuilds an end from duplicates of another process's handles, taking ownership of

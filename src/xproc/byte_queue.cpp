@@ -25,7 +25,10 @@ inline constexpr SpinTuning kQueueSpin{.initial_ns = 50'000, .floor_ns = 2'000, 
 
 // Process-local state of one mapped queue, shared by all handles copied from each other.
 struct QueueState {
-  shm::Segment segment;
+  // The segment may hold more than this queue (a Pipe's two rings and control block).
+  std::shared_ptr<const shm::Segment> memory;
+  const shm::Segment& segment;
+  size_t region;  // where the queue's header is in the segment
   QueueHeader* header;
   std::byte* ring;
   // The queue's shape, read from the header once (or chosen, for a new queue) and never
@@ -51,11 +54,15 @@ struct QueueState {
   std::atomic<int64_t> consumer_pacing_ns{4'000};
   std::atomic<int64_t> producer_pacing_ns{4'000};
 
-  QueueState(shm::Segment s, const QueueShape& queue_shape)
-      : segment(std::move(s)),
-        header(reinterpret_cast<QueueHeader*>(segment.data())),
-        ring(segment.data() + kRingOffset),
+  QueueState(std::shared_ptr<const shm::Segment> shared, size_t region_offset, const QueueShape& queue_shape)
+      : memory(std::move(shared)),
+        segment(*memory),
+        region(region_offset),
+        header(reinterpret_cast<QueueHeader*>(segment.data() + region)),
+        ring(segment.data() + region + kRingOffset),
         shape(queue_shape) {}
+  QueueState(shm::Segment whole, const QueueShape& queue_shape)
+      : QueueState(std::make_shared<const shm::Segment>(std::move(whole)), 0, queue_shape) {}
 };
 
 }  // namespace detail
@@ -440,7 +447,7 @@ int64_t coarse_now_ns() {
 void grow(QueueState& s, uint64_t reserved_end, uint64_t end) {
   const uint64_t step_end = std::max(end, reserved_end + kGrowthStep);
   const uint64_t new_end = std::min<uint64_t>(s.shape.capacity, round_up8(step_end));
-  s.segment.reserve(detail::kRingOffset + reserved_end, new_end - reserved_end);
+  s.segment.reserve(s.region + detail::kRingOffset + reserved_end, new_end - reserved_end);
   s.header->reserved_end.store(new_end, std::memory_order_relaxed);
   s.header->grown_at_ns.store(static_cast<uint64_t>(coarse_now_ns()), std::memory_order_relaxed);
 }
@@ -486,7 +493,7 @@ void drained(QueueState& s, Position head) {
   h.reserved_end.store(s.shape.base, std::memory_order_relaxed);
   s.cached_tail.store(front.pack(), std::memory_order_relaxed);
   s.last_tail_written.store(~uint64_t{0}, std::memory_order_relaxed);
-  s.segment.release(detail::kRingOffset + s.shape.base, s.shape.capacity - s.shape.base);
+  s.segment.release(s.region + detail::kRingOffset + s.shape.base, s.shape.capacity - s.shape.base);
 }
 
 // Something other than this protocol wrote into the segment: `found` is what. Takes both
@@ -558,6 +565,32 @@ ByteQueue ByteQueue::create(std::string_view name, const QueueOptions& options, 
                                             shape);
   initialise(state->header, shape);
   return ByteQueue(std::move(state));
+}
+
+size_t ByteQueue::region_bytes(const QueueOptions& options) {
+  return detail::kRingOffset + shape_of(options, 0, QueueKind::kQueue).capacity;
+}
+
+ByteQueue ByteQueue::create_in(std::shared_ptr<const shm::Segment> segment, size_t offset,
+                               const QueueOptions& options) {
+  const QueueShape shape = shape_of(options, 0, QueueKind::kQueue);
+  XPROC_REQUIRE(offset % 64 == 0 && offset <= segment->size() && segment->size() - offset >= region_bytes(options),
+                "a queue's region must be aligned and inside its segment", offset, segment->size());
+  segment->reserve(offset, detail::kRingOffset + shape.base);
+  auto state = std::make_shared<QueueState>(std::move(segment), offset, shape);
+  initialise(state->header, shape);
+  return ByteQueue(std::move(state));
+}
+
+ByteQueue ByteQueue::attach_in(std::shared_ptr<const shm::Segment> segment, size_t offset, size_t length,
+                               const std::string& what) {
+  if (offset % 64 != 0 || offset > segment->size() || segment->size() - offset < length ||
+      length < detail::kRingOffset) {
+    throw ValueError(what + " does not fit in its segment");
+  }
+  const QueueShape shape =
+      detail::read_shape(*reinterpret_cast<const QueueHeader*>(segment->data() + offset), length, what);
+  return ByteQueue(std::make_shared<QueueState>(std::move(segment), offset, shape));
 }
 
 ByteQueue ByteQueue::open(std::string_view name, const Sharing& sharing) {
@@ -794,6 +827,22 @@ QueueInfo ByteQueue::info() const {
   info.name = state_->segment.name();
   info.bytes_reserved = state_->segment.reserved_bytes();
   return info;
+}
+
+Deadline ByteQueue::memory_returns_at() const {
+  const auto settled = settles_at(*state_);
+  if (!settled) return std::nullopt;
+  return *settled + kCoarseClockLag;  // so that the coarse clock has passed it too
+}
+
+void ByteQueue::return_memory() {
+  QueueState& s = *state_;
+  QueueHeader& h = *s.header;
+  if (!settled_now(settles_at(s))) return;
+  shm::MutexLock lock(h.consumer_lock, s.segment.holder(), Clock::time_point{});
+  if (!lock.locked()) return;
+  if (lock.owner_died()) h.recoveries.fetch_add(1, std::memory_order_relaxed);
+  drained(s, load(h.head, std::memory_order_relaxed));  // nothing unless the tail is there too
 }
 
 int ByteQueue::anonymous_fd() const noexcept { return state_->segment.name().empty() ? state_->segment.fd() : -1; }

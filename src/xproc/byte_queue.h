@@ -76,6 +76,9 @@ namespace detail {
 enum class QueueKind : uint32_t { kQueue = 0, kSimple = 1, kJoinable = 2 };
 struct QueueState;
 }  // namespace detail
+namespace shm {
+class Segment;
+}  // namespace shm
 
 class ByteQueue {
  public:
@@ -137,9 +140,26 @@ class ByteQueue {
   void join(Timeout timeout = {});
 
   QueueInfo info() const;
+  // When the memory this queue holds beyond its reserved_bytes may be given back: the first
+  // get that finds the queue empty from then on gives it back. nullopt when it holds none.
+  // (A get waiting in the queue comes back for it by itself; a caller that sleeps elsewhere,
+  // as a Pipe's receiver does in poll(), wakes for it and calls return_memory().)
+  xproc::Deadline memory_returns_at() const;
+  // What a get finding the queue empty does to its memory: gives back what it holds
+  // beyond reserved_bytes once that has settled and no one is putting. Never waits.
+  void return_memory();
   // The anonymous segment's memfd (for bindings that re-open it in another process), -1
   // for named queues.
   int anonymous_fd() const noexcept;
+
+  // For Pipe(), whose rings and control block share one segment: the bytes a queue of
+  // `options` takes (header and ring), a new queue at `offset` in `segment` (which must hold
+  // that much there, reserved as the queue needs it), and the queue another process made at
+  // `offset`, in `length` bytes (ValueError when it is not a queue that fits them).
+  static size_t region_bytes(const QueueOptions& options);
+  static ByteQueue create_in(std::shared_ptr<const shm::Segment> segment, size_t offset, const QueueOptions& options);
+  static ByteQueue attach_in(std::shared_ptr<const shm::Segment> segment, size_t offset, size_t length,
+                             const std::string& what);
 
   // For Queue<T> and bindings: a typed queue records its schema id and kind.
   ByteQueue(const QueueOptions& options, uint64_t schema_id, detail::QueueKind kind);

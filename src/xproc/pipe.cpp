@@ -1,5 +1,6 @@
 // byte_pipe(): the fds behind Pipe(), and the transport over them.
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -14,6 +15,21 @@
 
 namespace xproc {
 
+namespace {
+
+// Whether a shared-memory pipe's descriptors (five beyond its socket pair) would take this
+// process past a quarter of what RLIMIT_NOFILE allows, `newest` being the socket pair's
+// higher descriptor (the kernel hands out the lowest free number, so it bounds the open
+// count). Past it pipes are socket pairs, as CPython's are: a program that makes hundreds
+// (400 at the usual 1024) gets them all, and keeps descriptors for its files and sockets.
+bool descriptors_scarce(int newest) {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return false;
+  return static_cast<rlim_t>(newest) + 5 >= limit.rlim_cur / 4;
+}
+
+}  // namespace
+
 std::pair<ByteConnection, ByteConnection> byte_pipe(bool duplex, ConnectionOptions options) {
   int fds[2];
   if (options.pipe_ring_bytes > 0) {
@@ -24,12 +40,16 @@ std::pair<ByteConnection, ByteConnection> byte_pipe(bool duplex, ConnectionOptio
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) != 0) throw_os_error("socketpair", errno);
     Fd sockets[2] = {Fd(fds[0]), Fd(fds[1])};
     std::shared_ptr<detail::RingPipe> rings;
-    try {
-      rings = std::make_shared<detail::RingPipe>(options.pipe_ring_bytes, duplex);
-    } catch (const OSError&) {
-      // No shared memory to be had (memory or descriptors short): fall back on the
-      // socket pair (or pipe) alone, a complete pipe, only slower. (Its descriptors are
-      // made after these are closed.)
+    if (!descriptors_scarce(fds[1])) {
+      try {
+        rings = std::make_shared<detail::RingPipe>(options.pipe_ring_bytes, options.pipe_reserved_bytes, duplex);
+      } catch (const OSError&) {
+        // No shared memory to be had: as below.
+      }
+    }
+    if (!rings) {
+      // Memory or descriptors short: fall back on the socket pair (or pipe) alone, a
+      // complete pipe, only slower. (Its descriptors are made after these are closed.)
       for (Fd& socket : sockets) socket.reset();
       options.pipe_ring_bytes = 0;
       return byte_pipe(duplex, options);

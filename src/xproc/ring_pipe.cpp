@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <memory>
 #include <new>
 #include <string>
 #include <utility>
@@ -22,10 +23,53 @@ constexpr size_t kLargestInline = 64 * 1024;
 // The ring of the direction a one-way pipe does not use: the smallest a queue can be.
 constexpr size_t kUnusedRingBytes = 64;
 
-QueueOptions ring_options(size_t ring_bytes) {
+// Ring bytes an idle pipe keeps per direction: with its header, two pages (a hundred small
+// messages in flight). Reserving memory is most of what making a pipe costs (with the
+// control block, 20 KiB take as long as the socket pair); a stream grows the ring.
+constexpr size_t kIdleRingBytes = (size_t{8} << 10) - kRingOffset;
+
+constexpr size_t kPage = 4096;
+
+// The ring of direction `d`.
+QueueOptions ring_options(int d, size_t ring_bytes, size_t reserved_bytes, bool duplex) {
   QueueOptions options;
-  options.capacity_bytes = ring_bytes;
+  options.capacity_bytes = d == 1 && !duplex ? kUnusedRingBytes : ring_bytes;
+  options.reserved_bytes = std::min(options.capacity_bytes, reserved_bytes != 0 ? reserved_bytes : kIdleRingBytes);
   return options;
+}
+
+size_t page_round(size_t n) { return (n + kPage - 1) / kPage * kPage; }
+
+// A new segment laid out for rings of these options, its control block written (but for
+// the magic, which the finished pipe sets).
+std::shared_ptr<const shm::Segment> new_pipe_memory(const QueueOptions& ring0, const QueueOptions& ring1) {
+  const size_t length[2] = {ByteQueue::region_bytes(ring0), ByteQueue::region_bytes(ring1)};
+  const size_t offset[2] = {kPipeControlBytes, kPipeControlBytes + page_round(length[0])};
+  auto memory = std::make_shared<const shm::Segment>(shm::Segment::anonymous(offset[1] + length[1], kPipeControlBytes));
+  auto* control = new (memory->data()) PipeControl{};
+  control->version = kPipeControlVersion;
+  for (int d = 0; d < 2; ++d) control->ring_offset[d] = offset[d];
+  for (int d = 0; d < 2; ++d) control->ring_length[d] = length[d];
+  return memory;
+}
+
+// The control block of a pipe's segment received from another process.
+PipeControl* checked_control(const shm::Segment& memory) {
+  if (memory.size() < kPipeControlBytes) throw ValueError("too small to be the memory of an xproc pipe");
+  auto* control = reinterpret_cast<PipeControl*>(memory.data());
+  if (control->magic.load(std::memory_order_acquire) != kPipeControlMagic || control->version != kPipeControlVersion) {
+    throw ValueError("not the memory of an xproc pipe (layout version " + std::to_string(kPipeControlVersion) + ")");
+  }
+  return control;
+}
+
+// Ring `d` of a pipe made in another process: its region is read from the control block
+// once and must start on a page after the control block (attach_in checks the rest).
+ByteQueue attached_ring(const std::shared_ptr<const shm::Segment>& memory, const PipeControl& control, int d) {
+  const uint64_t offset = control.ring_offset[d], length = control.ring_length[d];
+  const std::string what = "ring " + std::to_string(d) + " of a pipe";
+  if (offset < kPipeControlBytes || offset % kPage != 0) throw ValueError(what + " overlaps its control block");
+  return ByteQueue::attach_in(memory, offset, length, what);
 }
 
 Fd make_eventfd() {
@@ -36,27 +80,22 @@ Fd make_eventfd() {
 
 }  // namespace
 
-RingPipe::RingPipe(size_t ring_bytes, bool duplex)
-    : ring{ByteQueue(ring_options(ring_bytes)), ByteQueue(ring_options(duplex ? ring_bytes : kUnusedRingBytes))},
-      control_segment(shm::Segment::anonymous(sizeof(PipeControl))),
-      control(new (control_segment.data()) PipeControl{}),
+RingPipe::RingPipe(size_t ring_bytes, size_t reserved_bytes, bool duplex)
+    : memory(new_pipe_memory(ring_options(0, ring_bytes, reserved_bytes, duplex),
+                             ring_options(1, ring_bytes, reserved_bytes, duplex))),
+      control(reinterpret_cast<PipeControl*>(memory->data())),
+      ring{ByteQueue::create_in(memory, control->ring_offset[0], ring_options(0, ring_bytes, reserved_bytes, duplex)),
+           ByteQueue::create_in(memory, control->ring_offset[1], ring_options(1, ring_bytes, reserved_bytes, duplex))},
       wake_fd{make_eventfd(), make_eventfd()},
       inline_limit(std::min(kLargestInline, ring_bytes / 4)) {
-  control->version = kPipeControlVersion;
   control->magic.store(kPipeControlMagic, std::memory_order_release);
 }
 
-RingPipe::RingPipe(ByteQueue ring0, ByteQueue ring1, shm::Segment control_memory, Fd wake0, Fd wake1)
-    : ring{std::move(ring0), std::move(ring1)},
-      control_segment(std::move(control_memory)),
-      control(reinterpret_cast<PipeControl*>(control_segment.data())),
+RingPipe::RingPipe(shm::Segment segment, Fd wake0, Fd wake1)
+    : memory(std::make_shared<const shm::Segment>(std::move(segment))),
+      control(checked_control(*memory)),
+      ring{attached_ring(memory, *control, 0), attached_ring(memory, *control, 1)},
       wake_fd{std::move(wake0), std::move(wake1)},
-      inline_limit(std::min(kLargestInline, ring[0].info().capacity_bytes / 4)) {
-  if (control_segment.size() < sizeof(PipeControl) ||
-      control->magic.load(std::memory_order_acquire) != kPipeControlMagic || control->version != kPipeControlVersion) {
-    throw ValueError("not the control block of an xproc pipe (layout version " + std::to_string(kPipeControlVersion) +
-                     ")");
-  }
-}
+      inline_limit(std::min(kLargestInline, ring[0].info().capacity_bytes / 4)) {}
 
 }  // namespace xproc::detail

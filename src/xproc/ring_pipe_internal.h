@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
 #include "xproc/byte_queue.h"
 #include "xproc/fd.h"
@@ -19,7 +20,10 @@
 namespace xproc::detail {
 
 inline constexpr uint64_t kPipeControlMagic = 0x3130435050524f58ULL;  // bytes on disk: "XORPPC01"
-inline constexpr uint32_t kPipeControlVersion = 2;
+inline constexpr uint32_t kPipeControlVersion = 3;
+// The control block takes the segment's first page; ring 0's region (its queue header, then
+// the ring) follows, then ring 1's, each starting on a page.
+inline constexpr size_t kPipeControlBytes = 4096;
 
 // What one direction's receiver and senders agree on, in the control segment.
 struct alignas(kCacheLine) PipeDirection {
@@ -50,9 +54,15 @@ struct PipeControl {
   std::atomic<uint64_t> magic;  // kPipeControlMagic once initialised
   uint32_t version;
   uint32_t reserved;
+  // Where each ring's region (its queue header, then the ring) is in the segment, and its
+  // bytes. Read once by a process that adopts the pipe, and checked against the segment.
+  uint64_t ring_offset[2];
+  uint64_t ring_length[2];
   alignas(kCacheLine) PipeDirection direction[2];  // direction[d]: messages sent by end d
 };
+static_assert(offsetof(PipeControl, ring_offset) == 16);
 static_assert(offsetof(PipeControl, direction) == kCacheLine);
+static_assert(sizeof(PipeControl) <= kPipeControlBytes);
 
 // Each ring record starts with this; the payload follows (kInline) or is on the socket.
 struct PipeRecord {
@@ -77,20 +87,21 @@ struct LargeChunk {
 static_assert(sizeof(LargeChunk) == 16);
 
 // What the two ends of one pipe share within a process (both ends after Pipe(), or the
-// one end a forked child keeps using). Owns the mappings and the eventfds.
+// one end a forked child keeps using). Owns the mapping and the eventfds.
 struct RingPipe {
-  ByteQueue ring[2];  // ring[d]: messages sent by end d
-  shm::Segment control_segment;
+  std::shared_ptr<const shm::Segment> memory;  // the control block, then the two rings
   PipeControl* control;
+  ByteQueue ring[2];    // ring[d]: messages sent by end d
   Fd wake_fd[2];        // wake_fd[d]: tokens for the receiver of ring[d]
   size_t inline_limit;  // the largest payload carried in the ring
 
-  // ring_bytes per direction (one way: ring 0 only, ring 1 the smallest there is); throws
-  // OSError or ValueError when the memory cannot be had.
-  RingPipe(size_t ring_bytes, bool duplex);
-  // Attaches to a pipe made in another process. ValueError when `control` is not a pipe
-  // control block of this version.
-  RingPipe(ByteQueue ring0, ByteQueue ring1, shm::Segment control, Fd wake0, Fd wake1);
+  // Rings of at most ring_bytes per direction, reserved_bytes of each held from the start
+  // (0: what an idle pipe keeps); one way: ring 0 only, ring 1 the smallest there is.
+  // Throws OSError or ValueError when the memory cannot be had.
+  RingPipe(size_t ring_bytes, size_t reserved_bytes, bool duplex);
+  // Attaches to a pipe made in another process. ValueError when `memory` is not a pipe's
+  // segment of this layout version.
+  RingPipe(shm::Segment memory, Fd wake0, Fd wake1);
   RingPipe(const RingPipe&) = delete;
   RingPipe& operator=(const RingPipe&) = delete;
 };

@@ -11,7 +11,6 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
-#include <optional>
 #include <string>
 #include <utility>
 
@@ -75,16 +74,10 @@ RingTransport::RingTransport(Fd socket, std::shared_ptr<RingPipe> pipe, int side
 std::unique_ptr<RingTransport> RingTransport::adopt(const ByteConnection::SharedMemoryHandles& handles,
                                                     const ConnectionOptions& options) {
   // Each descriptor is owned from here on: whatever fails, none is left open.
-  Fd socket(handles.socket), control(handles.control);
-  Fd rings[2] = {Fd(handles.rings[0]), Fd(handles.rings[1])};
+  Fd socket(handles.socket), memory(handles.memory);
   Fd wake[2] = {Fd(handles.wake[0]), Fd(handles.wake[1])};
   if (handles.side != 0 && handles.side != 1) throw ValueError("a pipe end's side is 0 or 1");
-  std::optional<ByteQueue> ring0, ring1;
-  ring0.emplace(ByteQueue::adopt_anonymous(rings[0].release()));
-  ring1.emplace(ByteQueue::adopt_anonymous(rings[1].release()));
-  auto control_memory = shm::Segment::adopt(control.release());
-  auto pipe = std::make_shared<RingPipe>(std::move(*ring0), std::move(*ring1), std::move(control_memory),
-                                         std::move(wake[0]), std::move(wake[1]));
+  auto pipe = std::make_shared<RingPipe>(shm::Segment::adopt(memory.release()), std::move(wake[0]), std::move(wake[1]));
   return std::make_unique<RingTransport>(std::move(socket), std::move(pipe), handles.side, handles.readable,
                                          handles.writable, options);
 }
@@ -105,11 +98,8 @@ void RingTransport::close() noexcept {
 ByteConnection::SharedMemoryHandles RingTransport::shared_memory_handles() const {
   ByteConnection::SharedMemoryHandles handles;
   handles.socket = fd_.get();
-  for (int d = 0; d < 2; ++d) {
-    handles.rings[d] = pipe_->ring[d].anonymous_fd();
-    handles.wake[d] = pipe_->wake_fd[d].get();
-  }
-  handles.control = pipe_->control_segment.fd();
+  handles.memory = pipe_->memory->fd();
+  for (int d = 0; d < 2; ++d) handles.wake[d] = pipe_->wake_fd[d].get();
   handles.side = side_;
   handles.readable = readable();
   handles.writable = writable();
@@ -212,7 +202,7 @@ void RingTransport::send_large(std::span<const std::span<const std::byte>> parts
   // one order. The receiver is woken before the chunks go: it reads while we write.
   PipeDirection& direction = tx_control();
   // (A dead holder's message: see read_large.)
-  shm::MutexLock lock(direction.large_send, pipe_->control_segment.holder(), std::nullopt);
+  shm::MutexLock lock(direction.large_send, pipe_->memory->holder(), std::nullopt);
   const uint64_t seq = direction.large_seq.load(std::memory_order_relaxed) + 1;
   direction.large_seq.store(seq, std::memory_order_relaxed);
   put_record(
@@ -316,7 +306,7 @@ RingTransport::LargeRead RingTransport::read_large(const PipeRecord& marker, siz
       }
       // A live sender still holds the mutex and is writing; a dead one's or a free mutex
       // means that every chunk that will come has come, and this reader had them not.
-      if (shm::held_by_live_owner(rx_control().large_send, pipe_->control_segment.holder())) continue;
+      if (shm::held_by_live_owner(rx_control().large_send, pipe_->memory->holder())) continue;
       pollfd again{socket, POLLIN, 0};
       if (::poll(&again, 1, 0) > 0 && (again.revents & POLLIN) != 0) continue;
       return LargeRead::kLost;
@@ -352,8 +342,11 @@ RingTransport::Wake RingTransport::sleep(const ByteQueue::Deadline& deadline) {
   direction.armed.exchange(1, std::memory_order_seq_cst);  // see PipeDirection::armed
   if (rx().qsize() > 0) return Wake::kMaybeReady;
   // Bounded: a sender killed between its publish and its token leaves us a message and no
-  // wake-up; we look again after at most this long.
-  const auto cap = std::chrono::steady_clock::now() + kLongestSleep;
+  // wake-up; we look again after at most this long. Sooner when the ring holds memory it can
+  // give back: the caller's next look, finding it empty, gives it back.
+  auto cap = std::chrono::steady_clock::now() + kLongestSleep;
+  const auto returns = rx().memory_returns_at();
+  if (returns && *returns < cap) cap = *returns;
   const ByteQueue::Deadline until = deadline && *deadline < cap ? deadline : ByteQueue::Deadline(cap);
   // The socket only for its hang-up: chunks on it are for a reader that took their marker.
   pollfd fds[2] = {{rx_wake_fd(), POLLIN, 0}, {fd_.get(), 0, 0}};
@@ -363,6 +356,7 @@ RingTransport::Wake RingTransport::sleep(const ByteQueue::Deadline& deadline) {
     throw_os_error("poll", errno);
   }
   if ((fds[0].revents & POLLIN) != 0) drain_tokens(rx_wake_fd());
+  if (returns && std::chrono::steady_clock::now() >= *returns) rx().return_memory();
   if ((fds[1].revents & (POLLHUP | POLLERR)) != 0) {
     // Gone: but what it sent before closing is in the ring, and is delivered first.
     return rx().qsize() > 0 ? Wake::kMaybeReady : Wake::kPeerGone;

@@ -1,5 +1,5 @@
 // A shared-memory Pipe() whose other end is hostile: the input is written over the
-// control block and the ring that end sends into, through a mapping of their memfds as
+// control block and the ring that end sends into, through a mapping of their memfd as
 // another process has one, and what follows is sent on its socket as the chunks of large
 // messages; then that end goes away and this end receives. Receiving gives messages,
 // DecodeError (a record that cannot be one; the ring carries on), EOFError (the peer is
@@ -54,9 +54,10 @@ class Mapping {
 
   std::byte* data() const { return static_cast<std::byte*>(data_); }
   size_t size() const { return size_; }
-  // Overwrites the start of the mapping with `bytes` (no more than it holds).
-  void write(std::span<const std::byte> bytes) const {
-    if (!bytes.empty()) std::memcpy(data(), bytes.data(), std::min(bytes.size(), size_));
+  // Overwrites the mapping from `offset` with `bytes` (no more than it holds there).
+  void write(size_t offset, std::span<const std::byte> bytes) const {
+    if (!bytes.empty() && offset < size_)
+      std::memcpy(data() + offset, bytes.data(), std::min(bytes.size(), size_ - offset));
   }
 
  private:
@@ -80,14 +81,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   uint32_t claimed_messages = 0;  // by the ring's positions, as the hostile end left them
   {
     const auto handles = hostile.shared_memory_handles();
-    Mapping control(handles.control);
-    Mapping ring(handles.rings[handles.side]);  // the ring the hostile end sends into
-    FUZZ_CHECK(control.size() >= sizeof(PipeControl) && ring.size() == kSegmentBytes);
-    control.write(input.take_bytes(sizeof(PipeControl)));
-    ring.write(input.take_bytes(kSegmentBytes));
-
-    const auto* pipe = reinterpret_cast<const PipeControl*>(control.data());
-    const auto* header = reinterpret_cast<const QueueHeader*>(ring.data());
+    Mapping memory(handles.memory);
+    const auto* pipe = reinterpret_cast<const PipeControl*>(memory.data());
+    // The ring the hostile end sends into (where the receiver found it when it was made).
+    const size_t ring_offset = pipe->ring_offset[handles.side];
+    FUZZ_CHECK(memory.size() >= ring_offset + kSegmentBytes);
+    memory.write(0, input.take_bytes(sizeof(PipeControl)));
+    memory.write(ring_offset, input.take_bytes(kSegmentBytes));
+    const auto* header = reinterpret_cast<const QueueHeader*>(memory.data() + ring_offset);
     locks_free = header->consumer_lock.load() == 0 && header->producer_lock.load() == 0 &&
                  pipe->direction[handles.side].large_send.load() == 0;
     using xproc::detail::Position;

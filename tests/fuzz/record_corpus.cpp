@@ -169,8 +169,9 @@ void record_pipe(const std::string& name, const std::vector<size_t>& sizes, size
   for (size_t i = 0; i < taken_first; ++i) receiver.recv_bytes();
   for (const size_t size : sizes) send(size);
   const auto handles = sender.shared_memory_handles();
-  Bytes image = read_memfd(handles.control, 0, sizeof(xproc::detail::PipeControl));
-  const Bytes ring = read_memfd(handles.rings[handles.side], 0, xproc::detail::kRingOffset + 4096);
+  Bytes image = read_memfd(handles.memory, 0, sizeof(xproc::detail::PipeControl));
+  const auto* control = reinterpret_cast<const xproc::detail::PipeControl*>(image.data());
+  const Bytes ring = read_memfd(handles.memory, control->ring_offset[handles.side], xproc::detail::kRingOffset + 4096);
   image.insert(image.end(), ring.begin(), ring.end());
   const int socket = receiver.shared_memory_handles().socket;
   Bytes chunk(70 * 1024);

@@ -178,20 +178,16 @@ void register_connections(nb::module_& m) {
           "handles",
           [](const PythonConnection& self) {
             const auto h = self.connection.shared_memory_handles();
-            return nb::make_tuple(h.socket, h.rings[0], h.rings[1], h.control, h.wake[0], h.wake[1], h.side, h.readable,
-                                  h.writable);
+            return nb::make_tuple(h.socket, h.memory, h.wake[0], h.wake[1], h.side, h.readable, h.writable);
           },
-          "The descriptors behind a shared-memory end (socket, ring0, ring1, control, wake0, wake1), then its "
-          "side, readable and writable; the descriptors stay this end's: duplicate them to hand it on.")
+          "The descriptors behind a shared-memory end (socket, memory, wake0, wake1), then its side, readable "
+          "and writable; the descriptors stay this end's: duplicate them to hand it on.")
       .def_static(
           "adopt",
-          [](int socket, int ring0, int ring1, int control, int wake0, int wake1, int side, bool readable,
-             bool writable, uint64_t schema_id) {
+          [](int socket, int memory, int wake0, int wake1, int side, bool readable, bool writable, uint64_t schema_id) {
             ByteConnection::SharedMemoryHandles h;
             h.socket = socket;
-            h.rings[0] = ring0;
-            h.rings[1] = ring1;
-            h.control = control;
+            h.memory = memory;
             h.wake[0] = wake0;
             h.wake[1] = wake1;
             h.side = side;
@@ -199,9 +195,8 @@ void register_connections(nb::module_& m) {
             h.writable = writable;
             return wrap(ByteConnection::adopt_shared_memory(h), schema_id);
           },
-          nb::arg("socket"), nb::arg("ring0"), nb::arg("ring1"), nb::arg("control"), nb::arg("wake0"), nb::arg("wake1"),
-          nb::arg("side"), nb::arg("readable"), nb::arg("writable"),
-          nb::arg("schema_id") = MessageCodec::value_schema_id(),
+          nb::arg("socket"), nb::arg("memory"), nb::arg("wake0"), nb::arg("wake1"), nb::arg("side"),
+          nb::arg("readable"), nb::arg("writable"), nb::arg("schema_id") = MessageCodec::value_schema_id(),
           "Rebuilds a shared-memory end from duplicates of another process's handles (taking ownership).");
 
   m.def(
