@@ -129,7 +129,14 @@ void remember_struct(nb::handle schema) {
                            .c_str());
 }
 
-void write(PyObject* object, schema::Value::Builder builder, int depth);
+// How a bytes object goes into the message: copied, or (a large one, when the message is
+// copied out before the object can change or go) referred to, so that its bytes are
+// copied once, from the object to where the message goes.
+enum class Bytes { kCopied, kReferred };
+// Above this, a bytes object is worth a segment of its own.
+constexpr size_t kReferredBytes = 64 * 1024;
+
+void write(PyObject* object, schema::Value::Builder builder, int depth, Bytes bytes);
 
 // A Manager proxy (xproc.managers.BaseProxy, or an xproc.ProxyRef this process could not
 // resolve) answers _xproc_proxy_ref() with (manager instance, object id). False for any
@@ -153,7 +160,7 @@ nb::object handles_module() {
   return *module;
 }
 
-bool write_handle(PyObject* object, schema::Value::Builder builder, int depth) {
+bool write_handle(PyObject* object, schema::Value::Builder builder, int depth, Bytes bytes) {
   nb::object shared = handles_module().attr("share")(nb::handle(object));
   if (shared.is_none()) return false;
   auto fields = nb::cast<nb::tuple>(shared);
@@ -167,7 +174,7 @@ bool write_handle(PyObject* object, schema::Value::Builder builder, int depth) {
   for (unsigned i = 0; i < keys.size(); ++i) key_list.set(i, keys[i]);
   const auto kind = nb::cast<std::string>(fields[2]);
   handle.setKind(capnp::Text::Reader(kind.data(), kind.size()));
-  write(fields[3].ptr(), handle.initDetails(), depth + 1);
+  write(fields[3].ptr(), handle.initDetails(), depth + 1, bytes);
   return true;
 }
 
@@ -193,8 +200,8 @@ nb::object read_proxy(schema::Value::Proxy::Reader proxy) {
   return (*resolve)(proxy.getManager(), proxy.getId());
 }
 
-void write_items(PyObject* const* items, capnp::List<schema::Value>::Builder list, int depth) {
-  for (unsigned i = 0; i < list.size(); ++i) write(items[i], list[i], depth + 1);
+void write_items(PyObject* const* items, capnp::List<schema::Value>::Builder list, int depth, Bytes bytes) {
+  for (unsigned i = 0; i < list.size(); ++i) write(items[i], list[i], depth + 1, bytes);
 }
 
 void write_struct(PyObject* object, bool is_builder, schema::Value::Builder builder) {
@@ -211,7 +218,7 @@ void write_struct(PyObject* object, bool is_builder, schema::Value::Builder buil
   out.getValue().setAs<capnp::AnyStruct>(reader.getRoot<capnp::AnyStruct>());
 }
 
-void write(PyObject* object, schema::Value::Builder builder, int depth) {
+void write(PyObject* object, schema::Value::Builder builder, int depth, Bytes bytes) {
   if (depth >= kNestingLimit) {
     throw nb::value_error("xproc cannot send an object nested deeper than 64 levels (or one that contains itself)");
   }
@@ -236,8 +243,13 @@ void write(PyObject* object, schema::Value::Builder builder, int depth) {
     if (text == nullptr) throw nb::python_error();
     builder.setText(capnp::Text::Reader(text, static_cast<size_t>(size)));
   } else if (type == &PyBytes_Type) {
-    builder.setData(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(PyBytes_AS_STRING(object)),
-                                        static_cast<size_t>(PyBytes_GET_SIZE(object))));
+    const capnp::Data::Reader data(reinterpret_cast<const kj::byte*>(PyBytes_AS_STRING(object)),
+                                   static_cast<size_t>(PyBytes_GET_SIZE(object)));
+    if (bytes == Bytes::kReferred && data.size() >= kReferredBytes) {
+      builder.adoptData(capnp::Orphanage::getForMessageContaining(builder).referenceExternalData(data));
+    } else {
+      builder.setData(data);
+    }
   } else if (type == &PyDict_Type) {
     auto entries = builder.initMap(static_cast<unsigned>(PyDict_GET_SIZE(object)));
     Py_ssize_t position = 0;
@@ -245,18 +257,19 @@ void write(PyObject* object, schema::Value::Builder builder, int depth) {
     PyObject* value = nullptr;
     unsigned i = 0;
     while (PyDict_Next(object, &position, &key, &value)) {
-      write(key, entries[i].initKey(), depth + 1);
-      write(value, entries[i].initValue(), depth + 1);
+      write(key, entries[i].initKey(), depth + 1, bytes);
+      write(value, entries[i].initValue(), depth + 1, bytes);
       ++i;
     }
   } else if (type == &PyList_Type) {
-    write_items(&PyList_GET_ITEM(object, 0), builder.initList(static_cast<unsigned>(PyList_GET_SIZE(object))), depth);
+    write_items(&PyList_GET_ITEM(object, 0), builder.initList(static_cast<unsigned>(PyList_GET_SIZE(object))), depth,
+                bytes);
   } else if (type == &PyTuple_Type) {
-    write_items(&PyTuple_GET_ITEM(object, 0), builder.initTuple(static_cast<unsigned>(PyTuple_GET_SIZE(object))),
-                depth);
+    write_items(&PyTuple_GET_ITEM(object, 0), builder.initTuple(static_cast<unsigned>(PyTuple_GET_SIZE(object))), depth,
+                bytes);
   } else if (bool is_builder = false; is_pycapnp_struct(type, &is_builder)) {
     write_struct(object, is_builder, builder);
-  } else if (!write_proxy(object, builder) && !write_handle(object, builder, depth)) {
+  } else if (!write_proxy(object, builder) && !write_handle(object, builder, depth, bytes)) {
     unsupported(object);
   }
 }
@@ -339,7 +352,7 @@ struct Struct {
 
 }  // namespace
 
-void write_value(nb::handle object, schema::Value::Builder builder) { write(object.ptr(), builder, 0); }
+void write_value(nb::handle object, schema::Value::Builder builder) { write(object.ptr(), builder, 0, Bytes::kCopied); }
 
 nb::object read_value(schema::Value::Reader reader, bool as_key) {
   try {
@@ -351,7 +364,7 @@ nb::object read_value(schema::Value::Reader reader, bool as_key) {
 }
 
 capnp::MallocMessageBuilder& encode_value(nb::handle object, capnp::MallocMessageBuilder& builder) {
-  write_value(object, builder.initRoot<schema::Value>());
+  write(object.ptr(), builder.initRoot<schema::Value>(), 0, Bytes::kReferred);
   return builder;
 }
 

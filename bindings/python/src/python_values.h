@@ -27,7 +27,8 @@ void write_value(nb::handle object, schema::Value::Builder builder);
 // may send. `as_key`: lists come back as tuples too (a dict key must be hashable).
 nb::object read_value(schema::Value::Reader reader, bool as_key = false);
 
-// The whole message: the flat serialization of `object` as a Value message ...
+// The whole message: `object` as a Value message, whose large bytes objects the builder
+// refers to (copy it out while `object` lives, unchanged) ...
 capnp::MallocMessageBuilder& encode_value(nb::handle object, capnp::MallocMessageBuilder& builder);
 // ... and a received message back (validated: DecodeError for bytes that are not one).
 nb::object decode_value(std::span<const std::byte> message);
