@@ -3,12 +3,14 @@
 // reads) and with Python's multiprocessing.Pipe. Every message is counted and checked.
 #include <arpa/inet.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cstring>
+#include <filesystem>
 #include <stdexcept>
 #include <vector>
 
@@ -172,6 +174,13 @@ double value_throughput(size_t count) {
   return static_cast<double>(count) / seconds;
 }
 
+// Descriptors this process has open now.
+size_t open_descriptors() {
+  size_t n = 0;
+  for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) ++n;
+  return n;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -226,6 +235,20 @@ int main(int argc, char** argv) {
   const std::string py_pp = python_peer(s, "pipe_peer.py", "--pingpong --count " + std::to_string(s.count(5'000)));
   rows.push_back(
       {"ping-pong 64 B", "RTT p50 (us)", median(x50), "multiprocessing.Pipe", json_number(py_pp, "p50_us"), ""});
+
+  // What an idle Pipe holds right after creation: shared memory, and descriptors (both ends
+  // in this process; multiprocessing's Pipe holds 2).
+  {
+    const size_t before = open_descriptors();
+    auto [a, b] = xproc::byte_pipe();
+    const size_t held = open_descriptors() - before;
+    struct stat st {};
+    if (::fstat(a.shared_memory_handles().memory, &st) != 0) throw std::runtime_error("fstat of a pipe's memory");
+    rows.push_back({"idle Pipe, default options", "KiB of shared memory",
+                    static_cast<double>(st.st_blocks) * 512 / 1024, "target", 128.0, "<= 1.0"});
+    rows.push_back(
+        {"Pipe(), both ends in one process", "descriptors held", static_cast<double>(held), "target", 3.0, "<= 1.0"});
+  }
   report(rows, s.out);
   return 0;
 }

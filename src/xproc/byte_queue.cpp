@@ -100,6 +100,8 @@ constexpr size_t kGrowthStep = size_t{1} << 20;
 // ... and given back once the queue is empty and has not grown for this long.
 constexpr int64_t kSettleNs = 100'000'000;
 constexpr auto kCoarseClockLag = std::chrono::milliseconds(10);
+// A message this large keeps the memory it took from settling (see put_raw).
+constexpr size_t kLargeMessage = size_t{1} << 20;
 
 size_t base_bytes(const QueueOptions& options, size_t capacity) {
   const size_t wanted = options.reserved_bytes != 0 ? round_up8(options.reserved_bytes) : kDefaultReservedBytes;
@@ -650,7 +652,14 @@ bool ByteQueue::put_raw(size_t size, void (*fill)(void*, std::byte*), void* ctx,
       if (end < shape.capacity) end += sizeof(RecordHeader);
       if (placement->marker != 0) end = std::max(end, tail.offset + sizeof(RecordHeader));
       const uint64_t reserved_end = reserved_ring(s);
-      if (end > reserved_end) grow(s, reserved_end, end);  // MemoryError: nothing written
+      if (end > reserved_end) {
+        grow(s, reserved_end, end);  // MemoryError: nothing written
+      } else if (size >= kLargeMessage && end > shape.base) {
+        // A stream of large messages uses the memory it grew to, though it may drain
+        // between them: given back at each drain, every message would take it anew
+        // (allocating and clearing 100 MiB took longer than copying it).
+        h.grown_at_ns.store(static_cast<uint64_t>(coarse_now_ns()), std::memory_order_relaxed);
+      }
       if (placement->marker == RecordHeader::kWrap) {
         *reinterpret_cast<RecordHeader*>(s.ring + tail.offset) = RecordHeader{0, RecordHeader::kWrap};
         h.wrap_point.store(tail.offset, std::memory_order_relaxed);
