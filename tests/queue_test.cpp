@@ -585,6 +585,28 @@ TEST(QueueTest, DrainedConsumerHonoursTimeoutsAndNonBlockingGets) {
   EXPECT_EQ(text(q.get_bytes(true, 10s)), "after");
 }
 
+TEST(QueueTest, WaitForMessageTakesNothingAndGivesMemoryBackMeanwhile) {
+  ByteQueue q;
+  EXPECT_FALSE(q.wait_for_message(0s));
+  EXPECT_FALSE(q.wait_for_message(20ms));
+  std::thread producer([&q] {
+    std::this_thread::sleep_for(20ms);
+    q.put_bytes(bytes("here"));
+  });
+  EXPECT_TRUE(q.wait_for_message(10s));
+  producer.join();
+  EXPECT_TRUE(q.wait_for_message(0s));  // still there: nothing was taken
+  EXPECT_EQ(q.qsize(), 1u);
+  EXPECT_EQ(text(q.get_bytes()), "here");
+  // Grown, then drained: a caller waiting here gives the memory back once it settles.
+  const size_t idle = q.info().bytes_reserved;
+  for (int i = 0; i < 4; ++i) q.put_bytes(bytes(std::string(1 << 20, 'x')));
+  for (int i = 0; i < 4; ++i) q.get_bytes();
+  EXPECT_GT(q.info().bytes_reserved, idle);
+  EXPECT_FALSE(q.wait_for_message(400ms));
+  EXPECT_EQ(q.info().bytes_reserved, idle);
+}
+
 TEST(QueueTest, InfoCountsRingBytesInUse) {
   ByteQueue q(QueueOptions{.capacity_bytes = 64});  // four records of 8 + 8 bytes fill it
   EXPECT_EQ(q.info().bytes_used, 0u);

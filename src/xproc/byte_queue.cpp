@@ -788,6 +788,25 @@ std::optional<std::vector<std::byte>> ByteQueue::try_get_bytes(const Timeout& ti
   return out;
 }
 
+bool ByteQueue::wait_for_message(const Timeout& timeout) {
+  QueueState& s = *state_;
+  QueueHeader& h = *s.header;
+  const Deadline deadline = ByteQueue::deadline(true, timeout);
+  for (;;) {
+    const uint32_t observed = load(h.tail).count;  // before the count: a put after it wakes us
+    if (qsize() > 0) return true;
+    // Memory to give back, as a waiting get does: wake once it has settled.
+    const Deadline returns = memory_returns_at();
+    if (returns && *returns <= Clock::now()) {
+      return_memory();
+    } else if (returns && (!deadline || *returns < *deadline)) {
+      wait_for_change(s, h.tail, observed, h.consumers_sleeping, returns);
+      continue;
+    }
+    if (!wait_for_change(s, h.tail, observed, h.consumers_sleeping, deadline)) return qsize() > 0;
+  }
+}
+
 size_t ByteQueue::qsize() const noexcept {
   const QueueHeader& h = *state_->header;
   // Head first: the count can only be overstated by puts racing in, never negative.

@@ -125,6 +125,10 @@ class ByteQueue {
     return get_raw(&call<Consume, std::span<const std::byte>>, &consume, deadline(block, timeout));
   }
 
+  // Waits until a message is in the queue (true) or `timeout` runs out (false), taking
+  // nothing: for a caller that then takes it in place under a lock of its own (Python's
+  // GIL), which it may not hold while it waits. Another consumer may take it first.
+  bool wait_for_message(const Timeout& timeout = {});
   // Messages in the queue now (exact at the instant; others may change it at once).
   size_t qsize() const noexcept;
   bool empty() const noexcept { return qsize() == 0; }

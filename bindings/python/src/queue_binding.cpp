@@ -33,9 +33,9 @@ void put_encoded(PythonQueue& self, const EncodedMessage& message, bool block, s
   }
 }
 
-std::vector<std::byte> get_message(PythonQueue& self, bool block, std::optional<double> timeout) {
+std::vector<std::byte> get_message(PythonQueue& self, const SlicedWait& deadline) {
   std::optional<std::vector<std::byte>> message;
-  if (!wait_in_slices(SlicedWait(block, timeout), [&](Timeout slice) {
+  if (!wait_in_slices(deadline, [&](Timeout slice) {
         message = self.queue.try_get_bytes(slice);
         return message.has_value();
       })) {
@@ -97,15 +97,24 @@ void register_queues(nb::module_& m) {
       .def(
           "get",
           [](PythonQueue& self, bool block, std::optional<double> timeout) {
-            // Fast path: a message is there, so decode it where it lies in the ring, with
-            // the GIL held (no copy out). Building the objects runs no Python code, so
-            // holding the consumer lock meanwhile cannot deadlock with another thread.
+            // A message that is there is decoded where it lies in the ring, with the GIL
+            // held (no copy out). Building the objects runs no Python code, so holding the
+            // consumer lock meanwhile cannot deadlock with another thread.
             nb::object result;
-            if (self.queue.get_in_place([&](std::span<const std::byte> bytes) { result = self.codec.decode(bytes); },
-                                        false)) {
-              return result;
+            auto take_in_place = [&] {
+              return self.queue.get_in_place(
+                  [&](std::span<const std::byte> bytes) { result = self.codec.decode(bytes); }, false);
+            };
+            if (take_in_place()) return result;
+            // None: wait for one without the GIL, then take it in place as well (a large
+            // message is then copied once, not into a buffer and again into objects).
+            const SlicedWait deadline(block, timeout);
+            if (!wait_in_slices(deadline, [&](Timeout slice) { return self.queue.wait_for_message(slice); })) {
+              throw Empty();
             }
-            auto message = get_message(self, block, timeout);
+            if (take_in_place()) return result;
+            // Another consumer took it, or holds the queue: wait as a get does.
+            auto message = get_message(self, deadline);
             return self.codec.decode(message);
           },
           nb::arg("block") = true, nb::arg("timeout") = nb::none())
@@ -125,7 +134,7 @@ void register_queues(nb::module_& m) {
       .def(
           "get_bytes",
           [](PythonQueue& self, bool block, std::optional<double> timeout) {
-            auto message = get_message(self, block, timeout);
+            auto message = get_message(self, SlicedWait(block, timeout));
             return nb::bytes(reinterpret_cast<const char*>(message.data()), message.size());
           },
           nb::arg("block") = true, nb::arg("timeout") = nb::none())
