@@ -657,7 +657,8 @@ bool ByteQueue::put_raw(size_t size, void (*fill)(void*, std::byte*), void* ctx,
       } else if (size >= kLargeMessage && end > shape.base) {
         // A stream of large messages uses the memory it grew to, though it may drain
         // between them: given back at each drain, every message would take it anew
-        // (allocating and clearing 100 MiB took longer than copying it).
+        // (allocating and clearing 100 MiB took longer than copying it). Gets of large
+        // messages do the same.
         h.grown_at_ns.store(static_cast<uint64_t>(coarse_now_ns()), std::memory_order_relaxed);
       }
       if (placement->marker == RecordHeader::kWrap) {
@@ -742,6 +743,11 @@ bool ByteQueue::get_raw(void (*consume)(void*, std::span<const std::byte>), void
       failure = std::current_exception();  // the message is consumed all the same
     }
     const Position next{head.count + 1, static_cast<uint32_t>(record->next)};
+    // Taking a large message uses the memory too (see put_raw): it may take longer than
+    // the settling time, and the next one would find the memory given back.
+    if (record->size >= kLargeMessage) {
+      h.grown_at_ns.store(static_cast<uint64_t>(coarse_now_ns()), std::memory_order_relaxed);
+    }
     publish_and_wake(h.head, next.pack(), h.producers_sleeping);
     if (next.count == tail.count) drained(s, next);
     lock.unlock();
