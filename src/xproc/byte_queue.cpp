@@ -102,6 +102,10 @@ constexpr int64_t kSettleNs = 100'000'000;
 constexpr auto kCoarseClockLag = std::chrono::milliseconds(10);
 // A message this large keeps the memory it took from settling (see put_raw).
 constexpr size_t kLargeMessage = size_t{1} << 20;
+// Past this much memory a full ring waits up to kGrowthPace for a consumer to take
+// something before it grows (see put_raw), and wraps when it can rather than grow.
+constexpr uint64_t kPacedGrowthFrom = uint64_t{8} << 20;
+constexpr auto kGrowthPace = std::chrono::microseconds(50);
 
 size_t base_bytes(const QueueOptions& options, size_t capacity) {
   const size_t wanted = options.reserved_bytes != 0 ? round_up8(options.reserved_bytes) : kDefaultReservedBytes;
@@ -346,7 +350,8 @@ std::optional<Placement> place(Position head, Position tail, uint64_t need, cons
     // A run over half of what the ring holds grows it rather than wrap into the little
     // room at the front: a ring just big enough never to block would block often.
     const bool fits_front = need + slack <= head.offset;
-    const bool crowded = 2 * (tail.offset - head.offset) > growth.reserved_end;
+    const bool crowded =
+        growth.reserved_end < kPacedGrowthFrom && 2 * (tail.offset - head.offset) > growth.reserved_end;
     if (fits_front && !crowded) return Placement{0, RecordHeader::kWrap};
     if (need <= room_to_end) return Placement{tail.offset, 0};
     if (fits_front) return Placement{0, RecordHeader::kWrap};
@@ -622,7 +627,16 @@ bool ByteQueue::put_raw(size_t size, void (*fill)(void*, std::byte*), void* ctx,
                           std::to_string(shape.max_message));
   }
   const uint64_t need = sizeof(RecordHeader) + round_up8(size);
+  // The memory a placement writes: the record, the room for a marker after it, and the
+  // marker before it.
+  auto memory_end = [&](const Placement& placement, Position tail) {
+    uint64_t end = placement.write_at + need;
+    if (end < shape.capacity) end += sizeof(RecordHeader);
+    if (placement.marker != 0) end = std::max(end, tail.offset + sizeof(RecordHeader));
+    return end;
+  };
   bool waited = false;
+  bool paced_growth = false;
   for (;;) {
     shm::MutexLock lock(h.producer_lock, s.segment.holder(), deadline);
     if (!lock.locked()) return false;
@@ -637,7 +651,8 @@ bool ByteQueue::put_raw(size_t size, void (*fill)(void*, std::byte*), void* ctx,
     for (;;) {
       if (plausible(shape, head, tail)) {
         placement = place(head, tail, need, shape, reserved_ring(s), [&] { return read_growth(s, head, tail); });
-        if (placement || fresh) break;
+        // Growing takes memory for good: not on the word of a cached head.
+        if (fresh || (placement && memory_end(*placement, tail) <= reserved_ring(s))) break;
       } else if (fresh) {
         lock.unlock();
         reset_corrupted(s, describe(head, tail), deadline);
@@ -647,11 +662,19 @@ bool ByteQueue::put_raw(size_t size, void (*fill)(void*, std::byte*), void* ctx,
     }
     if (placement) {
       const uint64_t write_at = placement->write_at;
-      // Memory for the record, the room for a marker after it, and the marker before it.
-      uint64_t end = write_at + need;
-      if (end < shape.capacity) end += sizeof(RecordHeader);
-      if (placement->marker != 0) end = std::max(end, tail.offset + sizeof(RecordHeader));
+      const uint64_t end = memory_end(*placement, tail);
       const uint64_t reserved_end = reserved_ring(s);
+      if (end > reserved_end && reserved_end >= kPacedGrowthFrom && !paced_growth && distance(head, tail) != 0) {
+        // A big ring that is full: a consumer working through it usually takes something
+        // within microseconds, and the stream then goes on in memory that is warm. Past
+        // kGrowthPace the ring grows (a stuck consumer costs one such wait a step).
+        paced_growth = true;
+        lock.unlock();
+        const Clock::time_point paced_until = Clock::now() + kGrowthPace;
+        wait_for_change(s, h.head, head.count, h.producers_sleeping,
+                        deadline && *deadline < paced_until ? *deadline : paced_until);
+        continue;
+      }
       if (end > reserved_end) {
         grow(s, reserved_end, end);  // MemoryError: nothing written
       } else if (size >= kLargeMessage && end > shape.base) {
