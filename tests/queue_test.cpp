@@ -607,6 +607,20 @@ TEST(QueueTest, WaitForMessageTakesNothingAndGivesMemoryBackMeanwhile) {
   EXPECT_EQ(q.info().bytes_reserved, idle);
 }
 
+TEST(QueueTest, APutAfterItsConsumerCaughtUpWrapsRatherThanGrow) {
+  // The producer's cached head is from before the gets: to it the run of records looks
+  // over half the ring (which grows it rather than wrap). It grows only on a head read from
+  // the segment, which shows a run of less than half: the ring wraps in the memory it holds.
+  ByteQueue q;
+  const size_t idle = q.info().bytes_reserved;
+  const std::string message(56, 'm');  // 64-byte records: 1500 take 96 KB of the 256 KiB
+  for (int round = 0; round < 8; ++round) {
+    for (int i = 0; i < 1500; ++i) q.put_bytes(bytes(message));
+    for (int i = 0; i < 1500; ++i) ASSERT_EQ(text(q.get_bytes()), message);
+  }
+  EXPECT_EQ(q.info().bytes_reserved, idle);
+}
+
 TEST(QueueTest, InfoCountsRingBytesInUse) {
   ByteQueue q(QueueOptions{.capacity_bytes = 64});  // four records of 8 + 8 bytes fill it
   EXPECT_EQ(q.info().bytes_used, 0u);

@@ -449,6 +449,15 @@ int64_t coarse_now_ns() {
   return static_cast<int64_t>(now.tv_sec) * 1'000'000'000 + now.tv_nsec;
 }
 
+// The memory beyond the base is in use now: it settles kSettleNs from now. Growing sets
+// this, and so do a put and a get of a large message: a stream of them may drain between
+// messages, and a message may take longer than the settling time to write or read; given
+// back at each drain, every message would take the memory anew (allocating and clearing
+// 100 MiB took longer than copying it).
+void memory_in_use(QueueHeader& h) {
+  h.grown_at_ns.store(static_cast<uint64_t>(coarse_now_ns()), std::memory_order_relaxed);
+}
+
 // Reserves the ring's memory up to at least `end` (holding the producers' mutex), a step
 // at a time, before anything is written there. MemoryError when it cannot be had.
 void grow(QueueState& s, uint64_t reserved_end, uint64_t end) {
@@ -456,7 +465,7 @@ void grow(QueueState& s, uint64_t reserved_end, uint64_t end) {
   const uint64_t new_end = std::min<uint64_t>(s.shape.capacity, round_up8(step_end));
   s.segment.reserve(s.region + detail::kRingOffset + reserved_end, new_end - reserved_end);
   s.header->reserved_end.store(new_end, std::memory_order_relaxed);
-  s.header->grown_at_ns.store(static_cast<uint64_t>(coarse_now_ns()), std::memory_order_relaxed);
+  memory_in_use(*s.header);
 }
 
 // When the memory a queue holds beyond its base may be given back: once it has not grown
@@ -475,6 +484,21 @@ std::optional<Clock::time_point> settles_at(const QueueState& s) {
 // Whether that time has come by the coarse clock (a tick, a few milliseconds, behind).
 bool settled_now(const std::optional<Clock::time_point>& settled) {
   return settled && std::chrono::nanoseconds(coarse_now_ns()) >= settled->time_since_epoch();
+}
+
+// How long a consumer that found the queue empty waits for a put: until `deadline`, or,
+// when the queue holds memory that settles sooner, until just after that (past the coarse
+// clock's lag, so that drained() sees it) to give the memory back; `for_memory` says which.
+struct EmptyWait {
+  Deadline until;
+  bool for_memory;
+};
+EmptyWait empty_wait(const QueueState& s, const Deadline& deadline) {
+  const auto settled = settles_at(s);
+  if (!settled) return {deadline, false};
+  const Clock::time_point returns = *settled + kCoarseClockLag;
+  if (returns <= Clock::now() || (deadline && *deadline <= returns)) return {deadline, false};
+  return {returns, true};
 }
 
 // The queue is empty at `head` (holding the consumers' mutex): if it holds memory beyond
@@ -648,11 +672,15 @@ bool ByteQueue::put_raw(size_t size, void (*fill)(void*, std::byte*), void* ctx,
     // A cached head that no longer fits the tail, or was too old to find room: look again.
     bool fresh = !cached;
     std::optional<Placement> placement;
+    uint64_t reserved_end = 0;  // of the plan: the memory held ...
+    uint64_t end = 0;           // ... and the memory the placement writes up to
     for (;;) {
       if (plausible(shape, head, tail)) {
-        placement = place(head, tail, need, shape, reserved_ring(s), [&] { return read_growth(s, head, tail); });
+        reserved_end = reserved_ring(s);
+        placement = place(head, tail, need, shape, reserved_end, [&] { return read_growth(s, head, tail); });
+        if (placement) end = memory_end(*placement, tail);
         // Growing takes memory for good: not on the word of a cached head.
-        if (fresh || (placement && memory_end(*placement, tail) <= reserved_ring(s))) break;
+        if (fresh || (placement && end <= reserved_end)) break;
       } else if (fresh) {
         lock.unlock();
         reset_corrupted(s, describe(head, tail), deadline);
@@ -662,8 +690,6 @@ bool ByteQueue::put_raw(size_t size, void (*fill)(void*, std::byte*), void* ctx,
     }
     if (placement) {
       const uint64_t write_at = placement->write_at;
-      const uint64_t end = memory_end(*placement, tail);
-      const uint64_t reserved_end = reserved_ring(s);
       if (end > reserved_end && reserved_end >= kPacedGrowthFrom && !paced_growth && distance(head, tail) != 0) {
         // A big ring that is full: a consumer working through it usually takes something
         // within microseconds, and the stream then goes on in memory that is warm. Past
@@ -678,11 +704,7 @@ bool ByteQueue::put_raw(size_t size, void (*fill)(void*, std::byte*), void* ctx,
       if (end > reserved_end) {
         grow(s, reserved_end, end);  // MemoryError: nothing written
       } else if (size >= kLargeMessage && end > shape.base) {
-        // A stream of large messages uses the memory it grew to, though it may drain
-        // between them: given back at each drain, every message would take it anew
-        // (allocating and clearing 100 MiB took longer than copying it). Gets of large
-        // messages do the same.
-        h.grown_at_ns.store(static_cast<uint64_t>(coarse_now_ns()), std::memory_order_relaxed);
+        memory_in_use(h);
       }
       if (placement->marker == RecordHeader::kWrap) {
         *reinterpret_cast<RecordHeader*>(s.ring + tail.offset) = RecordHeader{0, RecordHeader::kWrap};
@@ -736,21 +758,13 @@ bool ByteQueue::get_raw(void (*consume)(void*, std::span<const std::byte>), void
     if (distance(head, tail) == 0) {
       drained(s, head);
       // Memory still to give back: this wait comes back for it once it has settled.
-      const auto settled = settles_at(s);
+      const EmptyWait wait = empty_wait(s, deadline);
       lock.unlock();
       if (!waited && s.streaming.load(std::memory_order_relaxed)) {
         paced_wait(s.consumer_pacing_ns, deadline, [&] { return !half_full(s); });
       }
       waited = true;
-      const bool nonblocking = deadline && *deadline == Clock::time_point{};
-      const bool settle_first =
-          settled && !nonblocking && (!deadline || *settled < *deadline) && *settled + kCoarseClockLag > Clock::now();
-      if (settle_first) {
-        // Past the settling time by more than the coarse clock lags, so that drained() sees it.
-        if (!wait_for_change(s, h.tail, tail.count, h.consumers_sleeping, *settled + kCoarseClockLag)) continue;
-      } else if (!wait_for_change(s, h.tail, tail.count, h.consumers_sleeping, deadline)) {
-        return false;
-      }
+      if (!wait_for_change(s, h.tail, tail.count, h.consumers_sleeping, wait.until) && !wait.for_memory) return false;
       continue;
     }
     const std::optional<Record> record = record_at(s, head, tail);
@@ -766,11 +780,7 @@ bool ByteQueue::get_raw(void (*consume)(void*, std::span<const std::byte>), void
       failure = std::current_exception();  // the message is consumed all the same
     }
     const Position next{head.count + 1, static_cast<uint32_t>(record->next)};
-    // Taking a large message uses the memory too (see put_raw): it may take longer than
-    // the settling time, and the next one would find the memory given back.
-    if (record->size >= kLargeMessage) {
-      h.grown_at_ns.store(static_cast<uint64_t>(coarse_now_ns()), std::memory_order_relaxed);
-    }
+    if (record->size >= kLargeMessage) memory_in_use(h);
     publish_and_wake(h.head, next.pack(), h.producers_sleeping);
     if (next.count == tail.count) drained(s, next);
     lock.unlock();
@@ -824,15 +834,11 @@ bool ByteQueue::wait_for_message(const Timeout& timeout) {
   for (;;) {
     const uint32_t observed = load(h.tail).count;  // before the count: a put after it wakes us
     if (qsize() > 0) return true;
-    // Memory to give back, as a waiting get does: wake once it has settled.
-    const Deadline returns = memory_returns_at();
-    if (returns && *returns <= Clock::now()) {
-      return_memory();
-    } else if (returns && (!deadline || *returns < *deadline)) {
-      wait_for_change(s, h.tail, observed, h.consumers_sleeping, returns);
-      continue;
+    return_memory();  // what has settled, as a get that finds the queue empty gives it back
+    const EmptyWait wait = empty_wait(s, deadline);
+    if (!wait_for_change(s, h.tail, observed, h.consumers_sleeping, wait.until) && !wait.for_memory) {
+      return qsize() > 0;
     }
-    if (!wait_for_change(s, h.tail, observed, h.consumers_sleeping, deadline)) return qsize() > 0;
   }
 }
 
