@@ -342,11 +342,17 @@ RingTransport::Wake RingTransport::sleep(const ByteQueue::Deadline& deadline) {
   direction.armed.exchange(1, std::memory_order_seq_cst);  // see PipeDirection::armed
   if (rx().qsize() > 0) return Wake::kMaybeReady;
   // Bounded: a sender killed between its publish and its token leaves us a message and no
-  // wake-up; we look again after at most this long. Sooner when the ring holds memory it can
-  // give back: the caller's next look, finding it empty, gives it back.
-  auto cap = std::chrono::steady_clock::now() + kLongestSleep;
-  const auto returns = rx().memory_returns_at();
-  if (returns && *returns < cap) cap = *returns;
+  // wake-up; we look again after at most this long. Sooner when the ring holds memory that
+  // settles meanwhile: we wake then, and the next look gives it back. (Memory settled
+  // already is given back now; if that cannot be, as while another reader holds the ring,
+  // the sleep is not cut short for it, or it would spin.)
+  const auto now = std::chrono::steady_clock::now();
+  auto cap = now + kLongestSleep;
+  if (const auto returns = rx().memory_returns_at(); returns && *returns <= now) {
+    rx().return_memory();
+  } else if (returns && *returns < cap) {
+    cap = *returns;
+  }
   const ByteQueue::Deadline until = deadline && *deadline < cap ? deadline : ByteQueue::Deadline(cap);
   // The socket only for its hang-up: chunks on it are for a reader that took their marker.
   pollfd fds[2] = {{rx_wake_fd(), POLLIN, 0}, {fd_.get(), 0, 0}};
@@ -356,7 +362,6 @@ RingTransport::Wake RingTransport::sleep(const ByteQueue::Deadline& deadline) {
     throw_os_error("poll", errno);
   }
   if ((fds[0].revents & POLLIN) != 0) drain_tokens(rx_wake_fd());
-  if (returns && std::chrono::steady_clock::now() >= *returns) rx().return_memory();
   if ((fds[1].revents & (POLLHUP | POLLERR)) != 0) {
     // Gone: but what it sent before closing is in the ring, and is delivered first.
     return rx().qsize() > 0 ? Wake::kMaybeReady : Wake::kPeerGone;
