@@ -17,15 +17,19 @@ namespace xproc {
 
 namespace {
 
-// Whether a shared-memory pipe's descriptors (five beyond its socket pair) would take this
-// process past a quarter of what RLIMIT_NOFILE allows, `newest` being the socket pair's
-// higher descriptor (the kernel hands out the lowest free number, so it bounds the open
-// count). Past it pipes are socket pairs, as CPython's are: a program that makes hundreds
-// (400 at the usual 1024) gets them all, and keeps descriptors for its files and sockets.
+// The descriptors a shared-memory pipe holds beyond its socket pair: the memfd and two
+// eventfds.
+constexpr rlim_t kRingPipeDescriptors = 3;
+
+// Whether a shared-memory pipe's descriptors would take this process past a quarter of what
+// RLIMIT_NOFILE allows, `newest` being the socket pair's higher descriptor (the kernel hands
+// out the lowest free number, so it bounds the open count). Past it pipes are socket pairs,
+// as CPython's are: a program that makes hundreds (400 at the usual 1024) gets them all,
+// and keeps descriptors for its files and sockets.
 bool descriptors_scarce(int newest) {
   rlimit limit{};
   if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return false;
-  return static_cast<rlim_t>(newest) + 5 >= limit.rlim_cur / 4;
+  return static_cast<rlim_t>(newest) + kRingPipeDescriptors >= limit.rlim_cur / 4;
 }
 
 }  // namespace
