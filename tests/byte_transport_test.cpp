@@ -325,15 +325,44 @@ TEST(RingTransportTest, LargePayloadIsAMarkerThenNumberedChunksOnTheSocket) {
 TEST(RingTransportTest, OnlyAnArmedDirectionGetsAWakeUpToken) {
   OneRingEnd one(4096);
   auto& direction = one.pipe->control->direction[0];
-  const int wake = one.pipe->wake_fd[0].get();
   const std::span<const std::byte> parts[] = {as_bytes("x")};
   one.end->send_parts(parts, 1);
-  pollfd token{wake, POLLIN, 0};
+  pollfd token{one.peer_socket.get(), POLLIN, 0};
   EXPECT_EQ(::poll(&token, 1, 0), 0);  // nobody asleep: no token
   direction.armed.store(1);            // as a receiver does before it sleeps
   one.end->send_parts(parts, 1);
   EXPECT_EQ(direction.armed.load(), 0u);
   EXPECT_EQ(::poll(&token, 1, 0), 1);
+  char packet[64];
+  EXPECT_EQ(recv(one.peer_socket.get(), packet, sizeof(packet), MSG_DONTWAIT), 1);  // one byte
+  EXPECT_EQ(recv(one.peer_socket.get(), packet, sizeof(packet), MSG_DONTWAIT), -1);
+}
+
+TEST(RingTransportTest, ASleepingReceiverTakesTokensAndStaleChunksButNotALiveReadersChunk) {
+  auto [a, b] = ring_ends();
+  const int socket = b->shared_memory_handles().socket;
+  auto waiting = [socket] {
+    pollfd p{socket, POLLIN, 0};
+    return ::poll(&p, 1, 0) == 1;
+  };
+  // A token and a chunk whose marker no reader will take (its sender gave it up) are taken
+  // by a receiver that looks and finds nothing.
+  const char token = 0;
+  const xproc::detail::LargeChunk stale{7, 0};
+  const int peer = a->shared_memory_handles().socket;
+  ASSERT_EQ(send(peer, &token, 1, 0), 1);
+  ASSERT_EQ(send(peer, &stale, sizeof(stale), 0), static_cast<ssize_t>(sizeof(stale)));
+  EXPECT_FALSE(b->poll(std::chrono::milliseconds(0)));
+  EXPECT_FALSE(waiting());
+  // A large message's chunks stay for the reader that takes its marker, tokens around them.
+  const std::string big(70000, 'L');  // two chunks, the socket's buffer holds them
+  const std::span<const std::byte> parts[] = {as_bytes(big)};
+  a->send_parts(parts, big.size());
+  ASSERT_EQ(send(peer, &token, 1, 0), 1);
+  EXPECT_TRUE(b->poll(std::chrono::milliseconds(0)));
+  EXPECT_EQ(text(b->recv_bytes(1 << 20)), big);
+  EXPECT_FALSE(b->poll(std::chrono::milliseconds(0)));
+  EXPECT_FALSE(waiting());
 }
 
 TEST(RingTransportTest, FilenoIsReadableExactlyWhileMessagesWait) {
@@ -352,16 +381,30 @@ TEST(RingTransportTest, FilenoIsReadableExactlyWhileMessagesWait) {
   EXPECT_TRUE(readable());
   b->recv_bytes(10);
   EXPECT_FALSE(readable());
-  EXPECT_EQ(b->wait_fileno(), fd);  // the same epoll set
+  // Drained, it is armed: the next send makes it readable again.
+  a->send_parts(parts, 3);
+  EXPECT_TRUE(readable());
+  b->recv_bytes(10);
+  EXPECT_FALSE(readable());
 }
 
-TEST(RingTransportTest, WaitsOnTheEventfdAndTheSocket) {
+TEST(RingTransportTest, FilenoSeesMessagesThatCameBeforeIt) {
+  auto [a, b] = ring_ends();
+  const std::span<const std::byte> parts[] = {as_bytes("early")};
+  a->send_parts(parts, 5);  // no receiver armed: no token
+  pollfd p{b->fileno(), POLLIN, 0};
+  EXPECT_EQ(::poll(&p, 1, 0), 1);
+  EXPECT_EQ(text(b->recv_bytes(10)), "early");
+  EXPECT_EQ(::poll(&p, 1, 0), 0);
+}
+
+TEST(RingTransportTest, WaitsOnTheSocket) {
   auto [a, b] = ring_ends();
   std::vector<int> fds;
   EXPECT_FALSE(b->ready_or_wait_fds(fds));
-  ASSERT_EQ(fds.size(), 2u);
-  EXPECT_EQ(fds[1], b->shared_memory_handles().socket);
-  EXPECT_EQ(fds[0], b->shared_memory_handles().wake[0]);  // what end 0 sends wakes end 1
+  ASSERT_EQ(fds.size(), 1u);
+  EXPECT_EQ(fds[0], b->shared_memory_handles().socket);  // what end 0 sends wakes end 1
+  EXPECT_EQ(b->wait_fileno(), fds[0]);
   const std::span<const std::byte> parts[] = {as_bytes("x")};
   a->send_parts(parts, 1);
   fds.clear();
@@ -374,7 +417,7 @@ TEST(RingTransportTest, AdoptedDuplicatesReachTheSameRings) {
   const auto h = b->shared_memory_handles();
   EXPECT_EQ(h.side, 1);
   xproc::ByteConnection::SharedMemoryHandles copy = h;
-  for (int* fd : {&copy.socket, &copy.memory, &copy.wake[0], &copy.wake[1]}) {
+  for (int* fd : {&copy.socket, &copy.memory}) {
     *fd = dup(*fd);
   }
   auto adopted = RingTransport::adopt(copy, {});

@@ -140,7 +140,8 @@ class ByteConnection {
   bool writable() const noexcept;
   // The fd, for select/poll; OSError when closed. For a shared-memory end, an epoll
   // descriptor that is readable while a message waits or the other end is gone; the first
-  // call makes every later receive on this end pay one or two system calls to keep it so.
+  // call adds it and an eventfd to the end, and makes every later receive on this end pay
+  // two or three system calls to keep it so.
   int fileno() const;
 
   // The descriptors behind a shared-memory end, for a binding that hands the end to a
@@ -148,11 +149,10 @@ class ByteConnection {
   // one descriptor). Owned by this end. ValueError unless shared_memory().
   struct SharedMemoryHandles {
     int socket = -1;
-    int memory = -1;         // the memfd of the control block and both rings
-    int wake[2] = {-1, -1};  // the eventfds
-    int side = 0;            // which end this is (0 or 1)
-    bool readable = true;    // false for the sending end of a one-way pipe
-    bool writable = true;    // false for its receiving end
+    int memory = -1;       // the memfd of the control block and both rings
+    int side = 0;          // which end this is (0 or 1)
+    bool readable = true;  // false for the sending end of a one-way pipe
+    bool writable = true;  // false for its receiving end
   };
   SharedMemoryHandles shared_memory_handles() const;
   // Rebuilds an end from duplicates of another process's handles, taking ownership of

@@ -908,6 +908,16 @@ void ByteQueue::return_memory() {
   drained(s, load(h.head, std::memory_order_relaxed));  // nothing unless the tail is there too
 }
 
+bool ByteQueue::run_as_sole_consumer_raw(void (*f)(void*), void* ctx) {
+  QueueState& s = *state_;
+  QueueHeader& h = *s.header;
+  shm::MutexLock lock(h.consumer_lock, s.segment.holder(), Clock::time_point{});
+  if (!lock.locked()) return false;
+  if (lock.owner_died()) h.recoveries.fetch_add(1, std::memory_order_relaxed);
+  f(ctx);
+  return true;
+}
+
 int ByteQueue::anonymous_fd() const noexcept { return state_->segment.name().empty() ? state_->segment.fd() : -1; }
 
 uint64_t ByteQueue::schema_id() const noexcept { return state_->shape.schema_id; }

@@ -26,6 +26,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "xproc/sharing.h"
@@ -132,6 +133,13 @@ class ByteQueue {
   // Messages in the queue now (exact at the instant; others may change it at once).
   size_t qsize() const noexcept;
   bool empty() const noexcept { return qsize() == 0; }
+  // Runs `f` holding the consumers' lock if no get is inside a message now (a dead
+  // consumer's lock is recovered), without waiting; false, `f` not run, otherwise. For a
+  // Pipe's receiver, which reads its socket so only between the ring's messages.
+  template <typename F>
+  bool run_as_sole_consumer(F&& f) {
+    return run_as_sole_consumer_raw([](void* c) { (*static_cast<std::remove_reference_t<F>*>(c))(); }, &f);
+  }
   bool full() const noexcept;
   // This handle (and its copies in this process) may no longer put; Python's close().
   void close() noexcept;
@@ -185,6 +193,7 @@ class ByteQueue {
   }
   bool put_raw(size_t size, void (*fill)(void*, std::byte*), void* ctx, Deadline deadline);
   bool get_raw(void (*consume)(void*, std::span<const std::byte>), void* ctx, Deadline deadline);
+  bool run_as_sole_consumer_raw(void (*f)(void*), void* ctx);
   static ByteQueue attach(shm::Segment segment, const std::string& what);
   explicit ByteQueue(std::shared_ptr<detail::QueueState> state) : state_(std::move(state)) {}
 

@@ -17,9 +17,8 @@ namespace xproc {
 
 namespace {
 
-// The descriptors a shared-memory pipe holds beyond its socket pair: the memfd and two
-// eventfds.
-constexpr rlim_t kRingPipeDescriptors = 3;
+// The descriptors a shared-memory pipe holds beyond its socket pair: the memfd.
+constexpr rlim_t kRingPipeDescriptors = 1;
 
 // Whether a shared-memory pipe's descriptors would take this process past a quarter of what
 // RLIMIT_NOFILE allows, `newest` being the socket pair's higher descriptor (the kernel hands

@@ -1,9 +1,5 @@
-// RingPipe (ring_pipe_internal.h): the memory and eventfds the two ends of a shared-memory
-// Pipe() share.
-#include <sys/eventfd.h>
-
+// RingPipe (ring_pipe_internal.h): the memory the two ends of a shared-memory Pipe() share.
 #include <algorithm>
-#include <cerrno>
 #include <memory>
 #include <new>
 #include <string>
@@ -72,12 +68,6 @@ ByteQueue attached_ring(const std::shared_ptr<const shm::Segment>& memory, const
   return ByteQueue::attach_in(memory, offset, length, what);
 }
 
-Fd make_eventfd() {
-  Fd fd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (!fd) throw_os_error("eventfd", errno);
-  return fd;
-}
-
 }  // namespace
 
 RingPipe::RingPipe(size_t ring_bytes, size_t reserved_bytes, bool duplex)
@@ -86,16 +76,14 @@ RingPipe::RingPipe(size_t ring_bytes, size_t reserved_bytes, bool duplex)
       control(reinterpret_cast<PipeControl*>(memory->data())),
       ring{ByteQueue::create_in(memory, control->ring_offset[0], ring_options(0, ring_bytes, reserved_bytes, duplex)),
            ByteQueue::create_in(memory, control->ring_offset[1], ring_options(1, ring_bytes, reserved_bytes, duplex))},
-      wake_fd{make_eventfd(), make_eventfd()},
       inline_limit(std::min(kLargestInline, ring_bytes / 4)) {
   control->magic.store(kPipeControlMagic, std::memory_order_release);
 }
 
-RingPipe::RingPipe(shm::Segment segment, Fd wake0, Fd wake1)
+RingPipe::RingPipe(shm::Segment segment)
     : memory(std::make_shared<const shm::Segment>(std::move(segment))),
       control(checked_control(*memory)),
       ring{attached_ring(memory, *control, 0), attached_ring(memory, *control, 1)},
-      wake_fd{std::move(wake0), std::move(wake1)},
       inline_limit(std::min(kLargestInline, ring[0].info().capacity_bytes / 4)) {}
 
 }  // namespace xproc::detail

@@ -13,14 +13,13 @@
 #include <memory>
 
 #include "xproc/byte_queue.h"
-#include "xproc/fd.h"
 #include "xproc/queue_layout_internal.h"
 #include "xproc/shm/segment.h"
 
 namespace xproc::detail {
 
 inline constexpr uint64_t kPipeControlMagic = 0x3130435050524f58ULL;  // bytes on disk: "XORPPC01"
-inline constexpr uint32_t kPipeControlVersion = 3;
+inline constexpr uint32_t kPipeControlVersion = 4;
 // The control block takes the segment's first page; ring 0's region (its queue header, then
 // the ring) follows, then ring 1's, each starting on a page.
 inline constexpr size_t kPipeControlBytes = 4096;
@@ -28,15 +27,11 @@ inline constexpr size_t kPipeControlBytes = 4096;
 // What one direction's receiver and senders agree on, in the control segment.
 struct alignas(kCacheLine) PipeDirection {
   // 1: a receiver may be asleep in poll() (or its descriptor is watched): the next send
-  // clears it and writes a token to the direction's eventfd. Senders read it after every
-  // publish, the receiver raises it before it sleeps: both with sequentially consistent
-  // operations, so of "publish, then read armed" and "raise armed, then read the ring" at
-  // least one side sees the other's write and no wake-up is lost.
+  // clears it and sends a wake-up token (kTokenBytes) to the receiver's socket. Senders
+  // read it after every publish, the receiver raises it before it sleeps: both with
+  // sequentially consistent operations, so of "publish, then read armed" and "raise armed,
+  // then read the ring" at least one side sees the other's write and no wake-up is lost.
   std::atomic<uint32_t> armed;
-  // 1 once a holder of the receiving end has handed out fileno(): from then on, every
-  // receive leaves the eventfd readable exactly while messages wait (level-triggered, as
-  // a socket is), which costs the receiver two system calls per message.
-  std::atomic<uint32_t> watched;
   // The sequence number of the last large message (one too large for the ring) a sender
   // began; written under large_send.
   std::atomic<uint64_t> large_seq;
@@ -45,7 +40,7 @@ struct alignas(kCacheLine) PipeDirection {
   // order, and a receiver waiting for chunks learns from it whether their sender died.
   alignas(kCacheLine) std::atomic<uint32_t> large_send;
 };
-static_assert(offsetof(PipeDirection, large_seq) == 8);
+static_assert(offsetof(PipeDirection, large_seq) == 8);  // after armed and 4 bytes of padding
 static_assert(offsetof(PipeDirection, large_send) == kCacheLine);
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
 static_assert(std::atomic<uint32_t>::is_always_lock_free);
@@ -78,21 +73,23 @@ static_assert(sizeof(PipeRecord) == 24);
 
 // A large payload crosses the socket (a SOCK_SEQPACKET pair: each chunk arrives whole or
 // not at all) in chunks of at most kLargeChunk bytes, each behind this header. A reader
-// knows a chunk of a message whose reader or sender died by its number.
+// knows a chunk of a message whose reader or sender died by its number. Between chunks
+// there may be wake-up tokens: packets of kTokenBytes (one zero byte), shorter than any
+// chunk and without descriptors (xproc.reduction.send_handle's packets have one).
 struct LargeChunk {
   uint64_t seq;     // PipeRecord::large_seq of the message
   uint64_t offset;  // where this chunk's bytes go in the payload
   static constexpr size_t kLargeChunk = 64 * 1024;
 };
 static_assert(sizeof(LargeChunk) == 16);
+inline constexpr size_t kTokenBytes = 1;
 
 // What the two ends of one pipe share within a process (both ends after Pipe(), or the
-// one end a forked child keeps using). Owns the mapping and the eventfds.
+// one end a forked child keeps using). Owns the mapping.
 struct RingPipe {
   std::shared_ptr<const shm::Segment> memory;  // the control block, then the two rings
   PipeControl* control;
   ByteQueue ring[2];    // ring[d]: messages sent by end d
-  Fd wake_fd[2];        // wake_fd[d]: tokens for the receiver of ring[d]
   size_t inline_limit;  // the largest payload carried in the ring
 
   // Rings of at most ring_bytes per direction, reserved_bytes of each held from the start
@@ -101,7 +98,7 @@ struct RingPipe {
   RingPipe(size_t ring_bytes, size_t reserved_bytes, bool duplex);
   // Attaches to a pipe made in another process. ValueError when `memory` is not a pipe's
   // segment of this layout version.
-  RingPipe(shm::Segment memory, Fd wake0, Fd wake1);
+  explicit RingPipe(shm::Segment memory);
   RingPipe(const RingPipe&) = delete;
   RingPipe& operator=(const RingPipe&) = delete;
 };

@@ -3,6 +3,7 @@
 
 #include <poll.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -40,16 +41,36 @@ constexpr auto kLargeChunkWait = std::chrono::milliseconds(100);
 // of one per message (a third of a small send).
 constexpr auto kPeerCheckEvery = std::chrono::microseconds(50);
 
+// While a reader of this end is inside the ring (reading a large payload's chunks from the
+// socket), a sleeping receiver leaves the socket to it and looks at the ring this often.
+constexpr auto kReaderAheadSlice = std::chrono::milliseconds(1);
+// The most packets one look at the socket takes: a peer that sends tokens as fast as they
+// are taken holds a receiver no longer.
+constexpr int kPacketsPerLook = 64;
+
 // Ring ends closed in this process: a sender whose count is behind looks at the socket.
 std::atomic<uint64_t> g_ring_end_closes{0};
 
-void write_token(int fd) noexcept {
-  // Cannot fail short of a counter at 2^64 - 2; a token already there is as good.
-  const uint64_t one = 1;
+void send_token(int socket) noexcept {
+  // Never waits: a receiver whose socket buffer is full has packets to wake for already,
+  // and a receiver gone is for the next check_peer to report.
+  const char token = 0;
+  [[maybe_unused]] const ssize_t n =
+      retry_on_eintr([&] { return ::send(socket, &token, kTokenBytes, MSG_DONTWAIT | MSG_NOSIGNAL); });
+}
+
+bool hung_up(int socket) noexcept {
+  pollfd hangup{socket, 0, 0};
+  return ::poll(&hangup, 1, 0) > 0 && (hangup.revents & (POLLHUP | POLLERR)) != 0;
+}
+
+// The private eventfd behind fileno() (see RingTransport::after_receive).
+void signal_eventfd(int fd) noexcept {
+  const uint64_t one = 1;  // cannot fail short of a counter at 2^64 - 2
   [[maybe_unused]] const ssize_t n = ::write(fd, &one, sizeof(one));
 }
 
-void drain_tokens(int fd) noexcept {
+void drain_eventfd(int fd) noexcept {
   uint64_t count;
   [[maybe_unused]] const ssize_t n = ::read(fd, &count, sizeof(count));
 }
@@ -75,9 +96,8 @@ std::unique_ptr<RingTransport> RingTransport::adopt(const ByteConnection::Shared
                                                     const ConnectionOptions& options) {
   // Each descriptor is owned from here on: whatever fails, none is left open.
   Fd socket(handles.socket), memory(handles.memory);
-  Fd wake[2] = {Fd(handles.wake[0]), Fd(handles.wake[1])};
   if (handles.side != 0 && handles.side != 1) throw ValueError("a pipe end's side is 0 or 1");
-  auto pipe = std::make_shared<RingPipe>(shm::Segment::adopt(memory.release()), std::move(wake[0]), std::move(wake[1]));
+  auto pipe = std::make_shared<RingPipe>(shm::Segment::adopt(memory.release()));
   return std::make_unique<RingTransport>(std::move(socket), std::move(pipe), handles.side, handles.readable,
                                          handles.writable, options);
 }
@@ -88,6 +108,7 @@ void RingTransport::close() noexcept {
   if (!pipe_) return;
   fd_.reset();
   watch_.reset();
+  ready_.reset();
   pipe_.reset();
   small_.clear();
   // Counted once the socket is closed: a sender of this process that sees the new count
@@ -99,7 +120,6 @@ ByteConnection::SharedMemoryHandles RingTransport::shared_memory_handles() const
   ByteConnection::SharedMemoryHandles handles;
   handles.socket = fd_.get();
   handles.memory = pipe_->memory->fd();
-  for (int d = 0; d < 2; ++d) handles.wake[d] = pipe_->wake_fd[d].get();
   handles.side = side_;
   handles.readable = readable();
   handles.writable = writable();
@@ -112,10 +132,7 @@ void RingTransport::check_peer() {
   const auto now = std::chrono::steady_clock::now();
   const uint64_t closes = g_ring_end_closes.load(std::memory_order_acquire);
   if (now - peer_seen_alive_ < kPeerCheckEvery && closes == closes_seen_) return;
-  pollfd hangup{fd_.get(), 0, 0};
-  if (::poll(&hangup, 1, 0) > 0 && (hangup.revents & (POLLHUP | POLLERR)) != 0) {
-    throw BrokenPipeError("the other end of the connection is closed");
-  }
+  if (hung_up(fd_.get())) throw BrokenPipeError("the other end of the connection is closed");
   peer_seen_alive_ = now;
   closes_seen_ = closes;
 }
@@ -124,7 +141,7 @@ void RingTransport::wake_receiver() {
   PipeDirection& direction = tx_control();
   // After the publish (a seq_cst exchange inside the ring): see PipeDirection::armed.
   if (direction.armed.load(std::memory_order_seq_cst) != 0 && direction.armed.exchange(0) != 0) {
-    write_token(tx_wake_fd());
+    send_token(fd_.get());
   }
 }
 
@@ -311,9 +328,12 @@ RingTransport::LargeRead RingTransport::read_large(const PipeRecord& marker, siz
       if (::poll(&again, 1, 0) > 0 && (again.revents & POLLIN) != 0) continue;
       return LargeRead::kLost;
     }
-    if (peeked == 0) throw EOFError("the other end closed the connection in the middle of a message");
+    if (peeked == 0 && hung_up(socket))
+      throw EOFError("the other end closed the connection in the middle of a message");
     if (static_cast<size_t>(peeked) < sizeof(header) || header.seq < marker.large_seq) {
-      ::recv(socket, &header, sizeof(header), 0);  // a chunk of a message given up before: drop it
+      // A wake-up token (for a receiver that will look at the ring again by itself), or a
+      // chunk of a message given up before: drop it.
+      ::recv(socket, &header, sizeof(header), 0);
       continue;
     }
     if (header.seq > marker.large_seq) return LargeRead::kLost;  // ours will not come
@@ -354,15 +374,23 @@ RingTransport::Wake RingTransport::sleep(const ByteQueue::Deadline& deadline) {
     cap = *returns;
   }
   const ByteQueue::Deadline until = deadline && *deadline < cap ? deadline : ByteQueue::Deadline(cap);
-  // The socket only for its hang-up: chunks on it are for a reader that took their marker.
-  pollfd fds[2] = {{rx_wake_fd(), POLLIN, 0}, {fd_.get(), 0, 0}};
-  const int r = ::poll(fds, 2, poll_milliseconds(until));
+  // Readable for a token, the other end's hang-up, or a large payload's chunk.
+  const int socket = fd_.get();
+  pollfd fds{socket, POLLIN, 0};
+  int r = ::poll(&fds, 1, poll_milliseconds(until));
+  if (r > 0 && (fds.revents & POLLIN) != 0 && !take_tokens()) {
+    if (rx().qsize() > 0) return Wake::kMaybeReady;  // a marker, its chunks behind
+    // A reader of this end is inside the ring, reading chunks: the socket is its until it is
+    // done, so look at the ring again shortly, meanwhile only for a hang-up.
+    const auto slice = std::chrono::steady_clock::now() + kReaderAheadSlice;
+    fds = {socket, 0, 0};
+    r = ::poll(&fds, 1, poll_milliseconds(*until < slice ? *until : slice));
+  }
   if (r < 0) {
     if (errno == EINTR) return Wake::kMaybeReady;  // the caller looks again, and sleeps again
     throw_os_error("poll", errno);
   }
-  if ((fds[0].revents & POLLIN) != 0) drain_tokens(rx_wake_fd());
-  if ((fds[1].revents & (POLLHUP | POLLERR)) != 0) {
+  if ((fds.revents & (POLLHUP | POLLERR)) != 0) {
     // Gone: but what it sent before closing is in the ring, and is delivered first.
     return rx().qsize() > 0 ? Wake::kMaybeReady : Wake::kPeerGone;
   }
@@ -370,13 +398,43 @@ RingTransport::Wake RingTransport::sleep(const ByteQueue::Deadline& deadline) {
   return Wake::kMaybeReady;
 }
 
+bool RingTransport::take_tokens() {
+  // Only with no reader inside the ring: a reader reads chunks from the socket, and a
+  // packet taken here between its peek and its read would be one of them.
+  bool clear = false;
+  const bool alone = rx().run_as_sole_consumer([&] {
+    const int socket = fd_.get();
+    for (int i = 0; i < kPacketsPerLook; ++i) {
+      LargeChunk header{};
+      iovec part{&header, sizeof(header)};
+      msghdr peek{};
+      peek.msg_iov = &part;
+      peek.msg_iovlen = 1;
+      const ssize_t n = retry_on_eintr([&] { return ::recvmsg(socket, &peek, MSG_PEEK | MSG_DONTWAIT); });
+      if (n < 0 || (n == 0 && hung_up(socket))) break;  // nothing there, or a hang-up the caller sees
+      // Descriptors sent beside the messages (xproc.reduction.send_handle) are for the
+      // receive that asks for them.
+      if ((peek.msg_flags & MSG_CTRUNC) != 0) return;
+      // A chunk is its marker's reader's. The marker went into the ring before the chunk onto
+      // the socket, and no reader can take it now: with the ring empty, that reader died
+      // or gave the message up, and the chunk is dropped here as it would drop it.
+      if (static_cast<size_t>(n) > kTokenBytes && rx().qsize() > 0) return;
+      ::recv(socket, &header, sizeof(header), MSG_DONTWAIT);  // (an empty packet too: no sender makes one)
+    }
+    clear = true;
+  });
+  return alone && clear;
+}
+
 void RingTransport::after_receive() {
-  PipeDirection& direction = rx_control();
-  if (direction.watched.load(std::memory_order_relaxed) == 0) return;
-  // Someone selects on fileno(): leave its eventfd readable exactly while messages wait.
-  direction.armed.exchange(1, std::memory_order_seq_cst);
-  drain_tokens(rx_wake_fd());
-  if (rx().qsize() > 0) write_token(rx_wake_fd());
+  if (!ready_) return;
+  // Someone selects on fileno(): leave it readable exactly while messages wait. Senders
+  // wake the socket only when armed, and no process can make its own socket readable, so
+  // messages that came before arming are told by the eventfd.
+  rx_control().armed.exchange(1, std::memory_order_seq_cst);  // see PipeDirection::armed
+  take_tokens();
+  drain_eventfd(ready_.get());
+  if (rx().qsize() > 0) signal_eventfd(ready_.get());
 }
 
 void RingTransport::recv(ConsumeFn consume, void* ctx, size_t limit, std::vector<std::byte>* whole) {
@@ -421,36 +479,27 @@ bool RingTransport::poll(Timeout timeout) {
 bool RingTransport::ready_or_wait_fds(std::vector<int>& fds) {
   require_readable();
   if (poll(std::chrono::seconds(0))) return true;  // and armed: a send from now on wakes us
-  fds.push_back(rx_wake_fd());
-  fds.push_back(fd_.get());
+  fds.push_back(fd_.get());                        // a token, or the other end's hang-up
   return false;
 }
 
-int RingTransport::epoll_fd() {
+int RingTransport::fileno() {
   if (!watch_) {
+    Fd ready(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (!ready) throw_os_error("eventfd", errno);
     Fd epoll(epoll_create1(EPOLL_CLOEXEC));
     if (!epoll) throw_os_error("epoll_create1", errno);
-    epoll_event wake{};
-    wake.events = EPOLLIN;
-    epoll_event hangup{};
-    hangup.events = EPOLLRDHUP;  // (and EPOLLHUP, always): not the chunks of large payloads
-    if (epoll_ctl(epoll.get(), EPOLL_CTL_ADD, rx_wake_fd(), &wake) != 0 ||
-        epoll_ctl(epoll.get(), EPOLL_CTL_ADD, fd_.get(), &hangup) != 0) {
+    epoll_event readable{};
+    readable.events = EPOLLIN;  // (and EPOLLHUP, always)
+    if (epoll_ctl(epoll.get(), EPOLL_CTL_ADD, ready.get(), &readable) != 0 ||
+        epoll_ctl(epoll.get(), EPOLL_CTL_ADD, fd_.get(), &readable) != 0) {
       throw_os_error("epoll_ctl", errno);
     }
+    ready_ = std::move(ready);
     watch_ = std::move(epoll);
-  }
-  return watch_.get();
-}
-
-int RingTransport::fileno() {
-  const int epoll = epoll_fd();
-  PipeDirection& direction = rx_control();
-  if (direction.watched.load(std::memory_order_relaxed) == 0) {
-    direction.watched.store(1, std::memory_order_seq_cst);
     after_receive();  // messages already waiting make it readable now
   }
-  return epoll;
+  return watch_.get();
 }
 
 }  // namespace xproc::detail

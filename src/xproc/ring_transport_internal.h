@@ -1,7 +1,7 @@
 // RingTransport: a ByteConnection over one end of a Pipe() in shared memory (the layout
 // and what the two ends share: ring_pipe_internal.h). Messages go through the rings,
-// hang-ups and the payloads too large for a ring through the socket pair, wake-ups of a
-// sleeping receiver through an eventfd. docs/protocol.md ("Pipe over shared memory") has
+// and hang-ups, the payloads too large for a ring and the wake-ups of a sleeping receiver
+// through the socket pair. docs/protocol.md ("Pipe over shared memory") has
 // the protocol.
 #pragma once
 
@@ -50,8 +50,12 @@ class RingTransport final : public ByteTransport {
 
   // OSError("connection is write-only") on the sending end of a one-way pipe.
   bool ready_or_wait_fds(std::vector<int>& fds) override;
+  // An epoll set over the socket and an eventfd of this end's, made on the first call;
+  // from then on every receive keeps it readable exactly while messages wait.
   int fileno() override;
-  int wait_fileno() override { return epoll_fd(); }
+  // The socket: readable for a wake-up token, a hang-up, or (spuriously) a large payload's
+  // chunk another reader of this end is reading.
+  int wait_fileno() override { return fd_.get(); }
   bool shared_memory() const noexcept override { return !closed(); }
   ByteConnection::SharedMemoryHandles shared_memory_handles() const override;
 
@@ -63,8 +67,6 @@ class RingTransport final : public ByteTransport {
   ByteQueue& rx() const noexcept { return pipe_->ring[1 - side_]; }
   PipeDirection& tx_control() const noexcept { return pipe_->control->direction[side_]; }
   PipeDirection& rx_control() const noexcept { return pipe_->control->direction[1 - side_]; }
-  int tx_wake_fd() const noexcept { return pipe_->wake_fd[side_].get(); }
-  int rx_wake_fd() const noexcept { return pipe_->wake_fd[1 - side_].get(); }
 
   // BrokenPipeError when the socket pair shows the other end gone (looked at most every
   // kPeerCheckEvery, and after any ring end of this process was closed).
@@ -85,12 +87,17 @@ class RingTransport final : public ByteTransport {
   LargeRead read_large(const PipeRecord& marker, size_t limit, std::vector<std::byte>& payload);
   // Sleeps until a sender's token, the peer's hang-up or the deadline.
   Wake sleep(const ByteQueue::Deadline& deadline);
+  // Takes the tokens at the head of the socket (and chunks no reader will take). False when
+  // a reader of this end is inside the ring or a chunk waits for its marker's reader: the
+  // socket is theirs, tokens behind included, until they are done.
+  bool take_tokens();
+  // Once fileno() is out: keeps it readable exactly while messages wait.
   void after_receive();
-  int epoll_fd();  // made on first use; does not set `watched`
 
   std::shared_ptr<RingPipe> pipe_;  // null once closed
   int side_;
-  Fd watch_;  // epoll over the eventfd and the socket, made by fileno() or wait_fileno()
+  Fd watch_;  // fileno(): epoll over the socket and ready_
+  Fd ready_;  // readable while messages that came without a token wait (fileno() only)
   // When this end last saw the other end alive, and the process's count of closed ring
   // ends then (see check_peer).
   std::chrono::steady_clock::time_point peer_seen_alive_{};

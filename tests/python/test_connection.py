@@ -159,6 +159,42 @@ def test_duplex_pipe_is_shared_memory_and_its_fileno_selects():
         b.recv()
 
 
+def test_a_pipe_holds_three_descriptors_as_it_was_made():
+    def open_descriptors():
+        return len(os.listdir("/proc/self/fd"))
+
+    before = open_descriptors()
+    a, b = xproc.Pipe()
+    assert a._engine.shared_memory
+    assert open_descriptors() - before == 3  # its two sockets and its memory
+    a.send("x")
+    assert b.recv() == "x"
+
+
+def test_a_handle_reaches_recv_handle_past_wake_up_tokens():
+    from xproc import reduction
+
+    a, b = xproc.Pipe()
+    for _ in range(3):
+        # A receiver that looked and found nothing asks the next send for a token; the message
+        # it then takes without sleeping leaves the token on the socket recv_handle reads.
+        assert not b.poll(0)
+        a.send("wake")
+        assert b.recv() == "wake"
+    r, w = os.pipe()
+    try:
+        reduction.send_handle(a, w, os.getpid())
+        received = reduction.recv_handle(b)
+        os.write(received, b"through")
+        os.close(received)
+        assert os.read(r, 16) == b"through"
+    finally:
+        os.close(r)
+        os.close(w)
+    a.send("after")
+    assert b.recv() == "after"
+
+
 @pytest.mark.parametrize("method", ["fork", "spawn"])
 def test_small_and_large_messages_cross_a_shared_memory_pipe_to_a_child(method):
     a, b = xproc.Pipe()

@@ -178,25 +178,23 @@ void register_connections(nb::module_& m) {
           "handles",
           [](const PythonConnection& self) {
             const auto h = self.connection.shared_memory_handles();
-            return nb::make_tuple(h.socket, h.memory, h.wake[0], h.wake[1], h.side, h.readable, h.writable);
+            return nb::make_tuple(h.socket, h.memory, h.side, h.readable, h.writable);
           },
-          "The descriptors behind a shared-memory end (socket, memory, wake0, wake1), then its side, readable "
-          "and writable; the descriptors stay this end's: duplicate them to hand it on.")
+          "The descriptors behind a shared-memory end (socket, memory), then its side, readable and writable; "
+          "the descriptors stay this end's: duplicate them to hand it on.")
       .def_static(
           "adopt",
-          [](int socket, int memory, int wake0, int wake1, int side, bool readable, bool writable, uint64_t schema_id) {
+          [](int socket, int memory, int side, bool readable, bool writable, uint64_t schema_id) {
             ByteConnection::SharedMemoryHandles h;
             h.socket = socket;
             h.memory = memory;
-            h.wake[0] = wake0;
-            h.wake[1] = wake1;
             h.side = side;
             h.readable = readable;
             h.writable = writable;
             return wrap(ByteConnection::adopt_shared_memory(h), schema_id);
           },
-          nb::arg("socket"), nb::arg("memory"), nb::arg("wake0"), nb::arg("wake1"), nb::arg("side"),
-          nb::arg("readable"), nb::arg("writable"), nb::arg("schema_id") = MessageCodec::value_schema_id(),
+          nb::arg("socket"), nb::arg("memory"), nb::arg("side"), nb::arg("readable"), nb::arg("writable"),
+          nb::arg("schema_id") = MessageCodec::value_schema_id(),
           "Rebuilds a shared-memory end from duplicates of another process's handles (taking ownership).");
 
   m.def(

@@ -151,11 +151,11 @@ class Connection:
 
     def handles(self) -> tuple:
         """
-        The descriptors behind a shared-memory end (socket, memory, wake0, wake1), then its side, readable and writable; the descriptors stay this end's: duplicate them to hand it on.
+        The descriptors behind a shared-memory end (socket, memory), then its side, readable and writable; the descriptors stay this end's: duplicate them to hand it on.
         """
 
     @staticmethod
-    def adopt(socket: int, memory: int, wake0: int, wake1: int, side: int, readable: bool, writable: bool, schema_id: int = 12336089219398877324) -> Connection:
+    def adopt(socket: int, memory: int, side: int, readable: bool, writable: bool, schema_id: int = 12336089219398877324) -> Connection:
         """
         Rebuilds a shared-memory end from duplicates of another process's handles (taking ownership).
         """

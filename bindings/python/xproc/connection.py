@@ -94,8 +94,8 @@ class Connection:
 
     def _handles(self) -> Tuple[str, List[int], Tuple[Any, ...]]:
         """What this end is made of, to travel to another process: (kind, descriptors,
-        details), as _connection_from takes them. A shared-memory Pipe end has four
-        descriptors: its socket, the memory of its rings, and the two eventfds."""
+        details), as _connection_from takes them. A shared-memory Pipe end has two
+        descriptors: its socket and the memory of its rings."""
         schema = f"{self._engine.schema_id:#x}"  # text: a Value's ints are signed 64-bit
         if self._engine.shared_memory:
             *fds, side, readable, writable = self._engine.handles()
@@ -119,7 +119,7 @@ def _connection_from(kind: str, fds: List[int], details: Any) -> Connection:
     if kind == "connection" and len(fds) == 1:
         readable, writable, schema = details
         return Connection(_xproc.Connection(fds[0], readable, writable, int(schema, 16)))
-    if kind == "pipe_end" and len(fds) == 4:
+    if kind == "pipe_end" and len(fds) == 2:
         side, readable, writable, schema = details
         return Connection(_xproc.Connection.adopt(*fds, side, readable, writable, int(schema, 16)))
     raise ValueError(f"no connection of kind {kind!r} with {len(fds)} descriptors")

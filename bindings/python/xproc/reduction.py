@@ -9,6 +9,8 @@ connection's own traffic: send it while no message larger than the ring is on it
 
 from __future__ import annotations
 
+import array
+import os
 import socket
 from multiprocessing import reduction as _reduction
 from multiprocessing.reduction import *  # noqa: F401,F403 (the rest of the module, unchanged)
@@ -30,7 +32,27 @@ def send_handle(conn: Any, handle: int, destination_pid: int) -> None:
         _reduction.sendfds(s, [handle])
 
 
+# What a shared-memory end's sender puts on the socket to wake a sleeping receiver: one
+# zero byte and no descriptors. recv_handle passes over it (its receiver looks at its ring
+# again by itself).
+_WAKE_UP_TOKEN = b"\0"
+
+
 def recv_handle(conn: Any) -> int:
     """Receives a descriptor send_handle sent over `conn`."""
+    room = socket.CMSG_SPACE(array.array("i").itemsize)
     with socket.fromfd(_socket_fileno(conn), socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        return _reduction.recvfds(s, 1)[0]
+        msg, ancdata, _flags, _address = s.recvmsg(1, room)
+        while msg == _WAKE_UP_TOKEN and not ancdata:
+            msg, ancdata, _flags, _address = s.recvmsg(1, room)
+    if not msg and not ancdata:
+        raise EOFError
+    fds = array.array("i")
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
+    if len(ancdata) != 1 or len(fds) != 1:
+        for fd in fds:
+            os.close(fd)
+        raise RuntimeError(f"expected one descriptor, received {len(fds)} in {len(ancdata)} items of ancdata")
+    return fds[0]
