@@ -328,8 +328,9 @@ RingTransport::LargeRead RingTransport::read_large(const PipeRecord& marker, siz
       if (::poll(&again, 1, 0) > 0 && (again.revents & POLLIN) != 0) continue;
       return LargeRead::kLost;
     }
-    if (peeked == 0 && hung_up(socket))
+    if (peeked == 0 && hung_up(socket)) {
       throw EOFError("the other end closed the connection in the middle of a message");
+    }
     if (static_cast<size_t>(peeked) < sizeof(header) || header.seq < marker.large_seq) {
       // A wake-up token (for a receiver that will look at the ring again by itself), or a
       // chunk of a message given up before: drop it.
