@@ -2,6 +2,8 @@
 // reads and writes (4-byte length prefix and payload in one write per message, buffered
 // reads) and with Python's multiprocessing.Pipe. Every message is counted and checked.
 #include <arpa/inet.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -9,6 +11,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <stdexcept>
@@ -181,6 +184,44 @@ size_t open_descriptors() {
   return n;
 }
 
+// Microseconds to make and close one pipe, over `count` of them.
+template <typename Make>
+double creation_us(int count, Make&& make) {
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < count; ++i) make();
+  return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count() / count;
+}
+
+void socket_pair_and_close() {
+  int fds[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) throw std::runtime_error("socketpair");
+  close(fds[0]);
+  close(fds[1]);
+}
+
+// The system calls any pipe over shared memory that takes memory by use makes and undoes:
+// a socket pair for hang-ups, a sealed sparse memfd mapped once, the control page and the
+// first pages of two rings reserved and touched. Nothing else: the floor under Pipe().
+void shared_memory_floor() {
+  constexpr size_t kRing = size_t{1} << 20, kBytes = 4096 + 2 * kRing;
+  int fds[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) != 0) throw std::runtime_error("socketpair");
+  const int memory = memfd_create("floor", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (memory < 0 || ftruncate(memory, kBytes) != 0 ||
+      fcntl(memory, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
+    throw std::runtime_error("memfd");
+  }
+  auto* at = static_cast<volatile char*>(mmap(nullptr, kBytes, PROT_READ | PROT_WRITE, MAP_SHARED, memory, 0));
+  if (at == MAP_FAILED || fallocate(memory, 0, 0, 4096 + 8192) != 0 || fallocate(memory, 0, 4096 + kRing, 8192) != 0) {
+    throw std::runtime_error("mmap or fallocate");
+  }
+  for (size_t page : {size_t{0}, size_t{4096}, 4096 + kRing}) at[page] = 1;
+  munmap(const_cast<char*>(at), kBytes);
+  close(memory);
+  close(fds[0]);
+  close(fds[1]);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -248,6 +289,20 @@ int main(int argc, char** argv) {
                     static_cast<double>(st.st_blocks) * 512 / 1024, "target", 128.0, "<= 1.0"});
     rows.push_back(
         {"Pipe(), both ends in one process", "descriptors held", static_cast<double>(held), "target", 3.0, "<= 1.0"});
+  }
+  // What making a Pipe costs, against a socket pair and against the floor of its system
+  // calls (multiprocessing's Pipe() is a socket pair and two Python objects).
+  {
+    const int count = s.count(20'000);
+    std::vector<double> x, r, f;
+    for (int i = 0; i < s.reps; ++i) {
+      x.push_back(creation_us(count, [] { auto ends = xproc::byte_pipe(); }));
+      r.push_back(creation_us(count, socket_pair_and_close));
+      f.push_back(creation_us(count, shared_memory_floor));
+    }
+    rows.push_back({"Pipe() made and closed", "us each", median(x), "socketpair() and close", median(r), ""});
+    rows.push_back({"floor: the system calls of a shared-memory pipe", "us each", median(f), "socketpair() and close",
+                    median(r), ""});
   }
   report(rows, s.out);
   return 0;
