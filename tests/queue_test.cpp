@@ -378,12 +378,17 @@ TEST(QueueTest, UnboundedQueueTakesManyMegabytesWithoutAConsumerAndGivesThemBack
 TEST(QueueTest, AStreamThatDrainsOftenKeepsItsMemoryUntilItSettles) {
   ByteQueue q;
   const std::string chunk(512u << 10, 's');
+  std::chrono::steady_clock::time_point grown;
   for (int round = 0; round < 20; ++round) {
     for (int i = 0; i < 4; ++i) ASSERT_TRUE(q.try_put_bytes(bytes(chunk), 0s));
+    if (round == 0) grown = std::chrono::steady_clock::now();  // the last growth (it settles 100 ms on)
     for (int i = 0; i < 4; ++i) ASSERT_EQ(q.get_bytes().size(), chunk.size());
+    // Drained within the settling time: the 2 MiB it needs are still held. (A round that
+    // ends later, as under a sanitizer's slowness, may find them given back.)
+    if (std::chrono::steady_clock::now() - grown < 80ms) {
+      EXPECT_GE(q.info().bytes_reserved, 2u << 20) << "round " << round;
+    }
   }
-  // Drained many times within the settling time: the 2 MiB it needs are still held.
-  EXPECT_GE(q.info().bytes_reserved, 2u << 20);
 }
 
 TEST(QueueTest, MessagesOfManyMegabytesTravelWhole) {
