@@ -902,10 +902,8 @@ void ByteQueue::return_memory() {
   QueueState& s = *state_;
   QueueHeader& h = *s.header;
   if (!settled_now(settles_at(s))) return;
-  shm::MutexLock lock(h.consumer_lock, s.segment.holder(), Clock::time_point{});
-  if (!lock.locked()) return;
-  if (lock.owner_died()) h.recoveries.fetch_add(1, std::memory_order_relaxed);
-  drained(s, load(h.head, std::memory_order_relaxed));  // nothing unless the tail is there too
+  // Nothing unless the tail is at the head too.
+  run_as_sole_consumer([&] { drained(s, load(h.head, std::memory_order_relaxed)); });
 }
 
 bool ByteQueue::run_as_sole_consumer_raw(void (*f)(void*), void* ctx) {
