@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -363,6 +364,40 @@ TEST(RingTransportTest, ASleepingReceiverTakesTokensAndStaleChunksButNotALiveRea
   EXPECT_EQ(text(b->recv_bytes(1 << 20)), big);
   EXPECT_FALSE(b->poll(std::chrono::milliseconds(0)));
   EXPECT_FALSE(waiting());
+  // An empty packet (no sender makes one) is taken too; a packet carrying a descriptor
+  // (send_handle's) is left for the receive that asks for it, with its descriptor.
+  ASSERT_EQ(send(peer, nullptr, 0, 0), 0);
+  EXPECT_FALSE(b->poll(std::chrono::milliseconds(0)));
+  EXPECT_FALSE(waiting());
+  int passed = ::eventfd(0, EFD_CLOEXEC);
+  ASSERT_GE(passed, 0);
+  char one = 1;
+  iovec data{&one, 1};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr handle{};
+  handle.msg_iov = &data;
+  handle.msg_iovlen = 1;
+  handle.msg_control = control;
+  handle.msg_controllen = sizeof(control);
+  cmsghdr* rights = CMSG_FIRSTHDR(&handle);
+  rights->cmsg_level = SOL_SOCKET;
+  rights->cmsg_type = SCM_RIGHTS;
+  rights->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(rights), &passed, sizeof(int));
+  ASSERT_EQ(sendmsg(peer, &handle, 0), 1);
+  ::close(passed);
+  EXPECT_FALSE(b->poll(std::chrono::milliseconds(0)));
+  EXPECT_TRUE(waiting());
+  std::memset(control, 0, sizeof(control));
+  handle.msg_controllen = sizeof(control);
+  ASSERT_EQ(recvmsg(socket, &handle, 0), 1);
+  rights = CMSG_FIRSTHDR(&handle);
+  ASSERT_NE(rights, nullptr);
+  ASSERT_EQ(rights->cmsg_type, SCM_RIGHTS);
+  int received = -1;
+  std::memcpy(&received, CMSG_DATA(rights), sizeof(int));
+  EXPECT_GE(received, 0);
+  ::close(received);
 }
 
 TEST(RingTransportTest, FilenoIsReadableExactlyWhileMessagesWait) {
