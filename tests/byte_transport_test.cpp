@@ -17,6 +17,7 @@
 
 #include "xproc/errors.h"
 #include "xproc/ring_transport_internal.h"
+#include "xproc/rpc/lane.h"
 #include "xproc/stream_transport_internal.h"
 
 namespace {
@@ -369,9 +370,13 @@ TEST(RingTransportTest, ASleepingReceiverTakesTokensAndStaleChunksButNotALiveRea
   ASSERT_EQ(send(peer, nullptr, 0, 0), 0);
   EXPECT_FALSE(b->poll(std::chrono::milliseconds(0)));
   EXPECT_FALSE(waiting());
-  int passed = ::eventfd(0, EFD_CLOEXEC);
+  const int passed = ::eventfd(0, EFD_CLOEXEC);
   ASSERT_GE(passed, 0);
-  char one = 1;
+  ASSERT_TRUE(xproc::rpc::send_with_descriptor(peer, as_bytes("\1"), passed));  // as send_handle's
+  ::close(passed);
+  EXPECT_FALSE(b->poll(std::chrono::milliseconds(0)));
+  EXPECT_TRUE(waiting());
+  char one = 0;
   iovec data{&one, 1};
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
   msghdr handle{};
@@ -379,19 +384,8 @@ TEST(RingTransportTest, ASleepingReceiverTakesTokensAndStaleChunksButNotALiveRea
   handle.msg_iovlen = 1;
   handle.msg_control = control;
   handle.msg_controllen = sizeof(control);
-  cmsghdr* rights = CMSG_FIRSTHDR(&handle);
-  rights->cmsg_level = SOL_SOCKET;
-  rights->cmsg_type = SCM_RIGHTS;
-  rights->cmsg_len = CMSG_LEN(sizeof(int));
-  std::memcpy(CMSG_DATA(rights), &passed, sizeof(int));
-  ASSERT_EQ(sendmsg(peer, &handle, 0), 1);
-  ::close(passed);
-  EXPECT_FALSE(b->poll(std::chrono::milliseconds(0)));
-  EXPECT_TRUE(waiting());
-  std::memset(control, 0, sizeof(control));
-  handle.msg_controllen = sizeof(control);
   ASSERT_EQ(recvmsg(socket, &handle, 0), 1);
-  rights = CMSG_FIRSTHDR(&handle);
+  const cmsghdr* rights = CMSG_FIRSTHDR(&handle);
   ASSERT_NE(rights, nullptr);
   ASSERT_EQ(rights->cmsg_type, SCM_RIGHTS);
   int received = -1;

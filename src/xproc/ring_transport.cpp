@@ -15,6 +15,7 @@
 #include <string>
 #include <utility>
 
+#include "xproc/doorbell_internal.h"
 #include "xproc/errors.h"
 #include "xproc/poll_internal.h"
 #include "xproc/shm/mutex.h"
@@ -50,14 +51,6 @@ constexpr int kPacketsPerLook = 64;
 
 // Ring ends closed in this process: a sender whose count is behind looks at the socket.
 std::atomic<uint64_t> g_ring_end_closes{0};
-
-void send_token(int socket) noexcept {
-  // Never waits: a receiver whose socket buffer is full has packets to wake for already,
-  // and a receiver gone is for the next check_peer to report.
-  const char token = 0;
-  [[maybe_unused]] const ssize_t n =
-      retry_on_eintr([&] { return ::send(socket, &token, kTokenBytes, MSG_DONTWAIT | MSG_NOSIGNAL); });
-}
 
 bool hung_up(int socket) noexcept {
   pollfd hangup{socket, 0, 0};
@@ -141,7 +134,7 @@ void RingTransport::wake_receiver() {
   PipeDirection& direction = tx_control();
   // After the publish (a seq_cst exchange inside the ring): see PipeDirection::armed.
   if (direction.armed.load(std::memory_order_seq_cst) != 0 && direction.armed.exchange(0) != 0) {
-    send_token(fd_.get());
+    ring_doorbell(fd_.get());  // a receiver gone is for the next check_peer to report
   }
 }
 

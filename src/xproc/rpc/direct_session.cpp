@@ -12,6 +12,7 @@
 
 #include <capnp/serialize.h>
 
+#include "xproc/doorbell_internal.h"
 #include "xproc/rpc/framing.h"
 #include "xproc/rpc/thread_loop.h"
 #include "xproc/syscall_internal.h"
@@ -500,7 +501,7 @@ size_t DirectSession::receive_from_lane(kj::byte* out, size_t size) {
     for (;;) {
       const size_t n = lane_->read(out, size);
       if (n > 0) {
-        if (lane_->take_room_doorbell()) ring_doorbell(fd_.get());
+        if (lane_->take_room_doorbell()) detail::ring_doorbell(fd_.get());
         return n;
       }
       if (!spun) {
@@ -525,7 +526,7 @@ void DirectSession::flush_to_lane() {
       const size_t n = lane_->write(outgoing_.data() + sent, outgoing_.size() - sent);
       if (n > 0) {
         sent += n;
-        if (lane_->take_input_doorbell()) ring_doorbell(fd_.get());
+        if (lane_->take_input_doorbell()) detail::ring_doorbell(fd_.get());
         continue;
       }
       // Full: the server takes bytes as it spins, or rings once it made room.

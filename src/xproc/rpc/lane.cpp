@@ -45,11 +45,6 @@ bool is_unix_socket(int fd) {
   return ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0 && address.ss_family == AF_UNIX;
 }
 
-void ring_doorbell(int fd) noexcept {
-  const char bell = 1;
-  (void)detail::retry_on_eintr([&] { return ::send(fd, &bell, 1, MSG_DONTWAIT | MSG_NOSIGNAL); });
-}
-
 bool drain_doorbells(int fd) noexcept {
   char bells[64];
   for (;;) {

@@ -89,11 +89,9 @@ int send_all(int fd, std::span<const std::byte> bytes) noexcept;
 // >= 0: how a lane's segment travels. True when every byte went.
 bool send_with_descriptor(int fd, std::span<const std::byte> bytes, int descriptor) noexcept;
 
-// The socket under a lane: one byte wakes a peer asleep on it (a full socket already
-// holds doorbells the peer has not read, and a gone peer shows when reading).
-void ring_doorbell(int fd) noexcept;
-// Reads every doorbell waiting on the non-blocking socket `fd`; false when the peer hung
-// up (or the socket failed), which ends the connection.
+// The socket under a lane: one byte wakes a peer asleep on it (detail::ring_doorbell in
+// doorbell_internal.h rings it). Reads every doorbell waiting on the non-blocking socket
+// `fd`; false when the peer hung up (or the socket failed), which ends the connection.
 bool drain_doorbells(int fd) noexcept;
 
 class Lane {

@@ -15,6 +15,7 @@
 #include <kj/debug.h>
 
 #include "xproc/auth.h"
+#include "xproc/doorbell_internal.h"
 #include "xproc/errors.h"
 #include "xproc/rpc/buffered_message_stream.h"
 #include "xproc/rpc/lane.h"
@@ -100,7 +101,7 @@ class LaneMessageStream final : public BufferedMessageStream {
     try {
       const size_t n = lane_.read(out, size);
       if (n > 0) {
-        if (lane_.take_room_doorbell()) ring_doorbell(fd_.get());
+        if (lane_.take_room_doorbell()) detail::ring_doorbell(fd_.get());
         return {Read::kBytes, n};
       }
     } catch (const LaneError& e) {
@@ -116,7 +117,7 @@ class LaneMessageStream final : public BufferedMessageStream {
     size_t n = 0;
     try {
       n = lane_.write(data, size);
-      if (n > 0 && lane_.take_input_doorbell()) ring_doorbell(fd_.get());
+      if (n > 0 && lane_.take_input_doorbell()) detail::ring_doorbell(fd_.get());
     } catch (const LaneError& e) {
       kj::throwFatalException(lane_broken(e.what()));
     }
