@@ -297,7 +297,8 @@ void paced_wait(std::atomic<int64_t>& pacing_ns, const ByteQueue::Deadline& dead
 
 struct Placement {
   uint64_t write_at;
-  uint32_t marker;  // 0, or the RecordHeader flag of a marker that goes at the tail first
+  uint32_t marker = 0;    // 0, or the RecordHeader flag of a marker that goes at the tail first
+  uint64_t grows_to = 0;  // 0 inside the memory held, else the ring bytes it must hold first
 };
 
 // What producers know of the ring's growth when they place a record, read holding their
@@ -314,35 +315,48 @@ struct Growth {
 // otherwise, and when wrapped and out of room it jumps past its upper part (a JUMP marker
 // at the tail sends readers there), so an unbounded queue only fills at `capacity`.
 //
-// `growth()` reads the rest of the growth state; the common case, a record that fits at the
-// tail of one run inside the memory held, needs only `reserved_end` (in any state: while a
-// JUMP is pending the tail is past its target, or 0 when full).
+// `growth()` reads the rest of the growth state. The common cases need only `reserved_end`
+// and whether `jump_pending` is set (its word, unchecked): a record that fits at the tail of
+// one run inside the memory held (in any state: while a JUMP is pending the tail is past its
+// target, or 0 when full), and one that fits between the tail and the head of a wrapped ring
+// without a JUMP pending. The second is every put of a producer whose cached head is from
+// before the consumers' last wrap, most of a lap in a stream that drains often.
 template <typename ReadGrowth>
 std::optional<Placement> place(Position head, Position tail, uint64_t need, const QueueShape& shape,
-                               uint64_t reserved_end, ReadGrowth&& read_growth) {
+                               uint64_t reserved_end, bool jump_flagged, ReadGrowth&& read_growth) {
   const uint32_t count = distance(head, tail);
   if (shape.maxsize != 0 && count >= shape.maxsize) return std::nullopt;
   if ((count == 0 || tail.offset > head.offset) && tail.offset + need + sizeof(RecordHeader) <= reserved_end) {
-    return Placement{tail.offset, 0};
+    return Placement{tail.offset};
   }
-  const Growth growth = read_growth();
   const uint64_t capacity = shape.capacity;
   // A ring that can grow keeps room for a JUMP marker before the head while wrapped; a
   // fixed one (all of it reserved) fills to the last byte.
   const uint64_t slack = capacity > shape.base ? sizeof(RecordHeader) : 0;
+  const bool fits_before_head = tail.offset < head.offset && need + slack <= head.offset - tail.offset;
+  if (fits_before_head && !jump_flagged) return Placement{tail.offset};
+  const Growth growth = read_growth();
+  // The memory a placement writes: the record, the room for a marker after it, and the
+  // marker before it; beyond what is held, the ring grows first.
+  auto at = [&](uint64_t write_at, uint32_t marker) {
+    uint64_t end = write_at + need;
+    if (end < capacity) end += sizeof(RecordHeader);
+    if (marker != 0) end = std::max(end, tail.offset + sizeof(RecordHeader));
+    return Placement{write_at, marker, end > growth.reserved_end ? end : 0};
+  };
   const uint64_t room_to_end = capacity - tail.offset;
   if (growth.jump_pending) {
     // Records up to the JUMP, then from its target to the tail; a tail back at 0 has
     // filled the ring to its end.
-    if (tail.offset != 0 && need <= room_to_end) return Placement{tail.offset, 0};
+    if (tail.offset != 0 && need <= room_to_end) return at(tail.offset, 0);
     return std::nullopt;
   }
   if (count == 0) {
     // Empty: stay where memory is held, else start again at the front (before the WRAP
     // marker at the tail, which readers look at first), else grow.
-    if (tail.offset + need + sizeof(RecordHeader) <= growth.reserved_end) return Placement{tail.offset, 0};
-    if (need + slack <= tail.offset) return Placement{0, RecordHeader::kWrap};
-    if (need <= room_to_end) return Placement{tail.offset, 0};
+    if (tail.offset + need + sizeof(RecordHeader) <= growth.reserved_end) return at(tail.offset, 0);
+    if (need + slack <= tail.offset) return at(0, RecordHeader::kWrap);
+    if (need <= room_to_end) return at(tail.offset, 0);
     return std::nullopt;
   }
   if (tail.offset > head.offset) {
@@ -352,18 +366,16 @@ std::optional<Placement> place(Position head, Position tail, uint64_t need, cons
     const bool fits_front = need + slack <= head.offset;
     const bool crowded =
         growth.reserved_end < kPacedGrowthFrom && 2 * (tail.offset - head.offset) > growth.reserved_end;
-    if (fits_front && !crowded) return Placement{0, RecordHeader::kWrap};
-    if (need <= room_to_end) return Placement{tail.offset, 0};
-    if (fits_front) return Placement{0, RecordHeader::kWrap};
+    if (fits_front && !crowded) return at(0, RecordHeader::kWrap);
+    if (need <= room_to_end) return at(tail.offset, 0);
+    if (fits_front) return at(0, RecordHeader::kWrap);
     return std::nullopt;
   }
   // Wrapped: records in [head, wrap_point) and [0, tail); free: [tail, head).
-  if (tail.offset < head.offset && need + slack <= head.offset - tail.offset) {
-    return Placement{tail.offset, 0};
-  }
+  if (fits_before_head) return at(tail.offset, 0);
   const uint64_t jump_to = growth.wrap_point + sizeof(RecordHeader);
   if (tail.offset + sizeof(RecordHeader) <= head.offset && jump_to + need <= capacity) {
-    return Placement{jump_to, RecordHeader::kJump};
+    return at(jump_to, RecordHeader::kJump);
   }
   return std::nullopt;
 }
@@ -401,7 +413,7 @@ std::optional<Record> record_at(const QueueState& s, Position head, Position tai
       const uint64_t need = sizeof(RecordHeader) + round_up8(size);
       const bool before_tail = followed || tail.offset <= at || at + need <= tail.offset;
       if (size > shape.max_message || at + need > shape.capacity || !before_tail) return std::nullopt;
-      return Record{at, size, (at + need) % shape.capacity};
+      return Record{at, size, at + need == shape.capacity ? 0 : at + need};
     }
     if (markers == 2) return std::nullopt;
     if (flags == RecordHeader::kWrap && at != 0) {
@@ -651,14 +663,6 @@ bool ByteQueue::put_raw(size_t size, void (*fill)(void*, std::byte*), void* ctx,
                           std::to_string(shape.max_message));
   }
   const uint64_t need = sizeof(RecordHeader) + round_up8(size);
-  // The memory a placement writes: the record, the room for a marker after it, and the
-  // marker before it.
-  auto memory_end = [&](const Placement& placement, Position tail) {
-    uint64_t end = placement.write_at + need;
-    if (end < shape.capacity) end += sizeof(RecordHeader);
-    if (placement.marker != 0) end = std::max(end, tail.offset + sizeof(RecordHeader));
-    return end;
-  };
   bool waited = false;
   bool paced_growth = false;
   for (;;) {
@@ -672,15 +676,15 @@ bool ByteQueue::put_raw(size_t size, void (*fill)(void*, std::byte*), void* ctx,
     // A cached head that no longer fits the tail, or was too old to find room: look again.
     bool fresh = !cached;
     std::optional<Placement> placement;
-    uint64_t reserved_end = 0;  // of the plan: the memory held ...
-    uint64_t end = 0;           // ... and the memory the placement writes up to
+    uint64_t reserved_end = 0;  // the memory held when planned
     for (;;) {
       if (plausible(shape, head, tail)) {
         reserved_end = reserved_ring(s);
-        placement = place(head, tail, need, shape, reserved_end, [&] { return read_growth(s, head, tail); });
-        if (placement) end = memory_end(*placement, tail);
+        const bool jump_flagged = h.jump_pending.load(std::memory_order_relaxed) != 0;
+        placement =
+            place(head, tail, need, shape, reserved_end, jump_flagged, [&] { return read_growth(s, head, tail); });
         // Growing takes memory for good: not on the word of a cached head.
-        if (fresh || (placement && end <= reserved_end)) break;
+        if (fresh || (placement && placement->grows_to == 0)) break;
       } else if (fresh) {
         lock.unlock();
         reset_corrupted(s, describe(head, tail), deadline);
@@ -690,37 +694,46 @@ bool ByteQueue::put_raw(size_t size, void (*fill)(void*, std::byte*), void* ctx,
     }
     if (placement) {
       const uint64_t write_at = placement->write_at;
-      if (end > reserved_end && reserved_end >= kPacedGrowthFrom && !paced_growth && distance(head, tail) != 0) {
-        // A big ring that is full: a consumer working through it usually takes something
-        // within microseconds, and the stream then goes on in memory that is warm. Past
-        // kGrowthPace the ring grows (a stuck consumer costs one such wait a step).
-        paced_growth = true;
-        lock.unlock();
-        const Clock::time_point paced_until = Clock::now() + kGrowthPace;
-        wait_for_change(s, h.head, head.count, h.producers_sleeping,
-                        deadline && *deadline < paced_until ? *deadline : paced_until);
-        continue;
-      }
-      if (end > reserved_end) {
-        grow(s, reserved_end, end);  // MemoryError: nothing written
-      } else if (size >= kLargeMessage && end > shape.base) {
-        memory_in_use(h);
-      }
-      if (placement->marker == RecordHeader::kWrap) {
-        *reinterpret_cast<RecordHeader*>(s.ring + tail.offset) = RecordHeader{0, RecordHeader::kWrap};
-        h.wrap_point.store(tail.offset, std::memory_order_relaxed);
-      } else if (placement->marker == RecordHeader::kJump) {
-        *reinterpret_cast<RecordHeader*>(s.ring + tail.offset) =
-            RecordHeader{static_cast<uint32_t>(write_at), RecordHeader::kJump};
-        h.jump_count.store(tail.count, std::memory_order_relaxed);
-        h.jump_pending.store(1, std::memory_order_relaxed);
+      const uint64_t grows_to = placement->grows_to;
+      // The common case, a record at the tail inside the memory held, passes one test here.
+      if ((grows_to | placement->marker) != 0 || size >= kLargeMessage) [[unlikely]] {
+        if (grows_to != 0 && reserved_end >= kPacedGrowthFrom && !paced_growth && distance(head, tail) != 0) {
+          // A big ring that is full: a consumer working through it usually takes something
+          // within microseconds, and the stream then goes on in memory that is warm. Past
+          // kGrowthPace the ring grows (a stuck consumer costs one such wait a step).
+          paced_growth = true;
+          lock.unlock();
+          const Clock::time_point paced_until = Clock::now() + kGrowthPace;
+          wait_for_change(s, h.head, head.count, h.producers_sleeping,
+                          deadline && *deadline < paced_until ? *deadline : paced_until);
+          continue;
+        }
+        if (grows_to != 0) {
+          grow(s, reserved_end, grows_to);  // MemoryError: nothing written
+        } else if (size >= kLargeMessage && write_at + need > shape.base) {
+          memory_in_use(h);
+        }
+        if (placement->marker == RecordHeader::kWrap) {
+          *reinterpret_cast<RecordHeader*>(s.ring + tail.offset) = RecordHeader{0, RecordHeader::kWrap};
+          h.wrap_point.store(tail.offset, std::memory_order_relaxed);
+        } else if (placement->marker == RecordHeader::kJump) {
+          *reinterpret_cast<RecordHeader*>(s.ring + tail.offset) =
+              RecordHeader{static_cast<uint32_t>(write_at), RecordHeader::kJump};
+          h.jump_count.store(tail.count, std::memory_order_relaxed);
+          h.jump_pending.store(1, std::memory_order_relaxed);
+        }
       }
       auto* record = reinterpret_cast<RecordHeader*>(s.ring + write_at);
       record->size = static_cast<uint32_t>(size);
       record->flags = 0;
       fill(ctx, s.ring + write_at + sizeof(RecordHeader));  // may throw: nothing published
-      const uint64_t next = (write_at + need) % shape.capacity;
-      if (next == 0) h.wrap_point.store(shape.capacity, std::memory_order_relaxed);
+      // Every placement ends inside the ring; one that ends at its end wraps (no division
+      // on this path: it costs more than the rest of the put's arithmetic).
+      uint64_t next = write_at + need;
+      if (next == shape.capacity) [[unlikely]] {
+        next = 0;
+        h.wrap_point.store(shape.capacity, std::memory_order_relaxed);
+      }
       const uint64_t published = Position{tail.count + 1, static_cast<uint32_t>(next)}.pack();
       s.cached_head.store(head.pack(), std::memory_order_relaxed);
       s.last_tail_written.store(published, std::memory_order_relaxed);
