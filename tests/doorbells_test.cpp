@@ -1,0 +1,191 @@
+// Doorbells in a shared table: rung once per arming, from other processes, only for what a
+// waiter waits for; dead waiters' slots and sockets reclaimed; a table written by a hostile
+// sharer never makes a ringer remove a live waiter's socket.
+#include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <new>
+#include <vector>
+
+#include "xproc/errors.h"
+#include "xproc/shm/doorbells.h"
+#include "xproc/shm/segment.h"
+
+namespace {
+
+using xproc::shm::Doorbell;
+using xproc::shm::DoorbellTable;
+using xproc::shm::kDoorbellSlots;
+using xproc::shm::ring_doorbells;
+using xproc::shm::Segment;
+using xproc::shm::WaitFor;
+
+bool readable(const Doorbell& bell, int timeout_ms = 0) {
+  pollfd p{bell.fileno(), POLLIN, 0};
+  return ::poll(&p, 1, timeout_ms) == 1 && (p.revents & POLLIN) != 0;
+}
+
+bool exists(const std::string& path) {
+  struct stat st {};
+  return ::lstat(path.c_str(), &st) == 0;
+}
+
+// Runs `body` in a forked child; its exit code.
+template <typename Body>
+int in_child(Body&& body) {
+  const pid_t pid = fork();
+  if (pid == 0) _exit(body());
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+struct DoorbellsTest : ::testing::Test {
+  Segment segment = Segment::anonymous(sizeof(DoorbellTable));
+  DoorbellTable& table = *new (segment.data()) DoorbellTable{};
+};
+
+TEST_F(DoorbellsTest, AnArmedDoorbellIsRungOnceFromAnotherProcess) {
+  Doorbell bell(table, segment.holder(), WaitFor::kMessage, 0600);
+  EXPECT_FALSE(readable(bell));
+  bell.arm();
+  EXPECT_EQ(in_child([&] {
+              ring_doorbells(table, segment.holder(), WaitFor::kMessage);
+              ring_doorbells(table, segment.holder(), WaitFor::kMessage);
+              return 0;
+            }),
+            0);
+  EXPECT_TRUE(readable(bell, 1000));
+  EXPECT_TRUE(bell.clear());
+  EXPECT_FALSE(readable(bell)) << "two rings for one arming";
+  EXPECT_FALSE(bell.clear());
+  EXPECT_EQ(table.armed[0].load(), 0u);
+}
+
+TEST_F(DoorbellsTest, AnUnarmedOrDisarmedDoorbellIsNotRung) {
+  Doorbell bell(table, segment.holder(), WaitFor::kMessage, 0600);
+  ring_doorbells(table, segment.holder(), WaitFor::kMessage);
+  EXPECT_FALSE(readable(bell));
+  bell.arm();
+  bell.disarm();
+  ring_doorbells(table, segment.holder(), WaitFor::kMessage);
+  EXPECT_FALSE(readable(bell));
+  EXPECT_EQ(table.armed[0].load(), 0u);
+}
+
+TEST_F(DoorbellsTest, OnlyWaitersForTheChangeAreRung) {
+  Doorbell message(table, segment.holder(), WaitFor::kMessage, 0600);
+  Doorbell room(table, segment.holder(), WaitFor::kRoom, 0600);
+  Doorbell join(table, segment.holder(), WaitFor::kJoin, 0600);
+  message.arm();
+  room.arm();
+  join.arm();
+  ring_doorbells(table, segment.holder(), WaitFor::kRoom);
+  EXPECT_TRUE(readable(room, 1000));
+  EXPECT_FALSE(readable(message));
+  EXPECT_FALSE(readable(join));
+  ring_doorbells(table, segment.holder(), WaitFor::kJoin);
+  EXPECT_TRUE(readable(join, 1000));
+  EXPECT_FALSE(readable(message));
+}
+
+TEST_F(DoorbellsTest, TheSocketHasTheQueuesPermissionBitsAndGoesWithTheDoorbell) {
+  std::string path;
+  {
+    Doorbell bell(table, segment.holder(), WaitFor::kMessage, 0660);
+    path = xproc::shm::doorbell_path(table.slots[0].name.load());
+    struct stat st {};
+    ASSERT_EQ(::lstat(path.c_str(), &st), 0) << path;
+    EXPECT_TRUE(S_ISSOCK(st.st_mode));
+    EXPECT_EQ(st.st_mode & 0777, 0660u);
+    EXPECT_NE(table.slots[0].token.load(), 0u);
+  }
+  EXPECT_FALSE(exists(path));
+  EXPECT_EQ(table.slots[0].token.load(), 0u);
+}
+
+TEST_F(DoorbellsTest, ADeadWaitersSlotAndSocketAreReclaimedByTheNextRing) {
+  // The child registers, arms and dies without cleaning up: its socket file stays behind.
+  ASSERT_EQ(in_child([&] {
+              auto* bell = new Doorbell(table, segment.holder(), WaitFor::kMessage, 0600);
+              bell->arm();
+              ::kill(::getpid(), SIGKILL);
+              return 1;
+            }),
+            128 + SIGKILL);
+  const std::string path = xproc::shm::doorbell_path(table.slots[0].name.load());
+  ASSERT_NE(table.slots[0].token.load(), 0u);
+  ASSERT_TRUE(exists(path));
+  ring_doorbells(table, segment.holder(), WaitFor::kMessage);
+  EXPECT_EQ(table.slots[0].token.load(), 0u);
+  EXPECT_FALSE(exists(path));
+  EXPECT_EQ(table.armed[0].load(), 0u);
+}
+
+TEST_F(DoorbellsTest, AFullTableRefusesAndADeadWaitersSlotIsTakenOver) {
+  std::vector<std::unique_ptr<Doorbell>> bells;
+  for (uint32_t i = 0; i + 1 < kDoorbellSlots; ++i) {
+    bells.push_back(std::make_unique<Doorbell>(table, segment.holder(), WaitFor::kMessage, 0600));
+  }
+  ASSERT_EQ(in_child([&] {
+              new Doorbell(table, segment.holder(), WaitFor::kRoom, 0600);  // the last slot, left by a death
+              ::kill(::getpid(), SIGKILL);
+              return 1;
+            }),
+            128 + SIGKILL);
+  const std::string dead_path = xproc::shm::doorbell_path(table.slots[kDoorbellSlots - 1].name.load());
+  ASSERT_TRUE(exists(dead_path));
+  Doorbell taker(table, segment.holder(), WaitFor::kMessage, 0600);  // takes the dead waiter's slot
+  EXPECT_FALSE(exists(dead_path));
+  EXPECT_THROW(Doorbell(table, segment.holder(), WaitFor::kMessage, 0600), xproc::RuntimeError);
+  bells.pop_back();
+  Doorbell(table, segment.holder(), WaitFor::kMessage, 0600);
+}
+
+TEST_F(DoorbellsTest, AHostileSlotNamingALiveSocketRingsItButNeverRemovesIt) {
+  // A live waiter of another table, and a slot here that names its socket with a dead token.
+  Segment other_segment = Segment::anonymous(sizeof(DoorbellTable));
+  auto& other = *new (other_segment.data()) DoorbellTable{};
+  Doorbell victim(other, other_segment.holder(), WaitFor::kMessage, 0600);
+  const uint64_t victim_name = other.slots[0].name.load();
+  ASSERT_EQ(in_child([&] {
+              Doorbell bell(table, segment.holder(), WaitFor::kMessage, 0600);
+              ::kill(::getpid(), SIGKILL);
+              return 1;
+            }),
+            128 + SIGKILL);
+  ASSERT_NE(table.slots[0].token.load(), 0u);
+  table.slots[0].name.store(victim_name);
+  table.slots[0].armed.store(1);
+  table.armed[0].store(1);
+  ring_doorbells(table, segment.holder(), WaitFor::kMessage);
+  EXPECT_TRUE(exists(xproc::shm::doorbell_path(victim_name)));
+  EXPECT_TRUE(readable(victim, 1000));  // a spurious ring: the victim looks at its queue again
+  // Taking the slot over does not remove it either.
+  Doorbell taker(table, segment.holder(), WaitFor::kMessage, 0600);
+  EXPECT_TRUE(exists(xproc::shm::doorbell_path(victim_name)));
+}
+
+TEST_F(DoorbellsTest, GarbageInTheTableNeverCrashesARinger) {
+  for (auto& slot : table.slots) {
+    slot.token.store(0xdeadbeef);
+    slot.armed.store(1);
+    slot.wait_for.store(0xffffffff);
+    slot.name.store(~uint64_t{0});
+  }
+  table.armed[0].store(~0u);
+  table.armed[1].store(~0u);
+  ring_doorbells(table, segment.holder(), WaitFor::kMessage);
+  ring_doorbells(table, segment.holder(), WaitFor::kRoom);
+  for (auto& slot : table.slots) slot.wait_for.store(0);
+  ring_doorbells(table, segment.holder(), WaitFor::kMessage);
+  for (auto& slot : table.slots) EXPECT_EQ(slot.armed.load(), 0u);
+}
+
+}  // namespace
