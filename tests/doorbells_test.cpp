@@ -9,6 +9,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <memory>
 #include <new>
 #include <vector>
@@ -173,6 +174,26 @@ TEST_F(DoorbellsTest, AHostileSlotNamingALiveSocketRingsItButNeverRemovesIt) {
   Doorbell taker(table, segment.holder(), WaitFor::kMessage, 0600);
   EXPECT_TRUE(exists(xproc::shm::doorbell_path(victim_name)));
   ::unlink(orphan.c_str());
+}
+
+TEST_F(DoorbellsTest, CleanupFindsAndRemovesOnlySocketsNobodyListensOn) {
+  Doorbell live(table, segment.holder(), WaitFor::kMessage, 0600);
+  const std::string live_file = xproc::shm::doorbell_path(table.slots[0].name.load()).substr(9);
+  ASSERT_EQ(in_child([&] {
+              new Doorbell(table, segment.holder(), WaitFor::kMessage, 0600);
+              ::kill(::getpid(), SIGKILL);
+              return 1;
+            }),
+            128 + SIGKILL);
+  const std::string dead_file = xproc::shm::doorbell_path(table.slots[1].name.load()).substr(9);
+  const auto stale = xproc::shm::stale_doorbells();
+  EXPECT_NE(std::find(stale.begin(), stale.end(), dead_file), stale.end());
+  EXPECT_EQ(std::find(stale.begin(), stale.end(), live_file), stale.end());
+  EXPECT_FALSE(xproc::shm::remove_stale_doorbell(live_file));
+  EXPECT_TRUE(exists("/dev/shm/" + live_file));
+  EXPECT_TRUE(xproc::shm::remove_stale_doorbell(dead_file));
+  EXPECT_FALSE(exists("/dev/shm/" + dead_file));
+  EXPECT_FALSE(xproc::shm::remove_stale_doorbell("xproc-doorbell.../../etc/x"));
 }
 
 TEST_F(DoorbellsTest, GarbageInTheTableNeverCrashesARinger) {

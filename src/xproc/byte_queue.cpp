@@ -3,6 +3,7 @@
 #include "xproc/byte_queue.h"
 
 #include <sched.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -155,14 +156,23 @@ Position load(const std::atomic<uint64_t>& word, std::memory_order order = std::
 // Messages between two positions (counts wrap at 2^32).
 uint32_t distance(Position from, Position to) { return to.count - from.count; }
 
+// Wakes the sleepers on `futex` and rings the doorbells armed for `change`: a waiter in an
+// event loop raises the same flag as one asleep on the futex (QueueWaiter::arm).
+void wake(QueueState& s, const void* futex, shm::WaitFor change) {
+  detail::futex_wake_all(futex);
+  shm::ring_doorbells(s.header->doorbells, s.segment.holder(), change);
+}
+
 // Publishes `value` into `position` and wakes the sleepers announced by `flag`. Both the
 // publish here and the sleeper's flag-raising are sequentially consistent read-modify-
 // writes, so of "publish, then read flag" and "raise flag, then read position" at least
 // one side sees the other's write: no wake-up is ever lost. (A seq_cst exchange costs
 // what a store plus fence does, and sanitizers can reason about it.)
-void publish_and_wake(std::atomic<uint64_t>& position, uint64_t value, std::atomic<uint32_t>& flag) {
+void publish_and_wake(QueueState& s, std::atomic<uint64_t>& position, uint64_t value, std::atomic<uint32_t>& flag,
+                      shm::WaitFor change) {
   position.exchange(value, std::memory_order_seq_cst);
-  if (flag.load(std::memory_order_seq_cst) != 0 && flag.exchange(0) != 0) detail::futex_wake_all(&position);
+  if (flag.load(std::memory_order_seq_cst) != 0 && flag.exchange(0) != 0) [[unlikely]]
+    wake(s, &position, change);
 }
 
 // Waits until the 32-bit count at `word` differs from `observed`: first a bounded spin
@@ -564,11 +574,11 @@ void drained(QueueState& s, Position head) {
   h.jump_pending.store(0, std::memory_order_relaxed);
   s.cached_tail.store(empty.pack(), std::memory_order_relaxed);
   s.last_tail_written.store(~uint64_t{0}, std::memory_order_relaxed);
-  publish_and_wake(h.tail, empty.pack(), h.consumers_sleeping);
-  publish_and_wake(h.head, empty.pack(), h.producers_sleeping);
+  publish_and_wake(s, h.tail, empty.pack(), h.consumers_sleeping, shm::WaitFor::kMessage);
+  publish_and_wake(s, h.head, empty.pack(), h.producers_sleeping, shm::WaitFor::kRoom);
   if (s.shape.kind == QueueKind::kJoinable && lost != 0) {
     h.done.fetch_add(lost, std::memory_order_seq_cst);
-    if (h.joiners_sleeping.exchange(0) != 0) detail::futex_wake_all(&h.done);
+    if (h.joiners_sleeping.exchange(0) != 0) wake(s, &h.done, shm::WaitFor::kJoin);
   }
   h.recoveries.fetch_add(1, std::memory_order_relaxed);
   throw DecodeError(what + "; its " + std::to_string(lost) + " messages were dropped and it carries on empty");
@@ -742,7 +752,7 @@ bool ByteQueue::put_raw(size_t size, void (*fill)(void*, std::byte*), void* ctx,
       const uint64_t published = Position{tail.count + 1, static_cast<uint32_t>(next)}.pack();
       s.cached_head.store(head.pack(), std::memory_order_relaxed);
       s.last_tail_written.store(published, std::memory_order_relaxed);
-      publish_and_wake(h.tail, published, h.consumers_sleeping);
+      publish_and_wake(s, h.tail, published, h.consumers_sleeping, shm::WaitFor::kMessage);
       return true;
     }
     // Full: release the mutex and wait for a consumer to move the head past what we saw.
@@ -799,7 +809,7 @@ bool ByteQueue::get_raw(void (*consume)(void*, std::span<const std::byte>), void
     }
     const Position next{head.count + 1, static_cast<uint32_t>(record->next)};
     if (record->size >= kLargeMessage) memory_in_use(h);
-    publish_and_wake(h.head, next.pack(), h.producers_sleeping);
+    publish_and_wake(s, h.head, next.pack(), h.producers_sleeping, shm::WaitFor::kRoom);
     if (next.count == tail.count) drained(s, next);
     lock.unlock();
     if (s.streaming.load(std::memory_order_relaxed) == waited) s.streaming.store(!waited, std::memory_order_relaxed);
@@ -877,7 +887,8 @@ void ByteQueue::close() noexcept { state_->closed.store(true); }
 bool ByteQueue::closed() const noexcept { return state_->closed.load(); }
 
 void ByteQueue::task_done() {
-  QueueHeader& h = *state_->header;
+  QueueState& s = *state_;
+  QueueHeader& h = *s.header;
   uint32_t done = h.done.load(std::memory_order_acquire);
   for (;;) {
     const uint32_t puts = load(h.tail).count;
@@ -886,7 +897,7 @@ void ByteQueue::task_done() {
   }
   // The seq_cst increment pairs with join()'s seq_cst flag exchange, as in publish_and_wake.
   if (h.joiners_sleeping.load(std::memory_order_seq_cst) != 0 && h.joiners_sleeping.exchange(0) != 0) {
-    detail::futex_wake_all(&h.done);
+    wake(s, &h.done, shm::WaitFor::kJoin);
   }
 }
 
@@ -922,6 +933,37 @@ void ByteQueue::return_memory() {
   if (!settled_now(settles_at(s))) return;
   // Nothing unless the tail is at the head too.
   run_as_sole_consumer([&] { drained(s, load(h.head, std::memory_order_relaxed)); });
+}
+
+shm::DoorbellTable& ByteQueue::doorbell_table() const noexcept { return state_->header->doorbells; }
+
+const shm::Holder& ByteQueue::holder() const noexcept { return state_->segment.holder(); }
+
+unsigned ByteQueue::doorbell_mode() const {
+  // Whoever may open a named queue may ring its waiters; an anonymous queue's sharers
+  // inherited or were handed it, all as this user or with its descriptor.
+  if (state_->segment.name().empty()) return 0600;
+  struct stat st {};
+  if (::fstat(state_->segment.fd(), &st) != 0) throw_os_error("fstat", errno);
+  return st.st_mode & 0666;
+}
+
+uint32_t ByteQueue::watched_count(shm::WaitFor change) const noexcept {
+  const QueueHeader& h = *state_->header;
+  switch (change) {
+    case shm::WaitFor::kMessage: return load(h.tail, std::memory_order_seq_cst).count;
+    case shm::WaitFor::kRoom: return load(h.head, std::memory_order_seq_cst).count;
+    case shm::WaitFor::kJoin: break;
+  }
+  return h.done.load(std::memory_order_seq_cst);
+}
+
+void ByteQueue::announce_waiter(shm::WaitFor change) const noexcept {
+  QueueHeader& h = *state_->header;
+  std::atomic<uint32_t>& flag = change == shm::WaitFor::kMessage ? h.consumers_sleeping
+                                : change == shm::WaitFor::kRoom  ? h.producers_sleeping
+                                                                 : h.joiners_sleeping;
+  flag.exchange(1, std::memory_order_seq_cst);  // see publish_and_wake
 }
 
 bool ByteQueue::run_as_sole_consumer_raw(void (*f)(void*), void* ctx) {

@@ -70,7 +70,10 @@ struct QueueInfo {
 
 namespace shm {
 class Segment;
-}
+class Holder;
+struct DoorbellTable;
+enum class WaitFor : uint32_t;
+}  // namespace shm
 
 namespace detail {
 // What a queue segment was made as (recorded in its header for tools).
@@ -194,6 +197,16 @@ class ByteQueue {
   bool put_raw(size_t size, void (*fill)(void*, std::byte*), void* ctx, Deadline deadline);
   bool get_raw(void (*consume)(void*, std::span<const std::byte>), void* ctx, Deadline deadline);
   bool run_as_sole_consumer_raw(void (*f)(void*), void* ctx);
+
+  // For QueueWaiter (queue_waiter.h): the queue's doorbell table, this process's holding of
+  // its segment, the permission bits of its file, the count a waiter for `change` watches
+  // (read sequentially consistent), and the raising of that change's sleeper flag.
+  friend class QueueWaiter;
+  shm::DoorbellTable& doorbell_table() const noexcept;
+  const shm::Holder& holder() const noexcept;
+  unsigned doorbell_mode() const;
+  uint32_t watched_count(shm::WaitFor change) const noexcept;
+  void announce_waiter(shm::WaitFor change) const noexcept;
   static ByteQueue attach(shm::Segment segment, const std::string& what);
   explicit ByteQueue(std::shared_ptr<detail::QueueState> state) : state_(std::move(state)) {}
 

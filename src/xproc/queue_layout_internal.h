@@ -1,5 +1,5 @@
 // The memory layout of a queue segment (documented in docs/protocol.md): a header, then a
-// byte ring of records. Layout version 3. Everything here is read and written by several
+// byte ring of records. Layout version 4. Everything here is read and written by several
 // processes at once, any of which may write anything: a reader takes the identity fields
 // once, when it opens the segment, and checks every position and record against them
 // (byte_queue.cpp). The static_asserts pin what other languages may rely on.
@@ -13,11 +13,12 @@
 #include <type_traits>
 
 #include "xproc/byte_queue.h"  // QueueKind
+#include "xproc/shm/doorbells.h"
 
 namespace xproc::detail {
 
 inline constexpr uint64_t kQueueMagic = 0x3130515250524f58ULL;  // bytes on disk: "XORPRQ01"
-inline constexpr uint32_t kQueueLayoutVersion = 3;
+inline constexpr uint32_t kQueueLayoutVersion = 4;
 inline constexpr size_t kCacheLine = 64;
 
 // A position in the ring packed into one atomic word so that a single store publishes it:
@@ -78,6 +79,8 @@ struct alignas(kCacheLine) QueueHeader {
   // --- JoinableQueue ---
   alignas(kCacheLine) std::atomic<uint32_t> done;  // task_done() calls (wrapping)
   std::atomic<uint32_t> joiners_sleeping;
+  // --- waiters in event loops (shm/doorbells.h): rung when a sleeper flag above is raised ---
+  alignas(kCacheLine) shm::DoorbellTable doorbells;
 };
 
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
@@ -89,7 +92,8 @@ static_assert(offsetof(QueueHeader, consumer_lock) - offsetof(QueueHeader, produ
 static_assert(offsetof(QueueHeader, head) - offsetof(QueueHeader, tail) == kCacheLine,
               "producer and consumer positions must not share a cache line");
 static_assert(sizeof(QueueHeader) % kCacheLine == 0);
-static_assert(sizeof(QueueHeader) == 576, "layout version 3: header size");
+static_assert(sizeof(QueueHeader) == 1664, "layout version 4: header size");
+static_assert(offsetof(QueueHeader, doorbells) == 576);
 static_assert(offsetof(QueueHeader, base) == 72 && offsetof(QueueHeader, reserved_end) == 80 &&
               offsetof(QueueHeader, wrap_point) == 88 && offsetof(QueueHeader, jump_count) == 96 &&
               offsetof(QueueHeader, jump_pending) == 100 && offsetof(QueueHeader, grown_at_ns) == 104);

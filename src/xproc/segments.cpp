@@ -15,6 +15,7 @@
 #include "xproc/errors.h"
 #include "xproc/fd.h"
 #include "xproc/queue_layout_internal.h"
+#include "xproc/shm/doorbells.h"
 #include "xproc/shm/holders.h"
 #include "xproc/shm/segment.h"
 #include "xproc/syscall_internal.h"
@@ -197,6 +198,16 @@ std::vector<CleanupOutcome> cleanup_segments(const CleanupOptions& options) {
   for (const auto& name : options.only) shm::validate_name(name);
   const bool named = !options.only.empty();
   for (const auto& name : named ? options.only : segment_names()) outcomes.push_back(clean_one(name, options, named));
+  if (named) return outcomes;
+  // The doorbell sockets of waiters that died with the queue they waited for gone too.
+  using Action = CleanupOutcome::Action;
+  for (const auto& file_name : shm::stale_doorbells()) {
+    if (options.dry_run) {
+      outcomes.push_back({file_name, Action::kWouldRemove, ""});
+    } else if (shm::remove_stale_doorbell(file_name)) {
+      outcomes.push_back({file_name, Action::kRemoved, ""});
+    }
+  }
   return outcomes;
 }
 

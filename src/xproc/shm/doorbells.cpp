@@ -1,11 +1,13 @@
 #include "xproc/shm/doorbells.h"
 
+#include <dirent.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstddef>
 #include <cstdio>
@@ -17,6 +19,8 @@
 namespace xproc::shm {
 namespace {
 
+constexpr char kDoorbellDirectory[] = "/dev/shm";
+constexpr char kDoorbellFilePrefix[] = "xproc-doorbell.";
 constexpr char kDoorbellPrefix[] = "/dev/shm/xproc-doorbell.";
 
 struct SocketAddress {
@@ -71,7 +75,47 @@ void remove_if_stale(uint64_t name) noexcept {
   if (!ring(a)) ::unlink(a.address.sun_path);
 }
 
+// The name in a doorbell's file name, 0 when it is not one.
+uint64_t name_in(const std::string& file_name) {
+  const size_t prefix = sizeof(kDoorbellFilePrefix) - 1;
+  if (file_name.size() != prefix + 16 || file_name.compare(0, prefix, kDoorbellFilePrefix) != 0) return 0;
+  uint64_t name = 0;
+  for (size_t i = prefix; i < file_name.size(); ++i) {
+    const char c = file_name[i];
+    const int digit = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    if (digit < 0) return 0;
+    name = name << 4 | static_cast<uint64_t>(digit);
+  }
+  return name;
+}
+
 }  // namespace
+
+std::vector<std::string> stale_doorbells() {
+  std::vector<std::string> stale;
+  DIR* directory = ::opendir(kDoorbellDirectory);
+  if (directory == nullptr) return stale;
+  while (const dirent* entry = ::readdir(directory)) {
+    const std::string file_name = entry->d_name;
+    const uint64_t name = name_in(file_name);
+    if (name == 0) continue;
+    struct stat st {};
+    if (::lstat(doorbell_path(name).c_str(), &st) != 0 || !S_ISSOCK(st.st_mode)) continue;
+    if (!ring(address_of(name))) stale.push_back(file_name);
+  }
+  ::closedir(directory);
+  std::sort(stale.begin(), stale.end());
+  return stale;
+}
+
+bool remove_stale_doorbell(const std::string& file_name) noexcept {
+  const uint64_t name = name_in(file_name);
+  if (name == 0) return false;
+  const SocketAddress a = address_of(name);
+  struct stat st {};
+  if (::lstat(a.address.sun_path, &st) != 0 || !S_ISSOCK(st.st_mode) || ring(a)) return false;
+  return ::unlink(a.address.sun_path) == 0;
+}
 
 std::string doorbell_path(uint64_t name) { return address_of(name).address.sun_path; }
 

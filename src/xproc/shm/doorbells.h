@@ -24,6 +24,7 @@
 #include <atomic>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "xproc/fd.h"
 
@@ -94,6 +95,14 @@ class Doorbell {
   uint64_t name_ = 0;
   Fd socket_;
 };
+
+// The file names under /dev/shm of doorbell sockets nobody listens on any more: their
+// waiters died without closing them (a slot's next taker or ringer removes most; a queue
+// that went away with dead waiters' slots leaves theirs to `xproc cleanup`).
+std::vector<std::string> stale_doorbells();
+// Removes one of those if nobody listens on it still. False when somebody does, or when it
+// is not there or cannot be removed.
+bool remove_stale_doorbell(const std::string& file_name) noexcept;
 
 // Rings every doorbell of `table` armed for `wait_for`, disarming each (the changer's side,
 // after it published its change). Never waits. Frees the slots of dead registrants.
