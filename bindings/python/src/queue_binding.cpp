@@ -11,6 +11,7 @@
 #include "message_codec.h"
 #include "xproc/byte_queue.h"
 #include "xproc/errors.h"
+#include "xproc/queue_waiter.h"
 
 namespace xproc::python {
 namespace {
@@ -167,6 +168,23 @@ void register_queues(nb::module_& m) {
       .def_prop_ro("capacity_bytes", [](const PythonQueue& self) { return self.queue.info().capacity_bytes; })
       .def_prop_ro("max_message_bytes", [](const PythonQueue& self) { return self.queue.info().max_message_bytes; })
       .def_prop_ro("anonymous_fd", [](const PythonQueue& self) { return self.queue.anonymous_fd(); });
+
+  nb::class_<QueueWaiter>(m, "QueueWaiter",
+                          "A doorbell an event loop polls for a queue (xproc.queues awaits through it).")
+      .def(
+          "__init__",
+          [](QueueWaiter* self, const PythonQueue& queue, uint32_t what) {
+            if (what > 2) throw ValueError("a QueueWaiter waits for 0 (a message), 1 (room) or 2 (a join)");
+            new (self) QueueWaiter(queue.queue, static_cast<QueueWaiter::For>(what));
+          },
+          nb::arg("queue"), nb::arg("what"))
+      .def("fileno", &QueueWaiter::fileno, "The descriptor to poll for reading.")
+      .def("arm", &QueueWaiter::arm,
+           "After an attempt that would block: True when the caller may wait for fileno(), False when the "
+           "queue changed since the waiter last looked (try again now).")
+      .def("clear", &QueueWaiter::clear, "After fileno() was readable: reads the rings and looks again.")
+      .def_prop_ro_static("recheck_seconds",
+                          [](nb::handle) { return std::chrono::duration<double>(QueueWaiter::kRecheck).count(); });
 }
 
 }  // namespace xproc::python

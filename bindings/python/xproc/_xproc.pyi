@@ -1,5 +1,7 @@
 """xproc's C++ core (use the `xproc` package, not this module)"""
 
+from typing import Final
+
 from xproc import (
     DecodeError as DecodeError,
     MessageTooLarge as MessageTooLarge
@@ -106,6 +108,27 @@ class Queue:
 
     @property
     def anonymous_fd(self) -> int: ...
+
+class QueueWaiter:
+    """
+    A doorbell an event loop polls for a queue (xproc.queues awaits through it).
+    """
+
+    def __init__(self, queue: Queue, what: int) -> None: ...
+
+    def fileno(self) -> int:
+        """The descriptor to poll for reading."""
+
+    def arm(self) -> bool:
+        """
+        After an attempt that would block: True when the caller may wait for fileno(), False when the queue changed since the waiter last looked (try again now).
+        """
+
+    def clear(self) -> None:
+        """After fileno() was readable: reads the rings and looks again."""
+
+    recheck_seconds: Final[float] = ...
+    """(arg: object, /) -> float"""
 
 class Connection:
     """One end of a connection (the engine under xproc's Connection)."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 from multiprocessing import reduction
 from typing import Any, Optional, Tuple
 
-from . import _xproc
+from . import _awaiting, _xproc
 from ._xproc import register_schema
 
 __all__ = ["Queue", "SimpleQueue", "JoinableQueue"]
@@ -186,6 +186,41 @@ class Queue:
 
         self.put = self.get = self.put_bytes = self.get_bytes = refuse  # type: ignore[method-assign]
 
+    # --- asyncio: the same operations, awaited without blocking the event loop ---
+
+    async def aget(self) -> Any:
+        """Removes and returns an item, awaiting one. A cancelled ``aget`` took nothing."""
+
+        import queue  # at the call, as the engine does: a program may be called queue.py
+
+        def attempt() -> Tuple[bool, Any]:
+            try:
+                return True, self._engine.get(False, None)
+            except queue.Empty:
+                return False, None
+
+        return await _awaiting.until_done(self, self._engine, _awaiting.MESSAGE, attempt)
+
+    async def aput(self, obj: Any) -> None:
+        """Puts ``obj``, awaiting room in a full bounded queue. A cancelled ``aput`` put nothing."""
+
+        import queue  # at the call, as the engine does: a program may be called queue.py
+
+        def attempt() -> Tuple[bool, Any]:
+            try:
+                self._engine.put(obj, False, None)
+                return True, None
+            except queue.Full:
+                return False, None
+
+        await _awaiting.until_done(self, self._engine, _awaiting.ROOM, attempt)
+
+    def __aiter__(self) -> "Queue":
+        return self
+
+    async def __anext__(self) -> Any:
+        return await self.aget()
+
     def join_thread(self) -> None:
         """Nothing to wait for: put() has copied every message before returning."""
 
@@ -262,6 +297,18 @@ class JoinableQueue(Queue):
     def task_done(self) -> None:
         """Marks one message as processed (``ValueError`` if called too many times)."""
         self._engine.task_done()
+
+    async def ajoin(self) -> None:
+        """Awaits every item put being marked done."""
+
+        def attempt() -> Tuple[bool, Any]:
+            try:
+                self._engine.join(0.0)
+                return True, None
+            except TimeoutError:
+                return False, None
+
+        await _awaiting.until_done(self, self._engine, _awaiting.JOIN, attempt)
 
     def join(self, timeout: Optional[float] = None) -> None:
         """Blocks until every message put is done (``TimeoutError`` after `timeout`)."""
