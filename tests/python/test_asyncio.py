@@ -171,3 +171,18 @@ def test_an_unrelated_process_awaits_a_named_queue(unique_name, loop_kind):
     assert child.stdout.readline().strip() == "ready"
     q.put("hello")
     assert child.wait(30) == 0
+
+
+def test_a_program_that_runs_many_loops_on_one_queue_does_not_fill_its_waiter_table():
+    q = xproc.Queue()
+
+    async def wait_briefly():
+        try:
+            await asyncio.wait_for(q.aget(), 0.01)
+        except asyncio.TimeoutError:
+            pass
+
+    for _ in range(3 * 32):  # the table holds 32 waiters
+        asyncio.run(wait_briefly())
+    q.put(1)
+    assert asyncio.run(q.aget()) == 1

@@ -26,9 +26,8 @@ _RECHECK = _xproc.QueueWaiter.recheck_seconds
 class _LoopDoorbell:
     """One doorbell of one queue, awaited by the tasks of one event loop."""
 
-    def __init__(self, engine: Any, what: int, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, engine: Any, what: int) -> None:
         self._waiter = _xproc.QueueWaiter(engine, what)
-        self._loop = loop
         self._sleepers: Set[asyncio.Future[None]] = set()
 
     def arm(self) -> bool:
@@ -36,18 +35,19 @@ class _LoopDoorbell:
 
     async def sleep(self) -> None:
         """Until the doorbell rings or the recheck time passes."""
-        future: asyncio.Future[None] = self._loop.create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
         if not self._sleepers:
-            self._loop.add_reader(self._waiter.fileno(), self._rung)
+            loop.add_reader(self._waiter.fileno(), self._rung)
         self._sleepers.add(future)
-        timer = self._loop.call_later(_RECHECK, _wake, future)
+        timer = loop.call_later(_RECHECK, _wake, future)
         try:
             await future
         finally:
             timer.cancel()
             self._sleepers.discard(future)
             if not self._sleepers:
-                self._loop.remove_reader(self._waiter.fileno())
+                loop.remove_reader(self._waiter.fileno())
 
     def _rung(self) -> None:
         self._waiter.clear()
@@ -60,8 +60,10 @@ def _wake(future: "asyncio.Future[None]") -> None:
         future.set_result(None)
 
 
-# (id of the engine, what, loop) -> doorbell; kept while the engine lives.
-_doorbells: "weakref.WeakKeyDictionary[Any, Dict[Tuple[int, asyncio.AbstractEventLoop], _LoopDoorbell]]" = (
+# queue object -> (loop, what) -> doorbell. A doorbell holds one of the queue's 32 waiter
+# slots: it goes with its queue object, and with its loop once that is closed (a program
+# that calls asyncio.run() again and again must not fill the table).
+_doorbells: "weakref.WeakKeyDictionary[Any, Dict[Tuple[asyncio.AbstractEventLoop, int], _LoopDoorbell]]" = (
     weakref.WeakKeyDictionary()
 )
 
@@ -69,9 +71,11 @@ _doorbells: "weakref.WeakKeyDictionary[Any, Dict[Tuple[int, asyncio.AbstractEven
 def _doorbell(owner: Any, engine: Any, what: int) -> _LoopDoorbell:
     loop = asyncio.get_running_loop()
     per_owner = _doorbells.setdefault(owner, {})
-    bell = per_owner.get((what, loop))
+    for key in [key for key in per_owner if key[0].is_closed()]:
+        del per_owner[key]
+    bell = per_owner.get((loop, what))
     if bell is None:
-        bell = per_owner[(what, loop)] = _LoopDoorbell(engine, what, loop)
+        bell = per_owner[(loop, what)] = _LoopDoorbell(engine, what)
     return bell
 
 
