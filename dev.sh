@@ -10,7 +10,8 @@ BUILD=$ROOT/build/$PRESET
 VENV=$ROOT/.venv
 
 APT_PACKAGES=(g++ cmake ninja-build pkg-config capnproto libcapnp-dev libboost-dev libssl-dev
-  libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev redis-server python3-venv python3-dev)
+  libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev libasio-dev redis-server python3-venv
+  python3-dev)
 PY_PACKAGES=(pytest hypothesis nanobind scikit-build-core pycapnp uvloop)
 # The fuzz preset's compiler and libFuzzer, installed only by the commands that build it.
 FUZZ_APT_PACKAGES=(clang libclang-rt-14-dev)
