@@ -1,5 +1,5 @@
 // A queue segment image from another process, opened and drained: the input becomes the
-// header and records of a queue segment (docs/protocol.md, layout version 3) in a sealed
+// header and records of a queue segment (docs/protocol.md, layout version 4) in a sealed
 // memfd as large as the input, which ByteQueue::adopt_anonymous opens. Opening refuses a
 // header that is not a queue's of this size (ValueError, and only there); then
 // non-blocking gets and puts give messages, DecodeError (the queue was found corrupt and
