@@ -1,6 +1,7 @@
 // Doorbells in a shared table: rung once per arming, from other processes, only for what a
 // waiter waits for; dead waiters' slots and sockets reclaimed; a table written by a hostile
 // sharer never makes a ringer remove a live waiter's socket.
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -26,6 +27,10 @@ using xproc::shm::kDoorbellSlots;
 using xproc::shm::ring_doorbells;
 using xproc::shm::Segment;
 using xproc::shm::WaitFor;
+
+const xproc::Sharing kPrivate;  // this user's alone, as an anonymous queue is
+constexpr uid_t kNobody = 65534;
+constexpr gid_t kNogroup = 65534;
 
 bool readable(const Doorbell& bell, int timeout_ms = 0) {
   pollfd p{bell.fileno(), POLLIN, 0};
@@ -53,7 +58,7 @@ struct DoorbellsTest : ::testing::Test {
 };
 
 TEST_F(DoorbellsTest, AnArmedDoorbellIsRungOnceFromAnotherProcess) {
-  Doorbell bell(table, segment.holder(), WaitFor::kMessage, 0600);
+  Doorbell bell(table, segment.holder(), WaitFor::kMessage, kPrivate);
   EXPECT_FALSE(readable(bell));
   bell.arm();
   EXPECT_EQ(in_child([&] {
@@ -70,7 +75,7 @@ TEST_F(DoorbellsTest, AnArmedDoorbellIsRungOnceFromAnotherProcess) {
 }
 
 TEST_F(DoorbellsTest, AnUnarmedOrDisarmedDoorbellIsNotRung) {
-  Doorbell bell(table, segment.holder(), WaitFor::kMessage, 0600);
+  Doorbell bell(table, segment.holder(), WaitFor::kMessage, kPrivate);
   ring_doorbells(table, segment.holder(), WaitFor::kMessage);
   EXPECT_FALSE(readable(bell));
   bell.arm();
@@ -81,9 +86,9 @@ TEST_F(DoorbellsTest, AnUnarmedOrDisarmedDoorbellIsNotRung) {
 }
 
 TEST_F(DoorbellsTest, OnlyWaitersForTheChangeAreRung) {
-  Doorbell message(table, segment.holder(), WaitFor::kMessage, 0600);
-  Doorbell room(table, segment.holder(), WaitFor::kRoom, 0600);
-  Doorbell join(table, segment.holder(), WaitFor::kJoin, 0600);
+  Doorbell message(table, segment.holder(), WaitFor::kMessage, kPrivate);
+  Doorbell room(table, segment.holder(), WaitFor::kRoom, kPrivate);
+  Doorbell join(table, segment.holder(), WaitFor::kJoin, kPrivate);
   message.arm();
   room.arm();
   join.arm();
@@ -96,16 +101,26 @@ TEST_F(DoorbellsTest, OnlyWaitersForTheChangeAreRung) {
   EXPECT_FALSE(readable(message));
 }
 
-TEST_F(DoorbellsTest, TheSocketHasTheQueuesPermissionBitsAndGoesWithTheDoorbell) {
+TEST_F(DoorbellsTest, TheSocketHasTheQueuesBitsAndGroupSoTheGroupCanRingAndGoesWithTheDoorbell) {
+  // Tests run as root; the queue is shared with group 65534, whose member rings.
   std::string path;
   {
-    Doorbell bell(table, segment.holder(), WaitFor::kMessage, 0660);
+    Doorbell bell(table, segment.holder(), WaitFor::kMessage, xproc::Sharing{.mode = 0660, .group = kNogroup});
     path = xproc::shm::doorbell_path(table.slots[0].name.load());
     struct stat st {};
     ASSERT_EQ(::lstat(path.c_str(), &st), 0) << path;
     EXPECT_TRUE(S_ISSOCK(st.st_mode));
     EXPECT_EQ(st.st_mode & 0777, 0660u);
+    EXPECT_EQ(st.st_gid, kNogroup);
     EXPECT_NE(table.slots[0].token.load(), 0u);
+    bell.arm();
+    EXPECT_EQ(in_child([&] {
+                if (::setgroups(0, nullptr) != 0 || ::setgid(kNogroup) != 0 || ::setuid(kNobody) != 0) return 2;
+                ring_doorbells(table, segment.holder(), WaitFor::kMessage);
+                return 0;
+              }),
+              0);
+    EXPECT_TRUE(readable(bell, 1000)) << "a member of the queue's group could not ring";
   }
   EXPECT_FALSE(exists(path));
   EXPECT_EQ(table.slots[0].token.load(), 0u);
@@ -114,7 +129,7 @@ TEST_F(DoorbellsTest, TheSocketHasTheQueuesPermissionBitsAndGoesWithTheDoorbell)
 TEST_F(DoorbellsTest, ADeadWaitersSlotAndSocketAreReclaimedByTheNextRing) {
   // The child registers, arms and dies without cleaning up: its socket file stays behind.
   ASSERT_EQ(in_child([&] {
-              auto* bell = new Doorbell(table, segment.holder(), WaitFor::kMessage, 0600);
+              auto* bell = new Doorbell(table, segment.holder(), WaitFor::kMessage, kPrivate);
               bell->arm();
               ::kill(::getpid(), SIGKILL);
               return 1;
@@ -132,31 +147,31 @@ TEST_F(DoorbellsTest, ADeadWaitersSlotAndSocketAreReclaimedByTheNextRing) {
 TEST_F(DoorbellsTest, AFullTableRefusesAndADeadWaitersSlotIsTakenOver) {
   std::vector<std::unique_ptr<Doorbell>> bells;
   for (uint32_t i = 0; i + 1 < kDoorbellSlots; ++i) {
-    bells.push_back(std::make_unique<Doorbell>(table, segment.holder(), WaitFor::kMessage, 0600));
+    bells.push_back(std::make_unique<Doorbell>(table, segment.holder(), WaitFor::kMessage, kPrivate));
   }
   ASSERT_EQ(in_child([&] {
-              new Doorbell(table, segment.holder(), WaitFor::kRoom, 0600);  // the last slot, left by a death
+              new Doorbell(table, segment.holder(), WaitFor::kRoom, kPrivate);  // the last slot, left by a death
               ::kill(::getpid(), SIGKILL);
               return 1;
             }),
             128 + SIGKILL);
   const std::string dead_path = xproc::shm::doorbell_path(table.slots[kDoorbellSlots - 1].name.load());
   ASSERT_TRUE(exists(dead_path));
-  Doorbell taker(table, segment.holder(), WaitFor::kMessage, 0600);  // takes the dead waiter's slot
+  Doorbell taker(table, segment.holder(), WaitFor::kMessage, kPrivate);  // takes the dead waiter's slot
   EXPECT_FALSE(exists(dead_path));
-  EXPECT_THROW(Doorbell(table, segment.holder(), WaitFor::kMessage, 0600), xproc::RuntimeError);
+  EXPECT_THROW(Doorbell(table, segment.holder(), WaitFor::kMessage, kPrivate), xproc::RuntimeError);
   bells.pop_back();
-  Doorbell(table, segment.holder(), WaitFor::kMessage, 0600);
+  Doorbell(table, segment.holder(), WaitFor::kMessage, kPrivate);
 }
 
 TEST_F(DoorbellsTest, AHostileSlotNamingALiveSocketRingsItButNeverRemovesIt) {
   // A live waiter of another table, and a slot here that names its socket with a dead token.
   Segment other_segment = Segment::anonymous(sizeof(DoorbellTable));
   auto& other = *new (other_segment.data()) DoorbellTable{};
-  Doorbell victim(other, other_segment.holder(), WaitFor::kMessage, 0600);
+  Doorbell victim(other, other_segment.holder(), WaitFor::kMessage, kPrivate);
   const uint64_t victim_name = other.slots[0].name.load();
   ASSERT_EQ(in_child([&] {
-              Doorbell bell(table, segment.holder(), WaitFor::kMessage, 0600);
+              Doorbell bell(table, segment.holder(), WaitFor::kMessage, kPrivate);
               ::kill(::getpid(), SIGKILL);
               return 1;
             }),
@@ -171,16 +186,16 @@ TEST_F(DoorbellsTest, AHostileSlotNamingALiveSocketRingsItButNeverRemovesIt) {
   EXPECT_TRUE(exists(xproc::shm::doorbell_path(victim_name)));
   EXPECT_TRUE(readable(victim, 1000));  // a spurious ring: the victim looks at its queue again
   // Taking the slot over does not remove it either.
-  Doorbell taker(table, segment.holder(), WaitFor::kMessage, 0600);
+  Doorbell taker(table, segment.holder(), WaitFor::kMessage, kPrivate);
   EXPECT_TRUE(exists(xproc::shm::doorbell_path(victim_name)));
   ::unlink(orphan.c_str());
 }
 
 TEST_F(DoorbellsTest, CleanupFindsAndRemovesOnlySocketsNobodyListensOn) {
-  Doorbell live(table, segment.holder(), WaitFor::kMessage, 0600);
+  Doorbell live(table, segment.holder(), WaitFor::kMessage, kPrivate);
   const std::string live_file = xproc::shm::doorbell_path(table.slots[0].name.load()).substr(9);
   ASSERT_EQ(in_child([&] {
-              new Doorbell(table, segment.holder(), WaitFor::kMessage, 0600);
+              new Doorbell(table, segment.holder(), WaitFor::kMessage, kPrivate);
               ::kill(::getpid(), SIGKILL);
               return 1;
             }),

@@ -2,6 +2,7 @@
 // another process, named queues are awaited by processes that only opened them, a waiter
 // killed while armed costs nobody, room and joins ring their waiters, and blocking and
 // polling consumers share a stream with each message delivered once.
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -109,6 +110,27 @@ TEST(QueueWaiterTest, ANamedQueueIsAwaitedByAProcessThatOnlyOpenedIt) {
   ByteQueue::remove(name);
   ::close(ready[0]);
   ::close(ready[1]);
+}
+
+TEST(QueueWaiterTest, AQueueSharedWithAGroupIsRungByAMemberOfThatGroup) {
+  // Tests run as root: the queue is shared with group 65534, and nobody (65534) puts.
+  constexpr uid_t kNobody = 65534;
+  constexpr gid_t kNogroup = 65534;
+  const std::string name = xproc::testing::unique_name("group-waited");
+  ByteQueue q = ByteQueue::create(name, QueueOptions{.sharing = {.mode = 0660, .group = kNogroup}});
+  QueueWaiter waiter(q, QueueWaiter::For::kMessage);
+  ASSERT_TRUE(waiter.arm());
+  const pid_t producer = fork();
+  if (producer == 0) {
+    if (::setgroups(0, nullptr) != 0 || ::setgid(kNogroup) != 0 || ::setuid(kNobody) != 0) _exit(2);
+    ByteQueue::open(name, {.mode = 0660, .owner = 0, .group = kNogroup}).put_bytes(bytes_of(5));
+    _exit(0);
+  }
+  EXPECT_EQ(exit_code(producer), 0);
+  EXPECT_TRUE(readable(waiter.fileno(), 1000ms)) << "the group's member could not ring the waiter";
+  waiter.clear();
+  EXPECT_EQ(q.get_bytes(), bytes_of(5));
+  ByteQueue::remove(name);
 }
 
 TEST(QueueWaiterTest, AWaiterKilledWhileArmedCostsTheProducerAndOtherWaitersNothing) {

@@ -939,13 +939,17 @@ shm::DoorbellTable& ByteQueue::doorbell_table() const noexcept { return state_->
 
 const shm::Holder& ByteQueue::holder() const noexcept { return state_->segment.holder(); }
 
-unsigned ByteQueue::doorbell_mode() const {
-  // Whoever may open a named queue may ring its waiters; an anonymous queue's sharers
-  // inherited or were handed it, all as this user or with its descriptor.
-  if (state_->segment.name().empty()) return 0600;
+Sharing ByteQueue::doorbell_access() const {
+  // Whoever may open a named queue may ring its waiters: its file's bits, and its group
+  // when the group's bits are what let its members in (everyone else's bits need none).
+  // An anonymous queue's sharers inherited or were handed it, all as this user.
+  Sharing access;
+  if (state_->segment.name().empty()) return access;
   struct stat st {};
   if (::fstat(state_->segment.fd(), &st) != 0) throw_os_error("fstat", errno);
-  return st.st_mode & 0666;
+  access.mode = st.st_mode & 0666;
+  if ((access.mode & 0060) != 0 && (access.mode & 0006) == 0) access.group = st.st_gid;
+  return access;
 }
 
 uint32_t ByteQueue::watched_count(shm::WaitFor change) const noexcept {

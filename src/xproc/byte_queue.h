@@ -199,12 +199,12 @@ class ByteQueue {
   bool run_as_sole_consumer_raw(void (*f)(void*), void* ctx);
 
   // For QueueWaiter (queue_waiter.h): the queue's doorbell table, this process's holding of
-  // its segment, the permission bits of its file, the count a waiter for `change` watches
+  // its segment, who may ring its waiters, the count a waiter for `change` watches
   // (read sequentially consistent), and the raising of that change's sleeper flag.
   friend class QueueWaiter;
   shm::DoorbellTable& doorbell_table() const noexcept;
   const shm::Holder& holder() const noexcept;
-  unsigned doorbell_mode() const;
+  Sharing doorbell_access() const;
   uint32_t watched_count(shm::WaitFor change) const noexcept;
   void announce_waiter(shm::WaitFor change) const noexcept;
   static ByteQueue attach(shm::Segment segment, const std::string& what);

@@ -14,7 +14,7 @@ static_assert(static_cast<uint32_t>(QueueWaiter::For::kMessage) == static_cast<u
 QueueWaiter::QueueWaiter(const ByteQueue& queue, For what)
     : queue_(queue),
       bell_(std::make_unique<shm::Doorbell>(queue_.doorbell_table(), queue_.holder(), change_of(what),
-                                            queue_.doorbell_mode())),
+                                            queue_.doorbell_access())),
       what_(what),
       seen_(queue_.watched_count(change_of(what))) {}
 

@@ -119,7 +119,7 @@ bool remove_stale_doorbell(const std::string& file_name) noexcept {
 
 std::string doorbell_path(uint64_t name) { return address_of(name).address.sun_path; }
 
-Doorbell::Doorbell(DoorbellTable& table, const Holder& holder, WaitFor wait_for, mode_t mode)
+Doorbell::Doorbell(DoorbellTable& table, const Holder& holder, WaitFor wait_for, const Sharing& access)
     : table_(table), wait_for_(wait_for), creator_(::getpid()) {
   socket_ = Fd(
       detail::retry_syscall("socket", [] { return ::socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0); }));
@@ -130,13 +130,16 @@ Doorbell::Doorbell(DoorbellTable& table, const Holder& holder, WaitFor wait_for,
     if (errno != EADDRINUSE) throw_os_error("bind " + std::string(a.address.sun_path), errno);
   }
   const std::string path = doorbell_path(name_);
-  // Whoever may use the queue may ring; bind made the file with the umask's bits first,
-  // which can only let others ring too early (a spurious ring costs a look at the queue).
-  if (::chmod(path.c_str(), mode & 0666) != 0) {
+  // Whoever may use the queue may ring; bind made the file with the umask's bits and this
+  // process's group first, which can only let others ring too early (a spurious ring costs
+  // a look at the queue). Nothing can replace the file meanwhile: /dev/shm is sticky.
+  const auto refuse = [&](const char* call) {
     const int error = errno;
     ::unlink(path.c_str());
-    throw_os_error("chmod " + path, error);
-  }
+    throw_os_error(std::string(call) + " " + path, error);
+  };
+  if (access.group && ::lchown(path.c_str(), static_cast<uid_t>(-1), *access.group) != 0) refuse("lchown");
+  if (::chmod(path.c_str(), access.mode & 0666) != 0) refuse("chmod");
   const uint32_t token = holder.token();
   for (DoorbellSlot& slot : table_.slots) {
     uint32_t owner = slot.token.load(std::memory_order_acquire);

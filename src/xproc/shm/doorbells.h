@@ -10,7 +10,7 @@
 //
 // A filesystem socket and not an abstract one: containers that share /dev/shm (and so the
 // queue) usually have network namespaces of their own, and abstract names do not cross
-// them. The socket file has the permission bits of the queue's sharing, so whoever may
+// them. The socket file has the permission bits (and group) of the queue's file, so whoever may
 // use the queue may ring its waiters and nobody else.
 //
 // Everything in the table may have been written by any process that shares the segment:
@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "xproc/fd.h"
+#include "xproc/sharing.h"
 
 namespace xproc::shm {
 
@@ -69,10 +70,11 @@ std::string doorbell_path(uint64_t name);
 // one per waiting object and event loop.
 class Doorbell {
  public:
-  // Binds a new socket with the permission bits `mode` and takes a free slot (or one whose
-  // registrant is dead) in `table`, which lies in the segment `holder` holds. OSError when
-  // no socket can be made; RuntimeError when every slot holds a live waiter.
-  Doorbell(DoorbellTable& table, const Holder& holder, WaitFor wait_for, mode_t mode);
+  // Binds a new socket with `access.mode`'s read and write bits (and `access.group`, when
+  // given) and takes a free slot (or one whose registrant is dead) in `table`, which lies in
+  // the segment `holder` holds. OSError when no socket can be made so; RuntimeError when
+  // every slot holds a live waiter.
+  Doorbell(DoorbellTable& table, const Holder& holder, WaitFor wait_for, const Sharing& access);
   ~Doorbell();
   Doorbell(const Doorbell&) = delete;
   Doorbell& operator=(const Doorbell&) = delete;
