@@ -4,13 +4,16 @@
 #include <grp.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstring>
 #include <memory>
 #include <new>
 #include <vector>
@@ -211,6 +214,29 @@ TEST_F(DoorbellsTest, CleanupFindsAndRemovesOnlySocketsNobodyListensOn) {
   EXPECT_FALSE(xproc::shm::remove_stale_doorbell("xproc-doorbell.../../etc/x"));
 }
 
+TEST_F(DoorbellsTest, ClearingReadsABoundedNumberOfRingsFromAFlood) {
+  Doorbell bell(table, segment.holder(), WaitFor::kMessage, kPrivate);
+  const int flooder = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  ASSERT_GE(flooder, 0);
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  const std::string path = xproc::shm::doorbell_path(table.slots[0].name.load());
+  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
+  int sent = 0;
+  while (sent < 100 &&
+         ::sendto(flooder, "x", 1, 0, reinterpret_cast<const sockaddr*>(&address), sizeof(address)) == 1) {
+    ++sent;
+  }
+  ::close(flooder);
+  // (The kernel queues net.unix.max_dgram_qlen + 1 datagrams, 11 by default.)
+  ASSERT_GT(sent, 8) << "the socket took fewer datagrams than one clear() reads";
+  EXPECT_TRUE(bell.clear());
+  EXPECT_TRUE(readable(bell)) << "more than 8 rings read at once";
+  while (bell.clear()) {
+  }
+  EXPECT_FALSE(readable(bell));
+}
+
 TEST_F(DoorbellsTest, GarbageInTheTableNeverCrashesARinger) {
   for (auto& slot : table.slots) {
     slot.token.store(0xdeadbeef);
@@ -225,6 +251,15 @@ TEST_F(DoorbellsTest, GarbageInTheTableNeverCrashesARinger) {
   for (auto& slot : table.slots) slot.wait_for.store(0);
   ring_doorbells(table, segment.holder(), WaitFor::kMessage);
   for (auto& slot : table.slots) EXPECT_EQ(slot.armed.load(), 0u);
+  // The garbage belongs to no live holder: a waiter takes a slot of it and is rung.
+  for (auto& slot : table.slots) {
+    slot.armed.store(1);
+    slot.wait_for.store(0xffffffff);
+  }
+  Doorbell bell(table, segment.holder(), WaitFor::kMessage, kPrivate);
+  bell.arm();
+  ring_doorbells(table, segment.holder(), WaitFor::kMessage);
+  EXPECT_TRUE(readable(bell, 1000));
 }
 
 }  // namespace

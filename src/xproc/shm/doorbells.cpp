@@ -187,9 +187,14 @@ void Doorbell::disarm() noexcept {
 }
 
 bool Doorbell::clear() noexcept {
+  // A bounded number: whoever may ring could send without end, and the loop must go on.
+  // Rings left keep the socket readable, so the waiter only looks again the sooner. (A
+  // waiter is rung once per arming: more than one or two waiting is a flood.)
+  constexpr int kMostRings = 8;
   bool rung = false;
-  char bells[64];
-  while (detail::retry_on_eintr([&] { return ::recv(socket_.get(), bells, sizeof(bells), MSG_DONTWAIT); }) >= 0) {
+  char bell;
+  for (int i = 0; i < kMostRings; ++i) {
+    if (detail::retry_on_eintr([&] { return ::recv(socket_.get(), &bell, 1, MSG_DONTWAIT); }) < 0) break;
     rung = true;
   }
   return rung;

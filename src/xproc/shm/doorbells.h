@@ -86,7 +86,8 @@ class Doorbell {
   void arm() noexcept;
   // Takes back an arming that was not rung (the caller found what it waited for).
   void disarm() noexcept;
-  // Reads every ring waiting on the socket; true when there was one.
+  // Reads the rings waiting on the socket (at most 8: the rest leave it readable); true
+  // when there was one.
   bool clear() noexcept;
 
  private:
