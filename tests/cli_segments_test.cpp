@@ -13,11 +13,13 @@
 
 #include <functional>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "support/test_support.h"
 #include "xproc/byte_queue.h"
+#include "xproc/queue_waiter.h"
 
 namespace {
 
@@ -156,6 +158,52 @@ TEST(CliSegmentsTest, CleanupSparesLiveHoldersAndRemovesWhatTheDeadLeft) {
   std::tie(status, out) = run_xproc({"stat", name});
   EXPECT_NE(status, 0);
   EXPECT_NE(out.find("no queue named '" + name + "'"), std::string::npos) << out;
+}
+
+// The doorbell sockets a cleanup of everything would remove ("would remove xproc-doorbell.*").
+std::set<std::string> doorbells_listed(const std::string& out) {
+  std::set<std::string> files;
+  const std::string tag = "would remove xproc-doorbell.";
+  for (size_t at = out.find(tag); at != std::string::npos; at = out.find(tag, at + 1)) {
+    files.insert(out.substr(at + tag.size() - 15, 31));  // "xproc-doorbell." and 16 hex digits
+  }
+  return files;
+}
+
+// A waiter in an event loop that died with its queue gone leaves its doorbell socket: a
+// cleanup of everything lists it, one naming queues leaves doorbells alone. (Dry runs: a
+// real cleanup of everything would take other tests' queues; doorbells_test removes.)
+TEST(CliSegmentsTest, CleanupOfEverythingListsTheDoorbellsOfDeadWaiters) {
+  int ready[2];
+  ASSERT_EQ(pipe(ready), 0);
+  const pid_t waiter = fork();
+  if (waiter == 0) {
+    xproc::ByteQueue q;
+    new xproc::QueueWaiter(q, xproc::QueueWaiter::For::kMessage);  // killed, never closed
+    const char byte = 1;
+    if (write(ready[1], &byte, 1) != 1) _exit(1);
+    pause();
+    _exit(0);
+  }
+  char byte = 0;
+  ASSERT_EQ(read(ready[0], &byte, 1), 1);
+  close(ready[0]);
+  close(ready[1]);
+  const std::set<std::string> before = doorbells_listed(run_xproc({"cleanup", "--dry-run"}).second);
+  kill(waiter, SIGKILL);
+  waitpid(waiter, nullptr, 0);
+  auto [status, out] = run_xproc({"cleanup", "--dry-run"});
+  EXPECT_EQ(status, 0);
+  std::vector<std::string> left;
+  for (const auto& file : doorbells_listed(out)) {
+    if (!before.count(file)) left.push_back(file);
+  }
+  ASSERT_EQ(left.size(), 1u) << out;
+  struct stat st {};
+  EXPECT_EQ(lstat(("/dev/shm/" + left[0]).c_str(), &st), 0) << left[0];
+  std::tie(status, out) = run_xproc({"cleanup", "--dry-run", "no-such-queue-here"});
+  EXPECT_EQ(out.find("xproc-doorbell."), std::string::npos) << out;
+  ::unlink(("/dev/shm/" + left[0]).c_str());
 }
 
 TEST(CliSegmentsTest, CleanupKeepsUndeliveredMessagesUnlessForced) {

@@ -143,7 +143,9 @@ void add_segment_commands(CLI::App& app) {
   });
 
   auto options = std::make_shared<CleanupOptions>();
-  auto* cleanup = app.add_subcommand("cleanup", "remove the queues no process holds");
+  auto* cleanup = app.add_subcommand(
+      "cleanup",
+      "remove the queues no process holds (and, without NAMES, the doorbell sockets of dead event-loop waiters)");
   cleanup->add_flag("--dry-run,-n", options->dry_run, "only list what would be removed");
   cleanup->add_flag("--force,-f", options->force,
                     "also remove unheld queues that hold messages (a consumer may not have opened them yet), and "
