@@ -155,6 +155,8 @@ class ByteQueue {
   void join(Timeout timeout = {});
 
   QueueInfo info() const;
+  // Whether both handles are copies of one (the same queue, mapped once in this process).
+  bool same_handle(const ByteQueue& other) const noexcept { return state_ == other.state_; }
   // When the memory this queue holds beyond its reserved_bytes may be given back: the first
   // get that finds the queue empty from then on gives it back. nullopt when it holds none.
   // (A get waiting in the queue comes back for it by itself; a caller that sleeps elsewhere,

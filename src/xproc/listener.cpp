@@ -1,4 +1,4 @@
-// Implementation of listener.h: address parsing, sockets, the handshake hooks, wait().
+// Implementation of listener.h: address parsing, sockets, the handshake hooks.
 #include "xproc/listener.h"
 
 #include <arpa/inet.h>
@@ -368,41 +368,6 @@ ByteConnection Client(const std::string& address, std::optional<std::string> aut
     }
   }
   return connection;
-}
-
-std::vector<ByteConnection*> wait(const std::vector<ByteConnection*>& connections, Timeout timeout) {
-  const auto deadline = ByteQueue::deadline(true, timeout);
-  for (;;) {
-    // Ready already (a buffered frame, a message in a shared-memory ring)? Otherwise the
-    // descriptors that wake each one: the socket, and for a ring its eventfd.
-    std::vector<ByteConnection*> ready;
-    std::vector<pollfd> fds;
-    std::vector<size_t> owner;  // fds[i] belongs to connections[owner[i]]
-    for (size_t i = 0; i < connections.size(); ++i) {
-      std::vector<int> wake;
-      if (connections[i]->ready_or_wait_fds(wake)) ready.push_back(connections[i]);
-      for (int fd : wake) {
-        fds.push_back({fd, POLLIN, 0});
-        owner.push_back(i);
-      }
-    }
-    if (!ready.empty()) return ready;
-    // A wait with a deadline: after EINTR the loop comes round and waits for what is left.
-    const int ms = detail::poll_milliseconds(deadline);
-    const int r = ::poll(fds.data(), fds.size(), ms);
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) throw_os_error("poll", errno);
-    if (r == 0) return ready;
-    std::vector<bool> woken(connections.size(), false);
-    for (size_t i = 0; i < fds.size(); ++i) woken[owner[i]] = woken[owner[i]] || fds[i].revents != 0;
-    for (size_t i = 0; i < connections.size(); ++i) {
-      // A ring's token may be left over from a message another reader took: look again.
-      if (woken[i] && (!connections[i]->shared_memory() || connections[i]->poll(std::chrono::seconds(0)))) {
-        ready.push_back(connections[i]);
-      }
-    }
-    if (!ready.empty()) return ready;
-  }
 }
 
 }  // namespace xproc

@@ -14,6 +14,7 @@
 
 #include "xproc/byte_connection.h"
 #include "xproc/fd.h"
+#include "xproc/wait.h"  // wait(), which listener.h has always offered
 
 namespace xproc {
 
@@ -66,9 +67,5 @@ class Listener {
 // challenge. ConnectionError when nobody listens; AuthenticationError on a key mismatch.
 ByteConnection Client(const std::string& address, std::optional<std::string> authkey = std::nullopt,
                       ConnectionOptions options = {});
-
-// Waits until at least one of `connections` can be read (a message or EOF), up to
-// `timeout`; returns the ready ones (empty on timeout). Python's connection.wait().
-std::vector<ByteConnection*> wait(const std::vector<ByteConnection*>& connections, Timeout timeout = {});
 
 }  // namespace xproc
