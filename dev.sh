@@ -13,6 +13,8 @@ APT_PACKAGES=(g++ cmake ninja-build pkg-config capnproto libcapnp-dev libboost-d
   libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev libasio-dev redis-server python3-venv
   python3-dev)
 PY_PACKAGES=(pytest hypothesis nanobind scikit-build-core pycapnp uvloop)
+# The peers of the asyncio rows of `bench python`, installed by the bench command alone.
+BENCH_PY_PACKAGES=(aioprocessing pyzmq)
 # The fuzz preset's compiler and libFuzzer, installed only by the commands that build it.
 FUZZ_APT_PACKAGES=(clang libclang-rt-14-dev)
 # The formatter the tree is formatted with (.clang-format); another version formats differently.
@@ -90,6 +92,25 @@ install_python_packages() {
   fi
 }
 
+install_bench_python_packages() {
+  local missing
+  missing=$("$VENV/bin/python" - "${BENCH_PY_PACKAGES[@]}" <<'PY'
+import sys
+from importlib import metadata
+
+for name in sys.argv[1:]:
+    try:
+        metadata.version(name)
+    except metadata.PackageNotFoundError:
+        print(name)
+PY
+)
+  [ -z "$missing" ] && return 0
+  log "installing benchmark peers: ${missing//$'\n'/ }"
+  # shellcheck disable=SC2086
+  "$VENV/bin/python" -m pip install -q $missing
+}
+
 setup() {
   install_system_packages
   install_python_packages
@@ -133,6 +154,9 @@ bench() {
   XPROC_PRESET=${XPROC_PRESET:-release}
   PRESET=$XPROC_PRESET BUILD=$ROOT/build/$XPROC_PRESET
   build
+  if [ -z "$topic" ] || [ "$topic" = python ]; then
+    install_bench_python_packages
+  fi
   mkdir -p "$ROOT/build/bench"
   "$ROOT/bench/run.sh" "$BUILD" "$VENV" "$ROOT/build/bench" ${topic:+"$topic"}
 }

@@ -1,5 +1,6 @@
-"""`./dev.sh bench python`: the xproc Python package against multiprocessing, same
-payloads, same run, medians of several repetitions, written as a list of
+"""`./dev.sh bench python`: the xproc Python package against multiprocessing (and, awaited
+from asyncio, against aioprocessing and pyzmq: asyncio_compare.py), same payloads, same
+run, medians of several repetitions, written as a list of
 {workload, metric, xproc, peer, peer_value, ratio, target, met} to --out.
 
 Every workload runs the two implementations alternately inside each repetition, so a
@@ -12,6 +13,7 @@ import argparse
 import json
 import multiprocessing as mp
 import statistics
+import sys
 import time
 from typing import Any, Callable, Dict, List
 
@@ -146,6 +148,11 @@ def row(workload: str, metric: str, ours: float, peer: str, theirs: float, targe
             "peer_value": round(theirs, 3), "ratio": round(ratio, 4), "target": target, "met": met}
 
 
+def format_row(r: Dict[str, Any]) -> str:
+    return (f"{r['workload']:<42} {r['metric']:<22} xproc {r['xproc']:>12} {r['peer']:<26} "
+            f"{r['peer_value']:>12}  ratio {r['ratio']:<8} {r['target']:<7} {'met' if r['met'] else 'MISSED'}")
+
+
 def median_pair(reps: int, ours: Callable[[], float], theirs: Callable[[], float]) -> tuple:
     a, b = [], []
     for _ in range(reps):
@@ -165,9 +172,7 @@ def main() -> None:
 
     def report(r: Dict[str, Any]) -> None:
         rows.append(r)
-        print(f"{r['workload']:<42} {r['metric']:<22} xproc {r['xproc']:>12} {r['peer']:<26} "
-              f"{r['peer_value']:>12}  ratio {r['ratio']:<8} {r['target']:<7} {'met' if r['met'] else 'MISSED'}",
-              flush=True)
+        print(format_row(r), flush=True)
 
     ours, theirs = median_pair(args.reps, lambda: queue_throughput(xproc.Queue, SMALL_DICT, n(50000)),
                                lambda: queue_throughput(mp.Queue, SMALL_DICT, n(50000)))
@@ -207,6 +212,15 @@ def main() -> None:
                                    lambda: manager_clients_ops(pm, 4, n(5000)))
         report(row("Manager dict set+get, 4 client processes", "ops/s", ours, "multiprocessing.Manager", theirs,
                    ">= 3", True, 3))
+
+    # The asyncio rows (asyncio_compare.py), whose peers `./dev.sh bench` installs.
+    try:
+        from asyncio_compare import asyncio_rows
+    except ImportError as missing:
+        print(f"asyncio rows skipped: {missing} (./dev.sh bench python installs aioprocessing and pyzmq)",
+              file=sys.stderr, flush=True)
+    else:
+        asyncio_rows(args.reps, n, report)
 
     with open(args.out, "w") as out:
         json.dump(rows, out, indent=1)
