@@ -95,6 +95,19 @@ bool ByteConnection::try_send_erased(size_t size, void (*fill)(void*, std::byte*
   return transport.try_send_in_place(size, fill, ctx);
 }
 
+ByteConnection::SendAttempt ByteConnection::send_if_room_erased(size_t size, void (*fill)(void*, std::byte*),
+                                                                void* ctx) {
+  detail::ByteTransport& transport = open_transport(transport_);
+  transport.require_writable();
+  return transport.send_if_room(size, fill, ctx);
+}
+
+bool ByteConnection::try_finish_send() { return open_transport(transport_).try_finish_send(); }
+
+const ByteQueue* ByteConnection::send_ring() const noexcept {
+  return is_closed(transport_) || !transport_->writable() ? nullptr : transport_->send_ring();
+}
+
 void ByteConnection::finish_send() {
   if (transport_) transport_->finish_send();
 }

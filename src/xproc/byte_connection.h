@@ -99,6 +99,31 @@ class ByteConnection {
     send_erased(size, &detail::call_with<Fill, std::byte*>, &fill);
   }
 
+  // For a binding's event loop, which must never block: sends a message of `size` bytes
+  // that `fill(dst)` writes (dst 8-byte aligned) only if it can go without waiting.
+  //   kSent: it went whole.
+  //   kNoRoom: nothing of it went and nothing is kept (fill may have run); wait for room
+  //     (send_ring() or fileno() writable) and call again. Also while the rest of an
+  //     earlier message is kept: try_finish_send() first.
+  //   kBegun: a socket took part of it; the rest is kept for try_finish_send() (or the
+  //     next send), and must go before anything else is sent.
+  // A message the transport cannot put whole into its buffer — over the ring's inline
+  // limit on a shared-memory end, over kSmallFrameLimit on a socket or pipe — and any
+  // message on a blocking pipe, is sent blocking, as send_bytes does (kSent): it needs its
+  // receiver to read while it goes. Raises what send_bytes raises.
+  enum class SendAttempt { kSent, kNoRoom, kBegun };
+  template <typename Fill>
+  SendAttempt send_if_room(size_t size, Fill&& fill) {
+    return send_if_room_erased(size, &detail::call_with<Fill, std::byte*>, &fill);
+  }
+  // Sends what try_send_in_place or send_if_room kept, without waiting: true when nothing
+  // is kept any more. BrokenPipeError when the peer is gone; OSError when closed.
+  bool try_finish_send();
+  // The shared-memory ring this end sends into: a QueueWaiter for room on it (queue_waiter.h)
+  // wakes a sender that send_if_room turned away. Null for a socket or pipe (wait for
+  // fileno() to be writable), a read-only end, or a closed one.
+  const ByteQueue* send_ring() const noexcept;
+
   // The receiving twin, for the same bindings: when a whole message is already here (in
   // the buffer, after one read that does not wait, or in the shared-memory ring),
   // `consume(bytes)` sees it in place and it is consumed (even if consume throws); true
@@ -177,6 +202,7 @@ class ByteConnection {
   // The templates above, with `fill` or `consume` as a function and its context.
   bool try_send_erased(size_t size, void (*fill)(void*, std::byte*), void* ctx);
   void send_erased(size_t size, void (*fill)(void*, std::byte*), void* ctx);
+  SendAttempt send_if_room_erased(size_t size, void (*fill)(void*, std::byte*), void* ctx);
   bool try_recv_erased(void (*consume)(void*, std::span<const std::byte>), void* ctx);
   void recv_erased(void (*consume)(void*, std::span<const std::byte>), void* ctx);
 

@@ -74,6 +74,12 @@ class ByteTransport {
   virtual bool try_send_in_place(size_t size, FillFn fill, void* ctx) = 0;
   // Sends, blocking, what try_send_in_place kept (nothing when nothing is).
   virtual void finish_send() = 0;
+  // ByteConnection::send_if_room and try_finish_send (for event loops); the caller of
+  // send_if_room has checked require_writable(), that of try_finish_send require_open().
+  virtual ByteConnection::SendAttempt send_if_room(size_t size, FillFn fill, void* ctx) = 0;
+  virtual bool try_finish_send() = 0;
+  // The ring this end sends into, to wait for room in it; null for a socket or pipe.
+  virtual const ByteQueue* send_ring() const noexcept { return nullptr; }
 
   // Receiving; the caller has checked require_readable(). EOFError when the peer is gone
   // with no message left; OSError("bad message length"), the transport closed, for one

@@ -206,6 +206,35 @@ void RingTransport::finish_send() {
   send_in_place(payload.size(), &call_with<decltype(copy), std::byte*>, &copy);
 }
 
+ByteConnection::SendAttempt RingTransport::send_if_room(size_t size, FillFn fill, void* ctx) {
+  if (!try_finish_send()) return ByteConnection::SendAttempt::kNoRoom;
+  check_peer();
+  if (size > pipe_->inline_limit) {
+    send_in_place(size, fill, ctx);
+    return ByteConnection::SendAttempt::kSent;
+  }
+  return put_inline(size, fill, ctx, false) ? ByteConnection::SendAttempt::kSent
+                                            : ByteConnection::SendAttempt::kNoRoom;
+}
+
+bool RingTransport::try_finish_send() {
+  if (!small_.kept()) return true;
+  check_peer();
+  const std::span<const std::byte> payload = small_.take_kept();
+  auto copy = [&](std::byte* out) {
+    if (!payload.empty()) std::memcpy(out, payload.data(), payload.size());
+  };
+  // (A kept payload is at most kSmallFrameLimit; a ring too small to carry it inline has it
+  // sent blocking, as finish_send does.)
+  if (payload.size() > pipe_->inline_limit) {
+    send_in_place(payload.size(), &call_with<decltype(copy), std::byte*>, &copy);
+    return true;
+  }
+  if (put_inline(payload.size(), &call_with<decltype(copy), std::byte*>, &copy, false)) return true;
+  small_.keep(payload);
+  return false;
+}
+
 void RingTransport::send_large(std::span<const std::span<const std::byte>> parts, size_t size) {
   // Too large for the ring: a marker goes into it and the payload onto the socket in
   // chunks, under the direction's lock so that every sender's markers and payloads keep
@@ -238,10 +267,14 @@ void RingTransport::send_large(std::span<const std::span<const std::byte>> parts
     msghdr message{};
     message.msg_iov = chunk.data();
     message.msg_iovlen = chunk.size();
-    // One packet of a SOCK_SEQPACKET socket: sent whole or not at all.
-    if (retry_on_eintr([&] { return ::sendmsg(fd_.get(), &message, MSG_NOSIGNAL); }) < 0) {
+    // One packet of a SOCK_SEQPACKET socket: sent whole or not at all. The socket may have
+    // been made non-blocking under us (libuv does so to a descriptor an event loop watches,
+    // as uvloop's add_reader on wait_fileno()): then wait for room here.
+    while (retry_on_eintr([&] { return ::sendmsg(fd_.get(), &message, MSG_NOSIGNAL); }) < 0) {
       if (errno == EPIPE || errno == ECONNRESET) throw BrokenPipeError("the other end of the connection is closed");
-      throw_os_error("sendmsg", errno);
+      if (errno != EAGAIN && errno != EWOULDBLOCK) throw_os_error("sendmsg", errno);
+      pollfd room{fd_.get(), POLLOUT, 0};
+      retry_syscall("poll", [&] { return ::poll(&room, 1, -1); });
     }
   }
 }

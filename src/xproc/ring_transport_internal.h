@@ -40,6 +40,11 @@ class RingTransport final : public ByteTransport {
   // small ring carries inline.
   bool try_send_in_place(size_t size, FillFn fill, void* ctx) override;
   void finish_send() override;
+  // A payload up to pipe.inline_limit goes into the ring if it has room now (nothing is
+  // ever kept: kNoRoom or kSent); a larger one is sent blocking.
+  ByteConnection::SendAttempt send_if_room(size_t size, FillFn fill, void* ctx) override;
+  bool try_finish_send() override;
+  const ByteQueue* send_ring() const noexcept override { return pipe_ ? &tx() : nullptr; }
 
   std::vector<std::byte> recv_bytes(size_t limit) override;
   void recv_in_place(ConsumeFn consume, void* ctx) override;

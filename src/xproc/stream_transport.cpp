@@ -208,15 +208,47 @@ bool StreamTransport::write_small_frame(size_t size, bool block) {
     writev_all(&whole, 1);
     return true;
   }
+  const size_t sent = write_some_now(frame);
+  if (sent == frame.size()) return true;
+  small_.keep(frame.subspan(sent));  // the fd cannot take all of it now
+  return false;
+}
+
+size_t StreamTransport::write_some_now(std::span<const std::byte> bytes) {
   SigpipeGuard guard(is_socket_);
-  const ssize_t n = write_now(frame.data(), frame.size());
+  const ssize_t n = write_now(bytes.data(), bytes.size());
   if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
     guard.failed(errno);
     throw_write_error(errno);
   }
-  const size_t sent = n > 0 ? static_cast<size_t>(n) : 0;
-  if (sent == frame.size()) return true;
-  small_.keep(frame.subspan(sent));  // the fd cannot take all of it now
+  return n > 0 ? static_cast<size_t>(n) : 0;
+}
+
+ByteConnection::SendAttempt StreamTransport::send_if_room(size_t size, FillFn fill, void* ctx) {
+  if (!try_finish_send()) return ByteConnection::SendAttempt::kNoRoom;
+  if (size > ByteConnection::kSmallFrameLimit || (!is_socket_ && !nonblocking_)) {
+    send_in_place(size, fill, ctx);
+    return ByteConnection::SendAttempt::kSent;
+  }
+  fill(ctx, small_.prepare(size));
+  const std::span<const std::byte> frame = small_.frame(size);
+  const size_t sent = write_some_now(frame);
+  if (sent == frame.size()) return ByteConnection::SendAttempt::kSent;
+  if (sent == 0) return ByteConnection::SendAttempt::kNoRoom;  // nothing kept: prepare() keeps nothing
+  small_.keep(frame.subspan(sent));
+  return ByteConnection::SendAttempt::kBegun;
+}
+
+bool StreamTransport::try_finish_send() {
+  if (!small_.kept()) return true;
+  if (!is_socket_ && !nonblocking_) {  // a blocking pipe has no write that does not wait
+    finish_send();
+    return true;
+  }
+  const std::span<const std::byte> rest = small_.take_kept();
+  const size_t sent = write_some_now(rest);
+  if (sent == rest.size()) return true;
+  small_.keep(rest.subspan(sent));
   return false;
 }
 

@@ -36,6 +36,10 @@ class StreamTransport final : public ByteTransport {
   void send_in_place(size_t size, FillFn fill, void* ctx) override;
   bool try_send_in_place(size_t size, FillFn fill, void* ctx) override;
   void finish_send() override;
+  // A frame up to kSmallFrameLimit is offered to the fd without waiting (kBegun when it
+  // took part of it); a larger one, or any on a blocking pipe, is sent blocking.
+  ByteConnection::SendAttempt send_if_room(size_t size, FillFn fill, void* ctx) override;
+  bool try_finish_send() override;
 
   std::vector<std::byte> recv_bytes(size_t limit) override;
   // Through recv_bytes: the payload is read into the copy consume sees.
@@ -66,6 +70,8 @@ class StreamTransport final : public ByteTransport {
   // Sends the frame small_ holds for a payload of `size`; without `block`, keeps what the
   // fd did not take at once (returning false) instead of waiting.
   bool write_small_frame(size_t size, bool block);
+  // One write of `bytes` that does not wait: how many the fd took (0 when it is full).
+  size_t write_some_now(std::span<const std::byte> bytes);
   // Reads exactly n bytes (from the buffer first); false on EOF before any byte when
   // `eof_ok`, EOFError on EOF mid-way.
   bool read_exact(std::byte* out, size_t n, bool eof_ok);

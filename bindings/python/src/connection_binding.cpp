@@ -17,6 +17,7 @@
 #include "xproc/connection.h"
 #include "xproc/errors.h"
 #include "xproc/listener.h"
+#include "xproc/queue_waiter.h"
 
 namespace xproc::python {
 namespace {
@@ -67,6 +68,21 @@ void send_small(PythonConnection& self, size_t size, Fill&& fill) {
   nb::gil_scoped_release unlocked;
   self.connection.finish_send();
 }
+
+// send_if_room for the awaiting sends: the GIL is held for a message that goes into a
+// buffer without waiting, and released for one large enough to be sent blocking.
+template <typename Fill>
+int send_if_room(PythonConnection& self, size_t size, Fill&& fill) {
+  if (size <= ByteConnection::kSmallFrameLimit) return static_cast<int>(self.connection.send_if_room(size, fill));
+  nb::gil_scoped_release unlocked;
+  return static_cast<int>(self.connection.send_if_room(size, fill));
+}
+
+constexpr const char* kSendIfRoomDoc =
+    "For xproc.Connection.asend: sends only if that needs no wait. 0: sent whole; 1: nothing sent "
+    "or kept, wait for room (room_waiter(), else fileno() writable) and call again; 2: part went "
+    "onto the socket, call try_finish_send() until True. A message too large for the connection's "
+    "buffer (over 4 KiB on a socket, over the ring's inline limit) is sent blocking (0).";
 
 PythonConnection wrap(ByteConnection connection, uint64_t schema_id) {
   return PythonConnection{std::move(connection), MessageCodec(schema_id)};
@@ -156,6 +172,41 @@ void register_connections(nb::module_& m) {
             }
           },
           nb::arg("buf"), nb::arg("offset") = 0)
+      .def(
+          "send_if_room",
+          [](PythonConnection& self, AnyObject object) {
+            EncodedMessage message;
+            self.codec.encode(object, message);
+            return send_if_room(self, message.size(), [&](std::byte* out) { message.write_to(out); });
+          },
+          nb::arg("obj"), kSendIfRoomDoc)
+      .def(
+          "send_bytes_if_room",
+          [](PythonConnection& self, nb::handle buffer, int64_t offset, std::optional<int64_t> size) {
+            if (offset < 0) throw ValueError("offset is negative");
+            if (size && *size < 0) throw ValueError("size is negative");
+            BufferView view(buffer, false);
+            const auto part =
+                ByteConnection::message_slice({view.data(), view.size()}, static_cast<size_t>(offset),
+                                              size ? std::optional<size_t>(static_cast<size_t>(*size)) : std::nullopt);
+            return send_if_room(self, part.size(), [&](std::byte* out) {
+              if (!part.empty()) std::memcpy(out, part.data(), part.size());
+            });
+          },
+          nb::arg("buf"), nb::arg("offset") = 0, nb::arg("size") = nb::none(), kSendIfRoomDoc)
+      .def(
+          "try_finish_send", [](PythonConnection& self) { return self.connection.try_finish_send(); },
+          "Sends the rest of a message send_if_room began, without waiting: True when none is left.")
+      .def(
+          "room_waiter",
+          [](const PythonConnection& self) -> nb::object {
+            const ByteQueue* ring = self.connection.send_ring();
+            if (ring == nullptr) return nb::none();
+            return nb::cast(QueueWaiter(*ring, QueueWaiter::For::kRoom));
+          },
+          nb::sig("def room_waiter(self) -> QueueWaiter | None"),
+          "A QueueWaiter rung when the receiver makes room in the ring this shared-memory end sends "
+          "into; None for another end (its fileno() turns writable instead).")
       .def(
           "poll",
           [](PythonConnection& self, std::optional<double> timeout) {

@@ -146,6 +146,26 @@ class Connection:
 
     def recv_bytes_into(self, buf: object, offset: int = 0) -> int: ...
 
+    def send_if_room(self, obj: object | None) -> int:
+        """
+        For xproc.Connection.asend: sends only if that needs no wait. 0: sent whole; 1: nothing sent or kept, wait for room (room_waiter(), else fileno() writable) and call again; 2: part went onto the socket, call try_finish_send() until True. A message too large for the connection's buffer (over 4 KiB on a socket, over the ring's inline limit) is sent blocking (0).
+        """
+
+    def send_bytes_if_room(self, buf: object, offset: int = 0, size: int | None = None) -> int:
+        """
+        For xproc.Connection.asend: sends only if that needs no wait. 0: sent whole; 1: nothing sent or kept, wait for room (room_waiter(), else fileno() writable) and call again; 2: part went onto the socket, call try_finish_send() until True. A message too large for the connection's buffer (over 4 KiB on a socket, over the ring's inline limit) is sent blocking (0).
+        """
+
+    def try_finish_send(self) -> bool:
+        """
+        Sends the rest of a message send_if_room began, without waiting: True when none is left.
+        """
+
+    def room_waiter(self) -> QueueWaiter | None:
+        """
+        A QueueWaiter rung when the receiver makes room in the ring this shared-memory end sends into; None for another end (its fileno() turns writable instead).
+        """
+
     def poll(self, timeout: float | None = 0.0) -> bool: ...
 
     def close(self) -> None: ...
