@@ -375,8 +375,8 @@ int main(int argc, char** argv) {
   const double x64 = m64[0], b64 = m64[1], spin64 = m64[2], sock64 = m64[3], typed = m64[4], typed_reader = m64[5],
                epoll64 = m64[6];
   rows.push_back({"1P->1C 64 B bytes", "msgs/s", x64, "Boost message_queue", b64, ">= 2.0"});
-  rows.push_back({"1P->1C 64 B bytes, epoll-driven consumer", "msgs/s", epoll64, "xproc blocking get, same run", x64,
-                  ">= 0.8"});
+  rows.push_back(
+      {"1P->1C 64 B bytes, epoll-driven consumer", "msgs/s", epoll64, "xproc blocking get, same run", x64, ">= 0.8"});
   rows.push_back({"1P->1C 64 B bytes", "msgs/s", x64, "spinning SPSC ring", spin64, ">= 0.7"});
   rows.push_back({"1P->1C 64 B bytes", "msgs/s", x64, "socketpair", sock64, ""});
   rows.push_back({"1P->1C 64 B typed struct (" + std::to_string(typed_message_size()) + " B)", "msgs/s", typed,

@@ -213,8 +213,7 @@ ByteConnection::SendAttempt RingTransport::send_if_room(size_t size, FillFn fill
     send_in_place(size, fill, ctx);
     return ByteConnection::SendAttempt::kSent;
   }
-  return put_inline(size, fill, ctx, false) ? ByteConnection::SendAttempt::kSent
-                                            : ByteConnection::SendAttempt::kNoRoom;
+  return put_inline(size, fill, ctx, false) ? ByteConnection::SendAttempt::kSent : ByteConnection::SendAttempt::kNoRoom;
 }
 
 bool RingTransport::try_finish_send() {

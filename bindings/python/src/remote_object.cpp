@@ -12,10 +12,14 @@
 // Results: none -> None; one field -> its value; several -> a tuple in schema order. A
 // Value named `key`/`keys`, or an entry's key, comes back hashable (lists as tuples).
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
 
 #include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "bindings.h"
 #include "python_values.h"
@@ -170,7 +174,96 @@ std::string snake_case(std::string_view camel) {
   return out;
 }
 
+// A call sent by RemoteObject.call_async and its outcome once the loop has run.
+struct AsyncCall {
+  std::shared_ptr<const rpc::Endpoint> endpoint;
+  const rpc::MethodPlan* plan = nullptr;
+  kj::Promise<void> in_flight = nullptr;  // dropped: the call is cancelled
+  kj::Maybe<capnp::Response<capnp::AnyPointer>> response;
+  kj::Maybe<kj::Exception> error;
+};
+
+// This thread's calls in flight, by token, and those settled since the last pump (a slot
+// of the thread's loop: a forked child starts with none).
+struct AsyncCalls {
+  uint64_t next_token = 1;
+  std::unordered_map<uint64_t, std::unique_ptr<AsyncCall>> calls;
+  std::vector<uint64_t> settled;
+};
+
+// Runs this thread's loop without sleeping; the tokens of the calls settled meanwhile.
+std::vector<uint64_t> pump_async_calls() {
+  auto& loop = rpc::thread_loop();
+  loop.wait_scope().poll();
+  auto* table = loop.find_slot<AsyncCalls>();
+  if (table == nullptr) return {};
+  return std::exchange(table->settled, {});
+}
+
+// The settled call's results as call() returns them, or its error raised; KeyError for a
+// token that is not a settled call of this thread.
+nb::object async_result(uint64_t token) {
+  auto* table = rpc::thread_loop().find_slot<AsyncCalls>();
+  auto it = table == nullptr ? decltype(table->calls)::iterator{} : table->calls.find(token);
+  if (table == nullptr || it == table->calls.end()) throw KeyError("no call " + std::to_string(token));
+  if (it->second->response == nullptr && it->second->error == nullptr) {
+    throw ValueError("call " + std::to_string(token) + " is still in flight");
+  }
+  auto call = std::move(it->second);
+  table->calls.erase(it);
+  KJ_IF_MAYBE (error, call->error) {
+    if (error->getType() == kj::Exception::Type::DISCONNECTED) rpc::drop_connection(*call->endpoint);
+    rpc::rethrow_local(*error);
+  }
+  KJ_IF_MAYBE (response, call->response) {
+    return results_to_python(response->getAs<capnp::DynamicStruct>(call->plan->results_schema), call->plan->results);
+  }
+  KJ_UNREACHABLE;
+}
+
+// Drops a call: one in flight is cancelled (the server drops it if it has not answered;
+// see allow_cancellation_note in server_core.h), a settled one forgotten.
+void cancel_async_call(uint64_t token) {
+  auto* table = rpc::thread_loop().find_slot<AsyncCalls>();
+  if (table == nullptr) return;
+  table->calls.erase(token);
+  std::erase(table->settled, token);
+}
+
 }  // namespace
+
+uint64_t RemoteObject::call_async(const std::string& method, const nb::tuple& args, const nb::dict& kwargs) const {
+  const auto& plan = rpc::plan_of(interface, method);
+  rpc::DynamicCall request(ref, plan, rpc::Transport::kEventLoop);
+  fill(request, args, kwargs);
+  auto& table = rpc::thread_loop().slot<AsyncCalls>();
+  const uint64_t token = table.next_token++;
+  auto call = std::make_unique<AsyncCall>();
+  call->endpoint = ref->endpoint;
+  call->plan = &plan;
+  AsyncCall* settling = call.get();
+  call->in_flight = request.send_async()
+                        .then(
+                            [settling, token, &table](capnp::Response<capnp::AnyPointer>&& response) {
+                              settling->response = kj::mv(response);
+                              table.settled.push_back(token);
+                            },
+                            [settling, token, &table](kj::Exception&& error) {
+                              settling->error = kj::mv(error);
+                              table.settled.push_back(token);
+                            })
+                        .eagerlyEvaluate(nullptr);
+  table.calls.emplace(token, std::move(call));
+  return token;
+}
+
+int RemoteObject::async_fileno() const {
+  try {
+    return rpc::connection_for(*ref->endpoint, rpc::Transport::kEventLoop).fileno();
+  } catch (const kj::Exception& e) {
+    rpc::rethrow_local(e);
+  }
+}
 
 std::string kind_name(schema::Kind kind) {
   const auto enumerants = capnp::Schema::from<schema::Kind>().getEnumerants();
@@ -212,6 +305,12 @@ nb::object RemoteObject::call(const std::string& method, const nb::tuple& args, 
 void fill_call(rpc::DynamicCall& call, const nb::tuple& args, const nb::dict& kwargs) { fill(call, args, kwargs); }
 
 void register_remote_objects(nb::module_& m) {
+  m.def("pump_async_calls", &pump_async_calls,
+        "Runs this thread's event loop without sleeping; the tokens of the calls settled meanwhile.");
+  m.def("async_result", &async_result, nb::arg("token"),
+        "A settled call's results, as RemoteObject.call() returns them, or its error raised.");
+  m.def("cancel_async_call", &cancel_async_call, nb::arg("token"),
+        "Drops a call: one in flight is cancelled, a settled one forgotten.");
   nb::class_<RemoteObject>(m, "RemoteObject",
                            "A Manager's shared object; call() reaches its methods by their names in "
                            "schema/xproc/manager.capnp.")
@@ -223,6 +322,12 @@ void register_remote_objects(nb::module_& m) {
           nb::arg("method"), nb::arg("args"), nb::arg("kwargs"),
           "Calls `method` (its schema name, as 'getItem') with parameters in schema order or by "
           "schema name; the result's one field, a tuple of several, or None.")
+      .def("call_async", &RemoteObject::call_async, nb::arg("method"), nb::arg("args"), nb::arg("kwargs"),
+           "Sends `method` as call() would, on this thread's event-loop connection, without waiting; "
+           "a token for async_result() once pump_async_calls() has listed it.")
+      .def("async_fileno", &RemoteObject::async_fileno,
+           "The socket of this thread's event-loop connection to the object's manager: readable "
+           "when replies may have come.")
       .def("has_method",
            [](const RemoteObject& self, const std::string& method) {
              return self.interface.findMethodByName(method.c_str()) != nullptr;

@@ -25,6 +25,11 @@ struct RemoteObject {
 
   // Calls `method` with Python arguments; the GIL is released while the call waits.
   nb::object call(const std::string& method, const nb::tuple& args, const nb::dict& kwargs) const;
+  // Sends `method` on this thread's event-loop connection without waiting (see
+  // remote_object.cpp: pump_async_calls, async_result); returns the call's token.
+  uint64_t call_async(const std::string& method, const nb::tuple& args, const nb::dict& kwargs) const;
+  // The socket of that connection, connecting first if need be.
+  int async_fileno() const;
 };
 
 // The RemoteObject of an object of `kind` (None for a user's interface).

@@ -225,6 +225,19 @@ class Listener:
 
 def client(address: str, authkey: bytes | None = None, schema_id: int = 12336089219398877324) -> Connection: ...
 
+def pump_async_calls() -> list[int]:
+    """
+    Runs this thread's event loop without sleeping; the tokens of the calls settled meanwhile.
+    """
+
+def async_result(token: int) -> object:
+    """
+    A settled call's results, as RemoteObject.call() returns them, or its error raised.
+    """
+
+def cancel_async_call(token: int) -> None:
+    """Drops a call: one in flight is cancelled, a settled one forgotten."""
+
 class RemoteObject:
     """
     A Manager's shared object; call() reaches its methods by their names in schema/xproc/manager.capnp.
@@ -233,6 +246,16 @@ class RemoteObject:
     def call(self, method: str, *args, **kwargs) -> object:
         """
         Calls `method` (its schema name, as 'getItem') with parameters in schema order or by schema name; the result's one field, a tuple of several, or None.
+        """
+
+    def call_async(self, method: str, args: tuple, kwargs: dict) -> int:
+        """
+        Sends `method` as call() would, on this thread's event-loop connection, without waiting; a token for async_result() once pump_async_calls() has listed it.
+        """
+
+    def async_fileno(self) -> int:
+        """
+        The socket of this thread's event-loop connection to the object's manager: readable when replies may have come.
         """
 
     def has_method(self, arg: str, /) -> bool: ...

@@ -113,6 +113,19 @@ class BaseProxy:
     def _id(self) -> int:
         return self._remote.id
 
+    @property
+    def aio(self) -> Any:
+        """This proxy's coroutine face, for asyncio: ``await d.aio.get(k)``, ``async with
+        lock.aio``, ``await q.aio.get()``, many calls in flight on one connection (see
+        xproc.async_proxies for what a cancelled call leaves)."""
+        face = self.__dict__.get("_aio")
+        if face is None:
+            from .async_proxies import face_of
+
+            face = face_of(self)
+            object.__setattr__(self, "_aio", face)
+        return face
+
     def _xproc_proxy_ref(self) -> Tuple[int, int]:
         """How a proxy travels in a Value: its manager's instance and the object's id."""
         return (self._remote.manager_instance, self._remote.id)

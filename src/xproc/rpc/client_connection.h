@@ -71,6 +71,9 @@ class ClientConnection {
   KJ_DISALLOW_COPY(ClientConnection);
 
   schema::Manager::Client& manager() noexcept { return manager_; }
+  // The socket: readable when a reply may have come (for a caller that drives this
+  // thread's loop from another event loop, as the Python package's asyncio calls do).
+  int fileno() const noexcept { return fd_; }
 
   // The capability for `ref` on this connection: cached, or fetched by id (pipelined, so
   // it costs no extra round trip).

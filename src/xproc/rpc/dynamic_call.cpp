@@ -15,9 +15,9 @@ namespace {
 // Runs `body` on this thread's connection to `endpoint`: kj's errors as xproc's, and a
 // dropped connection forgotten so that the next call reconnects.
 template <typename Body>
-auto on_connection(const Endpoint& endpoint, Body&& body) {
+auto on_connection(const Endpoint& endpoint, Transport transport, Body&& body) {
   try {
-    return body(connection_for(endpoint));
+    return body(connection_for(endpoint, transport));
   } catch (const kj::Exception& e) {
     if (e.getType() == kj::Exception::Type::DISCONNECTED) drop_connection(endpoint);
     rethrow_local(e);
@@ -93,16 +93,17 @@ DynamicCall::DynamicCall(const Endpoint& endpoint, const MethodPlan& plan, capnp
   }
 }
 
-DynamicCall::DynamicCall(const std::shared_ptr<const ObjectRef>& ref, const MethodPlan& plan)
-    : DynamicCall(*ref->endpoint, plan,
-                  on_connection(*ref->endpoint, [&](ClientConnection& connection) { return connection.object(ref); })) {
-}
+DynamicCall::DynamicCall(const std::shared_ptr<const ObjectRef>& ref, const MethodPlan& plan, Transport transport)
+    : DynamicCall(*ref->endpoint, plan, on_connection(*ref->endpoint, transport, [&](ClientConnection& connection) {
+        return connection.object(ref);
+      })) {}
 
 DynamicCall::DynamicCall(const Endpoint& endpoint, std::string_view method)
-    : DynamicCall(endpoint, plan_of(capnp::Schema::from<schema::Manager>(), method),
-                  on_connection(endpoint, [](ClientConnection& connection) -> capnp::Capability::Client {
-                    return connection.manager();
-                  })) {}
+    : DynamicCall(
+          endpoint, plan_of(capnp::Schema::from<schema::Manager>(), method),
+          on_connection(endpoint, Transport::kDirect, [](ClientConnection& connection) -> capnp::Capability::Client {
+            return connection.manager();
+          })) {}
 
 capnp::DynamicStruct::Reader DynamicCall::send() {
   auto& loop = thread_loop();
@@ -114,6 +115,8 @@ capnp::DynamicStruct::Reader DynamicCall::send() {
     rethrow_local(e);
   }
 }
+
+kj::Promise<capnp::Response<capnp::AnyPointer>> DynamicCall::send_async() { return request_.send(); }
 
 void set_param(capnp::DynamicStruct::Builder params, const PlannedField& field, const Value& value) {
   expect_shape(field, FieldShape::kValue);
@@ -194,7 +197,7 @@ std::shared_ptr<const ObjectRef> make_object(const std::shared_ptr<const Endpoin
   // Each factory answers the object's capability first, then its id.
   auto capability = reply[fields[0]].as<capnp::DynamicCapability>();
   auto ref = std::make_shared<const ObjectRef>(ObjectRef{endpoint, reply["id"].as<uint64_t>(), kind, 0});
-  on_connection(*endpoint, [&](ClientConnection& connection) {
+  on_connection(*endpoint, Transport::kDirect, [&](ClientConnection& connection) {
     connection.remember(ref, kj::mv(capability));
     return 0;
   });

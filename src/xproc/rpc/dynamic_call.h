@@ -71,8 +71,9 @@ requires std::is_integral_v<Integer> &&
 class DynamicCall {
  public:
   // A call of `plan`'s method on `ref`'s object, on this thread's connection to its
-  // manager.
-  DynamicCall(const std::shared_ptr<const ObjectRef>& ref, const MethodPlan& plan);
+  // manager (over `transport`: kEventLoop for a call sent with send_async()).
+  DynamicCall(const std::shared_ptr<const ObjectRef>& ref, const MethodPlan& plan,
+              Transport transport = Transport::kDirect);
   // A call of `method` of `interface` on `ref`'s object. AttributeError when the interface
   // has no such method.
   DynamicCall(const std::shared_ptr<const ObjectRef>& ref, capnp::InterfaceSchema interface, std::string_view method)
@@ -110,6 +111,11 @@ class DynamicCall {
   // remote errors as xproc errors, a dropped connection as ConnectionError (the next call
   // reconnects). The results live as long as this call.
   capnp::DynamicStruct::Reader send();
+  // Sends the call without waiting (made with Transport::kEventLoop): the reply comes
+  // when this thread's loop runs. Read it as plan().results_schema; a failure is a remote
+  // error (rethrow_local) or, for a dropped connection, DISCONNECTED — then
+  // drop_connection() before the next call.
+  kj::Promise<capnp::Response<capnp::AnyPointer>> send_async();
 
  private:
   DynamicCall(const Endpoint& endpoint, const MethodPlan& plan, capnp::Capability::Client target);

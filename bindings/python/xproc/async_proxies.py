@@ -1,0 +1,394 @@
+"""A Manager's shared objects awaited from asyncio: ``proxy.aio``.
+
+Every proxy has an ``aio`` face whose methods return awaitables (a future of the call,
+or a coroutine where the result needs more work), sent on the thread's event-loop
+connection to the manager as soon as they are made, so that any number of calls are in
+flight at once (pipelined on one connection)::
+
+    d = manager.dict()
+    await d.aio.set("x", 1)
+    values = await asyncio.gather(*(d.aio.get(k) for k in keys))   # all in flight at once
+    async with lock.aio:
+        ...
+    item = await queue.aio.get()
+
+Cancellation leaves every object consistent and loses nothing:
+
+- A call with no lasting effect to undo (a read, an Event's wait, a join) is simply
+  dropped: the server cancels it if it has not answered.
+- A queue's get and put, and a lock's or a semaphore's acquire, wait on the server in
+  slices of at most ``SLICE`` seconds and are never cancelled mid-slice: a task cancelled
+  meanwhile waits for the slice to end. If it took an item (or put one), the item is
+  returned to it and the cancellation is delivered at its next await; if it acquired a
+  lock or semaphore, that is released and CancelledError raised; if nothing happened,
+  CancelledError is raised. So an item is either delivered to the task or stays queued.
+- A Condition's and a Barrier's wait change shared state as they wait (the lock is given
+  up and taken back; a party is counted), so a cancelled wait is seen through to its end
+  before CancelledError is raised — with the lock held again, as asyncio.Condition does.
+
+The event-loop connection is a session of its own: a lock acquired through ``aio`` is
+released through ``aio`` (``async with lock.aio`` does both), and an RLock is re-entrant
+for every task of the thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Dict, Iterable, List, Optional, Tuple
+
+from ._async_calls import cancel_again, cancellation_point, settle, submit
+
+# The longest wait a get, put or acquire leaves on the server at once: how long a cancelled
+# task may wait before its cancellation takes effect.
+SLICE = 0.1
+
+_MISSING_DEFAULT = object()
+
+
+def _schema_name(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(word.capitalize() for word in rest)
+
+
+def _slices(timeout: Optional[float]) -> Iterable[float]:
+    """The server-side waits that make up one of ``timeout`` seconds (None: forever)."""
+    deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+    while True:
+        left = SLICE if deadline is None else min(SLICE, max(0.0, deadline - time.monotonic()))
+        yield left
+        if deadline is not None and time.monotonic() >= deadline:
+            return
+
+
+class AsyncProxy:
+    """The coroutine face of a proxy. A method this class does not spell out is reachable
+    by its Python name, as on the proxy: ``await d.aio.get_many(keys)`` sends ``getMany``."""
+
+    def __init__(self, proxy: Any) -> None:
+        self._proxy = proxy
+        self._remote = proxy._remote
+
+    def __repr__(self) -> str:
+        return f"<async face of {self._proxy!r}>"
+
+    def _call(self, method: str, *args: Any) -> "asyncio.Future[Any]":
+        """Sends ``method`` now; the future of its result (awaitable, cancellable)."""
+        return submit(self._remote, method, *args)
+
+    async def _call_to_end(self, method: str, *args: Any) -> Tuple[bool, Any]:
+        """Sends a call that is not cancelled once sent; (whether the task was cancelled
+        meanwhile, the call's future)."""
+        await cancellation_point()
+        future = submit(self._remote, method, *args)
+        return await settle(future), future
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        method = _schema_name(name)
+        if not self._remote.has_method(method):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+        def call(*args: Any) -> "asyncio.Future[Any]":
+            return submit(self._remote, method, *args)
+
+        return call
+
+
+class AsyncDictProxy(AsyncProxy):
+    async def getitem(self, key: Any) -> Any:
+        """``d[key]``; KeyError when absent."""
+        try:
+            return await self._call("getItem", key)
+        except KeyError:
+            raise KeyError(key) from None
+
+    def set(self, key: Any, value: Any) -> "asyncio.Future[None]":
+        """``d[key] = value``."""
+        return self._call("setItem", key, value)
+
+    async def delete(self, key: Any) -> None:
+        """``del d[key]``; KeyError when absent."""
+        try:
+            await self._call("delItem", key)
+        except KeyError:
+            raise KeyError(key) from None
+
+    def get(self, key: Any, default: Any = None) -> "asyncio.Future[Any]":
+        return self._call("get", key, default)
+
+    def contains(self, key: Any) -> "asyncio.Future[bool]":
+        return self._call("contains", key)
+
+    def len(self) -> "asyncio.Future[int]":
+        return self._call("len")
+
+    def keys(self) -> "asyncio.Future[List[Any]]":
+        return self._call("keys")
+
+    def values(self) -> "asyncio.Future[List[Any]]":
+        return self._call("values")
+
+    def items(self) -> "asyncio.Future[List[Tuple[Any, Any]]]":
+        return self._call("items")
+
+    async def pop(self, key: Any, default: Any = _MISSING_DEFAULT) -> Any:
+        if default is _MISSING_DEFAULT:
+            try:
+                return await self._call("pop", key)
+            except KeyError:
+                raise KeyError(key) from None
+        return await self._call("pop", key, default)
+
+    def setdefault(self, key: Any, default: Any = None) -> "asyncio.Future[Any]":
+        return self._call("setdefault", key, default)
+
+    async def update(self, other: Any = (), /, **kwargs: Any) -> None:
+        await self._call("update", dict(other, **kwargs))
+
+    def clear(self) -> "asyncio.Future[None]":
+        return self._call("clear")
+
+    def copy(self) -> "asyncio.Future[Dict[Any, Any]]":
+        return self._call("copy")
+
+    def increment(self, key: Any, delta: Any = 1) -> "asyncio.Future[Any]":
+        """``d[key] = d.get(key, 0) + delta`` atomically; the new value."""
+        return self._call("increment", key, delta)
+
+    async def compare_and_set(self, key: Any, expected: Any, value: Any) -> Tuple[bool, Any]:
+        """As DictProxy.compare_and_set."""
+        from .managers import MISSING
+
+        missing = expected is MISSING
+        swapped, current, present = await self._call(
+            "compareAndSet", key, None if missing else expected, missing, value
+        )
+        return swapped, current if present else MISSING
+
+    async def get_many(self, keys: Iterable[Any], default: Any = None) -> List[Any]:
+        values, present = await self._call("getMany", list(keys))
+        return [value if found else default for value, found in zip(values, present)]
+
+    def set_many(self, items: Any) -> "asyncio.Future[None]":
+        return self._call("setMany", dict(items))
+
+
+class AsyncSequenceProxy(AsyncProxy):
+    """A list's or an array's: indexing and slicing as coroutines."""
+
+    async def getitem(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return await self._call("getSlice", index)
+        return await self._call("getItem", index)
+
+    async def setitem(self, index: Any, value: Any) -> None:
+        if isinstance(index, slice):
+            await self._call("setSlice", index, list(value))
+        else:
+            await self._call("setItem", index, value)
+
+    def len(self) -> "asyncio.Future[int]":
+        return self._call("len")
+
+
+class AsyncNamespaceProxy(AsyncProxy):
+    def get(self, name: str) -> "asyncio.Future[Any]":
+        """``ns.name``; AttributeError when absent."""
+        return self._call("getAttr", name)
+
+    def set(self, name: str, value: Any) -> "asyncio.Future[None]":
+        """``ns.name = value``."""
+        return self._call("setAttr", name, value)
+
+    def delete(self, name: str) -> "asyncio.Future[None]":
+        return self._call("delAttr", name)
+
+
+class AsyncValueProxy(AsyncProxy):
+    def get(self) -> "asyncio.Future[Any]":
+        return self._call("get")
+
+    def set(self, value: Any) -> "asyncio.Future[None]":
+        return self._call("set", value)
+
+    def increment(self, delta: Any = 1) -> "asyncio.Future[Any]":
+        return self._call("increment", delta)
+
+
+class AsyncQueueProxy(AsyncProxy):
+    async def get(self, block: bool = True, timeout: Optional[float] = None) -> Any:
+        """Removes and returns an item, awaiting one (queue.Empty after ``timeout``).
+        An item taken is always delivered (see the module's note on cancellation)."""
+        import queue  # at the call: a program may be called queue.py
+
+        for wait in _slices(timeout if block else 0.0):
+            cancelled, future = await self._call_to_end("get", block, wait if block else None)
+            if future.exception() is None:
+                if cancelled:
+                    cancel_again()
+                return future.result()
+            if cancelled:
+                raise asyncio.CancelledError()
+            if not isinstance(future.exception(), queue.Empty):
+                raise future.exception()  # type: ignore[misc]
+        raise queue.Empty
+
+    async def put(self, obj: Any, block: bool = True, timeout: Optional[float] = None) -> None:
+        """Puts ``obj``, awaiting room in a full bounded queue (queue.Full after ``timeout``)."""
+        import queue
+
+        for wait in _slices(timeout if block else 0.0):
+            cancelled, future = await self._call_to_end("put", obj, block, wait if block else None)
+            if future.exception() is None:
+                if cancelled:
+                    cancel_again()
+                return
+            if cancelled:
+                raise asyncio.CancelledError()
+            if not isinstance(future.exception(), queue.Full):
+                raise future.exception()  # type: ignore[misc]
+        raise queue.Full
+
+    async def get_nowait(self) -> Any:
+        return await self.get(False)
+
+    async def put_nowait(self, obj: Any) -> None:
+        await self.put(obj, False)
+
+    def qsize(self) -> "asyncio.Future[int]":
+        return self._call("qsize")
+
+    def empty(self) -> "asyncio.Future[bool]":
+        return self._call("empty")
+
+    def full(self) -> "asyncio.Future[bool]":
+        return self._call("full")
+
+    def __aiter__(self) -> "AsyncQueueProxy":
+        return self
+
+    async def __anext__(self) -> Any:
+        return await self.get()
+
+
+class AsyncJoinableQueueProxy(AsyncQueueProxy):
+    def task_done(self) -> "asyncio.Future[None]":
+        return self._call("taskDone")
+
+    def join(self, timeout: Optional[float] = None) -> "asyncio.Future[bool]":
+        """Awaits every item put being marked done; False after ``timeout``."""
+        return self._call("join", None if timeout is None else max(0.0, timeout))
+
+
+class _AsyncAcquirer(AsyncProxy):
+    """Lock, RLock and Semaphore: acquire in slices; a cancelled acquire holds nothing."""
+
+    async def acquire(self, blocking: bool = True, timeout: Optional[float] = None) -> bool:
+        if timeout is not None and timeout < 0 and timeout != -1:
+            raise ValueError("timeout value must be a non-negative number")
+        if not blocking and timeout not in (None, -1):
+            raise ValueError("can't specify a timeout for a non-blocking call")
+        for wait in _slices(None if timeout in (None, -1) else timeout if blocking else 0.0):
+            cancelled, future = await self._call_to_end("acquire", blocking, wait if blocking else None)
+            acquired = future.result()
+            if cancelled:
+                if acquired:
+                    self._call("release")  # sent now; settled by the loop, awaited by nobody
+                raise asyncio.CancelledError()
+            if acquired or not blocking:
+                return acquired
+        return False
+
+    def release(self) -> "asyncio.Future[None]":
+        return self._call("release")
+
+    async def __aenter__(self) -> bool:
+        return await self.acquire()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.release()
+
+
+class AsyncLockProxy(_AsyncAcquirer):
+    def locked(self) -> "asyncio.Future[bool]":
+        return self._call("locked")
+
+
+class AsyncSemaphoreProxy(_AsyncAcquirer):
+    def release(self, n: int = 1) -> "asyncio.Future[None]":  # type: ignore[override]
+        return self._call("release", n)
+
+    def get_value(self) -> "asyncio.Future[int]":
+        return self._call("value")
+
+
+class AsyncEventProxy(AsyncProxy):
+    def is_set(self) -> "asyncio.Future[bool]":
+        return self._call("isSet")
+
+    def set(self) -> "asyncio.Future[None]":
+        return self._call("set")
+
+    def clear(self) -> "asyncio.Future[None]":
+        return self._call("clear")
+
+    def wait(self, timeout: Optional[float] = None) -> "asyncio.Future[bool]":
+        return self._call("wait", None if timeout is None else max(0.0, timeout))
+
+
+class AsyncConditionProxy(_AsyncAcquirer):
+    async def wait(self, timeout: Optional[float] = None) -> bool:
+        """As Condition.wait (the lock held through ``aio``); a cancelled wait is seen
+        through to its end, the lock held again, before CancelledError."""
+        cancelled, future = await self._call_to_end("wait", None if timeout is None else max(0.0, timeout))
+        if cancelled:
+            raise asyncio.CancelledError()
+        return future.result()
+
+    def notify(self, n: int = 1) -> "asyncio.Future[None]":
+        return self._call("notify", n)
+
+    def notify_all(self) -> "asyncio.Future[None]":
+        return self._call("notifyAll")
+
+
+class AsyncBarrierProxy(AsyncProxy):
+    async def wait(self, timeout: Optional[float] = None) -> int:
+        """As Barrier.wait; a cancelled wait is seen through to its end first."""
+        cancelled, future = await self._call_to_end("wait", None if timeout is None else max(0.0, timeout))
+        if cancelled:
+            raise asyncio.CancelledError()
+        return future.result()
+
+    def reset(self) -> "asyncio.Future[None]":
+        return self._call("reset")
+
+    def abort(self) -> "asyncio.Future[None]":
+        return self._call("abort")
+
+
+# The async face of each kind of proxy (by the remote object's kind).
+ASYNC_FACES = {
+    "dict": AsyncDictProxy,
+    "list": AsyncSequenceProxy,
+    "array": AsyncSequenceProxy,
+    "namespace": AsyncNamespaceProxy,
+    "value": AsyncValueProxy,
+    "queue": AsyncQueueProxy,
+    "joinable_queue": AsyncJoinableQueueProxy,
+    "lock": AsyncLockProxy,
+    "rlock": AsyncLockProxy,
+    "semaphore": AsyncSemaphoreProxy,
+    "bounded_semaphore": AsyncSemaphoreProxy,
+    "event": AsyncEventProxy,
+    "condition": AsyncConditionProxy,
+    "barrier": AsyncBarrierProxy,
+}
+
+
+
+def face_of(proxy: Any) -> AsyncProxy:
+    """The async face of ``proxy`` (its ``aio``)."""
+    return ASYNC_FACES.get(proxy._remote.kind, AsyncProxy)(proxy)
