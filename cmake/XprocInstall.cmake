@@ -11,9 +11,9 @@ set(XPROC_INSTALL_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/xproc)
 set(XPROC_PUBLIC_HEADERS
   # xproc::core
   xproc.h auth.h byte_connection.h byte_queue.h connection.h errors.h fd.h listener.h message.h
-  message_check.h process.h queue.h segments.h sharing.h timeout.h value.h
+  message_check.h process.h queue.h queue_waiter.h segments.h sharing.h timeout.h value.h wait.h
   # xproc::manager
-  manager.h manager_proxies.h manager_server.h tls_options.h)
+  event_loop.h manager.h manager_proxies.h manager_server.h queue_promises.h tls_options.h)
 list(TRANSFORM XPROC_PUBLIC_HEADERS PREPEND ${CMAKE_SOURCE_DIR}/src/xproc/)
 install(FILES ${XPROC_PUBLIC_HEADERS} ${XPROC_SCHEMA_HDRS} DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/xproc)
 install(DIRECTORY ${CMAKE_SOURCE_DIR}/schema/xproc DESTINATION ${XPROC_INSTALL_SCHEMA_DIR})

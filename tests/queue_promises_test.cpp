@@ -19,7 +19,7 @@
 #include "xproc/errors.h"
 #include "xproc/event_loop.h"
 #include "xproc/process.h"
-#include "xproc/queue.h"
+#include "xproc/queue_promises.h"
 #include "xproc/wait.h"
 
 namespace {
@@ -46,7 +46,7 @@ kj::WaitScope& scope() { return xproc::event_loop().waitScope; }
 TEST(QueuePromises, GetAsyncResolvesWithWhatAnotherProcessPutInOrder) {
   ValueQueue q;
   auto p = producer(q, 2000, 250);
-  for (int64_t i = 0; i < 2000; ++i) ASSERT_EQ(xproc::wait(q.get_async()).as_int(), i);
+  for (int64_t i = 0; i < 2000; ++i) ASSERT_EQ(xproc::wait(xproc::get_async(q)).as_int(), i);
   p.join();
   EXPECT_EQ(p.exitcode(), 0);
 }
@@ -54,12 +54,12 @@ TEST(QueuePromises, GetAsyncResolvesWithWhatAnotherProcessPutInOrder) {
 TEST(QueuePromises, ADroppedGetTakesNothing) {
   ValueQueue q;
   {
-    auto pending = q.get_async();
+    auto pending = xproc::get_async(q);
     EXPECT_FALSE(pending.poll(scope()));  // asleep on the doorbell
   }
   q.put(Value("kept"));
   {
-    auto pending = q.get_async();  // made and dropped before the loop ran it
+    auto pending = xproc::get_async(q);  // made and dropped before the loop ran it
   }
   EXPECT_EQ(q.get(false).as_text(), "kept");
 }
@@ -67,7 +67,7 @@ TEST(QueuePromises, ADroppedGetTakesNothing) {
 TEST(QueuePromises, AThousandPendingGetsEachGetOneMessage) {
   ValueQueue q;
   kj::Vector<kj::Promise<Value>> gets;
-  for (int i = 0; i < 1000; ++i) gets.add(q.get_async());
+  for (int i = 0; i < 1000; ++i) gets.add(xproc::get_async(q));
   auto all = kj::joinPromises(gets.releaseAsArray());
   EXPECT_FALSE(all.poll(scope()));
   auto p = producer(q, 1000, 100);
@@ -93,7 +93,7 @@ TEST(QueuePromises, GetsCancelledAtRandomWhileAProducerStreamsLoseAndDuplicateNo
     // Each get races a short timer; the loser is dropped. A get that lost took nothing.
     auto deadline =
         timer.afterDelay((random() % 200) * kj::MICROSECONDS).then([]() -> kj::Maybe<Value> { return nullptr; });
-    auto get = q.get_async().then([](Value v) -> kj::Maybe<Value> { return kj::mv(v); });
+    auto get = xproc::get_async(q).then([](Value v) -> kj::Maybe<Value> { return kj::mv(v); });
     auto first = xproc::wait(get.exclusiveJoin(kj::mv(deadline)));
     KJ_IF_MAYBE (value, first) {
       got.push_back(value->as_int());
@@ -131,7 +131,7 @@ TEST(QueuePromises, BlockingAndAsyncConsumersShareAStreamEachMessageOnce) {
   producer.start();
   std::vector<int64_t> all;
   for (;;) {
-    auto v = xproc::wait(q.get_async());
+    auto v = xproc::wait(xproc::get_async(q));
     if (v.as_int() < 0) break;
     all.push_back(v.as_int());
   }
@@ -153,12 +153,12 @@ TEST(QueuePromises, BlockingAndAsyncConsumersShareAStreamEachMessageOnce) {
 
 TEST(QueuePromises, PutAsyncAwaitsRoomAndADroppedOnePutsNothing) {
   ValueQueue q(1);
-  xproc::wait(q.put_async(Value("first")));
+  xproc::wait(xproc::put_async(q, Value("first")));
   {
-    auto blocked = q.put_async(Value("dropped"));
+    auto blocked = xproc::put_async(q, Value("dropped"));
     EXPECT_FALSE(blocked.poll(scope()));
   }
-  auto second = q.put_async(Value("second"));
+  auto second = xproc::put_async(q, Value("second"));
   EXPECT_FALSE(second.poll(scope()));
   xproc::Process taker([q]() mutable {
     std::this_thread::sleep_for(20ms);
@@ -176,7 +176,7 @@ TEST(QueuePromises, JoinAsyncResolvesOnceEveryMessageIsDone) {
   capnp::MallocMessageBuilder item;
   item.initRoot<xproc::schema::Value>().setInt64(1);
   for (int i = 0; i < 3; ++i) q.put(item);
-  auto joined = q.join_async();
+  auto joined = xproc::join_async(q);
   EXPECT_FALSE(joined.poll(scope()));
   xproc::Process worker([q]() mutable {
     for (int i = 0; i < 3; ++i) {
@@ -196,16 +196,16 @@ TEST(QueuePromises, AMalformedMessageRejectsTheGetWithDecodeErrorAndTheNextOneWo
   const std::vector<std::byte> garbage(24, std::byte{0xff});
   q.bytes().put_bytes(garbage);
   q.put(Value("after"));
-  EXPECT_THROW(xproc::wait(q.get_async()), xproc::DecodeError);
-  EXPECT_EQ(xproc::wait(q.get_async()).as_text(), "after");
+  EXPECT_THROW(xproc::wait(xproc::get_async(q)), xproc::DecodeError);
+  EXPECT_EQ(xproc::wait(xproc::get_async(q)).as_text(), "after");
 }
 
 TEST(QueuePromises, TypedQueuesPutAndGetMessages) {
   xproc::Queue<xproc::schema::Value> q;
   capnp::MallocMessageBuilder builder;
   builder.initRoot<xproc::schema::Value>().setText("typed");
-  xproc::wait(q.put_async(builder));
-  auto message = xproc::wait(q.get_async());
+  xproc::wait(xproc::put_async(q, builder));
+  auto message = xproc::wait(xproc::get_async(q));
   EXPECT_EQ(std::string(message->getText()), "typed");
 }
 

@@ -8,6 +8,9 @@
   The xproc consumer and the pyzmq one are measured again on uvloop.
 * Ping-pong: two processes, each on an asyncio loop; one sends a small dict and awaits
   its echo. xproc over two Queues (`aput`/`aget`), pyzmq over one `zmq.asyncio` PAIR.
+* Manager: one client keeps 16 dict gets in flight through the async proxies
+  (`await asyncio.gather(*(d.aio.get(k) ...))`), against `multiprocessing.Manager`'s
+  dict read by sequential blocking calls (it has no asynchronous client).
 
 Every implementation is measured the same way: the queue or socket is made (and bound)
 before the clock starts; the producer or echo process is `multiprocessing.Process` in
@@ -200,6 +203,29 @@ async def zmq_ping_pong_p50_us(rounds: int) -> float:
     return p50
 
 
+# --- Manager: 16 calls in flight from one asyncio client ------------------------------------
+
+
+async def xproc_async_gets(manager: Any, count: int, depth: int = 16) -> float:
+    """Dict gets per second with `depth` in flight at a time, from one coroutine."""
+    d = manager.dict({f"k{i}": i for i in range(100)})
+    keys = [f"k{i % 100}" for i in range(depth)]
+    await asyncio.gather(*(d.aio.get(k) for k in keys))  # connected, warm
+    started = time.perf_counter()
+    for _ in range(count // depth):
+        await asyncio.gather(*(d.aio.get(k) for k in keys))
+    return (count // depth) * depth / (time.perf_counter() - started)
+
+
+def mp_sequential_gets(manager: Any, count: int) -> float:
+    d = manager.dict({f"k{i}": i for i in range(100)})
+    d.get("k1")
+    started = time.perf_counter()
+    for i in range(count):
+        d.get(f"k{i % 100}")
+    return count / (time.perf_counter() - started)
+
+
 def asyncio_rows(reps: int, n: Callable[[int], int], report: Callable[[Dict[str, Any]], None]) -> None:
     """Measures the asyncio workloads and passes each row to `report`; `n` scales counts."""
     count = n(20000)
@@ -220,6 +246,13 @@ def asyncio_rows(reps: int, n: Callable[[int], int], report: Callable[[Dict[str,
                                  lambda: run(zmq_ping_pong_p50_us(rounds))])
     report(row("asyncio ping-pong, small dict", "round trip p50 (us)", ours, "pyzmq zmq.asyncio PAIR ipc", pyzmq,
                "<= 0.5", False, 0.5))
+
+    calls = n(20000)
+    with xproc.Manager() as ours_manager, mp.Manager() as their_manager:
+        ours, theirs = medians(reps, [lambda: run(xproc_async_gets(ours_manager, calls)),
+                                      lambda: mp_sequential_gets(their_manager, calls)])
+    report(row("Manager dict get, async proxies, 16 in flight", "calls/s", ours,
+               "multiprocessing.Manager sequential", theirs, ">= 5", True, 5))
 
 
 def main(argv: Optional[List[str]] = None) -> None:

@@ -1,11 +1,11 @@
-// This thread's kj event loop: the one xproc's promises run on — a queue's get_async(),
-// put_async() and join_async() (queue.h), and the Manager's asynchronous calls
+// This thread's kj event loop: the one xproc's promises run on — queues' get_async(),
+// put_async() and join_async() (queue_promises.h), and the Manager's asynchronous calls
 // (manager.h). kj allows one loop per thread, so a thread that awaits xproc's promises
 // runs this loop, not one of its own: wait on it with xproc::wait(promise), or drive it as
 // part of a larger program through event_loop().waitScope.
 //
 //   xproc::Queue<xproc::Value> q;
-//   auto first = q.get_async();                // nothing taken yet
+//   auto first = xproc::get_async(q);          // nothing taken yet
 //   auto value = xproc::wait(kj::mv(first));   // runs the loop until a message is got
 //
 // The loop is made on first use in each thread, and made anew in a forked child (see

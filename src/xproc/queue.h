@@ -5,38 +5,20 @@
 // Like Python's queues, a Queue is a handle: copies share one queue, and a Queue made
 // before Process::start() works in the child. Thread- and process-safe; see byte_queue.h
 // for what happens when a process dies mid-operation (nothing is torn, nothing wedges).
-//
-// Each blocking call has a promise beside it for a thread that runs an event loop
-// (get_async, put_async, join_async; see event_loop.h): dropping a promise cancels its
-// wait, and a cancelled get has taken nothing. They need the xproc::manager library,
-// which links kj-async. A loop of another kind (epoll, asio) waits with a QueueWaiter
-// (queue_waiter.h).
 #pragma once
 
 #include <capnp/message.h>
 #include <capnp/serialize.h>
-#include <kj/async.h>
-#include <kj/function.h>
 
 #include <cstring>
 #include <optional>
 #include <string_view>
-#include <vector>
 
 #include "xproc/byte_queue.h"
 #include "xproc/message.h"
-#include "xproc/queue_waiter.h"
 #include "xproc/value.h"
 
 namespace xproc {
-
-namespace detail {
-// On this thread's event loop: resolves once `attempt` (which must not block) returns true,
-// trying it now and again each time `queue` may have changed as `what` waits for. An error
-// `attempt` throws rejects the promise; xproc::wait() throws it again as that error.
-// Dropping the promise stops the attempts. (queue_promises.cpp, in xproc::manager.)
-kj::Promise<void> when_done(ByteQueue queue, QueueWaiter::For what, kj::Function<bool()> attempt);
-}  // namespace detail
 
 // What every Queue<T> shares: the state queries, passed through to the engine.
 class QueueBase {
@@ -52,27 +34,6 @@ class QueueBase {
 
  protected:
   explicit QueueBase(ByteQueue bytes) : bytes_(std::move(bytes)) {}
-
-  // Puts an encoded message once there is room (the promise owns the bytes meanwhile).
-  kj::Promise<void> put_encoded_async(std::vector<std::byte> encoded) {
-    return detail::when_done(bytes_, QueueWaiter::For::kRoom, [queue = bytes_, encoded = std::move(encoded)]() mutable {
-      return queue.put_in_place(
-          encoded.size(), [&](std::byte* dst) { std::memcpy(dst, encoded.data(), encoded.size()); }, false);
-    });
-  }
-  // Resolves with what `decode` makes of the oldest message, once there is one.
-  template <typename Result, typename Decode>
-  kj::Promise<Result> get_decoded_async(Decode decode) {
-    auto got = kj::heap<std::optional<Result>>();
-    auto* slot = got.get();
-    return detail::when_done(bytes_, QueueWaiter::For::kMessage,
-                             [queue = bytes_, slot, decode = std::move(decode)]() mutable {
-                               return queue.get_in_place(
-                                   [&](std::span<const std::byte> bytes) { slot->emplace(decode(bytes)); }, false);
-                             })
-        .then([got = kj::mv(got)]() mutable { return std::move(**got); });
-  }
-
   ByteQueue bytes_;
 };
 
@@ -138,26 +99,6 @@ class Queue : public QueueBase {
     return bytes_.get_in_place(
         [&](std::span<const std::byte> bytes) { detail::with_validated_root<T>(bytes, DecodeLimits{}, f); }, block,
         timeout);
-  }
-
-  // On this thread's event loop (event_loop.h): the oldest message, once there is one.
-  // Dropping the promise before it resolves takes nothing. Rejected with DecodeError as get().
-  kj::Promise<Message<T>> get_async() {
-    return get_decoded_async<Message<T>>([](std::span<const std::byte> bytes) { return Message<T>::decode(bytes); });
-  }
-  // Puts a copy of `message` (made now) once there is room; at once unless the queue is
-  // bounded and full. Dropping the promise before it resolves puts nothing.
-  kj::Promise<void> put_async(Reader message) {
-    auto root = capnp::AnyStruct::Reader(capnp::toAny(message));
-    std::vector<std::byte> encoded(flat_size(root));
-    write_flat(root, encoded);
-    return put_encoded_async(std::move(encoded));
-  }
-  kj::Promise<void> put_async(capnp::MessageBuilder& message) {
-    auto segments = message.getSegmentsForOutput();
-    std::vector<std::byte> encoded(detail::flat_size(segments));
-    detail::write_flat(segments, encoded.data());
-    return put_encoded_async(std::move(encoded));
   }
 
  protected:
@@ -228,19 +169,6 @@ class Queue<Value> : public QueueBase {
   Value get_nowait() { return get(false); }
   std::optional<Value> try_get(const Timeout& timeout = std::chrono::seconds(0)) { return get_value(true, timeout); }
 
-  // As Queue<T>'s (event_loop.h): the oldest value once there is one; `value` put once
-  // there is room. Dropping a promise before it resolves takes or puts nothing.
-  kj::Promise<Value> get_async() {
-    return get_decoded_async<Value>([](std::span<const std::byte> bytes) { return Value::decode(bytes); });
-  }
-  kj::Promise<void> put_async(const Value& value) {
-    detail::InlineMessageBuilder encoded;
-    value.to_capnp(encoded.builder().initRoot<schema::Value>());
-    std::vector<std::byte> flat(encoded.flat_size());
-    encoded.write_flat(flat.data());
-    return put_encoded_async(std::move(flat));
-  }
-
  private:
   explicit Queue(ByteQueue bytes) : QueueBase(std::move(bytes)) {}
   std::optional<Value> get_value(bool block, const Timeout& timeout) {
@@ -268,18 +196,6 @@ class JoinableQueue : public Queue<T> {
   void task_done() { this->bytes_.task_done(); }
   // Blocks until every message put so far is marked done; TimeoutError on timeout.
   void join(const Timeout& timeout = {}) { this->bytes_.join(timeout); }
-  // On this thread's event loop (event_loop.h): resolves once every message put so far is
-  // marked done.
-  kj::Promise<void> join_async() {
-    return detail::when_done(this->bytes_, QueueWaiter::For::kJoin, [queue = this->bytes_]() mutable {
-      try {
-        queue.join(std::chrono::seconds(0));
-        return true;
-      } catch (const TimeoutError&) {
-        return false;
-      }
-    });
-  }
 };
 
 }  // namespace xproc

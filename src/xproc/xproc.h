@@ -1,7 +1,7 @@
 // xproc::core in one include: queues, pipes, connections, the listener, values, messages,
 // processes, wait(). It needs no event loop; the Manager (xproc::manager, on kj-async) has its
-// own header, <xproc/manager.h>, and so have the queues' promises, <xproc/event_loop.h>
-// (get_async and friends link xproc::manager). (The C ABI is <xproc.h>.)
+// own header, <xproc/manager.h>, and so have the queues' promises,
+// <xproc/queue_promises.h>. (The C ABI is <xproc.h>.)
 #pragma once
 #include "xproc/byte_connection.h"
 #include "xproc/byte_queue.h"

@@ -32,6 +32,11 @@ if grep -q 'kj/async' <<<"$deps"; then
   grep -o '[^ ]*kj/async[^ ]*' <<<"$deps" >&2
   exit 1
 fi
+# The event-loop headers (xproc::manager) compile against the installed tree too.
+for header in queue_promises.h queue_waiter.h wait.h; do
+  echo "#include <xproc/$header>" >"$work/$header.cpp"
+  c++ -std=c++20 -I"$work/prefix/include" -fsyntax-only "$work/$header.cpp"
+done
 includedir=$(PKG_CONFIG_PATH=$work/prefix/lib/pkgconfig pkg-config --variable=includedir xproc)
 [ -f "$includedir/xproc/queue.h" ]
 [ -x "$work/prefix/bin/xproc" ]

@@ -1,4 +1,4 @@
-// Queue promises (queue.h's get_async and friends) on this thread's kj loop.
+// Queue promises (queue_promises.h) on this thread's kj loop.
 //
 // A promise tries its operation without blocking; when that fails it sleeps on the
 // queue's doorbell (queue_waiter.h), observed by the loop, and tries again when it rings
@@ -13,7 +13,7 @@
 #include <kj/async-unix.h>
 
 #include "xproc/event_loop.h"
-#include "xproc/queue.h"
+#include "xproc/queue_promises.h"
 #include "xproc/rpc/remote_error.h"
 #include "xproc/rpc/thread_loop.h"
 
