@@ -88,7 +88,14 @@ class _LoopDoorbell(_LoopWatch):
         self._waiter = waiter
 
     def arm(self) -> bool:
-        return self._waiter.arm()
+        """False when the queue changed since the doorbell last looked: then the tasks
+        asleep on it are woken too, since the change may be theirs and the re-arming may
+        have spoiled the ring meant for them."""
+        if self._waiter.arm():
+            return True
+        for future in self._sleepers:
+            _wake(future)
+        return False
 
     def _ready(self) -> None:
         self._waiter.clear()
