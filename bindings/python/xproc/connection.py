@@ -249,53 +249,10 @@ class Listener:
     def address(self) -> Address:
         return _address_value(self._engine.address)
 
-    # --- asyncio: the same operations, awaited without blocking the event loop ---
-
-    async def arecv(self) -> Any:
-        """Awaits the next message and returns it, as ``recv()`` (``EOFError`` when the peer
-        closed, ``OSError`` when this end is closed or write-only). Any number of tasks may
-        await one connection; each message goes to one of them. A cancelled ``arecv`` took
-        nothing: the message stays for the next receive.
-
-        The wait is the event loop's; the receive itself is not. Once a message has begun
-        to arrive, it is read whole before ``arecv`` returns, blocking the loop meanwhile:
-        briefly for most, but a message too large for a shared-memory ring (over 64 KiB on a
-        default Pipe) or a socket's buffer is read as its sender writes it."""
-        engine = self._engine
-        return await _awaiting.receive(self, engine, engine.recv)
-
-    async def arecv_bytes(self, maxlength: Optional[int] = None) -> bytes:
-        """Awaits the next message as bytes, as ``recv_bytes(maxlength)`` (a longer one
-        closes the connection with ``OSError``); waits and is cancelled as ``arecv``."""
-        engine = self._engine
-        return await _awaiting.receive(self, engine, lambda: engine.recv_bytes(maxlength))
-
-    async def asend(self, obj: Any) -> None:
-        """Sends `obj` as ``send(obj)``, awaiting room in a full shared-memory ring or socket
-        (``BrokenPipeError`` when the peer is gone, ``OSError`` when this end is closed or
-        read-only). `obj` is encoded at each attempt: do not change it before the call
-        returns. A cancelled ``asend`` sent nothing, or, when part of it was already on the
-        socket, still sends the rest: the peer never sees half a message.
-
-        A message too large for the connection's buffer (over 64 KiB on a default Pipe's
-        shared-memory end, over 4 KiB on a socket) is written whole in one blocking call, as ``send``
-        writes it: when the socket cannot hold it, the loop waits until the receiver has
-        read it, so that receiver must not be a task of the same loop."""
-        engine = self._engine
-        await _awaiting.send(self, engine, lambda: engine.send_if_room(obj))
-
-    async def asend_bytes(self, buf: Any, offset: int = 0, size: Optional[int] = None) -> None:
-        """Sends ``buf[offset:offset + size]`` as ``send_bytes`` (offset and size count bytes);
-        waits, is cancelled and blocks for a large message as ``asend``. Do not change
-        `buf` before the call returns."""
-        engine = self._engine
-        await _awaiting.send(self, engine, lambda: engine.send_bytes_if_room(buf, offset, size))
-
     def fileno(self) -> int:
         return self._engine.fileno()
 
     def close(self) -> None:
-        _awaiting.forget(self)  # tasks awaiting this end wake, and find it closed
         self._engine.close()
 
     def __enter__(self) -> "Listener":
