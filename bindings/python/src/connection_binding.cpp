@@ -62,6 +62,15 @@ nb::bytes as_bytes(const std::vector<std::byte>& message) {
 
 // A small frame is offered to the socket with the GIL held (most go out at once, saving
 // two GIL transfers); only when the socket is full is the GIL released to wait.
+// buf[offset, offset + size) of a send_bytes call. As multiprocessing's: offset and size
+// count bytes, and negative ones are ValueError.
+std::span<const std::byte> sliced(const BufferView& view, int64_t offset, std::optional<int64_t> size) {
+  if (offset < 0) throw ValueError("offset is negative");
+  if (size && *size < 0) throw ValueError("size is negative");
+  return ByteConnection::message_slice({view.data(), view.size()}, static_cast<size_t>(offset),
+                                       size ? std::optional<size_t>(static_cast<size_t>(*size)) : std::nullopt);
+}
+
 template <typename Fill>
 void send_small(PythonConnection& self, size_t size, Fill&& fill) {
   if (self.connection.try_send_in_place(size, fill)) return;
@@ -128,13 +137,8 @@ void register_connections(nb::module_& m) {
       .def(
           "send_bytes",
           [](PythonConnection& self, nb::handle buffer, int64_t offset, std::optional<int64_t> size) {
-            // As multiprocessing's: offset and size count bytes, and negative ones are ValueError.
-            if (offset < 0) throw ValueError("offset is negative");
-            if (size && *size < 0) throw ValueError("size is negative");
             BufferView view(buffer, false);
-            const auto part =
-                ByteConnection::message_slice({view.data(), view.size()}, static_cast<size_t>(offset),
-                                              size ? std::optional<size_t>(static_cast<size_t>(*size)) : std::nullopt);
+            const auto part = sliced(view, offset, size);
             if (part.size() <= ByteConnection::kSmallFrameLimit) {
               send_small(self, part.size(), [&](std::byte* out) { std::memcpy(out, part.data(), part.size()); });
               return;
@@ -183,12 +187,8 @@ void register_connections(nb::module_& m) {
       .def(
           "send_bytes_if_room",
           [](PythonConnection& self, nb::handle buffer, int64_t offset, std::optional<int64_t> size) {
-            if (offset < 0) throw ValueError("offset is negative");
-            if (size && *size < 0) throw ValueError("size is negative");
             BufferView view(buffer, false);
-            const auto part =
-                ByteConnection::message_slice({view.data(), view.size()}, static_cast<size_t>(offset),
-                                              size ? std::optional<size_t>(static_cast<size_t>(*size)) : std::nullopt);
+            const auto part = sliced(view, offset, size);
             return send_if_room(self, part.size(), [&](std::byte* out) {
               if (!part.empty()) std::memcpy(out, part.data(), part.size());
             });
