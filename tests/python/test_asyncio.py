@@ -1,12 +1,15 @@
 """Queues awaited from asyncio: producers in other processes, many tasks on one queue,
-cancellation that loses nothing, bounded puts and joins, and unrelated processes awaiting
-a named queue. Every test runs on the default loop and on uvloop."""
+cancellation that loses nothing, bounded puts and joins, unrelated processes awaiting a
+named queue, waiters killed while they await, and blocking and async consumers sharing a
+queue. Every test runs on the default loop and on uvloop."""
 
 from __future__ import annotations
 
 import asyncio
 import multiprocessing as mp
+import os
 import random
+import signal
 import subprocess
 import sys
 import textwrap
@@ -186,3 +189,73 @@ def test_a_program_that_runs_many_loops_on_one_queue_does_not_fill_its_waiter_ta
         asyncio.run(wait_briefly())
     q.put(1)
     assert asyncio.run(q.aget()) == 1
+
+
+def await_forever(q, ready):
+    async def main():
+        task = asyncio.ensure_future(q.aget())
+        await asyncio.sleep(0.05)  # armed on the queue's doorbell
+        ready.put("armed")
+        await task
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("loop_kind", LOOPS)
+def test_waiters_killed_while_they_await_cost_the_producer_and_other_waiters_nothing(loop_kind):
+    q, ready = xproc.Queue(), xproc.Queue()
+    # More than the queue's 32 waiter slots in all: a dead waiter's slot is reclaimed.
+    for _ in range(40):
+        waiter = mp.get_context("fork").Process(target=await_forever, args=(q, ready))
+        waiter.start()
+        assert ready.get(timeout=10) == "armed"
+        os.kill(waiter.pid, signal.SIGKILL)
+        waiter.join(10)
+    producer = mp.get_context("fork").Process(target=produce, args=(q, 500, 100))
+
+    async def consume():
+        producer.start()
+        return [(await q.aget())["i"] for _ in range(500)]
+
+    assert run(loop_kind, consume()) == list(range(500))
+    producer.join(10)
+    assert producer.exitcode == 0
+
+
+def take_until_none(q, taken):
+    while True:
+        item = q.get(timeout=30)
+        taken.put(item)
+        if item is None:
+            return
+
+
+@pytest.mark.parametrize("loop_kind", LOOPS)
+def test_blocking_and_async_consumers_share_a_queue_each_item_once(loop_kind):
+    q, taken = xproc.Queue(), xproc.Queue()
+    blocking = mp.get_context("fork").Process(target=take_until_none, args=(q, taken))
+    blocking.start()
+
+    def produce_then_stop():
+        for i in range(3000):
+            q.put(i)
+        q.put(None)
+        q.put(None)
+
+    producer = mp.get_context("fork").Process(target=produce_then_stop)
+
+    async def consume():
+        producer.start()
+        ours = []
+        async for item in q:
+            if item is None:
+                return ours
+            ours.append(item)
+
+    ours = run(loop_kind, consume())
+    producer.join(10)
+    blocking.join(30)
+    theirs = []
+    while (item := taken.get(timeout=10)) is not None:
+        theirs.append(item)
+    assert sorted(ours + theirs) == list(range(3000))
