@@ -120,6 +120,26 @@ void register_queues(nb::module_& m) {
           },
           nb::arg("block") = true, nb::arg("timeout") = nb::none())
       .def(
+          "get_if_any",
+          [](PythonQueue& self, nb::object otherwise) {
+            nb::object result = otherwise;
+            self.queue.get_in_place([&](std::span<const std::byte> bytes) { result = self.codec.decode(bytes); },
+                                    false);
+            return result;
+          },
+          nb::arg("otherwise"),
+          "The oldest item, taken without waiting, or `otherwise` when there is none: no "
+          "exception for the common miss (an event loop's attempts).")
+      .def(
+          "put_if_room",
+          [](PythonQueue& self, AnyObject object) {
+            EncodedMessage message;
+            self.codec.encode(object, message);
+            return self.queue.put_in_place(
+                message.size(), [&](std::byte* out) { message.write_to(out); }, false);
+          },
+          nb::arg("obj"), "Puts `obj` without waiting: false, nothing put, when the queue is full.")
+      .def(
           "put_bytes",
           [](PythonQueue& self, nb::bytes message, bool block, std::optional<double> timeout) {
             const auto* data = reinterpret_cast<const std::byte*>(message.c_str());

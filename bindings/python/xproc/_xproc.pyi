@@ -71,6 +71,16 @@ class Queue:
 
     def get(self, block: bool = True, timeout: float | None = None) -> object: ...
 
+    def get_if_any(self, otherwise: object) -> object:
+        """
+        The oldest item, taken without waiting, or `otherwise` when there is none: no exception for the common miss (an event loop's attempts).
+        """
+
+    def put_if_room(self, obj: object | None) -> bool:
+        """
+        Puts `obj` without waiting: false, nothing put, when the queue is full.
+        """
+
     def put_bytes(self, message: bytes, block: bool = True, timeout: float | None = None) -> None:
         """Puts raw bytes (not checked: the reader decides what they are)."""
 

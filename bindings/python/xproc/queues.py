@@ -26,6 +26,8 @@ __all__ = ["Queue", "SimpleQueue", "JoinableQueue"]
 _DEFAULT_CAPACITY = 1 << 30  # the most waiting messages may take; memory is taken by use
 _KIND_QUEUE, _KIND_SIMPLE, _KIND_JOINABLE = 0, 1, 2
 _VALUE_SCHEMA_ID = _xproc.Queue(capacity_bytes=4096).schema_id
+# What get_if_any answers when the queue is empty (no item can be this object).
+_NOTHING = object()
 
 
 def _schema_id(schema: Any) -> int:
@@ -190,28 +192,20 @@ class Queue:
 
     async def aget(self) -> Any:
         """Removes and returns an item, awaiting one. A cancelled ``aget`` took nothing."""
-
-        import queue  # at the call, as the engine does: a program may be called queue.py
+        engine = self._engine
 
         def attempt() -> Tuple[bool, Any]:
-            try:
-                return True, self._engine.get(False, None)
-            except queue.Empty:
-                return False, None
+            item = engine.get_if_any(_NOTHING)
+            return item is not _NOTHING, item
 
         return await _awaiting.until_done(self, self._engine, _awaiting.MESSAGE, attempt)
 
     async def aput(self, obj: Any) -> None:
         """Puts ``obj``, awaiting room in a full bounded queue. A cancelled ``aput`` put nothing."""
-
-        import queue  # at the call, as the engine does: a program may be called queue.py
+        engine = self._engine
 
         def attempt() -> Tuple[bool, Any]:
-            try:
-                self._engine.put(obj, False, None)
-                return True, None
-            except queue.Full:
-                return False, None
+            return engine.put_if_room(obj), None
 
         await _awaiting.until_done(self, self._engine, _awaiting.ROOM, attempt)
 
