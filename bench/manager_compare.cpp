@@ -352,7 +352,7 @@ int main(int argc, char** argv) {
       {"dict get, sequential", "per-op p50 (us)", median(get50), "Redis GET (redis-benchmark)", redis_get[1], ""});
   rows.push_back(
       {"dict set, 4 client processes", "aggregate ops/s", x4, "Redis SET, 4 connections", redis_set4[0], ""});
-  rows.push_back({"dict get, 16-deep pipeline", "ops/s", pipelined, "Redis GET -P 16", redis_p16[0], ">= 0.5"});
+  rows.push_back({"dict get, 16-deep pipeline", "ops/s", pipelined, "Redis GET -P 16", redis_p16[0], ">= 1"});
   rows.push_back({"dict get_many, 100 keys a call", "keys/s", batched, "Redis GET -P 16", redis_p16[0], ">= 0.5"});
   rows.push_back({"dict get_many, 100 keys a call", "keys/s", batched, "floor of 500k ops/s", 500'000, ">= 1"});
   report(rows, s.out);
