@@ -224,3 +224,22 @@ def test_calls_to_a_manager_that_is_gone_raise_connection_error():
             await d.aio.get("x")
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("loop_kind", LOOPS)
+def test_bad_timeouts_are_refused_as_the_blocking_calls_refuse_them(manager, loop_kind):
+    q, lock, sem = manager.Queue(), manager.Lock(), manager.Semaphore(0)
+
+    async def main():
+        for call in (lambda: q.aio.get(timeout=-1), lambda: q.aio.put(1, timeout=-1),
+                     lambda: lock.aio.acquire(timeout=-2), lambda: lock.aio.acquire(False, 1),
+                     lambda: sem.aio.acquire(False, 1)):
+            with pytest.raises(ValueError):
+                await call()
+        assert await sem.aio.acquire(timeout=-1) is False  # a semaphore waits not at all, as threading's
+
+    run(loop_kind, main())
+    for call in (lambda: q.get(timeout=-1), lambda: lock.acquire(timeout=-2), lambda: lock.acquire(False, 1),
+                 lambda: sem.acquire(False, 1)):
+        with pytest.raises(ValueError):
+            call()

@@ -38,17 +38,11 @@ import time
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from ._async_calls import cancel_again, cancellation_point, settle, submit
+from .managers import MISSING, _acquire_timeout, _schema_name, _wait_timeout
 
 # The longest wait a get, put or acquire leaves on the server at once: how long a cancelled
 # task may wait before its cancellation takes effect.
 SLICE = 0.1
-
-_MISSING_DEFAULT = object()
-
-
-def _schema_name(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(word.capitalize() for word in rest)
 
 
 def _slices(timeout: Optional[float]) -> Iterable[float]:
@@ -133,8 +127,8 @@ class AsyncDictProxy(AsyncProxy):
     def items(self) -> "asyncio.Future[List[Tuple[Any, Any]]]":
         return self._call("items")
 
-    async def pop(self, key: Any, default: Any = _MISSING_DEFAULT) -> Any:
-        if default is _MISSING_DEFAULT:
+    async def pop(self, key: Any, default: Any = MISSING) -> Any:
+        if default is MISSING:
             try:
                 return await self._call("pop", key)
             except KeyError:
@@ -159,8 +153,6 @@ class AsyncDictProxy(AsyncProxy):
 
     async def compare_and_set(self, key: Any, expected: Any, value: Any) -> Tuple[bool, Any]:
         """As DictProxy.compare_and_set."""
-        from .managers import MISSING
-
         missing = expected is MISSING
         swapped, current, present = await self._call(
             "compareAndSet", key, None if missing else expected, missing, value
@@ -223,33 +215,32 @@ class AsyncQueueProxy(AsyncProxy):
         An item taken is always delivered (see the module's note on cancellation)."""
         import queue  # at the call: a program may be called queue.py
 
-        for wait in _slices(timeout if block else 0.0):
-            cancelled, future = await self._call_to_end("get", block, wait if block else None)
-            if future.exception() is None:
-                if cancelled:
-                    cancel_again()
-                return future.result()
-            if cancelled:
-                raise asyncio.CancelledError()
-            if not isinstance(future.exception(), queue.Empty):
-                raise future.exception()  # type: ignore[misc]
-        raise queue.Empty
+        return await self._in_slices("get", (), block, timeout, queue.Empty)
 
     async def put(self, obj: Any, block: bool = True, timeout: Optional[float] = None) -> None:
         """Puts ``obj``, awaiting room in a full bounded queue (queue.Full after ``timeout``)."""
         import queue
 
+        await self._in_slices("put", (obj,), block, timeout, queue.Full)
+
+    async def _in_slices(self, method: str, args: Tuple[Any, ...], block: bool, timeout: Optional[float],
+                         missed: type) -> Any:
+        """``method(*args, block, slice)`` until it does not raise ``missed`` or ``timeout``
+        runs out (``missed`` raised then), each call seen through if the task is cancelled."""
+        if block and timeout is not None and timeout < 0:
+            raise ValueError("'timeout' must be a non-negative number")
         for wait in _slices(timeout if block else 0.0):
-            cancelled, future = await self._call_to_end("put", obj, block, wait if block else None)
-            if future.exception() is None:
+            cancelled, future = await self._call_to_end(method, *args, block, wait if block else None)
+            error = future.exception()
+            if error is None:
                 if cancelled:
                     cancel_again()
-                return
+                return future.result()
             if cancelled:
                 raise asyncio.CancelledError()
-            if not isinstance(future.exception(), queue.Full):
-                raise future.exception()  # type: ignore[misc]
-        raise queue.Full
+            if not isinstance(error, missed):
+                raise error
+        raise missed
 
     async def get_nowait(self) -> Any:
         return await self.get(False)
@@ -279,18 +270,15 @@ class AsyncJoinableQueueProxy(AsyncQueueProxy):
 
     def join(self, timeout: Optional[float] = None) -> "asyncio.Future[bool]":
         """Awaits every item put being marked done; False after ``timeout``."""
-        return self._call("join", None if timeout is None else max(0.0, timeout))
+        return self._call("join", _wait_timeout(timeout))
 
 
 class _AsyncAcquirer(AsyncProxy):
     """Lock, RLock and Semaphore: acquire in slices; a cancelled acquire holds nothing."""
 
     async def acquire(self, blocking: bool = True, timeout: Optional[float] = None) -> bool:
-        if timeout is not None and timeout < 0 and timeout != -1:
-            raise ValueError("timeout value must be a non-negative number")
-        if not blocking and timeout not in (None, -1):
-            raise ValueError("can't specify a timeout for a non-blocking call")
-        for wait in _slices(None if timeout in (None, -1) else timeout if blocking else 0.0):
+        wait_for = self._timeout(blocking, timeout)
+        for wait in _slices(wait_for if blocking else 0.0):
             cancelled, future = await self._call_to_end("acquire", blocking, wait if blocking else None)
             acquired = future.result()
             if cancelled:
@@ -300,6 +288,11 @@ class _AsyncAcquirer(AsyncProxy):
             if acquired or not blocking:
                 return acquired
         return False
+
+    @staticmethod
+    def _timeout(blocking: bool, timeout: Optional[float]) -> Optional[float]:
+        """The wait in seconds (None: forever) by the blocking proxy's rules; ValueError as it."""
+        return _acquire_timeout(blocking, timeout)
 
     def release(self) -> "asyncio.Future[None]":
         return self._call("release")
@@ -317,6 +310,12 @@ class AsyncLockProxy(_AsyncAcquirer):
 
 
 class AsyncSemaphoreProxy(_AsyncAcquirer):
+    @staticmethod
+    def _timeout(blocking: bool, timeout: Optional[float]) -> Optional[float]:
+        if not blocking and timeout is not None:
+            raise ValueError("can't specify timeout for non-blocking acquire")
+        return _wait_timeout(timeout)
+
     def release(self, n: int = 1) -> "asyncio.Future[None]":  # type: ignore[override]
         return self._call("release", n)
 
@@ -335,14 +334,14 @@ class AsyncEventProxy(AsyncProxy):
         return self._call("clear")
 
     def wait(self, timeout: Optional[float] = None) -> "asyncio.Future[bool]":
-        return self._call("wait", None if timeout is None else max(0.0, timeout))
+        return self._call("wait", _wait_timeout(timeout))
 
 
 class AsyncConditionProxy(_AsyncAcquirer):
     async def wait(self, timeout: Optional[float] = None) -> bool:
         """As Condition.wait (the lock held through ``aio``); a cancelled wait is seen
         through to its end, the lock held again, before CancelledError."""
-        cancelled, future = await self._call_to_end("wait", None if timeout is None else max(0.0, timeout))
+        cancelled, future = await self._call_to_end("wait", _wait_timeout(timeout))
         if cancelled:
             raise asyncio.CancelledError()
         return future.result()
@@ -357,7 +356,7 @@ class AsyncConditionProxy(_AsyncAcquirer):
 class AsyncBarrierProxy(AsyncProxy):
     async def wait(self, timeout: Optional[float] = None) -> int:
         """As Barrier.wait; a cancelled wait is seen through to its end first."""
-        cancelled, future = await self._call_to_end("wait", None if timeout is None else max(0.0, timeout))
+        cancelled, future = await self._call_to_end("wait", _wait_timeout(timeout))
         if cancelled:
             raise asyncio.CancelledError()
         return future.result()
