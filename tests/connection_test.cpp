@@ -124,6 +124,62 @@ TEST(ConnectionTest, TrySendInPlaceKeepsWhatAFullPipeCannotTake) {
 
 TEST(ConnectionTest, TrySendInPlaceKeepsWhatAFullOneWaySocketCannotTake) { try_send_until_full_then_finish(false); }
 
+// send_if_room never waits: a full shared-memory ring or socket turns a message away whole
+// (kNoRoom, nothing kept), a socket that takes part of one (kBegun) keeps the rest for
+// try_finish_send(), and every message offered and accepted arrives whole and in order.
+void send_if_room_until_full(std::pair<ByteConnection, ByteConnection> ends, size_t size) {
+  auto& [a, b] = ends;
+  const std::string payload(size, 'r');
+  auto fill = [&](std::byte* out) { std::memcpy(out, payload.data(), payload.size()); };
+  size_t accepted = 0;
+  ByteConnection::SendAttempt outcome;
+  while ((outcome = a.send_if_room(payload.size(), fill)) == ByteConnection::SendAttempt::kSent) ++accepted;
+  ASSERT_GT(accepted, 0u);
+  if (outcome == ByteConnection::SendAttempt::kBegun) ++accepted;  // its rest is kept
+  if (a.shared_memory()) {
+    EXPECT_EQ(outcome, ByteConnection::SendAttempt::kNoRoom);  // a ring takes a record whole or not at all
+    EXPECT_NE(a.send_ring(), nullptr);
+  } else {
+    EXPECT_EQ(a.send_ring(), nullptr);
+  }
+  std::thread receiver([&b = b, accepted, size] {
+    for (size_t i = 0; i < accepted; ++i) ASSERT_EQ(b.recv_bytes().size(), size);
+    EXPECT_EQ(text(b.recv_bytes()), "after");
+  });
+  while (!a.try_finish_send()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  while (a.send_if_room(5, [](std::byte* out) { std::memcpy(out, "after", 5); }) !=
+         ByteConnection::SendAttempt::kSent) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  receiver.join();
+}
+
+TEST(ConnectionTest, SendIfRoomTurnsAwayWholeMessagesFromAFullRing) {
+  xproc::ConnectionOptions options;
+  options.pipe_ring_bytes = 64 << 10;
+  send_if_room_until_full(xproc::byte_pipe(true, options), 1000);
+}
+
+TEST(ConnectionTest, SendIfRoomKeepsTheRestOfAFrameASocketTookInPart) { send_if_room_until_full(socket_pipe(), 1000); }
+
+TEST(ConnectionTest, SendIfRoomSendsAMessageLargerThanTheBufferBlocking) {
+  auto [a, b] = xproc::byte_pipe();
+  const std::string big(1 << 20, 'L');
+  std::thread receiver([&b = b, &big] { EXPECT_EQ(text(b.recv_bytes()), big); });
+  EXPECT_EQ(a.send_if_room(big.size(), [&](std::byte* out) { std::memcpy(out, big.data(), big.size()); }),
+            ByteConnection::SendAttempt::kSent);
+  receiver.join();
+}
+
+TEST(ConnectionTest, SendIfRoomOnAClosedOrReadOnlyEndRaises) {
+  auto [reader, writer] = xproc::byte_pipe(false);
+  EXPECT_THROW(reader.send_if_room(1, [](std::byte*) {}), xproc::Error);
+  EXPECT_EQ(reader.send_ring(), nullptr);
+  writer.close();
+  EXPECT_THROW(writer.send_if_room(1, [](std::byte*) {}), xproc::Error);
+  EXPECT_THROW(writer.try_finish_send(), xproc::Error);
+}
+
 TEST(ConnectionTest, TryRecvInPlaceTakesOnlyWholeFramesThatAreHere) {
   auto [a, b] = socket_pipe();
   auto take = [&b = b] {

@@ -218,19 +218,15 @@ ByteConnection::SendAttempt RingTransport::send_if_room(size_t size, FillFn fill
 
 bool RingTransport::try_finish_send() {
   if (!small_.kept()) return true;
-  check_peer();
   const std::span<const std::byte> payload = small_.take_kept();
   auto copy = [&](std::byte* out) {
     if (!payload.empty()) std::memcpy(out, payload.data(), payload.size());
   };
-  // (A kept payload is at most kSmallFrameLimit; a ring too small to carry it inline has it
-  // sent blocking, as finish_send does.)
-  if (payload.size() > pipe_->inline_limit) {
-    send_in_place(payload.size(), &call_with<decltype(copy), std::byte*>, &copy);
+  if (send_if_room(payload.size(), &call_with<decltype(copy), std::byte*>, &copy) ==
+      ByteConnection::SendAttempt::kSent) {
     return true;
   }
-  if (put_inline(payload.size(), &call_with<decltype(copy), std::byte*>, &copy, false)) return true;
-  small_.keep(payload);
+  small_.keep(payload);  // still first in line
   return false;
 }
 

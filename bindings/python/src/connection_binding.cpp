@@ -60,8 +60,6 @@ nb::bytes as_bytes(const std::vector<std::byte>& message) {
   return nb::bytes(reinterpret_cast<const char*>(message.data()), message.size());
 }
 
-// A small frame is offered to the socket with the GIL held (most go out at once, saving
-// two GIL transfers); only when the socket is full is the GIL released to wait.
 // buf[offset, offset + size) of a send_bytes call. As multiprocessing's: offset and size
 // count bytes, and negative ones are ValueError.
 std::span<const std::byte> sliced(const BufferView& view, int64_t offset, std::optional<int64_t> size) {
@@ -71,6 +69,8 @@ std::span<const std::byte> sliced(const BufferView& view, int64_t offset, std::o
                                        size ? std::optional<size_t>(static_cast<size_t>(*size)) : std::nullopt);
 }
 
+// A small frame is offered to the socket with the GIL held (most go out at once, saving
+// two GIL transfers); only when the socket is full is the GIL released to wait.
 template <typename Fill>
 void send_small(PythonConnection& self, size_t size, Fill&& fill) {
   if (self.connection.try_send_in_place(size, fill)) return;
