@@ -41,6 +41,19 @@ xproc::Process producer(ValueQueue q, int count, int pause_every = 0) {
   return process;
 }
 
+// Puts 0 .. count-1 from another process in batches, each after a token on `go`: between
+// batches the queue stays empty until the consumer says so, whatever either side's speed.
+xproc::Process batched_producer(ValueQueue q, ValueQueue go, int count, int batch) {
+  xproc::Process process([q, go, count, batch]() mutable {
+    for (int i = 0; i < count; ++i) {
+      if (i % batch == 0) go.get(true, 30s);
+      q.put(Value(int64_t{i}));
+    }
+  });
+  process.start();
+  return process;
+}
+
 kj::WaitScope& scope() { return xproc::event_loop().waitScope; }
 
 TEST(QueuePromises, GetAsyncResolvesWithWhatAnotherProcessPutInOrder) {
@@ -83,13 +96,25 @@ TEST(QueuePromises, AThousandPendingGetsEachGetOneMessage) {
 
 TEST(QueuePromises, GetsCancelledAtRandomWhileAProducerStreamsLoseAndDuplicateNothing) {
   constexpr int kCount = 20000;
+  constexpr int kBatch = 500;
   ValueQueue q;
-  auto p = producer(q, kCount, 500);
+  ValueQueue go;
+  auto p = batched_producer(q, go, kCount, kBatch);
   std::mt19937 random(7);
   std::vector<int64_t> got;
   auto& timer = xproc::event_loop().provider->getTimer();
   int cancelled = 0;
+  size_t batches_released = 0;
+  bool lost_on_emptied_queue = true;  // lets the first batch go
   while (got.size() < static_cast<size_t>(kCount)) {
+    // The next batch is released only after a get has lost to its timer on the emptied
+    // queue, so cancellations happen however slow this process runs (a sanitizer build).
+    bool batch_consumed = got.size() == batches_released * kBatch;
+    if (batch_consumed && lost_on_emptied_queue) {
+      go.put(Value(true));
+      ++batches_released;
+      lost_on_emptied_queue = false;
+    }
     // Each get races a short timer; the loser is dropped. A get that lost took nothing.
     auto deadline =
         timer.afterDelay((random() % 200) * kj::MICROSECONDS).then([]() -> kj::Maybe<Value> { return nullptr; });
@@ -99,10 +124,12 @@ TEST(QueuePromises, GetsCancelledAtRandomWhileAProducerStreamsLoseAndDuplicateNo
       got.push_back(value->as_int());
     } else {
       ++cancelled;
+      if (got.size() == batches_released * kBatch) lost_on_emptied_queue = true;
     }
   }
   p.join();
-  EXPECT_GT(cancelled, 0);
+  EXPECT_EQ(p.exitcode(), 0);
+  EXPECT_GE(cancelled, kCount / kBatch - 1);
   std::vector<int64_t> expected(kCount);
   for (int i = 0; i < kCount; ++i) expected[i] = i;
   EXPECT_EQ(got, expected);  // one consumer: in order, each exactly once
