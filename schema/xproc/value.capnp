@@ -2,7 +2,8 @@
 # Manager containers hold, readable by every Cap'n Proto implementation. It mirrors the
 # Python objects multiprocessing users pass around: None, bool, int, float, str, bytes,
 # list, tuple, dict (keys of any kind, insertion-ordered), proxies of Manager objects,
-# plus a typed struct for messages of a user's own schema.
+# n-dimensional arrays of numbers (numpy's ndarray), plus a typed struct for messages of a
+# user's own schema.
 @0xb7abd7d3483534c4;
 
 using Cxx = import "/capnp/c++.capnp";
@@ -46,6 +47,10 @@ struct Value {
     proxy @10 :Proxy;
     # A Manager's shared object, as a proxy stored in a container or sent in a message
     # names it (see Proxy).
+
+    array @11 :Array;
+    # An n-dimensional array of numbers: a numpy ndarray, a buffer (bytearray, memoryview,
+    # array.array), a C++ span or a Rust slice with a shape (see Array).
   }
 
   struct Entry {
@@ -69,6 +74,50 @@ struct Value {
 
     id @1 :UInt64;
     # The object's id on that server (as the factories return it).
+  }
+
+  struct Array {
+    # An n-dimensional array, laid out as numpy's C-contiguous arrays are on a
+    # little-endian machine: elements in row-major order (the last index varies fastest),
+    # each little-endian, packed without padding. Its elements are product(shape) of
+    # dtype's size, held in `data`, or, for arrays of 512 MiB or more (past Cap'n Proto's
+    # largest Data), in consecutive `pieces` with `data` empty. Cap'n Proto starts every
+    # Data on a word boundary of the message, so in a message at an 8-byte-aligned address
+    # the elements are aligned for their type. Readers refuse an unknown dtype, a byte
+    # count other than product(shape) times the dtype's size, both `data` and `pieces`, a
+    # piece that is not a multiple of the dtype's size, more than 64 dimensions and a bool
+    # that is neither 0 nor 1.
+
+    dtype @0 :DType;
+    # The element type.
+
+    shape @1 :List(UInt64);
+    # The length along each dimension; empty for a 0-dimensional array (one element).
+
+    data @2 :Data;
+    # The elements.
+
+    pieces @3 :List(Data);
+    # The elements of an array of 512 MiB or more, cut into consecutive pieces, each a
+    # multiple of the dtype's size (writers use 256 MiB pieces); `data` is then empty.
+
+    enum DType {
+      # numpy's names; sizes in bytes in brackets.
+      bool @0;        # [1] 0 = false, 1 = true
+      int8 @1;        # [1]
+      int16 @2;       # [2]
+      int32 @3;       # [4]
+      int64 @4;       # [8]
+      uint8 @5;       # [1]
+      uint16 @6;      # [2]
+      uint32 @7;      # [4]
+      uint64 @8;      # [8]
+      float16 @9;     # [2] IEEE 754 binary16
+      float32 @10;    # [4] IEEE 754 binary32
+      float64 @11;    # [8] IEEE 754 binary64
+      complex64 @12;  # [8] real then imaginary, each a float32
+      complex128 @13; # [16] real then imaginary, each a float64
+    }
   }
 
   struct TypedStruct {
