@@ -69,7 +69,7 @@ def test_plain_pycapnp_reads_a_tuple_as_its_own_kind():
     assert [reader.tuple[0].int64, reader.tuple[1].text] == [1, "two"]
 
 
-@pytest.mark.parametrize("obj", [object(), {1, 2}, bytearray(b"x"), 1j, [1, object()], {"k": frozenset()}])
+@pytest.mark.parametrize("obj", [object(), {1, 2}, 1j, [1, object()], {"k": frozenset()}])
 def test_unsupported_type_is_type_error_naming_it(obj):
     with pytest.raises(TypeError, match="cannot send an object of type"):
         xproc.encode(obj)

@@ -21,6 +21,7 @@ class AnyObject : public nb::object {
 void register_errors(nb::module_& m);
 void register_values(nb::module_& m);
 void register_queues(nb::module_& m);
+void register_message_views(nb::module_& m);
 void register_connections(nb::module_& m);
 void register_managers(nb::module_& m);
 

@@ -28,7 +28,7 @@ uint64_t MessageCodec::value_schema_id() noexcept { return capnp::typeId<schema:
 void MessageCodec::encode(nb::handle object, EncodedMessage& encoded) const {
   if (carries_values()) {
     encoded.value_.emplace();
-    encode_value(object, encoded.value_->builder());
+    encode_value(object, encoded.value_->builder(), encoded.referred_);
     return;
   }
   auto message = as_pycapnp_message(object);

@@ -8,6 +8,7 @@
 #include <optional>
 #include <span>
 #include "bindings.h"
+#include "referred_memory.h"
 #include "xproc/message.h"
 
 namespace xproc::python {
@@ -27,6 +28,7 @@ class EncodedMessage {
 
  private:
   friend class MessageCodec;
+  ReferredMemory referred_;  // what value_ refers to; outlives it
   // mutable: capnp's getSegmentsForOutput() is not const, though it changes nothing.
   mutable std::optional<detail::InlineMessageBuilder> value_;  // a Value, or else ...
   nb::bytes raw_;                                              // ... a pycapnp message's bytes

@@ -7,6 +7,7 @@ NB_MODULE(_xproc, m) {
   m.doc() = "xproc's C++ core (use the `xproc` package, not this module)";
   xproc::python::register_errors(m);
   xproc::python::register_values(m);
+  xproc::python::register_message_views(m);
   xproc::python::register_queues(m);
   xproc::python::register_connections(m);
   xproc::python::register_managers(m);

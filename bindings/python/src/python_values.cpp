@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "python_arrays.h"
 #include "xproc/errors.h"
 #include "xproc/kj_errors_internal.h"
 #include "xproc/message.h"
@@ -125,18 +126,15 @@ void remember_struct(nb::handle schema) {
 [[noreturn]] void unsupported(nb::handle object) {
   throw nb::type_error(("xproc cannot send an object of type '" + std::string(Py_TYPE(object.ptr())->tp_name) +
                         "' (supported: None, bool, int, float, str, bytes, list, tuple, dict, "
+                        "arrays and buffers (numpy, bytearray, memoryview, array.array), "
                         "pycapnp structs, Manager proxies, Connections and sockets)")
                            .c_str());
 }
 
-// How a bytes object goes into the message: copied, or (a large one, when the message is
-// copied out before the object can change or go) referred to, so that its bytes are
-// copied once, from the object to where the message goes.
-enum class Bytes { kCopied, kReferred };
-// Above this, a bytes object is worth a segment of its own.
-constexpr size_t kReferredBytes = 64 * 1024;
-
-void write(PyObject* object, schema::Value::Builder builder, int depth, Bytes bytes);
+// `referred`: where a message that is copied out before the objects can change or go keeps
+// the large bytes objects and buffers it refers to (so their bytes are copied once, from
+// the object to where the message goes); nullptr copies everything into the builder.
+void write(PyObject* object, schema::Value::Builder builder, int depth, ReferredMemory* referred);
 
 // A Manager proxy (xproc.managers.BaseProxy, or an xproc.ProxyRef this process could not
 // resolve) answers _xproc_proxy_ref() with (manager instance, object id). False for any
@@ -160,7 +158,7 @@ nb::object handles_module() {
   return *module;
 }
 
-bool write_handle(PyObject* object, schema::Value::Builder builder, int depth, Bytes bytes) {
+bool write_handle(PyObject* object, schema::Value::Builder builder, int depth, ReferredMemory* referred) {
   nb::object shared = handles_module().attr("share")(nb::handle(object));
   if (shared.is_none()) return false;
   auto fields = nb::cast<nb::tuple>(shared);
@@ -174,20 +172,27 @@ bool write_handle(PyObject* object, schema::Value::Builder builder, int depth, B
   for (unsigned i = 0; i < keys.size(); ++i) key_list.set(i, keys[i]);
   const auto kind = nb::cast<std::string>(fields[2]);
   handle.setKind(capnp::Text::Reader(kind.data(), kind.size()));
-  write(fields[3].ptr(), handle.initDetails(), depth + 1, bytes);
+  write(fields[3].ptr(), handle.initDetails(), depth + 1, referred);
   return true;
 }
 
-nb::object read(schema::Value::Reader reader, bool as_key, int depth, detail::EmptyElementBudget& budget);
+// What one message's decoding carries from Value to Value: its allowance of elements that
+// take no bytes, and, for get_view, where its arrays' views come from.
+struct Decoding {
+  detail::EmptyElementBudget budget;
+  RecordViews* views = nullptr;
+};
+
+nb::object read(schema::Value::Reader reader, bool as_key, int depth, Decoding& decoding);
 
 // The object a received Handle stands for: xproc._handles.take fetches its
 // descriptors from the sending process and rebuilds it.
-nb::object read_handle(schema::Handle::Reader handle, int depth, detail::EmptyElementBudget& budget) {
+nb::object read_handle(schema::Handle::Reader handle, int depth, Decoding& decoding) {
   auto sharer = handle.getSharer();
   auto kind = handle.getKind();
   nb::list keys;
   for (uint64_t key : handle.getKeys()) keys.append(key);
-  nb::object details = read(handle.getDetails(), false, depth + 1, budget);
+  nb::object details = read(handle.getDetails(), false, depth + 1, decoding);
   return handles_module().attr("take")(nb::steal(received_str(sharer.cStr(), sharer.size())), keys,
                                        nb::steal(received_str(kind.cStr(), kind.size())), details);
 }
@@ -200,8 +205,9 @@ nb::object read_proxy(schema::Value::Proxy::Reader proxy) {
   return (*resolve)(proxy.getManager(), proxy.getId());
 }
 
-void write_items(PyObject* const* items, capnp::List<schema::Value>::Builder list, int depth, Bytes bytes) {
-  for (unsigned i = 0; i < list.size(); ++i) write(items[i], list[i], depth + 1, bytes);
+void write_items(PyObject* const* items, capnp::List<schema::Value>::Builder list, int depth,
+                 ReferredMemory* referred) {
+  for (unsigned i = 0; i < list.size(); ++i) write(items[i], list[i], depth + 1, referred);
 }
 
 void write_struct(PyObject* object, bool is_builder, schema::Value::Builder builder) {
@@ -218,7 +224,7 @@ void write_struct(PyObject* object, bool is_builder, schema::Value::Builder buil
   out.getValue().setAs<capnp::AnyStruct>(reader.getRoot<capnp::AnyStruct>());
 }
 
-void write(PyObject* object, schema::Value::Builder builder, int depth, Bytes bytes) {
+void write(PyObject* object, schema::Value::Builder builder, int depth, ReferredMemory* referred) {
   if (depth >= kNestingLimit) {
     throw nb::value_error("xproc cannot send an object nested deeper than 64 levels (or one that contains itself)");
   }
@@ -245,8 +251,9 @@ void write(PyObject* object, schema::Value::Builder builder, int depth, Bytes by
   } else if (type == &PyBytes_Type) {
     const capnp::Data::Reader data(reinterpret_cast<const kj::byte*>(PyBytes_AS_STRING(object)),
                                    static_cast<size_t>(PyBytes_GET_SIZE(object)));
-    if (bytes == Bytes::kReferred && data.size() >= kReferredBytes) {
+    if (referred != nullptr && ReferredMemory::fits(data.begin(), data.size())) {
       builder.adoptData(capnp::Orphanage::getForMessageContaining(builder).referenceExternalData(data));
+      referred->keep(object);  // alive whatever other threads do to its containers meanwhile
     } else {
       builder.setData(data);
     }
@@ -257,33 +264,33 @@ void write(PyObject* object, schema::Value::Builder builder, int depth, Bytes by
     PyObject* value = nullptr;
     unsigned i = 0;
     while (PyDict_Next(object, &position, &key, &value)) {
-      write(key, entries[i].initKey(), depth + 1, bytes);
-      write(value, entries[i].initValue(), depth + 1, bytes);
+      write(key, entries[i].initKey(), depth + 1, referred);
+      write(value, entries[i].initValue(), depth + 1, referred);
       ++i;
     }
   } else if (type == &PyList_Type) {
     write_items(&PyList_GET_ITEM(object, 0), builder.initList(static_cast<unsigned>(PyList_GET_SIZE(object))), depth,
-                bytes);
+                referred);
   } else if (type == &PyTuple_Type) {
     write_items(&PyTuple_GET_ITEM(object, 0), builder.initTuple(static_cast<unsigned>(PyTuple_GET_SIZE(object))), depth,
-                bytes);
+                referred);
   } else if (bool is_builder = false; is_pycapnp_struct(type, &is_builder)) {
     write_struct(object, is_builder, builder);
-  } else if (!write_proxy(object, builder) && !write_handle(object, builder, depth, bytes)) {
+  } else if (PyObject_CheckBuffer(object) != 0) {
+    write_array(object, builder, referred);
+  } else if (!write_proxy(object, builder) && !write_handle(object, builder, depth, referred)) {
     unsupported(object);
   }
 }
 
-nb::object read(schema::Value::Reader reader, bool as_key, int depth, detail::EmptyElementBudget& budget);
-
 // A list's or a tuple's items, as a tuple or a list.
 nb::object read_items(capnp::List<schema::Value>::Reader items, bool as_tuple, bool as_key, int depth,
-                      detail::EmptyElementBudget& budget) {
-  budget.charge(items);
+                      Decoding& decoding) {
+  decoding.budget.charge(items);
   const auto size = static_cast<Py_ssize_t>(items.size());
   nb::object result = nb::steal(as_tuple ? PyTuple_New(size) : PyList_New(size));
   for (Py_ssize_t i = 0; i < size; ++i) {
-    PyObject* item = read(items[static_cast<unsigned>(i)], as_key, depth + 1, budget).release().ptr();
+    PyObject* item = read(items[static_cast<unsigned>(i)], as_key, depth + 1, decoding).release().ptr();
     if (as_tuple) {
       PyTuple_SET_ITEM(result.ptr(), i, item);
     } else {
@@ -293,7 +300,7 @@ nb::object read_items(capnp::List<schema::Value>::Reader items, bool as_tuple, b
   return result;
 }
 
-nb::object read(schema::Value::Reader reader, bool as_key, int depth, detail::EmptyElementBudget& budget) {
+nb::object read(schema::Value::Reader reader, bool as_key, int depth, Decoding& decoding) {
   if (depth >= kNestingLimit) throw DecodeError("Value nested deeper than the decode limit");
   switch (reader.which()) {
     case schema::Value::NULL_: return nb::none();
@@ -310,15 +317,15 @@ nb::object read(schema::Value::Reader reader, bool as_key, int depth, detail::Em
       return nb::steal(
           PyBytes_FromStringAndSize(reinterpret_cast<const char*>(data.begin()), static_cast<Py_ssize_t>(data.size())));
     }
-    case schema::Value::LIST: return read_items(reader.getList(), as_key, as_key, depth, budget);
-    case schema::Value::TUPLE: return read_items(reader.getTuple(), true, as_key, depth, budget);
+    case schema::Value::LIST: return read_items(reader.getList(), as_key, as_key, depth, decoding);
+    case schema::Value::TUPLE: return read_items(reader.getTuple(), true, as_key, depth, decoding);
     case schema::Value::MAP: {
       nb::object result = nb::steal(PyDict_New());
       auto entries = reader.getMap();
-      budget.charge(entries);
+      decoding.budget.charge(entries);
       for (auto entry : entries) {
-        nb::object key = read(entry.getKey(), true, depth + 1, budget);
-        nb::object value = read(entry.getValue(), false, depth + 1, budget);
+        nb::object key = read(entry.getKey(), true, depth + 1, decoding);
+        nb::object value = read(entry.getValue(), false, depth + 1, decoding);
         // Duplicate keys: the last value wins, as in a dict display {k: 1, k: 2}.
         if (PyDict_SetItem(result.ptr(), key.ptr(), value.ptr()) != 0) {
           // A key Python cannot hash: a dict (C++ and other languages may use one as a
@@ -332,13 +339,14 @@ nb::object read(schema::Value::Reader reader, bool as_key, int depth, detail::Em
     case schema::Value::STRUCT: {
       auto s = reader.getStruct();
       if (s.getSchemaId() == capnp::typeId<schema::Handle>()) {
-        return read_handle(s.getValue().getAs<schema::Handle>(), depth, budget);
+        return read_handle(s.getValue().getAs<schema::Handle>(), depth, decoding);
       }
       auto words = serialize(s.getValue().getAs<capnp::AnyStruct>());
       return pycapnp_reader(
           s.getSchemaId(), nb::bytes(reinterpret_cast<const char*>(words.begin()), words.size() * sizeof(capnp::word)));
     }
     case schema::Value::PROXY: return read_proxy(reader.getProxy());
+    case schema::Value::ARRAY: return read_array(reader.getArray(), decoding.views);
   }
   throw DecodeError("unknown Value kind " + std::to_string(static_cast<int>(reader.which())));
 }
@@ -352,28 +360,30 @@ struct Struct {
 
 }  // namespace
 
-void write_value(nb::handle object, schema::Value::Builder builder) { write(object.ptr(), builder, 0, Bytes::kCopied); }
+void write_value(nb::handle object, schema::Value::Builder builder) { write(object.ptr(), builder, 0, nullptr); }
 
 nb::object read_value(schema::Value::Reader reader, bool as_key) {
   try {
-    detail::EmptyElementBudget budget;
-    return read(reader, as_key, 0, budget);
+    Decoding decoding;
+    return read(reader, as_key, 0, decoding);
   } catch (const kj::Exception& e) {
     detail::rethrow_kj(e, ErrorKind::kDecodeError, "invalid Value: ");
   }
 }
 
-capnp::MallocMessageBuilder& encode_value(nb::handle object, capnp::MallocMessageBuilder& builder) {
-  write(object.ptr(), builder.initRoot<schema::Value>(), 0, Bytes::kReferred);
+capnp::MallocMessageBuilder& encode_value(nb::handle object, capnp::MallocMessageBuilder& builder,
+                                          ReferredMemory& referred) {
+  write(object.ptr(), builder.initRoot<schema::Value>(), 0, &referred);
   return builder;
 }
 
-nb::object decode_value(std::span<const std::byte> message) {
+nb::object decode_value(std::span<const std::byte> message, RecordViews* views) {
   return detail::with_validated_root<schema::Value, detail::Reads::kAll>(
-      message, DecodeLimits{}, [](schema::Value::Reader root) {
+      message, DecodeLimits{}, [views](schema::Value::Reader root) {
         try {
-          detail::EmptyElementBudget budget;
-          return read(root, false, 0, budget);
+          Decoding decoding;
+          decoding.views = views;
+          return read(root, false, 0, decoding);
         } catch (const kj::Exception& e) {
           detail::rethrow_kj(e, ErrorKind::kDecodeError, "invalid Value: ");
         }
@@ -382,19 +392,15 @@ nb::object decode_value(std::span<const std::byte> message) {
 
 Value to_value(nb::handle object) {
   detail::InlineMessageBuilder message;
-  encode_value(object, message.builder());
+  ReferredMemory referred;
+  encode_value(object, message.builder(), referred);
   return Value::from_capnp(message.builder().getRoot<schema::Value>().asReader());
 }
 
 nb::object from_value(const Value& value, bool as_key) {
   detail::InlineMessageBuilder message;
   value.to_capnp(message.builder().initRoot<schema::Value>());
-  try {
-    detail::EmptyElementBudget budget;
-    return read(message.builder().getRoot<schema::Value>().asReader(), as_key, 0, budget);
-  } catch (const kj::Exception& e) {
-    detail::rethrow_kj(e, ErrorKind::kDecodeError, "invalid Value: ");
-  }
+  return read_value(message.builder().getRoot<schema::Value>().asReader(), as_key);
 }
 
 std::optional<PycapnpMessage> as_pycapnp_message(nb::handle object) {
@@ -461,7 +467,8 @@ void register_values(nb::module_& m) {
       "encode",
       [](AnyObject object) {
         detail::InlineMessageBuilder message;
-        auto words = capnp::messageToFlatArray(encode_value(object, message.builder()));
+        ReferredMemory referred;
+        auto words = capnp::messageToFlatArray(encode_value(object, message.builder(), referred));
         return nb::bytes(reinterpret_cast<const char*>(words.begin()), words.size() * sizeof(capnp::word));
       },
       nb::arg("object").none(), "The Value message for `object` (its standard flat serialization).");

@@ -2,17 +2,21 @@
 // between CPython objects and Cap'n Proto builders/readers, with no intermediate copy.
 //
 // The mapping: None, bool, int (64-bit), float, str, bytes, list, tuple and dict map to
-// the Value kinds of the same name. A list from another language used as a dict key comes
-// back as a tuple, so that the key stays hashable. A pycapnp struct builder or reader travels as a typed struct
-// (its schema id and the struct) and comes back as a pycapnp reader when its schema was
-// seen or registered in this process, else as an xproc.Struct. Any other type is a
-// TypeError naming it, raised by the call that was given it.
+// the Value kinds of the same name; any other object with the buffer protocol (numpy
+// arrays, bytearray, memoryview, array.array) is an array (python_arrays.h). A list from
+// another language used as a dict key comes back as a tuple, so that the key stays
+// hashable. A pycapnp struct builder or reader travels as a typed struct (its schema id
+// and the struct) and comes back as a pycapnp reader when its schema was seen or
+// registered in this process, else as an xproc.Struct. Any other type is a TypeError
+// naming it, raised by the call that was given it.
 #pragma once
 #include <capnp/message.h>
 #include <cstdint>
 #include <optional>
 #include <span>
 #include "bindings.h"
+#include "python_arrays.h"
+#include "referred_memory.h"
 #include "xproc/value.capnp.h"
 #include "xproc/value.h"
 
@@ -27,11 +31,13 @@ void write_value(nb::handle object, schema::Value::Builder builder);
 // may send. `as_key`: lists come back as tuples too (a dict key must be hashable).
 nb::object read_value(schema::Value::Reader reader, bool as_key = false);
 
-// The whole message: `object` as a Value message, whose large bytes objects the builder
-// refers to (copy it out while `object` lives, unchanged) ...
-capnp::MallocMessageBuilder& encode_value(nb::handle object, capnp::MallocMessageBuilder& builder);
+// The whole message: `object` as a Value message, whose large bytes objects and buffers
+// the builder refers to, held in `referred` (copy the message out before `referred` goes) ...
+capnp::MallocMessageBuilder& encode_value(nb::handle object, capnp::MallocMessageBuilder& builder,
+                                          ReferredMemory& referred);
 // ... and a received message back (validated: DecodeError for bytes that are not one).
-nb::object decode_value(std::span<const std::byte> message);
+// With `views` (get_view), its arrays are memoryviews they make over the message's bytes.
+nb::object decode_value(std::span<const std::byte> message, RecordViews* views = nullptr);
 
 // Through xproc::Value, for the Manager proxies' C++ API.
 // `as_key`: lists come back as tuples too (for dict keys and the keys() of a dict proxy).

@@ -4,11 +4,15 @@
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/string_view.h>
 
+#include <memory>
+#include <thread>
 #include <vector>
 
 #include "bindings.h"
 #include "blocking.h"
+#include "held_record.h"
 #include "message_codec.h"
+#include "message_view.h"
 #include "xproc/byte_queue.h"
 #include "xproc/errors.h"
 #include "xproc/queue_waiter.h"
@@ -19,7 +23,25 @@ namespace {
 struct PythonQueue {
   ByteQueue queue;
   MessageCodec codec;
+  // The records of get_view calls still held (by their blocks, or by arrays made from
+  // their views). Only touched with the GIL held.
+  std::vector<std::weak_ptr<HeldRecord>> held;
 };
+
+// A get in the thread that holds a record of this queue would wait for itself: the
+// record is released only when that thread ends its get_view block (or drops the arrays
+// made from it). RuntimeError instead of that deadlock; other threads and processes wait.
+void refuse_get_while_held_here(PythonQueue& self) {
+  std::erase_if(self.held, [](const std::weak_ptr<HeldRecord>& record) { return record.expired(); });
+  for (const auto& weak : self.held) {
+    auto record = weak.lock();
+    if (record && record->taker() == std::this_thread::get_id()) {
+      throw RuntimeError(
+          "this thread holds a message of this queue from get_view (its block has not ended, or arrays "
+          "made from its views are alive): another get would wait for it forever");
+    }
+  }
+}
 
 Sharing sharing_for(unsigned mode, std::optional<uid_t> owner, std::optional<gid_t> group) {
   return Sharing{.mode = mode, .owner = owner, .group = group};
@@ -98,6 +120,7 @@ void register_queues(nb::module_& m) {
       .def(
           "get",
           [](PythonQueue& self, bool block, std::optional<double> timeout) {
+            refuse_get_while_held_here(self);
             // A message that is there is decoded where it lies in the ring, with the GIL
             // held (no copy out). Building the objects runs no Python code, so holding the
             // consumer lock meanwhile cannot deadlock with another thread.
@@ -122,6 +145,7 @@ void register_queues(nb::module_& m) {
       .def(
           "get_if_any",
           [](PythonQueue& self, nb::object otherwise) {
+            refuse_get_while_held_here(self);
             nb::object result = otherwise;
             self.queue.get_in_place([&](std::span<const std::byte> bytes) { result = self.codec.decode(bytes); },
                                     false);
@@ -155,10 +179,27 @@ void register_queues(nb::module_& m) {
       .def(
           "get_bytes",
           [](PythonQueue& self, bool block, std::optional<double> timeout) {
+            refuse_get_while_held_here(self);
             auto message = get_message(self, SlicedWait(block, timeout));
             return nb::bytes(reinterpret_cast<const char*>(message.data()), message.size());
           },
           nb::arg("block") = true, nb::arg("timeout") = nb::none())
+      .def(
+          "get_view",
+          [](PythonQueue& self, bool block, std::optional<double> timeout) {
+            if (!self.codec.carries_values()) {
+              throw TypeError("get_view reads queues of xproc Values; this one carries Cap'n Proto structs");
+            }
+            refuse_get_while_held_here(self);
+            auto record = HeldRecord::take(self.queue, SlicedWait(block, timeout));
+            if (!record) throw Empty();
+            self.held.push_back(record);
+            return MessageView(std::move(record));
+          },
+          nb::arg("block") = true, nb::arg("timeout") = nb::none(),
+          "Takes the oldest message and leaves it in the queue's memory while the returned "
+          "MessageView is used: its arrays are read-only memoryviews of that memory (no copy). The "
+          "queue's other gets wait until the view is released (see xproc.Queue.get_view).")
       .def("qsize", [](const PythonQueue& self) { return self.queue.qsize(); })
       .def("empty", [](const PythonQueue& self) { return self.queue.empty(); })
       .def("full", [](const PythonQueue& self) { return self.queue.full(); })

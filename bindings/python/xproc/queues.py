@@ -8,8 +8,8 @@ Differences from multiprocessing that a user can see, all deliberate:
   ``xproc.MessageTooLarge``, and a process may exit while its messages are still queued
   (there is no feeder thread, so ``join_thread``/``cancel_join_thread`` have nothing to do).
 * Messages are Cap'n Proto: Python values (None, bool, int, float, str, bytes, list,
-  tuple, dict) or, on a queue made with ``schema=``, pycapnp structs of that type. A C++
-  or Rust process reads them with the same schema.
+  tuple, dict, numpy arrays and other buffers) or, on a queue made with ``schema=``,
+  pycapnp structs of that type. A C++ or Rust process reads them with the same schema.
 * ``qsize()`` works everywhere; a process killed at any instant never wedges the queue.
 """
 
@@ -143,6 +143,7 @@ class Queue:
         self.get = engine.get
         self.put_bytes = engine.put_bytes
         self.get_bytes = engine.get_bytes
+        self.get_view = engine.get_view
         self.qsize = engine.qsize
         self.empty = engine.empty
         self.full = engine.full
@@ -169,6 +170,17 @@ class Queue:
         """Removes the oldest message and returns its bytes, undecoded."""
         return self._engine.get_bytes(block, timeout)
 
+    def get_view(self, block: bool = True, timeout: Optional[float] = None) -> "_xproc.MessageView":  # noqa: F811
+        """Removes the oldest message but leaves its bytes in the queue's shared memory while
+        they are read, for ``with q.get_view() as a:``. ``a`` is the message as ``get`` returns
+        it, except that its arrays are read-only memoryviews of the queue's memory (no copy;
+        ``numpy.asarray(a)`` makes no copy either). The block's end releases the memoryviews
+        (using one afterwards raises ``ValueError``) and the message, or, while numpy arrays
+        made from them live, the last of those does. Until then every other get of this queue,
+        in any process, waits; in this thread one raises ``RuntimeError``, as it would wait for
+        itself. ``queue.Empty`` on timeout."""
+        return self._engine.get_view(block, timeout)
+
     def qsize(self) -> int:  # noqa: F811
         return self._engine.qsize()
 
@@ -186,7 +198,7 @@ class Queue:
         def refuse(*args: Any, **kwargs: Any) -> Any:
             raise ValueError(f"Queue {self!r} is closed")
 
-        self.put = self.get = self.put_bytes = self.get_bytes = refuse  # type: ignore[method-assign]
+        self.put = self.get = self.put_bytes = self.get_bytes = self.get_view = refuse  # type: ignore[method-assign]
 
     # --- asyncio: the same operations, awaited without blocking the event loop ---
 
