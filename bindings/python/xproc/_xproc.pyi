@@ -41,6 +41,20 @@ def encode(object: object | None) -> bytes:
 def decode(message: bytes) -> object:
     """The object a Value message holds; DecodeError when it is not one."""
 
+class MessageView:
+    """
+    The message Queue.get_view took, held in the queue: `with` gives the object, its arrays read-only memoryviews over the queue's memory, valid inside the block.
+    """
+
+    def __enter__(self) -> object: ...
+
+    def __exit__(self, exc_type: object | None, exc_value: object | None, traceback: object | None) -> bool: ...
+
+    def release(self) -> None:
+        """
+        Ends the view as the end of its `with` block does (the queue's other gets wait until then).
+        """
+
 class Queue:
     """A queue of messages in shared memory (the engine under xproc.Queue)."""
 
@@ -85,6 +99,11 @@ class Queue:
         """Puts raw bytes (not checked: the reader decides what they are)."""
 
     def get_bytes(self, block: bool = True, timeout: float | None = None) -> bytes: ...
+
+    def get_view(self, block: bool = True, timeout: float | None = None) -> MessageView:
+        """
+        Takes the oldest message and leaves it in the queue's memory while the returned MessageView is used: its arrays are read-only memoryviews of that memory (no copy). The queue's other gets wait until the view is released (see xproc.Queue.get_view).
+        """
 
     def qsize(self) -> int: ...
 
