@@ -127,6 +127,8 @@ TEST(Array, ReprFollowsNumpysLayout) {
   EXPECT_EQ(Value(Array::of<double>(doubles)).repr(), "array([0.5, -1.0])");
   EXPECT_EQ(Value(Array::of<double>(std::span(doubles).first(1), {})).repr(), "array(0.5)");
   EXPECT_EQ(Value(Array::of<double>({})).repr(), "array([], dtype=float64)");
+  EXPECT_EQ(Value(Array::of<double>({}, {uint64_t{1} << 40, 0})).repr(),
+            "array([], shape=(1099511627776, 0), dtype=float64)");
   std::vector<std::complex<double>> complexes{{1, 2}, {0, -1.5}};
   EXPECT_EQ(Value(Array::of<std::complex<double>>(complexes)).repr(), "array([(1+2j), -1.5j])");
   const bool bools[] = {true, false};

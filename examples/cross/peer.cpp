@@ -111,8 +111,9 @@ int relay_arrays(const std::string& in_name, const std::string& out_name, int co
   auto out = xproc::Queue<xproc::Value>::open(out_name);
   for (int i = 0; i < count; ++i) {
     std::optional<xproc::Array> copy;
-    if (!in.get_view([&](xproc::schema::Value::Reader value) { copy = copy_through_span(xproc::ArrayView::read(value)); },
-                     true, std::chrono::seconds(20))) {
+    if (!in.get_view(
+            [&](xproc::schema::Value::Reader value) { copy = copy_through_span(xproc::ArrayView::read(value)); }, true,
+            std::chrono::seconds(20))) {
       std::cerr << "C++ relay: no array " << i << " within 20 s" << std::endl;
       return 1;
     }

@@ -148,7 +148,7 @@ Array Array::from_bytes(DType dtype, Shape shape, std::span<const std::byte> byt
   array.shape_ = std::move(shape);
   auto words = kj::heapArray<capnp::word>((bytes.size() + sizeof(capnp::word) - 1) / sizeof(capnp::word));
   if (words.size() != 0) {
-    words.back() = capnp::word{};  // the padding past the elements, which the message may carry
+    std::memset(&words.back(), 0, sizeof(capnp::word));  // the padding past the elements, which the message carries
     std::memcpy(words.begin(), bytes.data(), bytes.size());
   }
   array.words_ = std::make_shared<const kj::Array<capnp::word>>(kj::mv(words));
@@ -161,7 +161,7 @@ Array Array::copy_of(const ArrayView& view) {
   array.shape_ = view.shape();
   array.size_ = view.size();
   auto words = kj::heapArray<capnp::word>((view.nbytes() + sizeof(capnp::word) - 1) / sizeof(capnp::word));
-  if (words.size() != 0) words.back() = capnp::word{};
+  if (words.size() != 0) std::memset(&words.back(), 0, sizeof(capnp::word));
   auto* out = reinterpret_cast<std::byte*>(words.begin());
   for (auto piece : view.pieces()) {
     std::memcpy(out, piece.data(), piece.size());

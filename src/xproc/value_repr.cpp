@@ -213,6 +213,12 @@ class ArrayPrinter {
     std::string out = "array(";
     if (array_.shape().empty()) {
       out += element_repr(dtype, array_.bytes().data());
+    } else if (array_.size() == 0 && array_.shape().size() > 1) {
+      // As numpy does; nested brackets of a shape like (2**40, 0) would never end.
+      out += "[], shape=(";
+      for (size_t d = 0; d < array_.shape().size(); ++d)
+        out += (d != 0 ? ", " : "") + std::to_string(array_.shape()[d]);
+      out += ")";
     } else {
       print(0, 0);
       out += text_;
