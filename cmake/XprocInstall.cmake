@@ -10,7 +10,7 @@ set(XPROC_INSTALL_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/xproc)
 # install test compiles against the installed tree alone).
 set(XPROC_PUBLIC_HEADERS
   # xproc::core
-  xproc.h auth.h byte_connection.h byte_queue.h connection.h errors.h fd.h listener.h message.h
+  xproc.h array.h auth.h byte_connection.h byte_queue.h connection.h errors.h fd.h listener.h message.h
   message_check.h process.h queue.h queue_waiter.h segments.h sharing.h timeout.h value.h wait.h
   # xproc::manager
   event_loop.h manager.h manager_proxies.h manager_server.h queue_promises.h tls_options.h)

@@ -9,7 +9,12 @@
 //                                      and serve until stdin closes
 //   peer client ADDRESS KEY            connect to a Listener, receive one Value, send it
 //                                      back inside {'echo': value, 'from': 'C++'}
+//   peer relay-arrays IN OUT COUNT     get COUNT arrays from the named Value queue IN, read
+//                                      each as a typed span and put a new array of the same
+//                                      elements and shape on the named Value queue OUT
+#include <complex>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -74,6 +79,50 @@ int client(const std::string& address, const std::string& key) {
   return 0;
 }
 
+// A new array of the elements `view` holds, read as the C++ type of its dtype.
+template <typename T>
+xproc::Array retyped(const xproc::ArrayView& view) {
+  return xproc::Array::of<T>(view.as<T>(), view.shape());
+}
+
+xproc::Array copy_through_span(const xproc::ArrayView& view) {
+  using xproc::DType;
+  switch (view.dtype()) {
+    case DType::kBool: return retyped<bool>(view);
+    case DType::kInt8: return retyped<int8_t>(view);
+    case DType::kInt16: return retyped<int16_t>(view);
+    case DType::kInt32: return retyped<int32_t>(view);
+    case DType::kInt64: return retyped<int64_t>(view);
+    case DType::kUInt8: return retyped<uint8_t>(view);
+    case DType::kUInt16: return retyped<uint16_t>(view);
+    case DType::kUInt32: return retyped<uint32_t>(view);
+    case DType::kUInt64: return retyped<uint64_t>(view);
+    case DType::kFloat16: return retyped<xproc::Float16>(view);
+    case DType::kFloat32: return retyped<float>(view);
+    case DType::kFloat64: return retyped<double>(view);
+    case DType::kComplex64: return retyped<std::complex<float>>(view);
+    case DType::kComplex128: return retyped<std::complex<double>>(view);
+  }
+  throw xproc::TypeError("unknown dtype");
+}
+
+int relay_arrays(const std::string& in_name, const std::string& out_name, int count) {
+  auto in = xproc::Queue<xproc::Value>::open(in_name);
+  auto out = xproc::Queue<xproc::Value>::open(out_name);
+  for (int i = 0; i < count; ++i) {
+    std::optional<xproc::Array> copy;
+    if (!in.get_view(
+            [&](xproc::schema::Value::Reader value) { copy = copy_through_span(xproc::ArrayView::read(value)); }, true,
+            std::chrono::seconds(20))) {
+      std::cerr << "C++ relay: no array " << i << " within 20 s" << std::endl;
+      return 1;
+    }
+    out.put(xproc::Value(std::move(*copy)));
+  }
+  std::cout << "C++ relayed " << count << " arrays" << std::endl;
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -84,10 +133,13 @@ int main(int argc, char** argv) {
     if (command == "manager" && argc == 4) return use_manager(argv[2], argv[3]);
     if (command == "serve-manager" && argc == 4) return serve_manager(argv[2], argv[3]);
     if (command == "client" && argc == 4) return client(argv[2], argv[3]);
+    if (command == "relay-arrays" && argc == 5) return relay_arrays(argv[2], argv[3], std::stoi(argv[4]));
   } catch (const std::exception& e) {
     std::cerr << "peer " << command << ": " << e.what() << std::endl;
     return 1;
   }
-  std::cerr << "usage: peer produce|consume NAME COUNT | manager|serve-manager|client ADDRESS KEY" << std::endl;
+  std::cerr << "usage: peer produce|consume NAME COUNT | manager|serve-manager|client ADDRESS KEY"
+               " | relay-arrays IN OUT COUNT"
+            << std::endl;
   return 2;
 }

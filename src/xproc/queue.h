@@ -168,6 +168,15 @@ class Queue<Value> : public QueueBase {
   }
   Value get_nowait() { return get(false); }
   std::optional<Value> try_get(const Timeout& timeout = std::chrono::seconds(0)) { return get_value(true, timeout); }
+  // Zero-copy read: calls f(schema::Value::Reader) on the message in shared memory (read
+  // an array there with ArrayView::read), then removes it. The reader is valid only
+  // during the call. False when empty at the deadline.
+  template <typename F>
+  bool get_view(F&& f, bool block = true, const Timeout& timeout = {}) {
+    return bytes_.get_in_place(
+        [&](std::span<const std::byte> bytes) { detail::with_validated_root<schema::Value>(bytes, DecodeLimits{}, f); },
+        block, timeout);
+  }
 
  private:
   explicit Queue(ByteQueue bytes) : QueueBase(std::move(bytes)) {}

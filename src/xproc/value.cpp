@@ -12,8 +12,8 @@ namespace xproc {
 namespace {
 
 // By storage index: Kind's order, then the tuple.
-constexpr std::string_view kKindNames[] = {"NoneType", "bool", "int",    "float", "str",  "bytes",
-                                           "list",     "dict", "struct", "proxy", "tuple"};
+constexpr std::string_view kKindNames[] = {"NoneType", "bool", "int",    "float", "str",     "bytes",
+                                           "list",     "dict", "struct", "proxy", "ndarray", "tuple"};
 
 int64_t checked_unsigned(unsigned long long i) {
   if (i > static_cast<unsigned long long>(std::numeric_limits<int64_t>::max())) {
@@ -58,6 +58,7 @@ Value::Value(List list) noexcept : storage_(std::move(list)) {}
 Value::Value(ValueMap map) : storage_(std::make_unique<ValueMap>(std::move(map))) {}
 Value::Value(TypedStruct s) noexcept : storage_(std::move(s)) {}
 Value::Value(ProxyRef proxy) noexcept : storage_(std::move(proxy)) {}
+Value::Value(Array array) noexcept : storage_(std::move(array)) {}
 
 Value::Value(const Value& other) {
   if (const auto* map = std::get_if<std::unique_ptr<ValueMap>>(&other.storage_)) {
@@ -147,6 +148,10 @@ const ProxyRef& Value::as_proxy() const {
   if (const auto* p = std::get_if<ProxyRef>(&storage_)) return *p;
   wrong_kind("proxy", type_name());
 }
+const Array& Value::as_array() const {
+  if (const auto* a = std::get_if<Array>(&storage_)) return *a;
+  wrong_kind("ndarray", type_name());
+}
 
 bool Value::truthy() const noexcept {
   switch (kind()) {
@@ -158,6 +163,7 @@ bool Value::truthy() const noexcept {
     case Kind::kBytes: return !std::get<Bytes>(storage_).data.empty();
     case Kind::kList: return !as_list().empty();
     case Kind::kMap: return !std::get<std::unique_ptr<ValueMap>>(storage_)->empty();
+    case Kind::kArray: return std::get<Array>(storage_).size() != 0;
     case Kind::kStruct:
     case Kind::kProxy: return true;
   }
@@ -191,6 +197,7 @@ bool operator==(const Value& a, const Value& b) noexcept {
     case Value::Kind::kMap: return a.as_map() == b.as_map();
     case Value::Kind::kStruct: return std::get<TypedStruct>(a.storage_) == std::get<TypedStruct>(b.storage_);
     case Value::Kind::kProxy: return std::get<ProxyRef>(a.storage_) == std::get<ProxyRef>(b.storage_);
+    case Value::Kind::kArray: return std::get<Array>(a.storage_) == std::get<Array>(b.storage_);
     default: return false;  // numbers handled above
   }
 }
@@ -230,6 +237,7 @@ size_t Value::hash() const noexcept {
       const auto& p = std::get<ProxyRef>(storage_);
       return mix(mix(7, p.manager), p.id);
     }
+    case Kind::kArray: return mix(8, std::get<Array>(storage_).hash());
   }
   return 0;
 }

@@ -23,6 +23,7 @@
 #include <variant>
 #include <vector>
 
+#include "xproc/array.h"
 #include "xproc/errors.h"
 #include "xproc/message.h"
 #include "xproc/value.capnp.h"
@@ -67,7 +68,7 @@ using ProxyResolver = std::function<void(ProxyRef&)>;
 
 class Value {
  public:
-  enum class Kind { kNull, kBool, kInt, kFloat, kText, kBytes, kList, kMap, kStruct, kProxy };
+  enum class Kind { kNull, kBool, kInt, kFloat, kText, kBytes, kList, kMap, kStruct, kProxy, kArray };
   using List = std::vector<Value>;
 
   // None.
@@ -91,6 +92,7 @@ class Value {
   Value(ValueMap map);               // NOLINT
   Value(TypedStruct s) noexcept;     // NOLINT
   Value(ProxyRef proxy) noexcept;    // NOLINT
+  Value(Array array) noexcept;       // NOLINT
 
   Value(const Value& other);
   Value(Value&& other) noexcept;
@@ -111,7 +113,7 @@ class Value {
 
   Kind kind() const noexcept;
   // Python's type name: "NoneType", "bool", "int", "float", "str", "bytes", "list",
-  // "tuple", "dict", "struct", "proxy".
+  // "tuple", "dict", "struct", "proxy", "ndarray".
   std::string_view type_name() const noexcept;
 
   bool is_null() const noexcept { return kind() == Kind::kNull; }
@@ -125,6 +127,7 @@ class Value {
   bool is_map() const noexcept { return kind() == Kind::kMap; }
   bool is_struct() const noexcept { return kind() == Kind::kStruct; }
   bool is_proxy() const noexcept { return kind() == Kind::kProxy; }
+  bool is_array() const noexcept { return kind() == Kind::kArray; }
 
   // Accessors throw TypeError naming both kinds when the Value is of another kind.
   // as_int() accepts a bool (as Python's int(True)); as_float() accepts int and bool.
@@ -139,17 +142,19 @@ class Value {
   ValueMap& as_map();
   const TypedStruct& as_struct() const;
   const ProxyRef& as_proxy() const;
+  const Array& as_array() const;
 
-  // Python truthiness: None, False, 0, 0.0, and empty str/bytes/list/dict are false.
+  // Python truthiness: None, False, 0, 0.0, and empty str/bytes/list/dict/array are false.
   bool truthy() const noexcept;
 
   // Exactly Python's repr() of the equivalent object: None, True, 1, 1.5, 1e+16, 'it\'s'
-  // -> "it's", b'\x00a', [0, 1, 2], {0.25: None, 'Process_9': '1', '2': 2}.
+  // -> "it's", b'\x00a', [0, 1, 2], {0.25: None, 'Process_9': '1', '2': 2}; an array in
+  // numpy's layout, its numbers as Python prints them: array([[1, 2], [3, 4]], dtype=int32).
   std::string repr() const;
 
   // Python equality: numbers compare by value across bool/int/float (NaN != NaN); str
   // never equals bytes, nor a tuple a list; lists and maps compare element-wise (maps
-  // ignore order).
+  // ignore order; arrays compare by dtype, shape and bytes).
   friend bool operator==(const Value& a, const Value& b) noexcept;
   // Consistent with ==: hash(1) == hash(1.0) == hash(True). Lists and maps hash by
   // content (C++ callers may use them as keys; Python would refuse).
@@ -173,7 +178,7 @@ class Value {
   };
   // In Kind's order, then the tuple (a kList).
   using Storage = std::variant<std::monostate, bool, int64_t, double, std::string, Bytes, List,
-                               std::unique_ptr<ValueMap> /* deep-copied */, TypedStruct, ProxyRef, Tuple>;
+                               std::unique_ptr<ValueMap> /* deep-copied */, TypedStruct, ProxyRef, Array, Tuple>;
   Storage storage_;
 };
 

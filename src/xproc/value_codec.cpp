@@ -67,6 +67,7 @@ class Decoder {
         if (resolve_) resolve_(ref);
         return Value(std::move(ref));
       }
+      case schema::Value::ARRAY: return Value(Array::copy_of(ArrayView::read(reader.getArray())));
     }
     throw DecodeError("unknown Value kind " + std::to_string(static_cast<int>(reader.which())));
   }
@@ -138,6 +139,7 @@ void Value::to_capnp(schema::Value::Builder builder) const {
       out.setId(ref.id);
       return;
     }
+    case Kind::kArray: as_array().to_capnp(builder.initArray()); return;
   }
 }
 

@@ -3,6 +3,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 
 #include "xproc/value.h"
 
@@ -150,6 +151,114 @@ std::string bytes_repr(std::string_view s) {
   return out + quote;
 }
 
+// An IEEE binary16 number as a double (every half is exactly a double).
+double half_to_double(uint16_t bits) {
+  const int exponent = (bits >> 10) & 0x1f;
+  const int mantissa = bits & 0x3ff;
+  const double sign = (bits & 0x8000) != 0 ? -1.0 : 1.0;
+  if (exponent == 0) return sign * std::ldexp(mantissa, -24);
+  if (exponent == 0x1f) return mantissa == 0 ? sign * INFINITY : NAN;
+  return sign * std::ldexp(mantissa + 1024, exponent - 25);
+}
+
+// Python's repr of a complex: (1+2j), 2j, (1.5-0.5j).
+std::string complex_repr(double real, double imaginary) {
+  auto part = [](double d) {
+    std::string text = float_repr(d);
+    if (text.size() > 2 && text.ends_with(".0")) text.resize(text.size() - 2);
+    return text;
+  };
+  const std::string imaginary_text = part(imaginary) + "j";
+  if (real == 0 && !std::signbit(real)) return imaginary_text;
+  const bool sign_written = imaginary_text[0] == '-' || imaginary_text[0] == '+';
+  return "(" + part(real) + (sign_written ? "" : "+") + imaginary_text + ")";
+}
+
+template <typename T>
+T element(const std::byte* at) {
+  T value;
+  std::memcpy(&value, at, sizeof(T));
+  return value;
+}
+
+std::string element_repr(DType dtype, const std::byte* at) {
+  switch (dtype) {
+    case DType::kBool: return element<uint8_t>(at) != 0 ? "True" : "False";
+    case DType::kInt8: return std::to_string(element<int8_t>(at));
+    case DType::kInt16: return std::to_string(element<int16_t>(at));
+    case DType::kInt32: return std::to_string(element<int32_t>(at));
+    case DType::kInt64: return std::to_string(element<int64_t>(at));
+    case DType::kUInt8: return std::to_string(element<uint8_t>(at));
+    case DType::kUInt16: return std::to_string(element<uint16_t>(at));
+    case DType::kUInt32: return std::to_string(element<uint32_t>(at));
+    case DType::kUInt64: return std::to_string(element<uint64_t>(at));
+    case DType::kFloat16: return float_repr(half_to_double(element<uint16_t>(at)));
+    case DType::kFloat32: return float_repr(element<float>(at));
+    case DType::kFloat64: return float_repr(element<double>(at));
+    case DType::kComplex64: return complex_repr(element<float>(at), element<float>(at + 4));
+    case DType::kComplex128: return complex_repr(element<double>(at), element<double>(at + 8));
+  }
+  return "?";
+}
+
+// numpy's layout of an array's repr: nested brackets, and past 1000 elements only the
+// first and last three along each dimension, with "..." between. (Elements print as
+// Python prints the same numbers, which numpy does not always.)
+class ArrayPrinter {
+ public:
+  explicit ArrayPrinter(const Array& array) : array_(array), summarize_(array.size() > 1000) {}
+
+  std::string repr() {
+    const DType dtype = array_.dtype();
+    std::string out = "array(";
+    if (array_.shape().empty()) {
+      out += element_repr(dtype, array_.bytes().data());
+    } else if (array_.size() == 0 && array_.shape().size() > 1) {
+      // As numpy does; nested brackets of a shape like (2**40, 0) would never end.
+      out += "[], shape=(";
+      for (size_t d = 0; d < array_.shape().size(); ++d)
+        out += (d != 0 ? ", " : "") + std::to_string(array_.shape()[d]);
+      out += ")";
+    } else {
+      print(0, 0);
+      out += text_;
+    }
+    const bool default_dtype =
+        dtype == DType::kFloat64 || dtype == DType::kInt64 || dtype == DType::kBool || dtype == DType::kComplex128;
+    if (!default_dtype || array_.size() == 0) out += ", dtype=" + std::string(dtype_name(dtype));
+    return out + ")";
+  }
+
+ private:
+  static constexpr uint64_t kEdgeItems = 3;
+
+  // The sub-array at dimension `dim` starting at element `offset`.
+  void print(size_t dim, uint64_t offset) {
+    const Shape& shape = array_.shape();
+    uint64_t stride = 1;
+    for (size_t d = dim + 1; d < shape.size(); ++d) stride *= shape[d];
+    text_ += '[';
+    const uint64_t length = shape[dim];
+    for (uint64_t i = 0; i < length; ++i) {
+      if (summarize_ && length > 2 * kEdgeItems && i == kEdgeItems) {
+        text_ += "..., ";
+        i = length - kEdgeItems;
+      }
+      if (dim + 1 == shape.size()) {
+        text_ += element_repr(array_.dtype(), array_.bytes().data() + (offset + i) * itemsize(array_.dtype()));
+      } else {
+        print(dim + 1, offset + i * stride);
+      }
+      if (i + 1 != length) text_ += ", ";
+    }
+    text_ += ']';
+  }
+
+  const Array& array_;
+  const bool summarize_;
+  std::string text_;
+};
+
 }  // namespace
 
 std::string Value::repr() const {
@@ -186,6 +295,7 @@ std::string Value::repr() const {
       return buffer;
     }
     case Kind::kProxy: return "<proxy of object " + std::to_string(as_proxy().id) + ">";
+    case Kind::kArray: return ArrayPrinter(as_array()).repr();
   }
   return "?";
 }

@@ -3,6 +3,7 @@
 // own header, <xproc/manager.h>, and so have the queues' promises,
 // <xproc/queue_promises.h>. (The C ABI is <xproc.h>.)
 #pragma once
+#include "xproc/array.h"
 #include "xproc/byte_connection.h"
 #include "xproc/byte_queue.h"
 #include "xproc/connection.h"

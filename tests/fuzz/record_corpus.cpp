@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <complex>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -61,6 +62,7 @@ Bytes read_memfd(int fd, size_t offset, size_t size) {
 
 // Values of every kind, as Python and C++ programs send them.
 std::vector<std::pair<std::string, Value>> sample_values() {
+  static constexpr bool kTrue = true;
   Value deep = Value::list({});
   for (int i = 0; i < 60; ++i) deep = Value::list({deep});
   Value::List strings;
@@ -99,6 +101,12 @@ std::vector<std::pair<std::string, Value>> sample_values() {
       {"large_list", Value(std::move(strings))},
       {"typed_struct", Value::typed(point.getRoot<xproc::schema::Value>().asReader())},
       {"handle", Value::typed(pipe_end.getRoot<xproc::schema::Handle>().asReader())},
+      {"array_float64", Value(xproc::Array::of<double>(std::vector<double>{0.5, -0.0, 1e300, 2, 3, 4}, {2, 3}))},
+      {"array_bool_0d", Value(xproc::Array::of<bool>(std::span<const bool>(&kTrue, 1), {}))},
+      {"array_complex64_empty", Value(xproc::Array::of<std::complex<float>>({}, {0, 4}))},
+      {"array_in_dict",
+       Value::map(
+           {{"frame", Value(xproc::Array::of<uint16_t>(std::vector<uint16_t>{1, 2, 3, 4}, {2, 1, 2}))}, {"id", 7}})},
       {"proxy", Value::map({{"d", xproc::ProxyRef{0x5eed, 3, nullptr}},
                             {xproc::ProxyRef{0x5eed, 4, nullptr}, Value::tuple({xproc::ProxyRef{1, 3, nullptr}})}})},
   };

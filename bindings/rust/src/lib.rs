@@ -1,5 +1,6 @@
 //! Rust bindings to xproc's C ABI (`bindings/c/include/xproc.h`): named shared-memory
-//! queues that C++, Python and Rust processes share, carrying Cap'n Proto messages.
+//! queues that C++, Python and Rust processes share, carrying Cap'n Proto messages, and
+//! the arrays of xproc Values as slices ([`array`]).
 //!
 //! ```no_run
 //! let mut queue = xproc::Queue::open("points")?;
@@ -58,6 +59,11 @@ pub struct Error {
 pub const EMPTY: i32 = 1;
 pub const FULL: i32 = 2;
 pub const VALUE_ERROR: i32 = 5;
+pub const TYPE_ERROR: i32 = 8;
+/// Bytes that are not a valid message of the expected type (a malformed array ...).
+pub const DECODE_ERROR: i32 = 14;
+
+pub mod array;
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
