@@ -386,7 +386,7 @@ MALFORMED = {
 
 @pytest.mark.parametrize("message", MALFORMED.values(), ids=MALFORMED.keys())
 def test_malformed_arrays_are_decode_error_and_the_next_message_arrives(message):
-    with pytest.raises(xproc.DecodeError, match="invalid Value array"):
+    with pytest.raises(xproc.DecodeError, match="array"):
         xproc.decode(message)
     q = xproc.Queue()
     for get in (q.get, q.get_view):

@@ -18,7 +18,8 @@ struct ArrayBufferObject {
   std::byte* data;
   std::byte* owned;                     // the memory this object allocated, or nullptr
   std::shared_ptr<HeldRecord>* record;  // the record `data` lies in, while it is held
-  const DTypeInfo* dtype;
+  const char* format;                   // nullptr until made (the object was never set up)
+  Py_ssize_t itemsize;
   Py_ssize_t length;
   Py_ssize_t exports;
   int ndim;
@@ -34,7 +35,7 @@ void drop_record(ArrayBufferObject* self) {
 
 int get_buffer(PyObject* object, Py_buffer* view, int flags) {
   auto* self = reinterpret_cast<ArrayBufferObject*>(object);
-  if (self->dtype == nullptr || (self->owned == nullptr && self->record == nullptr)) {
+  if (self->format == nullptr || (self->owned == nullptr && self->record == nullptr)) {
     PyErr_SetString(PyExc_BufferError,
                     "this array view's queue record was released at the end of its get_view block "
                     "(copy the array inside the block to keep it)");
@@ -49,8 +50,8 @@ int get_buffer(PyObject* object, Py_buffer* view, int flags) {
   view->buf = self->data;
   view->len = self->length;
   view->readonly = self->readonly ? 1 : 0;
-  view->itemsize = static_cast<Py_ssize_t>(self->dtype->itemsize);
-  view->format = (flags & PyBUF_FORMAT) == PyBUF_FORMAT ? const_cast<char*>(self->dtype->format) : nullptr;
+  view->itemsize = self->itemsize;
+  view->format = (flags & PyBUF_FORMAT) == PyBUF_FORMAT ? const_cast<char*>(self->format) : nullptr;
   view->ndim = self->ndim;
   view->shape = (flags & PyBUF_ND) == PyBUF_ND ? self->dims : nullptr;
   view->strides = (flags & PyBUF_STRIDES) == PyBUF_STRIDES ? self->dims + self->ndim : nullptr;
@@ -80,9 +81,9 @@ PyObject* represent(PyObject* object) {
   for (int i = 0; i < self->ndim; ++i) shape += std::to_string(self->dims[i]) + (self->ndim == 1 ? "," : ", ");
   if (self->ndim > 1) shape.resize(shape.size() - 2);
   shape += ")";
-  const char* name = self->dtype != nullptr ? self->dtype->name : "?";
   const char* where = self->owned != nullptr ? "" : self->record != nullptr ? " in a queue record" : " released";
-  return PyUnicode_FromFormat("<xproc.ArrayBuffer %s %s%s>", name, shape.c_str(), where);
+  return PyUnicode_FromFormat("<xproc.ArrayBuffer '%s' %s%s>", self->format != nullptr ? self->format : "?",
+                              shape.c_str(), where);
 }
 
 PyTypeObject* array_buffer_type() {
@@ -114,21 +115,22 @@ PyTypeObject* array_buffer_type() {
 }
 
 // A new ArrayBuffer of `shape`, C-contiguous, its memory not yet set.
-ArrayBufferObject* allocate(const DTypeInfo& dtype, std::span<const uint64_t> shape, bool readonly) {
+ArrayBufferObject* allocate(DType dtype, std::span<const uint64_t> shape, bool readonly) {
   const auto ndim = static_cast<Py_ssize_t>(shape.size());
   PyTypeObject* type = array_buffer_type();
   auto* self = reinterpret_cast<ArrayBufferObject*>(type->tp_alloc(type, 2 * ndim));
   if (self == nullptr) throw nb::python_error();
-  self->dtype = &dtype;
+  self->format = buffer_format(dtype);
+  self->itemsize = static_cast<Py_ssize_t>(itemsize(dtype));
   self->ndim = static_cast<int>(ndim);
   self->readonly = readonly;
-  auto stride = static_cast<Py_ssize_t>(dtype.itemsize);
+  Py_ssize_t stride = self->itemsize;
   for (Py_ssize_t i = ndim - 1; i >= 0; --i) {
-    self->dims[i] = static_cast<Py_ssize_t>(shape[static_cast<size_t>(i)]);  // checked to fit by the reader
+    self->dims[i] = static_cast<Py_ssize_t>(shape[static_cast<size_t>(i)]);
     self->dims[ndim + i] = stride;
     stride *= self->dims[i];
   }
-  Py_ssize_t length = static_cast<Py_ssize_t>(dtype.itemsize);
+  Py_ssize_t length = self->itemsize;
   for (Py_ssize_t i = 0; i < ndim; ++i) length *= self->dims[i];
   self->length = length;
   return self;
@@ -136,7 +138,7 @@ ArrayBufferObject* allocate(const DTypeInfo& dtype, std::span<const uint64_t> sh
 
 }  // namespace
 
-OwnedArrayBuffer make_owned_array_buffer(const DTypeInfo& dtype, std::span<const uint64_t> shape, bool readonly) {
+OwnedArrayBuffer make_owned_array_buffer(DType dtype, std::span<const uint64_t> shape, bool readonly) {
   ArrayBufferObject* self = allocate(dtype, shape, readonly);
   nb::object buffer = nb::steal(reinterpret_cast<PyObject*>(self));
   const size_t size = (static_cast<size_t>(self->length) + kOwnedAlignment - 1) / kOwnedAlignment * kOwnedAlignment;
@@ -146,7 +148,7 @@ OwnedArrayBuffer make_owned_array_buffer(const DTypeInfo& dtype, std::span<const
   return {std::move(buffer), self->data};
 }
 
-nb::object make_record_array_buffer(const DTypeInfo& dtype, std::span<const uint64_t> shape, const std::byte* data,
+nb::object make_record_array_buffer(DType dtype, std::span<const uint64_t> shape, const std::byte* data,
                                     std::shared_ptr<HeldRecord> record) {
   ArrayBufferObject* self = allocate(dtype, shape, true);
   nb::object buffer = nb::steal(reinterpret_cast<PyObject*>(self));

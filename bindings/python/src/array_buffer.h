@@ -20,17 +20,18 @@ namespace xproc::python {
 
 class HeldRecord;
 
-// A new ArrayBuffer of `shape` (C order) owning uninitialised memory for its elements,
-// and where that memory is (for the caller to fill).
+// A new ArrayBuffer of `shape` (C order; each dimension and their product in bytes fit a
+// Py_ssize_t) owning uninitialised memory for its elements, and where that memory is (for
+// the caller to fill).
 struct OwnedArrayBuffer {
   nb::object buffer;
   std::byte* data;
 };
-OwnedArrayBuffer make_owned_array_buffer(const DTypeInfo& dtype, std::span<const uint64_t> shape, bool readonly);
+OwnedArrayBuffer make_owned_array_buffer(DType dtype, std::span<const uint64_t> shape, bool readonly);
 
 // A read-only ArrayBuffer of `shape` over `data`, which lies in `record`: the buffer holds
 // the record until its view block has ended and its last export is released.
-nb::object make_record_array_buffer(const DTypeInfo& dtype, std::span<const uint64_t> shape, const std::byte* data,
+nb::object make_record_array_buffer(DType dtype, std::span<const uint64_t> shape, const std::byte* data,
                                     std::shared_ptr<HeldRecord> record);
 
 // The end of `buffer`'s view block (get_view's `with`): from now on the buffer lets its

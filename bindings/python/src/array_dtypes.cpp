@@ -2,46 +2,23 @@
 #include "array_dtypes.h"
 
 #include <array>
-#include <cstring>
 #include <string>
 #include <string_view>
 
 namespace xproc::python {
 namespace {
 
-// The schema's dtypes in enum order: the one table the formats and names come from.
-constexpr std::array<DTypeInfo, 14> kDTypes{{
-    {DType::BOOL, 1, 1, "?", "bool"},
-    {DType::INT8, 1, 1, "b", "int8"},
-    {DType::INT16, 2, 2, "h", "int16"},
-    {DType::INT32, 4, 4, "i", "int32"},
-    {DType::INT64, 8, 8, "q", "int64"},
-    {DType::UINT8, 1, 1, "B", "uint8"},
-    {DType::UINT16, 2, 2, "H", "uint16"},
-    {DType::UINT32, 4, 4, "I", "uint32"},
-    {DType::UINT64, 8, 8, "Q", "uint64"},
-    {DType::FLOAT16, 2, 2, "e", "float16"},
-    {DType::FLOAT32, 4, 4, "f", "float32"},
-    {DType::FLOAT64, 8, 8, "d", "float64"},
-    {DType::COMPLEX64, 8, 4, "Zf", "complex64"},
-    {DType::COMPLEX128, 16, 8, "Zd", "complex128"},
-}};
-
-constexpr bool table_follows_enum() {
-  for (size_t i = 0; i < kDTypes.size(); ++i) {
-    if (static_cast<size_t>(kDTypes[i].dtype) != i) return false;
-  }
-  return true;
-}
-static_assert(table_follows_enum(), "kDTypes lists the schema's dtypes in enum order");
+// Indexed by DType: the struct format character(s) of each element type on this machine.
+constexpr std::array<const char*, 14> kFormats{"?", "b", "h", "i", "q", "B", "H", "I", "Q", "e", "f", "d", "Zf", "Zd"};
+static_assert(kFormats.size() == static_cast<size_t>(DType::kComplex128) + 1, "a format for every dtype");
 
 // An integer format character of `size` bytes, signed or not.
 DType integer(size_t size, bool is_signed) {
   switch (size) {
-    case 1: return is_signed ? DType::INT8 : DType::UINT8;
-    case 2: return is_signed ? DType::INT16 : DType::UINT16;
-    case 4: return is_signed ? DType::INT32 : DType::UINT32;
-    default: return is_signed ? DType::INT64 : DType::UINT64;
+    case 1: return is_signed ? DType::kInt8 : DType::kUInt8;
+    case 2: return is_signed ? DType::kInt16 : DType::kUInt16;
+    case 4: return is_signed ? DType::kInt32 : DType::kUInt32;
+    default: return is_signed ? DType::kInt64 : DType::kUInt64;
   }
 }
 
@@ -53,10 +30,11 @@ DType integer(size_t size, bool is_signed) {
 
 }  // namespace
 
-const DTypeInfo* dtype_info(uint16_t raw) noexcept { return raw < kDTypes.size() ? &kDTypes[raw] : nullptr; }
+const char* buffer_format(DType dtype) noexcept { return kFormats[static_cast<size_t>(dtype)]; }
 
-BufferFormat parse_format(const char* format, Py_ssize_t itemsize) {
-  const char* code = format != nullptr ? format : "B";
+BufferFormat parse_format(const char* format, Py_ssize_t size) {
+  if (format == nullptr) format = "B";
+  const char* code = format;
   bool native_sizes = true;
   bool big_endian = false;
   switch (*code) {
@@ -70,12 +48,12 @@ BufferFormat parse_format(const char* format, Py_ssize_t itemsize) {
       break;
     default: break;
   }
-  std::string_view rest(code);
+  const std::string_view rest(code);
   DType dtype;
   if (rest == "?") {
-    dtype = DType::BOOL;
+    dtype = DType::kBool;
   } else if (rest == "c") {
-    dtype = DType::UINT8;  // a char is a byte
+    dtype = DType::kUInt8;  // a char is a byte
   } else if (rest == "b" || rest == "B") {
     dtype = integer(1, rest == "b");
   } else if (rest == "h" || rest == "H") {
@@ -89,23 +67,22 @@ BufferFormat parse_format(const char* format, Py_ssize_t itemsize) {
   } else if ((rest == "n" || rest == "N") && native_sizes) {
     dtype = integer(sizeof(Py_ssize_t), rest == "n");
   } else if (rest == "e") {
-    dtype = DType::FLOAT16;
+    dtype = DType::kFloat16;
   } else if (rest == "f") {
-    dtype = DType::FLOAT32;
+    dtype = DType::kFloat32;
   } else if (rest == "d") {
-    dtype = DType::FLOAT64;
+    dtype = DType::kFloat64;
   } else if (rest == "Zf") {
-    dtype = DType::COMPLEX64;
+    dtype = DType::kComplex64;
   } else if (rest == "Zd") {
-    dtype = DType::COMPLEX128;
+    dtype = DType::kComplex128;
   } else {
     refuse(format, "no array dtype holds these elements");
   }
-  const DTypeInfo& info = dtype_info(dtype);
-  if (static_cast<size_t>(itemsize) != info.itemsize) {
-    refuse(format, "its items take " + std::to_string(itemsize) + " bytes, not " + std::to_string(info.itemsize));
+  if (static_cast<size_t>(size) != itemsize(dtype)) {
+    refuse(format, "its items take " + std::to_string(size) + " bytes, not " + std::to_string(itemsize(dtype)));
   }
-  return {&info, big_endian && info.swap_width > 1};
+  return {dtype, big_endian && swap_width(dtype) > 1};
 }
 
 }  // namespace xproc::python

@@ -1,45 +1,29 @@
-// The element types of Value.Array (schema/xproc/value.capnp) as Python spells them: the
-// struct format characters of the buffer protocol (PEP 3118) that a sender's buffer may
-// give, and the format and numpy dtype a receiver's array gets.
+// The element types of arrays (xproc/array.h: numpy's dtypes) as Python's buffer protocol
+// spells them (PEP 3118 struct formats): the formats a sender's buffer may give, and the
+// format a received array's memoryview gets.
 #pragma once
-#include <bit>
 #include <cstddef>
-#include <cstdint>
 
 #include "bindings.h"
-#include "xproc/value.capnp.h"
+#include "xproc/array.h"
 
 namespace xproc::python {
 
-// Value.Array holds little-endian elements, and the received arrays are handed to Python
-// as they lie (a memoryview over a queue's ring, one memcpy into numpy), in native order.
-static_assert(std::endian::native == std::endian::little, "the Python arrays assume a little-endian machine");
+// The native struct format of a memoryview of `dtype` ("d", "Zd", "?" ...): what numpy
+// reads back as that dtype.
+const char* buffer_format(DType dtype) noexcept;
 
-using DType = schema::Value::Array::DType;
+// The unit whose bytes a change of byte order reverses: the element, or each half of a
+// complex one.
+inline size_t swap_width(DType dtype) noexcept {
+  const bool complex = dtype == DType::kComplex64 || dtype == DType::kComplex128;
+  return complex ? itemsize(dtype) / 2 : itemsize(dtype);
+}
 
-// One dtype of the schema's enum.
-struct DTypeInfo {
-  DType dtype;
-  size_t itemsize;
-  // What byte order swaps within an element: the whole element, or for a complex number
-  // each of its two halves.
-  size_t swap_width;
-  // The native struct format of a memoryview of it ("d", "Zd", "?" ...): what numpy reads
-  // back as this dtype.
-  const char* format;
-  // numpy's name for it ("float64").
-  const char* name;
-};
-
-// The dtype numbered `raw` in the schema; nullptr for a number this reader does not know
-// (a newer writer's, or garbage).
-const DTypeInfo* dtype_info(uint16_t raw) noexcept;
-inline const DTypeInfo& dtype_info(DType dtype) noexcept { return *dtype_info(static_cast<uint16_t>(dtype)); }
-
-// What a sender's buffer holds: its elements' dtype, and whether they are big-endian
-// (and must be swapped while they are copied).
+// What a sender's buffer holds: its elements' dtype, and whether they are big-endian (to
+// be swapped while they are copied).
 struct BufferFormat {
-  const DTypeInfo* dtype;
+  DType dtype;
   bool big_endian;
 };
 

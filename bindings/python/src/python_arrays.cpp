@@ -14,16 +14,6 @@
 
 namespace xproc::python {
 
-// A received array, checked: every fact the objects made of it rely on.
-struct CheckedArray {
-  const DTypeInfo* dtype = nullptr;
-  std::array<uint64_t, kMostDimensions> dims{};
-  size_t ndim = 0;
-  capnp::Data::Reader data;
-  capnp::List<capnp::Data>::Reader pieces;
-  std::span<const uint64_t> shape() const noexcept { return {dims.data(), ndim}; }
-};
-
 namespace {
 
 // --- Sending -------------------------------------------------------------------------------
@@ -76,16 +66,18 @@ void gather(Py_buffer& view, std::byte* out, const BufferFormat& format) {
   } else if (PyBuffer_ToContiguous(out, &view, view.len, 'C') != 0) {
     throw nb::python_error();
   }
-  if (format.big_endian) swap_in_place(out, size, format.dtype->swap_width);
+  if (format.big_endian) swap_in_place(out, size, swap_width(format.dtype));
 }
 
-// Where each piece of an array of `size` bytes lies: kPieceBytes each, and the rest. When
+// Where each piece of an array of `size` bytes lies: kArrayPieceBytes each, and the rest. When
 // the pieces are to be referred to, a rest that ends in a partial word is cut in two, the
 // whole words (referred to) then the last few bytes (copied): both stay multiples of the
 // itemsize, as any dtype smaller than a word divides a word and larger ones fill words.
 std::vector<std::pair<size_t, size_t>> pieces_of(size_t size, bool referring) {
   std::vector<std::pair<size_t, size_t>> pieces;
-  for (size_t at = 0; at < size; at += kPieceBytes) pieces.emplace_back(at, std::min<size_t>(kPieceBytes, size - at));
+  for (size_t at = 0; at < size; at += kArrayPieceBytes) {
+    pieces.emplace_back(at, std::min(kArrayPieceBytes, size - at));
+  }
   auto& [at, last] = pieces.back();
   if (referring && last % 8 != 0 && last > 8) {
     const size_t words = last / 8 * 8;
@@ -98,68 +90,23 @@ std::vector<std::pair<size_t, size_t>> pieces_of(size_t size, bool referring) {
 
 // --- Receiving -----------------------------------------------------------------------------
 
-[[noreturn]] void refuse(const std::string& why) { throw DecodeError("invalid Value array: " + why); }
-
-void check_bools(capnp::Data::Reader bytes) {
-  kj::byte others = 0;
-  for (kj::byte b : bytes) others |= b & 0xfe;  // vectorised; one branch for the whole blob
-  if (others != 0) refuse("a bool that is neither 0 nor 1");
-}
-
-CheckedArray check(schema::Value::Array::Reader reader) {
-  CheckedArray array;
-  const auto raw_dtype = static_cast<uint16_t>(reader.getDtype());
-  array.dtype = dtype_info(raw_dtype);
-  if (array.dtype == nullptr) refuse("unknown dtype " + std::to_string(raw_dtype));
-  const size_t itemsize = array.dtype->itemsize;
-
-  const auto shape = reader.getShape();
-  if (shape.size() > kMostDimensions) {
-    refuse(std::to_string(shape.size()) + " dimensions (at most " + std::to_string(kMostDimensions) + ")");
-  }
-  array.ndim = shape.size();
-  // The shape's product, zeros left out, times the itemsize must fit a Py_ssize_t: numpy
-  // refuses larger shapes even when a zero makes them empty, and strides must fit too.
-  uint64_t extent = itemsize;
-  bool empty = false;
-  for (size_t i = 0; i < array.ndim; ++i) {
-    const uint64_t dim = shape[static_cast<unsigned>(i)];
-    array.dims[i] = dim;
-    if (dim == 0) {
-      empty = true;
-    } else if (__builtin_mul_overflow(extent, dim, &extent) || extent > uint64_t{PY_SSIZE_T_MAX}) {
-      refuse("a shape whose product overflows");
+// DecodeError unless Python can hold an array of this shape: each dimension and the product
+// of the non-zero ones in bytes must fit a Py_ssize_t, as numpy requires even of an empty
+// array (its strides must fit).
+void check_python_shape(const ArrayView& array) {
+  uint64_t extent = itemsize(array.dtype());
+  for (uint64_t length : array.shape()) {
+    if (length > uint64_t{PY_SSIZE_T_MAX} ||
+        (length != 0 && (__builtin_mul_overflow(extent, length, &extent) || extent > uint64_t{PY_SSIZE_T_MAX}))) {
+      throw DecodeError("an array whose shape is too large for Python (numpy and memoryview index with a Py_ssize_t)");
     }
   }
-  const uint64_t expected = empty ? 0 : extent;
-
-  array.data = reader.getData();
-  array.pieces = reader.getPieces();
-  if (array.data.size() != 0 && array.pieces.size() != 0) refuse("both data and pieces");
-  uint64_t received = array.data.size();
-  for (auto piece : array.pieces) {
-    if (piece.size() % itemsize != 0) {
-      refuse("a piece of " + std::to_string(piece.size()) + " bytes, not a multiple of " + array.dtype->name +
-             "'s size " + std::to_string(itemsize));
-    }
-    received += piece.size();
-  }
-  if (received != expected) {
-    refuse(std::to_string(received) + " bytes for " + std::to_string(expected) + " bytes of " + array.dtype->name +
-           " elements");
-  }
-  if (array.dtype->dtype == DType::BOOL) {
-    check_bools(array.data);
-    for (auto piece : array.pieces) check_bools(piece);
-  }
-  return array;
 }
 
-// Copies the array's elements (data, or its pieces one after another) to `out`.
-void copy_elements(const CheckedArray& array, std::byte* out) {
-  if (array.data.size() != 0) std::memcpy(out, array.data.begin(), array.data.size());
-  for (auto piece : array.pieces) {
-    if (piece.size() != 0) std::memcpy(out, piece.begin(), piece.size());
+// Copies the array's elements (its pieces one after another) to `out`.
+void copy_elements(const ArrayView& array, std::byte* out) {
+  for (const auto piece : array.pieces()) {
+    std::memcpy(out, piece.data(), piece.size());
     out += piece.size();
   }
 }
@@ -168,7 +115,7 @@ void copy_elements(const CheckedArray& array, std::byte* out) {
 // optional: an array without it is a memoryview). nullptr when numpy cannot be imported.
 struct Numpy {
   nb::object empty;
-  std::array<nb::object, 14> dtypes;
+  std::array<nb::object, static_cast<size_t>(DType::kComplex128) + 1> dtypes;  // by DType
 };
 
 const Numpy* numpy() {
@@ -184,24 +131,26 @@ const Numpy* numpy() {
   }
   nb::object np = nb::steal(module);
   auto loaded = std::make_unique<Numpy>(Numpy{np.attr("empty"), {}});
-  for (uint16_t raw = 0; raw < loaded->dtypes.size(); ++raw) {
-    loaded->dtypes[raw] = np.attr("dtype")(dtype_info(raw)->name);  // native: little-endian
+  for (size_t i = 0; i < loaded->dtypes.size(); ++i) {
+    const std::string_view name = dtype_name(static_cast<DType>(i));
+    loaded->dtypes[i] = np.attr("dtype")(nb::str(name.data(), name.size()));  // native: little-endian
   }
   found = loaded.release();
   looked = true;
   return found;
 }
 
-nb::object shape_tuple(const CheckedArray& array) {
-  nb::object shape = nb::steal(PyTuple_New(static_cast<Py_ssize_t>(array.ndim)));
-  for (size_t i = 0; i < array.ndim; ++i) {
-    PyTuple_SET_ITEM(shape.ptr(), static_cast<Py_ssize_t>(i), PyLong_FromUnsignedLongLong(array.dims[i]));
+nb::object shape_tuple(const ArrayView& array) {
+  const Shape& dims = array.shape();
+  nb::object shape = nb::steal(PyTuple_New(static_cast<Py_ssize_t>(dims.size())));
+  for (size_t i = 0; i < dims.size(); ++i) {
+    PyTuple_SET_ITEM(shape.ptr(), static_cast<Py_ssize_t>(i), PyLong_FromUnsignedLongLong(dims[i]));
   }
   return shape;
 }
 
-nb::object numpy_array(const Numpy& np, const CheckedArray& array) {
-  nb::object result = np.empty(shape_tuple(array), np.dtypes[static_cast<size_t>(array.dtype->dtype)]);
+nb::object numpy_array(const Numpy& np, const ArrayView& array) {
+  nb::object result = np.empty(shape_tuple(array), np.dtypes[static_cast<size_t>(array.dtype())]);
   Py_buffer out{};
   if (PyObject_GetBuffer(result.ptr(), &out, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) != 0) throw nb::python_error();
   copy_elements(array, static_cast<std::byte*>(out.buf));
@@ -215,16 +164,18 @@ nb::object memoryview_of(const nb::object& buffer) {
   return nb::steal(view);
 }
 
-nb::object owned_copy(const CheckedArray& array, bool readonly) {
-  OwnedArrayBuffer owned = make_owned_array_buffer(*array.dtype, array.shape(), readonly);
+nb::object owned_copy(const ArrayView& array, bool readonly) {
+  OwnedArrayBuffer owned = make_owned_array_buffer(array.dtype(), array.shape(), readonly);
   copy_elements(array, owned.data);
   return owned.buffer;
 }
 
-bool lies_in(capnp::Data::Reader data, std::span<const std::byte> record) {
-  const auto at = reinterpret_cast<uintptr_t>(data.begin());
+// Whether the array's elements lie in one piece inside `record`.
+bool lies_in(const ArrayView& array, std::span<const std::byte> record) {
+  if (array.pieces().size() != 1) return false;
+  const auto at = reinterpret_cast<uintptr_t>(array.pieces().front().data());
   const auto begin = reinterpret_cast<uintptr_t>(record.data());
-  return data.size() != 0 && at >= begin && at + data.size() <= begin + record.size();
+  return at >= begin && at + array.nbytes() <= begin + record.size();
 }
 
 }  // namespace
@@ -234,7 +185,7 @@ void write_array(PyObject* object, schema::Value::Builder builder, ReferredMemor
   Py_buffer& view = source.view();
   const BufferFormat format = parse_format(view.format, view.itemsize);
   auto array = builder.initArray();
-  array.setDtype(format.dtype->dtype);
+  array.setDtype(static_cast<schema::Value::Array::DType>(format.dtype));
   auto shape = array.initShape(static_cast<unsigned>(view.ndim));  // at most 64 (PyBUF_MAX_NDIM)
   for (int i = 0; i < view.ndim; ++i) shape.set(static_cast<unsigned>(i), static_cast<uint64_t>(view.shape[i]));
 
@@ -242,7 +193,7 @@ void write_array(PyObject* object, schema::Value::Builder builder, ReferredMemor
   // Laid out as the message lays it out already: it can be referred to, or copied at once.
   const bool as_is = !format.big_endian && PyBuffer_IsContiguous(&view, 'C') != 0;
   const auto orphanage = capnp::Orphanage::getForMessageContaining(builder);
-  if (size < kPiecesFromBytes) {
+  if (size < kArrayPiecesFrom) {
     if (as_is && referred != nullptr && ReferredMemory::fits(view.buf, size)) {
       array.adoptData(orphanage.referenceExternalData({static_cast<const kj::byte*>(view.buf), size}));
       referred->keep(view);
@@ -273,13 +224,12 @@ void write_array(PyObject* object, schema::Value::Builder builder, ReferredMemor
   if (referred != nullptr && as_is) referred->keep(view);
 }
 
-nb::object RecordViews::view(const CheckedArray& array) {
+nb::object RecordViews::view(const ArrayView& array) {
   // Over the record where the elements lie in it; a copy for an array in pieces, an empty
   // one, or one the decoder read from a copy of the message (a small one).
   nb::object buffer;
-  if (lies_in(array.data, record_->bytes())) {
-    buffer = make_record_array_buffer(*array.dtype, array.shape(),
-                                      reinterpret_cast<const std::byte*>(array.data.begin()), record_);
+  if (lies_in(array, record_->bytes())) {
+    buffer = make_record_array_buffer(array.dtype(), array.shape(), array.pieces().front().data(), record_);
     viewed_ = true;
   } else {
     buffer = owned_copy(array, true);
@@ -307,7 +257,8 @@ void RecordViews::end() {
 }
 
 nb::object read_array(schema::Value::Array::Reader reader, RecordViews* views) {
-  const CheckedArray array = check(reader);
+  const ArrayView array = ArrayView::read(reader);  // every reader's checks (xproc/array.h)
+  check_python_shape(array);
   if (views != nullptr) return views->view(array);
   if (const Numpy* np = numpy()) return numpy_array(*np, array);
   return memoryview_of(owned_copy(array, false));

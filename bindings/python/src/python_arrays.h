@@ -6,10 +6,11 @@
 // written little-endian in C order (big-endian ones swapped, strided ones gathered). A large
 // contiguous little-endian buffer is referred to rather than copied (ReferredMemory).
 //
-// Receiving checks the array where it enters (DecodeError: unknown dtype, a byte count
-// other than the shape's, data and pieces both, a piece that splits an element, more than
-// 64 dimensions, a bool other than 0 or 1) and gives a numpy array that owns its memory
-// when numpy can be imported, else a memoryview of the same format and shape.
+// Receiving checks the array where it enters, as every xproc reader does (ArrayView::read:
+// DecodeError for an unknown dtype, a byte count other than the shape's, data and pieces
+// both, a piece that splits an element, more than 64 dimensions, a bool other than 0 or 1),
+// and that Python can hold its shape, and gives a numpy array that owns its memory when
+// numpy can be imported, else a memoryview of the same format and shape.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -21,20 +22,12 @@
 #include "array_dtypes.h"
 #include "bindings.h"
 #include "referred_memory.h"
+#include "xproc/array.h"
 #include "xproc/value.capnp.h"
 
 namespace xproc::python {
 
 class HeldRecord;
-struct CheckedArray;
-
-// An array of this many bytes or more travels in `pieces`, as Cap'n Proto's Data holds
-// less than 2^29 bytes ...
-inline constexpr uint64_t kPiecesFromBytes = uint64_t{1} << 29;
-// ... each of this many bytes (a multiple of every dtype's size) but the last.
-inline constexpr uint64_t kPieceBytes = uint64_t{1} << 28;
-// The most dimensions an array may have (numpy's limit).
-inline constexpr size_t kMostDimensions = 64;
 
 // Writes the buffer-protocol object `object` into `builder` as Value.Array. With
 // `referred`, a large contiguous little-endian buffer is referred to, its export held
@@ -53,7 +46,7 @@ class RecordViews {
   RecordViews& operator=(const RecordViews&) = delete;
 
   // A memoryview of a received array (checked).
-  nb::object view(const CheckedArray& array);
+  nb::object view(const ArrayView& array);
   // After the message is decoded: lets the record go when no memoryview lies in it (nothing
   // of the message is read in place), so that the queue need not wait for the block's end.
   void let_record_go_unless_viewed() noexcept {

@@ -1,0 +1,187 @@
+"""The array rows of `./dev.sh bench python`: numpy arrays from a producer process to a
+consumer (the parent), through xproc's Queue (no pickle: the array's bytes are copied once
+into the queue's shared memory, and once out into the consumer's new array) against:
+
+* `multiprocessing.Queue`, which pickles each array (Python 3.11's default pickle
+  protocol, 4: the elements go in-band, copied into the pickle) and writes the pickle
+  through an OS pipe, and unpickles a copy;
+* a hand-written `multiprocessing.shared_memory` hand-off, the usual way round pickling:
+  the producer creates a block, copies the array in and sends the block's name (with
+  the shape and dtype) over a `multiprocessing.Queue`; the consumer opens the block,
+  copies the array out, closes and unlinks it;
+* `numpy.copyto` of the same array into a preallocated one in the consumer process: one
+  plain memcpy, the floor for any hand-off that copies.
+
+`get_view` rows: the consumer reads each array in place in the queue (`with
+q.get_view() as a`), no copy out. To keep that honest without copying, it sums one
+float64 per 4 KiB page (`numpy.asarray(a)[::512].sum()`): every page of the message is
+read from the shared memory, and the 8 MiB are not streamed through the cache a second
+time. Against the memcpy, this is the one copy a queue must make (in the producer)
+against the one copy anything must make. The put+get row reports the usual get (a copy
+out into a new array) against the same memcpy.
+
+Every throughput is timed from just before the producer starts to the consumer's receipt
+of the last array; the last array is checked against the sent one. Within each
+repetition the implementations take turns, and each figure is the median.
+
+`python bench/python/array_compare.py [--reps N] [--scale F]` prints these rows alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import statistics
+import time
+from multiprocessing import shared_memory
+from typing import Any, Callable, Dict, List, Optional
+
+import numpy as np
+
+import xproc
+from python_compare import format_row, row
+
+MIB_8 = np.arange(1 << 20, dtype=np.float64)  # 8 MiB
+KIB_64 = np.arange(1 << 13, dtype=np.float64)  # 64 KiB
+FLOATS_PER_PAGE = 4096 // 8
+
+
+def medians(reps: int, measures: List[Callable[[], float]]) -> List[float]:
+    """The median of each measure over `reps` repetitions, the measures taking turns."""
+    samples: List[List[float]] = [[] for _ in measures]
+    for _ in range(reps):
+        for measure, taken in zip(measures, samples):
+            taken.append(measure())
+    return [statistics.median(taken) for taken in samples]
+
+
+def put_arrays(q: Any, payload: np.ndarray, count: int) -> None:
+    for _ in range(count):
+        q.put(payload)
+    q.put(None)
+
+
+def timed_consumer(make_queue: Callable[[], Any], payload: np.ndarray, count: int,
+                   consume: Callable[[Any], Optional[np.ndarray]]) -> float:
+    """Arrays per second from a producer process to `consume(q)`, which takes one message
+    and returns the array it got (None at the end)."""
+    q = make_queue()
+    producer = mp.Process(target=put_arrays, args=(q, payload, count))
+    started = time.perf_counter()
+    producer.start()
+    received = 0
+    last = None
+    while True:
+        got = consume(q)
+        if got is None:
+            break
+        received += 1
+        last = got
+    elapsed = time.perf_counter() - started
+    producer.join()
+    assert received == count and last is not None
+    return count / elapsed
+
+
+def get_copy(q: Any) -> Optional[np.ndarray]:
+    got = q.get()
+    if got is not None:
+        assert got[-1] == got.size - 1
+    return got
+
+
+def get_view_touching_pages(q: xproc.Queue) -> Optional[np.ndarray]:
+    """Reads one float64 per page of the next array where it lies; returns those."""
+    with q.get_view() as view:
+        if view is None:
+            return None
+        pages = np.asarray(view)[::FLOATS_PER_PAGE].copy()
+    assert pages.sum() == FLOATS_PER_PAGE * (pages.size * (pages.size - 1) / 2)
+    return pages
+
+
+def through_queue(make_queue: Callable[[], Any], payload: np.ndarray, count: int) -> float:
+    return timed_consumer(make_queue, payload, count, get_copy)
+
+
+def through_get_view(payload: np.ndarray, count: int) -> float:
+    return timed_consumer(xproc.Queue, payload, count, get_view_touching_pages)
+
+
+# --- The shared_memory hand-off ----------------------------------------------------------
+def put_through_shared_memory(names: Any, payload: np.ndarray, count: int) -> None:
+    for _ in range(count):
+        block = shared_memory.SharedMemory(create=True, size=payload.nbytes)
+        np.ndarray(payload.shape, payload.dtype, buffer=block.buf)[...] = payload
+        names.put((block.name, payload.shape, payload.dtype.str))
+        block.close()  # the consumer unlinks it
+    names.put(None)
+
+
+def through_shared_memory(payload: np.ndarray, count: int) -> float:
+    names = mp.Queue()
+    producer = mp.Process(target=put_through_shared_memory, args=(names, payload, count))
+    started = time.perf_counter()
+    producer.start()
+    received = 0
+    while True:
+        sent = names.get()
+        if sent is None:
+            break
+        name, shape, dtype = sent
+        block = shared_memory.SharedMemory(name=name)
+        got = np.array(np.ndarray(shape, dtype, buffer=block.buf))  # the copy out
+        block.close()
+        block.unlink()
+        assert got[-1] == got.size - 1
+        received += 1
+    elapsed = time.perf_counter() - started
+    producer.join()
+    assert received == count
+    return count / elapsed
+
+
+def memcpy_rate(payload: np.ndarray, count: int) -> float:
+    """numpy.copyto of `payload` into a preallocated array, per second."""
+    target = np.empty_like(payload)
+    np.copyto(target, payload)  # fault its pages in first
+    started = time.perf_counter()
+    for _ in range(count):
+        np.copyto(target, payload)
+    return count / (time.perf_counter() - started)
+
+
+def array_rows(reps: int, n: Callable[[int], int], report: Callable[[Dict[str, Any]], None]) -> None:
+    """Measures the array workloads and passes each row to `report`; `n` scales counts."""
+    big = max(4, n(200))
+    ours, pickled, handed, view, copied = medians(reps, [
+        lambda: through_queue(xproc.Queue, MIB_8, big),
+        lambda: through_queue(mp.Queue, MIB_8, big),
+        lambda: through_shared_memory(MIB_8, big),
+        lambda: through_get_view(MIB_8, big),
+        lambda: memcpy_rate(MIB_8, big),
+    ])
+    workload = "Queue, 8 MiB float64 array, 1 producer -> 1 consumer"
+    report(row(workload, "arrays/s", ours, "multiprocessing.Queue", pickled, ">= 20", True, 20))
+    report(row(workload, "arrays/s", ours, "shared_memory hand-off", handed, ">= 1.5", True, 1.5))
+    report(row(workload + ", put+get", "fraction of memcpy", ours, "numpy.copyto 8 MiB", copied, "", True, 0))
+    report(row("Queue get_view, 8 MiB float64 array, 1 producer -> 1 consumer", "fraction of memcpy", view,
+               "numpy.copyto 8 MiB", copied, ">= 0.8", True, 0.8))
+
+    small = n(20000)
+    ours, pickled = medians(reps, [lambda: through_queue(xproc.Queue, KIB_64, small),
+                                   lambda: through_queue(mp.Queue, KIB_64, small)])
+    report(row("Queue, 64 KiB float64 array, 1 producer -> 1 consumer", "arrays/s", ours, "multiprocessing.Queue",
+               pickled, ">= 10", True, 10))
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--scale", type=float, default=1.0, help="multiplies message counts (0.05 for a smoke run)")
+    args = parser.parse_args(argv)
+    array_rows(args.reps, lambda count: max(10, int(count * args.scale)), lambda r: print(format_row(r), flush=True))
+
+
+if __name__ == "__main__":
+    main()
