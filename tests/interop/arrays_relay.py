@@ -37,7 +37,7 @@ def samples():
 
 def expected(array):
     """What arrives: the same elements, C-ordered and little-endian."""
-    return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+    return array.astype(array.dtype.newbyteorder("<"), order="C")  # (ascontiguousarray makes 0-d 1-d)
 
 
 def main():

@@ -3,8 +3,9 @@
 
 namespace xproc::python {
 
-HeldRecord::HeldRecord(const ByteQueue& queue) : queue_(queue), taker_(std::this_thread::get_id()) {
-  thread_ = std::thread([this] { hold(); });
+HeldRecord::HeldRecord(const ByteQueue& queue)
+    : queue_(queue), process_(::getpid()), taker_(std::this_thread::get_id()) {
+  thread_ = std::make_unique<std::thread>([this] { hold(); });
 }
 
 std::shared_ptr<HeldRecord> HeldRecord::take(const ByteQueue& queue, const SlicedWait& deadline) {
@@ -55,6 +56,12 @@ void HeldRecord::hold() {
 }
 
 HeldRecord::~HeldRecord() {
+  if (::getpid() != process_) {
+    // A forked child's copy: the holding thread (and the lock it holds) are the parent's,
+    // and so is the release. Its mutex may have been held at the fork: touch nothing.
+    static_cast<void>(thread_.release());
+    return;
+  }
   {
     std::unique_lock lock(mutex_);
     state_ = state_ == State::kHeld ? State::kReleasing : State::kDone;
@@ -64,9 +71,9 @@ HeldRecord::~HeldRecord() {
   // without Python; other Python threads may run meanwhile.
   if (PyGILState_Check() != 0) {
     nb::gil_scoped_release unlocked;
-    thread_.join();
+    thread_->join();
   } else {
-    thread_.join();
+    thread_->join();
   }
 }
 

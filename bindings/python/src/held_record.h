@@ -18,6 +18,8 @@
 #include <span>
 #include <thread>
 
+#include <unistd.h>
+
 #include "blocking.h"
 #include "xproc/byte_queue.h"
 
@@ -37,8 +39,9 @@ class HeldRecord {
 
   // The message's bytes in the ring, valid until this object is destroyed.
   std::span<const std::byte> bytes() const noexcept { return bytes_; }
-  // The thread that took it (a get there while it is held could only wait for itself).
-  std::thread::id taker() const noexcept { return taker_; }
+  // Whether the calling thread took it (a get there while it is held could only wait for
+  // itself).
+  bool taken_by_this_thread() const noexcept { return ::getpid() == process_ && std::this_thread::get_id() == taker_; }
 
  private:
   explicit HeldRecord(const ByteQueue& queue);
@@ -49,6 +52,7 @@ class HeldRecord {
 
   enum class State { kIdle, kAttempting, kHeld, kReleasing, kDone };
   ByteQueue queue_;
+  pid_t process_;  // a child forked meanwhile has a copy of this object but not the thread
   std::thread::id taker_;
   std::mutex mutex_;
   std::condition_variable changed_;
@@ -56,7 +60,7 @@ class HeldRecord {
   Timeout slice_;
   std::span<const std::byte> bytes_;
   std::exception_ptr failure_;  // what the last attempt raised
-  std::thread thread_;
+  std::unique_ptr<std::thread> thread_;
 };
 
 }  // namespace xproc::python

@@ -130,6 +130,7 @@ const Numpy* numpy() {
     return nullptr;
   }
   nb::object np = nb::steal(module);
+  if (looked) return found;  // another thread imported it while this one waited for the import lock
   auto loaded = std::make_unique<Numpy>(Numpy{np.attr("empty"), {}});
   for (size_t i = 0; i < loaded->dtypes.size(); ++i) {
     const std::string_view name = dtype_name(static_cast<DType>(i));

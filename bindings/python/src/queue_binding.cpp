@@ -5,7 +5,6 @@
 #include <nanobind/stl/string_view.h>
 
 #include <memory>
-#include <thread>
 #include <vector>
 
 #include "bindings.h"
@@ -35,7 +34,7 @@ void refuse_get_while_held_here(PythonQueue& self) {
   std::erase_if(self.held, [](const std::weak_ptr<HeldRecord>& record) { return record.expired(); });
   for (const auto& weak : self.held) {
     auto record = weak.lock();
-    if (record && record->taker() == std::this_thread::get_id()) {
+    if (record && record->taken_by_this_thread()) {
       throw RuntimeError(
           "this thread holds a message of this queue from get_view (its block has not ended, or arrays "
           "made from its views are alive): another get would wait for it forever");
