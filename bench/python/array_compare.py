@@ -33,7 +33,7 @@ import argparse
 import multiprocessing as mp
 import statistics
 import time
-from multiprocessing import shared_memory
+from multiprocessing import resource_tracker, shared_memory
 from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
@@ -119,6 +119,9 @@ def put_through_shared_memory(names: Any, payload: np.ndarray, count: int) -> No
 
 
 def through_shared_memory(payload: np.ndarray, count: int) -> float:
+    # One resource tracker for both processes (started before the fork): the blocks the
+    # producer creates are the ones the consumer unlinks.
+    resource_tracker.ensure_running()
     names = mp.Queue()
     producer = mp.Process(target=put_through_shared_memory, args=(names, payload, count))
     started = time.perf_counter()

@@ -1,5 +1,6 @@
-"""`./dev.sh bench python`: the xproc Python package against multiprocessing (and, awaited
-from asyncio, against aioprocessing and pyzmq: asyncio_compare.py), same payloads, same
+"""`./dev.sh bench python`: the xproc Python package against multiprocessing (numpy arrays
+also against a shared_memory hand-off and a plain copy: array_compare.py; awaited from
+asyncio, against aioprocessing and pyzmq: asyncio_compare.py), same payloads, same
 run, medians of several repetitions, written as a list of
 {workload, metric, xproc, peer, peer_value, ratio, target, met} to --out.
 
@@ -212,6 +213,14 @@ def main() -> None:
                                    lambda: manager_clients_ops(pm, 4, n(5000)))
         report(row("Manager dict set+get, 4 client processes", "ops/s", ours, "multiprocessing.Manager", theirs,
                    ">= 3", True, 3))
+
+    # The array rows (array_compare.py): numpy arrays, which the test dependencies include.
+    try:
+        from array_compare import array_rows
+    except ImportError as missing:
+        print(f"array rows skipped: {missing} (pip install numpy)", file=sys.stderr, flush=True)
+    else:
+        array_rows(args.reps, n, report)
 
     # The asyncio rows (asyncio_compare.py), whose peers `./dev.sh bench` installs.
     try:
