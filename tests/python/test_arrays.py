@@ -8,6 +8,7 @@ import array
 import gc
 import multiprocessing as mp
 import queue
+import subprocess
 import sys
 import threading
 
@@ -115,6 +116,24 @@ def test_arrays_cross_processes_through_a_queue():
         assert_same(q.get(timeout=30), sent)
     child.join()
     assert child.exitcode == 0
+
+
+def test_arrays_cross_to_cpp_and_back(peer, unique_name):
+    # The C++ peer reads each array as a typed span and puts a new xproc::Array of it.
+    sent = [sample(dtype, shape, seed=i) for i, dtype in enumerate(DTYPES) for shape in SHAPES]
+    sent += [sample(">f8", (3, 4)), sample("int16", (6, 8))[::2, 1::3]]
+    to_cpp, from_cpp = xproc.Queue(name=unique_name + "-in"), xproc.Queue(name=unique_name + "-out")
+    try:
+        for a in sent:
+            to_cpp.put(a)
+        result = subprocess.run([str(peer), "relay-arrays", unique_name + "-in", unique_name + "-out", str(len(sent))],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        for a in sent:
+            assert_same(from_cpp.get(timeout=10), a)
+    finally:
+        xproc.Queue.remove(unique_name + "-in")
+        xproc.Queue.remove(unique_name + "-out")
 
 
 # --- What the sender's buffer may be -------------------------------------------------------
