@@ -14,8 +14,8 @@ namespace {
 constexpr size_t kOwnedAlignment = 64;  // as numpy's allocations: any element, any SIMD load
 
 struct ArrayBufferObject {
-  PyObject_VAR_HEAD;  // ob_size: 2 * ndim, the shape then the strides in `dims`
-  std::byte* data;
+  PyObject_VAR_HEAD  // ob_size: 2 * ndim, the shape then the strides in `dims`
+      std::byte* data;
   std::byte* owned;                     // the memory this object allocated, or nullptr
   std::shared_ptr<HeldRecord>* record;  // the record `data` lies in, while it is held
   const char* format;                   // nullptr until made (the object was never set up)
@@ -42,7 +42,7 @@ int get_buffer(PyObject* object, Py_buffer* view, int flags) {
     return -1;
   }
   if ((flags & PyBUF_WRITABLE) == PyBUF_WRITABLE && self->readonly) {
-    PyErr_SetString(PyExc_BufferError, "this array is read-only (a view of a queue's record)");
+    PyErr_SetString(PyExc_BufferError, "this array is read-only (a get_view view of a queued message)");
     return -1;
   }
   Py_INCREF(object);
