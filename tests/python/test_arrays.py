@@ -7,6 +7,7 @@ from __future__ import annotations
 import array
 import gc
 import multiprocessing as mp
+import os
 import queue
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import threading
 import pytest
 
 import xproc
-from conftest import run_python, value_capnp
+from conftest import interrupt_python, point_capnp, run_python, value_capnp
 
 np = pytest.importorskip("numpy")
 
@@ -582,8 +583,6 @@ def test_get_view_waits_and_times_out_as_get_does():
 
 
 def test_get_view_on_a_queue_of_structs_is_type_error():
-    from conftest import point_capnp
-
     q = xproc.Queue(schema=point_capnp.Point)
     with pytest.raises(TypeError, match="Values"):
         q.get_view(block=False)
@@ -606,3 +605,37 @@ def test_closed_queue_refuses_get_view():
     q.close()
     with pytest.raises(ValueError):
         q.get_view()
+
+
+def test_ctrl_c_interrupts_a_blocked_get_view_and_the_queue_goes_on():
+    code = """
+import numpy as np, xproc
+q = xproc.Queue()
+print("blocking", flush=True)
+try:
+    q.get_view()
+except KeyboardInterrupt:
+    q.put(np.arange(100_000))
+    with q.get_view(timeout=10) as view:
+        print("interrupted", view.shape, flush=True)
+"""
+    result = interrupt_python(code)
+    assert result.stdout == "interrupted (100000,)"
+
+
+def threads_of_this_process():
+    return len(os.listdir("/proc/self/task"))
+
+
+def test_views_leave_no_thread_behind():
+    q = xproc.Queue()
+    before = threads_of_this_process()
+    for i in range(50):
+        q.put(np.full(20_000, i))
+        with q.get_view() as view:
+            kept = np.asarray(view)
+        assert kept[0] == i
+        del kept
+    with pytest.raises(queue.Empty):
+        q.get_view(timeout=0.01)
+    assert threads_of_this_process() == before
