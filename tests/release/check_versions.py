@@ -102,8 +102,8 @@ def main() -> int:
     if not soname or soname.group(1) != wanted_soname:
         failures.append(f"libxproc_c SONAME: {soname and soname.group(1)!r}, expected {wanted_soname!r}")
     for where, value in found.items():
-        print(f"{where:45} {value}")
-    print(f"{'libxproc_c SONAME':45} {soname and soname.group(1)}")
+        print(f"{where:50} {value}")
+    print(f"{'libxproc_c SONAME':50} {soname and soname.group(1)}")
     if failures:
         print(f"\nCMakeLists.txt says {expected}, but:\n  " + "\n  ".join(failures), file=sys.stderr)
         return 1
