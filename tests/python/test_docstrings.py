@@ -7,12 +7,14 @@ from __future__ import annotations
 import importlib.util
 import pathlib
 import pydoc
+import sys
 
 import xproc
 
 GENERATOR = pathlib.Path(__file__).resolve().parents[2] / "docs" / "reference" / "generate.py"
 _spec = importlib.util.spec_from_file_location("xproc_reference_generator", GENERATOR)
 reference = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = reference  # its dataclasses look their module up there
 _spec.loader.exec_module(reference)
 
 # The extension's own objects documented in bindings/python/src/python_values.cpp, whose
