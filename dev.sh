@@ -42,6 +42,9 @@ usage: ./dev.sh COMMAND
   format [--check]
                 format the C++ sources with clang-format 14 (.clang-format); with
                 --check, change nothing and fail on any difference
+  docs          regenerate the reference pages docs/reference/{cpp,python}.md from the
+                public headers and the Python package (built first); a test fails
+                while the committed pages differ from what this writes
 
 Environment: XPROC_PRESET=debug|asan|tsan|release picks another CMake preset.
 USAGE
@@ -231,6 +234,14 @@ format() {
   fi
 }
 
+# The reference pages are generated from the headers' comments and the package's docstrings
+# (docs/reference/generate.py); introspecting the package needs its extension built.
+docs() {
+  setup
+  cmake --build "$BUILD" --target _xproc
+  PYTHONPATH=$BUILD/python "$VENV/bin/python" "$ROOT/docs/reference/generate.py"
+}
+
 case "${1:-}" in
   setup) setup ;;
   build) build ;;
@@ -240,6 +251,7 @@ case "${1:-}" in
   soak) soak ;;
   fuzz) shift; fuzz "$@" ;;
   format) shift; format "$@" ;;
+  docs) docs ;;
   ""|-h|--help|help) usage ;;
   *) usage; exit 2 ;;
 esac

@@ -15,7 +15,8 @@ set(XPROC_PUBLIC_HEADERS
   # xproc::manager
   event_loop.h manager.h manager_proxies.h manager_server.h queue_promises.h tls_options.h)
 list(TRANSFORM XPROC_PUBLIC_HEADERS PREPEND ${CMAKE_SOURCE_DIR}/src/xproc/)
-install(FILES ${XPROC_PUBLIC_HEADERS} ${XPROC_SCHEMA_HDRS} DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/xproc)
+install(FILES ${XPROC_PUBLIC_HEADERS} ${XPROC_SCHEMA_HDRS} ${XPROC_GENERATED_DIR}/xproc/version.h
+        DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/xproc)
 install(DIRECTORY ${CMAKE_SOURCE_DIR}/schema/xproc DESTINATION ${XPROC_INSTALL_SCHEMA_DIR})
 
 set(XPROC_INSTALL_TARGETS xproc_core xproc_manager xproc)

@@ -8,9 +8,11 @@
 #include "segment_commands.h"
 #include "serve_command.h"
 #include "xproc/errors.h"
+#include "xproc/version.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"xproc: processes messaging in any language"};
+  app.set_version_flag("--version", "xproc " XPROC_VERSION_STRING);
   app.require_subcommand(1);
   xproc::cli::add_serve_command(app);
   xproc::cli::add_segment_commands(app);

@@ -28,6 +28,7 @@
 
 namespace xproc {
 
+// How a connection or Pipe() is made; the defaults suit most.
 struct ConnectionOptions {
   // Largest message recv accepts; a longer frame closes the connection with OSError
   // ("bad message length"), without allocating its claimed size.
@@ -62,6 +63,7 @@ class ByteConnection {
   ByteConnection& operator=(ByteConnection&& other) noexcept;
   ByteConnection(const ByteConnection&) = delete;
   ByteConnection& operator=(const ByteConnection&) = delete;
+  // Closes this end (close()).
   ~ByteConnection();
 
   // Sends buf[offset, offset + size) as one message (size defaults to the rest).
@@ -157,10 +159,14 @@ class ByteConnection {
   // nullopt: forever). Monotonic clock.
   bool poll(Timeout timeout = std::chrono::seconds(0));
 
+  // Releases this end's descriptors (and its share of a Pipe()'s shared memory): the peer
+  // sees EOF once no process holds this end any more, and every later call on this handle
+  // but the queries below raises OSError("handle is closed"). A second close does nothing.
   void close() noexcept;
   bool closed() const noexcept;
   // True for the shared-memory ends of a Pipe() (false once closed).
   bool shared_memory() const noexcept;
+  // Whether this end receives and sends (a one-way pipe's ends do one each).
   bool readable() const noexcept;
   bool writable() const noexcept;
   // The fd, for select/poll; OSError when closed. For a shared-memory end, an epoll
@@ -210,6 +216,7 @@ class ByteConnection {
   std::unique_ptr<detail::ByteTransport> transport_;
 };
 
+// Two connected ends; connection.h declares it with its defaults and says what it makes.
 std::pair<ByteConnection, ByteConnection> byte_pipe(bool duplex, ConnectionOptions options);
 
 }  // namespace xproc

@@ -34,6 +34,8 @@
 
 namespace xproc {
 
+// How a queue is made (ByteQueue, Queue<T> and the bindings take these); the defaults
+// suit most queues.
 struct QueueOptions {
   // Python's maxsize: the most messages held at once; 0 = bounded only by capacity_bytes.
   size_t maxsize = 0;
@@ -154,6 +156,8 @@ class ByteQueue {
   void task_done();
   void join(Timeout timeout = {});
 
+  // A snapshot of the queue's header: its shape, counters and recoveries (what `xproc stat`
+  // prints). Reads the shared header without a lock: the counters may be mid-change.
   QueueInfo info() const;
   // Whether both handles are copies of one (the same queue, mapped once in this process).
   bool same_handle(const ByteQueue& other) const noexcept { return state_ == other.state_; }
@@ -184,6 +188,9 @@ class ByteQueue {
                           detail::QueueKind kind);
   uint64_t schema_id() const noexcept;
 
+  // The Deadline a call with `block` and `timeout` works towards: nullopt (never) when it
+  // blocks without a timeout, one already past when it must not wait. ValueError for a
+  // negative timeout.
   using Deadline = xproc::Deadline;
   static Deadline deadline(bool block, const Timeout& timeout) {
     if (block && !timeout) return std::nullopt;  // the common case, kept inline

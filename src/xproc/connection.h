@@ -19,8 +19,10 @@ namespace xproc {
 // What every Connection<T> shares: the byte-level calls, passed through.
 class ConnectionBase {
  public:
+  // Takes over `bytes` (an end of byte_pipe(), a Listener's or a Client's connection).
   explicit ConnectionBase(ByteConnection bytes) : bytes_(std::move(bytes)) {}
 
+  // ByteConnection's calls, with its blocking rules and errors (byte_connection.h).
   void send_bytes(std::span<const std::byte> buf, size_t offset = 0, std::optional<size_t> size = {}) {
     bytes_.send_bytes(buf, offset, size);
   }
@@ -34,17 +36,21 @@ class ConnectionBase {
   bool readable() const noexcept { return bytes_.readable(); }
   bool writable() const noexcept { return bytes_.writable(); }
   int fileno() const { return bytes_.fileno(); }
+  // The untyped end under this one (for bindings and wait()); owned by this connection.
   ByteConnection& bytes() noexcept { return bytes_; }
 
  protected:
   ByteConnection bytes_;
 };
 
+// A connection whose every message is a Cap'n Proto struct T, one per frame. Move-only,
+// as its ByteConnection; one thread at a time per direction.
 template <typename T>
 class Connection : public ConnectionBase {
  public:
   using Reader = typename T::Reader;
 
+  // Takes over `bytes`; Pipe<T>() makes both ends at once.
   explicit Connection(ByteConnection bytes) : ConnectionBase(std::move(bytes)) {}
 
   // Serializes `message` once and sends it as one frame. BrokenPipeError when the peer is
@@ -67,16 +73,21 @@ class Connection : public ConnectionBase {
   }
 };
 
+// Connection<Value>: Python-like values (schema::Value), what Python's Connection.send()
+// and recv() carry between xproc processes.
 template <>
 class Connection<Value> : public ConnectionBase {
  public:
   explicit Connection(ByteConnection bytes) : ConnectionBase(std::move(bytes)) {}
 
+  // Encodes `value` once, straight into the frame. BrokenPipeError when the peer is gone.
   void send(const Value& value) {
     detail::InlineMessageBuilder encoded;
     value.to_capnp(encoded.builder().initRoot<schema::Value>());
     bytes_.send_in_place(encoded.flat_size(), [&](std::byte* out) { encoded.write_flat(out); });
   }
+  // Blocks for the next message. EOFError when the peer closed; DecodeError when the frame
+  // is not a Value (it is consumed; the connection stays usable).
   Value recv() {
     Value value;
     bytes_.recv_in_place([&](std::span<const std::byte> bytes) { value = Value::decode(bytes); });
@@ -92,6 +103,7 @@ class Connection<Value> : public ConnectionBase {
 // Made before fork(), both ends work in the child; several processes may share an end.
 std::pair<ByteConnection, ByteConnection> byte_pipe(bool duplex = true, ConnectionOptions options = {});
 
+// byte_pipe()'s two ends as Connection<T>s (Connection<Value> for Python-like values).
 template <typename T>
 std::pair<Connection<T>, Connection<T>> Pipe(bool duplex = true, ConnectionOptions options = {}) {
   auto [a, b] = byte_pipe(duplex, options);

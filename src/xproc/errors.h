@@ -42,6 +42,9 @@
 
 namespace xproc {
 
+// One value per row of XPROC_ERRORS, named k<Class>, and kError for the base class:
+// what Error::kind() returns, so that a caller can switch on an error without a chain of
+// catch clauses.
 enum class ErrorKind {
   kError,  // the base class itself: travels and is raised as RuntimeError
 #define XPROC_ERROR_KIND(Class, module, status) k##Class,
@@ -200,6 +203,7 @@ class MemoryError : public Error {
 class OSError : public Error {
  public:
   ErrorKind kind() const noexcept override { return ErrorKind::kOSError; }
+  // `what` is the message, `error_number` the errno error_number() returns.
   OSError(std::string what, int error_number) : Error(std::move(what)), errno_(error_number) {}
   int error_number() const noexcept { return errno_; }
 

@@ -16,6 +16,7 @@
 
 namespace xproc {
 
+// This thread's loop and its I/O, made on first use; it belongs to the thread.
 kj::AsyncIoContext& event_loop();
 
 // [[noreturn]]: the xproc error a rejected promise stands for (DecodeError, Full,

@@ -86,6 +86,7 @@ class Manager {
                          std::chrono::microseconds client_spin = std::chrono::microseconds(50));
   static Manager connect(const std::string& address, std::optional<std::string> authkey, const ConnectOptions& options);
 
+  // Move-only: one Manager owns the server it started.
   Manager(Manager&& other) noexcept;
   Manager& operator=(Manager&& other) noexcept;
   Manager(const Manager&) = delete;
@@ -98,6 +99,8 @@ class Manager {
   // ConnectionError.
   void shutdown();
 
+  // Where the server listens and the key clients log in with: what Manager::connect takes
+  // in another process (or `xproc serve`'s clients).
   const std::string& address() const noexcept;
   const std::optional<std::string>& authkey() const noexcept;
   // The server's pid; 0 for a connected Manager or after shutdown.

@@ -38,11 +38,14 @@ struct Slice {
   int64_t step = 1;
 };
 
+// What every proxy has: the object's id, its Value form and its repr. Copies name the same
+// object; the object lives while some proxy or container holds it, or it has a name.
 class Proxy {
  public:
   // Proxies come from a Manager's factories.
   explicit Proxy(std::shared_ptr<const rpc::ObjectRef> ref) : ref_(std::move(ref)) {}
 
+  // The object's number on its server: what Manager::attach takes in another process.
   uint64_t id() const noexcept;
   // This proxy as a Value (a ProxyRef): stored in a container of the same Manager, it
   // keeps the object alive while the container holds it, and comes back as its id, to
@@ -196,6 +199,8 @@ class LockProxy : public ProxyOf<schema::Lock> {
  public:
   using ProxyOf::ProxyOf;
 
+  // As Python's: true once held; false when not `blocking` and it is held elsewhere, or
+  // when `timeout` runs out.
   bool acquire(bool blocking = true, Timeout timeout = {}) const;
   void release() const;  // RuntimeError when not held
   bool locked() const;
@@ -209,6 +214,8 @@ class SemaphoreProxy : public ProxyOf<schema::Semaphore> {
  public:
   using ProxyOf::ProxyOf;
 
+  // As Python's: true once a unit is taken; false when not `blocking` and none is free,
+  // or when `timeout` runs out.
   bool acquire(bool blocking = true, Timeout timeout = {}) const;
   void release(uint32_t n = 1) const;  // ValueError past a bounded semaphore's value
   int64_t value() const;

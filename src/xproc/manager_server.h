@@ -28,6 +28,7 @@ namespace xproc {
 // Factories for user-defined interfaces, by type name.
 class UserTypes {
  public:
+  // A registered type: the interface its objects implement, and how to make one.
   struct Type {
     uint64_t interface_id = 0;
     std::function<capnp::Capability::Client()> make;  // runs on the server's event loop
@@ -41,6 +42,7 @@ class UserTypes {
         Type{capnp::typeId<Interface>(), [make = std::move(make)]() -> capnp::Capability::Client { return make(); }};
   }
 
+  // The type registered under `name`, owned by this table; nullptr when there is none.
   const Type* find(const std::string& name) const {
     auto it = types_.find(name);
     return it == types_.end() ? nullptr : &it->second;

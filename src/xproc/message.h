@@ -238,6 +238,7 @@ class Message {
   Message(Message&&) noexcept = default;
   Message& operator=(Message&&) noexcept = default;
 
+  // The root, read in place: valid while this Message lives, moves included.
   Reader reader() const noexcept { return root_; }
   const Reader* operator->() const noexcept { return &root_; }
   const Reader& operator*() const noexcept { return root_; }

@@ -23,6 +23,7 @@ struct SystemExit {
   int code = 0;
 };
 
+// How a Process is made: its name, and whether it is a daemon.
 struct ProcessOptions {
   // Defaults to "Process-N" (N counts the processes this process has created, from 1); in
   // a child, names continue Python's way: "Process-2:1" is the first child of Process-2.
@@ -35,6 +36,8 @@ struct ProcessOptions {
 // Move-only. One thread at a time may use a Process object.
 class Process {
  public:
+  // A process that will run `target` (kept in this object) once start() is called;
+  // nothing is forked yet.
   explicit Process(std::function<void()> target, ProcessOptions options = {});
   Process(Process&& other) noexcept;
   Process& operator=(Process&& other) noexcept;

@@ -23,11 +23,14 @@ namespace xproc {
 // What every Queue<T> shares: the state queries, passed through to the engine.
 class QueueBase {
  public:
+  // Python's names and meanings (ByteQueue's): messages in the queue now, and whether it
+  // is empty or full at that instant; other processes may change it at once.
   size_t qsize() const noexcept { return bytes_.qsize(); }
   bool empty() const noexcept { return bytes_.empty(); }
   bool full() const noexcept { return bytes_.full(); }
   // This handle may no longer put (ValueError), as Python's close().
   void close() noexcept { bytes_.close(); }
+  // A snapshot of the queue's header and counters (ByteQueue::info).
   QueueInfo info() const { return bytes_.info(); }
   // The untyped engine (for bindings and tools); shares this queue.
   ByteQueue& bytes() noexcept { return bytes_; }
@@ -37,6 +40,8 @@ class QueueBase {
   ByteQueue bytes_;
 };
 
+// A queue of Cap'n Proto messages whose root is a struct T; the schema's id is recorded in
+// the segment, so that open() refuses a queue of another type.
 template <typename T>
 class Queue : public QueueBase {
  public:
@@ -136,6 +141,7 @@ class Queue : public QueueBase {
 template <>
 class Queue<Value> : public QueueBase {
  public:
+  // As Queue<T>'s, for queues whose schema is xproc's Value.
   explicit Queue(size_t maxsize = 0) : Queue(QueueOptions{.maxsize = maxsize}) {}
   explicit Queue(const QueueOptions& options)
       : QueueBase(ByteQueue(options, capnp::typeId<schema::Value>(), detail::QueueKind::kQueue)) {}
@@ -150,6 +156,8 @@ class Queue<Value> : public QueueBase {
     return Queue(std::move(bytes));
   }
 
+  // Encodes `value` once, straight into the ring. Full / MessageTooLarge / ValueError as
+  // ByteQueue::put_bytes.
   void put(const Value& value, bool block = true, const Timeout& timeout = {}) {
     detail::InlineMessageBuilder encoded;
     value.to_capnp(encoded.builder().initRoot<schema::Value>());

@@ -29,8 +29,10 @@ namespace shm {
 class Doorbell;
 }
 
+// One waiter for one kind of change of one queue. Move-only; one thread at a time.
 class QueueWaiter {
  public:
+  // What the waiter is rung for.
   enum class For : uint32_t {
     kMessage = 0,  // get: a message was put
     kRoom = 1,     // put: a get made room (a bounded queue that was full)
@@ -43,6 +45,8 @@ class QueueWaiter {
   // Registers a doorbell in `queue`'s segment. RuntimeError when 32 live waiters hold its
   // table; OSError when no socket can be made under /dev/shm.
   QueueWaiter(const ByteQueue& queue, For what);
+  // Gives the doorbell's slot and socket back (a forked child's copy leaves them to its
+  // parent). The waiter keeps a handle on the queue while it lives.
   ~QueueWaiter();
   QueueWaiter(QueueWaiter&&) noexcept;
   QueueWaiter& operator=(QueueWaiter&&) noexcept;

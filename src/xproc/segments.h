@@ -17,6 +17,7 @@
 
 namespace xproc {
 
+// One /dev/shm/xproc.* entry as list_segments() and segment_status() found it.
 struct SegmentStatus {
   std::string name;         // the file's name without "xproc.": any bytes a local user chose
   bool valid_name = false;  // whether xproc could have made it (shm::validate_name)
@@ -33,6 +34,7 @@ std::vector<SegmentStatus> list_segments();
 // One segment; ValueError "no queue named '<name>'" when absent.
 SegmentStatus segment_status(const std::string& name);
 
+// What cleanup_segments() may remove (`xproc cleanup`'s flags).
 struct CleanupOptions {
   bool dry_run = false;           // only say what would be removed
   bool force = false;             // also remove queues that hold messages, and what is not a queue

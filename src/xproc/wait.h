@@ -17,6 +17,7 @@ namespace xproc {
 class ByteConnection;
 class QueueBase;
 
+// What wait() found ready: the caller's own objects, in the order they were given.
 struct ReadyObjects {
   std::vector<ByteConnection*> connections;  // a message to read, or EOF
   std::vector<QueueBase*> queues;            // a message to get

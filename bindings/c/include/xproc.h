@@ -59,6 +59,9 @@ XPROC_API const char* xproc_strerror(int code);
 XPROC_API const char* xproc_last_error_message(void);
 /* Frees a buffer the library returned. NULL is ignored. */
 XPROC_API void xproc_free(void* buffer);
+/* The version of the library this process runs, "MAJOR.MINOR.PATCH" (a static string),
+ * which may differ from the header's when another libxproc_c.so is found at run time. */
+XPROC_API const char* xproc_version(void);
 
 /* ---- Queues (shared memory; multiprocessing.Queue) ----------------------------------- */
 typedef struct xproc_queue xproc_queue;

@@ -4,6 +4,7 @@
 
 #include "xproc/errors.h"
 #include "xproc/kj_errors_internal.h"
+#include "xproc/version.h"
 
 namespace xproc::c_api {
 namespace {
@@ -110,5 +111,7 @@ const char* xproc_strerror(int code) {
 const char* xproc_last_error_message(void) { return xproc::c_api::last_error(); }
 
 void xproc_free(void* buffer) { std::free(buffer); }
+
+const char* xproc_version(void) { return XPROC_VERSION_STRING; }
 
 }  // extern "C"

@@ -29,6 +29,7 @@ static void test_errors_have_names_and_messages(void) {
   CHECK(strncmp(xproc_strerror(XPROC_EMPTY), "XPROC_EMPTY", 11) == 0);
   CHECK(strncmp(xproc_strerror(XPROC_OK), "XPROC_OK", 8) == 0);
   CHECK(strcmp(xproc_strerror(9999), "unknown xproc status code") == 0);
+  CHECK(strchr(xproc_version(), '.') != NULL); /* "MAJOR.MINOR.PATCH" */
   xproc_queue* queue = NULL;
   CHECK_STATUS(xproc_queue_create("a/b", 0, 0, &queue), XPROC_VALUE_ERROR);
   CHECK(strstr(xproc_last_error_message(), "a/b") != NULL);

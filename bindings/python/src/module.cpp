@@ -2,9 +2,11 @@
 // proxies, taking and returning Python objects. The `xproc` package wraps it in
 // multiprocessing's API; nothing here is meant to be imported directly.
 #include "bindings.h"
+#include "xproc/version.h"
 
 NB_MODULE(_xproc, m) {
   m.doc() = "xproc's C++ core (use the `xproc` package, not this module)";
+  m.attr("__version__") = XPROC_VERSION_STRING;
   xproc::python::register_errors(m);
   xproc::python::register_values(m);
   xproc::python::register_message_views(m);

@@ -11,7 +11,7 @@ Rust and any other Cap'n Proto language.
 from multiprocessing import AuthenticationError, BufferTooShort
 
 from . import connection, reduction
-from ._xproc import DecodeError, MessageTooLarge, Struct, decode, encode, register_schema
+from ._xproc import DecodeError, MessageTooLarge, Struct, __version__, decode, encode, register_schema
 from .connection import Connection, Pipe
 from .managers import Manager, ProxyRef, SyncManager, connect
 from .queues import JoinableQueue, Queue, SimpleQueue
@@ -37,5 +37,3 @@ __all__ = [
     "reduction",
     "register_schema",
 ]
-
-__version__ = "0.1.0"

@@ -29,7 +29,8 @@ class ProxyRef:
     (a proxy arrives as one when this process never connected to its manager). Stored in
     a container of that manager, or sent on, it names the same object again."""
 
-    __slots__ = ("manager", "id")
+    __slots__ = {"manager": "The instance number of the server the object lives on.",
+                 "id": "The object's number on that server."}
 
     def __init__(self, manager: int, id: int) -> None:  # noqa: A002 (the object's id, as proxies name it)
         self.manager = manager

@@ -91,6 +91,8 @@ class AsyncProxy:
 
 
 class AsyncDictProxy(AsyncProxy):
+    """A dict proxy's ``aio``: the dict's operations as awaitables."""
+
     async def getitem(self, key: Any) -> Any:
         """``d[key]``; KeyError when absent."""
         try:
@@ -110,24 +112,31 @@ class AsyncDictProxy(AsyncProxy):
             raise KeyError(key) from None
 
     def get(self, key: Any, default: Any = None) -> "asyncio.Future[Any]":
+        """``d.get(key, default)``."""
         return self._call("get", key, default)
 
     def contains(self, key: Any) -> "asyncio.Future[bool]":
+        """``key in d``."""
         return self._call("contains", key)
 
     def len(self) -> "asyncio.Future[int]":
+        """``len(d)``."""
         return self._call("len")
 
     def keys(self) -> "asyncio.Future[List[Any]]":
+        """The keys, as a list."""
         return self._call("keys")
 
     def values(self) -> "asyncio.Future[List[Any]]":
+        """The values, as a list."""
         return self._call("values")
 
     def items(self) -> "asyncio.Future[List[Tuple[Any, Any]]]":
+        """The (key, value) pairs, as a list."""
         return self._call("items")
 
     async def pop(self, key: Any, default: Any = MISSING) -> Any:
+        """``d.pop(key[, default])``; KeyError when absent and no default is given."""
         if default is MISSING:
             try:
                 return await self._call("pop", key)
@@ -136,15 +145,19 @@ class AsyncDictProxy(AsyncProxy):
         return await self._call("pop", key, default)
 
     def setdefault(self, key: Any, default: Any = None) -> "asyncio.Future[Any]":
+        """``d.setdefault(key, default)``."""
         return self._call("setdefault", key, default)
 
     async def update(self, other: Any = (), /, **kwargs: Any) -> None:
+        """``d.update(other, **kwargs)``, in one call."""
         await self._call("update", dict(other, **kwargs))
 
     def clear(self) -> "asyncio.Future[None]":
+        """``d.clear()``."""
         return self._call("clear")
 
     def copy(self) -> "asyncio.Future[Dict[Any, Any]]":
+        """A snapshot as a plain dict."""
         return self._call("copy")
 
     def increment(self, key: Any, delta: Any = 1) -> "asyncio.Future[Any]":
@@ -160,10 +173,12 @@ class AsyncDictProxy(AsyncProxy):
         return swapped, current if present else MISSING
 
     async def get_many(self, keys: Iterable[Any], default: Any = None) -> List[Any]:
+        """As DictProxy.get_many: many values in one call."""
         values, present = await self._call("getMany", list(keys))
         return [value if found else default for value, found in zip(values, present)]
 
     def set_many(self, items: Any) -> "asyncio.Future[None]":
+        """As DictProxy.set_many: many keys set in one call, atomically."""
         return self._call("setMany", dict(items))
 
 
@@ -171,21 +186,26 @@ class AsyncSequenceProxy(AsyncProxy):
     """A list's or an array's: indexing and slicing as coroutines."""
 
     async def getitem(self, index: Any) -> Any:
+        """``s[index]`` or ``s[start:stop:step]``; IndexError out of range."""
         if isinstance(index, slice):
             return await self._call("getSlice", index)
         return await self._call("getItem", index)
 
     async def setitem(self, index: Any, value: Any) -> None:
+        """``s[index] = value`` or ``s[start:stop:step] = values``."""
         if isinstance(index, slice):
             await self._call("setSlice", index, list(value))
         else:
             await self._call("setItem", index, value)
 
     def len(self) -> "asyncio.Future[int]":
+        """``len(s)``."""
         return self._call("len")
 
 
 class AsyncNamespaceProxy(AsyncProxy):
+    """A namespace proxy's ``aio``: attributes by name."""
+
     def get(self, name: str) -> "asyncio.Future[Any]":
         """``ns.name``; AttributeError when absent."""
         return self._call("getAttr", name)
@@ -195,21 +215,30 @@ class AsyncNamespaceProxy(AsyncProxy):
         return self._call("setAttr", name, value)
 
     def delete(self, name: str) -> "asyncio.Future[None]":
+        """``del ns.name``; AttributeError when absent."""
         return self._call("delAttr", name)
 
 
 class AsyncValueProxy(AsyncProxy):
+    """A Value proxy's ``aio``."""
+
     def get(self) -> "asyncio.Future[Any]":
+        """The value."""
         return self._call("get")
 
     def set(self, value: Any) -> "asyncio.Future[None]":
+        """Replaces the value."""
         return self._call("set", value)
 
     def increment(self, delta: Any = 1) -> "asyncio.Future[Any]":
+        """``value += delta`` atomically; the new value."""
         return self._call("increment", delta)
 
 
 class AsyncQueueProxy(AsyncProxy):
+    """A queue proxy's ``aio``: get and put await items and room; ``async for item in q.aio`` gets
+    items for ever."""
+
     async def get(self, block: bool = True, timeout: Optional[float] = None) -> Any:
         """Removes and returns an item, awaiting one (queue.Empty after ``timeout``).
         An item taken is always delivered (see the module's note on cancellation)."""
@@ -243,18 +272,23 @@ class AsyncQueueProxy(AsyncProxy):
         raise missed
 
     async def get_nowait(self) -> Any:
+        """get(block=False): queue.Empty when no item is there."""
         return await self.get(False)
 
     async def put_nowait(self, obj: Any) -> None:
+        """put(obj, block=False): queue.Full when there is no room."""
         await self.put(obj, False)
 
     def qsize(self) -> "asyncio.Future[int]":
+        """The number of items in the queue now."""
         return self._call("qsize")
 
     def empty(self) -> "asyncio.Future[bool]":
+        """Whether the queue holds no item now."""
         return self._call("empty")
 
     def full(self) -> "asyncio.Future[bool]":
+        """Whether a bounded queue has no room now."""
         return self._call("full")
 
     def __aiter__(self) -> "AsyncQueueProxy":
@@ -265,7 +299,10 @@ class AsyncQueueProxy(AsyncProxy):
 
 
 class AsyncJoinableQueueProxy(AsyncQueueProxy):
+    """A JoinableQueue proxy's ``aio``."""
+
     def task_done(self) -> "asyncio.Future[None]":
+        """Marks one item got as processed; ValueError when called too often."""
         return self._call("taskDone")
 
     def join(self, timeout: Optional[float] = None) -> "asyncio.Future[bool]":
@@ -277,6 +314,8 @@ class _AsyncAcquirer(AsyncProxy):
     """Lock, RLock and Semaphore: acquire in slices; a cancelled acquire holds nothing."""
 
     async def acquire(self, blocking: bool = True, timeout: Optional[float] = None) -> bool:
+        """As the blocking proxy's acquire; a task cancelled while it waits holds nothing
+        afterwards."""
         wait_for = self._timeout(blocking, timeout)
         for wait in _slices(wait_for if blocking else 0.0):
             cancelled, future = await self._call_to_end("acquire", blocking, wait if blocking else None)
@@ -295,6 +334,7 @@ class _AsyncAcquirer(AsyncProxy):
         return _acquire_timeout(blocking, timeout)
 
     def release(self) -> "asyncio.Future[None]":
+        """Releases what ``aio`` acquired."""
         return self._call("release")
 
     async def __aenter__(self) -> bool:
@@ -305,11 +345,16 @@ class _AsyncAcquirer(AsyncProxy):
 
 
 class AsyncLockProxy(_AsyncAcquirer):
+    """A Lock's or RLock's ``aio``: ``async with lock.aio:``."""
+
     def locked(self) -> "asyncio.Future[bool]":
+        """Whether some client holds the lock now."""
         return self._call("locked")
 
 
 class AsyncSemaphoreProxy(_AsyncAcquirer):
+    """A Semaphore's or BoundedSemaphore's ``aio``: ``async with sem.aio:``."""
+
     @staticmethod
     def _timeout(blocking: bool, timeout: Optional[float]) -> Optional[float]:
         if not blocking and timeout is not None:
@@ -317,27 +362,37 @@ class AsyncSemaphoreProxy(_AsyncAcquirer):
         return _wait_timeout(timeout)
 
     def release(self, n: int = 1) -> "asyncio.Future[None]":  # type: ignore[override]
+        """Gives back `n` units."""
         return self._call("release", n)
 
     def get_value(self) -> "asyncio.Future[int]":
+        """The units free now."""
         return self._call("value")
 
 
 class AsyncEventProxy(AsyncProxy):
+    """An Event's ``aio``."""
+
     def is_set(self) -> "asyncio.Future[bool]":
+        """Whether the flag is set."""
         return self._call("isSet")
 
     def set(self) -> "asyncio.Future[None]":
+        """Sets the flag and wakes every waiter."""
         return self._call("set")
 
     def clear(self) -> "asyncio.Future[None]":
+        """Clears the flag."""
         return self._call("clear")
 
     def wait(self, timeout: Optional[float] = None) -> "asyncio.Future[bool]":
+        """Awaits the flag, up to `timeout` seconds (None: no limit); the flag at the end."""
         return self._call("wait", _wait_timeout(timeout))
 
 
 class AsyncConditionProxy(_AsyncAcquirer):
+    """A Condition's ``aio``: ``async with cond.aio:`` then ``await cond.aio.wait()``."""
+
     async def wait(self, timeout: Optional[float] = None) -> bool:
         """As Condition.wait (the lock held through ``aio``); a cancelled wait is seen
         through to its end, the lock held again, before CancelledError."""
@@ -347,13 +402,17 @@ class AsyncConditionProxy(_AsyncAcquirer):
         return future.result()
 
     def notify(self, n: int = 1) -> "asyncio.Future[None]":
+        """Wakes up to `n` waiters."""
         return self._call("notify", n)
 
     def notify_all(self) -> "asyncio.Future[None]":
+        """Wakes every waiter."""
         return self._call("notifyAll")
 
 
 class AsyncBarrierProxy(AsyncProxy):
+    """A Barrier's ``aio``."""
+
     async def wait(self, timeout: Optional[float] = None) -> int:
         """As Barrier.wait; a cancelled wait is seen through to its end first."""
         cancelled, future = await self._call_to_end("wait", _wait_timeout(timeout))
@@ -362,9 +421,11 @@ class AsyncBarrierProxy(AsyncProxy):
         return future.result()
 
     def reset(self) -> "asyncio.Future[None]":
+        """Returns the barrier to its empty state; waiters get BrokenBarrierError."""
         return self._call("reset")
 
     def abort(self) -> "asyncio.Future[None]":
+        """Breaks the barrier: present and future waiters get BrokenBarrierError."""
         return self._call("abort")
 
 

@@ -47,12 +47,19 @@ class Connection:
         return self._engine.recv()
 
     def send_bytes(self, buf: Any, offset: int = 0, size: Optional[int] = None) -> None:  # noqa: F811
+        """Sends ``buf[offset:offset + size]`` (any bytes-like object; offset and size count bytes)
+        as one message. BrokenPipeError when the peer is gone; ValueError for a bad
+        offset or size."""
         self._engine.send_bytes(buf, offset, size)
 
     def recv_bytes(self, maxlength: Optional[int] = None) -> bytes:  # noqa: F811
+        """Blocks for the next message and returns its bytes. EOFError when the peer closed;
+        OSError, and the connection closed, when the message is longer than `maxlength`."""
         return self._engine.recv_bytes(maxlength)
 
     def recv_bytes_into(self, buf: Any, offset: int = 0) -> int:  # noqa: F811
+        """Reads the next message into `buf` (a writable buffer) from `offset` and returns its size;
+        multiprocessing.BufferTooShort, carrying the message, when it does not fit."""
         return self._engine.recv_bytes_into(buf, offset)
 
     def poll(self, timeout: Optional[float] = 0.0) -> bool:  # noqa: F811
@@ -102,22 +109,30 @@ class Connection:
         await _awaiting.send(self, engine, lambda: engine.send_bytes_if_room(buf, offset, size))
 
     def fileno(self) -> int:
+        """The descriptor to select or poll on. On a shared-memory end of a Pipe the first call adds
+        an epoll descriptor and an eventfd, which every later receive on that end keeps
+        current (a few system calls each): connection.wait() does not need it."""
         return self._engine.fileno()
 
     def close(self) -> None:
+        """Closes this end: tasks awaiting it wake and find it closed, the peer sees EOF once no
+        process holds the end, later calls raise OSError."""
         _awaiting.forget(self)  # tasks awaiting this end wake, and find it closed
         self._engine.close()
 
     @property
     def closed(self) -> bool:
+        """Whether close() was called."""
         return self._engine.closed
 
     @property
     def readable(self) -> bool:
+        """Whether this end receives (False for the sending end of ``Pipe(duplex=False)``)."""
         return self._engine.readable
 
     @property
     def writable(self) -> bool:
+        """Whether this end sends (False for the receiving end of ``Pipe(duplex=False)``)."""
         return self._engine.writable
 
     def __enter__(self) -> "Connection":
@@ -247,12 +262,15 @@ class Listener:
 
     @property
     def address(self) -> Address:
+        """The address bound: a path, an abstract name or ``(host, port)`` with the real port."""
         return _address_value(self._engine.address)
 
     def fileno(self) -> int:
+        """The listening socket's descriptor."""
         return self._engine.fileno()
 
     def close(self) -> None:
+        """Stops listening; a socket file it created is removed."""
         self._engine.close()
 
     def __enter__(self) -> "Listener":

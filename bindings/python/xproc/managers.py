@@ -384,6 +384,8 @@ class ListProxy(_Sequence, MutableSequence):
         self._call("reverse")
 
     def sort(self, *, key: Optional[Callable[[Any], Any]] = None, reverse: bool = False) -> None:
+        """Sorts the list in place on the server (``key`` cannot run there: TypeError; sort a copy()
+        instead)."""
         if key is not None:
             raise TypeError("a key function cannot run in the manager process; sort a copy() instead")
         self._call("sort", reverse)
@@ -423,15 +425,18 @@ class ValueProxy(BaseProxy):
     _typeid = "Value"
 
     def get(self) -> Any:
+        """The value (also ``.value``)."""
         return self._call("get")
 
     def set(self, value: Any) -> None:
+        """Replaces the value (also ``.value = x``)."""
         self._call("set", value)
 
     value = property(get, set)
 
     @property
     def typecode(self) -> str:
+        """The array module typecode the Value was made with ('i', 'd', ...)."""
         return self._call("typecode")
 
     def increment(self, delta: Any = 1) -> Any:
@@ -448,10 +453,12 @@ class ArrayProxy(_Sequence):
         return iter(self[:])
 
     def tolist(self) -> List[Any]:
+        """The items as a plain list (one round trip)."""
         return self[:]
 
     @property
     def typecode(self) -> str:
+        """The array module typecode of the items ('i', 'd', ...)."""
         return self._call("typecode")
 
 
@@ -462,31 +469,43 @@ class QueueProxy(BaseProxy):
     _typeid = "Queue"
 
     def put(self, obj: Any, block: bool = True, timeout: Optional[float] = None) -> None:
+        """Appends `obj`, waiting for room up to `timeout` seconds (None: no limit) when `block`;
+        queue.Full when there is none."""
         self._call("put", obj, block, timeout)
 
     def get(self, block: bool = True, timeout: Optional[float] = None) -> Any:
+        """Removes and returns the oldest item, waiting up to `timeout` seconds (None: no limit)
+        when `block`; queue.Empty when there is none."""
         return self._call("get", block, timeout)
 
     def put_nowait(self, obj: Any) -> None:
+        """put(obj, block=False)."""
         self._call("put", obj, False)
 
     def get_nowait(self) -> Any:
+        """get(block=False)."""
         return self._call("get", False)
 
     def qsize(self) -> int:
+        """The number of items in the queue now."""
         return self._call("qsize")
 
     def empty(self) -> bool:
+        """Whether the queue holds no item now."""
         return self._call("empty")
 
     def full(self) -> bool:
+        """Whether a bounded queue has no room now."""
         return self._call("full")
 
 
 class JoinableQueueProxy(QueueProxy):
+    """manager.JoinableQueue(): a QueueProxy whose consumers mark items done and whose join() waits for them all."""
+
     _typeid = "JoinableQueue"
 
     def task_done(self) -> None:
+        """Marks one item got as processed; ValueError when called more times than items were put."""
         self._call("taskDone")
 
     def join(self, timeout: Optional[float] = None) -> bool:
@@ -501,9 +520,12 @@ class AcquirerProxy(BaseProxy):
     _typeid = "Lock"
 
     def acquire(self, blocking: bool = True, timeout: Optional[float] = None) -> bool:
+        """As threading's: True once acquired; False when not `blocking` and it is taken, or when
+        `timeout` (seconds; -1 or None: no limit) runs out."""
         return self._call("acquire", blocking, _acquire_timeout(blocking, timeout))
 
     def release(self) -> None:
+        """Releases it; RuntimeError for a lock this client does not hold."""
         self._call("release")
 
     def __enter__(self) -> bool:
@@ -514,53 +536,76 @@ class AcquirerProxy(BaseProxy):
 
 
 class LockProxy(AcquirerProxy):
+    """manager.Lock(): a lock living in the manager process, usable in ``with``."""
+
     def locked(self) -> bool:
+        """Whether some client holds the lock now."""
         return self._call("locked")
 
 
 class RLockProxy(LockProxy):
+    """manager.RLock(): a reentrant lock living in the manager process."""
+
     _typeid = "RLock"
 
 
 class SemaphoreProxy(AcquirerProxy):
+    """manager.Semaphore(value): a semaphore living in the manager process."""
+
     _typeid = "Semaphore"
 
     def acquire(self, blocking: bool = True, timeout: Optional[float] = None) -> bool:
+        """As threading.Semaphore's: True once a unit is taken; False when not `blocking` and none
+        is free, or when `timeout` runs out."""
         if not blocking and timeout is not None:
             raise ValueError("can't specify timeout for non-blocking acquire")
         return self._call("acquire", blocking, _wait_timeout(timeout))
 
     def release(self, n: int = 1) -> None:  # type: ignore[override]
+        """Gives back `n` units; ValueError past a BoundedSemaphore's initial value."""
         self._call("release", n)
 
     def get_value(self) -> int:
+        """The units free now."""
         return self._call("value")
 
 
 class BoundedSemaphoreProxy(SemaphoreProxy):
+    """manager.BoundedSemaphore(value): a semaphore that refuses to be released past its initial value."""
+
     _typeid = "BoundedSemaphore"
 
 
 class EventProxy(BaseProxy):
+    """manager.Event(): an event flag living in the manager process."""
+
     _typeid = "Event"
 
     def is_set(self) -> bool:
+        """Whether the flag is set."""
         return self._call("isSet")
 
     def set(self) -> None:
+        """Sets the flag and wakes every waiter."""
         self._call("set")
 
     def clear(self) -> None:
+        """Clears the flag."""
         self._call("clear")
 
     def wait(self, timeout: Optional[float] = None) -> bool:
+        """Waits until the flag is set, up to `timeout` seconds (None: no limit); returns the flag."""
         return self._call("wait", _wait_timeout(timeout))
 
 
 class ConditionProxy(AcquirerProxy):
+    """manager.Condition(lock): a condition variable living in the manager process, usable in ``with``."""
+
     _typeid = "Condition"
 
     def wait(self, timeout: Optional[float] = None) -> bool:
+        """Releases the lock, waits for a notify up to `timeout` seconds (None: no limit), takes the
+        lock again; False on timeout."""
         return self._call("wait", _wait_timeout(timeout))
 
     def wait_for(self, predicate: Callable[[], Any], timeout: Optional[float] = None) -> Any:
@@ -578,13 +623,17 @@ class ConditionProxy(AcquirerProxy):
         return result
 
     def notify(self, n: int = 1) -> None:
+        """Wakes up to `n` waiters, as threading.Condition.notify."""
         self._call("notify", n)
 
     def notify_all(self) -> None:
+        """Wakes every waiter, as threading.Condition.notify_all."""
         self._call("notifyAll")
 
 
 class BarrierProxy(BaseProxy):
+    """manager.Barrier(parties, action, timeout): a barrier living in the manager process."""
+
     _typeid = "Barrier"
 
     def wait(self, timeout: Optional[float] = None) -> int:
@@ -592,21 +641,26 @@ class BarrierProxy(BaseProxy):
         return self._call("wait", _wait_timeout(timeout))
 
     def reset(self) -> None:
+        """Returns the barrier to its empty state; waiters get BrokenBarrierError."""
         self._call("reset")
 
     def abort(self) -> None:
+        """Breaks the barrier: present and future waiters get BrokenBarrierError."""
         self._call("abort")
 
     @property
     def parties(self) -> int:
+        """The number of parties the barrier waits for."""
         return self._call("parties")
 
     @property
     def n_waiting(self) -> int:
+        """The number of parties waiting now."""
         return self._call("nWaiting")
 
     @property
     def broken(self) -> bool:
+        """Whether the barrier is broken."""
         return self._call("broken")
 
 
@@ -670,10 +724,13 @@ class SyncManager:
 
     @property
     def address(self) -> Address:
+        """Where the server listens: a unix socket path or ``(host, port)``; ValueError before
+        start()."""
         return _address_value(self._started().address)
 
     @property
     def authkey(self) -> bytes:
+        """The key clients log in with."""
         return self._authkey
 
     @property
@@ -693,51 +750,75 @@ class SyncManager:
 
     # The factories, as SyncManager's, plus name= for named objects.
     def dict(self, *args: Any, name: Optional[str] = None, **kwargs: Any) -> DictProxy:
+        """A dict on the server, made as ``dict(*args, **kwargs)``; with ``name=``, the dict
+        registered under that name (made if new)."""
         return self._make(DictProxy, "dict", name, dict(*args, **kwargs))
 
     def list(self, sequence: Iterable[Any] = (), *, name: Optional[str] = None) -> ListProxy:
+        """A list on the server holding `sequence`'s items; with ``name=``, the one registered under
+        that name."""
         return self._make(ListProxy, "list", name, list(sequence))
 
     def Namespace(self, *, name: Optional[str] = None, **attributes: Any) -> NamespaceProxy:
+        """A namespace on the server with `attributes` set; with ``name=``, the one registered under
+        that name."""
         namespace = self._make(NamespaceProxy, "namespace", name)
         for key, value in attributes.items():
             setattr(namespace, key, value)
         return namespace
 
     def Value(self, typecode: str, value: Any, lock: bool = True, *, name: Optional[str] = None) -> ValueProxy:
+        """A single value of array typecode `typecode` (``lock`` is accepted for multiprocessing's
+        sake; every call is atomic); with ``name=``, the one registered under that name."""
         return self._make(ValueProxy, "value", name, typecode, value)
 
     def Array(self, typecode: str, sequence: Iterable[Any], lock: bool = True, *, name: Optional[str] = None) -> ArrayProxy:
+        """A fixed-length array of typecode `typecode` holding `sequence`'s items; with ``name=``,
+        the one registered under that name."""
         return self._make(ArrayProxy, "array", name, typecode, sequence)
 
     def Queue(self, maxsize: int = 0, *, name: Optional[str] = None) -> QueueProxy:
+        """A queue.Queue on the server (0: unbounded); with ``name=``, the one registered under that
+        name."""
         return self._make(QueueProxy, "queue", name, maxsize)
 
     def JoinableQueue(self, maxsize: int = 0, *, name: Optional[str] = None) -> JoinableQueueProxy:
+        """A queue with task_done() and join(); with ``name=``, the one registered under that name."""
         return self._make(JoinableQueueProxy, "joinable_queue", name, maxsize)
 
     def Lock(self, *, name: Optional[str] = None) -> LockProxy:
+        """A lock, released by the server if its holder's connection drops; with ``name=``, the one
+        registered under that name."""
         return self._make(LockProxy, "lock", name)
 
     def RLock(self, *, name: Optional[str] = None) -> LockProxy:
+        """A reentrant lock; with ``name=``, the one registered under that name."""
         return self._make(RLockProxy, "rlock", name)
 
     def Semaphore(self, value: int = 1, *, name: Optional[str] = None) -> SemaphoreProxy:
+        """A semaphore with `value` units; with ``name=``, the one registered under that name."""
         return self._make(SemaphoreProxy, "semaphore", name, value)
 
     def BoundedSemaphore(self, value: int = 1, *, name: Optional[str] = None) -> SemaphoreProxy:
+        """A semaphore that refuses releases past `value`; with ``name=``, the one registered under
+        that name."""
         return self._make(BoundedSemaphoreProxy, "bounded_semaphore", name, value)
 
     def Event(self, *, name: Optional[str] = None) -> EventProxy:
+        """An event flag; with ``name=``, the one registered under that name."""
         return self._make(EventProxy, "event", name)
 
     def Condition(self, lock: Optional[LockProxy] = None, *, name: Optional[str] = None) -> ConditionProxy:
+        """A condition variable over `lock` (a Lock or RLock of this manager; None: a new RLock);
+        with ``name=``, the one registered under that name."""
         return self._make(ConditionProxy, "condition", name, 0 if lock is None else lock._id)
 
     def Barrier(
         self, parties: int, action: Optional[Callable[[], Any]] = None, timeout: Optional[float] = None,
         *, name: Optional[str] = None,
     ) -> BarrierProxy:
+        """A barrier for `parties` parties with a default `timeout`; ``action`` cannot run on the
+        server (ValueError). With ``name=``, the one registered under that name."""
         if action is not None:
             raise ValueError("a Barrier action cannot run in the manager process; run it after wait() returns 0")
         return self._make(BarrierProxy, "barrier", name, parties, timeout)

@@ -157,9 +157,11 @@ class Queue:
         return self._engine.get(block, timeout)
 
     def put_nowait(self, obj: Any) -> None:
+        """put(obj, block=False): ``queue.Full`` at once when there is no room."""
         self.put(obj, False)
 
     def get_nowait(self) -> Any:
+        """get(block=False): ``queue.Empty`` at once when there is no message."""
         return self.get(False)
 
     def put_bytes(self, message: bytes, block: bool = True, timeout: Optional[float] = None) -> None:  # noqa: F811
@@ -182,12 +184,17 @@ class Queue:
         return self._engine.get_view(block, timeout)
 
     def qsize(self) -> int:  # noqa: F811
+        """The number of messages in the queue now (exact at that instant; other processes may
+        change it at once)."""
         return self._engine.qsize()
 
     def empty(self) -> bool:  # noqa: F811
+        """Whether the queue holds no message now."""
         return self._engine.empty()
 
     def full(self) -> bool:  # noqa: F811
+        """Whether a bounded queue holds maxsize messages now (always False without maxsize: room
+        then depends on the next message's size)."""
         return self._engine.full()
 
     def close(self) -> None:
@@ -240,10 +247,13 @@ class Queue:
 
     @property
     def schema_id(self) -> int:
+        """The Cap'n Proto type id of the queue's messages (xproc's Value for a queue of Python
+        objects)."""
         return self._engine.schema_id
 
     @property
     def maxsize(self) -> int:
+        """The most messages the queue holds at once; 0 when it is bounded by bytes only."""
         return self._engine.maxsize
 
     def __repr__(self) -> str:

@@ -45,7 +45,9 @@ pub struct F16(pub u16);
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Complex<T> {
+    /// The real part.
     pub re: T,
+    /// The imaginary part.
     pub im: T,
 }
 
@@ -55,6 +57,7 @@ pub struct Complex<T> {
 /// Implemented only for plain types whose every bit pattern of `size_of::<Self>()` bytes
 /// is a valid value (bool's are checked to be 0 or 1 before a slice of them is made).
 pub unsafe trait Element: Copy + 'static {
+    /// The dtype whose elements are this type.
     const DTYPE: DType;
 }
 
@@ -155,6 +158,7 @@ impl<'a> ArrayRef<'a> {
         Ok(ArrayRef { dtype, shape, len: count as usize, pieces })
     }
 
+    /// The element type.
     pub fn dtype(&self) -> DType {
         self.dtype
     }
@@ -169,6 +173,7 @@ impl<'a> ArrayRef<'a> {
         self.len
     }
 
+    /// Whether the array has no elements (some dimension is 0).
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

@@ -1,6 +1,6 @@
 //! Rust bindings to xproc's C ABI (`bindings/c/include/xproc.h`): named shared-memory
 //! queues that C++, Python and Rust processes share, carrying Cap'n Proto messages, and
-//! the arrays of xproc Values as slices ([`array`]).
+//! the arrays of xproc Values as slices ([`array`](mod@array)).
 //!
 //! ```no_run
 //! let mut queue = xproc::Queue::open("points")?;
@@ -9,20 +9,21 @@
 //!     &mut bytes.as_slice(), capnp::message::ReaderOptions::new())?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! The crate links `libxproc_c`, the C ABI of the xproc C++ library, which must be built
+//! and installed first; `build.rs` says where it is looked for (`XPROC_LIB_DIR`).
+//! Messages are plain Cap'n Proto: the `capnp` crate reads and builds them, and
+//! [`value_capnp`] is the schema of the untyped messages.
+#![warn(missing_docs)]
 
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::fmt;
 
 /// xproc's Value schema (`schema/xproc/value.capnp`), for reading Manager values and
-/// untyped queues.
+/// untyped queues: the code `capnpc` generates from it.
+#[allow(missing_docs)]
 pub mod value_capnp {
     include!(concat!(env!("OUT_DIR"), "/value_capnp.rs"));
-}
-
-#[doc(hidden)]
-pub mod point_capnp {
-    // The examples' Point, which the cross-language tests exchange with C++.
-    include!(concat!(env!("OUT_DIR"), "/point_capnp.rs"));
 }
 
 mod ffi {
@@ -35,6 +36,7 @@ mod ffi {
         pub fn xproc_strerror(code: c_int) -> *const c_char;
         pub fn xproc_last_error_message() -> *const c_char;
         pub fn xproc_free(buffer: *mut c_void);
+        pub fn xproc_version() -> *const c_char;
         pub fn xproc_queue_create_typed(name: *const c_char, maxsize: usize, capacity_bytes: usize,
                                         schema_id: u64, out: *mut *mut xproc_queue) -> c_int;
         pub fn xproc_queue_open(name: *const c_char, out: *mut *mut xproc_queue) -> c_int;
@@ -53,17 +55,27 @@ mod ffi {
 pub struct Error {
     /// One of the `XPROC_*` codes of xproc.h (1 = empty, 2 = full, 5 = value error ...).
     pub code: i32,
+    /// What went wrong, as the library said it (`xproc_last_error_message()`).
     pub message: String,
 }
 
+/// A get found no message before its timeout.
 pub const EMPTY: i32 = 1;
+/// A put found no room before its timeout.
 pub const FULL: i32 = 2;
+/// A bad argument: a bad or taken queue name, a closed queue, a wrong array shape ...
 pub const VALUE_ERROR: i32 = 5;
+/// A value of the wrong kind: not an array, an array of another dtype ...
 pub const TYPE_ERROR: i32 = 8;
 /// Bytes that are not a valid message of the expected type (a malformed array ...).
 pub const DECODE_ERROR: i32 = 14;
 
 pub mod array;
+
+// The README's example compiles as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -84,6 +96,13 @@ fn check(code: c_int) -> Result<(), Error> {
 
 fn c_name(name: &str) -> Result<CString, Error> {
     CString::new(name).map_err(|_| Error { code: VALUE_ERROR, message: "queue name contains a NUL byte".into() })
+}
+
+/// The version of the libxproc_c this process runs ("MAJOR.MINOR.PATCH"), which should be
+/// this crate's version: the two are released together.
+pub fn library_version() -> &'static str {
+    // SAFETY: xproc_version returns a static NUL-terminated ASCII string.
+    unsafe { CStr::from_ptr(ffi::xproc_version()) }.to_str().unwrap_or("")
 }
 
 /// `None` blocks until done; `Some(0.0)` does not block.
@@ -129,6 +148,8 @@ impl Queue {
         id
     }
 
+    /// Appends one message (the bytes of a Cap'n Proto message, flat): blocks while the
+    /// queue is full, up to `timeout` seconds (`None`: no limit), then error code FULL.
     pub fn put(&mut self, message: &[u8], timeout: Option<f64>) -> Result<(), Error> {
         check(unsafe { ffi::xproc_queue_put(self.raw, message.as_ptr().cast(), message.len(), seconds(timeout)) })
     }
@@ -143,6 +164,7 @@ impl Queue {
         Ok(bytes)
     }
 
+    /// The number of messages waiting (a snapshot: other processes change it).
     pub fn qsize(&self) -> usize {
         let mut n = 0;
         unsafe { ffi::xproc_queue_qsize(self.raw, &mut n) };

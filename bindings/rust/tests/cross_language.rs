@@ -5,8 +5,13 @@ use std::process::Command;
 
 use capnp::message::{Builder, ReaderOptions};
 use capnp::serialize;
-use xproc::point_capnp::point;
 use xproc::Queue;
+
+// The examples' Point (examples/cpp/point.capnp), which build.rs generates in the repository.
+mod point_capnp {
+    include!(concat!(env!("OUT_DIR"), "/point_capnp.rs"));
+}
+use point_capnp::point;
 
 fn peer() -> String {
     std::env::var("XPROC_PEER").expect("XPROC_PEER must name the built xproc_example_cross_peer")

@@ -1,0 +1,1 @@
+../../../schema/xproc/value.capnp
