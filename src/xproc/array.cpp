@@ -112,7 +112,7 @@ ArrayView ArrayView::checked(schema::Value::Array::Reader reader) {
       throw DecodeError("an array piece of " + std::to_string(bytes.size()) + " bytes is not whole " +
                         std::string(type.name) + " elements");
     }
-    if (reinterpret_cast<uintptr_t>(bytes.data()) % type.alignment != 0) {
+    if (!bytes.empty() && reinterpret_cast<uintptr_t>(bytes.data()) % type.alignment != 0) {
       throw DecodeError("array elements of dtype " + std::string(type.name) + " misaligned in the message");
     }
     if (view.dtype_ == DType::kBool && has_bad_bool(bytes))
