@@ -187,9 +187,17 @@ void Array::to_capnp(schema::Value::Array::Builder builder) const {
     return orphanage.referenceExternalData(
         capnp::Data::Reader(reinterpret_cast<const kj::byte*>(bytes.data()), bytes.size()));
   };
+  auto referable = [](std::span<const std::byte> bytes) {
+    return bytes.size() >= kReferredFromBytes && bytes.size() % sizeof(capnp::word) == 0;
+  };
   const std::span<const std::byte> all = bytes();
   if (all.size() < kArrayPiecesFrom) {
-    if (!all.empty()) builder.adoptData(refer(all));
+    if (referable(all)) {
+      builder.adoptData(refer(all));
+    } else {  // (an empty array too gets its empty Data, as Python writes it)
+      auto data = builder.initData(static_cast<unsigned>(all.size()));
+      if (!all.empty()) std::memcpy(data.begin(), all.data(), all.size());
+    }
     return;
   }
   const size_t count = (all.size() + kArrayPieceBytes - 1) / kArrayPieceBytes;

@@ -141,6 +141,11 @@ inline constexpr size_t kMostArrayDimensions = 64;
 // byte less), each of kArrayPieceBytes but the last.
 inline constexpr size_t kArrayPiecesFrom = size_t{1} << 29;
 inline constexpr size_t kArrayPieceBytes = size_t{1} << 28;
+// Elements of this many bytes or more, in whole words, are referred to by a message being
+// built rather than copied into it, and are copied once, when it is written out. The
+// Python package refers to large buffers by the same rule, so that C++ and Python encode
+// one Value to the same bytes.
+inline constexpr size_t kReferredFromBytes = 64 * 1024;
 
 namespace detail {
 [[noreturn]] void wrong_element_type(DType wanted, DType actual);
@@ -216,9 +221,9 @@ class Array {
     return {reinterpret_cast<const T*>(bytes().data()), static_cast<size_t>(size_)};
   }
 
-  // Into a message: pieces from kArrayPiecesFrom bytes. The message refers to this
-  // array's elements rather than copying them, so it must be written out while this
-  // Array (or a copy of it) lives.
+  // Into a message: pieces from kArrayPiecesFrom bytes. From kReferredFromBytes, the
+  // message refers to this array's elements rather than copying them, so it must be
+  // written out while this Array (or a copy of it) lives.
   void to_capnp(schema::Value::Array::Builder builder) const;
 
   // Same dtype, same shape and the same bytes (so NaN equals the same NaN, and 0.0 does

@@ -70,6 +70,23 @@ bool python_refuses(xproc::schema::Value::Reader v, bool as_key) {
       }
       return false;
     case xproc::schema::Value::STRUCT: return v.getStruct().getSchemaId() == capnp::typeId<xproc::schema::Handle>();
+    case xproc::schema::Value::ARRAY: {
+      // An array is no dict key (numpy arrays and writable memoryviews are unhashable), and
+      // numpy and memoryview index with a Py_ssize_t: every dimension, and the product of
+      // the non-zero ones in bytes, must fit one.
+      if (as_key) return true;
+      const auto dtype = static_cast<size_t>(v.getArray().getDtype());
+      uint64_t extent = dtype <= static_cast<size_t>(xproc::DType::kComplex128)
+                            ? xproc::itemsize(static_cast<xproc::DType>(dtype))
+                            : 1;
+      for (uint64_t length : v.getArray().getShape()) {
+        if (length > uint64_t{PY_SSIZE_T_MAX}) return true;
+        if (length != 0 && (__builtin_mul_overflow(extent, length, &extent) || extent > uint64_t{PY_SSIZE_T_MAX})) {
+          return true;
+        }
+      }
+      return false;
+    }
     default: return false;
   }
 }

@@ -10,12 +10,14 @@
 #include <memory>
 #include <vector>
 
+#include "xproc/array.h"
+
 namespace xproc::python {
 
 class ReferredMemory {
  public:
   // Below this a blob is copied into the builder: a segment of its own costs more.
-  static constexpr size_t kMinBytes = 64 * 1024;
+  static constexpr size_t kMinBytes = kReferredFromBytes;  // xproc/array.h: C++ refers by the same rule
 
   // Whether `size` bytes at `data` may be referred to: large enough, and whole aligned
   // words. (Cap'n Proto writes a referred blob out in whole words, so the rest of a
