@@ -26,6 +26,9 @@ usage: ./dev.sh COMMAND
 
   setup         install missing system and Python packages, configure the build
   build         setup, then build everything
+  wheel         build the Python package's manylinux wheel and sdist into build/wheel
+                (distribution xproc-ipc, import name xproc; Cap'n Proto, kj and OpenSSL
+                linked in)
   demo          build, then run the seed document's examples (C++ and Python)
   test          check the formatting, build, then run every test (C++ through ctest,
                 Python through pytest)
@@ -127,9 +130,14 @@ build() {
   setup
   log "building ($PRESET)"
   cmake --build "$BUILD" -j "$(nproc)"
-  if [ -x "$ROOT/bindings/python/install.sh" ]; then
-    "$ROOT/bindings/python/install.sh" "$VENV" "$BUILD"
-  fi
+  "$ROOT/bindings/python/package.sh" install "$VENV"
+}
+
+# The self-contained manylinux wheel and the sdist, in build/wheel (bindings/python/package.sh).
+wheel() {
+  install_system_packages
+  install_python_packages
+  "$ROOT/bindings/python/package.sh" wheel "$VENV" "$ROOT/build/wheel"
 }
 
 demo() {
@@ -141,6 +149,7 @@ run_tests() {
   log "checking the formatting"
   format --check
   build
+  wheel  # before ctest, whose wheel.fresh_venv test installs it: built alone, not beside tests
   log "running tests"
   if ! command -v cargo >/dev/null && [ ! -x "$HOME/.cargo/bin/cargo" ]; then
     log "cargo not found: the Rust crate's tests (bindings/rust) are skipped"
@@ -223,7 +232,7 @@ format() {
   local -a APT_PACKAGES=("${FORMAT_APT_PACKAGES[@]}")
   install_system_packages
   local files
-  mapfile -t files < <(git -C "$ROOT" ls-files '*.h' '*.cpp')
+  mapfile -t files < <(git -C "$ROOT" ls-files '*.h' '*.cpp' ':!third_party/')  # vendored code keeps its style
   if [ "${1:-}" = --check ]; then
     clang-format-14 --dry-run --Werror "${files[@]}"
   else
@@ -234,6 +243,7 @@ format() {
 case "${1:-}" in
   setup) setup ;;
   build) build ;;
+  wheel) wheel ;;
   demo) demo ;;
   test) run_tests ;;
   bench) shift; bench "$@" ;;
