@@ -5,9 +5,14 @@
 # find_package(CapnProto): the same CapnProto:: targets and capnp_generate_cpp(), with the
 # system's `capnp` compiler, which must be of the vendored release (the generated code
 # checks the library's version).
-# xproc's own code too, so that nothing it instantiates from kj's templates is exported.
+# Every symbol hidden, xproc's own too, so that nothing it instantiates from kj's templates
+# is exported.
 set(CMAKE_CXX_VISIBILITY_PRESET hidden)
 set(CMAKE_VISIBILITY_INLINES_HIDDEN ON)
+# Paths in messages (__FILE__) relative to the source and build trees, not to where they
+# were: the wheel built from the sdist is the one built from the repository.
+# GCC tries the last map first, and the build tree may lie inside the source tree.
+add_compile_options(-ffile-prefix-map=${CMAKE_SOURCE_DIR}/= -ffile-prefix-map=${CMAKE_BINARY_DIR}/=build/)
 set(OPENSSL_USE_STATIC_LIBS TRUE)
 find_package(OpenSSL REQUIRED)
 find_package(Threads REQUIRED)

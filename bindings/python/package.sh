@@ -28,8 +28,9 @@ log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
 # What the package is built from: the sdist's contents (pyproject.toml, sdist.include).
 sources_hash() {
-  (cd "$root" && find pyproject.toml CMakeLists.txt README.md cmake schema src bindings/python third_party/capnproto -type f \
-      -not -path '*/__pycache__/*' -print0 | sort -z | xargs -0 sha1sum | sha1sum | cut -d' ' -f1)
+  (cd "$root" && find pyproject.toml CMakeLists.txt README.md $(compgen -G 'LICEN[CS]E*') cmake schema src \
+      bindings/python third_party/capnproto -type f -not -path '*/__pycache__/*' -print0 |
+    sort -z | xargs -0 sha1sum | sha1sum | cut -d' ' -f1)
 }
 
 # up_to_date STAMP: the sources are those the stamp recorded.
