@@ -19,7 +19,7 @@ describe() {
   local so
   so=$(find "$1" -name '_xproc*.so')
   readelf -d "$so" | awk '/NEEDED/ {print $NF}'
-  readelf --dyn-syms -W "$so" | awk '$1 ~ /:$/ && $7 != "UND" {print $8}' | sort
+  readelf --dyn-syms -W "$so" | awk '$1 ~ /^[0-9]+:$/ && $7 != "UND" {print $8}' | sort
 }
 if ! diff <(describe "$work/from_sdist") <(describe "$work/shipped"); then
   echo "the wheel built from the sdist differs from build/wheel's (< sdist, > shipped)" >&2
