@@ -12,7 +12,7 @@ VENV=$ROOT/.venv
 APT_PACKAGES=(g++ cmake ninja-build pkg-config capnproto libcapnp-dev libboost-dev libssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev libasio-dev redis-server python3-venv
   python3-dev)
-PY_PACKAGES=(pytest hypothesis nanobind 'scikit-build-core>=1.0' pycapnp uvloop)
+PY_PACKAGES=(pytest hypothesis nanobind 'scikit-build-core>=1.0' pycapnp uvloop numpy)
 # The peers of the asyncio rows of `bench python`, installed by the bench command alone.
 BENCH_PY_PACKAGES=(aioprocessing pyzmq)
 # The fuzz preset's compiler and libFuzzer, installed only by the commands that build it.
