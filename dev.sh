@@ -17,6 +17,9 @@ PY_PACKAGES=(pytest hypothesis nanobind 'scikit-build-core>=1.0' pycapnp uvloop 
 BENCH_PY_PACKAGES=(aioprocessing pyzmq)
 # The fuzz preset's compiler and libFuzzer, installed only by the commands that build it.
 FUZZ_APT_PACKAGES=(clang libclang-rt-14-dev)
+# dpkg-source, which `apt-get source` runs to unpack Debian's source package of Cap'n Proto
+# (compiled into the Python package: cmake/fetch_capnproto_source.sh).
+SOURCE_APT_PACKAGES=(dpkg-dev)
 # The formatter the tree is formatted with (.clang-format); another version formats differently.
 FORMAT_APT_PACKAGES=(clang-format-14)
 
@@ -28,7 +31,9 @@ usage: ./dev.sh COMMAND
   build         setup, then build everything
   wheel         build the Python package's manylinux wheel and sdist into build/wheel
                 (distribution xproc-ipc, import name xproc; Cap'n Proto, kj and OpenSSL
-                linked in)
+                linked in, Cap'n Proto compiled from Debian's source package, which
+                `apt-get source` fetches into build/deps, adding deb-src entries
+                that mirror debian.sources if apt has none)
   demo          build, then run the seed document's examples (C++ and Python)
   test          check the formatting, build, then run every test (C++ through ctest,
                 Python through pytest)
@@ -73,6 +78,32 @@ install_system_packages() {
   export DEBIAN_FRONTEND=noninteractive
   # shellcheck disable=SC2086
   apt-get update -qq && apt-get install -y -qq $missing >/dev/null
+}
+
+# The Python package compiles Cap'n Proto from Debian's source package of the installed
+# capnproto (cmake/fetch_capnproto_source.sh fetches it with `apt-get source`): makes sure
+# apt has source indexes that hold it, adding deb-src entries that mirror the distribution's
+# own (/etc/apt/sources.list.d/debian.sources) when it has none.
+install_source_indexes() {
+  local version entry=/etc/apt/sources.list.d/xproc-deb-src.sources
+  version=$(dpkg-query -W -f='${Version}' capnproto)
+  apt-cache showsrc capnproto 2>/dev/null | grep -qx "Version: $version" && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "xproc needs apt's source indexes (deb-src) for capnproto $version" >&2
+    echo "add deb-src entries (e.g. a copy of /etc/apt/sources.list.d/debian.sources with" \
+      "'Types: deb-src'), then run: sudo apt-get update" >&2
+    exit 1
+  fi
+  if [ ! -f "$entry" ]; then
+    [ -f /etc/apt/sources.list.d/debian.sources ] || {
+      echo "no /etc/apt/sources.list.d/debian.sources to mirror: add deb-src entries for capnproto $version" >&2
+      exit 1
+    }
+    log "adding $entry (deb-src entries mirroring debian.sources)"
+    sed 's/^Types: deb$/Types: deb-src/' /etc/apt/sources.list.d/debian.sources >"$entry"
+  fi
+  log "updating apt's indexes (for the source indexes)"
+  apt-get update -qq
 }
 
 python_bin() {
@@ -127,7 +158,9 @@ setup() {
 }
 
 build() {
+  APT_PACKAGES+=("${SOURCE_APT_PACKAGES[@]}")
   setup
+  install_source_indexes
   log "building ($PRESET)"
   cmake --build "$BUILD" -j "$(nproc)"
   "$ROOT/bindings/python/package.sh" install "$VENV"
@@ -135,7 +168,9 @@ build() {
 
 # The self-contained manylinux wheel and the sdist, in build/wheel (bindings/python/package.sh).
 wheel() {
+  APT_PACKAGES+=("${SOURCE_APT_PACKAGES[@]}")
   install_system_packages
+  install_source_indexes
   install_python_packages
   "$ROOT/bindings/python/package.sh" wheel "$VENV" "$ROOT/build/wheel"
 }
@@ -232,7 +267,7 @@ format() {
   local -a APT_PACKAGES=("${FORMAT_APT_PACKAGES[@]}")
   install_system_packages
   local files
-  mapfile -t files < <(git -C "$ROOT" ls-files '*.h' '*.cpp' ':!third_party/')  # vendored code keeps its style
+  mapfile -t files < <(git -C "$ROOT" ls-files '*.h' '*.cpp')
   if [ "${1:-}" = --check ]; then
     clang-format-14 --dry-run --Werror "${files[@]}"
   else

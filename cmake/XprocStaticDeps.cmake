@@ -1,9 +1,9 @@
-# XPROC_STATIC_DEPS (the Python wheel, see pyproject.toml): Cap'n Proto built from
-# third_party/capnproto and OpenSSL from its static archives, so that the extension needs
-# nothing but glibc and the C++ runtime and carries its own copies, hidden, out of reach of
-# another Cap'n Proto in the process, such as pycapnp's. Stands in for
-# find_package(CapnProto): the same CapnProto:: targets and capnp_generate_cpp(), with the
-# system's `capnp` compiler, which must be of the vendored release (the generated code
+# XPROC_STATIC_DEPS (the Python wheel, see pyproject.toml): Cap'n Proto compiled from its
+# sources (cmake/CapnProtoFromSource.cmake) and OpenSSL from its static archives, so that
+# the extension needs nothing but glibc and the C++ runtime and carries its own copies,
+# hidden, out of reach of another Cap'n Proto in the process, such as pycapnp's. Stands in
+# for find_package(CapnProto): the same CapnProto:: targets and capnp_generate_cpp(), with
+# the system's `capnp` compiler, which must be of the sources' release (the generated code
 # checks the library's version).
 # Every symbol hidden, xproc's own too, so that nothing it instantiates from kj's templates
 # is exported.
@@ -17,8 +17,7 @@ set(OPENSSL_USE_STATIC_LIBS TRUE)
 find_package(OpenSSL REQUIRED)
 find_package(Threads REQUIRED)
 
-set(XPROC_CAPNP_DIR ${CMAKE_SOURCE_DIR}/third_party/capnproto)
-add_subdirectory(${XPROC_CAPNP_DIR} ${CMAKE_BINARY_DIR}/third_party/capnproto)
+include(${CMAKE_CURRENT_LIST_DIR}/CapnProtoFromSource.cmake)
 
 find_program(CAPNP_EXECUTABLE capnp REQUIRED)
 get_filename_component(capnp_bin_dir ${CAPNP_EXECUTABLE} DIRECTORY)
@@ -27,8 +26,8 @@ execute_process(COMMAND ${CAPNP_EXECUTABLE} --version OUTPUT_VARIABLE capnp_vers
                 OUTPUT_STRIP_TRAILING_WHITESPACE)
 if(NOT capnp_version_line MATCHES " ${XPROC_CAPNP_VERSION}$")
   message(FATAL_ERROR "XPROC_STATIC_DEPS: ${CAPNP_EXECUTABLE} is \"${capnp_version_line}\"; "
-                      "third_party/capnproto is ${XPROC_CAPNP_VERSION} (Debian 12: apt install capnproto)")
+                      "the sources in ${XPROC_CAPNP_SOURCE_DIR} are ${XPROC_CAPNP_VERSION}")
 endif()
-# The standard schemas (/capnp/c++.capnp) come with the vendored sources.
-set(CAPNP_INCLUDE_DIRECTORY ${XPROC_CAPNP_DIR}/src)
-include(${XPROC_CAPNP_DIR}/CapnProtoMacros.cmake)
+# The standard schemas (/capnp/c++.capnp) and capnp_generate_cpp() come with the sources.
+set(CAPNP_INCLUDE_DIRECTORY ${XPROC_CAPNP_SOURCE_DIR}/src)
+include(${XPROC_CAPNP_SOURCE_DIR}/cmake/CapnProtoMacros.cmake)

