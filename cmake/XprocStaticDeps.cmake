@@ -31,3 +31,16 @@ endif()
 # The standard schemas (/capnp/c++.capnp) and capnp_generate_cpp() come with the sources.
 set(CAPNP_INCLUDE_DIRECTORY ${XPROC_CAPNP_SOURCE_DIR}/src)
 include(${XPROC_CAPNP_SOURCE_DIR}/cmake/CapnProtoMacros.cmake)
+
+# The wheel carries OpenSSL's code, so it carries OpenSSL's licence (Apache-2.0): the
+# copyright file of the distribution's package whose archives are linked, installed among
+# the wheel's licence files. (Cap'n Proto's comes with its sources: wheel.license-files.)
+if(SKBUILD)
+  find_file(XPROC_OPENSSL_LICENSE copyright PATHS /usr/share/doc/libssl-dev /usr/share/doc/openssl
+            NO_DEFAULT_PATH DOC "OpenSSL's licence, installed into the wheel")
+  if(NOT XPROC_OPENSSL_LICENSE)
+    message(FATAL_ERROR "XPROC_STATIC_DEPS: OpenSSL's licence not found in /usr/share/doc/libssl-dev: "
+                        "set XPROC_OPENSSL_LICENSE to the licence of the OpenSSL linked")
+  endif()
+  install(FILES ${XPROC_OPENSSL_LICENSE} DESTINATION ${SKBUILD_METADATA_DIR}/licenses/openssl)
+endif()

@@ -1,7 +1,7 @@
 """The installed wheel (tests/wheel/run.sh installs it into a fresh venv): it is what is
 imported, its extension depends on nothing but glibc and the C++ runtime and exports its
-init function alone, its metadata carries CMakeLists.txt's version, and pycapnp may be
-imported before or after it."""
+init function alone, its metadata carries CMakeLists.txt's version and the licences of the
+libraries linked in, and pycapnp may be imported before or after it."""
 
 from __future__ import annotations
 
@@ -39,6 +39,14 @@ def test_distribution_is_xproc_ipc_with_the_version_of_cmakelists():
     declared = re.search(r"project\(xproc\s+VERSION\s+([0-9.]+)", (SOURCE_DIR / "CMakeLists.txt").read_text())
     assert metadata.version("xproc-ipc") == declared.group(1)
     assert os.path.basename(os.environ["XPROC_WHEEL"]).startswith(f"xproc_ipc-{declared.group(1)}-")
+
+
+def test_metadata_carries_the_licences_of_capnproto_and_openssl():
+    files = metadata.distribution("xproc-ipc").files
+    licences = [f.read_text() for f in files if f.parts[0].endswith(".dist-info") and "licenses" in f.parts]
+    assert any("Sandstorm Development Group" in text for text in licences), [str(f) for f in files]
+    assert any("Upstream-Name: OpenSSL" in text and "Apache-2.0" in text for text in licences), [
+        str(f) for f in files]
 
 
 def test_extension_needs_no_capnp_kj_or_openssl_library():
