@@ -12,11 +12,14 @@ VENV=$ROOT/.venv
 APT_PACKAGES=(g++ cmake ninja-build pkg-config capnproto libcapnp-dev libboost-dev libssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev libasio-dev redis-server python3-venv
   python3-dev)
-PY_PACKAGES=(pytest hypothesis nanobind scikit-build-core pycapnp uvloop numpy)
+PY_PACKAGES=(pytest hypothesis nanobind 'scikit-build-core>=1.0' pycapnp uvloop numpy)
 # The peers of the asyncio rows of `bench python`, installed by the bench command alone.
 BENCH_PY_PACKAGES=(aioprocessing pyzmq)
 # The fuzz preset's compiler and libFuzzer, installed only by the commands that build it.
 FUZZ_APT_PACKAGES=(clang libclang-rt-14-dev)
+# dpkg-source, which `apt-get source` runs to unpack Debian's source package of Cap'n Proto
+# (compiled into the Python package: cmake/fetch_capnproto_source.sh).
+SOURCE_APT_PACKAGES=(dpkg-dev)
 # The formatter the tree is formatted with (.clang-format); another version formats differently.
 FORMAT_APT_PACKAGES=(clang-format-14)
 
@@ -26,6 +29,11 @@ usage: ./dev.sh COMMAND
 
   setup         install missing system and Python packages, configure the build
   build         setup, then build everything
+  wheel         build the Python package's manylinux wheel and sdist into build/wheel
+                (distribution xproc-ipc, import name xproc; Cap'n Proto, kj and OpenSSL
+                linked in, Cap'n Proto compiled from Debian's source package, which
+                `apt-get source` fetches into build/deps, adding deb-src entries
+                that mirror debian.sources if apt has none)
   demo          build, then run the seed document's examples (C++ and Python)
   test          check the formatting, build, then run every test (C++ through ctest,
                 Python through pytest)
@@ -73,6 +81,32 @@ install_system_packages() {
   export DEBIAN_FRONTEND=noninteractive
   # shellcheck disable=SC2086
   apt-get update -qq && apt-get install -y -qq $missing >/dev/null
+}
+
+# The Python package compiles Cap'n Proto from Debian's source package of the installed
+# capnproto (cmake/fetch_capnproto_source.sh fetches it with `apt-get source`): makes sure
+# apt has source indexes that hold it, adding deb-src entries that mirror the distribution's
+# own (/etc/apt/sources.list.d/debian.sources) when it has none.
+install_source_indexes() {
+  local version entry=/etc/apt/sources.list.d/xproc-deb-src.sources
+  version=$(dpkg-query -W -f='${Version}' capnproto)
+  apt-cache showsrc capnproto 2>/dev/null | grep -qx "Version: $version" && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "xproc needs apt's source indexes (deb-src) for capnproto $version" >&2
+    echo "add deb-src entries (e.g. a copy of /etc/apt/sources.list.d/debian.sources with" \
+      "'Types: deb-src'), then run: sudo apt-get update" >&2
+    exit 1
+  fi
+  if [ ! -f "$entry" ]; then
+    [ -f /etc/apt/sources.list.d/debian.sources ] || {
+      echo "no /etc/apt/sources.list.d/debian.sources to mirror: add deb-src entries for capnproto $version" >&2
+      exit 1
+    }
+    log "adding $entry (deb-src entries mirroring debian.sources)"
+    sed 's/^Types: deb$/Types: deb-src/' /etc/apt/sources.list.d/debian.sources >"$entry"
+  fi
+  log "updating apt's indexes (for the source indexes)"
+  apt-get update -qq
 }
 
 python_bin() {
@@ -127,12 +161,21 @@ setup() {
 }
 
 build() {
+  APT_PACKAGES+=("${SOURCE_APT_PACKAGES[@]}")
   setup
+  install_source_indexes
   log "building ($PRESET)"
   cmake --build "$BUILD" -j "$(nproc)"
-  if [ -x "$ROOT/bindings/python/install.sh" ]; then
-    "$ROOT/bindings/python/install.sh" "$VENV" "$BUILD"
-  fi
+  "$ROOT/bindings/python/package.sh" install "$VENV"
+}
+
+# The self-contained manylinux wheel and the sdist, in build/wheel (bindings/python/package.sh).
+wheel() {
+  APT_PACKAGES+=("${SOURCE_APT_PACKAGES[@]}")
+  install_system_packages
+  install_source_indexes
+  install_python_packages
+  "$ROOT/bindings/python/package.sh" wheel "$VENV" "$ROOT/build/wheel"
 }
 
 demo() {
@@ -144,6 +187,7 @@ run_tests() {
   log "checking the formatting"
   format --check
   build
+  wheel  # before ctest, whose wheel.fresh_venv test installs it: built alone, not beside tests
   log "running tests"
   if ! command -v cargo >/dev/null && [ ! -x "$HOME/.cargo/bin/cargo" ]; then
     log "cargo not found: the Rust crate's tests (bindings/rust) are skipped"
@@ -245,6 +289,7 @@ docs() {
 case "${1:-}" in
   setup) setup ;;
   build) build ;;
+  wheel) wheel ;;
   demo) demo ;;
   test) run_tests ;;
   bench) shift; bench "$@" ;;

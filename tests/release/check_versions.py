@@ -82,12 +82,9 @@ def main() -> int:
 
     cargo = tomllib.loads((ROOT / "bindings/rust/Cargo.toml").read_text())
     found["bindings/rust/Cargo.toml"] = cargo["package"]["version"]
-    for pyproject in (ROOT / "pyproject.toml", ROOT / "bindings/python/pyproject.toml"):
-        if pyproject.exists():
-            data = tomllib.loads(pyproject.read_text())
-            if "project" in data:
-                name = f"{pyproject.relative_to(ROOT)} (wheel metadata)"
-                found[name] = scikit_build_version(pyproject, data["project"], data.get("tool", {}))
+    pyproject = ROOT / "pyproject.toml"
+    data = tomllib.loads(pyproject.read_text())
+    found["pyproject.toml (wheel metadata)"] = scikit_build_version(pyproject, data["project"], data.get("tool", {}))
 
     changelog = (ROOT / "CHANGELOG.md").read_text()
     found["CHANGELOG.md section"] = expected if re.search(rf"^## \[{re.escape(expected)}\]", changelog,

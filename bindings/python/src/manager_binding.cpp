@@ -32,7 +32,11 @@ void raise_pending_signal() {
 // linker binds the template instances both define (GNU unique symbols such as the heap
 // disposer of the RPC system) to pycapnp's copies, and the RPC client would destroy its
 // objects with the other version's code. Detected here, as a clear error, before any
-// connection is made; loading xproc first avoids it.
+// connection is made; loading xproc first avoids it. A module with its own hidden copy of
+// Cap'n Proto (XPROC_PYTHON_PRIVATE_CAPNP: the wheel) binds nothing to pycapnp's.
+#ifdef XPROC_PYTHON_PRIVATE_CAPNP
+void require_own_capnp() {}
+#else
 void require_own_capnp() {
   static const bool own = [] {
     const std::string name = "libcapnp-rpc-" + std::to_string(CAPNP_VERSION_MAJOR) + "." +
@@ -53,6 +57,7 @@ void require_own_capnp() {
         "capnp (put `import xproc` above `import capnp`).");
   }
 }
+#endif
 
 }  // namespace
 
