@@ -139,6 +139,13 @@ std::span<const std::byte> ArrayView::contiguous_bytes() const {
   return pieces_.empty() ? std::span<const std::byte>() : pieces_.front();
 }
 
+void ArrayView::copy_to(std::byte* out) const noexcept {
+  for (const auto piece : pieces_) {
+    std::memcpy(out, piece.data(), piece.size());
+    out += piece.size();
+  }
+}
+
 Array Array::from_bytes(DType dtype, Shape shape, std::span<const std::byte> bytes) {
   if (static_cast<size_t>(dtype) >= kDTypeCount) throw ValueError("unknown dtype");
   if (dtype == DType::kBool && has_bad_bool(bytes)) throw ValueError("an array of bool holds a byte not 0 or 1");
@@ -162,11 +169,7 @@ Array Array::copy_of(const ArrayView& view) {
   array.size_ = view.size();
   auto words = kj::heapArray<capnp::word>((view.nbytes() + sizeof(capnp::word) - 1) / sizeof(capnp::word));
   if (words.size() != 0) std::memset(&words.back(), 0, sizeof(capnp::word));
-  auto* out = reinterpret_cast<std::byte*>(words.begin());
-  for (auto piece : view.pieces()) {
-    std::memcpy(out, piece.data(), piece.size());
-    out += piece.size();
-  }
+  view.copy_to(reinterpret_cast<std::byte*>(words.begin()));
   array.words_ = std::make_shared<const kj::Array<capnp::word>>(kj::mv(words));
   return array;
 }

@@ -168,6 +168,8 @@ class ArrayView {
   size_t nbytes() const noexcept { return size_ * itemsize(dtype_); }
   // The elements' bytes: one piece, or several for arrays of kArrayPiecesFrom bytes or more.
   const std::vector<std::span<const std::byte>>& pieces() const noexcept { return pieces_; }
+  // Copies the elements (the pieces one after another) to `out`, nbytes() bytes.
+  void copy_to(std::byte* out) const noexcept;
 
   // The elements as T, in place. TypeError when T is not the dtype's element type;
   // ValueError for an array in pieces (copy it: Array::copy_of).

@@ -103,14 +103,6 @@ void check_python_shape(const ArrayView& array) {
   }
 }
 
-// Copies the array's elements (its pieces one after another) to `out`.
-void copy_elements(const ArrayView& array, std::byte* out) {
-  for (const auto piece : array.pieces()) {
-    std::memcpy(out, piece.data(), piece.size());
-    out += piece.size();
-  }
-}
-
 // numpy's empty() and the dtypes' objects, imported at the first array received (numpy is
 // optional: an array without it is a memoryview). nullptr when numpy cannot be imported.
 struct Numpy {
@@ -154,7 +146,7 @@ nb::object numpy_array(const Numpy& np, const ArrayView& array) {
   nb::object result = np.empty(shape_tuple(array), np.dtypes[static_cast<size_t>(array.dtype())]);
   Py_buffer out{};
   if (PyObject_GetBuffer(result.ptr(), &out, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) != 0) throw nb::python_error();
-  copy_elements(array, static_cast<std::byte*>(out.buf));
+  array.copy_to(static_cast<std::byte*>(out.buf));
   PyBuffer_Release(&out);
   return result;
 }
@@ -167,7 +159,7 @@ nb::object memoryview_of(const nb::object& buffer) {
 
 nb::object owned_copy(const ArrayView& array, bool readonly) {
   OwnedArrayBuffer owned = make_owned_array_buffer(array.dtype(), array.shape(), readonly);
-  copy_elements(array, owned.data);
+  array.copy_to(owned.data);
   return owned.buffer;
 }
 
