@@ -114,6 +114,31 @@ interface Object {
   # What every shared object answers.
   repr @0 () -> (text :Text);
   # Python's repr of the object (a proxy prints this).
+
+  batch @1 (calls :List(BatchedCall)) -> (returns :List(BatchedReturn));
+  # Several calls of this object's methods in one message, run in order, each answered on
+  # its own: returns[i] is calls[i]'s results or its failure. A call fails alone; the calls
+  # after it still run. Only methods that answer at once travel so: one with a `timeout`
+  # parameter (it may wait) fails with TypeError, as does batch itself. xproc's
+  # asynchronous clients send the calls made to one object in one turn of their event loop
+  # this way (the server then pays one RPC for all of them).
+
+  struct BatchedCall {
+    interfaceId @0 :UInt64;
+    # The interface that declares the method (a base's id for an inherited method).
+    methodId @1 :UInt16;
+    params @2 :AnyPointer;
+    # The method's parameter struct.
+  }
+
+  struct BatchedReturn {
+    union {
+      results @0 :AnyPointer;
+      # The method's result struct.
+      failure @1 :Text;
+      # What a failed call raises, as a failed RPC's reason: "KeyError: 'a'".
+    }
+  }
 }
 
 struct Slice {

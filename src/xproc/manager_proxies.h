@@ -21,6 +21,8 @@
 #include <utility>
 #include <vector>
 
+#include <kj/async.h>
+
 #include "xproc/manager.capnp.h"
 #include "xproc/timeout.h"
 #include "xproc/value.h"
@@ -54,6 +56,24 @@ class Proxy {
   // The object's repr, fetched from the server.
   std::string repr() const;
   friend std::ostream& operator<<(std::ostream& out, const Proxy& proxy) { return out << proxy.repr(); }
+
+  // Any method of the object's interface, by its name in manager.capnp ("getItem",
+  // "increment" ...), without waiting: the promise resolves as this thread's loop runs
+  // (Manager::wait). `args` go to the method's parameters in order, each converted to
+  // the parameter's type. The result is the reply's only field as a Value (None when it
+  // answers nothing, a tuple when it answers several); a failure is the remote error,
+  // raised as an xproc error by Manager::wait.
+  //
+  // Calls that answer at once, made before the loop next runs, leave together: one
+  // message per object, run by the server in the order made (docs/guide.md, "Event
+  // loops"). A call that may wait (one with a timeout) goes on its own, after the
+  // object's earlier calls. Dropping the promise before the loop runs cancels the call.
+  // TypeError for a proxy of a user's own interface (use client()).
+  //
+  //   kj::Vector<kj::Promise<Value>> replies;
+  //   for (const auto& key : keys) replies.add(d.call_async("getItem", {key}));
+  //   kj::Array<Value> values = manager.wait(kj::joinPromises(replies.releaseAsArray()));
+  kj::Promise<Value> call_async(std::string_view method, std::vector<Value> args = {}) const;
 
  protected:
   capnp::Capability::Client capability() const;  // on this thread's connection

@@ -57,6 +57,45 @@ def test_dict_calls_many_in_flight_each_answered_by_its_own_reply(manager, loop_
 
 
 @pytest.mark.parametrize("loop_kind", LOOPS)
+def test_calls_of_one_turn_run_in_order_and_a_failure_stays_with_its_own_call(manager, loop_kind):
+    d = manager.dict()
+    lst = manager.list()
+
+    async def main():
+        # One turn's calls to each object leave in one batch, run in the order made (these
+        # methods send at once; a coroutine method such as getitem sends when its task runs).
+        results = await asyncio.gather(
+            d.aio.set("a", 1), d.aio.get("a"), d.aio.get_item("missing"), d.aio.increment("a", 41),
+            lst.aio.append("x"), lst.aio.get_item(5), lst.aio.len(), d.aio.len(),
+            return_exceptions=True)
+        assert results[0] is None and results[1] == 1 and results[3] == 42
+        assert isinstance(results[2], KeyError)
+        assert results[4] is None and isinstance(results[5], IndexError) and results[6] == 1
+        assert results[7] == 1
+        # A future cancelled before its turn ends settles nobody else's.
+        doomed = d.aio.set("b", 2)
+        kept = d.aio.get("a")
+        doomed.cancel()
+        assert await kept == 42
+
+    run(loop_kind, main())
+
+
+@pytest.mark.parametrize("loop_kind", LOOPS)
+def test_a_call_that_may_wait_does_not_overtake_earlier_calls_to_its_object(manager, loop_kind):
+    lock = manager.Lock()
+
+    async def main():
+        assert await lock.aio.acquire()
+        # release is batched, acquire (it may wait) goes alone, after the release.
+        released, acquired = await asyncio.gather(lock.aio.release(), lock.aio.acquire(timeout=2))
+        assert acquired is True
+        await lock.aio.release()
+
+    run(loop_kind, main())
+
+
+@pytest.mark.parametrize("loop_kind", LOOPS)
 def test_lists_values_and_namespaces(manager, loop_kind):
     lst, value, ns = manager.list([1, 2, 3]), manager.Value("i", 5), manager.Namespace()
 

@@ -178,6 +178,8 @@ std::string snake_case(std::string_view camel) {
 struct AsyncCall {
   std::shared_ptr<const rpc::Endpoint> endpoint;
   const rpc::MethodPlan* plan = nullptr;
+  nb::object loop;                        // the asyncio loop whose future it settles
+  nb::object future;                      // settled by settle_async_calls
   kj::Promise<void> in_flight = nullptr;  // dropped: the call is cancelled
   kj::Maybe<capnp::Response<capnp::AnyPointer>> response;
   kj::Maybe<kj::Exception> error;
@@ -191,34 +193,64 @@ struct AsyncCalls {
   std::vector<uint64_t> settled;
 };
 
-// Runs this thread's loop without sleeping; the tokens of the calls settled meanwhile.
-std::vector<uint64_t> pump_async_calls() {
-  auto& loop = rpc::thread_loop();
-  loop.wait_scope().poll();
-  auto* table = loop.find_slot<AsyncCalls>();
-  if (table == nullptr) return {};
-  return std::exchange(table->settled, {});
+// Runs this thread's loop without sleeping, then settles the futures of `loop` whose calls
+// finished: results are set here; failures are listed as (future, token) for the caller
+// to raise through async_result() (the error as the blocking call raises it). Calls of a
+// loop since closed are dropped. Returns (failures, calls still in flight on this thread).
+nb::tuple settle_async_calls(const nb::handle& loop) {
+  auto& thread = rpc::thread_loop();
+  {
+    nb::gil_scoped_release unlocked;  // replies are read; nothing here touches Python
+    thread.wait_scope().poll();
+  }
+  auto* table = thread.find_slot<AsyncCalls>();
+  nb::list failures;
+  if (table == nullptr) return nb::make_tuple(failures, 0);
+  std::vector<uint64_t> later;  // settled calls of another loop, still open
+  for (uint64_t token : std::exchange(table->settled, {})) {
+    auto found = table->calls.find(token);
+    if (found == table->calls.end()) continue;
+    AsyncCall& call = *found->second;
+    if (!call.loop.is(loop)) {
+      if (nb::cast<bool>(call.loop.attr("is_closed")())) {
+        table->calls.erase(found);
+      } else {
+        later.push_back(token);
+      }
+      continue;
+    }
+    if (nb::cast<bool>(call.future.attr("cancelled")())) {
+      table->calls.erase(found);
+      continue;
+    }
+    KJ_IF_MAYBE (response, call.response) {
+      nb::object result =
+          results_to_python(response->getAs<capnp::DynamicStruct>(call.plan->results_schema), call.plan->results);
+      nb::object future = std::move(call.future);
+      table->calls.erase(found);
+      future.attr("set_result")(result);
+    } else {
+      failures.append(nb::make_tuple(call.future, token));
+      call.future = nb::none();
+    }
+  }
+  table->settled = std::move(later);
+  return nb::make_tuple(failures, table->calls.size());
 }
 
-// The settled call's results as call() returns them, or its error raised; KeyError for a
-// token that is not a settled call of this thread.
-nb::object async_result(uint64_t token) {
+// A failed call's error raised (as the blocking call raises it), once settle_async_calls
+// has listed it; KeyError for a token that is not a failed call of this thread.
+void async_result(uint64_t token) {
   auto* table = rpc::thread_loop().find_slot<AsyncCalls>();
   auto it = table == nullptr ? decltype(table->calls)::iterator{} : table->calls.find(token);
   if (table == nullptr || it == table->calls.end()) throw KeyError("no call " + std::to_string(token));
-  if (it->second->response == nullptr && it->second->error == nullptr) {
-    throw ValueError("call " + std::to_string(token) + " is still in flight");
-  }
   auto call = std::move(it->second);
   table->calls.erase(it);
   KJ_IF_MAYBE (error, call->error) {
     if (error->getType() == kj::Exception::Type::DISCONNECTED) rpc::drop_connection(*call->endpoint);
     rpc::rethrow_local(*error);
   }
-  KJ_IF_MAYBE (response, call->response) {
-    return results_to_python(response->getAs<capnp::DynamicStruct>(call->plan->results_schema), call->plan->results);
-  }
-  KJ_UNREACHABLE;
+  throw ValueError("call " + std::to_string(token) + " did not fail");
 }
 
 // Drops a call: one in flight is cancelled (the server drops it if it has not answered;
@@ -232,7 +264,8 @@ void cancel_async_call(uint64_t token) {
 
 }  // namespace
 
-uint64_t RemoteObject::call_async(const std::string& method, const nb::tuple& args, const nb::dict& kwargs) const {
+nb::tuple RemoteObject::call_async(const std::string& method, const nb::tuple& args, const nb::dict& kwargs,
+                                   const nb::object& loop, const nb::object& future) const {
   const auto& plan = rpc::plan_of(interface, method);
   rpc::DynamicCall request(ref, plan, rpc::Transport::kEventLoop);
   fill(request, args, kwargs);
@@ -241,6 +274,8 @@ uint64_t RemoteObject::call_async(const std::string& method, const nb::tuple& ar
   auto call = std::make_unique<AsyncCall>();
   call->endpoint = ref->endpoint;
   call->plan = &plan;
+  call->loop = loop;
+  call->future = future;
   AsyncCall* settling = call.get();
   call->in_flight = request.send_async()
                         .then(
@@ -254,7 +289,8 @@ uint64_t RemoteObject::call_async(const std::string& method, const nb::tuple& ar
                             })
                         .eagerlyEvaluate(nullptr);
   table.calls.emplace(token, std::move(call));
-  return token;
+  const int fd = rpc::connection_for(*ref->endpoint, rpc::Transport::kEventLoop).fileno();
+  return nb::make_tuple(token, rpc::batchable(plan, kind), fd);
 }
 
 int RemoteObject::async_fileno() const {
@@ -305,10 +341,11 @@ nb::object RemoteObject::call(const std::string& method, const nb::tuple& args, 
 void fill_call(rpc::DynamicCall& call, const nb::tuple& args, const nb::dict& kwargs) { fill(call, args, kwargs); }
 
 void register_remote_objects(nb::module_& m) {
-  m.def("pump_async_calls", &pump_async_calls,
-        "Runs this thread's event loop without sleeping; the tokens of the calls settled meanwhile.");
+  m.def("settle_async_calls", &settle_async_calls, nb::arg("loop"),
+        "Runs this thread's event loop without sleeping and sets the results of `loop`'s calls that "
+        "finished; returns (failures as (future, token) pairs for async_result(), calls in flight).");
   m.def("async_result", &async_result, nb::arg("token"),
-        "A settled call's results, as RemoteObject.call() returns them, or its error raised.");
+        "Raises a failed call's error, as RemoteObject.call() raises it.");
   m.def("cancel_async_call", &cancel_async_call, nb::arg("token"),
         "Drops a call: one in flight is cancelled, a settled one forgotten.");
   nb::class_<RemoteObject>(m, "RemoteObject",
@@ -323,8 +360,10 @@ void register_remote_objects(nb::module_& m) {
           "Calls `method` (its schema name, as 'getItem') with parameters in schema order or by "
           "schema name; the result's one field, a tuple of several, or None.")
       .def("call_async", &RemoteObject::call_async, nb::arg("method"), nb::arg("args"), nb::arg("kwargs"),
+           nb::arg("loop"), nb::arg("future"),
            "Sends `method` as call() would, on this thread's event-loop connection, without waiting; "
-           "a token for async_result() once pump_async_calls() has listed it.")
+           "settle_async_calls(loop) settles `future`. Returns (token, batched, the connection's socket): "
+           "a batched call leaves with the others of its loop turn and runs even if cancelled afterwards.")
       .def("async_fileno", &RemoteObject::async_fileno,
            "The socket of this thread's event-loop connection to the object's manager: readable "
            "when replies may have come.")

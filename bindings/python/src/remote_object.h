@@ -25,9 +25,11 @@ struct RemoteObject {
 
   // Calls `method` with Python arguments; the GIL is released while the call waits.
   nb::object call(const std::string& method, const nb::tuple& args, const nb::dict& kwargs) const;
-  // Sends `method` on this thread's event-loop connection without waiting (see
-  // remote_object.cpp: pump_async_calls, async_result); returns the call's token.
-  uint64_t call_async(const std::string& method, const nb::tuple& args, const nb::dict& kwargs) const;
+  // Sends `method` on this thread's event-loop connection without waiting; `future` (of
+  // the asyncio `loop`) is settled by settle_async_calls (remote_object.cpp). Returns
+  // (token, whether the call travels in a batch, the connection's socket).
+  nb::tuple call_async(const std::string& method, const nb::tuple& args, const nb::dict& kwargs, const nb::object& loop,
+                       const nb::object& future) const;
   // The socket of that connection, connecting first if need be.
   int async_fileno() const;
 };

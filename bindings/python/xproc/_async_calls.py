@@ -3,16 +3,17 @@
 Each thread has its own kj event loop and, per manager, an event-loop connection beside
 the one blocking calls use (``RemoteObject.call_async``). An asyncio loop drives it: it
 watches that connection's socket and, when a reply may have come or after sending,
-runs the kj loop without sleeping (``_xproc.pump_async_calls``) and settles the futures
-of the calls that finished. Calls sent in one turn of the asyncio loop leave together,
-pipelined.
+runs the kj loop without sleeping and settles the futures of the calls that finished
+(``_xproc.settle_async_calls``, which sets results from C++). The calls to one object made
+in one turn of the asyncio loop leave together, in one batch (a call that may wait, one
+with a timeout, goes on its own).
 """
 
 from __future__ import annotations
 
 import asyncio
 import weakref
-from typing import Any, Dict, Optional, Set, Tuple
+from typing import Any, Callable, Optional, Set, Tuple
 
 from . import _xproc
 
@@ -26,46 +27,36 @@ class _LoopCalls:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._futures: Dict[int, asyncio.Future[Any]] = {}
         self._watched: Set[int] = set()
         self._pump_soon = False
         self._idle: Optional[asyncio.TimerHandle] = None
 
     def submit(self, remote: Any, method: str, args: Tuple[Any, ...]) -> "asyncio.Future[Any]":
-        fd = remote.async_fileno()  # connects at the first call
-        if fd not in self._watched:
+        future = self._loop.create_future()
+        token, batched, fd = remote.call_async(method, args, {}, self._loop, future)  # connects at the first call
+        if fd not in self._watched:  # no reply is read before this turn ends
             self._loop.add_reader(fd, self._pump)
             self._watched.add(fd)
-        token = remote.call_async(method, args, {})
-        future = self._loop.create_future()
-        self._futures[token] = future
-        future.add_done_callback(lambda f, token=token: self._settled_or_cancelled(token, f))
+        if not batched:
+            # A call that may wait is cancelled on the server with its future.
+            future.add_done_callback(lambda f, token=token: f.cancelled() and _xproc.cancel_async_call(token))
         if not self._pump_soon:
             self._pump_soon = True
             self._loop.call_soon(self._pump)  # sends this turn's calls together
         return future
 
-    def _settled_or_cancelled(self, token: int, future: "asyncio.Future[Any]") -> None:
-        if future.cancelled() and self._futures.pop(token, None) is not None:
-            _xproc.cancel_async_call(token)
-
     def _pump(self) -> None:
         self._pump_soon = False
-        for token in _xproc.pump_async_calls():
-            future = self._futures.pop(token, None)
-            if future is None:  # sent from a loop that is gone
-                _xproc.cancel_async_call(token)
-                continue
+        failures, in_flight = _xproc.settle_async_calls(self._loop)
+        for future, token in failures:
             try:
-                result = _xproc.async_result(token)
+                _xproc.async_result(token)
             except ConnectionError as error:
                 self._forget_sockets()
                 future.set_exception(error)
             except Exception as error:  # the remote error, as a blocking call raises it
                 future.set_exception(error)
-            else:
-                future.set_result(result)
-        if self._futures and self._idle is None:
+        if in_flight and self._idle is None:
             self._idle = self._loop.call_later(_IDLE_PUMP, self._idle_pump)
 
     def _idle_pump(self) -> None:
@@ -82,12 +73,26 @@ class _LoopCalls:
 _by_loop: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopCalls]" = weakref.WeakKeyDictionary()
 
 
+def _no_loop() -> None:
+    return None
+
+
+# The loop of the last call and its calls, held weakly: most calls come from the loop of the
+# one before, and a weak dictionary's lookup runs Python code.
+_last_loop: Callable[[], Any] = _no_loop
+_last_calls: Callable[[], Optional[_LoopCalls]] = _no_loop
+
+
 def submit(remote: Any, method: str, *args: Any) -> "asyncio.Future[Any]":
     """Sends ``method`` of ``remote`` (its name in manager.capnp) now; a future of its result."""
+    global _last_loop, _last_calls
     loop = asyncio.get_running_loop()
-    calls = _by_loop.get(loop)
+    calls = _last_calls() if _last_loop() is loop else None
     if calls is None:
-        calls = _by_loop[loop] = _LoopCalls(loop)
+        calls = _by_loop.get(loop)
+        if calls is None:
+            calls = _by_loop[loop] = _LoopCalls(loop)
+        _last_loop, _last_calls = weakref.ref(loop), weakref.ref(calls)
     return calls.submit(remote, method, args)
 
 

@@ -254,15 +254,13 @@ class Listener:
 
 def client(address: str, authkey: bytes | None = None, schema_id: int = 12336089219398877324) -> Connection: ...
 
-def pump_async_calls() -> list[int]:
+def settle_async_calls(loop: object) -> tuple:
     """
-    Runs this thread's event loop without sleeping; the tokens of the calls settled meanwhile.
+    Runs this thread's event loop without sleeping and sets the results of `loop`'s calls that finished; returns (failures as (future, token) pairs for async_result(), calls in flight).
     """
 
-def async_result(token: int) -> object:
-    """
-    A settled call's results, as RemoteObject.call() returns them, or its error raised.
-    """
+def async_result(token: int) -> None:
+    """Raises a failed call's error, as RemoteObject.call() raises it."""
 
 def cancel_async_call(token: int) -> None:
     """Drops a call: one in flight is cancelled, a settled one forgotten."""
@@ -277,9 +275,9 @@ class RemoteObject:
         Calls `method` (its schema name, as 'getItem') with parameters in schema order or by schema name; the result's one field, a tuple of several, or None.
         """
 
-    def call_async(self, method: str, args: tuple, kwargs: dict) -> int:
+    def call_async(self, method: str, args: tuple, kwargs: dict, loop: object, future: object) -> tuple:
         """
-        Sends `method` as call() would, on this thread's event-loop connection, without waiting; a token for async_result() once pump_async_calls() has listed it.
+        Sends `method` as call() would, on this thread's event-loop connection, without waiting; settle_async_calls(loop) settles `future`. Returns (token, batched, the connection's socket): a batched call leaves with the others of its loop turn and runs even if cancelled afterwards.
         """
 
     def async_fileno(self) -> int:

@@ -11,6 +11,7 @@
 #include "xproc/errors.h"
 #include "xproc/kj_errors_internal.h"
 #include "xproc/listener.h"
+#include "xproc/rpc/call_batches.h"
 #include "xproc/rpc/direct_session.h"
 #include "xproc/rpc/socket_message_stream.h"
 #include "xproc/rpc/tls.h"
@@ -176,6 +177,7 @@ ClientConnection::~ClientConnection() {
 }
 
 void ClientConnection::release_transport() noexcept {
+  batches_.reset();
   loop_.disown_fd(fd_);
   // Whichever transport was made owns the socket and closes it.
   if (direct_) {
@@ -196,6 +198,11 @@ capnp::Capability::Client ClientConnection::object(const std::shared_ptr<const O
   capnp::Capability::Client capability = request.send().getObject();
   remember(ref, capability);
   return capability;
+}
+
+CallBatches& ClientConnection::batches() {
+  if (!batches_) batches_ = std::make_unique<CallBatches>();
+  return *batches_;
 }
 
 void ClientConnection::remember(const std::shared_ptr<const ObjectRef>& ref, capnp::Capability::Client capability) {

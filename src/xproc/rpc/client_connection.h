@@ -61,6 +61,7 @@ enum class Transport {
 };
 
 class DirectSession;
+class CallBatches;
 
 class ClientConnection {
  public:
@@ -82,6 +83,9 @@ class ClientConnection {
   void remember(const std::shared_ptr<const ObjectRef>& ref, capnp::Capability::Client capability);
   // Drops what is cached for `ref`.
   void forget(const ObjectRef* ref) { cache_.erase(ref); }
+  // The calls waiting for this thread's next loop turn to leave in batches (an event-loop
+  // connection's; call_batches.h).
+  CallBatches& batches();
 
  private:
   struct Cached {
@@ -96,6 +100,7 @@ class ClientConnection {
   int fd_ = -1;                               // the socket; the transport owns it
   std::shared_ptr<DirectSession> direct_;     // kDirect
   std::unique_ptr<EventLoopRpc> event_loop_;  // kEventLoop
+  std::unique_ptr<CallBatches> batches_;      // on event_loop_'s connection, gone before it
   schema::Manager::Client manager_;
   std::unordered_map<const ObjectRef*, Cached> cache_;
   size_t sweep_at_ = 64;

@@ -85,18 +85,39 @@ double wire_timeout(const Timeout& timeout) {
 DynamicCall::DynamicCall(const Endpoint& endpoint, const MethodPlan& plan, capnp::Capability::Client target)
     : endpoint_(endpoint),
       plan_(plan),
-      request_(target.typelessRequest(plan.interface_id, plan.ordinal, kRequestWords)),
-      params_(request_.initAsAnyStruct(plan.params_size.data, plan.params_size.pointers)
-                  .as<capnp::DynamicStruct>(plan.params)) {
+      request_(target.typelessRequest(plan.interface_id, plan.ordinal, kRequestWords)) {
+  params_ =
+      request_->initAsAnyStruct(plan.params_size.data, plan.params_size.pointers).as<capnp::DynamicStruct>(plan.params);
   KJ_IF_MAYBE (owner, plan.owner) {
     params_.set(*owner, owner_tag());
   }
 }
 
+DynamicCall::DynamicCall(const Endpoint& endpoint, const MethodPlan& plan, CallBatches& batches, uint64_t object_id,
+                         capnp::Capability::Client& target)
+    : endpoint_(endpoint), plan_(plan) {
+  auto added = batches.add(object_id, target, plan);
+  params_ = added.params;
+  batched_.emplace(kj::mv(added.reply));
+  KJ_IF_MAYBE (owner, plan.owner) {
+    params_.set(*owner, owner_tag());
+  }
+}
+
+DynamicCall DynamicCall::on_object(const std::shared_ptr<const ObjectRef>& ref, const MethodPlan& plan,
+                                   Transport transport) {
+  return on_connection(*ref->endpoint, transport, [&](ClientConnection& connection) {
+    auto target = connection.object(ref);
+    if (transport != Transport::kEventLoop) return DynamicCall(*ref->endpoint, plan, kj::mv(target));
+    auto& batches = connection.batches();
+    if (batchable(plan, ref->kind)) return DynamicCall(*ref->endpoint, plan, batches, ref->id, target);
+    batches.flush(ref->id);  // so that this call cannot overtake earlier ones to the object
+    return DynamicCall(*ref->endpoint, plan, kj::mv(target));
+  });
+}
+
 DynamicCall::DynamicCall(const std::shared_ptr<const ObjectRef>& ref, const MethodPlan& plan, Transport transport)
-    : DynamicCall(*ref->endpoint, plan, on_connection(*ref->endpoint, transport, [&](ClientConnection& connection) {
-        return connection.object(ref);
-      })) {}
+    : DynamicCall(on_object(ref, plan, transport)) {}
 
 DynamicCall::DynamicCall(const Endpoint& endpoint, std::string_view method)
     : DynamicCall(
@@ -108,7 +129,7 @@ DynamicCall::DynamicCall(const Endpoint& endpoint, std::string_view method)
 capnp::DynamicStruct::Reader DynamicCall::send() {
   auto& loop = thread_loop();
   try {
-    response_.emplace(request_.send().wait(loop.wait_scope()));
+    response_.emplace(request_->send().wait(loop.wait_scope()));
     return response_->getAs<capnp::DynamicStruct>(plan_.results_schema);
   } catch (const kj::Exception& e) {
     if (e.getType() == kj::Exception::Type::DISCONNECTED) drop_connection(endpoint_);
@@ -116,7 +137,10 @@ capnp::DynamicStruct::Reader DynamicCall::send() {
   }
 }
 
-kj::Promise<capnp::Response<capnp::AnyPointer>> DynamicCall::send_async() { return request_.send(); }
+kj::Promise<capnp::Response<capnp::AnyPointer>> DynamicCall::send_async() {
+  if (batched_) return kj::mv(*batched_);
+  return request_->send();
+}
 
 void set_param(capnp::DynamicStruct::Builder params, const PlannedField& field, const Value& value) {
   expect_shape(field, FieldShape::kValue);
@@ -168,6 +192,57 @@ void set_param(capnp::DynamicStruct::Builder params, const PlannedField& field, 
 
 void set_param(capnp::DynamicStruct::Builder params, const PlannedField& field, uint64_t number) {
   set_checked(params, field.field, number);
+}
+
+void set_param_from(capnp::DynamicStruct::Builder params, const PlannedField& field, const Value& value) {
+  switch (field.shape) {
+    case FieldShape::kValue: return set_param(params, field, value);
+    case FieldShape::kValueList: return set_param(params, field, value.as_list());
+    case FieldShape::kEntryList: return set_param(params, field, value.as_map());
+    case FieldShape::kText: return set_param(params, field, std::string_view(value.as_text()));
+    case FieldShape::kBool: return set_param(params, field, value.as_bool());
+    case FieldShape::kSigned: return set_param(params, field, value.as_int());
+    case FieldShape::kUnsigned:
+      if (value.as_int() < 0) throw ValueError("argument '" + field.name + "' cannot be negative");
+      return set_param(params, field, static_cast<uint64_t>(value.as_int()));
+    case FieldShape::kFloat: return set_checked(params, field.field, value.as_float());
+    case FieldShape::kTimeout:
+      return set_param(params, field,
+                       value.is_null() ? Timeout{} : Timeout(std::chrono::duration<double>(value.as_float())));
+    default: throw TypeError("parameter '" + field.name + "' cannot be given as a Value");
+  }
+}
+
+namespace {
+
+Value result_value(capnp::DynamicStruct::Reader results, const PlannedField& field) {
+  switch (field.shape) {
+    case FieldShape::kValue: return Value::from_capnp(field_pointer(results, field).getAs<schema::Value>());
+    case FieldShape::kValueList: return Value(values_of(results.get(field.field)));
+    case FieldShape::kEntryList: {
+      Value::List pairs;
+      for (auto& [key, item] : entries_of(results.get(field.field))) {
+        pairs.push_back(Value::tuple({std::move(key), std::move(item)}));
+      }
+      return Value(std::move(pairs));
+    }
+    case FieldShape::kText: return Value(std::string(results.get(field.field).as<capnp::Text>().cStr()));
+    case FieldShape::kBool: return Value(results.get(field.field).as<bool>());
+    case FieldShape::kSigned: return Value(static_cast<long long>(results.get(field.field).as<int64_t>()));
+    case FieldShape::kUnsigned: return Value(static_cast<unsigned long long>(results.get(field.field).as<uint64_t>()));
+    case FieldShape::kFloat: return Value(results.get(field.field).as<double>());
+    default: throw TypeError("result '" + field.name + "' cannot be read as a Value");
+  }
+}
+
+}  // namespace
+
+Value results_as_value(capnp::DynamicStruct::Reader results, const MethodPlan& plan) {
+  if (plan.results.empty()) return Value();
+  if (plan.results.size() == 1) return result_value(results, plan.results[0]);
+  Value::List fields;
+  for (const auto& field : plan.results) fields.push_back(result_value(results, field));
+  return Value::tuple(std::move(fields));
 }
 
 Value value_of(capnp::DynamicValue::Reader field) { return Value::from_capnp(field.as<schema::Value>()); }

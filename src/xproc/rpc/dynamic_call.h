@@ -23,6 +23,7 @@
 
 #include "xproc/manager.capnp.h"
 #include "xproc/manager_proxies.h"  // Slice
+#include "xproc/rpc/call_batches.h"
 #include "xproc/rpc/client_connection.h"
 #include "xproc/rpc/method_plan.h"
 #include "xproc/timeout.h"
@@ -114,18 +115,34 @@ class DynamicCall {
   // Sends the call without waiting (made with Transport::kEventLoop): the reply comes
   // when this thread's loop runs. Read it as plan().results_schema; a failure is a remote
   // error (rethrow_local) or, for a dropped connection, DISCONNECTED — then
-  // drop_connection() before the next call.
+  // drop_connection() before the next call. A call that answers at once leaves at the
+  // loop's next turn, batched with the other calls to its object (call_batches.h).
   kj::Promise<capnp::Response<capnp::AnyPointer>> send_async();
 
  private:
   DynamicCall(const Endpoint& endpoint, const MethodPlan& plan, capnp::Capability::Client target);
+  // A call in the batch of `ref`'s object on `connection`.
+  DynamicCall(const Endpoint& endpoint, const MethodPlan& plan, CallBatches& batches, uint64_t object_id,
+              capnp::Capability::Client& target);
+  static DynamicCall on_object(const std::shared_ptr<const ObjectRef>& ref, const MethodPlan& plan,
+                               Transport transport);
 
   const Endpoint& endpoint_;
   const MethodPlan& plan_;
-  capnp::Request<capnp::AnyPointer, capnp::AnyPointer> request_;
+  std::optional<capnp::Request<capnp::AnyPointer, capnp::AnyPointer>> request_;  // sent on its own
+  std::optional<kj::Promise<capnp::Response<capnp::AnyPointer>>> batched_;       // or in a batch
   capnp::DynamicStruct::Builder params_;
   std::optional<capnp::Response<capnp::AnyPointer>> response_;
 };
+
+// Sets `field` from a Value, converted to the field's type (a list for List(Value), a dict
+// for List(Value.Entry), None or seconds for a timeout ...): TypeError when it does not
+// fit. For callers that pass every argument as a Value (Proxy::call_async).
+void set_param_from(capnp::DynamicStruct::Builder params, const PlannedField& field, const Value& value);
+
+// A reply as one Value: None for a method that answers nothing, its only field, or a tuple
+// of its fields in order.
+Value results_as_value(capnp::DynamicStruct::Reader results, const MethodPlan& plan);
 
 // The reply's fields as C++ values.
 Value value_of(capnp::DynamicValue::Reader field);

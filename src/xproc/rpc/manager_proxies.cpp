@@ -25,6 +25,22 @@ capnp::Capability::Client Proxy::capability() const {
   return rpc::connection_for(*ref_->endpoint, rpc::Transport::kEventLoop).object(ref_);
 }
 
+kj::Promise<Value> Proxy::call_async(std::string_view method, std::vector<Value> args) const {
+  const auto& plan = rpc::plan_of(rpc::interface_of(ref_->kind), method);
+  if (args.size() > plan.positional.size()) {
+    throw TypeError(std::string(method) + "() takes " + std::to_string(plan.positional.size()) + " arguments, " +
+                    std::to_string(args.size()) + " given");
+  }
+  rpc::DynamicCall request(ref_, plan, rpc::Transport::kEventLoop);
+  for (size_t i = 0; i < args.size(); ++i) {
+    rpc::set_param_from(request.params(), plan.positional[i], args[i]);
+    request.given(plan.positional[i]);
+  }
+  return request.send_async().then([&plan](capnp::Response<capnp::AnyPointer>&& reply) {
+    return rpc::results_as_value(reply.getAs<capnp::DynamicStruct>(plan.results_schema), plan);
+  });
+}
+
 // ---- DictProxy ---------------------------------------------------------------------
 
 Value DictProxy::operator[](const Value& key) const { return call<schema::Dict>(ref_, "getItem", key).value(); }

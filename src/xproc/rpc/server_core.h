@@ -12,10 +12,12 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <type_traits>
 #include <unordered_map>
 #include <vector>
 
 #include <capnp/capability.h>
+#include <capnp/schema.h>
 #include <kj/async.h>
 #include <kj/function.h>
 #include <kj/refcount.h>
@@ -36,8 +38,18 @@ uint64_t calls_dispatched() noexcept;
 void count_call() noexcept;
 kj::Promise<void> next_call();
 
+// The ordinal of Object.batch in manager.capnp.
+inline constexpr uint16_t kBatchMethod = 1;
+
+// Runs an Object.batch call (manager.capnp): each call it carries goes to `server`'s own
+// dispatchCall in order, each answered in its own BatchedReturn. `serves` is the interface
+// `server` implements, which tells the methods that may wait (refused).
+kj::Promise<void> run_batch(capnp::Capability::Server& server, capnp::InterfaceSchema serves,
+                            capnp::CallContext<capnp::AnyPointer, capnp::AnyPointer> context);
+
 // Wraps a generated Server class: counts each call and turns what a method throws into a
-// remote error that keeps its Python name.
+// remote error that keeps its Python name. A shared object's class (one that serves
+// Object) also answers Object.batch.
 template <typename GeneratedServer>
 class Served : public GeneratedServer {
  public:
@@ -47,6 +59,12 @@ class Served : public GeneratedServer {
   capnp::Capability::Server::DispatchCallResult dispatchCall(
       uint64_t interfaceId, uint16_t methodId,
       capnp::CallContext<capnp::AnyPointer, capnp::AnyPointer> context) override {
+    if constexpr (std::is_base_of_v<schema::Object::Server, GeneratedServer>) {
+      if (interfaceId == capnp::typeId<schema::Object>() && methodId == kBatchMethod) {
+        count_call();
+        return {run_batch(*this, capnp::Schema::from<typename GeneratedServer::Serves>(), context), false};
+      }
+    }
     count_call();
     try {
       // Sizes the reply's first segment for the usual small result. Without a hint the RPC
