@@ -47,21 +47,29 @@ inline std::string login_frames(const std::string& digest = "") {
   return out;
 }
 
+// A call as question `question` on the capability in pointer 0 of the results of question
+// `on_question` (pipelined): the caller fills its parameters.
+template <typename Params>
+std::string pipelined_call(uint32_t question, uint32_t on_question, uint64_t interface_id, uint16_t method,
+                           const std::function<void(typename Params::Builder)>& fill) {
+  capnp::MallocMessageBuilder message;
+  auto call = message.initRoot<capnp::rpc::Message>().initCall();
+  call.setQuestionId(question);
+  auto answer = call.initTarget().initPromisedAnswer();
+  answer.setQuestionId(on_question);
+  answer.initTransform(1)[0].setGetPointerField(0);
+  call.setInterfaceId(interface_id);
+  call.setMethodId(method);
+  fill(call.initParams().getContent().initAs<Params>());
+  return frame(message);
+}
+
 // A call on the Manager the login answered (question 2), as question `question`: the
 // caller fills its parameters.
 template <typename Params>
 std::string manager_call(uint32_t question, uint16_t method,
                          const std::function<void(typename Params::Builder)>& fill) {
-  capnp::MallocMessageBuilder message;
-  auto call = message.initRoot<capnp::rpc::Message>().initCall();
-  call.setQuestionId(question);
-  auto answer = call.initTarget().initPromisedAnswer();
-  answer.setQuestionId(2);
-  answer.initTransform(1)[0].setGetPointerField(0);
-  call.setInterfaceId(capnp::typeId<schema::Manager>());
-  call.setMethodId(method);
-  fill(call.initParams().getContent().initAs<Params>());
-  return frame(message);
+  return pipelined_call<Params>(question, 2, capnp::typeId<schema::Manager>(), method, fill);
 }
 
 }  // namespace xproc::fuzz

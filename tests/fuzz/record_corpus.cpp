@@ -288,6 +288,30 @@ void record_manager_streams() {
            xproc::fuzz::manager_call<Manager::ListParams>(4, 1, [](auto) {}) +
            xproc::fuzz::manager_call<Manager::NamespaceParams>(5, 2,
                                                                [](auto params) { params.setRegisteredName("ns"); }));
+  // A dict (question 3), then one batch on it (question 4): calls that run, one that fails,
+  // and what a batch may not carry (a batch in it, a method that is not there).
+  seed("dict_batch", true,
+       xproc::fuzz::manager_call<Manager::DictParams>(3, 0, [](auto) {}) +
+           xproc::fuzz::pipelined_call<xproc::schema::Object::BatchParams>(
+               4, 3, capnp::typeId<xproc::schema::Object>(), 1, [](auto params) {
+                 auto calls = params.initCalls(5);
+                 const uint64_t dict = capnp::typeId<xproc::schema::Dict>();
+                 calls[0].setInterfaceId(dict);
+                 calls[0].setMethodId(2);  // setItem
+                 auto set = calls[0].getParams().template initAs<xproc::schema::Dict::SetItemParams>();
+                 set.initKey().setText("k");
+                 set.initValue().setInt64(1);
+                 calls[1].setInterfaceId(dict);
+                 calls[1].setMethodId(0);  // getItem
+                 calls[1].getParams().template initAs<xproc::schema::Dict::GetItemParams>().initKey().setText("k");
+                 calls[2].setInterfaceId(dict);
+                 calls[2].setMethodId(0);  // getItem of a missing key
+                 calls[2].getParams().template initAs<xproc::schema::Dict::GetItemParams>().initKey().setInt64(7);
+                 calls[3].setInterfaceId(capnp::typeId<xproc::schema::Object>());
+                 calls[3].setMethodId(1);  // a batch in the batch
+                 calls[4].setInterfaceId(dict);
+                 calls[4].setMethodId(999);
+               }));
 }
 
 // A TCP relay on the loopback between one client and `upstream_port`: returns its port,
