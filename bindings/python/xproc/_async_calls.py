@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from typing import Any, Callable, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Optional, Set
 
 from . import _xproc
 
@@ -31,19 +31,16 @@ class _LoopCalls:
         self._pump_soon = False
         self._idle: Optional[asyncio.TimerHandle] = None
 
-    def submit(self, remote: Any, method: str, args: Tuple[Any, ...]) -> "asyncio.Future[Any]":
-        future = self._loop.create_future()
-        token, batched, fd = remote.call_async(method, args, {}, self._loop, future)  # connects at the first call
-        if fd not in self._watched:  # no reply is read before this turn ends
-            self._loop.add_reader(fd, self._pump)
-            self._watched.add(fd)
-        if not batched:
-            # A call that may wait is cancelled on the server with its future.
-            future.add_done_callback(lambda f, token=token: f.cancelled() and _xproc.cancel_async_call(token))
-        if not self._pump_soon:
-            self._pump_soon = True
-            self._loop.call_soon(self._pump)  # sends this turn's calls together
-        return future
+    def watch(self, fd: int) -> None:
+        """Pumps when the connection on `fd` is readable (no reply is read before this turn
+        ends, so watching after the first call is sent is in time)."""
+        self._loop.add_reader(fd, self._pump)
+        self._watched.add(fd)
+
+    def pump_soon(self) -> None:
+        """Pumps at the end of this turn: sends this turn's calls together."""
+        self._pump_soon = True
+        self._loop.call_soon(self._pump)
 
     def _pump(self) -> None:
         self._pump_soon = False
@@ -84,7 +81,8 @@ _last_calls: Callable[[], Optional[_LoopCalls]] = _no_loop
 
 
 def submit(remote: Any, method: str, *args: Any) -> "asyncio.Future[Any]":
-    """Sends ``method`` of ``remote`` (its name in manager.capnp) now; a future of its result."""
+    """Sends ``method`` of ``remote`` (its name in manager.capnp) now; a future of its result.
+    (Every asynchronous Manager call comes through here: it is kept flat.)"""
     global _last_loop, _last_calls
     loop = asyncio.get_running_loop()
     calls = _last_calls() if _last_loop() is loop else None
@@ -93,7 +91,19 @@ def submit(remote: Any, method: str, *args: Any) -> "asyncio.Future[Any]":
         if calls is None:
             calls = _by_loop[loop] = _LoopCalls(loop)
         _last_loop, _last_calls = weakref.ref(loop), weakref.ref(calls)
-    return calls.submit(remote, method, args)
+    future = loop.create_future()
+    token, batched, fd = remote.call_async(method, args, _NO_KEYWORDS, loop, future)  # connects at the first call
+    if fd not in calls._watched:
+        calls.watch(fd)
+    if not batched:
+        # A call that may wait is cancelled on the server with its future.
+        future.add_done_callback(lambda f, token=token: f.cancelled() and _xproc.cancel_async_call(token))
+    if not calls._pump_soon:
+        calls.pump_soon()
+    return future
+
+
+_NO_KEYWORDS: Dict[str, Any] = {}
 
 
 async def settle(future: "asyncio.Future[Any]") -> bool:

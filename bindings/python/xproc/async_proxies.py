@@ -34,6 +34,7 @@ for every task of the thread.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
@@ -62,13 +63,12 @@ class AsyncProxy:
     def __init__(self, proxy: Any) -> None:
         self._proxy = proxy
         self._remote = proxy._remote
+        # Sends a method now; the future of its result (awaitable, cancellable). A partial,
+        # not a method: one Python frame less on every call.
+        self._call = functools.partial(submit, self._remote)
 
     def __repr__(self) -> str:
         return f"<async face of {self._proxy!r}>"
-
-    def _call(self, method: str, *args: Any) -> "asyncio.Future[Any]":
-        """Sends ``method`` now; the future of its result (awaitable, cancellable)."""
-        return submit(self._remote, method, *args)
 
     async def _call_to_end(self, method: str, *args: Any) -> Tuple[bool, Any]:
         """Sends a call that is not cancelled once sent; (whether the task was cancelled
