@@ -6,8 +6,10 @@
 // the question and answer tables, promise nodes, the Return and the Finish), several
 // times what a dict lookup costs. A client with many calls to send at once (an event
 // loop's turn) pays that once for all of them.
+#include <functional>
 #include <optional>
 #include <string>
+#include <unordered_map>
 
 #include <capnp/capability.h>
 #include <capnp/schema.h>
@@ -54,9 +56,9 @@ std::string method_name(capnp::InterfaceSchema::Method method) {
 }
 
 // Why a call of (interface_id, method_id) on an object serving `serves` may not be
-// batched, or "" when it may. An unknown method is left to the dispatch, which answers
-// it as any call of it would be answered.
-std::string refusal(capnp::InterfaceSchema serves, uint64_t interface_id, uint16_t method_id) {
+// batched, "" when it may, or nothing when the object has no such method (left to the
+// dispatch, which answers it as any call of it would be answered).
+std::optional<std::string> find_refusal(capnp::InterfaceSchema serves, uint64_t interface_id, uint16_t method_id) {
   if (interface_id == capnp::typeId<schema::Object>() && method_id == kBatchMethod) {
     return "TypeError: batch() cannot be batched";
   }
@@ -65,16 +67,39 @@ std::string refusal(capnp::InterfaceSchema serves, uint64_t interface_id, uint16
     KJ_IF_MAYBE (base, serves.findSuperclass(interface_id)) {
       declaring = *base;
     } else {
-      return "";
+      return std::nullopt;
     }
   }
   auto methods = declaring.getMethods();
-  if (method_id >= methods.size()) return "";
+  if (method_id >= methods.size()) return std::nullopt;
   auto method = methods[method_id];
   if (method.getParamType().findFieldByName("timeout") != nullptr) {
     return "TypeError: " + method_name(method) + "() may wait: it cannot be batched";
   }
   return "";
+}
+
+// find_refusal(), remembered for the methods the schema has (a finite set: the ids a
+// client makes up are looked up each time and never stored).
+const std::string& refusal(capnp::InterfaceSchema serves, uint64_t interface_id, uint16_t method_id) {
+  struct Key {
+    uint64_t serves, interface_id;
+    uint16_t method_id;
+    bool operator==(const Key&) const = default;
+  };
+  struct KeyHash {
+    size_t operator()(const Key& key) const noexcept {
+      return std::hash<uint64_t>()(key.serves * 31 + key.interface_id) ^ key.method_id;
+    }
+  };
+  static thread_local std::unordered_map<Key, std::string, KeyHash> known;
+  static const std::string kNone;
+  const Key key{serves.getProto().getId(), interface_id, method_id};
+  auto found = known.find(key);
+  if (found != known.end()) return found->second;
+  auto why = find_refusal(serves, interface_id, method_id);
+  if (!why) return kNone;
+  return known.emplace(key, std::move(*why)).first->second;
 }
 
 }  // namespace
@@ -90,7 +115,7 @@ kj::Promise<void> run_batch(capnp::Capability::Server& server, capnp::InterfaceS
   for (unsigned i = 0; i < calls.size(); ++i) {
     auto call = calls[i];
     auto answer = answers[i];
-    const std::string why = refusal(serves, call.getInterfaceId(), call.getMethodId());
+    const std::string& why = refusal(serves, call.getInterfaceId(), call.getMethodId());
     if (!why.empty()) {
       answer.setFailure(why);
       continue;
