@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 
 #include "bench_command.h"
+#include "message_commands.h"
 #include "printable.h"
 #include "segment_commands.h"
 #include "serve_command.h"
@@ -16,6 +17,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   xproc::cli::add_serve_command(app);
   xproc::cli::add_segment_commands(app);
+  xproc::cli::add_message_commands(app);
   xproc::cli::add_bench_command(app);
   try {
     app.parse(argc, argv);
