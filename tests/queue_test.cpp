@@ -50,6 +50,29 @@ TEST(QueueTest, PutThenGetReturnsSameBytesInOrder) {
   EXPECT_TRUE(q.empty());
 }
 
+TEST(QueueTest, PeekCopiesTheOldestMessageAndLeavesIt) {
+  ByteQueue q;
+  EXPECT_THROW(q.peek_bytes(false), xproc::Empty);
+  EXPECT_THROW(q.peek_bytes(true, 0.01s), xproc::Empty);
+  q.put_bytes(bytes("first"));
+  q.put_bytes(bytes("second"));
+  EXPECT_EQ(text(q.peek_bytes()), "first");
+  EXPECT_EQ(text(q.peek_bytes()), "first");
+  EXPECT_EQ(q.qsize(), 2u);
+  EXPECT_EQ(text(q.get_bytes()), "first");
+  EXPECT_EQ(text(q.peek_bytes()), "second");
+  EXPECT_EQ(text(q.get_bytes()), "second");
+  EXPECT_TRUE(q.empty());
+  // A peek that waits sees the message a put makes, and leaves it for the get.
+  std::thread producer([&] {
+    std::this_thread::sleep_for(20ms);
+    q.put_bytes(bytes("late"));
+  });
+  EXPECT_EQ(text(q.peek_bytes(true, 10s)), "late");
+  producer.join();
+  EXPECT_EQ(text(q.get_bytes(false)), "late");
+}
+
 TEST(QueueTest, GetNowaitOnEmptyThrowsEmpty) {
   ByteQueue q;
   EXPECT_THROW(q.get_bytes(false), xproc::Empty);

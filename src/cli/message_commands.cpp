@@ -153,6 +153,10 @@ void put_message(const MessageOptions& options) {
   values.put(parse_value_literal(options.value), true, timeout);
 }
 
+std::string base64_of(std::span<const std::byte> bytes) {
+  return base64(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+}
+
 // A typed message as JSON (Cap'n Proto's JSON codec) or Cap'n Proto's text form.
 std::string typed_text(std::span<const std::byte> bytes, capnp::StructSchema type, bool as_json) {
   auto words = kj::heapArray<capnp::word>((bytes.size() + sizeof(capnp::word) - 1) / sizeof(capnp::word));
@@ -168,30 +172,33 @@ std::string typed_text(std::span<const std::byte> bytes, capnp::StructSchema typ
     }
     return kj::str(root).cStr();
   } catch (const kj::Exception& e) {
-    // It was taken: its bytes go with the error, so that nothing is lost.
-    throw DecodeError("the message taken is not a " + std::string(type.getShortDisplayName().cStr()) + " (" +
-                      std::string(e.getDescription().cStr()) + "); its bytes in base64: " +
-                      base64(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size())));
+    // It may have been taken: its bytes go with the error, so that nothing is lost.
+    throw DecodeError("the message is not a " + std::string(type.getShortDisplayName().cStr()) + " (" +
+                      std::string(e.getDescription().cStr()) + "); its bytes in base64: " + base64_of(bytes));
   }
 }
 
-void get_message(const MessageOptions& options) {
+// Takes (get) or copies (peek) the oldest message and prints it.
+void show_message(const MessageOptions& options, bool take) {
   OpenedQueue opened = open_queue(options);
   const Timeout timeout = timeout_of(options.timeout);
   const bool block = options.timeout != 0;
-  if (opened.carries_values() && !opened.schema) {
-    auto values = Queue<Value>::open(options.name);
-    const Value value = values.get(block, timeout);
-    std::cout << (options.json ? value_to_json(value).dump(-1, ' ', true) : value.repr()) << "\n";
-    return;
-  }
-  const std::vector<std::byte> bytes = opened.queue.get_bytes(block, timeout);
+  const std::vector<std::byte> bytes =
+      take ? opened.queue.get_bytes(block, timeout) : opened.queue.peek_bytes(block, timeout);
   if (opened.schema) {
     std::cout << typed_text(bytes, opened.schema->type(), options.json) << "\n";
+  } else if (opened.carries_values()) {
+    Value value;
+    try {
+      value = detail::with_validated_root<schema::Value>(bytes, DecodeLimits{},
+                                                         [](schema::Value::Reader r) { return Value::from_capnp(r); });
+    } catch (const Error& e) {
+      throw DecodeError(std::string("the message is not a Value (") + e.what() +
+                        "); its bytes in base64: " + base64_of(bytes));
+    }
+    std::cout << (options.json ? value_to_json(value).dump(-1, ' ', true) : value.repr()) << "\n";
   } else if (options.json) {
-    std::cout
-        << json{{"$bytes", base64(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()))}}.dump()
-        << "\n";
+    std::cout << json{{"$bytes", base64_of(bytes)}}.dump() << "\n";
   } else {
     std::cout << Value::bytes(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size())).repr()
               << "\n";
@@ -216,22 +223,31 @@ void add_message_commands(CLI::App& app) {
   put->add_option("--timeout", put_options->timeout, "seconds to wait for room (default: as long as it takes)");
   put->callback([put_options] { put_message(*put_options); });
 
-  auto get_options = std::make_shared<MessageOptions>();
-  auto* get = app.add_subcommand("get", "take one message from a named queue and print it");
-  get->footer(
-      "Prints the message in Python notation (a queue of Values or bytes) or Cap'n Proto's text form (a "
-      "schema's messages), or JSON with --json: bytes as {\"$bytes\": base64}, and what JSON has no form for as "
-      "{\"$repr\": Python's repr}.\n\n"
-      "Examples:\n"
-      "  xproc get jobs\n"
-      "  xproc get jobs --json --timeout 0\n"
-      "  xproc get points --schema point.capnp:Point --json\n");
-  get->add_option("NAME", get_options->name, "the queue's name (without the xproc. prefix)")->required();
-  get->add_option("--schema", get_options->schema, "FILE.capnp:Type: the struct a typed queue carries");
-  get->add_option("--timeout", get_options->timeout,
-                  "seconds to wait for a message; 0 does not wait (default: as long as it takes)");
-  get->add_flag("--json", get_options->json, "print JSON");
-  get->callback([get_options] { get_message(*get_options); });
+  for (const bool take : {true, false}) {
+    const std::string command = take ? "get" : "peek";
+    auto options = std::make_shared<MessageOptions>();
+    auto* sub = app.add_subcommand(command, take ? "take one message from a named queue and print it"
+                                                 : "print the oldest message of a named queue, leaving it there");
+    sub->footer(
+        "Prints the message in Python notation (a queue of Values or bytes) or Cap'n Proto's text form (a "
+        "schema's messages), or JSON with --json: bytes as {\"$bytes\": base64}, and what JSON has no form for "
+        "as {\"$repr\": Python's repr}.\n\n"
+        "Examples:\n"
+        "  xproc " +
+        command +
+        " jobs\n"
+        "  xproc " +
+        command +
+        " jobs --json --timeout 0\n"
+        "  xproc " +
+        command + " points --schema point.capnp:Point --json\n");
+    sub->add_option("NAME", options->name, "the queue's name (without the xproc. prefix)")->required();
+    sub->add_option("--schema", options->schema, "FILE.capnp:Type: the struct a typed queue carries");
+    sub->add_option("--timeout", options->timeout,
+                    "seconds to wait for a message; 0 does not wait (default: as long as it takes)");
+    sub->add_flag("--json", options->json, "print JSON");
+    sub->callback([options, take] { show_message(*options, take); });
+  }
 }
 
 }  // namespace xproc::cli

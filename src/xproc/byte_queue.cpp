@@ -763,7 +763,8 @@ bool ByteQueue::put_raw(size_t size, void (*fill)(void*, std::byte*), void* ctx,
   }
 }
 
-bool ByteQueue::get_raw(void (*consume)(void*, std::span<const std::byte>), void* ctx, Deadline deadline) {
+bool ByteQueue::get_raw(void (*consume)(void*, std::span<const std::byte>), void* ctx, Deadline deadline,
+                        Taking taking) {
   QueueState& s = *state_;
   QueueHeader& h = *s.header;
   bool waited = false;
@@ -807,6 +808,11 @@ bool ByteQueue::get_raw(void (*consume)(void*, std::span<const std::byte>), void
     } catch (...) {
       failure = std::current_exception();  // the message is consumed all the same
     }
+    if (taking == Taking::kLeave) {
+      lock.unlock();
+      if (failure) std::rethrow_exception(failure);
+      return true;
+    }
     const Position next{head.count + 1, static_cast<uint32_t>(record->next)};
     if (record->size >= kLargeMessage) memory_in_use(h);
     publish_and_wake(s, h.head, next.pack(), h.producers_sleeping, shm::WaitFor::kRoom);
@@ -846,6 +852,12 @@ bool ByteQueue::try_put_bytes(std::span<const std::byte> message, const Timeout&
 std::vector<std::byte> ByteQueue::get_bytes(bool block, const Timeout& timeout) {
   std::vector<std::byte> out;
   if (!get_raw(&copy_out, &out, deadline(block, timeout))) throw Empty();
+  return out;
+}
+
+std::vector<std::byte> ByteQueue::peek_bytes(bool block, const Timeout& timeout) {
+  std::vector<std::byte> out;
+  if (!get_raw(&copy_out, &out, deadline(block, timeout), Taking::kLeave)) throw Empty();
   return out;
 }
 

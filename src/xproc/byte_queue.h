@@ -115,6 +115,9 @@ class ByteQueue {
   // Removes the oldest message and returns a copy. Blocks while empty (Empty on timeout).
   std::vector<std::byte> get_bytes(bool block = true, const Timeout& timeout = {});
   std::optional<std::vector<std::byte>> try_get_bytes(const Timeout& timeout = std::chrono::seconds(0));
+  // A copy of the oldest message, left in the queue (for tools that look: `xproc peek`).
+  // Waits as get_bytes does; another consumer may take the message right after.
+  std::vector<std::byte> peek_bytes(bool block = true, const Timeout& timeout = {});
 
   // Zero-copy write: reserves `size` bytes in the ring and lets `fill(dst)` write them in
   // place (dst is 8-byte aligned). Nothing is visible until fill returns; if it throws,
@@ -204,7 +207,10 @@ class ByteQueue {
     (*static_cast<std::remove_reference_t<F>*>(f))(arg);
   }
   bool put_raw(size_t size, void (*fill)(void*, std::byte*), void* ctx, Deadline deadline);
-  bool get_raw(void (*consume)(void*, std::span<const std::byte>), void* ctx, Deadline deadline);
+  // kLeave: consume() sees the oldest message, which stays (peek_bytes).
+  enum class Taking : bool { kRemove, kLeave };
+  bool get_raw(void (*consume)(void*, std::span<const std::byte>), void* ctx, Deadline deadline,
+               Taking taking = Taking::kRemove);
   bool run_as_sole_consumer_raw(void (*f)(void*), void* ctx);
 
   // For QueueWaiter (queue_waiter.h): the queue's doorbell table, this process's holding of

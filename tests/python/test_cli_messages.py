@@ -151,7 +151,36 @@ def test_hostile_or_absent_names_are_refused_with_one_printable_line(name):
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
+def test_peek_leaves_the_message_for_the_next_consumer(unique_name):
+    q = xproc.Queue(name=unique_name)
+    assert refused("peek", unique_name, "--timeout", "0") == "xproc: queue is empty"
+    q.put({"first": 1})
+    q.put("second")
+    assert ok("peek", unique_name).strip() == "{'first': 1}"
+    assert json.loads(ok("peek", unique_name, "--json")) == {"first": 1}
+    assert q.qsize() == 2 and q.get(timeout=5) == {"first": 1}
+    assert ok("peek", unique_name).strip() == "'second'"
+    assert q.get(timeout=5) == "second"
+    typed = unique_name + "-t"
+    tq = xproc.Queue(name=typed, schema=point_capnp.Point)
+    try:
+        tq.put(point_capnp.Point.new_message(x=9, name="kept"))
+        assert json.loads(ok("peek", typed, "--schema", POINT, "--json"))["name"] == "kept"
+        assert tq.get(timeout=5).x == 9
+    finally:
+        xproc.Queue.remove(typed)
+
+
+def test_a_message_that_does_not_decode_is_reported_with_its_bytes(unique_name):
+    engine = _xproc.Queue(capacity_bytes=1 << 16, name=unique_name)  # carries Values
+    engine.put_bytes(b"\x01\x02\x03\x04\x05\x06\x07\x08")  # a frame announcing segments it lacks
+    line = refused("get", unique_name)
+    assert "is not a Value" in line and "AQIDBAUGBwg=" in line
+    xproc.Queue(name=unique_name).put("after")
+    assert ok("get", unique_name).strip() == "'after'"
+
+
 def test_every_message_command_answers_help_with_an_example():
-    for command in ("put", "get"):
+    for command in ("put", "get", "peek"):
         text = ok(command, "--help")
         assert "Examples:" in text and f"xproc {command} " in text
