@@ -8,6 +8,7 @@
 #include "printable.h"
 #include "segment_commands.h"
 #include "serve_command.h"
+#include "watch_command.h"
 #include "xproc/errors.h"
 #include "xproc/version.h"
 
@@ -18,6 +19,7 @@ int main(int argc, char** argv) {
   xproc::cli::add_serve_command(app);
   xproc::cli::add_segment_commands(app);
   xproc::cli::add_message_commands(app);
+  xproc::cli::add_watch_command(app);
   xproc::cli::add_bench_command(app);
   try {
     app.parse(argc, argv);

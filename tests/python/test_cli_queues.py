@@ -1,12 +1,14 @@
-"""`xproc put` and `xproc get` against live queues of every kind: Values (Python literals
-and JSON in, Python notation and JSON out), raw bytes, and a schema's messages through
-Cap'n Proto's JSON codec; hostile names and values are refused with one line and exit
-status 1, and nothing is lost."""
+"""`xproc put`, `get`, `peek` and `watch` against live queues of every kind: Values (Python
+literals and JSON in, Python notation and JSON out), raw bytes, and a schema's messages
+through Cap'n Proto's JSON codec; `watch` under a running stream. Hostile names and values
+are refused with one line and exit status 1, and nothing is lost."""
 
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
 import subprocess
+import time
 
 import pytest
 
@@ -180,7 +182,40 @@ def test_a_message_that_does_not_decode_is_reported_with_its_bytes(unique_name):
     assert ok("get", unique_name).strip() == "'after'"
 
 
+def stream(name: str, seconds: float) -> None:
+    q = xproc.Queue(name=name)
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        q.put(1)
+        q.get()
+
+
+def test_watch_reports_the_rates_of_a_running_stream_and_then_of_a_quiet_queue(unique_name):
+    xproc.Queue(name=unique_name)
+    producer = mp.get_context("spawn").Process(target=stream, args=(unique_name, 3.0))
+    producer.start()
+    try:
+        time.sleep(0.5)  # the stream has started
+        lines = ok("watch", unique_name, "--interval", "0.2", "--count", "3", "--json").splitlines()
+        assert len(lines) == 3
+        samples = [json.loads(line) for line in lines]
+        assert all(s["name"] == unique_name and s["puts_per_s"] > 1000 and s["gets_per_s"] > 1000 for s in samples)
+        assert all(s["holders"] >= 1 for s in samples)
+    finally:
+        producer.join()
+    quiet = json.loads(ok("watch", unique_name, "--interval", "0.1", "--count", "1", "--json"))
+    assert quiet["puts_per_s"] == 0 and quiet["gets_per_s"] == 0 and quiet["messages"] == 0
+    table = ok("watch", unique_name, "--interval", "0.05", "--count", "2").splitlines()
+    assert len(table) == 2 and all(line.startswith(unique_name) and "puts/s" in line for line in table)
+
+
+def test_watch_refuses_what_it_cannot_watch(unique_name):
+    assert refused("watch", "nosuch-queue-xyz", "--count", "1") == "xproc: no queue named 'nosuch-queue-xyz'"
+    xproc.Queue(name=unique_name)
+    assert "--interval" in refused("watch", unique_name, "--interval", "0", "--count", "1")
+
+
 def test_every_message_command_answers_help_with_an_example():
-    for command in ("put", "get", "peek"):
+    for command in ("put", "get", "peek", "watch"):
         text = ok(command, "--help")
         assert "Examples:" in text and f"xproc {command} " in text
