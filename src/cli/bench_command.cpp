@@ -46,6 +46,7 @@ void add_bench_command(CLI::App& app) {
   auto topic = std::make_shared<std::string>();
   auto out = std::make_shared<std::string>();
   auto* bench = app.add_subcommand("bench", "run the side-by-side benchmarks (queue, pipe, manager, python)");
+  bench->footer("Examples:\n  xproc bench queue\n  xproc bench manager --out /tmp/figures\n");
   bench->add_option("TOPIC", *topic, "one topic; all when omitted");
   bench->add_option("--out", *out, "where TOPIC.json goes (default: the build's ../bench)");
   bench->callback([topic, out] {

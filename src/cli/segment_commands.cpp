@@ -109,6 +109,7 @@ void print_stat(const SegmentStatus& s) {
 void add_segment_commands(CLI::App& app) {
   auto json_flag = std::make_shared<bool>(false);
   auto* ls = app.add_subcommand("ls", "list every xproc queue in /dev/shm, with depth and holders");
+  ls->footer("Examples:\n  xproc ls\n  xproc ls --json\n");
   ls->add_flag("--json", *json_flag, "one JSON array, for scripts");
   ls->callback([json_flag] {
     auto segments = list_segments();
@@ -121,6 +122,7 @@ void add_segment_commands(CLI::App& app) {
   auto name = std::make_shared<std::string>();
   auto stat_json = std::make_shared<bool>(false);
   auto* stat = app.add_subcommand("stat", "one queue in detail, with its counters");
+  stat->footer("Examples:\n  xproc stat jobs\n  xproc stat jobs --json\n");
   stat->add_option("NAME", *name, "the queue's name (without the xproc. prefix)")->required();
   stat->add_flag("--json", *stat_json, "one JSON object, for scripts");
   stat->callback([name, stat_json] {
@@ -135,6 +137,7 @@ void add_segment_commands(CLI::App& app) {
   auto rm_name = std::make_shared<std::string>();
   auto rm_force = std::make_shared<bool>(false);
   auto* rm = app.add_subcommand("rm", "unlink a queue (processes that hold it keep working)");
+  rm->footer("Examples:\n  xproc rm jobs\n  xproc rm --force jobs    # though it still holds messages\n");
   rm->add_option("NAME", *rm_name, "the queue's name")->required();
   rm->add_flag("--force,-f", *rm_force, "also when it holds messages, or is not a queue");
   rm->callback([rm_name, rm_force] {
@@ -146,6 +149,7 @@ void add_segment_commands(CLI::App& app) {
   auto* cleanup = app.add_subcommand(
       "cleanup",
       "remove the queues no process holds (and, without NAMES, the doorbell sockets of dead event-loop waiters)");
+  cleanup->footer("Examples:\n  xproc cleanup --dry-run\n  xproc cleanup jobs results\n");
   cleanup->add_flag("--dry-run,-n", options->dry_run, "only list what would be removed");
   cleanup->add_flag("--force,-f", options->force,
                     "also remove unheld queues that hold messages (a consumer may not have opened them yet), and "

@@ -53,6 +53,10 @@ void add_serve_command(CLI::App& app) {
   auto tls = std::make_shared<TlsServerOptions>();
   auto spin_us = std::make_shared<int64_t>(50);
   auto login_timeout_s = std::make_shared<double>(10);
+  serve->footer(
+      "Examples:\n"
+      "  xproc serve --address /run/app/manager.sock --authkey-file key\n"
+      "  xproc serve --address tls:0.0.0.0:7000 --authkey-file key --cert server.pem --key server.key\n");
   serve
       ->add_option("--address", options->address,
                    "unix:/path, /path, tls:host:port or tcp:host:port (port 0 picks one); tcp: is clear text: use "

@@ -215,7 +215,7 @@ def test_watch_refuses_what_it_cannot_watch(unique_name):
     assert "--interval" in refused("watch", unique_name, "--interval", "0", "--count", "1")
 
 
-def test_every_message_command_answers_help_with_an_example():
-    for command in ("put", "get", "peek", "watch"):
+def test_every_command_answers_help_with_an_example():
+    for command in ("put", "get", "peek", "watch", "ls", "stat", "rm", "cleanup", "serve", "bench"):
         text = ok(command, "--help")
         assert "Examples:" in text and f"xproc {command} " in text
