@@ -3,6 +3,7 @@
 // printable ASCII escaped, and --json is ASCII JSON written by a JSON library.
 #include "segment_commands.h"
 
+#include "manager_commands.h"
 #include "printable.h"
 
 #include <cstdio>
@@ -109,9 +110,13 @@ void print_stat(const SegmentStatus& s) {
 void add_segment_commands(CLI::App& app) {
   auto json_flag = std::make_shared<bool>(false);
   auto* ls = app.add_subcommand("ls", "list every xproc queue in /dev/shm, with depth and holders");
-  ls->footer("Examples:\n  xproc ls\n  xproc ls --json\n");
+  auto managers_flag = std::make_shared<bool>(false);
+  ls->footer("Examples:\n  xproc ls\n  xproc ls --json\n  xproc ls --managers\n");
   ls->add_flag("--json", *json_flag, "one JSON array, for scripts");
-  ls->callback([json_flag] {
+  ls->add_flag("--managers", *managers_flag,
+               "list this user's running Managers instead (address, pid, object counts; stale entries marked)");
+  ls->callback([json_flag, managers_flag] {
+    if (*managers_flag) return print_managers(*json_flag);
     auto segments = list_segments();
     if (!*json_flag) return print_table(segments);
     json all = json::array();
@@ -121,11 +126,21 @@ void add_segment_commands(CLI::App& app) {
 
   auto name = std::make_shared<std::string>();
   auto stat_json = std::make_shared<bool>(false);
-  auto* stat = app.add_subcommand("stat", "one queue in detail, with its counters");
-  stat->footer("Examples:\n  xproc stat jobs\n  xproc stat jobs --json\n");
-  stat->add_option("NAME", *name, "the queue's name (without the xproc. prefix)")->required();
+  auto authkey_file = std::make_shared<std::string>();
+  auto* stat = app.add_subcommand("stat", "one queue in detail, with its counters; or a Manager's named objects");
+  stat->footer(
+      "NAME is a queue's name, or a Manager's address (it has ':' or '/'), whose named objects are listed after "
+      "logging in with the authkey of --authkey-file, or else of the XPROC_AUTHKEY environment variable.\n\n"
+      "Examples:\n  xproc stat jobs\n  xproc stat jobs --json\n"
+      "  xproc stat /run/app/manager.sock --authkey-file key\n");
+  stat->add_option("NAME", *name, "the queue's name (without the xproc. prefix), or a Manager's address")->required();
   stat->add_flag("--json", *stat_json, "one JSON object, for scripts");
-  stat->callback([name, stat_json] {
+  stat->add_option("--authkey-file", *authkey_file, "for a Manager: the file holding its authkey");
+  stat->callback([name, stat_json, authkey_file] {
+    if (is_manager_address(*name)) {
+      return print_manager_objects(*name, authkey_file->empty() ? std::nullopt : std::optional(*authkey_file),
+                                   *stat_json);
+    }
     auto status = segment_status(*name);
     if (*stat_json) {
       std::cout << dump(to_json(status)) << "\n";

@@ -4,21 +4,16 @@
 // Prints "serving on <address>" once it listens, so scripts can wait for that line.
 #include "serve_command.h"
 
-#include <sys/stat.h>
-
 #include <ctime>
-#include <fstream>
 #include <iostream>
-#include <sstream>
 
+#include "authkey_file.h"
 #include "xproc/errors.h"
 #include "xproc/manager_server.h"
 
 namespace xproc::cli {
 namespace {
 
-// The key is the file's bytes, less one trailing newline. Like ssh with its keys, a file
-// that others may read is refused.
 // Local time as 2026-11-25T03:04:05, for the connection log.
 std::string timestamp() {
   const std::time_t now = std::time(nullptr);
@@ -27,21 +22,6 @@ std::string timestamp() {
   char text[32];
   std::strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%S", &local);
   return text;
-}
-
-std::string read_authkey(const std::string& path) {
-  struct stat info {};
-  if (::stat(path.c_str(), &info) != 0) throw_os_error("stat " + path, errno);
-  if (info.st_mode & (S_IRWXG | S_IRWXO)) {
-    throw ValueError("authkey file " + path + " is readable by others; chmod 600 it");
-  }
-  std::ifstream file(path, std::ios::binary);
-  std::ostringstream bytes;
-  bytes << file.rdbuf();
-  std::string key = bytes.str();
-  if (!key.empty() && key.back() == '\n') key.pop_back();
-  if (key.empty()) throw ValueError("authkey file " + path + " is empty");
-  return key;
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 
 #include "xproc/auth.h"
 #include "xproc/errors.h"
+#include "xproc/manager_directory.h"
 #include "xproc/process.h"
 #include "xproc/rpc/client_connection.h"
 #include "xproc/rpc/dynamic_call.h"
@@ -122,6 +123,7 @@ void Manager::shutdown() {
     server_->kill();
     server_->join();
   }
+  remove_manager_entries_of(server_->pid());  // ended by a signal: its entry is left to us
   server_.reset();
   if (!socket_dir_.empty()) {
     std::error_code ignored;

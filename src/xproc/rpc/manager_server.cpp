@@ -18,6 +18,7 @@
 #include "xproc/auth.h"
 #include "xproc/errors.h"
 #include "xproc/listener.h"
+#include "xproc/manager_directory.h"
 #include "xproc/rpc/connection_guard.h"
 #include "xproc/rpc/lane.h"
 #include "xproc/rpc/lane_stream.h"
@@ -218,6 +219,18 @@ void ManagerServer::serve_forever() {
   bool stopping = false;
   auto stop = kj::newPromiseAndFulfiller<void>();
   auto stopped = stop.promise.fork();
+
+  // This server in the user's managers directory (`xproc ls --managers`), its counts
+  // brought up to date once a second.
+  auto entry = ManagerDirectoryEntry::create(state_->address, runtime.instance);
+  kj::Function<kj::Promise<void>()> publish_counts = [&]() -> kj::Promise<void> {
+    return runtime.timer.afterDelay(1 * kj::SECONDS).then([&] {
+      entry->update(registry.live_objects(), registry.named_objects());
+      return publish_counts();
+    });
+  };
+  auto publishing = entry ? publish_counts().exclusiveJoin(stopped.addBranch()).eagerlyEvaluate(nullptr)
+                          : kj::Promise<void>(kj::READY_NOW);
   std::map<uint64_t, kj::Own<ClientState>> clients;
   IgnoreErrors ignore_errors;
   kj::TaskSet connections(ignore_errors);

@@ -141,6 +141,8 @@ class Registry {
   void bind_name(const std::string& name, kj::Own<SharedObject> object);
   kj::Own<SharedObject> unbind_name(const std::string& name);  // KeyError when missing
   std::vector<std::string> names() const;
+  size_t live_objects() const noexcept { return objects_.size(); }
+  size_t named_objects() const noexcept { return names_.size(); }
   // Keeps `object` until the server stops.
   void pin(kj::Own<SharedObject> object) { pinned_.push_back(kj::mv(object)); }
 
