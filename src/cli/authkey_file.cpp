@@ -20,7 +20,8 @@ std::string read_authkey(const std::string& path) {
   struct stat info {};
   if (::fstat(fd.get(), &info) != 0) throw_os_error("stat " + path, errno);
   if (!S_ISREG(info.st_mode)) throw ValueError("authkey file " + path + " is not a regular file");
-  if (info.st_mode & (S_IRWXG | S_IRWXO)) throw ValueError("authkey file " + path + " is readable by others; chmod 600 it");
+  if (info.st_mode & (S_IRWXG | S_IRWXO))
+    throw ValueError("authkey file " + path + " is readable by others; chmod 600 it");
   std::string key;
   char buffer[4096];
   for (ssize_t n; (n = ::read(fd.get(), buffer, sizeof(buffer))) != 0;) {

@@ -1,7 +1,6 @@
 // See manager_commands.h.
 #include "manager_commands.h"
 
-
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -71,8 +70,7 @@ bool is_manager_address(const std::string& argument) {
   return argument.find(':') != std::string::npos || argument.find('/') != std::string::npos;
 }
 
-void print_manager_objects(const std::string& address, const std::optional<std::string>& authkey_file,
-                           bool as_json) {
+void print_manager_objects(const std::string& address, const std::optional<std::string>& authkey_file, bool as_json) {
   std::optional<std::string> authkey;
   if (authkey_file) {
     authkey = read_authkey(*authkey_file);

@@ -16,7 +16,6 @@ bool is_manager_address(const std::string& argument);
 
 // The named objects of the Manager at `address`, logged in with the authkey read from
 // `authkey_file`, or else the XPROC_AUTHKEY environment variable, or else none.
-void print_manager_objects(const std::string& address, const std::optional<std::string>& authkey_file,
-                           bool as_json);
+void print_manager_objects(const std::string& address, const std::optional<std::string>& authkey_file, bool as_json);
 
 }  // namespace xproc::cli

@@ -5,6 +5,7 @@
 #include <cctype>
 #include <cerrno>
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <limits>
 #include <string>
@@ -15,6 +16,39 @@ namespace xproc::cli {
 namespace {
 
 constexpr int kMaxDepth = 64;
+
+// Whether `text` is UTF-8 as Python's str can hold it: shortest forms, no surrogates,
+// nothing past U+10FFFF.
+bool valid_utf8(std::string_view text) {
+  size_t i = 0;
+  while (i < text.size()) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    size_t extra = 0;
+    uint32_t code = 0;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    } else if (c >= 0xc2 && c <= 0xdf) {
+      extra = 1, code = c & 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+      extra = 2, code = c & 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      extra = 3, code = c & 0x07;
+    } else {
+      return false;
+    }
+    if (i + extra >= text.size()) return false;  // cut short
+    for (size_t k = 1; k <= extra; ++k) {
+      const auto next = static_cast<unsigned char>(text[i + k]);
+      if ((next & 0xc0) != 0x80) return false;
+      code = (code << 6) | (next & 0x3f);
+    }
+    const uint32_t smallest[] = {0, 0x80, 0x800, 0x10000};
+    if (code < smallest[extra] || code > 0x10ffff || (code >= 0xd800 && code < 0xe000)) return false;
+    i += extra + 1;
+  }
+  return true;
+}
 
 class LiteralReader {
  public:
@@ -216,7 +250,10 @@ class LiteralReader {
     for (;;) {
       if (pos_ >= text_.size()) fail("an unterminated string");
       const char c = text_[pos_++];
-      if (c == quote) return out;
+      if (c == quote) {
+        if (!bytes && !valid_utf8(out)) fail("text that is not valid UTF-8");
+        return out;
+      }
       if (c != '\\') {
         if (bytes && static_cast<unsigned char>(c) >= 0x80) fail("a non-ASCII character in a bytes literal");
         out += c;

@@ -201,11 +201,10 @@ void ManagerDirectoryEntry::update(uint64_t objects, uint64_t named) {
 }
 
 void ManagerDirectoryEntry::write() {
-  const std::string text = std::string(kFormat) + "\naddress=" + record_.address +
-                           "\npid=" + std::to_string(record_.pid) + "\ninstance=" + std::to_string(record_.instance) +
-                           "\nstarted=" + std::to_string(record_.started_unix_ns) +
-                           "\nobjects=" + std::to_string(record_.objects) +
-                           "\nnamed=" + std::to_string(record_.named) + "\n";
+  const std::string text =
+      std::string(kFormat) + "\naddress=" + record_.address + "\npid=" + std::to_string(record_.pid) +
+      "\ninstance=" + std::to_string(record_.instance) + "\nstarted=" + std::to_string(record_.started_unix_ns) +
+      "\nobjects=" + std::to_string(record_.objects) + "\nnamed=" + std::to_string(record_.named) + "\n";
   // Best effort: a full disk leaves the last counts.
   if (::pwrite(fd_.get(), text.data(), text.size(), 0) == static_cast<ssize_t>(text.size())) {
     (void)!::ftruncate(fd_.get(), static_cast<off_t>(text.size()));

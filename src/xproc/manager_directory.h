@@ -25,12 +25,12 @@ namespace xproc {
 struct ManagerRecord {
   std::string address;
   pid_t pid = 0;
-  uint64_t instance = 0;          // the server's instance number (Manager::instance())
+  uint64_t instance = 0;  // the server's instance number (Manager::instance())
   uint64_t started_unix_ns = 0;
-  uint64_t objects = 0;           // live shared objects, at the last update (once a second)
-  uint64_t named = 0;             // of which registered under a name
-  bool live = false;              // its server holds the entry's lock
-  std::filesystem::path file;     // the entry itself
+  uint64_t objects = 0;        // live shared objects, at the last update (once a second)
+  uint64_t named = 0;          // of which registered under a name
+  bool live = false;           // its server holds the entry's lock
+  std::filesystem::path file;  // the entry itself
 };
 
 // The managers directory of this user (see above); made when `create` and absent.

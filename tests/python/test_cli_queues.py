@@ -133,7 +133,7 @@ def test_typed_queue_needs_its_schema_and_the_right_one(unique_name, tmp_path):
 
 HOSTILE_VALUES = [
     "", "[1, 2", "{'a' 1}", "'unterminated", "b'\\u00e9'", "b'\u00e9'", "1e", "0x10", "99999999999999999999",
-    "'\\ud800'", "[" * 100 + "]" * 100, "{[1]: 2}", "nan", "__import__('os')", "1 2", "'\\q'",
+    "'\\ud800'", "'\udcff'", "[" * 100 + "]" * 100, "{[1]: 2}", "nan", "__import__('os')", "1 2", "'\\q'",
 ]
 
 
