@@ -763,8 +763,8 @@ bool ByteQueue::put_raw(size_t size, void (*fill)(void*, std::byte*), void* ctx,
   }
 }
 
-bool ByteQueue::get_raw(void (*consume)(void*, std::span<const std::byte>), void* ctx, Deadline deadline,
-                        Taking taking) {
+template <ByteQueue::Taking taking>
+bool ByteQueue::take_raw(void (*consume)(void*, std::span<const std::byte>), void* ctx, Deadline deadline) {
   QueueState& s = *state_;
   QueueHeader& h = *s.header;
   bool waited = false;
@@ -808,7 +808,7 @@ bool ByteQueue::get_raw(void (*consume)(void*, std::span<const std::byte>), void
     } catch (...) {
       failure = std::current_exception();  // the message is consumed all the same
     }
-    if (taking == Taking::kLeave) {
+    if constexpr (taking == Taking::kLeave) {
       lock.unlock();
       if (failure) std::rethrow_exception(failure);
       return true;
@@ -822,6 +822,14 @@ bool ByteQueue::get_raw(void (*consume)(void*, std::span<const std::byte>), void
     if (failure) std::rethrow_exception(failure);
     return true;
   }
+}
+
+bool ByteQueue::get_raw(void (*consume)(void*, std::span<const std::byte>), void* ctx, Deadline deadline) {
+  return take_raw<Taking::kRemove>(consume, ctx, deadline);
+}
+
+bool ByteQueue::peek_raw(void (*consume)(void*, std::span<const std::byte>), void* ctx, Deadline deadline) {
+  return take_raw<Taking::kLeave>(consume, ctx, deadline);
 }
 
 namespace {
@@ -857,7 +865,7 @@ std::vector<std::byte> ByteQueue::get_bytes(bool block, const Timeout& timeout) 
 
 std::vector<std::byte> ByteQueue::peek_bytes(bool block, const Timeout& timeout) {
   std::vector<std::byte> out;
-  if (!get_raw(&copy_out, &out, deadline(block, timeout), Taking::kLeave)) throw Empty();
+  if (!peek_raw(&copy_out, &out, deadline(block, timeout))) throw Empty();
   return out;
 }
 

@@ -207,10 +207,13 @@ class ByteQueue {
     (*static_cast<std::remove_reference_t<F>*>(f))(arg);
   }
   bool put_raw(size_t size, void (*fill)(void*, std::byte*), void* ctx, Deadline deadline);
-  // kLeave: consume() sees the oldest message, which stays (peek_bytes).
+  bool get_raw(void (*consume)(void*, std::span<const std::byte>), void* ctx, Deadline deadline);
+  // As get_raw, but the message stays in the queue (peek_bytes).
+  bool peek_raw(void (*consume)(void*, std::span<const std::byte>), void* ctx, Deadline deadline);
+  // What both are: a template, so that get_raw's code has no test for the peek.
   enum class Taking : bool { kRemove, kLeave };
-  bool get_raw(void (*consume)(void*, std::span<const std::byte>), void* ctx, Deadline deadline,
-               Taking taking = Taking::kRemove);
+  template <Taking taking>
+  bool take_raw(void (*consume)(void*, std::span<const std::byte>), void* ctx, Deadline deadline);
   bool run_as_sole_consumer_raw(void (*f)(void*), void* ctx);
 
   // For QueueWaiter (queue_waiter.h): the queue's doorbell table, this process's holding of
