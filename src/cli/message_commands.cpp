@@ -9,8 +9,11 @@
 #include <capnp/serialize.h>
 #include <kj/filesystem.h>
 
+#include <fcntl.h>
+
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -47,7 +50,10 @@ Timeout timeout_of(double seconds) {
 // and xproc's schemas are installed.
 class SchemaFile {
  public:
-  explicit SchemaFile(const std::string& spec) : fs_(kj::newDiskFilesystem()) {
+  // The file system is reached from "/" by descriptor: kj's newDiskFilesystem() would warn
+  // on stderr whenever $PWD is not the working directory.
+  explicit SchemaFile(const std::string& spec)
+      : root_(kj::newDiskReadableDirectory(kj::AutoCloseFd(::open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC)))) {
     const auto colon = spec.rfind(':');
     if (colon == std::string::npos || colon == 0 || colon + 1 == spec.size()) {
       throw ValueError("--schema takes FILE.capnp:Type, not '" + spec + "'");
@@ -55,13 +61,14 @@ class SchemaFile {
     const std::string file = spec.substr(0, colon);
     const std::string type = spec.substr(colon + 1);
     for (const char* dir : {"/usr/local/include", "/usr/include"}) {
-      KJ_IF_MAYBE (opened, fs_->getRoot().tryOpenSubdir(kj::Path::parse(dir + 1))) {
+      KJ_IF_MAYBE (opened, root_->tryOpenSubdir(kj::Path::parse(dir + 1))) {
         import_dirs_.push_back(kj::mv(*opened));
       }
     }
     for (auto& dir : import_dirs_) import_path_.push_back(dir.get());
     try {
-      auto parsed = parser_.parseFromDirectory(fs_->getRoot(), fs_->getCurrentPath().eval(file),
+      const std::string absolute = std::filesystem::absolute(file).lexically_normal().string();
+      auto parsed = parser_.parseFromDirectory(*root_, kj::Path::parse(absolute.substr(1)),
                                                kj::arrayPtr(import_path_.data(), import_path_.size()));
       size_t start = 0;
       for (;;) {
@@ -87,7 +94,7 @@ class SchemaFile {
   capnp::StructSchema type() const { return type_; }
 
  private:
-  kj::Own<kj::Filesystem> fs_;
+  kj::Own<const kj::ReadableDirectory> root_;
   std::vector<kj::Own<const kj::ReadableDirectory>> import_dirs_;
   std::vector<const kj::ReadableDirectory*> import_path_;
   capnp::SchemaParser parser_;
