@@ -21,12 +21,6 @@ namespace {
 
 using json = nlohmann::ordered_json;
 
-std::string kind_name(schema::Kind kind) {
-  const auto enumerants = capnp::Schema::from<schema::Kind>().getEnumerants();
-  const auto index = static_cast<unsigned>(kind);
-  return index < enumerants.size() ? enumerants[index].getProto().getName().cStr() : "unknown";
-}
-
 std::string local_time(uint64_t unix_ns) {
   const std::time_t seconds = static_cast<std::time_t>(unix_ns / 1'000'000'000u);
   std::tm parts{};
@@ -89,7 +83,7 @@ void print_manager_objects(const std::string& address, const std::optional<std::
     lookup.set("registeredName", name);
     rpc::Reply reply(std::move(lookup));
     // A name unregistered meanwhile raises KeyError: the listing is of one instant.
-    objects.push_back({name, kind_name(reply["kind"].as<schema::Kind>()), reply["id"].as<uint64_t>()});
+    objects.push_back({name, rpc::kind_name(reply["kind"].as<schema::Kind>()), reply["id"].as<uint64_t>()});
   }
   if (as_json) {
     json out{{"address", address}, {"instance", manager.instance()}, {"named", json::array()}};

@@ -86,14 +86,15 @@ def test_stat_lists_named_objects_with_the_key_from_a_file_or_the_environment(ru
     try:
         assert server.stdout.readline().startswith("serving on ")
         m = xproc.connect(address, b"sekrit")
-        held = [m.dict(name="config"), m.Queue(name="jobs"), m.Lock(name="big-lock"), m.dict()]
+        held = [m.dict(name="config"), m.Queue(name="jobs"), m.Lock(name="big-lock"), m.dict(),
+                m.JoinableQueue(name="work")]
         done = cli("stat", address, "--authkey-file", str(key), "--json")
         assert done.returncode == 0, done.stderr
         named = {o["name"]: o["kind"] for o in json.loads(done.stdout)["named"]}
-        assert named == {"config": "dict", "jobs": "queue", "big-lock": "lock"}
+        assert named == {"config": "dict", "jobs": "queue", "big-lock": "lock", "work": "joinable_queue"}
         table = cli("stat", address, env={"XPROC_AUTHKEY": "sekrit"})
         assert table.returncode == 0, table.stderr
-        assert "named     3" in table.stdout and "big-lock" in table.stdout and "queue" in table.stdout
+        assert "named     4" in table.stdout and "big-lock" in table.stdout and "queue" in table.stdout
         # Without the key, or with another one: one line, status 1.
         for env in ({}, {"XPROC_AUTHKEY": "wrong"}):
             refused = cli("stat", address, env=env)

@@ -161,18 +161,6 @@ nb::object results_to_python(capnp::DynamicStruct::Reader reply, const std::vect
 }
 
 // The Python spelling of a kind: the schema's enumerant in snake case ("joinable_queue").
-std::string snake_case(std::string_view camel) {
-  std::string out;
-  for (char c : camel) {
-    if (std::isupper(static_cast<unsigned char>(c))) {
-      out += '_';
-      out += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
 
 // A call sent by RemoteObject.call_async and its outcome once the loop has run.
 struct AsyncCall {
@@ -299,20 +287,6 @@ int RemoteObject::async_fileno() const {
   } catch (const kj::Exception& e) {
     rpc::rethrow_local(e);
   }
-}
-
-std::string kind_name(schema::Kind kind) {
-  const auto enumerants = capnp::Schema::from<schema::Kind>().getEnumerants();
-  const auto index = static_cast<unsigned>(kind);
-  return index < enumerants.size() ? snake_case(enumerants[index].getProto().getName().cStr()) : "user";
-}
-
-schema::Kind kind_named(std::string_view name) {
-  const auto enumerants = capnp::Schema::from<schema::Kind>().getEnumerants();
-  for (unsigned i = 0; i < enumerants.size(); ++i) {
-    if (snake_case(enumerants[i].getProto().getName().cStr()) == name) return static_cast<schema::Kind>(i);
-  }
-  throw ValueError("no kind of shared object is called '" + std::string(name) + "'");
 }
 
 nb::object remote_object(schema::Kind kind, std::shared_ptr<const rpc::ObjectRef> ref) {

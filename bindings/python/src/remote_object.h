@@ -11,6 +11,7 @@
 #include "bindings.h"
 #include "xproc/manager.capnp.h"
 #include "xproc/rpc/client_connection.h"
+#include "xproc/rpc/dynamic_call.h"
 
 namespace xproc::rpc {
 class DynamicCall;
@@ -39,9 +40,9 @@ nb::object remote_object(schema::Kind kind, std::shared_ptr<const rpc::ObjectRef
 // Fills `call`'s parameters from Python arguments as RemoteObject::call does.
 void fill_call(rpc::DynamicCall& call, const nb::tuple& args, const nb::dict& kwargs);
 
-// Kinds by their Python names: the schema's enumerants in snake case ("joinable_queue").
-std::string kind_name(schema::Kind kind);
-schema::Kind kind_named(std::string_view name);  // ValueError for an unknown one
+// Kinds by their Python names ("joinable_queue"): rpc/dynamic_call.h.
+using rpc::kind_name;
+using rpc::kind_named;
 
 void register_remote_objects(nb::module_& m);
 

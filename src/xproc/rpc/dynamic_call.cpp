@@ -127,6 +127,7 @@ DynamicCall::DynamicCall(const Endpoint& endpoint, std::string_view method)
           })) {}
 
 capnp::DynamicStruct::Reader DynamicCall::send() {
+  if (!request_) throw RuntimeError(plan_.name + "() travels in a batch: send it with send_async()");
   auto& loop = thread_loop();
   try {
     response_.emplace(request_->send().wait(loop.wait_scope()));
@@ -263,6 +264,37 @@ std::string_view factory_of(schema::Kind kind) {
   const auto name =
       capnp::Schema::from<schema::Manager>().getMethods()[static_cast<unsigned>(kind)].getProto().getName();
   return {name.begin(), name.size()};
+}
+
+namespace {
+
+std::string snake_case(std::string_view camel) {
+  std::string out;
+  for (char c : camel) {
+    if (std::isupper(static_cast<unsigned char>(c))) {
+      out += '_';
+      out += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string kind_name(schema::Kind kind) {
+  const auto enumerants = capnp::Schema::from<schema::Kind>().getEnumerants();
+  const auto index = static_cast<unsigned>(kind);
+  return index < enumerants.size() ? snake_case(enumerants[index].getProto().getName().cStr()) : "user";
+}
+
+schema::Kind kind_named(std::string_view name) {
+  const auto enumerants = capnp::Schema::from<schema::Kind>().getEnumerants();
+  for (unsigned i = 0; i < enumerants.size(); ++i) {
+    if (snake_case(enumerants[i].getProto().getName().cStr()) == name) return static_cast<schema::Kind>(i);
+  }
+  throw ValueError("no kind of shared object is called '" + std::string(name) + "'");
 }
 
 std::shared_ptr<const ObjectRef> make_object(const std::shared_ptr<const Endpoint>& endpoint, schema::Kind kind,

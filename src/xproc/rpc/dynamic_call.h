@@ -153,6 +153,11 @@ std::vector<std::pair<Value, Value>> entries_of(capnp::DynamicValue::Reader fiel
 // factory the ordinal of the kind.
 std::string_view factory_of(schema::Kind kind);
 
+// Kinds by their Python names: the schema's enumerants in snake case ("joinable_queue");
+// kind_named throws ValueError for a name that is no kind.
+std::string kind_name(schema::Kind kind);
+schema::Kind kind_named(std::string_view name);
+
 // Sends `factory_call` (a call of factory_of(kind), its parameters filled) and returns a
 // reference to the object it made, whose capability is cached on this thread's connection.
 std::shared_ptr<const ObjectRef> make_object(const std::shared_ptr<const Endpoint>& endpoint, schema::Kind kind,
