@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <stdexcept>
 #include <thread>
 
 #include "support/test_support.h"
@@ -26,8 +27,10 @@ namespace {
 class PrivateRuntimeDir {
  public:
   PrivateRuntimeDir() {
-    char pattern[] = "/tmp/xproc-runtime-test-XXXXXX";
-    dir_ = ::mkdtemp(pattern);
+    char pattern[] = "/tmp/xproc-runtime-test-XXXXXX";  // mkdtemp's template: it fills in the X's
+    const char* made = ::mkdtemp(pattern);
+    if (made == nullptr) throw std::runtime_error("mkdtemp failed");
+    dir_ = made;
     const char* old = std::getenv("XDG_RUNTIME_DIR");
     if (old != nullptr) old_ = old;
     ::setenv("XDG_RUNTIME_DIR", dir_.c_str(), 1);
