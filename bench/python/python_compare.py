@@ -1,6 +1,7 @@
 """`./dev.sh bench python`: the xproc Python package against multiprocessing (numpy arrays
 also against a shared_memory hand-off and a plain copy: array_compare.py; awaited from
-asyncio, against aioprocessing and pyzmq: asyncio_compare.py), same payloads, same
+asyncio, against aioprocessing and pyzmq: asyncio_compare.py; BaseManager.register's
+types against multiprocessing's BaseManager: registered_compare.py), same payloads, same
 run, medians of several repetitions, written as a list of
 {workload, metric, xproc, peer, peer_value, ratio, target, met} to --out.
 
@@ -213,6 +214,11 @@ def main() -> None:
                                    lambda: manager_clients_ops(pm, 4, n(5000)))
         report(row("Manager dict set+get, 4 client processes", "ops/s", ours, "multiprocessing.Manager", theirs,
                    ">= 3", True, 3))
+
+    # The registered-type rows (registered_compare.py): BaseManager.register.
+    from registered_compare import registered_rows
+
+    registered_rows(args.reps, n, report)
 
     # The array rows (array_compare.py): numpy arrays, which the test dependencies include.
     try:

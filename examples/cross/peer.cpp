@@ -5,6 +5,8 @@
 //   peer consume NAME COUNT            open the named Queue<Point> NAME, get and print COUNT
 //   peer manager ADDRESS KEY           connect to a Manager (Python's or anyone's), use its
 //                                      objects named "counts" (dict) and "log" (list)
+//   peer registered ADDRESS KEY        connect to a Python BaseManager that registered
+//                                      "Maths" (add, mul, fail): call them from C++
 //   peer serve-manager ADDRESS KEY     start a Manager server on ADDRESS; print "ready"
 //                                      and serve until stdin closes
 //   peer client ADDRESS KEY            connect to a Listener, receive one Value, send it
@@ -57,6 +59,24 @@ int use_manager(const std::string& address, const std::string& key) {
   counts.increment("C++");
   log.append("hello from C++");
   std::cout << "C++ sees counts=" << counts << " log=" << log << std::endl;
+  return 0;
+}
+
+// A type registered from Python (BaseManager.register) called from C++ through the
+// Dynamic interface: methods by name, Values in and out, Python's errors as xproc's.
+int use_registered(const std::string& address, const std::string& key) {
+  auto manager = xproc::Manager::connect(address, key);
+  auto maths = manager.create_dynamic("Maths", {10});  // MathsClass(10) in the server
+  std::cout << "C++ add(4, 3) = " << maths.call("add", {4, 3}).repr() << std::endl;
+  std::cout << "C++ mul(y=8, x=7) = " << maths.call("mul", {}, xproc::ValueMap{{"x", 7}, {"y", 8}}).repr() << std::endl;
+  std::cout << "C++ exposed:";
+  for (const auto& method : maths.exposed()) std::cout << " " << method;
+  std::cout << std::endl;
+  try {
+    maths.call("fail", {"boom"});
+  } catch (const xproc::ValueError& e) {
+    std::cout << "C++ caught ValueError: " << e.what() << std::endl;
+  }
   return 0;
 }
 
@@ -131,6 +151,7 @@ int main(int argc, char** argv) {
     if (command == "produce" && argc == 4) return produce(argv[2], std::stoi(argv[3]));
     if (command == "consume" && argc == 4) return consume(argv[2], std::stoi(argv[3]));
     if (command == "manager" && argc == 4) return use_manager(argv[2], argv[3]);
+    if (command == "registered" && argc == 4) return use_registered(argv[2], argv[3]);
     if (command == "serve-manager" && argc == 4) return serve_manager(argv[2], argv[3]);
     if (command == "client" && argc == 4) return client(argv[2], argv[3]);
     if (command == "relay-arrays" && argc == 5) return relay_arrays(argv[2], argv[3], std::stoi(argv[4]));

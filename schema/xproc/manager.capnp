@@ -90,9 +90,12 @@ interface Manager {
   barrier @13 (registeredName :Text, parties :UInt32, timeout :Float64) -> (barrier :Barrier, id :UInt64);
   # timeout: default for wait(); negative for none.
 
-  create @14 (registeredName :Text, typeName :Text) -> (object :Capability, id :UInt64, interfaceId :UInt64);
+  create @14 (registeredName :Text, typeName :Text, args :List(Value), kwargs :List(Value.Entry))
+      -> (object :Capability, id :UInt64, interfaceId :UInt64);
   # An object of a type the server registered (BaseManager.register's analogue): a new one
-  # each call when `registeredName` is empty. KeyError for an unknown type name.
+  # each call when `registeredName` is empty. KeyError for an unknown type name. `args`
+  # and `kwargs` (text keys) go to the type's constructor; a type that takes none refuses
+  # them with TypeError. A type registered from Python answers the Dynamic interface.
   publish @15 (registeredName :Text, object :Capability, interfaceId :UInt64) -> (id :UInt64);
   # Registers a capability the client implements itself under `registeredName` (replacing nothing:
   # ValueError if taken); calls from other clients are forwarded to it while it lives.
@@ -139,6 +142,26 @@ interface Object {
       # What a failed call raises, as a failed RPC's reason: "KeyError: 'a'".
     }
   }
+}
+
+interface Dynamic {
+  # An object whose methods are named when called: an object of a type registered with
+  # Python's BaseManager.register, living in the server's Python interpreter. Its
+  # arguments and results are Values; errors are named as every other call's ("KeyError:
+  # 'a'"; an exception that is not one of Python's built-in ones under its module-qualified
+  # name, "mymodule.QuotaExceeded: ..."). A call may wait (the method runs on a thread of
+  # the server's own, as multiprocessing's servers do); other calls are served meanwhile.
+
+  call @0 (method :Text, args :List(Value), kwargs :List(Value.Entry)) -> (result :Value, sharedAs :Text);
+  # The method's result. AttributeError for a method the type does not expose; keys of
+  # `kwargs` are text. A method registered to return a shared object (BaseManager's
+  # method_to_typeid) answers `sharedAs`, the type name of that object, and in `result` a
+  # claim (Data): Manager.create(typeName = sharedAs, kwargs = {"#claim": claim}) makes it
+  # the caller's, once. An unclaimed result is dropped after a minute.
+
+  exposed @1 () -> (methods :List(Text));
+  # The names call() accepts (BaseManager.register's `exposed`, by default the object's
+  # public methods).
 }
 
 struct Slice {

@@ -134,6 +134,13 @@ class Manager {
     return UserProxy<Interface>(create_user(type_name, name, capnp::typeId<Interface>()));
   }
 
+  // An object of a type registered from Python (BaseManager.register), made on the
+  // server by its callable as callable(*args, **kwargs); with `name`, the one registered
+  // under it (made if new). KeyError for an unknown type name, TypeError for a type that
+  // is not Dynamic; what the callable raises, as DynamicProxy::call's errors.
+  DynamicProxy create_dynamic(std::string_view type_name, std::vector<Value> args = {}, const ValueMap& kwargs = {},
+                              std::string_view name = {});
+
   // The object of a user's interface registered under `name` (created by name, or
   // published). KeyError when there is none, TypeError when it has another interface.
   template <typename Interface>
@@ -211,7 +218,8 @@ class Manager {
   struct Connected {};
   explicit Manager(Connected);
   std::shared_ptr<const rpc::ObjectRef> create_user(std::string_view type_name, std::string_view name,
-                                                    uint64_t interface_id);
+                                                    uint64_t interface_id, const std::vector<Value>& args = {},
+                                                    const ValueMap& kwargs = {});
   std::shared_ptr<const rpc::ObjectRef> attach_ref(uint64_t id) const;
   std::shared_ptr<const rpc::ObjectRef> lookup_user(std::string_view name, uint64_t interface_id);
   void publish_user(std::string_view name, capnp::Capability::Client object, uint64_t interface_id);

@@ -282,6 +282,28 @@ class BarrierProxy : public ProxyOf<schema::Barrier> {
   bool broken() const;
 };
 
+// An object of a type registered from Python (xproc.managers.BaseManager.register), or of
+// any server type answering manager.capnp's Dynamic interface: methods called by name.
+//
+//   auto maths = manager.create_dynamic("Maths");
+//   Value seven = maths.call("add", {3, 4});
+class DynamicProxy : public ProxyOf<schema::Dynamic> {
+ public:
+  using ProxyOf::ProxyOf;
+
+  // object.method(*args, **kwargs) on the server (kwargs: text keys). What the method
+  // raises arrives as the xproc error of its name (KeyError, ValueError ...); others as
+  // Error with the server's text ("ZeroDivisionError: division by zero").
+  Value call(std::string_view method, std::vector<Value> args = {}, const ValueMap& kwargs = {}) const;
+  // For a method registered to return a shared object (method_to_typeid): a proxy of
+  // that object. TypeError for a method that returns a Value (use call()); call() refuses
+  // these methods the same way.
+  DynamicProxy call_for_object(std::string_view method, std::vector<Value> args = {},
+                               const ValueMap& kwargs = {}) const;
+  // The methods call() accepts.
+  std::vector<std::string> exposed() const;
+};
+
 // An object of a user's own interface. Calls go through client() on this thread's
 // connection; Manager::wait() waits for a reply the way proxies do (mapping errors).
 template <typename Interface>

@@ -5,7 +5,8 @@
 //
 // User-defined objects (BaseManager.register's analogue): register a factory for your own
 // Cap'n Proto interface before serving; any client obtains new instances with
-// Manager::create<YourInterface>("TypeName").
+// Manager::create<YourInterface>("TypeName"). Types registered from Python
+// (xproc.managers.BaseManager.register) answer the Dynamic interface of manager.capnp.
 #pragma once
 
 #include <sys/types.h>
@@ -22,8 +23,18 @@
 #include <capnp/generated-header-support.h>
 
 #include "xproc/tls_options.h"
+#include "xproc/value.capnp.h"
 
 namespace xproc {
+
+// What a client passed to Manager.create besides the type's name: the constructor's
+// arguments (schema/xproc/manager.capnp). Readers into the request, valid while the
+// factory runs.
+struct CreateArguments {
+  capnp::List<schema::Value>::Reader args;
+  capnp::List<schema::Value::Entry>::Reader kwargs;
+  bool empty() const { return args.size() == 0 && kwargs.size() == 0; }
+};
 
 // Factories for user-defined interfaces, by type name.
 class UserTypes {
@@ -31,15 +42,29 @@ class UserTypes {
   // A registered type: the interface its objects implement, and how to make one.
   struct Type {
     uint64_t interface_id = 0;
-    std::function<capnp::Capability::Client()> make;  // runs on the server's event loop
+    // Runs on the server's event loop; what it throws fails the client's create().
+    std::function<capnp::Capability::Client(const CreateArguments&)> make;
   };
 
   // `make` returns a new capability, e.g. [] { return kj::heap<CounterImpl>(); } converted
-  // to Interface::Client.
+  // to Interface::Client. The type takes no constructor arguments (TypeError if given).
   template <typename Interface>
   void add(std::string name, std::function<typename Interface::Client()> make) {
+    add_with_arguments<Interface>(
+        name, [make = std::move(make), name](const CreateArguments& arguments) -> typename Interface::Client {
+          if (!arguments.empty()) refuse_arguments(name);
+          return make();
+        });
+  }
+
+  // A type whose factory reads the arguments the client passed.
+  template <typename Interface>
+  void add_with_arguments(std::string name, std::function<typename Interface::Client(const CreateArguments&)> make) {
     types_[std::move(name)] =
-        Type{capnp::typeId<Interface>(), [make = std::move(make)]() -> capnp::Capability::Client { return make(); }};
+        Type{capnp::typeId<Interface>(),
+             [make = std::move(make)](const CreateArguments& arguments) -> capnp::Capability::Client {
+               return make(arguments);
+             }};
   }
 
   // The type registered under `name`, owned by this table; nullptr when there is none.
@@ -49,6 +74,8 @@ class UserTypes {
   }
 
  private:
+  [[noreturn]] static void refuse_arguments(const std::string& name);
+
   std::map<std::string, Type> types_;
 };
 

@@ -24,6 +24,7 @@ void register_queues(nb::module_& m);
 void register_message_views(nb::module_& m);
 void register_connections(nb::module_& m);
 void register_managers(nb::module_& m);
+void register_object_server(nb::module_& m);
 
 }  // namespace xproc::python
 

@@ -95,6 +95,12 @@ void register_managers(nb::module_& m) {
           "certificate must chain to `cafile` (empty: the system's CAs) and name `server_hostname` (empty: "
           "the address's host), and `certfile`/`keyfile` are the client's own certificate, if any.")
       .def("shutdown", [](Manager& self) { without_gil([&] { self.shutdown(); }); })
+      .def(
+          "stop_server",
+          [](Manager& self) {
+            without_gil([&] { rpc::Reply stopped(rpc::DynamicCall(*self.endpoint(), "shutdown")); });
+          },
+          "Asks the server to stop (the Manager's shutdown call), whoever started it.")
       .def_prop_ro("address", &Manager::address)
       .def_prop_ro("authkey",
                    [](const Manager& self) -> std::optional<nb::bytes> {

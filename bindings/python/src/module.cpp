@@ -13,4 +13,5 @@ NB_MODULE(_xproc, m) {
   xproc::python::register_queues(m);
   xproc::python::register_connections(m);
   xproc::python::register_managers(m);
+  xproc::python::register_object_server(m);
 }

@@ -290,8 +290,10 @@ int RemoteObject::async_fileno() const {
 }
 
 nb::object remote_object(schema::Kind kind, std::shared_ptr<const rpc::ObjectRef> ref) {
-  if (kind == schema::Kind::USER) return nb::none();  // Python has no proxy for a user's interface
-  return nb::cast(RemoteObject{std::move(ref), rpc::interface_of(kind), kind});
+  if (kind != schema::Kind::USER) return nb::cast(RemoteObject{std::move(ref), rpc::interface_of(kind), kind});
+  // Of users' interfaces, Python calls the Dynamic one (types registered from Python).
+  if (ref->interface_id != capnp::typeId<schema::Dynamic>()) return nb::none();
+  return nb::cast(RemoteObject{std::move(ref), capnp::Schema::from<schema::Dynamic>(), kind});
 }
 
 nb::object RemoteObject::call(const std::string& method, const nb::tuple& args, const nb::dict& kwargs) const {

@@ -1,5 +1,6 @@
 """xproc's C++ core (use the `xproc` package, not this module)"""
 
+from collections.abc import Sequence
 from typing import Final
 
 from xproc import (
@@ -316,6 +317,11 @@ class Manager:
 
     def shutdown(self) -> None: ...
 
+    def stop_server(self) -> None:
+        """
+        Asks the server to stop (the Manager's shutdown call), whoever started it.
+        """
+
     @property
     def address(self) -> str: ...
 
@@ -342,3 +348,27 @@ class Manager:
         """
         (kind, proxy) for object `id` of this manager: kind as 'dict', 'rlock' ...; the proxy holds the object (None for an object of a user's interface). KeyError once it is gone.
         """
+
+class PythonObjectServer:
+    """
+    A Manager server whose registered types are Python callables (BaseManager's server).
+    """
+
+    def __init__(self, address: str, authkey: bytes | None, registry: object, typeids: Sequence[str], max_threads: int = 256) -> None:
+        """
+        Binds `address` now. `registry` makes each object's handler (create(typeid, args, kwargs)) and names failures (describe(exception) -> (name, message)); at most `max_threads` methods run at once.
+        """
+
+    @property
+    def address(self) -> str: ...
+
+    def close(self) -> None:
+        """Closes the listening socket without serving."""
+
+    def serve_forever(self) -> None:
+        """Serves until a client calls the Manager's shutdown."""
+
+def exit_with_parent(parent: int) -> None:
+    """
+    This process is killed when the thread that started it, in process `parent`, ends.
+    """

@@ -19,18 +19,20 @@ from __future__ import annotations
 import atexit
 import functools
 import os
+import shutil
+import tempfile
 import threading
 from collections.abc import MutableMapping, MutableSequence
-from multiprocessing import current_process
+from multiprocessing import current_process, util
 from multiprocessing.context import get_spawning_popen
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
-from . import _xproc
+from . import _object_server, _xproc
 from ._proxy_refs import ProxyRef
 from ._proxy_refs import remember as _remember_manager
 from .connection import Address, _address_text, _address_value, _check_authkey
 
-__all__ = ["Manager", "SyncManager", "connect", "MISSING", "ProxyRef"]
+__all__ = ["Manager", "BaseManager", "SyncManager", "BaseProxy", "RemoteError", "connect", "MISSING", "ProxyRef"]
 
 
 class _Missing:
@@ -88,6 +90,7 @@ class BaseProxy:
     """
 
     _typeid = ""  # multiprocessing's name of it, as its proxies print
+    _exposed_: Optional[Tuple[str, ...]] = None  # a registered type's methods its proxies call
 
     def __init__(self, remote: Any, address: str, authkey: Optional[bytes]) -> None:
         object.__setattr__(self, "_remote", remote)
@@ -97,6 +100,8 @@ class BaseProxy:
         # schema/xproc/manager.capnp: the binding's own method, so that a call costs no
         # Python frame of its own.
         object.__setattr__(self, "_call", remote.call)
+        # An object of a type registered with BaseManager.register (manager.capnp's Dynamic).
+        object.__setattr__(self, "_registered", remote.kind == "user")
 
     def __reduce__(self) -> Any:
         authkey = self._authkey if get_spawning_popen() is not None else None
@@ -104,7 +109,28 @@ class BaseProxy:
         return (_rebuild_proxy, (type(self), self._address, authkey, self._remote.id, tls))
 
     def __str__(self) -> str:
+        if self._registered:
+            return self._callmethod("__str__")
         return repr(self._remote)  # the remote object's repr, as multiprocessing's proxies print
+
+    def _callmethod(self, methodname: str, args: tuple = (), kwds: Optional[dict] = None) -> Any:
+        """Calls the referent's method `methodname`, as multiprocessing's proxies do: for an
+        object of a registered type, its Python method in the server process (the same
+        exception class for a built-in one, else RemoteError); for a Manager object, its
+        operation in manager.capnp by its Python name."""
+        if not self._registered:
+            return self._call(_schema_name(methodname), *args, **(kwds or {}))
+        try:
+            result, shared_as = self._call("call", methodname, args, kwds or {})
+        except RuntimeError as error:
+            raise _remote_exception(error) from None
+        if shared_as:  # a method of method_to_typeid: the result is a new shared object
+            return _claim_shared(shared_as, result, self._address, self._authkey)
+        return result
+
+    def _getvalue(self) -> Any:
+        """A copy of the referent (it must be a Value: containers, numbers, text ...)."""
+        return self._callmethod("#GETVALUE")
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} object, typeid {self._typeid!r} at {id(self):#x}>"
@@ -133,12 +159,54 @@ class BaseProxy:
     def __getattr__(self, name: str) -> Any:
         """An operation of the object's interface that this class does not spell out is
         reachable by its Python name: ``d.get_many(keys)`` calls ``getMany``."""
-        if name.startswith("_"):
-            raise AttributeError(name)
+        if name.startswith("_") or self._registered:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
         method = _schema_name(name)
         if not self._remote.has_method(method):
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
         return functools.partial(self._remote.call, method)
+
+
+_remote_error: Optional[type] = None
+
+
+def _remote_error_class() -> type:
+    """xproc.managers.RemoteError: a method of a registered type raised an exception that is
+    not one of Python's built-in ones (its module-qualified name and the server's
+    traceback). A multiprocessing.managers.RemoteError, made at first use: that module
+    imports `queue`, which the package must not import as it loads (a program may be
+    called queue.py)."""
+    global _remote_error
+    if _remote_error is None:
+        import multiprocessing.managers
+
+        _remote_error = type("RemoteError", (multiprocessing.managers.RemoteError,), {
+            "__module__": __name__, "__doc__": _remote_error_class.__doc__})
+    return _remote_error
+
+
+def __getattr__(name: str) -> Any:
+    if name == "RemoteError":
+        return _remote_error_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _remote_exception(error: RuntimeError) -> BaseException:
+    """The exception a failed registered-type call stands for. Errors of xproc's table
+    (KeyError, ValueError, queue.Empty ...) arrive as themselves; the rest arrive here as
+    "manager: remote exception: <name>: <message>"."""
+    text = str(error)
+    for prefix in ("manager: ", "remote exception: "):
+        text = text[len(prefix):] if text.startswith(prefix) else text
+    name, separator, message = text.partition(": ")
+    if not separator:
+        return error
+    cls = getattr(__import__("builtins"), name, None) if name.isidentifier() else None
+    if isinstance(cls, type) and issubclass(cls, BaseException):
+        return cls(message) if message else cls()
+    if "." in name:
+        return _remote_error_class()(f"{name}: {message}")
+    return error
 
 
 def _schema_name(name: str) -> str:
@@ -673,31 +741,126 @@ _PROXY_BY_KIND = {
 }
 
 
-class SyncManager:
-    """A Manager server and the factories of its shared objects, as
-    ``multiprocessing.managers.SyncManager``.
+class BaseManager:
+    """A Manager server and a connection to it, as ``multiprocessing.managers.BaseManager``:
+    subclass it and ``register`` your own types, whose objects live in the server process
+    and are reached through proxies.
 
-    ``SyncManager(address=None, authkey=None)``: `address` is where the server listens
+    ``BaseManager(address=None, authkey=None)``: `address` is where the server listens
     (None: a unix socket in a private directory; ``(host, port)`` for TCP, which needs an
     authkey); `authkey` defaults to ``multiprocessing.current_process().authkey``, which
-    children inherit. Call ``start()`` (or use ``xproc.Manager()``) to run a server,
-    ``connect()`` to use one that runs elsewhere. As a context manager it shuts the
-    server down on exit.
+    children inherit. ``start()`` runs a server process, ``connect()`` uses one that runs
+    elsewhere, ``get_server().serve_forever()`` serves from this process. As a context
+    manager it starts the server if need be and shuts it down on exit.
     """
 
-    def __init__(self, address: Optional[Address] = None, authkey: Optional[bytes] = None, *, tls: _Tls = _NO_TLS) -> None:
+    _registry: Dict[str, _object_server.Registration] = {}
+
+    def __init__(
+        self, address: Optional[Address] = None, authkey: Optional[bytes] = None, serializer: str = "pickle",
+        ctx: Any = None, *, shutdown_timeout: float = 1.0, tls: _Tls = _NO_TLS,
+    ) -> None:
+        # `serializer` is accepted for multiprocessing's sake: arguments and results travel
+        # as Values whatever it says.
         self._address = address
         self._authkey = bytes(_check_authkey(authkey) if authkey is not None else current_process().authkey)
         self._tls = tls
+        self._ctx = ctx
+        self._shutdown_timeout = shutdown_timeout
         self._engine: Optional["_xproc.Manager"] = None
+        self._stop_server: Optional[Callable[[], None]] = None
+        self._process: Any = None  # what start() ran for registered types
 
-    def start(self) -> None:
-        """Starts the server process and connects to it."""
+    @classmethod
+    def register(
+        cls, typeid: str, callable: Optional[Callable[..., Any]] = None, proxytype: Optional[type] = None,
+        exposed: Optional[Iterable[str]] = None, method_to_typeid: Optional[Dict[str, str]] = None,
+        create_method: bool = True,
+    ) -> None:
+        """Registers a type: ``manager.<typeid>(*args, **kwargs)`` then calls `callable` with them
+        in the server process and returns a proxy of what it made (of class `proxytype`, by
+        default one whose methods are the `exposed` ones: the object's public methods unless
+        given). A client that only connects registers the typeid without a callable.
+        `method_to_typeid` maps methods whose results become shared objects to the typeid
+        of those (their proxies are that typeid's proxytype)."""
+        if "_registry" not in cls.__dict__:
+            cls._registry = dict(cls._registry)
+        exposed = exposed or getattr(proxytype, "_exposed_", None)
+        method_to_typeid = method_to_typeid or getattr(proxytype, "_method_to_typeid_", None)
+        if method_to_typeid:
+            for method, result_typeid in method_to_typeid.items():
+                if not isinstance(method, str) or not isinstance(result_typeid, str):
+                    raise TypeError("method_to_typeid maps method names to typeids (str to str)")
+            method_to_typeid = dict(method_to_typeid)
+        cls._registry[typeid] = (callable, None if exposed is None else tuple(exposed), method_to_typeid, proxytype)
+        if create_method:
+            def create(self: "BaseManager", /, *args: Any, **kwds: Any) -> Any:
+                return self._create(typeid, args, kwds)
+
+            create.__name__ = create.__qualname__ = typeid
+            setattr(cls, typeid, create)
+
+    def get_server(self) -> _object_server.Server:
+        """A server bound to this manager's address, serving from this process: call its
+        ``serve_forever()``."""
         if self._engine is not None:
             raise RuntimeError("this manager has already been started or connected")
-        address = "" if self._address is None else _address_text(self._address)
-        self._engine = _xproc.Manager(address, self._authkey)
+        return _object_server.Server(self._registry, self._server_address()[0], self._authkey)
+
+    def start(self, initializer: Optional[Callable[..., Any]] = None, initargs: Iterable[Any] = ()) -> None:
+        """Starts the server process (running ``initializer(*initargs)`` first) and connects to it."""
+        if self._engine is not None:
+            raise RuntimeError("this manager has already been started or connected")
+        if initializer is not None and not callable(initializer):
+            raise TypeError("initializer must be a callable")
+        if not self._registry and initializer is None:
+            # Nothing of Python's to serve: the C++ server, forked without an interpreter.
+            address = "" if self._address is None else _address_text(self._address)
+            self._engine = _xproc.Manager(address, self._authkey)
+        else:
+            self._engine = self._start_python_server(initializer, tuple(initargs))
         _remember_manager(self._engine, self._engine.address, self._authkey, self)
+        _registries[self._engine.address] = self._registry
+
+    def _server_address(self) -> Tuple[str, Optional[str]]:
+        """Where a server of this manager binds, and the private directory made for it."""
+        if self._address is not None:
+            return _address_text(self._address), None
+        directory = tempfile.mkdtemp(prefix="xproc-manager-")
+        return "unix:" + os.path.join(directory, "manager.sock"), directory
+
+    def _start_python_server(self, initializer: Optional[Callable[..., Any]], initargs: tuple) -> "_xproc.Manager":
+        """A server process running this interpreter's code (multiprocessing's start method),
+        so that the registered callables can run there."""
+        import multiprocessing
+
+        ctx = self._ctx or multiprocessing.get_context()
+        address, directory = self._server_address()
+        reader, writer = ctx.Pipe(duplex=False)
+        process = ctx.Process(
+            target=_object_server.run_server, name=f"{type(self).__name__}-server",
+            args=(self._registry, address, self._authkey, writer, initializer, initargs, os.getpid()),
+        )
+        process.start()
+        writer.close()
+        try:
+            status, where, message = reader.recv()
+        except EOFError:
+            process.join()
+            status, where, message = "error", "RuntimeError", f"the server process exited with code {process.exitcode}"
+        finally:
+            reader.close()
+        if status != "ok":
+            process.join()
+            if directory:
+                shutil.rmtree(directory, ignore_errors=True)
+            raise _remote_exception(RuntimeError(f"{where}: {message}"))
+        engine = _xproc.Manager.connect(where, self._authkey)
+        self._process = process
+        self._stop_server = util.Finalize(
+            self, _stop_python_server, args=(process, engine, directory, self._shutdown_timeout), exitpriority=0
+        )
+        return engine
 
     def connect(self) -> None:
         """Connects to a server started elsewhere (``AuthenticationError`` for a wrong key)."""
@@ -708,13 +871,19 @@ class SyncManager:
             _tls_by_address[address] = self._tls
         self._engine = _xproc.Manager.connect(address, self._authkey, *self._tls)
         _remember_manager(self._engine, address, self._authkey, self)
+        _registries[address] = self._registry
 
     def shutdown(self) -> None:
         """Stops the server (if this process started it); proxies stop working."""
-        if self._engine is not None:
+        if self._stop_server is not None:
+            self._stop_server()
+        elif self._engine is not None:
             self._engine.shutdown()
 
-    def __enter__(self) -> "SyncManager":
+    def join(self, timeout: Optional[float] = None) -> None:
+        """Kept for multiprocessing's sake: shutdown() already waits for the server to end."""
+
+    def __enter__(self) -> "BaseManager":
         if self._engine is None:
             self.start()
         return self
@@ -736,12 +905,119 @@ class SyncManager:
     @property
     def pid(self) -> Optional[int]:
         """The server's pid when this process started it."""
+        if self._process is not None:
+            return self._process.pid
         return self._started().pid or None
 
     def _started(self) -> "_xproc.Manager":
         if self._engine is None:
             raise ValueError("the manager has not been started (call start() or use xproc.Manager())")
         return self._engine
+
+    def _create(self, typeid: str, args: tuple, kwds: dict) -> Any:
+        """A proxy of a new object of the registered type `typeid`, made in the server."""
+        engine = self._started()
+        remote = engine.make("user", "", typeid, args, kwds)
+        _, exposed, _, proxytype = self._registry[typeid]
+        return _registered_proxy(typeid, proxytype, exposed, remote, engine.address, self._authkey)
+
+
+def _stop_python_server(process: Any, engine: "_xproc.Manager", directory: Optional[str], timeout: float) -> None:
+    """Asks the server process to stop, then makes sure it has."""
+    if process.is_alive():
+        try:
+            engine.stop_server()
+        except OSError:
+            pass  # already gone, or not answering: it is terminated below
+        process.join(timeout)
+        if process.is_alive():
+            process.terminate()
+            process.join(timeout)
+        if process.is_alive():
+            process.kill()
+            process.join()
+    if directory:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+class AutoProxy(BaseProxy):
+    """The proxy of a registered type given no proxytype: one method per exposed name,
+    each calling the referent's method of that name."""
+
+    _typeid = ""
+
+    def __reduce__(self) -> Any:
+        authkey = self._authkey if get_spawning_popen() is not None else None
+        tls = _tls_by_address.get(self._address)
+        return (_rebuild_auto_proxy, (self._typeid, self._exposed_, self._address, authkey, self._remote.id, tls))
+
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+
+_auto_proxy_classes: Dict[Tuple[str, Tuple[str, ...]], type] = {}
+
+
+def _auto_proxy_class(typeid: str, exposed: Tuple[str, ...]) -> type:
+    """The AutoProxy subclass for `typeid` with these methods (made once)."""
+    key = (typeid, exposed)
+    cls = _auto_proxy_classes.get(key)
+    if cls is None:
+        def method(name: str) -> Callable[..., Any]:
+            def call(self: BaseProxy, /, *args: Any, **kwds: Any) -> Any:
+                return self._callmethod(name, args, kwds)
+
+            call.__name__ = call.__qualname__ = name
+            return call
+
+        namespace: Dict[str, Any] = {name: method(name) for name in exposed}
+        namespace.update(_typeid=typeid, _exposed_=exposed)
+        cls = _auto_proxy_classes[key] = type(f"AutoProxy[{typeid}]", (AutoProxy,), namespace)
+    return cls
+
+
+def _registered_proxy(
+    typeid: str, proxytype: Optional[type], exposed: Optional[Tuple[str, ...]], remote: Any, address: str,
+    authkey: Optional[bytes],
+) -> BaseProxy:
+    if proxytype is None or proxytype is AutoProxy:
+        proxytype = _auto_proxy_class(typeid, tuple(exposed) if exposed is not None else tuple(remote.call("exposed")))
+    return proxytype(remote, address, authkey)
+
+
+# The registered types of the managers this process started or connected to, by address:
+# how a shared result (method_to_typeid) finds its proxytype. A spawned child has none,
+# and gets AutoProxy, as multiprocessing's does.
+_registries: Dict[str, Dict[str, _object_server.Registration]] = {}
+
+
+def _claim_shared(typeid: str, claim: bytes, address: str, authkey: Optional[bytes]) -> BaseProxy:
+    """The proxy of the shared object a method returned (`claim` from its reply)."""
+    engine = _manager_for(address, authkey)
+    remote = engine.make("user", "", typeid, (), {_object_server.CLAIM: claim})
+    registration = _registries.get(address, {}).get(typeid)
+    proxytype, exposed = (registration[3], registration[1]) if registration else (None, None)
+    return _registered_proxy(typeid, proxytype, exposed, remote, address, authkey)
+
+
+def _rebuild_auto_proxy(
+    typeid: str, exposed: Tuple[str, ...], address: str, authkey: Optional[bytes], object_id: int,
+    tls: Optional[_Tls] = None,
+) -> BaseProxy:
+    return _rebuild_proxy(_auto_proxy_class(typeid, exposed), address, authkey, object_id, tls)
+
+
+class SyncManager(BaseManager):
+    """A Manager server and the factories of its shared objects, as
+    ``multiprocessing.managers.SyncManager``.
+
+    ``SyncManager(address=None, authkey=None)``: `address` is where the server listens
+    (None: a unix socket in a private directory; ``(host, port)`` for TCP, which needs an
+    authkey); `authkey` defaults to ``multiprocessing.current_process().authkey``, which
+    children inherit. Call ``start()`` (or use ``xproc.Manager()``) to run a server,
+    ``connect()`` to use one that runs elsewhere. As a context manager it shuts the
+    server down on exit. Subclasses may ``register`` their own types besides.
+    """
 
     def _make(self, cls: type, kind: str, name: Optional[str], *args: Any) -> Any:
         """A proxy of class `cls` for a new object of `kind` (or the one named `name`), made

@@ -259,8 +259,8 @@ std::vector<std::pair<Value, Value>> entries_of(capnp::DynamicValue::Reader fiel
 }
 
 std::string_view factory_of(schema::Kind kind) {
-  static_assert(static_cast<unsigned>(schema::Kind::BARRIER) == 13, "a new kind needs its factory in step");
-  if (kind == schema::Kind::USER) throw TypeError("objects of a user's own interface come from Manager.create");
+  static_assert(static_cast<unsigned>(schema::Kind::USER) == 14, "a new kind needs its factory in step");
+  // USER's is create: a registered type's object, made from the type name and arguments.
   const auto name =
       capnp::Schema::from<schema::Manager>().getMethods()[static_cast<unsigned>(kind)].getProto().getName();
   return {name.begin(), name.size()};
@@ -302,8 +302,14 @@ std::shared_ptr<const ObjectRef> make_object(const std::shared_ptr<const Endpoin
   Reply reply(std::move(factory_call));
   const auto& fields = reply.fields();
   // Each factory answers the object's capability first, then its id.
-  auto capability = reply[fields[0]].as<capnp::DynamicCapability>();
-  auto ref = std::make_shared<const ObjectRef>(ObjectRef{endpoint, reply["id"].as<uint64_t>(), kind, 0});
+  auto answered = reply[fields[0]];
+  // Manager kinds answer their own interface; create answers a bare Capability.
+  capnp::Capability::Client capability = answered.getType() == capnp::DynamicValue::ANY_POINTER
+                                             ? answered.as<capnp::AnyPointer>().getAs<capnp::Capability>()
+                                             : answered.as<capnp::DynamicCapability>();
+  // A user's object says which interface it answers (create's interfaceId).
+  const uint64_t interface_id = kind == schema::Kind::USER ? reply["interfaceId"].as<uint64_t>() : 0;
+  auto ref = std::make_shared<const ObjectRef>(ObjectRef{endpoint, reply["id"].as<uint64_t>(), kind, interface_id});
   on_connection(*endpoint, Transport::kDirect, [&](ClientConnection& connection) {
     connection.remember(ref, kj::mv(capability));
     return 0;

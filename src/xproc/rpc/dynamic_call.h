@@ -163,6 +163,14 @@ schema::Kind kind_named(std::string_view name);
 std::shared_ptr<const ObjectRef> make_object(const std::shared_ptr<const Endpoint>& endpoint, schema::Kind kind,
                                              DynamicCall factory_call);
 
+// An object of a user type the server registered, made by Manager.create from the
+// constructor's arguments (the one named `name` if not empty), checked to answer
+// `interface_id` (TypeError otherwise). Defined in manager.cpp.
+std::shared_ptr<const ObjectRef> create_user_object(const std::shared_ptr<const Endpoint>& endpoint,
+                                                    std::string_view type_name, std::string_view name,
+                                                    uint64_t interface_id, const std::vector<Value>& args,
+                                                    const ValueMap& kwargs);
+
 // A call sent, and its reply's fields.
 class Reply {
  public:

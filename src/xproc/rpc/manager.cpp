@@ -180,20 +180,38 @@ BarrierProxy Manager::barrier(uint32_t parties, Timeout timeout, std::string_vie
 }
 
 std::shared_ptr<const rpc::ObjectRef> Manager::create_user(std::string_view type_name, std::string_view name,
-                                                           uint64_t interface_id) {
-  auto response = rpc::call_manager(*endpoint_, [&](rpc::ClientConnection& c) {
+                                                           uint64_t interface_id, const std::vector<Value>& args,
+                                                           const ValueMap& kwargs) {
+  return rpc::create_user_object(endpoint_, type_name, name, interface_id, args, kwargs);
+}
+
+namespace rpc {
+
+std::shared_ptr<const ObjectRef> create_user_object(const std::shared_ptr<const Endpoint>& endpoint,
+                                                    std::string_view type_name, std::string_view name,
+                                                    uint64_t interface_id, const std::vector<Value>& args,
+                                                    const ValueMap& kwargs) {
+  auto response = call_manager(*endpoint, [&](ClientConnection& c) {
     auto request = c.manager().createRequest();
     request.setRegisteredName(text(name));
     request.setTypeName(text(type_name));
+    write_values(request.initArgs(static_cast<unsigned>(args.size())), args);
+    write_entries(request.initKwargs(static_cast<unsigned>(kwargs.size())), kwargs);
     return request.send();
   });
   if (response.getInterfaceId() != interface_id) {
     throw TypeError("type " + Value(text(type_name)).repr() + " implements another interface");
   }
-  auto ref = std::make_shared<const rpc::ObjectRef>(
-      rpc::ObjectRef{endpoint_, response.getId(), schema::Kind::USER, interface_id});
-  rpc::connection_for(*endpoint_).remember(ref, response.getObject());
+  auto ref = std::make_shared<const ObjectRef>(ObjectRef{endpoint, response.getId(), schema::Kind::USER, interface_id});
+  connection_for(*endpoint).remember(ref, response.getObject());
   return ref;
+}
+
+}  // namespace rpc
+
+DynamicProxy Manager::create_dynamic(std::string_view type_name, std::vector<Value> args, const ValueMap& kwargs,
+                                     std::string_view name) {
+  return DynamicProxy(create_user(type_name, name, capnp::typeId<schema::Dynamic>(), args, kwargs));
 }
 
 std::shared_ptr<const rpc::ObjectRef> Manager::attach_ref(uint64_t id) const {

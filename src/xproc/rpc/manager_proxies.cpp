@@ -256,4 +256,32 @@ uint32_t BarrierProxy::parties() const { return call<schema::Barrier>(ref_, "par
 uint32_t BarrierProxy::n_waiting() const { return call<schema::Barrier>(ref_, "nWaiting").only().as<uint32_t>(); }
 bool BarrierProxy::broken() const { return call<schema::Barrier>(ref_, "broken").only().as<bool>(); }
 
+Value DynamicProxy::call(std::string_view method, std::vector<Value> args, const ValueMap& kwargs) const {
+  auto reply = rpc::call<schema::Dynamic>(ref_, "call", std::string(method), args, kwargs);
+  std::string shared_as(reply["sharedAs"].as<capnp::Text>().cStr());
+  if (!shared_as.empty()) {
+    // The object is made and dropped again, unclaimed objects expire: nothing is held.
+    throw TypeError(std::string(method) + "() returns a shared " + shared_as +
+                    " object: call it with call_for_object()");
+  }
+  return rpc::value_of(reply["result"]);
+}
+
+DynamicProxy DynamicProxy::call_for_object(std::string_view method, std::vector<Value> args,
+                                           const ValueMap& kwargs) const {
+  auto reply = rpc::call<schema::Dynamic>(ref_, "call", std::string(method), args, kwargs);
+  std::string shared_as(reply["sharedAs"].as<capnp::Text>().cStr());
+  if (shared_as.empty()) throw TypeError(std::string(method) + "() returns a Value: call it with call()");
+  Value claim = rpc::value_of(reply["result"]);
+  return DynamicProxy(rpc::create_user_object(ref_->endpoint, shared_as, {}, capnp::typeId<schema::Dynamic>(), {},
+                                              ValueMap{{"#claim", claim}}));
+}
+std::vector<std::string> DynamicProxy::exposed() const {
+  std::vector<std::string> names;
+  for (auto name : rpc::call<schema::Dynamic>(ref_, "exposed").only().as<capnp::List<capnp::Text>>()) {
+    names.emplace_back(name.cStr());
+  }
+  return names;
+}
+
 }  // namespace xproc

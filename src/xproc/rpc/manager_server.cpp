@@ -27,6 +27,7 @@
 #include "xproc/rpc/thread_loop.h"
 #include "xproc/rpc/tls.h"
 #include "xproc/syscall_internal.h"
+#include "xproc/value.h"
 
 namespace xproc {
 namespace {
@@ -181,6 +182,10 @@ ManagerServer::ManagerServer(ServerOptions options) {
 ManagerServer::ManagerServer(ManagerServer&&) noexcept = default;
 ManagerServer& ManagerServer::operator=(ManagerServer&&) noexcept = default;
 ManagerServer::~ManagerServer() = default;
+
+void UserTypes::refuse_arguments(const std::string& name) {
+  throw TypeError("type " + Value(name).repr() + " takes no arguments");
+}
 
 const std::string& ManagerServer::address() const noexcept { return state_->address; }
 

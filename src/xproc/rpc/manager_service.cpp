@@ -103,8 +103,10 @@ class ManagerService final : public Served<schema::Manager::Server> {
     std::string type_name = params.getTypeName().cStr();
     const UserTypes::Type* type = config_.types.find(type_name);
     if (type == nullptr) throw KeyError("no type registered as " + Value(type_name).repr());
-    auto object = obtain(params.getRegisteredName(), schema::Kind::USER,
-                         [&] { return make_user_object(runtime_, type->make(), type->interface_id); });
+    auto object = obtain(params.getRegisteredName(), schema::Kind::USER, [&] {
+      CreateArguments arguments{params.getArgs(), params.getKwargs()};
+      return make_user_object(runtime_, type->make(arguments), type->interface_id);
+    });
     if (params.getRegisteredName().size() == 0) pinned_anonymous(*object);
     auto results = context.getResults();
     results.setObject(object->client(*session_));

@@ -36,7 +36,8 @@ IMPLEMENTATIONS = ("multiprocessing", "xproc")
 
 # The suite's mixin classes that exercise what xproc provides, by the mixin they take.
 PROCESS_CLASSES = ("Queue", "Connection", "Listener", "ListenerClient", "Poll", "PicklingConnections")
-MANAGER_CLASSES = ("Queue", "Lock", "Semaphore", "Condition", "Event", "Barrier", "Containers")
+MANAGER_CLASSES = ("Queue", "Lock", "Semaphore", "Condition", "Event", "Barrier", "Containers", "MyManager",
+                   "RemoteManager", "ManagerRestart")
 # The share of the tests passing on multiprocessing (and not excluded) that must pass on
 # xproc, when every class runs.
 BAR_PERCENT = 97.0
@@ -115,6 +116,35 @@ def _bind_xproc(suite: types.ModuleType) -> None:
     )
     suite.TestSyncManagerTypes.manager_class = xproc.SyncManager
     suite.reduction = _Facade(multiprocessing.reduction, vars(xproc.reduction))
+    _rebase_registered_managers(suite)
+
+
+def _rebase_registered_managers(suite: types.ModuleType) -> None:
+    """The suite's BaseManager subclasses (MyManager, QueueManager ...) and their proxy
+    classes, made again over xproc's BaseManager and BaseProxy with the same registrations:
+    the suite defines them at import, over multiprocessing's."""
+    import multiprocessing.managers as mp_managers
+
+    import xproc.managers
+
+    rebased_proxies: dict = {}
+
+    def rebase_proxy(proxytype):
+        if proxytype is None or proxytype is mp_managers.AutoProxy:
+            return None
+        if proxytype not in rebased_proxies:
+            namespace = {k: v for k, v in vars(proxytype).items() if k not in ("__dict__", "__weakref__")}
+            rebased_proxies[proxytype] = type(proxytype.__name__, (xproc.managers.BaseProxy,), namespace)
+        return rebased_proxies[proxytype]
+
+    for name, value in list(vars(suite).items()):
+        if (isinstance(value, type) and issubclass(value, mp_managers.BaseManager)
+                and value is not mp_managers.BaseManager and not issubclass(value, mp_managers.SyncManager)):
+            rebased = type(name, (xproc.managers.BaseManager,), {"__module__": suite.__name__})
+            for typeid, (make, exposed, method_to_typeid, proxytype) in value._registry.items():
+                rebased.register(typeid, make, rebase_proxy(proxytype), exposed, method_to_typeid)
+            setattr(suite, name, rebased)
+    suite.RemoteError = xproc.managers.RemoteError
 
 
 def _make_case(suite: types.ModuleType, name: str) -> type:
