@@ -19,6 +19,7 @@
 #include "xproc/errors.h"
 #include "xproc/process.h"
 #include "xproc/rpc/dynamic_call.h"
+#include "xproc/rpc/remote_error.h"
 
 namespace xproc {
 namespace {
@@ -52,6 +53,31 @@ class CounterImpl final : public Counter::Server {
 
  private:
   int64_t value_ = 0;
+};
+
+// The Dynamic interface served from C++ (what Python's registered types answer): a tally
+// made from its constructor's arguments, whose "add" method takes x and optional y.
+class TallyImpl final : public schema::Dynamic::Server {
+ public:
+  explicit TallyImpl(int64_t start) : total_(start) {}
+
+ protected:
+  kj::Promise<void> call(CallContext context) override {
+    auto params = context.getParams();
+    std::string method = params.getMethod().cStr();
+    if (method != "add") rpc::throw_remote("AttributeError", "no method " + method);
+    for (auto arg : params.getArgs()) total_ += Value::from_capnp(arg).as_int();
+    for (auto entry : params.getKwargs()) total_ += Value::from_capnp(entry.getValue()).as_int();
+    Value(total_).to_capnp(context.getResults().initResult());
+    return kj::READY_NOW;
+  }
+  kj::Promise<void> exposed(ExposedContext context) override {
+    context.getResults().initMethods(1).set(0, "add");
+    return kj::READY_NOW;
+  }
+
+ private:
+  int64_t total_;
 };
 #pragma GCC diagnostic pop
 
@@ -566,6 +592,35 @@ TEST(ManagerNames, SharedByNameAcrossUnrelatedConnections) {
   EXPECT_TRUE(other.names().empty());
   EXPECT_THROW(other.unregister("config"), KeyError);
   EXPECT_EQ(d["from"], Value("parent"));  // still held by proxies
+}
+
+TEST(ManagerUserTypes, DynamicObjectsTakeConstructorArgumentsAndMethodsByName) {
+  ManagerOptions options;
+  options.types.add_with_arguments<schema::Dynamic>("Tally", [](const CreateArguments& arguments) {
+    int64_t start = arguments.args.size() > 0 ? Value::from_capnp(arguments.args[0]).as_int() : 0;
+    return schema::Dynamic::Client(kj::heap<TallyImpl>(start));
+  });
+  options.types.add<Counter>("Counter", [] { return Counter::Client(kj::heap<CounterImpl>()); });
+  Manager manager(options);
+
+  auto tally = manager.create_dynamic("Tally", {10});
+  EXPECT_EQ(tally.call("add", {1, 2}), Value(13));
+  EXPECT_EQ(tally.call("add", {}, ValueMap{{"y", 7}}), Value(20));
+  EXPECT_EQ(tally.exposed(), std::vector<std::string>{"add"});
+  EXPECT_THROW(tally.call("nope"), AttributeError);
+  EXPECT_THROW(tally.call_for_object("add", {1}), TypeError);  // it returns a Value
+  EXPECT_EQ(run_in_child([&] {                                   // from a forked child's connection
+              if (tally.call("add", {1}) != Value(22)) _exit(2);
+            }),
+            0);
+  auto named = manager.create_dynamic("Tally", {}, {}, "shared");
+  EXPECT_EQ(manager.create_dynamic("Tally", {5}, {}, "shared").id(), named.id());  // exists: arguments unused
+
+  // A type without arguments refuses them; a type of another interface is refused.
+  EXPECT_THROW(rpc::create_user_object(manager.endpoint(), "Counter", {}, capnp::typeId<Counter>(), {1}, {}),
+               TypeError);
+  EXPECT_THROW(manager.create_dynamic("Counter"), TypeError);
+  EXPECT_THROW(manager.create_dynamic("Nope"), KeyError);
 }
 
 TEST(ManagerUserTypes, RegisteredFactoryAndPublishedObject) {

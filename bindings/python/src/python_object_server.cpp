@@ -3,7 +3,7 @@
 // server side. Every Manager object is served as always; an object of a registered type
 // answers manager.capnp's Dynamic interface, each call running the Python method on a
 // worker thread (call_workers.h) with the GIL, so that a method may wait while the
-// server's loop goes on serving.
+// server's loop goes on serving (it waits a moment for a method that answers at once).
 //
 // The policy is Python's (xproc/_object_server.py): the `registry` object given here
 // makes a handler for each new object, `registry.create(typeid, args, kwargs)`, whose
@@ -17,7 +17,10 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <csignal>
+#include <thread>
 #include <memory>
 #include <optional>
 #include <string>
@@ -108,13 +111,36 @@ nb::dict python_kwargs(capnp::List<schema::Value::Entry>::Reader kwargs) {
   return out;
 }
 
+// How long the loop waits for a call's worker before it goes back to serving: most methods
+// answer within it, and their reply then leaves without a cross-thread wake-up.
+constexpr std::chrono::microseconds kAwaitWorker{50};
+
 // One call on its way through a worker: its parameters (copied off the RPC message, which
-// the loop thread owns) and its result or failure, handed back through `done`.
+// the loop thread owns) and its result or failure. The loop waits for it up to
+// kAwaitWorker; past that it detaches, and the worker hands the result back through
+// `done` instead.
 struct PendingCall {
+  enum State : int { kRunning, kFinished, kDetached };
   capnp::MallocMessageBuilder params;
   capnp::MallocMessageBuilder result;
   kj::Maybe<kj::Exception> failure;
+  std::atomic<int> state{kRunning};
   kj::Own<kj::CrossThreadPromiseFulfiller<void>> done;
+
+  // The worker's side: true if the loop is still waiting (it takes the result itself).
+  bool finish() {
+    int running = kRunning;
+    return state.compare_exchange_strong(running, kFinished, std::memory_order_acq_rel);
+  }
+  // The loop's side: waits up to `budget`; true if the result is in, false once detached.
+  bool await(std::chrono::microseconds budget) {
+    const auto until = std::chrono::steady_clock::now() + budget;
+    while (state.load(std::memory_order_acquire) == kRunning && std::chrono::steady_clock::now() < until) {
+      std::this_thread::yield();
+    }
+    int running = kRunning;
+    return !state.compare_exchange_strong(running, kDetached, std::memory_order_acq_rel);
+  }
 };
 
 class PythonDynamic final : public schema::Dynamic::Server {
@@ -151,13 +177,18 @@ class PythonDynamic final : public schema::Dynamic::Server {
           pending->failure = rpc::to_remote(std::current_exception());
         }
       }
-      pending->done->fulfill();
+      if (!pending->finish()) pending->done->fulfill();  // the loop went on: wake it
     });
-    return reply.promise.then([pending, context]() mutable {
+    auto answer = [pending, context]() mutable {
       rpc::count_call();  // the reply goes out now: the caller's next call comes soon
       KJ_IF_MAYBE (failure, pending->failure) kj::throwFatalException(kj::mv(*failure));
       context.setResults(pending->result.getRoot<schema::Dynamic::CallResults>());
-    });
+    };
+    if (pending->await(kAwaitWorker)) {
+      answer();
+      return kj::READY_NOW;
+    }
+    return reply.promise.then(kj::mv(answer));
   }
 
   kj::Promise<void> exposed(ExposedContext context) override {

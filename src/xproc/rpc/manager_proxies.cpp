@@ -277,10 +277,9 @@ DynamicProxy DynamicProxy::call_for_object(std::string_view method, std::vector<
                                               ValueMap{{"#claim", claim}}));
 }
 std::vector<std::string> DynamicProxy::exposed() const {
+  auto reply = rpc::call<schema::Dynamic>(ref_, "exposed");  // the names live in the reply
   std::vector<std::string> names;
-  for (auto name : rpc::call<schema::Dynamic>(ref_, "exposed").only().as<capnp::List<capnp::Text>>()) {
-    names.emplace_back(name.cStr());
-  }
+  for (auto name : reply.only().as<capnp::List<capnp::Text>>()) names.emplace_back(name.cStr());
   return names;
 }
 
