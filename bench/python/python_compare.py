@@ -96,13 +96,11 @@ def pipe_throughput(make_pipe: Callable[[], Any], payload: Any, count: int) -> f
 
 
 # --- Manager dict: sequential latency, and aggregate ops/s of N client processes ----------
-def dict_ops(d: Any, count: int, key: str, barrier: Any, results: Any) -> None:
+def dict_ops(d: Any, count: int, key: str, barrier: Any) -> None:
     barrier.wait()
-    started = time.perf_counter()
     for i in range(count):
         d[key] = i
         d[key]
-    results.put(2 * count / (time.perf_counter() - started))
 
 
 def manager_sequential_us(manager: Any, count: int) -> float:
@@ -116,11 +114,12 @@ def manager_sequential_us(manager: Any, count: int) -> float:
     return (time.perf_counter() - started) / (2 * count) * 1e6
 
 
-def manager_clients_ops(manager: Any, clients: int, count: int) -> float:
-    d = manager.dict()
+def processes_rate(work: Callable[..., None], args_of: Callable[[int, Any], tuple], clients: int,
+                   ops_each: int) -> float:
+    """Operations per second of `clients` processes, each running work(*args_of(i, barrier))
+    (which waits at the barrier first), timed from their common start to the last one's end."""
     barrier = mp.Barrier(clients + 1)
-    results = mp.Queue()
-    workers = [mp.Process(target=dict_ops, args=(d, count, f"k{i}", barrier, results)) for i in range(clients)]
+    workers = [mp.Process(target=work, args=args_of(i, barrier)) for i in range(clients)]
     for w in workers:
         w.start()
     barrier.wait()
@@ -128,7 +127,13 @@ def manager_clients_ops(manager: Any, clients: int, count: int) -> float:
     for w in workers:
         w.join()
     elapsed = time.perf_counter() - started
-    return clients * 2 * count / elapsed
+    assert all(w.exitcode == 0 for w in workers)
+    return clients * ops_each / elapsed
+
+
+def manager_clients_ops(manager: Any, clients: int, count: int) -> float:
+    d = manager.dict()
+    return processes_rate(dict_ops, lambda i, barrier: (d, count, f"k{i}", barrier), clients, 2 * count)
 
 
 # --- Creation: how long a new Queue() or Pipe() takes (and closing it) ---------------------

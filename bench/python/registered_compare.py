@@ -16,14 +16,13 @@ turns; each figure is the median.
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import multiprocessing.managers
 import statistics
 import time
 from typing import Any, Callable, Dict
 
 import xproc.managers
-from python_compare import format_row, row
+from python_compare import format_row, processes_rate, row
 
 
 class Tally:
@@ -47,7 +46,7 @@ XprocTallies.register("Tally", Tally)
 PeerTallies.register("Tally", Tally)
 
 
-def call_rate(tally: Any, count: int, barrier: Any = None, results: Any = None) -> float:
+def call_rate(tally: Any, count: int, barrier: Any = None) -> float:
     for _ in range(100):
         tally.add(1)  # connected and warm
     if barrier is not None:
@@ -55,28 +54,13 @@ def call_rate(tally: Any, count: int, barrier: Any = None, results: Any = None) 
     started = time.perf_counter()
     for _ in range(count):
         tally.add(1)
-    rate = count / (time.perf_counter() - started)
-    if results is not None:
-        results.put(rate)
-    return rate
+    return count / (time.perf_counter() - started)
 
 
 def clients_rate(manager: Any, clients: int, count: int) -> float:
-    """Calls per second of `clients` processes calling one object at once, timed from their
-    common start to the last one's end."""
+    """Calls per second of `clients` processes calling one object at once."""
     tally = manager.Tally()
-    barrier = mp.Barrier(clients + 1)
-    results = mp.Queue()
-    workers = [mp.Process(target=call_rate, args=(tally, count, barrier, results)) for _ in range(clients)]
-    for worker in workers:
-        worker.start()
-    barrier.wait()
-    started = time.perf_counter()
-    for worker in workers:
-        worker.join()
-    elapsed = time.perf_counter() - started
-    assert all(worker.exitcode == 0 for worker in workers)
-    return clients * count / elapsed
+    return processes_rate(call_rate, lambda i, barrier: (tally, count, barrier), clients, count)
 
 
 def registered_rows(reps: int, n: Callable[[int], int], report: Callable[[Dict[str, Any]], None]) -> None:
