@@ -85,7 +85,8 @@ TEST(CallWorkersTest, AtTheLimitJobsWaitForAThread) {
 TEST(CallWorkersTest, EachThreadEntersOnceAndLeavesWhenThePoolGoes) {
   std::atomic<int> entered{0}, left{0}, done{0};
   {
-    CallWorkers workers(3, 20us, [&] { entered.fetch_add(1); }, [&] { left.fetch_add(1); });
+    CallWorkers workers(
+        3, 20us, [&] { entered.fetch_add(1); }, [&] { left.fetch_add(1); });
     for (int i = 0; i < 200; ++i) workers.run([&] { done.fetch_add(1); });
     EXPECT_TRUE(eventually([&] { return done.load() == 200; }));
     EXPECT_GE(entered.load(), 1);

@@ -609,7 +609,7 @@ TEST(ManagerUserTypes, DynamicObjectsTakeConstructorArgumentsAndMethodsByName) {
   EXPECT_EQ(tally.exposed(), std::vector<std::string>{"add"});
   EXPECT_THROW(tally.call("nope"), AttributeError);
   EXPECT_THROW(tally.call_for_object("add", {1}), TypeError);  // it returns a Value
-  EXPECT_EQ(run_in_child([&] {                                   // from a forked child's connection
+  EXPECT_EQ(run_in_child([&] {                                 // from a forked child's connection
               if (tally.call("add", {1}) != Value(22)) _exit(2);
             }),
             0);

@@ -20,10 +20,10 @@
 #include <atomic>
 #include <chrono>
 #include <csignal>
-#include <thread>
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <capnp/message.h>
