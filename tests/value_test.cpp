@@ -319,6 +319,20 @@ TEST(ValueTest, DeeplyNestedBytesThrowDecodeErrorNotCrash) {
   EXPECT_THROW(Value::from_capnp(message.reader()), xproc::DecodeError);
 }
 
+TEST(ValueTest, AnIntPast64BitsIsRefusedWithDecodeError) {
+  // Python writes one as a bigInt; C++'s Value holds 64-bit ints only.
+  capnp::MallocMessageBuilder builder;
+  const kj::byte two_to_the_64[9] = {0, 0, 0, 0, 0, 0, 0, 0, 1};
+  builder.initRoot<xproc::schema::Value>().initList(1)[0].setBigInt(capnp::Data::Reader(two_to_the_64, 9));
+  auto words = capnp::messageToFlatArray(builder);
+  try {
+    Value::decode(as_bytes(words));
+    FAIL() << "a bigInt decoded";
+  } catch (const xproc::DecodeError& e) {
+    EXPECT_NE(std::string(e.what()).find("past 64 bits"), std::string::npos) << e.what();
+  }
+}
+
 TEST(ValueTest, DeeplyNestedMapKeyThrowsDecodeError) {
   capnp::MallocMessageBuilder builder;
   auto key = builder.initRoot<xproc::schema::Value>().initMap(1)[0].initKey();

@@ -51,6 +51,12 @@ struct Value {
     array @11 :Array;
     # An n-dimensional array of numbers: a numpy ndarray, a buffer (bytearray, memoryview,
     # array.array), a C++ span or a Rust slice with a shape (see Array).
+
+    bigInt @12 :Data;
+    # Python int outside the signed 64-bit range: its two's-complement bytes,
+    # little-endian, 9 to 4096 of them (readers refuse other sizes). A reader that holds
+    # 64-bit ints only refuses it (xproc's C++ Value: DecodeError); xproc's Python reads
+    # and writes it.
   }
 
   struct Entry {

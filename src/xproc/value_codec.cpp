@@ -33,6 +33,7 @@ class Decoder {
       case schema::Value::NULL_: return Value();
       case schema::Value::BOOL: return Value(reader.getBool());
       case schema::Value::INT64: return Value(static_cast<long long>(reader.getInt64()));
+      case schema::Value::BIG_INT: throw DecodeError("an int past 64 bits, which xproc's C++ Value does not hold");
       case schema::Value::FLOAT64: return Value(reader.getFloat64());
       case schema::Value::TEXT: {
         auto text = reader.getText();

@@ -224,6 +224,30 @@ void write_struct(PyObject* object, bool is_builder, schema::Value::Builder buil
   out.getValue().setAs<capnp::AnyStruct>(reader.getRoot<capnp::AnyStruct>());
 }
 
+// value.capnp's bigInt: an int past 64 bits, as its two's-complement bytes (little-endian),
+// at most kLargestBigInt of them.
+constexpr size_t kLargestBigInt = 4096;
+
+void write_big_int(PyObject* object, schema::Value::Builder builder) {
+  nb::handle value(object);
+  const size_t size = nb::cast<size_t>(value.attr("bit_length")()) / 8 + 1;  // and the sign bit
+  if (size > kLargestBigInt) {
+    PyErr_SetString(PyExc_OverflowError, "xproc sends ints of up to 32767 bits; this one is larger");
+    throw nb::python_error();
+  }
+  nb::bytes bytes = nb::cast<nb::bytes>(value.attr("to_bytes")(size, "little", nb::arg("signed") = true));
+  builder.setBigInt(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(bytes.c_str()), bytes.size()));
+}
+
+nb::object read_big_int(capnp::Data::Reader data) {
+  if (data.size() <= sizeof(int64_t) || data.size() > kLargestBigInt) {
+    throw DecodeError("a bigInt of " + std::to_string(data.size()) + " bytes (9 to 4096 are valid)");
+  }
+  nb::bytes bytes(reinterpret_cast<const char*>(data.begin()), data.size());
+  return nb::handle(reinterpret_cast<PyObject*>(&PyLong_Type))
+      .attr("from_bytes")(bytes, "little", nb::arg("signed") = true);
+}
+
 void write(PyObject* object, schema::Value::Builder builder, int depth, ReferredMemory* referred) {
   if (depth >= kNestingLimit) {
     throw nb::value_error("xproc cannot send an object nested deeper than 64 levels (or one that contains itself)");
@@ -237,10 +261,10 @@ void write(PyObject* object, schema::Value::Builder builder, int depth, Referred
     int overflow = 0;
     long long value = PyLong_AsLongLongAndOverflow(object, &overflow);
     if (overflow != 0) {
-      PyErr_SetString(PyExc_OverflowError, "xproc ints are 64-bit; this int does not fit");
-      throw nb::python_error();
+      write_big_int(object, builder);
+    } else {
+      builder.setInt64(value);
     }
-    builder.setInt64(value);
   } else if (type == &PyFloat_Type) {
     builder.setFloat64(PyFloat_AS_DOUBLE(object));
   } else if (type == &PyUnicode_Type) {
@@ -306,6 +330,7 @@ nb::object read(schema::Value::Reader reader, bool as_key, int depth, Decoding& 
     case schema::Value::NULL_: return nb::none();
     case schema::Value::BOOL: return nb::bool_(reader.getBool());
     case schema::Value::INT64: return nb::steal(PyLong_FromLongLong(reader.getInt64()));
+    case schema::Value::BIG_INT: return read_big_int(reader.getBigInt());
     case schema::Value::FLOAT64: return nb::steal(PyFloat_FromDouble(reader.getFloat64()));
     case schema::Value::TEXT: {
       auto text = reader.getText();

@@ -1,9 +1,10 @@
 // Python objects <-> xproc's Value message (schema/xproc/value.capnp), converted straight
 // between CPython objects and Cap'n Proto builders/readers, with no intermediate copy.
 //
-// The mapping: None, bool, int (64-bit), float, str, bytes, list, tuple and dict map to
-// the Value kinds of the same name; any other object with the buffer protocol (numpy
-// arrays, bytearray, memoryview, array.array) is an array (python_arrays.h). A list from
+// The mapping: None, bool, int (int64, or bigInt past 64 bits), float, str, bytes, list,
+// tuple and dict map to the Value kinds of the same name; any other object with the
+// buffer protocol (numpy arrays, bytearray, memoryview, array.array) is an array
+// (python_arrays.h). A list from
 // another language used as a dict key comes back as a tuple, so that the key stays
 // hashable. A pycapnp struct builder or reader travels as a typed struct (its schema id
 // and the struct) and comes back as a pycapnp reader when its schema was seen or
@@ -23,7 +24,7 @@
 namespace xproc::python {
 
 // Writes `object` into `builder`. TypeError for unsupported types, OverflowError for an
-// int beyond 64 bits, ValueError for nesting deeper than the decode limit (64).
+// int of more than 32767 bits, ValueError for nesting deeper than the decode limit (64).
 void write_value(nb::handle object, schema::Value::Builder builder);
 
 // The Python object for a Value reader. DecodeError for nesting beyond the limit, text
