@@ -69,6 +69,11 @@ CallWorkers::~CallWorkers() {
   shared_->wake.notify_all();
 }
 
+size_t CallWorkers::threads() const {
+  std::lock_guard lock(shared_->mutex);
+  return shared_->threads;
+}
+
 void CallWorkers::run(std::function<void()> job) {
   std::unique_lock lock(shared_->mutex);
   shared_->jobs.push_back(std::move(job));

@@ -28,6 +28,9 @@ class CallWorkers {
   // Runs `job` on a worker thread. `job` must not throw.
   void run(std::function<void()> job);
 
+  // Threads started and not yet stopped (started ones may not have run `enter` yet).
+  size_t threads() const;
+
  private:
   struct Shared;
   static void work(const std::shared_ptr<Shared>& shared);
