@@ -13,8 +13,10 @@ APT_PACKAGES=(g++ cmake ninja-build pkg-config capnproto libcapnp-dev libboost-d
   libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev libasio-dev redis-server python3-venv
   python3-dev)
 PY_PACKAGES=(pytest hypothesis nanobind 'scikit-build-core>=1.0' pycapnp uvloop numpy)
-# The peers of the asyncio rows of `bench python`, installed by the bench command alone.
-BENCH_PY_PACKAGES=(aioprocessing pyzmq)
+# The Python peers of `bench python` (asyncio rows; pyzmq, faster-fifo, iceoryx2, UltraDict
+# with atomics and shared-memory-dict beside the Queue and the Manager's dict), installed by
+# the bench command alone.
+BENCH_PY_PACKAGES=(aioprocessing pyzmq faster-fifo iceoryx2 UltraDict atomics shared-memory-dict)
 # The fuzz preset's compiler and libFuzzer, installed only by the commands that build it.
 FUZZ_APT_PACKAGES=(clang libclang-rt-14-dev)
 # dpkg-source, which `apt-get source` runs to unpack Debian's source package of Cap'n Proto
@@ -37,8 +39,11 @@ usage: ./dev.sh COMMAND
   demo          build, then run the seed document's examples (C++ and Python)
   test          check the formatting, build, then run every test (C++ through ctest,
                 Python through pytest)
-  bench [TOPIC] build, then run the comparison harness for TOPIC (all when omitted);
-                results go to build/bench/TOPIC.json
+  bench [TOPIC] build, install the peers (Python packages; the iceoryx2 peer with cargo),
+                then run the comparison harness for TOPIC (all when omitted), showing
+                each row as it is measured; results go to build/bench/TOPIC.json, and
+                the tables of every topic measured are printed at the end
+                (bench/report.py; `--docs docs` refreshes docs/benchmarks.md)
   fuzz [TARGET] [SECONDS]
                 build the libFuzzer targets (preset `fuzz`, clang), then run TARGET
                 (every target when omitted or `all`) for SECONDS each (default 60) from
@@ -196,6 +201,20 @@ run_tests() {
   ctest --preset "$PRESET" --output-on-failure -j "$(nproc)"
 }
 
+# The iceoryx2 peer of `bench queue` (bench/peers/iceoryx2), a Rust binary built by cargo
+# from the crate registry into build/bench-peers; without cargo its rows are left out.
+build_iceoryx2_peer() {
+  local cargo
+  cargo=$(command -v cargo || echo "$HOME/.cargo/bin/cargo")
+  if [ ! -x "$cargo" ]; then
+    log "cargo not found: the iceoryx2 rows of bench queue are left out (https://rustup.rs)"
+    return 0
+  fi
+  log "building the iceoryx2 peer (bench/peers/iceoryx2)"
+  "$cargo" build --quiet --release --locked --manifest-path "$ROOT/bench/peers/iceoryx2/Cargo.toml" \
+    --target-dir "$ROOT/build/bench-peers/iceoryx2"
+}
+
 bench() {
   local topic=${1:-}
   XPROC_PRESET=${XPROC_PRESET:-release}
@@ -204,8 +223,12 @@ bench() {
   if [ -z "$topic" ] || [ "$topic" = python ]; then
     install_bench_python_packages
   fi
+  if [ -z "$topic" ] || [ "$topic" = queue ]; then
+    build_iceoryx2_peer
+  fi
   mkdir -p "$ROOT/build/bench"
   "$ROOT/bench/run.sh" "$BUILD" "$VENV" "$ROOT/build/bench" ${topic:+"$topic"}
+  "$VENV/bin/python" "$ROOT/bench/report.py" "$ROOT/build/bench"
 }
 
 soak() {

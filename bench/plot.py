@@ -22,8 +22,14 @@ def target_value(target: str) -> tuple[str, float] | None:
     return (match.group(1), float(match.group(2))) if match else None
 
 
+def charted(rows: list[dict]) -> list[dict]:
+    """The rows a chart draws: those with a target and a ratio a log scale can place."""
+    return [r for r in rows if target_value(r.get("target", "")) and r.get("ratio", 0) > 0]
+
+
 def draw(rows: list[dict], title: str) -> str:
-    rows = [r for r in rows if target_value(r.get("target", "")) and r.get("ratio", 0) > 0]
+    """The SVG of the charted rows; at least one row must be charted."""
+    rows = charted(rows)
     values = [r["ratio"] for r in rows] + [target_value(r["target"])[1] for r in rows]
     low = 10 ** math.floor(math.log10(min(values)))
     high = 10 ** math.ceil(math.log10(max(values)))

@@ -1,7 +1,8 @@
 // Side-by-side comparison of xproc's shared-memory queue with its peers, on the same
-// machine in the same run: Boost.Interprocess message_queue, an AF_UNIX socketpair, a
-// minimal spinning single-producer ring (the practical limit) and Python's
-// multiprocessing.Queue. Every message is counted, per-producer order is checked through
+// machine in the same run: iceoryx2's publish-subscribe (bench/peers/iceoryx2, a Rust
+// binary `./dev.sh bench` builds), Boost.Interprocess message_queue, an AF_UNIX
+// socketpair, a single-producer ring with cached indices (the practical limit) and
+// Python's multiprocessing.Queue. Every message is counted, per-producer order is checked through
 // sequence numbers, and the last message of each producer is compared in full.
 #include <signal.h>
 #include <sys/epoll.h>
@@ -13,6 +14,7 @@
 #include <boost/interprocess/ipc/message_queue.hpp>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -149,7 +151,9 @@ struct SocketPair {
   }
 };
 
-// The practical limit: one producer, one consumer, fixed 64-byte slots, both sides spin.
+// The practical limit: one producer, one consumer, fixed 64-byte slots, both sides spin,
+// each keeping a cached copy of the other's index so that it reads the other's cache line
+// only when the cached one says full or empty (rigtorp::SPSCQueue's design).
 struct SpinRing {
   static constexpr size_t kSlots = 4096, kSlotSize = 64;
   struct alignas(64) Shared {
@@ -346,6 +350,56 @@ size_t typed_message_size() {
   return xproc::flat_size(capnp::AnyStruct::Reader(capnp::toAny(builder.getRoot<Sample>().asReader())));
 }
 
+// Messages written and read in place: the producer reserves `size` bytes in the ring and
+// writes all of them there (a sequence number, then its low byte repeated); the consumer
+// checks the number and the last byte where the message lies. What iceoryx2's
+// loan-write-send and receive-in-place do, with the same writes and reads (in-place mode of
+// bench/peers/iceoryx2).
+double in_place_throughput(size_t size, size_t count) {
+  xproc::ByteQueue q(xproc::QueueOptions{.capacity_bytes = 4 * size + 64});
+  auto* stamps = shared_object<Stamps>();
+  std::fflush(nullptr);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    stamps->start.store(now_ns());
+    for (uint64_t i = 0; i < count; ++i) {
+      q.put_in_place(size, [&](std::byte* m) {
+        std::memcpy(m, &i, 8);
+        std::memset(m + 8, static_cast<int>(i & 0xff), size - 8);
+      });
+    }
+    _exit(0);
+  }
+  for (uint64_t i = 0; i < count; ++i) {
+    q.get_in_place([&](std::span<const std::byte> m) {
+      uint64_t seq;
+      std::memcpy(&seq, m.data(), 8);
+      if (seq != i || m.size() != size || m.back() != static_cast<std::byte>(i & 0xff)) stamps->failures++;
+    });
+  }
+  stamps->end.store(now_ns());
+  wait_all({pid});
+  const double seconds = static_cast<double>(stamps->end.load() - stamps->start.load()) / 1e9;
+  const bool ok = stamps->failures.load() == 0;
+  release_shared(stamps);
+  if (!ok) throw std::runtime_error("in-place order or content check failed");
+  return static_cast<double>(count) / seconds;
+}
+
+// The iceoryx2 peer (bench/peers/iceoryx2): XPROC_BENCH_ICEORYX2, else where `./dev.sh
+// bench` builds it beside the sources. Absent (a build without cargo, the smoke test of a
+// fresh tree): its rows are left out, and said so.
+std::optional<std::string> iceoryx2_peer() {
+  const char* chosen = std::getenv("XPROC_BENCH_ICEORYX2");
+  const char* bench_dir = std::getenv("XPROC_BENCH_DIR");
+  const std::string path = chosen ? chosen
+                                  : std::string(bench_dir ? bench_dir : "bench") +
+                                        "/../build/bench-peers/iceoryx2/release/xproc-bench-iceoryx2";
+  if (access(path.c_str(), X_OK) == 0) return path;
+  std::fprintf(stderr, "iceoryx2 rows left out: no peer binary at %s (./dev.sh bench queue builds it)\n", path.c_str());
+  return std::nullopt;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -363,21 +417,33 @@ int main(int argc, char** argv) {
   auto xproc_zero = [](size_t size) { return [size] { return std::make_unique<XprocZeroCopy>(size); }; };
   auto boost = [](size_t depth, size_t size) { return [=] { return std::make_unique<BoostQueue>(depth, size); }; };
 
+  // iceoryx2's runs: one process of the peer binary per repetition, taking turns with ours.
+  const std::optional<std::string> iceoryx2 = iceoryx2_peer();
+  auto iceoryx2_rep = [&](const std::string& mode, size_t size, size_t count, const std::string& key) -> Rep {
+    const std::string command =
+        *iceoryx2 + " " + mode + " --size " + std::to_string(size) + " --count " + std::to_string(count);
+    return [command, key] { return json_number(run_peer(command), key); };
+  };
+
   // 64 B, one producer, one consumer; the typed struct, serialization and validation
   // included (put(builder) as the guide writes it; put(reader), a deep copy, beside it).
   const size_t n64 = s.count(2'000'000);
-  const auto m64 = medians_taking_turns(s, {rep(xproc_bytes(64), 64, 1, 1, n64), rep(boost(1024, 64), 64, 1, 1, n64),
-                                            rep([] { return std::make_unique<SpinRing>(); }, 64, 1, 1, n64),
-                                            rep([] { return std::make_unique<SocketPair>(64); }, 64, 1, 1, n64),
-                                            [&] { return typed_throughput(n64, TypedPut::kBuilder); },
-                                            [&] { return typed_throughput(n64, TypedPut::kReader); },
-                                            rep([] { return std::make_unique<XprocEpoll>(64); }, 64, 1, 1, n64)});
+  std::vector<Rep> contenders64{rep(xproc_bytes(64), 64, 1, 1, n64),
+                                rep(boost(1024, 64), 64, 1, 1, n64),
+                                rep([] { return std::make_unique<SpinRing>(); }, 64, 1, 1, n64),
+                                rep([] { return std::make_unique<SocketPair>(64); }, 64, 1, 1, n64),
+                                [&] { return typed_throughput(n64, TypedPut::kBuilder); },
+                                [&] { return typed_throughput(n64, TypedPut::kReader); },
+                                rep([] { return std::make_unique<XprocEpoll>(64); }, 64, 1, 1, n64)};
+  if (iceoryx2) contenders64.push_back(iceoryx2_rep("throughput", 64, n64, "msgs_per_s"));
+  const auto m64 = medians_taking_turns(s, contenders64);
   const double x64 = m64[0], b64 = m64[1], spin64 = m64[2], sock64 = m64[3], typed = m64[4], typed_reader = m64[5],
                epoll64 = m64[6];
+  if (iceoryx2) rows.push_back({"1P->1C 64 B bytes", "msgs/s", x64, "iceoryx2 publish-subscribe", m64[7], ">= 5.0"});
+  rows.push_back({"1P->1C 64 B bytes", "msgs/s", x64, "cached-index SPSC ring", spin64, ">= 0.7"});
   rows.push_back({"1P->1C 64 B bytes", "msgs/s", x64, "Boost message_queue", b64, ">= 2.0"});
   rows.push_back(
       {"1P->1C 64 B bytes, epoll-driven consumer", "msgs/s", epoll64, "xproc blocking get, same run", x64, ">= 0.8"});
-  rows.push_back({"1P->1C 64 B bytes", "msgs/s", x64, "spinning SPSC ring", spin64, ">= 0.7"});
   rows.push_back({"1P->1C 64 B bytes", "msgs/s", x64, "socketpair", sock64, ""});
   rows.push_back({"1P->1C 64 B typed struct (" + std::to_string(typed_message_size()) + " B)", "msgs/s", typed,
                   "Boost message_queue 64 B bytes", b64, ">= 1.0"});
@@ -419,6 +485,19 @@ int main(int argc, char** argv) {
   rows.push_back({"1P->1C 1 MiB bytes", "msgs/s", x1m, "multiprocessing.Queue 1 MiB bytes", py1m, ">= 30"});
   rows.push_back({"1P->1C 1 MiB bytes", "msgs/s", x1m, "Boost message_queue", m1m[1], ""});
 
+  // 1 MiB and 8 MiB written and read in place: iceoryx2's home ground (loan, write, send;
+  // receive and read where the sample lies).
+  if (iceoryx2) {
+    for (const size_t mib : {size_t{1}, size_t{8}}) {
+      const size_t size = mib << 20;
+      const size_t n = s.count(mib == 1 ? 3'000 : 400);
+      const auto m = medians_taking_turns(
+          s, {[=] { return in_place_throughput(size, n); }, iceoryx2_rep("in-place", size, n, "msgs_per_s")});
+      rows.push_back({"1P->1C " + std::to_string(mib) + " MiB written and read in place", "msgs/s", m[0],
+                      "iceoryx2 loan-write-send, receive in place", m[1], ">= 1.0"});
+    }
+  }
+
   // Large messages, through the queue against one memcpy of the same size in this process
   // (the floor of any copy-semantics transport: a put copies in, a get copies out).
   for (const size_t mib : {size_t{16}, size_t{100}}) {
@@ -446,7 +525,7 @@ int main(int argc, char** argv) {
 
   // Ping-pong round trips.
   const size_t rounds = s.count(20'000);
-  std::vector<double> xp50, xp99, sp50, sp99;
+  std::vector<double> xp50, xp99, sp50, sp99, ip50, ip99;
   for (int r = 0; r < s.reps; ++r) {
     XprocBytes a(64), b(64);
     auto [p50, p99] = pingpong(a, b, 64, rounds);
@@ -457,6 +536,19 @@ int main(int argc, char** argv) {
     auto [q50, q99] = pingpong(c, d, 64, rounds);
     sp50.push_back(q50);
     sp99.push_back(q99);
+    if (iceoryx2) {
+      const std::string figures =
+          run_peer(*iceoryx2 + " pingpong --size 64 --count " + std::to_string(std::max<size_t>(rounds, 100)));
+      ip50.push_back(json_number(figures, "p50_us"));
+      ip99.push_back(json_number(figures, "p99_us"));
+    }
+  }
+  // xproc's get spins up to 100 us (kQueueSpin, adapted to how waits end) before it sleeps;
+  // iceoryx2's receiver polls without end.
+  if (iceoryx2) {
+    rows.push_back(
+        {"ping-pong 64 B", "RTT p50 (us)", median(xp50), "iceoryx2 publish-subscribe", median(ip50), "<= 0.6"});
+    rows.push_back({"ping-pong 64 B", "RTT p99 (us)", median(xp99), "iceoryx2 publish-subscribe", median(ip99), ""});
   }
   rows.push_back({"ping-pong 64 B", "RTT p50 (us)", median(xp50), "socketpair", median(sp50), "<= 0.1"});
   rows.push_back({"ping-pong 64 B", "RTT p99 (us)", median(xp99), "socketpair", median(sp99), "<= 0.333"});

@@ -106,17 +106,21 @@ void report(const std::vector<Row>& rows, const std::string& json_path) {
   std::printf("\nwrote %s\n", json_path.c_str());
 }
 
-std::string python_peer(const Settings& settings, const std::string& script, const std::string& args) {
-  const char* dir = std::getenv("XPROC_BENCH_DIR");
-  const std::string path = std::string(dir ? dir : "bench") + "/python/" + script;
-  const std::string command = settings.python + " " + path + " --reps " + std::to_string(settings.reps) + " " + args;
+std::string run_peer(const std::string& command) {
+  std::fflush(nullptr);  // a forked peer must not print this process's buffered output again
   FILE* pipe = popen(command.c_str(), "r");
   if (!pipe) throw std::runtime_error("cannot run " + command);
   std::string out;
   char buffer[512];
   while (size_t n = fread(buffer, 1, sizeof(buffer), pipe)) out.append(buffer, n);
-  if (pclose(pipe) != 0) throw std::runtime_error("python peer failed: " + command);
+  if (pclose(pipe) != 0) throw std::runtime_error("peer failed: " + command);
   return out;
+}
+
+std::string python_peer(const Settings& settings, const std::string& script, const std::string& args) {
+  const char* dir = std::getenv("XPROC_BENCH_DIR");
+  const std::string path = std::string(dir ? dir : "bench") + "/python/" + script;
+  return run_peer(settings.python + " " + path + " --reps " + std::to_string(settings.reps) + " " + args);
 }
 
 double json_number(const std::string& json, const std::string& key) {

@@ -55,6 +55,8 @@ struct Row {
 // Prints the table and writes the JSON list.
 void report(const std::vector<Row>& rows, const std::string& json_path);
 
+// Runs a shell command and returns what it prints on stdout; throws when it fails.
+std::string run_peer(const std::string& command);
 // Runs bench/python/<script> with the settings' interpreter and repetitions plus `args`;
 // returns what it prints (one JSON object).
 std::string python_peer(const Settings& settings, const std::string& script, const std::string& args);
