@@ -1,10 +1,11 @@
 """Prints the tables of a benchmark run: one Markdown table per OUT_DIR/TOPIC.json that
 bench/run.sh wrote, under the description of the run that produced it (TOPIC.meta.json).
 With --docs DIR it also rewrites the current-run section of DIR/benchmarks.md (between its
-marker comments) and draws each topic's chart to DIR/img/TOPIC.svg with bench/plot.py.
-Standard library only.
+marker comments) and draws each topic's chart to DIR/img/TOPIC.svg with bench/plot.py; with
+--readme FILE, the headline rows (HEADLINES) between FILE's own markers. Standard library
+only.
 
-usage: python3 bench/report.py build/bench [--docs docs]
+usage: python3 bench/report.py build/bench [--docs docs] [--readme README.md]
 """
 
 from __future__ import annotations
@@ -20,6 +21,21 @@ import plot  # bench/plot.py: the script's own directory is first on sys.path
 TOPIC_ORDER = ("queue", "pipe", "manager", "python")
 TITLES = {"queue": "Queues", "pipe": "Pipes", "manager": "Manager", "python": "Python package"}
 BEGIN, END = "<!-- current-run:begin -->", "<!-- current-run:end -->"
+HEADLINE_BEGIN, HEADLINE_END = "<!-- headline:begin -->", "<!-- headline:end -->"
+
+# The rows the README quotes: (topic, workload, peer), each the first row that matches.
+HEADLINES = (
+    ("queue", "1P->1C 64 B bytes", "iceoryx2 publish-subscribe"),
+    ("queue", "1P->1C 64 B bytes", "cached-index SPSC ring"),
+    ("queue", "1P->1C 8 MiB written and read in place", "iceoryx2 loan-write-send, receive in place"),
+    ("queue", "ping-pong 64 B", "iceoryx2 publish-subscribe"),
+    ("queue", "1P->1C 64 B typed struct", "multiprocessing.Queue small dict"),
+    ("pipe", "1P->1C 64 B send_bytes", "multiprocessing.Pipe send_bytes"),
+    ("manager", "dict set, 4 client processes", "multiprocessing.Manager"),
+    ("python", "Queue, small dict, 1 producer -> 1 consumer", "pyzmq PUSH/PULL (ipc)"),
+    ("python", "Queue, small dict, 1 producer -> 1 consumer", "faster-fifo"),
+    ("python", "Manager dict set+get, 4 client processes", "UltraDict"),
+)
 
 # Other spellings under which a peer's name appears in the rows (compared without case or
 # punctuation), for the peers whose rows do not carry the name meta.py records.
@@ -158,12 +174,12 @@ def write_chart(topic: str, rows: list[dict], meta: dict | None, docs: Path) -> 
     return f"img/{topic}.svg"
 
 
-def marker_bounds(page: Path, text: str) -> tuple[int, int]:
-    """Where the current-run section's body starts and ends in the page's text."""
-    start, end = text.find(BEGIN), text.find(END)
+def marker_bounds(page: Path, text: str, begin: str = BEGIN, end_marker: str = END) -> tuple[int, int]:
+    """Where the section between `begin` and `end_marker` starts and ends in the page's text."""
+    start, end = text.find(begin), text.find(end_marker)
     if start < 0 or end < start:
-        sys.exit(f"{page}: no {BEGIN} … {END} markers to write between")
-    return start + len(BEGIN), end
+        sys.exit(f"{page}: no {begin} … {end_marker} markers to write between")
+    return start + len(begin), end
 
 
 def refresh_docs(docs: Path, topics: dict[str, tuple[list[dict], dict | None]]) -> None:
@@ -181,11 +197,45 @@ def refresh_docs(docs: Path, topics: dict[str, tuple[list[dict], dict | None]]) 
         print(f"\n{page}: no {', '.join(missing)} run to show", file=sys.stderr)
 
 
+def headline_rows(topics: dict[str, tuple[list[dict], dict | None]]) -> list[tuple[dict, dict | None]]:
+    """The HEADLINES rows this run has, each with its run's description."""
+    found = []
+    for topic, workload, peer in HEADLINES:
+        rows, meta = topics.get(topic, ([], None))
+        match = next((r for r in rows if r["workload"] == workload and r["peer"] == peer), None)
+        if match is None:
+            print(f"headline row not in this run: {topic} / {workload} / {peer}", file=sys.stderr)
+        else:
+            found.append((match, meta))
+    return found
+
+
+def refresh_readme(readme: Path, topics: dict[str, tuple[list[dict], dict | None]]) -> None:
+    """Rewrites the README's headline table between its markers: each row's figure, its
+    peer's, the ratio and the target, with the run's date and commit."""
+    text = readme.read_text()
+    start, end = marker_bounds(readme, text, HEADLINE_BEGIN, HEADLINE_END)
+    lines = ["| workload | xproc | peer | ratio | target |", "|---|---:|---|---:|---|"]
+    runs = set()
+    for row, meta in headline_rows(topics):
+        runs.add(f'{meta.get("date", "?")[:10]}, commit {meta.get("commit", "?")}' if meta else "undescribed run")
+        verdict = "" if row["met"] else " (missed)"
+        lines.append("| " + " | ".join([
+            cell(row["workload"]), f'{number(row["xproc"])} {cell(row["metric"])}',
+            f'{cell(row["peer"])} ({number(row["peer_value"])})', ratio(row["ratio"]),
+            target(row.get("target", "")) + verdict]) + " |")
+    lines += ["", f"Measured in one run ({'; '.join(sorted(runs))}); every topic's table, its chart and the "
+              "method: [docs/benchmarks.md](docs/benchmarks.md)."]
+    readme.write_text(text[:start] + "\n" + "\n".join(lines) + "\n" + text[end:])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out_dir", type=Path, help="where bench/run.sh wrote TOPIC.json")
     parser.add_argument("--docs", type=Path, metavar="DIR",
                         help="also rewrite DIR/benchmarks.md's current run and DIR/img/TOPIC.svg")
+    parser.add_argument("--readme", type=Path, metavar="FILE",
+                        help="also rewrite FILE's headline rows (between its headline markers)")
     args = parser.parse_args()
     topics = load_topics(args.out_dir)
     if not topics:
@@ -196,6 +246,8 @@ def main() -> None:
     print("\n".join(printed).rstrip("\n"))
     if args.docs:
         refresh_docs(args.docs, topics)
+    if args.readme:
+        refresh_readme(args.readme, topics)
 
 
 if __name__ == "__main__":

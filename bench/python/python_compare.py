@@ -1,9 +1,10 @@
 """`./dev.sh bench python`: the xproc Python package against multiprocessing (numpy arrays
 also against a shared_memory hand-off and a plain copy: array_compare.py; awaited from
 asyncio, against aioprocessing and pyzmq: asyncio_compare.py; BaseManager.register's
-types against multiprocessing's BaseManager: registered_compare.py), same payloads, same
-run, medians of several repetitions, written as a list of
-{workload, metric, xproc, peer, peer_value, ratio, target, met} to --out.
+types against multiprocessing's BaseManager: registered_compare.py; queues, ping-pong and
+the Manager dict against pyzmq, faster-fifo, iceoryx2, UltraDict and shared-memory-dict:
+peers_compare.py), same payloads, same run, medians of several repetitions, written as a
+list of {workload, metric, xproc, peer, peer_value, ratio, target, met} to --out.
 
 Every workload runs the two implementations alternately inside each repetition, so a
 noisy neighbour on the machine hits both alike; ratios are what the targets judge.
@@ -241,6 +242,15 @@ def main() -> None:
               file=sys.stderr, flush=True)
     else:
         asyncio_rows(args.reps, n, report)
+
+    # The third-party peer rows (peers_compare.py), whose packages `./dev.sh bench` installs.
+    try:
+        from peers_compare import peer_rows
+    except ImportError as missing:
+        print(f"peer rows skipped: {missing} (./dev.sh bench python installs pyzmq, faster-fifo, iceoryx2, "
+              "UltraDict, atomics and shared-memory-dict)", file=sys.stderr, flush=True)
+    else:
+        peer_rows(args.reps, n, report)
 
     with open(args.out, "w") as out:
         json.dump(rows, out, indent=1)
