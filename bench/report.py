@@ -34,6 +34,8 @@ HEADLINES = (
     ("manager", "dict set, 4 client processes", "multiprocessing.Manager"),
     ("python", "Queue, small dict, 1 producer -> 1 consumer", "pyzmq PUSH/PULL (ipc)"),
     ("python", "Queue, small dict, 1 producer -> 1 consumer", "faster-fifo"),
+    ("python", "Queue ping-pong, small dict", "iceoryx2 publish-subscribe"),
+    ("python", "Manager dict set+get, 1 client", "UltraDict"),
     ("python", "Manager dict set+get, 4 client processes", "UltraDict"),
 )
 
