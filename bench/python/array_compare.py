@@ -33,7 +33,6 @@ turns, and each figure is the median.
 
 from __future__ import annotations
 
-import argparse
 import multiprocessing as mp
 import statistics
 import time
@@ -43,7 +42,7 @@ from typing import Any, Callable, Dict, List, Optional
 import numpy as np
 
 import xproc
-from python_compare import format_row, row
+from python_compare import row, run_rows_alone
 
 MIB_8 = np.arange(1 << 20, dtype=np.float64)  # 8 MiB
 KIB_64 = np.arange(1 << 13, dtype=np.float64)  # 64 KiB
@@ -190,11 +189,7 @@ def array_rows(reps: int, n: Callable[[int], int], report: Callable[[Dict[str, A
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--reps", type=int, default=5)
-    parser.add_argument("--scale", type=float, default=1.0, help="multiplies message counts (0.05 for a smoke run)")
-    args = parser.parse_args(argv)
-    array_rows(args.reps, lambda count: max(10, int(count * args.scale)), lambda r: print(format_row(r), flush=True))
+    run_rows_alone(array_rows, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ noisy neighbour hits them alike, and each figure is the median of its repetition
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import multiprocessing as mp
 import statistics
@@ -38,7 +37,7 @@ import zmq
 import zmq.asyncio
 
 import xproc
-from python_compare import SMALL_DICT, format_row, produce, row
+from python_compare import SMALL_DICT, produce, row, run_rows_alone
 
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 
@@ -256,11 +255,7 @@ def asyncio_rows(reps: int, n: Callable[[int], int], report: Callable[[Dict[str,
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--reps", type=int, default=5)
-    parser.add_argument("--scale", type=float, default=1.0, help="multiplies message counts (0.05 for a smoke run)")
-    args = parser.parse_args(argv)
-    asyncio_rows(args.reps, lambda count: max(10, int(count * args.scale)), lambda r: print(format_row(r), flush=True))
+    run_rows_alone(asyncio_rows, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ failing repetition leaves nothing behind.
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import itertools
 import multiprocessing as mp
@@ -66,7 +65,7 @@ from UltraDict import UltraDict  # noqa: E402
 
 import xproc  # noqa: E402
 from python_compare import (  # noqa: E402
-    SMALL_DICT, format_row, processes_rate, produce, queue_ping_pong_p50_us, queue_throughput, row)
+    SMALL_DICT, processes_rate, produce, queue_ping_pong_p50_us, queue_throughput, row, run_rows_alone)
 
 if not isinstance(shared_memory_dict.lock._lock, multiprocessing.synchronize.Lock):
     raise ImportError("shared_memory_dict was imported before SHARED_MEMORY_USE_LOCK=1 was set: it has no lock")
@@ -481,11 +480,7 @@ def peer_rows(reps: int, n: Callable[[int], int], report: Callable[[Dict[str, An
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--reps", type=int, default=5)
-    parser.add_argument("--scale", type=float, default=1.0, help="multiplies message counts (0.05 for a smoke run)")
-    args = parser.parse_args(argv)
-    peer_rows(args.reps, lambda count: max(10, int(count * args.scale)), lambda r: print(format_row(r), flush=True))
+    run_rows_alone(peer_rows, __doc__, argv)
 
 
 if __name__ == "__main__":

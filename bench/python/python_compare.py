@@ -18,7 +18,7 @@ import multiprocessing as mp
 import statistics
 import sys
 import time
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Optional
 
 import xproc
 
@@ -159,6 +159,17 @@ def row(workload: str, metric: str, ours: float, peer: str, theirs: float, targe
 def format_row(r: Dict[str, Any]) -> str:
     return (f"{r['workload']:<42} {r['metric']:<22} xproc {r['xproc']:>12} {r['peer']:<26} "
             f"{r['peer_value']:>12}  ratio {r['ratio']:<8} {r['target']:<7} {'met' if r['met'] else 'MISSED'}")
+
+
+def run_rows_alone(rows: Callable[[int, Callable[[int], int], Callable[[Dict[str, Any]], None]], None],
+                   description: Optional[str], argv: Optional[List[str]] = None) -> None:
+    """The command line of a rows file run by itself (array_compare.py, asyncio_compare.py,
+    peers_compare.py): --reps and --scale as python_compare.py takes them, each row printed."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--scale", type=float, default=1.0, help="multiplies message counts (0.05 for a smoke run)")
+    args = parser.parse_args(argv)
+    rows(args.reps, lambda count: max(10, int(count * args.scale)), lambda r: print(format_row(r), flush=True))
 
 
 def median_pair(reps: int, ours: Callable[[], float], theirs: Callable[[], float]) -> tuple:
