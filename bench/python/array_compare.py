@@ -34,7 +34,6 @@ turns, and each figure is the median.
 from __future__ import annotations
 
 import multiprocessing as mp
-import statistics
 import time
 from multiprocessing import resource_tracker, shared_memory
 from typing import Any, Callable, Dict, List, Optional
@@ -42,20 +41,11 @@ from typing import Any, Callable, Dict, List, Optional
 import numpy as np
 
 import xproc
-from python_compare import row, run_rows_alone
+from python_compare import medians, row, run_rows_alone
 
 MIB_8 = np.arange(1 << 20, dtype=np.float64)  # 8 MiB
 KIB_64 = np.arange(1 << 13, dtype=np.float64)  # 64 KiB
 FLOATS_PER_PAGE = 4096 // 8
-
-
-def medians(reps: int, measures: List[Callable[[], float]]) -> List[float]:
-    """The median of each measure over `reps` repetitions, the measures taking turns."""
-    samples: List[List[float]] = [[] for _ in measures]
-    for _ in range(reps):
-        for measure, taken in zip(measures, samples):
-            taken.append(measure())
-    return [statistics.median(taken) for taken in samples]
 
 
 def put_arrays(q: Any, payload: np.ndarray, count: int) -> None:

@@ -37,7 +37,7 @@ import zmq
 import zmq.asyncio
 
 import xproc
-from python_compare import SMALL_DICT, produce, row, run_rows_alone
+from python_compare import SMALL_DICT, medians, produce, row, run_rows_alone
 
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 
@@ -52,15 +52,6 @@ def run(coroutine: Awaitable[float], new_loop: LoopFactory = asyncio.new_event_l
         asyncio.set_event_loop(None)
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
-
-
-def medians(reps: int, measures: List[Callable[[], float]]) -> List[float]:
-    """The median of each measure over `reps` repetitions, the measures taking turns."""
-    samples: List[List[float]] = [[] for _ in measures]
-    for _ in range(reps):
-        for measure, taken in zip(measures, samples):
-            taken.append(measure())
-    return [statistics.median(taken) for taken in samples]
 
 
 # --- Throughput: a producer process puts, a coroutine awaits each message -----------------

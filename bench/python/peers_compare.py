@@ -30,6 +30,7 @@ failing repetition leaves nothing behind.
 from __future__ import annotations
 
 import ctypes
+import functools
 import itertools
 import multiprocessing as mp
 import multiprocessing.synchronize
@@ -65,7 +66,7 @@ from UltraDict import UltraDict  # noqa: E402
 
 import xproc  # noqa: E402
 from python_compare import (  # noqa: E402
-    SMALL_DICT, processes_rate, produce, queue_ping_pong_p50_us, queue_throughput, row, run_rows_alone)
+    SMALL_DICT, medians, processes_rate, produce, queue_ping_pong_p50_us, queue_throughput, row, run_rows_alone)
 
 if not isinstance(shared_memory_dict.lock._lock, multiprocessing.synchronize.Lock):
     raise ImportError("shared_memory_dict was imported before SHARED_MEMORY_USE_LOCK=1 was set: it has no lock")
@@ -73,15 +74,6 @@ if not isinstance(shared_memory_dict.lock._lock, multiprocessing.synchronize.Loc
 RECEIVE_TIMEOUT_S = 60.0  # a peer that stops delivering fails the repetition instead of hanging it
 WARM_UP_ROUNDS = 200  # as queue_ping_pong_p50_us
 _runs = itertools.count()
-
-
-def medians(reps: int, measures: List[Callable[[], float]]) -> List[float]:
-    """The median of each measure over `reps` repetitions, the measures taking turns."""
-    samples: List[List[float]] = [[] for _ in measures]
-    for _ in range(reps):
-        for measure, taken in zip(measures, samples):
-            taken.append(measure())
-    return [statistics.median(taken) for taken in samples]
 
 
 def reap(process: Any, timeout: float = 10.0) -> None:
@@ -115,6 +107,15 @@ def zmq_produce(address: str, count: int, consumed: Any) -> None:
         context.term()
 
 
+def receive_until_none(receive: Callable[[], Any]) -> Tuple[int, Any]:
+    """Receives until the producer's closing None: how many came before it, and the last."""
+    received, last = 0, None
+    while (message := receive()) is not None:
+        received += 1
+        last = message
+    return received, last
+
+
 def zmq_throughput(count: int) -> float:
     """pyzmq: the PULL socket binds `ipc://` in a fresh temporary directory, the producer's
     PUSH socket connects; timed like queue_throughput, from just before the producer starts
@@ -131,13 +132,7 @@ def zmq_throughput(count: int) -> float:
             producer = mp.Process(target=zmq_produce, args=(address, count, consumed))
             started = time.perf_counter()
             producer.start()
-            received, last = 0, None
-            while True:
-                message = pull.recv_pyobj()
-                if message is None:
-                    break
-                received += 1
-                last = message
+            received, last = receive_until_none(pull.recv_pyobj)
             elapsed = time.perf_counter() - started
         finally:
             consumed.set()
@@ -161,14 +156,8 @@ def fifo_throughput(count: int) -> float:
     try:
         started = time.perf_counter()
         producer.start()
-        received, last = 0, None
-        while True:
-            # get's timeout defaults to 10 s, after which it raises queue.Empty.
-            message = q.get(timeout=RECEIVE_TIMEOUT_S)
-            if message is None:
-                break
-            received += 1
-            last = message
+        # get's timeout defaults to 10 s, after which it raises queue.Empty.
+        received, last = receive_until_none(functools.partial(q.get, timeout=RECEIVE_TIMEOUT_S))
         elapsed = time.perf_counter() - started
     finally:
         reap(producer)

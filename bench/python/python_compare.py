@@ -172,6 +172,15 @@ def run_rows_alone(rows: Callable[[int, Callable[[int], int], Callable[[Dict[str
     rows(args.reps, lambda count: max(10, int(count * args.scale)), lambda r: print(format_row(r), flush=True))
 
 
+def medians(reps: int, measures: List[Callable[[], float]]) -> List[float]:
+    """The median of each measure over `reps` repetitions, the measures taking turns."""
+    samples: List[List[float]] = [[] for _ in measures]
+    for _ in range(reps):
+        for measure, taken in zip(measures, samples):
+            taken.append(measure())
+    return [statistics.median(taken) for taken in samples]
+
+
 def median_pair(reps: int, ours: Callable[[], float], theirs: Callable[[], float]) -> tuple:
     a, b = [], []
     for _ in range(reps):
