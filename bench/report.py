@@ -199,8 +199,8 @@ def refresh_docs(docs: Path, topics: dict[str, tuple[list[dict], dict | None]]) 
         print(f"\n{page}: no {', '.join(missing)} run to show", file=sys.stderr)
 
 
-def headline_rows(topics: dict[str, tuple[list[dict], dict | None]]) -> list[tuple[dict, dict | None]]:
-    """The HEADLINES rows this run has, each with its run's description."""
+def headline_rows(topics: dict[str, tuple[list[dict], dict | None]]) -> list[tuple[str, dict, dict | None]]:
+    """The HEADLINES rows this run has, each with its topic and its run's description."""
     found = []
     for topic, workload, peer in HEADLINES:
         rows, meta = topics.get(topic, ([], None))
@@ -208,7 +208,7 @@ def headline_rows(topics: dict[str, tuple[list[dict], dict | None]]) -> list[tup
         if match is None:
             print(f"headline row not in this run: {topic} / {workload} / {peer}", file=sys.stderr)
         else:
-            found.append((match, meta))
+            found.append((topic, match, meta))
     return found
 
 
@@ -217,13 +217,13 @@ def refresh_readme(readme: Path, topics: dict[str, tuple[list[dict], dict | None
     peer's, the ratio and the target, with the run's date and commit."""
     text = readme.read_text()
     start, end = marker_bounds(readme, text, HEADLINE_BEGIN, HEADLINE_END)
-    lines = ["| workload | xproc | peer | ratio | target |", "|---|---:|---|---:|---|"]
+    lines = ["| topic | workload | xproc | peer | ratio | target |", "|---|---|---:|---|---:|---|"]
     runs = set()
-    for row, meta in headline_rows(topics):
+    for topic, row, meta in headline_rows(topics):
         runs.add(f'{meta.get("date", "?")[:10]}, commit {meta.get("commit", "?")}' if meta else "undescribed run")
         verdict = "" if row["met"] else " (missed)"
         lines.append("| " + " | ".join([
-            cell(row["workload"]), f'{number(row["xproc"])} {cell(row["metric"])}',
+            TITLES.get(topic, topic), cell(row["workload"]), f'{number(row["xproc"])} {cell(row["metric"])}',
             f'{cell(row["peer"])} ({number(row["peer_value"])})', ratio(row["ratio"]),
             target(row.get("target", "")) + verdict]) + " |")
     lines += ["", f"Measured in one run ({'; '.join(sorted(runs))}); every topic's table, its chart and the "
