@@ -6,7 +6,9 @@
 // gone) or OSError (a message over the limit; the end is closed); never more messages than
 // the ring's positions claim, nor more bytes than that many records and the socket held.
 // (A hostile count may claim more records than the bytes between the positions hold: the
-// reader then goes round the ring again, as it would after a live sender refilled it.)
+// reader then goes round the ring again, as it would after a live sender refilled it. And
+// the receiver keeps the tail it last read, trusted while the head is behind it: a head
+// moved back claims the records up to that tail again, which the hostile end wrote too.)
 // No call hangs: a blocking receive is made only while
 // the image leaves the locks free (a live lock holder may stall a call without a deadline,
 // as documented; the non-blocking calls are made whatever the locks say).
@@ -19,6 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <optional>
 #include <vector>
@@ -86,13 +89,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     // The ring the hostile end sends into (where the receiver found it when it was made).
     const size_t ring_offset = pipe->ring_offset[handles.side];
     FUZZ_CHECK(memory.size() >= ring_offset + kSegmentBytes);
+    const auto* header = reinterpret_cast<const QueueHeader*>(memory.data() + ring_offset);
+    using xproc::detail::Position;
+    const Position tail_known = Position::unpack(header->tail.load());  // the receiver's cached tail
     memory.write(0, input.take_bytes(sizeof(PipeControl)));
     memory.write(ring_offset, input.take_bytes(kSegmentBytes));
-    const auto* header = reinterpret_cast<const QueueHeader*>(memory.data() + ring_offset);
     locks_free = header->consumer_lock.load() == 0 && header->producer_lock.load() == 0 &&
                  pipe->direction[handles.side].large_send.load() == 0;
-    using xproc::detail::Position;
-    claimed_messages = Position::unpack(header->tail.load()).count - Position::unpack(header->head.load()).count;
+    const uint32_t head = Position::unpack(header->head.load()).count;
+    // What the positions claim, or what the head and the tail the receiver knows claim when
+    // the head is behind that one (taking those, it reads the segment's tail again).
+    claimed_messages = std::max(Position::unpack(header->tail.load()).count - head,
+                                static_cast<uint32_t>(std::max(0, static_cast<int32_t>(tail_known.count - head))));
 
     while (!input.empty()) {
       const auto length = input.take<uint16_t>();
