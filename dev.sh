@@ -9,10 +9,13 @@ PRESET=${XPROC_PRESET:-default}
 BUILD=$ROOT/build/$PRESET
 VENV=$ROOT/.venv
 
+# libnats-dev and nats-server: xproc::nats and `xproc bridge` (JetStream), and the real
+# servers their tests start; without them the rest builds and those tests report not built.
 APT_PACKAGES=(g++ cmake ninja-build pkg-config capnproto libcapnp-dev libboost-dev libssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev libasio-dev redis-server python3-venv
-  python3-dev)
-PY_PACKAGES=(pytest hypothesis nanobind 'scikit-build-core>=1.0' pycapnp uvloop numpy)
+  python3-dev libnats-dev nats-server)
+# nats-py: the NATS tests' consumer that knows nothing of xproc (tests/nats/test_any_language.py).
+PY_PACKAGES=(pytest hypothesis nanobind 'scikit-build-core>=1.0' pycapnp uvloop numpy nats-py)
 # The Python peers of `bench python` (asyncio rows; pyzmq, faster-fifo, iceoryx2, UltraDict
 # with atomics and shared-memory-dict beside the Queue and the Manager's dict), installed by
 # the bench command alone.

@@ -108,6 +108,19 @@ def redis_version() -> str | None:
     return match.group(1) if match else None
 
 
+def nats_versions() -> dict[str, str]:
+    """The NATS topic's server and C client (Debian's packages)."""
+    versions = {}
+    banner = command_output("nats-server", "--version")  # "nats-server: v2.9.10"
+    match = re.search(r"\bv(\d\S*)", banner or "")
+    if match:
+        versions["nats-server"] = match.group(1)
+    libnats = command_output("pkg-config", "--modversion", "libnats")
+    if libnats:
+        versions["libnats"] = libnats.strip()
+    return versions
+
+
 def iceoryx2_peer_version() -> str | None:
     """The Rust peer of the queue topic, found where queue_compare.cpp looks for it."""
     binary = os.environ.get("XPROC_BENCH_ICEORYX2") or str(
@@ -136,7 +149,7 @@ def main() -> None:
     cache = cmake_cache(Path(sys.argv[1]))
     python = platform.python_version()
     native_peers = {"Boost": boost_version(cache), "Redis": redis_version(),
-                    "iceoryx2": iceoryx2_peer_version(), "multiprocessing": python}
+                    "iceoryx2": iceoryx2_peer_version(), "multiprocessing": python, **nats_versions()}
     meta = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "commit": commit(),

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import plot  # bench/plot.py: the script's own directory is first on sys.path
 
-TOPIC_ORDER = ("queue", "pipe", "manager", "python")
-TITLES = {"queue": "Queues", "pipe": "Pipes", "manager": "Manager", "python": "Python package"}
+TOPIC_ORDER = ("queue", "pipe", "manager", "python", "nats")
+TITLES = {"queue": "Queues", "pipe": "Pipes", "manager": "Manager", "python": "Python package",
+          "nats": "Past one machine (NATS JetStream)"}
 BEGIN, END = "<!-- current-run:begin -->", "<!-- current-run:end -->"
 HEADLINE_BEGIN, HEADLINE_END = "<!-- headline:begin -->", "<!-- headline:end -->"
 

@@ -10,6 +10,8 @@ venv=$2
 out=$3
 topic=${4:-}
 topics=(queue pipe manager python)
+# NATS (a loopback cluster the comparison starts itself) where xproc::nats was built.
+[ -x "$build/bench/xproc_nats_compare" ] && topics+=(nats)
 if [ -n "$topic" ]; then
   if [ "$topic" != python ] && [ ! -x "$build/bench/xproc_${topic}_compare" ]; then
     echo "no benchmark for topic '$topic' (have: ${topics[*]})" >&2

@@ -4,6 +4,9 @@
 #include <CLI/CLI.hpp>
 
 #include "bench_command.h"
+#ifdef XPROC_HAVE_NATS
+#include "bridge_command.h"
+#endif
 #include "message_commands.h"
 #include "printable.h"
 #include "segment_commands.h"
@@ -21,6 +24,9 @@ int main(int argc, char** argv) {
   xproc::cli::add_message_commands(app);
   xproc::cli::add_watch_command(app);
   xproc::cli::add_bench_command(app);
+#ifdef XPROC_HAVE_NATS
+  xproc::cli::add_bridge_command(app);
+#endif
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -25,6 +25,8 @@ void register_message_views(nb::module_& m);
 void register_connections(nb::module_& m);
 void register_managers(nb::module_& m);
 void register_object_server(nb::module_& m);
+// _xproc._nats, in builds with libnats (XPROC_HAVE_NATS) only.
+void register_nats(nb::module_& m);
 
 }  // namespace xproc::python
 

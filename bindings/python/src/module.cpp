@@ -14,4 +14,7 @@ NB_MODULE(_xproc, m) {
   xproc::python::register_connections(m);
   xproc::python::register_managers(m);
   xproc::python::register_object_server(m);
+#ifdef XPROC_HAVE_NATS
+  xproc::python::register_nats(m);
+#endif
 }

@@ -1,0 +1,75 @@
+// Real nats-server processes for the C++ NATS tests: one server, or a JetStream cluster of
+// several on loopback ports, each with its own store directory under a fresh temporary
+// directory (the C++ twin of nats_cluster.py).
+//
+//   xproc::testing::NatsServers cluster(3);
+//   auto nats = xproc::nats::connect(cluster.options());
+//   cluster.kill(1);    // SIGKILL: no goodbye to its peers or clients
+//   cluster.start(1);   // back, with its store, once JetStream says it is current
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "xproc/nats/connection.h"
+
+namespace xproc::testing {
+
+struct NatsUser {
+  std::string user;
+  std::string password;
+};
+
+// Not thread-safe. Each server dies with the thread that started it (PR_SET_PDEATHSIG), so
+// that a test binary killed mid-run leaves none behind: start servers from the test's thread.
+class NatsServers {
+ public:
+  // Starts `size` servers of $XPROC_NATS_SERVER (the build's nats-server), one cluster when
+  // size > 1, with authorisation when `users` is not empty, and waits until each is ready:
+  // healthy, and in a cluster with a JetStream meta leader. std::runtime_error, with the end
+  // of the server's log, when one is not within 30 s.
+  explicit NatsServers(int size = 1, std::vector<NatsUser> users = {});
+  // Kills every server still running, reaps it, and removes the directory.
+  ~NatsServers();
+  NatsServers(const NatsServers&) = delete;
+  NatsServers& operator=(const NatsServers&) = delete;
+
+  int size() const noexcept { return int(servers_.size()); }
+  // "nats://127.0.0.1:PORT" of each server, in order.
+  std::vector<std::string> urls() const;
+  // Options for xproc::nats::connect: every server, the first user's credentials.
+  nats::Options options() const;
+  // An address on which nothing listens (a port that was free a moment ago).
+  static std::string closed_url();
+
+  // SIGKILL server i and reap it.
+  void kill(int i);
+  // SIGTERM server i, as an operator stops it, and wait until it has exited.
+  void stop(int i);
+  // Start server i again (its store kept) and wait until it is ready, as the constructor.
+  void start(int i);
+  bool running(int i) const noexcept { return servers_[size_t(i)].pid > 0; }
+  // What server i wrote to its log so far (every run of it).
+  std::string log(int i) const;
+
+ private:
+  struct Server {
+    int client_port = 0;
+    int cluster_port = 0;
+    int monitor_port = 0;
+    pid_t pid = -1;
+  };
+  std::string config_path(int i) const;
+  std::string log_path(int i) const;
+  void write_config(int i) const;
+  void spawn(int i);
+  void wait_ready(int i);
+
+  std::string directory_;
+  std::vector<NatsUser> users_;
+  std::vector<Server> servers_;
+};
+
+}  // namespace xproc::testing
