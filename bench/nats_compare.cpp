@@ -273,10 +273,10 @@ void bridged_rows(const Settings& s, const std::shared_ptr<nats::Connection>& co
     auto b = Direct(connection, 64).latencies(count);
     theirs.insert(theirs.end(), b.begin(), b.end());
   }
-  rows.push_back({"bridged 64 B, one at a time", "end-to-end p50 (us)", percentile(ours, 0.50),
-                  "libnats publish+pull", percentile(theirs, 0.50), ""});
-  rows.push_back({"bridged 64 B, one at a time", "end-to-end p99 (us)", percentile(ours, 0.99),
-                  "libnats publish+pull", percentile(theirs, 0.99), ""});
+  rows.push_back({"bridged 64 B, one at a time", "end-to-end p50 (us)", percentile(ours, 0.50), "libnats publish+pull",
+                  percentile(theirs, 0.50), ""});
+  rows.push_back({"bridged 64 B, one at a time", "end-to-end p99 (us)", percentile(ours, 0.99), "libnats publish+pull",
+                  percentile(theirs, 0.99), ""});
 }
 
 // --- Dict -------------------------------------------------------------------------------------
@@ -341,15 +341,15 @@ void dict_rows(const Settings& s, const std::shared_ptr<nats::Connection>& conne
                   revision = kvEntry_Revision(entry);
                   kvEntry_Destroy(entry);
                 }
-                const natsStatus status = revision == 0 ? kvStore_Create(nullptr, kv.kv, "counter", bytes, size)
-                                                        : kvStore_Update(nullptr, kv.kv, "counter", bytes, size,
-                                                                         revision);
+                const natsStatus status = revision == 0
+                                              ? kvStore_Create(nullptr, kv.kv, "counter", bytes, size)
+                                              : kvStore_Update(nullptr, kv.kv, "counter", bytes, size, revision);
                 if (status == NATS_OK) return;
               }
             });
           }});
-  rows.push_back({"Dict increment", "ops/s", increments[0], "libnats get + update at revision", increments[1],
-                  ">= 0.8"});
+  rows.push_back(
+      {"Dict increment", "ops/s", increments[0], "libnats get + update at revision", increments[1], ">= 0.8"});
   js_DeleteKeyValue(connection->jetstream(), ours_name.c_str());
   js_DeleteKeyValue(connection->jetstream(), theirs_name.c_str());
 }

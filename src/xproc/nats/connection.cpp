@@ -124,25 +124,19 @@ void throw_status(natsStatus status, std::string_view what, jsErrCode js_error) 
   }
   if (js_error != 0) message += " [JetStream error " + std::to_string(int(js_error)) + "]";
   switch (status) {
-    case NATS_TIMEOUT:
-      throw TimeoutError(message);
+    case NATS_TIMEOUT: throw TimeoutError(message);
     case NATS_CONNECTION_AUTH_FAILED:
-    case NATS_NOT_PERMITTED:
-      throw AuthenticationError(message);
+    case NATS_NOT_PERMITTED: throw AuthenticationError(message);
     case NATS_NO_SERVER:
     case NATS_CONNECTION_CLOSED:
     case NATS_CONNECTION_DISCONNECTED:
     case NATS_STALE_CONNECTION:
     case NATS_SSL_ERROR:
     case NATS_IO_ERROR:
-    case NATS_NO_RESPONDERS:
-      throw ConnectionError(message);
-    case NATS_INVALID_ARG:
-      throw ValueError(message);
-    case NATS_MAX_PAYLOAD:
-      throw MessageTooLarge(message);
-    default:
-      throw RuntimeError(message);
+    case NATS_NO_RESPONDERS: throw ConnectionError(message);
+    case NATS_INVALID_ARG: throw ValueError(message);
+    case NATS_MAX_PAYLOAD: throw MessageTooLarge(message);
+    default: throw RuntimeError(message);
   }
 }
 
@@ -225,9 +219,12 @@ std::optional<uint64_t> schema_id_of(natsMsg* message) {
   uint64_t id = 0;
   for (const char* c = value + 2; *c != '\0'; ++c) {
     int digit;
-    if (*c >= '0' && *c <= '9') digit = *c - '0';
-    else if (*c >= 'a' && *c <= 'f') digit = *c - 'a' + 10;
-    else return std::nullopt;
+    if (*c >= '0' && *c <= '9')
+      digit = *c - '0';
+    else if (*c >= 'a' && *c <= 'f')
+      digit = *c - 'a' + 10;
+    else
+      return std::nullopt;
     id = id << 4 | uint64_t(digit);
   }
   return id;
