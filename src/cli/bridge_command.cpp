@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "local_time.h"
 #include "xproc/errors.h"
 #include "xproc/nats/bridge.h"
 #include "xproc/nats/connection.h"
@@ -45,17 +46,6 @@ struct ServerOptions {
   double connect_timeout = 2;
   double stats_interval = 60;
 };
-
-std::string timestamp() {
-  const std::time_t now = std::time(nullptr);
-  std::tm local{};
-  localtime_r(&now, &local);
-  char text[32];
-  std::strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%S", &local);
-  return text;
-}
-
-void log_line(const std::string& line) { std::cout << timestamp() << " " << line << std::endl; }
 
 std::shared_ptr<nats::Connection> connect(const ServerOptions& options, const std::string& name) {
   if (!(options.connect_timeout > 0 && options.connect_timeout <= 3600)) {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "authkey_file.h"
+#include "local_time.h"
 #include "printable.h"
 #include "xproc/errors.h"
 #include "xproc/manager.h"
@@ -21,13 +22,9 @@ namespace {
 
 using json = nlohmann::ordered_json;
 
-std::string local_time(uint64_t unix_ns) {
-  const std::time_t seconds = static_cast<std::time_t>(unix_ns / 1'000'000'000u);
-  std::tm parts{};
-  localtime_r(&seconds, &parts);
-  char text[32];
-  std::strftime(text, sizeof(text), "%Y-%m-%d %H:%M:%S", &parts);
-  return text;
+// When a Manager started, as `ls --managers` shows it.
+std::string started_at(uint64_t unix_ns) {
+  return local_time(static_cast<std::time_t>(unix_ns / 1'000'000'000u), "%Y-%m-%d %H:%M:%S");
 }
 
 }  // namespace
@@ -56,7 +53,7 @@ void print_managers(bool as_json) {
   for (const auto& m : managers) {
     std::printf("%-8d %-8s %8llu %6llu  %-19s  %s\n", m.pid, m.live ? "live" : "stale",
                 static_cast<unsigned long long>(m.objects), static_cast<unsigned long long>(m.named),
-                local_time(m.started_unix_ns).c_str(), printable(m.address).c_str());
+                started_at(m.started_unix_ns).c_str(), printable(m.address).c_str());
   }
 }
 

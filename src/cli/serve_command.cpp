@@ -8,23 +8,12 @@
 #include <iostream>
 
 #include "authkey_file.h"
+#include "local_time.h"
 #include "xproc/errors.h"
 #include "xproc/manager_server.h"
 
 namespace xproc::cli {
-namespace {
-
-// Local time as 2026-11-25T03:04:05, for the connection log.
-std::string timestamp() {
-  const std::time_t now = std::time(nullptr);
-  std::tm local{};
-  localtime_r(&now, &local);
-  char text[32];
-  std::strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%S", &local);
-  return text;
-}
-
-}  // namespace
+namespace {}  // namespace
 
 void add_serve_command(CLI::App& app) {
   auto* serve = app.add_subcommand("serve", "Run a Manager server in the foreground");
@@ -67,7 +56,7 @@ void add_serve_command(CLI::App& app) {
       throw ValueError("a tls: address needs --cert and --key");
     options->spin = std::chrono::microseconds(*spin_us);
     options->login_timeout = std::chrono::milliseconds(static_cast<int64_t>(*login_timeout_s * 1000));
-    options->log = [](const std::string& event) { std::cout << timestamp() << " " << event << std::endl; };
+    options->log = [](const std::string& event) { log_line(event); };
     const bool clear_text = !options->address.starts_with('/') && !options->address.starts_with("unix:") &&
                             !options->address.starts_with("tls:");
     ManagerServer server(std::move(*options));

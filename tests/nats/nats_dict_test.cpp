@@ -20,18 +20,7 @@ using xproc::Value;
 using xproc::nats::Dict;
 using xproc::testing::NatsServers;
 
-class NatsDictTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() { server_ = new NatsServers(1); }
-  static void TearDownTestSuite() {
-    delete server_;
-    server_ = nullptr;
-  }
-  static std::shared_ptr<xproc::nats::Connection> connect() { return xproc::nats::connect(server_->options()); }
-  static NatsServers* server_;
-};
-
-NatsServers* NatsDictTest::server_ = nullptr;
+class NatsDictTest : public xproc::testing::OneNatsServerSuite {};
 
 TEST_F(NatsDictTest, SetGetEraseKeysBehaveAsADict) {
   Dict d(connect(), xproc::testing::unique_name("basic"));

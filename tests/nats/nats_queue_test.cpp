@@ -31,18 +31,7 @@ using Params = Counter::IncrementParams;
 
 double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
-class NatsQueueTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() { server_ = new NatsServers(1); }
-  static void TearDownTestSuite() {
-    delete server_;
-    server_ = nullptr;
-  }
-  static std::shared_ptr<xproc::nats::Connection> connect() { return xproc::nats::connect(server_->options()); }
-  static NatsServers* server_;
-};
-
-NatsServers* NatsQueueTest::server_ = nullptr;
+class NatsQueueTest : public xproc::testing::OneNatsServerSuite {};
 
 TEST_F(NatsQueueTest, PutGetTaskDoneJoinRoundTripInOrder) {
   Queue<Value> q(connect(), xproc::testing::unique_name("round"));

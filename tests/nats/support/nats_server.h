@@ -10,6 +10,9 @@
 
 #include <sys/types.h>
 
+#include <gtest/gtest.h>
+
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -70,6 +73,20 @@ class NatsServers {
   std::string directory_;
   std::vector<NatsUser> users_;
   std::vector<Server> servers_;
+};
+
+// A suite whose tests share one server, started before its first test and stopped after
+// its last: `class NatsQueueTest : public OneNatsServerSuite {};`. Each test makes names of
+// its own (unique_name), so they do not meet on the shared server.
+class OneNatsServerSuite : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { server_ = std::make_unique<NatsServers>(1); }
+  static void TearDownTestSuite() { server_.reset(); }
+  static std::shared_ptr<nats::Connection> connect() { return nats::connect(server_->options()); }
+  static NatsServers& server() { return *server_; }
+
+ private:
+  static inline std::unique_ptr<NatsServers> server_;
 };
 
 }  // namespace xproc::testing
