@@ -48,16 +48,6 @@ struct ConsumerInfo {
   ~ConsumerInfo() { jsConsumerInfo_Destroy(info); }
 };
 
-// libnats's status, its last error text and the JetStream error code, for a log line.
-std::string status_text(natsStatus status, jsErrCode js_error) {
-  std::string text = natsStatus_GetText(status);
-  natsStatus last = NATS_OK;
-  const char* detail = nats_GetLastError(&last);
-  if (detail != nullptr && *detail != '\0' && text != detail) text += std::string(" (") + detail + ")";
-  if (js_error != 0) text += " [JetStream error " + std::to_string(int(js_error)) + "]";
-  return text;
-}
-
 // What no retry mends: refused credentials or permissions, a closed connection, a message
 // or subject the servers refuse, a stream that is not the one expected. Anything else (no
 // responders while a leader is elected, timeouts, a lost connection being re-established)
@@ -96,8 +86,8 @@ class Retrying {
     if (log_ && now - *first_ >= kLogAfter && (!logged_ || now - *logged_ >= kLogEvery)) {
       logged_ = now;
       const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(now - *first_).count();
-      log_("bridge: " + what_ + " failing for " + std::to_string(seconds) + " s (" + status_text(status, js_error) +
-           "); retrying");
+      log_("bridge: " + what_ + " failing for " + std::to_string(seconds) + " s (" +
+           detail::status_text(status, js_error) + "); retrying");
     }
   }
   // Says so in the log if the failures were logged.
@@ -230,7 +220,7 @@ struct BridgeOut::Impl {
       }
       if (status == NATS_MAX_PAYLOAD) {
         throw MessageTooLarge("bridge: message " + id + " of queue '" + options.queue +
-                              "' exceeds the server's max_payload: " + status_text(status, error) +
+                              "' exceeds the server's max_payload: " + detail::status_text(status, error) +
                               "; it stays in the queue");
       }
       if (fatal(status, error)) detail::throw_status(status, "bridge: publishing to " + options.subject, error);
@@ -405,7 +395,7 @@ struct BridgeIn::Impl {
     if (fatal(status, error)) {
       keep_order = false;
       if (options.log) {
-        options.log("bridge: cannot read " + where() + " (" + status_text(status, error) +
+        options.log("bridge: cannot read " + where() + " (" + detail::status_text(status, error) +
                     "); messages delivered again after a failure may come out of order");
       }
       return false;

@@ -111,18 +111,20 @@ void set_wait_interrupt_check(void (*check)()) { interrupt_check.store(check); }
 
 namespace detail {
 
-void throw_status(natsStatus status, std::string_view what, jsErrCode js_error) {
-  std::string message(what);
-  message += ": ";
-  message += natsStatus_GetText(status);
+std::string status_text(natsStatus status, jsErrCode js_error) {
+  std::string text = natsStatus_GetText(status);
   natsStatus last = NATS_OK;
-  const char* text = nats_GetLastError(&last);
-  if (text != nullptr && *text != '\0' && std::strstr(text, natsStatus_GetText(status)) == nullptr) {
-    message += " (";
-    message += text;
-    message += ")";
+  const char* detail = nats_GetLastError(&last);
+  // libnats's last error often restates the status after a "(file.c:line): " prefix.
+  if (detail != nullptr && *detail != '\0' && std::strstr(detail, text.c_str()) == nullptr) {
+    text += std::string(" (") + detail + ")";
   }
-  if (js_error != 0) message += " [JetStream error " + std::to_string(int(js_error)) + "]";
+  if (js_error != 0) text += " [JetStream error " + std::to_string(int(js_error)) + "]";
+  return text;
+}
+
+void throw_status(natsStatus status, std::string_view what, jsErrCode js_error) {
+  const std::string message = std::string(what) + ": " + status_text(status, js_error);
   switch (status) {
     case NATS_TIMEOUT: throw TimeoutError(message);
     case NATS_CONNECTION_AUTH_FAILED:

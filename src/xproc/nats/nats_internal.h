@@ -15,6 +15,9 @@
 
 namespace xproc::nats::detail {
 
+// libnats's text for `status`, its last error's text when that says more, and the
+// JetStream error code when not 0: what errors and the bridge's log lines say.
+std::string status_text(natsStatus status, jsErrCode js_error = jsErrCode(0));
 // [[noreturn]]: the xproc error for a failed libnats call: TimeoutError (NATS_TIMEOUT),
 // AuthenticationError (refused credentials or permissions), ConnectionError (no server,
 // connection closed or lost), else RuntimeError. `what` says what was attempted; libnats's
