@@ -375,6 +375,27 @@ def test_unreachable_server_raises_connection_error_within_timeout():
     assert time.monotonic() - start < 1.0 + SLACK
 
 
+def test_tls_checks_the_servers_certificate(tmp_path):
+    # Certificates made for this test (tests/support/make_certificates.sh): the server's for
+    # "localhost" signed by one CA; a client trusting another CA must be refused.
+    certificates = tmp_path / "certificates"
+    script = os.path.join(os.path.dirname(__file__), "..", "support", "make_certificates.sh")
+    subprocess.run(["sh", script, str(certificates)], check=True)
+    tls = (str(certificates / "server.pem"), str(certificates / "server.key"))
+    with NatsCluster(tmp_path / "tls", size=1, tls=tls) as server:
+        url = f"tls://localhost:{server.client_ports[0]}"
+        with nats.Queue(unique(), url, ca=str(certificates / "ca.pem")) as q:
+            q.put({"over": "tls"})
+            assert q.get(timeout=10) == {"over": "tls"}
+            q.task_done()
+        start = time.monotonic()
+        with pytest.raises(ConnectionError):
+            nats.Queue(unique(), url, ca=str(certificates / "other.pem"), connect_timeout=1.0)
+        assert time.monotonic() - start < 1.0 + SLACK
+        with pytest.raises(ConnectionError):
+            nats.Queue(unique(), f"nats://localhost:{server.client_ports[0]}", connect_timeout=1.0)
+
+
 BLOCK_IN_GET = """
 import sys
 from xproc import nats
