@@ -46,9 +46,10 @@ class Cluster {
     const char* bench_dir = std::getenv("XPROC_BENCH_DIR");
     if (bench_dir == nullptr) throw std::runtime_error("XPROC_BENCH_DIR is not set (bench/run.sh sets it)");
     const std::string script = std::string(bench_dir) + "/../tests/nats/nats_cluster.py";
-    char dir_template[] = "/tmp/xproc-bench-nats-XXXXXX";
-    if (mkdtemp(dir_template) == nullptr) throw std::runtime_error("mkdtemp failed");
-    dir_ = dir_template;
+    // mkdtemp replaces the template's trailing six X's; the directory is under $TMPDIR.
+    std::string pattern = (std::filesystem::temp_directory_path() / "xproc-bench-nats-XXXXXX").string();
+    if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+    dir_ = pattern;
     int out[2];
     if (pipe(out) != 0) throw std::runtime_error("pipe failed");
     pid_ = fork();

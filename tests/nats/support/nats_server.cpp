@@ -98,8 +98,9 @@ std::string quoted(const std::string& text) { return nlohmann::json(text).dump()
 
 NatsServers::NatsServers(int size, std::vector<NatsUser> users) : users_(std::move(users)) {
   if (size < 1) throw std::invalid_argument("NatsServers: size must be at least 1");
-  char pattern[] = "/tmp/xproc-nats-XXXXXX";
-  if (::mkdtemp(pattern) == nullptr) throw std::runtime_error("mkdtemp: " + std::string(std::strerror(errno)));
+  // mkdtemp replaces the template's trailing six X's; the directory is under $TMPDIR.
+  std::string pattern = (std::filesystem::temp_directory_path() / "xproc-nats-XXXXXX").string();
+  if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp: " + std::string(std::strerror(errno)));
   directory_ = pattern;
   servers_.resize(size_t(size));
   for (Server& server : servers_) {
