@@ -20,6 +20,17 @@ install(FILES ${XPROC_PUBLIC_HEADERS} ${XPROC_SCHEMA_HDRS} ${XPROC_GENERATED_DIR
 install(DIRECTORY ${CMAKE_SOURCE_DIR}/schema/xproc DESTINATION ${XPROC_INSTALL_SCHEMA_DIR})
 
 set(XPROC_INSTALL_TARGETS xproc_core xproc_manager xproc)
+# xproc::nats, where libnats was found: its headers in xproc/nats/ (they name libnats's
+# types only as opaque declarations, so a user needs libnats's headers only to call native()).
+if(TARGET xproc_nats)
+  list(APPEND XPROC_INSTALL_TARGETS xproc_nats)
+  install(FILES ${CMAKE_SOURCE_DIR}/src/xproc/nats/connection.h ${CMAKE_SOURCE_DIR}/src/xproc/nats/queue.h
+                ${CMAKE_SOURCE_DIR}/src/xproc/nats/dict.h ${CMAKE_SOURCE_DIR}/src/xproc/nats/bridge.h
+          DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/xproc/nats)
+  set(XPROC_PACKAGE_HAS_NATS ON)
+else()
+  set(XPROC_PACKAGE_HAS_NATS OFF)
+endif()
 if(TARGET xproc_c)
   list(APPEND XPROC_INSTALL_TARGETS xproc_c)
   install(FILES ${CMAKE_SOURCE_DIR}/bindings/c/include/xproc.h DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs xproc from BUILD_DIR into a temporary prefix, builds tests/install/example_service
 # against it with only find_package(xproc), runs its programs, and checks what the prefix
-# holds: the public headers only, an umbrella header free of kj's event loop, the
+# holds: the public headers only (xproc::nats's too, where built), an umbrella header free of kj's event loop, the
 # pkg-config file.
 # usage: tests/install/run.sh BUILD_DIR
 set -euo pipefail
@@ -18,6 +18,14 @@ echo "$output"
 output=$("$work/build/example_manager")
 echo "$output"
 [ "$output" = "jobs: 3" ]
+# xproc::nats, when this build has it: linked from the installed tree alone, and a connect
+# to a closed port answers with xproc's ConnectionError.
+if [ -f "$build/libxproc_nats.a" ] || [ -f "$build/libxproc_nats.so" ]; then
+  output=$("$work/build/example_nats" nats://127.0.0.1:1)
+  echo "$output"
+  [ "$output" = "unreachable" ]
+  [ -f "$work/prefix/include/xproc/nats/queue.h" ]
+fi
 # Only public headers: no private layouts, no RPC internals.
 if find "$work/prefix/include/xproc" -name '*_internal.h' -o -type d -name rpc -o -type d -name shm | grep -q .; then
   echo "private headers were installed:" >&2
