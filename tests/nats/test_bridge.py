@@ -341,6 +341,59 @@ def test_a_message_stored_by_a_bridge_killed_before_removing_it_is_not_stored_tw
         destination.get_bytes(timeout=0.5)
 
 
+def test_ids_another_publisher_puts_on_the_subject_neither_lose_nor_duplicate_a_message(nats_server, bridges, names):
+    # The bridge starts its ids where the last one on the subject leaves them, and JetStream
+    # drops a message whose id it holds already: a foreign message with this bridge's prefix
+    # must neither move its count anywhere strange nor have a message of the queue dropped.
+    a = names("a")
+    source = _xproc.Queue(schema_id=0, name=a)
+    source.put_bytes(b"m0")
+    first = bridges(*out_args(a, "ids.x", nats_server)).wait_running()
+    deadline = time.monotonic() + 30
+    while stream_info(nats_server, "ids_x").state.messages < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert first.terminate() == 0
+
+    def stored():
+        async def read(js):  # through a new consumer each time, so from the stream's start
+            sub = await js.pull_subscribe("ids.x", durable=f"peek-{uuid.uuid4().hex}", stream="ids_x")
+            messages = await sub.fetch(100, timeout=2)
+            return [(m.data, m.headers.get("Nats-Msg-Id")) for m in messages]
+        return js_call(nats_server, read)
+
+    (_, first_id), = stored()
+    prefix = first_id.rsplit(":", 1)[0] + ":"
+
+    def publish_foreign(data: bytes, message_id: str) -> None:
+        async def publish(js):
+            await js.publish("ids.x", data, headers={"Nats-Msg-Id": message_id,
+                                                     "Xproc-Schema-Id": "0x0000000000000000"})
+        js_call(nats_server, publish)
+
+    # A count no bridge can have (past 2^64): ignored, the queue's own count stands.
+    publish_foreign(b"foreign", prefix + "9" * 40)
+    for i in range(1, 4):
+        source.put_bytes(b"m%d" % i)
+    second = bridges(*out_args(a, "ids.x", nats_server)).wait_running()
+    deadline = time.monotonic() + 30
+    while source.qsize() > 0:
+        assert time.monotonic() < deadline, second.output()
+        time.sleep(0.05)
+    assert second.terminate() == 0
+    assert (second.totals()["messages"], second.totals()["duplicates"]) == (3, 0)
+
+    # The id the next message will get, taken first by another message: the bridge stops
+    # with one line saying so, and the message stays in the queue.
+    publish_foreign(b"taken", prefix + "4")
+    source.put_bytes(b"m4")
+    third = bridges(*out_args(a, "ids.x", nats_server))
+    assert third.wait(30) == 1
+    assert "another publisher on ids.x uses this bridge's ids" in third.output()
+    assert source.get_bytes(timeout=0) == b"m4"
+    assert [data for data, _ in stored()] == [b"m0", b"foreign", b"m1", b"m2", b"m3", b"taken"]
+
+
 def test_inbound_bridge_killed_mid_stream_and_restarted_loses_nothing_and_keeps_the_order(
         nats_cluster, bridges, receivers, names):
     count = 2000

@@ -4,6 +4,7 @@
 #include "xproc/nats/bridge.h"
 
 #include <algorithm>
+#include <cstring>
 #include <deque>
 #include <optional>
 #include <thread>
@@ -187,8 +188,12 @@ struct BridgeOut::Impl {
     if (natsMsgHeader_Get(last.msg, detail::kMessageIdHeader, &id) != NATS_OK || id == nullptr) return;
     const std::string_view text(id);
     if (!text.starts_with(id_prefix)) return;
+    // Another publisher on the subject may have written it: digits only, and no more than a
+    // count can have (19 digits stay below 2^64).
+    const std::string_view digits = text.substr(id_prefix.size());
+    if (digits.empty() || digits.size() > 19) return;
     uint64_t previous = 0;
-    for (char c : text.substr(id_prefix.size())) {
+    for (char c : digits) {
       if (c < '0' || c > '9') return;
       previous = previous * 10 + uint64_t(c - '0');
     }
@@ -197,6 +202,37 @@ struct BridgeOut::Impl {
     if (nearest > previous + kWrap / 2 && nearest >= kWrap) nearest -= kWrap;
     if (nearest + kWrap / 2 < previous) nearest += kWrap;
     got = nearest;
+  }
+
+  // JetStream dropped `message` as a duplicate of what it stored under `id` at `sequence`:
+  // this bridge's own publish from before a crash (stored, not yet removed from the queue),
+  // unless another publisher on the subject used the id, and then removing the message from
+  // the queue would lose it. Compared where the stored message is still there to compare (a
+  // work-queue stream drops it once consumed; then nothing tells the two apart).
+  void check_duplicate_is_ours(natsMsg* message, const std::string& id, uint64_t sequence) {
+    jsOptions get_options;
+    jsOptions_Init(&get_options);
+    get_options.Wait = kRequestWaitMs;
+    MessageHandle stored;
+    jsErrCode error = jsErrCode(0);
+    const natsStatus status =
+        js_GetMsg(&stored.msg, connection->jetstream(), options.stream.c_str(), sequence, &get_options, &error);
+    if (status != NATS_OK) {
+      if (status != NATS_NOT_FOUND && options.log) {
+        options.log("bridge: message " + id + " was stored before (stream sequence " + std::to_string(sequence) +
+                    "), and reading that copy to compare failed: " + detail::status_text(status, error));
+      }
+      return;
+    }
+    const int length = natsMsg_GetDataLength(message);
+    const bool same_bytes = natsMsg_GetDataLength(stored.msg) == length &&
+                            std::memcmp(natsMsg_GetData(stored.msg), natsMsg_GetData(message), size_t(length)) == 0;
+    if (!same_bytes || detail::schema_id_of(stored.msg) != detail::schema_id_of(message)) {
+      throw RuntimeError("bridge: message id " + id + " is held by message " + std::to_string(sequence) +
+                         " of stream '" + options.stream + "', which is another message: another publisher on " +
+                         options.subject + " uses this bridge's ids; the message stays in queue '" + options.queue +
+                         "'");
+    }
   }
 
   // Publishes `message` under `id` until the stream acknowledges it; false when `stop` was
@@ -213,9 +249,14 @@ struct BridgeOut::Impl {
       const auto started = Clock::now();
       const natsStatus status = js_PublishMsg(&ack, connection->jetstream(), message, &publish_options, &error);
       if (status == NATS_OK) {
-        if (ack->Duplicate) counters.duplicates.fetch_add(1, std::memory_order_relaxed);
+        const bool duplicate = ack->Duplicate;
+        const uint64_t sequence = ack->Sequence;
         jsPubAck_Destroy(ack);
         retrying.succeeded();
+        if (duplicate) {
+          check_duplicate_is_ours(message, id, sequence);
+          counters.duplicates.fetch_add(1, std::memory_order_relaxed);
+        }
         return true;
       }
       if (status == NATS_MAX_PAYLOAD) {

@@ -88,7 +88,9 @@ class BridgeOut {
   // Throws, stopping, on what retrying cannot mend: RuntimeError when another process took
   // from the queue (the message removed is not the one published), AuthenticationError when
   // the servers refuse publishing, MessageTooLarge when a message exceeds the server's
-  // max_payload (it stays in the queue). One thread at a time.
+  // max_payload (it stays in the queue), RuntimeError when the stream holds the message's
+  // id on another message (another publisher on the subject uses the bridge's ids; the
+  // message stays in the queue). One thread at a time.
   void run(const std::atomic<bool>& stop);
 
   BridgeStats stats() const noexcept;
