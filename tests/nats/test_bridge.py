@@ -466,6 +466,32 @@ def test_schema_mismatch_stops_the_inbound_bridge_and_keeps_the_message(nats_ser
     assert out.terminate() == 0
 
 
+def test_a_malformed_message_with_the_right_schema_id_stops_the_inbound_bridge_and_stays(
+        nats_server, bridges, names):
+    # Another publisher on the subject claims the queue's schema with bytes no reader can
+    # read (a pointer far out of bounds): refused at the bridge, not handed to the readers.
+    b = names("points")
+    destination = xproc.Queue(name=b, schema=point_capnp.Point)
+    bad = (b"\x00\x00\x00\x00\x02\x00\x00\x00"  # one segment of two words
+           b"\x00\x10\x00\x00\x01\x00\x01\x00"  # root struct pointer, offset 0x400 words
+           b"\x00" * 8)
+
+    async def setup(js):
+        await js.add_stream(name="bad", subjects=["bad.x"])
+        await js.publish("bad.x", bad, headers={"Xproc-Schema-Id": POINT_SCHEMA_ID})
+
+    js_call(nats_server, setup)
+    inbound = bridges(*in_args(b, "bad", "reader", nats_server))
+    assert inbound.wait(30) == 1
+    assert len(inbound.err) == 1, inbound.err
+    message = inbound.err[-1]
+    assert "message 1 of stream 'bad' is not a Cap'n Proto message a reader of queue" in message
+    assert "stays in the stream" in message
+    assert stream_info(nats_server, "bad").state.messages == 1
+    assert consumer_info(nats_server, "bad", "reader").ack_floor.stream_seq == 0
+    assert destination.qsize() == 0
+
+
 def test_a_full_destination_queue_holds_the_stream_back_and_loses_nothing(nats_server, bridges, names):
     count = 300
     a, b = names("a"), names("b")

@@ -510,6 +510,19 @@ struct BridgeIn::Impl {
     return sequence;
   }
 
+  // A message of a schema (not raw bytes) must be one a reader of the queue can read: the
+  // stream's publishers are checked here, where the message can stay in the stream, rather
+  // than by each reader of the queue.
+  void check_message(std::span<const std::byte> bytes, uint64_t sequence) const {
+    try {
+      xproc::detail::with_validated_root<capnp::AnyStruct>(bytes, DecodeLimits{}, [](capnp::AnyStruct::Reader) { return 0; });
+    } catch (const DecodeError& error) {
+      throw DecodeError("bridge: message " + std::to_string(sequence) + " of stream '" + options.stream +
+                        "' is not a Cap'n Proto message a reader of queue '" + options.queue + "' can read (" +
+                        error.what() + "); it is not acknowledged and stays in the stream");
+    }
+  }
+
   enum class Forwarded { kAll, kStopped, kGap };
 
   // Puts `list`'s messages in order and acknowledges each. kStopped when `stop` came first,
@@ -546,6 +559,7 @@ struct BridgeIn::Impl {
       }
       const auto* data = reinterpret_cast<const std::byte*>(natsMsg_GetData(message));
       const std::span<const std::byte> bytes(data, size_t(natsMsg_GetDataLength(message)));
+      if (expected != 0) check_message(bytes, sequence);
       auto progress_at = Clock::now() + progress_every;
       while (!queue.try_put_bytes(bytes, kSlice)) {
         if (stop.load()) return Forwarded::kStopped;
