@@ -6,6 +6,7 @@ them (the pytest fixtures in conftest.py; `python nats_cluster.py` by hand).
         cluster.urls            # ["nats://127.0.0.1:PORT", ...]
         cluster.kill(1)         # SIGKILL one server; cluster.start(1) brings it back
         cluster.stop(); cluster.start()   # the whole cluster, stores kept
+        with cluster.paused(0): ...       # SIGSTOP: a server that answers nothing
 
 The server binary is $XPROC_NATS_SERVER, else nats-server on PATH.
 """
@@ -21,8 +22,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
-from typing import List, Optional
+from typing import Iterator, List, Optional
 
 
 def free_port() -> int:
@@ -126,6 +128,19 @@ class NatsCluster:
         if process is not None and process.poll() is None:
             process.send_signal(signal.SIGKILL)
             process.wait()
+
+    @contextmanager
+    def paused(self, i: int) -> Iterator[None]:
+        """Server i stopped (SIGSTOP) inside the block: its connections stay open and nothing on
+        them is answered, as with a server that hangs. Resumed (SIGCONT) however the block
+        ends, then it reads what came meanwhile."""
+        process = self.processes[i]
+        process.send_signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGCONT)
 
     def stop(self, i: Optional[int] = None) -> None:
         """Stops server i (every server when None) as an operator does (SIGTERM)."""

@@ -294,4 +294,31 @@ TEST(NatsQueueClusterTest, KillingAServerMidwayLosesNoMessage) {
   consumer.join(30s);
 }
 
+// A server that answers nothing (SIGSTOP) holds qsize(), join() and a new handle until
+// request_timeout; the interrupt check ends them sooner, and the queue works again once the server does.
+TEST(NatsQueuePausedServerTest, InterruptCheckEndsCallsToAServerThatDoesNotAnswer) {
+  NatsServers server(1);
+  auto options = server.options();
+  options.request_timeout = 30s;
+  Queue<Value> q(xproc::nats::connect(options), xproc::testing::unique_name("paused"));
+  q.put(Value(1));
+  {
+    xproc::testing::InterruptCheck check;
+    xproc::testing::PausedServer paused(server, 0);
+    check.interrupt_after(300ms);
+    const auto start = Clock::now();
+    EXPECT_THROW(q.qsize(), xproc::testing::Interrupted);
+    EXPECT_GE(seconds_since(start), 0.25);  // it waited for the server...
+    EXPECT_LT(seconds_since(start), 10.0);  // ...not for request_timeout
+    check.interrupt_after(300ms);
+    EXPECT_THROW(q.join(), xproc::testing::Interrupted);
+    check.interrupt_after(300ms);
+    EXPECT_THROW(Queue<Value>(q.stream().connection(), q.stream().name()), xproc::testing::Interrupted);
+  }
+  EXPECT_EQ(q.qsize(), 1u);
+  EXPECT_EQ(q.get(true, 10s), Value(1));
+  q.task_done();
+  q.join(10s);
+}
+
 }  // namespace

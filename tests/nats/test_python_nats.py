@@ -422,3 +422,43 @@ def test_ctrl_c_interrupts_a_blocked_get(nats_server):
             child.wait()
     assert out.strip() == "interrupted"
     assert child.returncode == 0
+
+
+BLOCK_IN_DICT_LOOKUP = """
+import sys, time
+from xproc import nats
+d = nats.Dict(sys.argv[1], sys.argv[2])
+d["k"] = 1
+print("ready", flush=True)
+sys.stdin.readline()  # the server is paused now
+print("blocking", flush=True)
+start = time.monotonic()
+try:
+    d["k"]
+except KeyboardInterrupt:
+    print("interrupted after %.2f s" % (time.monotonic() - start), flush=True)
+"""
+
+
+def test_ctrl_c_interrupts_a_dict_lookup_on_a_server_that_does_not_answer(nats_server):
+    # Unanswered, the lookup would wait for the request timeout (5 s) and raise TimeoutError.
+    name = unique("d")
+    child = subprocess.Popen([sys.executable, "-c", BLOCK_IN_DICT_LOOKUP, name, nats_server.urls[0]],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=python_env())
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        with nats_server.paused(0):
+            child.stdin.write("go\n")
+            child.stdin.flush()
+            assert child.stdout.readline().strip() == "blocking"
+            time.sleep(0.5)  # into the wait
+            child.send_signal(signal.SIGINT)
+            out, _ = child.communicate(timeout=SLACK)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert out.startswith("interrupted after"), out
+    assert float(out.split()[2]) < 4.0, out
+    assert child.returncode == 0
+    assert nats.Dict(name, nats_server.urls)["k"] == 1

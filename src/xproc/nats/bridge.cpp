@@ -515,7 +515,8 @@ struct BridgeIn::Impl {
   // than by each reader of the queue.
   void check_message(std::span<const std::byte> bytes, uint64_t sequence) const {
     try {
-      xproc::detail::with_validated_root<capnp::AnyStruct>(bytes, DecodeLimits{}, [](capnp::AnyStruct::Reader) { return 0; });
+      xproc::detail::with_validated_root<capnp::AnyStruct>(bytes, DecodeLimits{},
+                                                           [](capnp::AnyStruct::Reader) { return 0; });
     } catch (const DecodeError& error) {
       throw DecodeError("bridge: message " + std::to_string(sequence) + " of stream '" + options.stream +
                         "' is not a Cap'n Proto message a reader of queue '" + options.queue + "' can read (" +

@@ -1,5 +1,7 @@
 #include "xproc/nats/connection.h"
 
+#include <sys/random.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cinttypes>
@@ -9,14 +11,22 @@
 
 #include "xproc/errors.h"
 #include "xproc/nats/nats_internal.h"
+#include "xproc/syscall_internal.h"
 
 namespace xproc::nats {
 
 namespace {
 
+using Clock = std::chrono::steady_clock;
+
 std::atomic<void (*)()> interrupt_check{nullptr};
 
-constexpr int64_t kSliceMs = 100;
+// Between the tries of a request that nobody answered at once (no responders): long enough
+// not to spin while a leader is elected, short beside the slice.
+constexpr auto kNoResponderPause = std::chrono::milliseconds(20);
+// JetStream's "duplicate message id is in process" (JSStreamDuplicateMessageConflict, 2.10+;
+// libnats 3.4 has no name for it): a try of a write whose earlier try is still being stored.
+constexpr int kDuplicateInProcess = 10158;
 
 std::string joined(const std::vector<std::string>& items) {
   std::string out;
@@ -160,6 +170,42 @@ void check_interrupt() {
   if (auto check = interrupt_check.load()) check();
 }
 
+Answer sliced_request(Connection& connection,
+                      const std::function<natsStatus(int64_t wait_ms, jsErrCode* error)>& attempt) {
+  const auto until = Clock::now() + connection.options().request_timeout;
+  for (;;) {
+    check_interrupt();
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now()).count();
+    Answer answer;
+    // Never 0: libnats reads a wait of 0 as "the context's default".
+    answer.status = attempt(std::clamp<int64_t>(left, 1, kSliceMs), &answer.error);
+    const bool unanswered = answer.status == NATS_TIMEOUT;
+    const bool again = unanswered || answer.status == NATS_NO_RESPONDERS || int(answer.error) == kDuplicateInProcess;
+    if (!again || Clock::now() >= until) return answer;
+    if (!unanswered) std::this_thread::sleep_for(std::min<Clock::duration>(kNoResponderPause, until - Clock::now()));
+  }
+}
+
+jsOptions request_options(int64_t wait_ms) {
+  jsOptions options;
+  jsOptions_Init(&options);
+  options.Wait = wait_ms;
+  return options;
+}
+
+std::string new_message_id() {
+  uint8_t bits[16];
+  const ssize_t got = xproc::detail::retry_syscall("getrandom", [&] { return ::getrandom(bits, sizeof(bits), 0); });
+  if (got != ssize_t(sizeof(bits))) throw RuntimeError("nats: getrandom returned too few bytes for a message id");
+  std::string id;
+  for (const uint8_t bit : bits) {
+    constexpr const char* kHex = "0123456789abcdef";
+    id += kHex[bit >> 4];
+    id += kHex[bit & 0xf];
+  }
+  return id;
+}
+
 namespace {
 
 struct StreamInfo {
@@ -185,15 +231,20 @@ void ensure_stream(Connection& connection, const StreamSpec& spec) {
   config.Duplicates = std::chrono::duration_cast<std::chrono::nanoseconds>(spec.duplicate_window).count();
 
   StreamInfo found;
-  jsErrCode error = jsErrCode(0);
-  natsStatus status = js_AddStream(&found.info, connection.jetstream(), &config, nullptr, &error);
-  if (status == NATS_OK) return;
-  // Made already (by another process, or by this one earlier): the same stream, or a
-  // refusal naming what differs.
-  if (error != JSStreamNameExistErr) throw_status(status, "nats: creating stream " + spec.name, error);
+  const Answer made = sliced_request(connection, [&](int64_t wait_ms, jsErrCode* error) {
+    jsOptions options = request_options(wait_ms);
+    return js_AddStream(&found.info, connection.jetstream(), &config, &options, error);
+  });
+  if (made.status == NATS_OK) return;
+  // Made already (by another process, by this one earlier, or by a try of this call whose
+  // answer was lost): the same stream, or a refusal naming what differs.
+  if (made.error != JSStreamNameExistErr) throw_status(made.status, "nats: creating stream " + spec.name, made.error);
   StreamInfo existing;
-  status = js_GetStreamInfo(&existing.info, connection.jetstream(), spec.name.c_str(), nullptr, &error);
-  check(status, "nats: stream " + spec.name, error);
+  const Answer looked_up = sliced_request(connection, [&](int64_t wait_ms, jsErrCode* error) {
+    jsOptions options = request_options(wait_ms);
+    return js_GetStreamInfo(&existing.info, connection.jetstream(), spec.name.c_str(), &options, error);
+  });
+  check(looked_up.status, "nats: stream " + spec.name, looked_up.error);
   const jsStreamConfig* have = existing.info->Config;
   const bool same_subject = have->SubjectsLen == 1 && spec.subject == have->Subjects[0];
   const bool same_retention = have->Retention == config.Retention;
@@ -208,9 +259,11 @@ void ensure_stream(Connection& connection, const StreamSpec& spec) {
 
 uint64_t stream_messages(Connection& connection, const std::string& stream) {
   StreamInfo info;
-  jsErrCode error = jsErrCode(0);
-  check(js_GetStreamInfo(&info.info, connection.jetstream(), stream.c_str(), nullptr, &error), "nats: stream " + stream,
-        error);
+  const Answer answer = sliced_request(connection, [&](int64_t wait_ms, jsErrCode* error) {
+    jsOptions options = request_options(wait_ms);
+    return js_GetStreamInfo(&info.info, connection.jetstream(), stream.c_str(), &options, error);
+  });
+  check(answer.status, "nats: stream " + stream, answer.error);
   return info.info->State.Msgs;
 }
 

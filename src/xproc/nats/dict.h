@@ -41,6 +41,13 @@ class Dict {
 
   // Binds to the bucket `name` (letters, digits, '-' and '_'), creating it when absent.
   // ConnectionError / TimeoutError / AuthenticationError as connect().
+  //
+  // Every method blocks on requests to the cluster (one for a read or a set, a few for the
+  // others), each waiting at most the connection's request_timeout (then TimeoutError) in tries
+  // of at most 100 ms, between which the interrupt check (set_wait_interrupt_check) runs; what
+  // it throws ends the call. A write is stored once however many tries it takes (JetStream
+  // drops a repeat of its Nats-Msg-Id); one ended by TimeoutError or by the interrupt check may
+  // still have been stored. Thread-safe: a handle holds no state of its own past its name.
   Dict(std::shared_ptr<Connection> connection, std::string name, const DictOptions& options = {});
   ~Dict();
   Dict(Dict&&) noexcept;
@@ -57,7 +64,8 @@ class Dict {
   uint64_t set(std::string_view key, const Value& value);
   // KeyError when absent (Python's `del d[key]`).
   void erase(std::string_view key);
-  // The keys present now, in no particular order.
+  // The keys present now, in no particular order; request_timeout bounds each wait for the next
+  // of them.
   std::vector<std::string> keys() const;
   size_t size() const { return keys().size(); }
 

@@ -165,14 +165,18 @@ struct StreamQueue::Impl {
   // Creates the queue's consumer unless it exists. An existing one is left as it is: JetStream
   // would apply this handle's settings to every handle's consumer (ack_wait) silently.
   void create_consumer() {
-    jsConsumerInfo* info = nullptr;
-    jsErrCode error = jsErrCode(0);
-    natsStatus status =
-        js_GetConsumerInfo(&info, connection->jetstream(), name.c_str(), kConsumerName, nullptr, &error);
-    jsConsumerInfo_Destroy(info);
-    info = nullptr;
-    if (status == NATS_OK) return;
-    if (error != JSConsumerNotFoundErr) detail::throw_status(status, where() + ": finding its consumer", error);
+    const detail::Answer found = detail::sliced_request(*connection, [&](int64_t wait_ms, jsErrCode* error) {
+      jsConsumerInfo* info = nullptr;
+      jsOptions wait = detail::request_options(wait_ms);
+      const natsStatus status =
+          js_GetConsumerInfo(&info, connection->jetstream(), name.c_str(), kConsumerName, &wait, error);
+      jsConsumerInfo_Destroy(info);
+      return status;
+    });
+    if (found.status == NATS_OK) return;
+    if (found.error != JSConsumerNotFoundErr) {
+      detail::throw_status(found.status, where() + ": finding its consumer", found.error);
+    }
 
     jsConsumerConfig config;
     jsConsumerConfig_Init(&config);
@@ -182,11 +186,19 @@ struct StreamQueue::Impl {
     config.MaxDeliver = -1;
     config.FilterSubject = subject.c_str();
     config.DeliverPolicy = js_DeliverAll;
-    status = js_AddConsumer(&info, connection->jetstream(), name.c_str(), &config, nullptr, &error);
-    jsConsumerInfo_Destroy(info);
-    // Another handle made it between the two requests: the same consumer.
-    if (status == NATS_OK || error == JSConsumerNameExistErr || error == JSConsumerExistingActiveErr) return;
-    detail::throw_status(status, where() + ": creating its consumer", error);
+    const detail::Answer made = detail::sliced_request(*connection, [&](int64_t wait_ms, jsErrCode* error) {
+      jsConsumerInfo* info = nullptr;
+      jsOptions wait = detail::request_options(wait_ms);
+      const natsStatus status = js_AddConsumer(&info, connection->jetstream(), name.c_str(), &config, &wait, error);
+      jsConsumerInfo_Destroy(info);
+      return status;
+    });
+    // Another handle made it between the two requests, or an earlier try whose answer was lost
+    // did: the same consumer.
+    if (made.status == NATS_OK || made.error == JSConsumerNameExistErr || made.error == JSConsumerExistingActiveErr) {
+      return;
+    }
+    detail::throw_status(made.status, where() + ": creating its consumer", made.error);
   }
 
   void subscribe() {
@@ -194,9 +206,13 @@ struct StreamQueue::Impl {
     jsSubOptions_Init(&bind);
     bind.Stream = name.c_str();
     bind.Consumer = kConsumerName;
+    // libnats's one request here, the consumer's lookup, waits one slice: unanswered, libnats
+    // subscribes all the same, only without the consumer's MaxAckPending to size its buffer by
+    // (fetches here take one message at a time).
+    jsOptions wait = detail::request_options(detail::kSliceMs);
     jsErrCode error = jsErrCode(0);
     detail::check(
-        js_PullSubscribe(&pull.sub, connection->jetstream(), subject.c_str(), kConsumerName, nullptr, &bind, &error),
+        js_PullSubscribe(&pull.sub, connection->jetstream(), subject.c_str(), kConsumerName, &wait, &bind, &error),
         where() + ": subscribing to its consumer", error);
 
     natsInbox* box = nullptr;

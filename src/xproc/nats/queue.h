@@ -59,7 +59,8 @@ class StreamQueue {
  public:
   // Binds to the queue `name` (letters, digits, '-' and '_'), creating its stream and consumer
   // when absent. ValueError when a stream of that name holds another schema's messages or was
-  // made otherwise; ConnectionError / TimeoutError / AuthenticationError as connect().
+  // made otherwise; ConnectionError / TimeoutError / AuthenticationError as connect(). Each of
+  // its requests waits at most request_timeout, in tries between which the interrupt check runs.
   StreamQueue(std::shared_ptr<Connection> connection, std::string name, uint64_t schema_id,
               const QueueOptions& options = {});
   // Messages got and not acknowledged are handed back (delivered again at once).
@@ -85,7 +86,8 @@ class StreamQueue {
   // Waits until the stream holds no message: every message put was got and acknowledged.
   // TimeoutError at the deadline.
   void join(const Timeout& timeout = {});
-  // Messages in the stream now, delivered-but-unacknowledged ones included.
+  // Messages in the stream now, delivered-but-unacknowledged ones included. One request: it
+  // waits at most request_timeout (TimeoutError), in tries between which the interrupt check runs.
   size_t qsize() const;
   bool empty() const { return qsize() == 0; }
 

@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
@@ -29,6 +30,13 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 constexpr auto kReadyTimeout = std::chrono::seconds(30);
+
+// InterruptCheck's flag, raised by interrupt_after's thread and consumed by the check.
+std::atomic<bool> interrupt_raised{false};
+
+void throw_when_interrupted() {
+  if (interrupt_raised.exchange(false)) throw Interrupted();
+}
 
 struct Fd {
   int fd = -1;
@@ -255,6 +263,37 @@ void NatsServers::stop(int i) {
 void NatsServers::start(int i) {
   spawn(i);
   wait_ready(i);
+}
+
+void NatsServers::pause(int i) const {
+  const pid_t pid = servers_[size_t(i)].pid;
+  if (pid > 0 && ::kill(pid, SIGSTOP) != 0) {
+    throw std::runtime_error("kill(SIGSTOP): " + std::string(std::strerror(errno)));
+  }
+}
+
+void NatsServers::resume(int i) const {
+  const pid_t pid = servers_[size_t(i)].pid;
+  if (pid > 0) ::kill(pid, SIGCONT);
+}
+
+InterruptCheck::InterruptCheck() {
+  interrupt_raised = false;
+  nats::set_wait_interrupt_check(&throw_when_interrupted);
+}
+
+InterruptCheck::~InterruptCheck() {
+  interrupter_ = {};  // stops and joins it
+  nats::set_wait_interrupt_check(nullptr);
+  interrupt_raised = false;
+}
+
+void InterruptCheck::interrupt_after(std::chrono::milliseconds delay) {
+  interrupter_ = std::jthread([delay](std::stop_token stop) {
+    const auto at = Clock::now() + delay;
+    while (!stop.stop_requested() && Clock::now() < at) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    if (!stop.stop_requested()) interrupt_raised = true;
+  });
 }
 
 std::string NatsServers::log(int i) const {

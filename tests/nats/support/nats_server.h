@@ -6,14 +6,18 @@
 //   auto nats = xproc::nats::connect(cluster.options());
 //   cluster.kill(1);    // SIGKILL: no goodbye to its peers or clients
 //   cluster.start(1);   // back, with its store, once JetStream says it is current
+//   { PausedServer hung(cluster, 2); ... }   // SIGSTOP, SIGCONT at the end of the scope
 #pragma once
 
 #include <sys/types.h>
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <memory>
+#include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "xproc/nats/connection.h"
@@ -53,6 +57,11 @@ class NatsServers {
   void stop(int i);
   // Start server i again (its store kept) and wait until it is ready, as the constructor.
   void start(int i);
+  // SIGSTOP server i: its connections stay open and nothing on them is answered, as with a
+  // server that hangs; resume(i) (SIGCONT) lets it read what came meanwhile. Prefer
+  // PausedServer, which resumes it however the test ends. Safe from any thread.
+  void pause(int i) const;
+  void resume(int i) const;
   bool running(int i) const noexcept { return servers_[size_t(i)].pid > 0; }
   // What server i wrote to its log so far (every run of it).
   std::string log(int i) const;
@@ -73,6 +82,42 @@ class NatsServers {
   std::string directory_;
   std::vector<NatsUser> users_;
   std::vector<Server> servers_;
+};
+
+// Server i paused (NatsServers::pause) for this object's lifetime, and resumed by its
+// destructor, also when a failed assertion or an exception ends the test early.
+class PausedServer {
+ public:
+  PausedServer(const NatsServers& servers, int i) : servers_(servers), i_(i) { servers_.pause(i_); }
+  ~PausedServer() { servers_.resume(i_); }
+  PausedServer(const PausedServer&) = delete;
+  PausedServer& operator=(const PausedServer&) = delete;
+
+ private:
+  const NatsServers& servers_;
+  int i_;
+};
+
+// What the interrupt check that InterruptCheck installs throws.
+struct Interrupted : std::runtime_error {
+  Interrupted() : std::runtime_error("interrupted by the test's wait interrupt check") {}
+};
+
+// Installs a wait interrupt check (xproc::nats::set_wait_interrupt_check) for its lifetime, as
+// the Python binding does for Ctrl-C: interrupt_after(delay) raises a flag from another thread
+// after `delay`, as a signal handler does, and the next check throws Interrupted once (the flag
+// is consumed). The check is process-wide: one InterruptCheck at a time.
+class InterruptCheck {
+ public:
+  InterruptCheck();
+  ~InterruptCheck();
+  InterruptCheck(const InterruptCheck&) = delete;
+  InterruptCheck& operator=(const InterruptCheck&) = delete;
+
+  void interrupt_after(std::chrono::milliseconds delay);
+
+ private:
+  std::jthread interrupter_;
 };
 
 // A suite whose tests share one server, started before its first test and stopped after
