@@ -21,9 +21,6 @@ using Clock = std::chrono::steady_clock;
 
 std::atomic<void (*)()> interrupt_check{nullptr};
 
-// Between the tries of a request that nobody answered at once (no responders): long enough
-// not to spin while a leader is elected, short beside the slice.
-constexpr auto kNoResponderPause = std::chrono::milliseconds(20);
 // JetStream's "duplicate message id is in process" (JSStreamDuplicateMessageConflict, 2.10+;
 // libnats 3.4 has no name for it): a try of a write whose earlier try is still being stored.
 constexpr int kDuplicateInProcess = 10158;
@@ -182,7 +179,7 @@ Answer sliced_request(Connection& connection,
     const bool unanswered = answer.status == NATS_TIMEOUT;
     const bool again = unanswered || answer.status == NATS_NO_RESPONDERS || int(answer.error) == kDuplicateInProcess;
     if (!again || Clock::now() >= until) return answer;
-    if (!unanswered) std::this_thread::sleep_for(std::min<Clock::duration>(kNoResponderPause, until - Clock::now()));
+    if (!unanswered) std::this_thread::sleep_for(std::min<Clock::duration>(kRetryPause, until - Clock::now()));
   }
 }
 

@@ -31,6 +31,9 @@ inline void check(natsStatus status, std::string_view what, jsErrCode js_error =
 
 // The longest slice of any wait in this layer, so that the interrupt check runs between slices.
 inline constexpr int64_t kSliceMs = 100;
+// Between the tries of a request refused at once for a reason that passes (no responders
+// while a leader is elected, a full queue): long enough not to spin, short beside a slice.
+inline constexpr auto kRetryPause = std::chrono::milliseconds(20);
 // JetStream's de-duplication window for Nats-Msg-Id: its default, which the tries of one write
 // (within request_timeout) must fit in.
 inline constexpr std::chrono::minutes kDuplicateWindow{2};

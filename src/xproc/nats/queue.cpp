@@ -23,8 +23,6 @@ constexpr size_t kMaxNameLength = 200;
 
 // The durable consumer every handle of a queue shares, so that a message goes to one getter.
 constexpr const char* kConsumerName = "xproc";
-// Between the tries of a put into a full queue, or after a refusal that a failover explains.
-constexpr auto kRetryPause = std::chrono::milliseconds(20);
 // The least time a put tries again with: a confirmation takes a round trip to the stream's
 // leader and its replicas.
 constexpr auto kShortestTry = std::chrono::milliseconds(50);
@@ -244,7 +242,8 @@ struct StreamQueue::Impl {
       if (left <= 0) return Outcome::kUnanswered;
       detail::check_interrupt();
       natsMsg* answer_raw = nullptr;
-      const natsStatus status = natsSubscription_NextMsg(&answer_raw, replies.sub, std::min<int64_t>(left, 100));
+      const natsStatus status =
+          natsSubscription_NextMsg(&answer_raw, replies.sub, std::min<int64_t>(left, detail::kSliceMs));
       if (status == NATS_TIMEOUT) continue;
       // libnats turns the server's 503 status into this status, and drops the message.
       if (status == NATS_NO_RESPONDERS) {
@@ -284,13 +283,13 @@ struct StreamQueue::Impl {
       detail::check_interrupt();
       jsOptions wait;
       jsOptions_Init(&wait);
-      wait.Wait = 100;
+      wait.Wait = detail::kSliceMs;
       jsErrCode error = jsErrCode(0);
       const natsStatus status = natsMsg_AckSync(message, &wait, &error);
       if (status == NATS_OK) return;
       const bool again = status == NATS_TIMEOUT || status == NATS_NO_RESPONDERS;
       if (!again || Clock::now() >= until) detail::throw_status(status, where() + ": acknowledging", error);
-      if (status == NATS_NO_RESPONDERS) pause(kRetryPause, std::nullopt);
+      if (status == NATS_NO_RESPONDERS) pause(detail::kRetryPause, std::nullopt);
     }
   }
 
@@ -308,7 +307,8 @@ struct StreamQueue::Impl {
         request.Batch = 1;
         request.NoWait = true;
         // How long to wait for the server's answer (a message, or 404 at once), in ns.
-        request.Expires = std::min<int64_t>(connection->options().request_timeout.count(), 100) * 1'000'000;
+        request.Expires =
+            std::min<int64_t>(connection->options().request_timeout.count(), detail::kSliceMs) * 1'000'000;
         status = natsSubscription_FetchRequest(&list, pull.sub, &request);
       } else {
         status = natsSubscription_Fetch(&list, pull.sub, 1, std::max(wait_ms, kMinFetchMs), &error);
@@ -327,12 +327,12 @@ struct StreamQueue::Impl {
       case NATS_NOT_FOUND:  // nothing now (404, the answer to a request that does not wait)
         return nullptr;
       case NATS_NO_RESPONDERS:  // the consumer's leader is being elected: ask again shortly
-        pause(kRetryPause, std::nullopt);
+        pause(detail::kRetryPause, std::nullopt);
         return nullptr;
       case NATS_ERR:
         // A 409 status ending the pull request; these ones say "ask again".
         if (transient_refusal(nats_GetLastError(nullptr))) {
-          pause(kRetryPause, std::nullopt);
+          pause(detail::kRetryPause, std::nullopt);
           return nullptr;
         }
         [[fallthrough]];
@@ -416,8 +416,8 @@ void StreamQueue::put_bytes(std::span<const std::byte> message, bool block, cons
     // deadline would turn "full" into "unknown".
     const bool refused = outcome != Outcome::kUnanswered;
     const bool another =
-        block &&
-        (!deadline || (refused ? *deadline - Clock::now() >= kRetryPause + kShortestTry : !detail::passed(deadline)));
+        block && (!deadline || (refused ? *deadline - Clock::now() >= detail::kRetryPause + kShortestTry
+                                        : !detail::passed(deadline)));
     if (!another) {
       switch (outcome) {
         case Outcome::kFull: throw Full();
@@ -426,7 +426,7 @@ void StreamQueue::put_bytes(std::span<const std::byte> message, bool block, cons
           throw TimeoutError(q.where() + ": the stream did not confirm the message in time (it may have stored it)");
       }
     }
-    if (refused) pause(kRetryPause, deadline);
+    if (refused) pause(detail::kRetryPause, deadline);
   }
 }
 
