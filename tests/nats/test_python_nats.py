@@ -408,19 +408,25 @@ except KeyboardInterrupt:
 """
 
 
-def test_ctrl_c_interrupts_a_blocked_get(nats_server):
-    child = subprocess.Popen([sys.executable, "-c", BLOCK_IN_GET, unique(), nats_server.urls[0]],
-                             stdout=subprocess.PIPE, text=True, env=python_env())
+def interrupt_when_blocking(child: subprocess.Popen) -> str:
+    """Sends SIGINT to `child` once it says "blocking" and is into its wait; what it printed
+    after that. The child is killed if it does not end."""
     try:
         assert child.stdout.readline().strip() == "blocking"
         time.sleep(0.5)  # into the wait
         child.send_signal(signal.SIGINT)
         out, _ = child.communicate(timeout=SLACK)
+        return out
     finally:
         if child.poll() is None:
             child.kill()
             child.wait()
-    assert out.strip() == "interrupted"
+
+
+def test_ctrl_c_interrupts_a_blocked_get(nats_server):
+    child = subprocess.Popen([sys.executable, "-c", BLOCK_IN_GET, unique(), nats_server.urls[0]],
+                             stdout=subprocess.PIPE, text=True, env=python_env())
+    assert interrupt_when_blocking(child).strip() == "interrupted"
     assert child.returncode == 0
 
 
@@ -445,19 +451,11 @@ def test_ctrl_c_interrupts_a_dict_lookup_on_a_server_that_does_not_answer(nats_s
     name = unique("d")
     child = subprocess.Popen([sys.executable, "-c", BLOCK_IN_DICT_LOOKUP, name, nats_server.urls[0]],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=python_env())
-    try:
-        assert child.stdout.readline().strip() == "ready"
-        with nats_server.paused(0):
-            child.stdin.write("go\n")
-            child.stdin.flush()
-            assert child.stdout.readline().strip() == "blocking"
-            time.sleep(0.5)  # into the wait
-            child.send_signal(signal.SIGINT)
-            out, _ = child.communicate(timeout=SLACK)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
+    assert child.stdout.readline().strip() == "ready"
+    with nats_server.paused(0):
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        out = interrupt_when_blocking(child)
     assert out.startswith("interrupted after"), out
     assert float(out.split()[2]) < 4.0, out
     assert child.returncode == 0
