@@ -78,7 +78,7 @@ class Cluster {
     }
   }
   ~Cluster() {
-    kill(pid_, SIGINT);
+    kill(pid_, SIGTERM);
     waitpid(pid_, nullptr, 0);
     std::error_code ignored;
     std::filesystem::remove_all(dir_, ignored);

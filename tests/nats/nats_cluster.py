@@ -174,8 +174,16 @@ class NatsCluster:
         self.stop()
 
 
+def _stop_running(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 if __name__ == "__main__":
-    # A cluster to try things by hand: `python tests/nats/nats_cluster.py DIR [SIZE]`.
+    # A cluster to try things by hand: `python tests/nats/nats_cluster.py DIR [SIZE]`, stopped
+    # by Ctrl-C or SIGTERM (the benchmark's way). Both handlers are set here: a program started
+    # in the background of a script inherits SIGINT ignored, and Python then leaves it so.
+    signal.signal(signal.SIGINT, _stop_running)
+    signal.signal(signal.SIGTERM, _stop_running)
     directory = Path(sys.argv[1] if len(sys.argv) > 1 else "nats-cluster")
     with NatsCluster(directory, size=int(sys.argv[2]) if len(sys.argv) > 2 else 3) as cluster:
         print(",".join(cluster.urls), flush=True)
