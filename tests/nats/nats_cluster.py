@@ -136,6 +136,10 @@ class NatsCluster:
         ends, then it reads what came meanwhile."""
         process = self.processes[i]
         process.send_signal(signal.SIGSTOP)
+        # The signal is sent before every thread of the server has stopped, and one still
+        # running would answer what comes next: wait until the kernel reports it stopped.
+        _, status = os.waitpid(process.pid, os.WUNTRACED)
+        assert os.WIFSTOPPED(status), f"nats-server n{i} did not stop on SIGSTOP"
         try:
             yield
         finally:

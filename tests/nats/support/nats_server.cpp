@@ -267,9 +267,15 @@ void NatsServers::start(int i) {
 
 void NatsServers::pause(int i) const {
   const pid_t pid = servers_[size_t(i)].pid;
-  if (pid > 0 && ::kill(pid, SIGSTOP) != 0) {
-    throw std::runtime_error("kill(SIGSTOP): " + std::string(std::strerror(errno)));
+  if (pid <= 0) return;
+  if (::kill(pid, SIGSTOP) != 0) throw std::runtime_error("kill(SIGSTOP): " + std::string(std::strerror(errno)));
+  // kill() returns before every thread of the server has stopped, and one still running would
+  // answer what the test sends next: wait until the kernel reports the server stopped.
+  int status = 0;
+  pid_t got;
+  while ((got = ::waitpid(pid, &status, WUNTRACED)) < 0 && errno == EINTR) {
   }
+  if (got != pid || !WIFSTOPPED(status)) throw std::runtime_error("nats-server did not stop on SIGSTOP");
 }
 
 void NatsServers::resume(int i) const {
