@@ -26,10 +26,10 @@ constexpr const char* kConsumerName = "xproc";
 // The least time a put tries again with: a confirmation takes a round trip to the stream's
 // leader and its replicas.
 constexpr auto kShortestTry = std::chrono::milliseconds(50);
-// How long a JetStream cluster takes, in practice, to elect a new leader for a consumer
-// whose leader's server died (nats-server 2.9: about 2 to 6 s), during which nobody answers
-// its acknowledgements.
-constexpr std::chrono::milliseconds kFailover{10000};
+// How long a JetStream cluster may take to elect a new leader for a consumer whose leader's
+// server died, during which nobody answers its acknowledgements: about 2 to 6 s with
+// nats-server 2.9 on an idle machine, over 10 s seen on a loaded one.
+constexpr std::chrono::milliseconds kFailover{30000};
 // The shortest fetch: the server ends a pull request 10 ms before the client gives up on it
 // (libnats) only for requests of 20 ms and more; a shorter one can deliver a message to a
 // fetch that has returned, leaving it unseen until the next get or ack_wait.
