@@ -65,7 +65,8 @@ class Dict {
   // KeyError when absent (Python's `del d[key]`).
   void erase(std::string_view key);
   // The keys present now, in no particular order; request_timeout bounds each wait for the next
-  // of them.
+  // of them. The server sends every key's headers at once (about 200 bytes a key, no flow
+  // control): a bucket of hundreds of thousands of keys may exceed what it buffers for a client.
   std::vector<std::string> keys() const;
   size_t size() const { return keys().size(); }
 
