@@ -363,7 +363,11 @@ std::vector<std::string> Dict::keys() const {
       detail::check(natsMsg_GetMetaData(&meta, raw), d.where() + ": listing keys");
       const uint64_t pending = OwnedMetaData(meta)->NumPending;
       if (received++ == 0) first_pending = pending;
-      if (!is_marker(raw)) keys.emplace_back(natsMsg_GetSubject(raw) + prefix.size());
+      // The inbox is a subject any client may publish to: only a subject of this bucket names a key.
+      const std::string_view on(natsMsg_GetSubject(raw));
+      if (on.size() > prefix.size() && on.starts_with(prefix) && !is_marker(raw)) {
+        keys.emplace_back(on.substr(prefix.size()));
+      }
       if (pending == 0 || received > first_pending) break;
       until = Clock::now() + connection.options().request_timeout;
     }
