@@ -318,6 +318,36 @@ print("ok")
     assert result.stdout.strip() == "ok"
 
 
+def array_key_message(inside_tuple):
+    # Other languages may key a map with an array; no Python dict can hold one.
+    message = value_capnp.Value.new_message()
+    entry = message.init("map", 1)[0]
+    key = entry.key.init("tuple", 1)[0] if inside_tuple else entry.key
+    a = key.init("array")
+    a.dtype, a.shape, a.data = "float64", [1], b"\x00" * 8
+    entry.value.int64 = 1
+    return message.to_bytes()
+
+
+@pytest.mark.parametrize("inside_tuple", [False, True], ids=["key", "in a tuple key"])
+def test_an_array_as_a_dict_key_is_decode_error_with_numpy_and_without(inside_tuple):
+    message = array_key_message(inside_tuple)
+    with pytest.raises(xproc.DecodeError, match="dict key"):
+        xproc.decode(message)
+    code = f"""
+import sys
+sys.modules["numpy"] = None
+import xproc
+try:
+    xproc.decode(bytes.fromhex({message.hex()!r}))
+except xproc.DecodeError as e:
+    print("DecodeError", e)
+"""
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("DecodeError") and "dict key" in result.stdout
+
+
 # --- Arrays of 512 MiB and more travel in pieces --------------------------------------------
 
 def test_a_one_gib_array_through_a_queue():

@@ -371,7 +371,11 @@ nb::object read(schema::Value::Reader reader, bool as_key, int depth, Decoding& 
           s.getSchemaId(), nb::bytes(reinterpret_cast<const char*>(words.begin()), words.size() * sizeof(capnp::word)));
     }
     case schema::Value::PROXY: return read_proxy(reader.getProxy());
-    case schema::Value::ARRAY: return read_array(reader.getArray(), decoding.views);
+    case schema::Value::ARRAY:
+      // Refused before it is made: hashing a numpy array raises TypeError, but a writable
+      // memoryview (what arrives without numpy) raises ValueError.
+      if (as_key) throw DecodeError("a dict key Python cannot hold (an array)");
+      return read_array(reader.getArray(), decoding.views);
   }
   throw DecodeError("unknown Value kind " + std::to_string(static_cast<int>(reader.which())));
 }
