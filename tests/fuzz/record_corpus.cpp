@@ -107,6 +107,11 @@ std::vector<std::pair<std::string, Value>> sample_values() {
       {"array_in_dict",
        Value::map(
            {{"frame", Value(xproc::Array::of<uint16_t>(std::vector<uint16_t>{1, 2, 3, 4}, {2, 1, 2}))}, {"id", 7}})},
+      // C++ may key a map with an array; Python has no dict for it (numpy arrays and
+      // writable memoryviews are unhashable).
+      {"dict_array_key", Value::map({{Value(xproc::Array::of<int32_t>(std::vector<int32_t>{7}, {1})), "an array"}})},
+      {"dict_array_in_tuple_key",
+       Value::map({{Value::tuple({1, Value(xproc::Array::of<uint8_t>(std::vector<uint8_t>{}, {0}))}), "in a tuple"}})},
       {"proxy", Value::map({{"d", xproc::ProxyRef{0x5eed, 3, nullptr}},
                             {xproc::ProxyRef{0x5eed, 4, nullptr}, Value::tuple({xproc::ProxyRef{1, 3, nullptr}})}})},
   };
