@@ -5,6 +5,8 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include <algorithm>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -27,15 +29,41 @@ std::string hmac(std::string_view digest, std::string_view key, std::string_view
   return {reinterpret_cast<const char*>(out), length};
 }
 
-// "{name}payload" -> (name, payload); no braces -> ("", whole).
-std::pair<std::string, std::string_view> split_digest(std::string_view message) {
-  if (message.size() > 2 && message[0] == '{') {
-    const size_t close = message.find('}');
-    if (close != std::string_view::npos && close <= 20) {
-      return {std::string(message.substr(1, close - 1)), message.substr(close + 1)};
+// The digests a "{name}" prefix may name, as CPython's multiprocessing.connection allows
+// them, with OpenSSL's names for them.
+struct NamedDigest {
+  std::string_view name;
+  const char* openssl_name;
+};
+constexpr NamedDigest kNamedDigests[] = {
+    {"md5", "MD5"}, {"sha256", "SHA256"}, {"sha384", "SHA384"}, {"sha3_256", "SHA3-256"}, {"sha3_384", "SHA3-384"}};
+
+// A challenge of Python 3.11 and older (20 random bytes) and its raw HMAC-MD5 answer (16
+// bytes) carry no digest name. The length decides first, as in CPython: 16 or 20 random
+// bytes may well begin with '{' and hold a '}'.
+constexpr size_t kLegacyLengths[] = {20, 16};
+
+struct SplitMessage {
+  const char* openssl_name;  // "MD5" for a legacy message; nullptr for a name not allowed
+  bool legacy;
+  std::string_view payload;
+};
+
+// "{name}payload" -> (name, payload); a legacy message -> (MD5, whole).
+SplitMessage split_digest(std::string_view message) {
+  if (std::find(std::begin(kLegacyLengths), std::end(kLegacyLengths), message.size()) != std::end(kLegacyLengths)) {
+    return {"MD5", true, message};
+  }
+  if (message.starts_with('{')) {
+    const size_t close = message.find('}', 1);
+    if (close != std::string_view::npos) {
+      const std::string_view name = message.substr(1, close - 1);
+      for (const NamedDigest& digest : kNamedDigests) {
+        if (digest.name == name) return {digest.openssl_name, false, message.substr(close + 1)};
+      }
     }
   }
-  return {"", message};
+  return {nullptr, false, message};
 }
 
 std::string recv_text(ByteConnection& connection) {
@@ -62,12 +90,10 @@ std::string make_challenge() {
 bool answers(std::string_view authkey, std::string_view challenge, std::string_view response) {
   if (!challenge.starts_with(kChallenge)) return false;
   const std::string_view message = challenge.substr(kChallenge.size());
-  auto [digest, mac] = split_digest(response);
-  if (digest.empty()) return equal_constant_time(mac, hmac("md5", authkey, message));  // Python <= 3.11 answers so
-  if (digest == "sha256" || digest == "sha512" || digest == "sha384") {
-    return equal_constant_time(mac, hmac(digest, authkey, message));
-  }
-  return false;
+  const SplitMessage answer = split_digest(response);
+  // Python 3.11 and older answer any challenge with a raw HMAC-MD5 of all of it.
+  return answer.openssl_name != nullptr &&
+         equal_constant_time(answer.payload, hmac(answer.openssl_name, authkey, message));
 }
 
 std::string answer_to(std::string_view authkey, std::string_view challenge) {
@@ -75,9 +101,15 @@ std::string answer_to(std::string_view authkey, std::string_view challenge) {
     throw AuthenticationError("expected a challenge from the other end");
   }
   const std::string_view message = challenge.substr(kChallenge.size());
-  auto [digest, payload] = split_digest(message);
-  // A legacy challenge (no digest name) wants a raw HMAC-MD5; a named one "{name}" + MAC.
-  return digest.empty() ? hmac("md5", authkey, message) : "{" + digest + "}" + hmac(digest, authkey, message);
+  const SplitMessage asked = split_digest(message);
+  if (asked.openssl_name == nullptr) {
+    throw AuthenticationError(
+        "the challenge names no digest this end supports (md5, sha256, sha384, sha3_256, sha3_384)");
+  }
+  // A legacy challenge wants a raw HMAC-MD5; a named one "{name}" and the MAC, both of the
+  // whole message, prefix included.
+  const std::string mac = hmac(asked.openssl_name, authkey, message);
+  return asked.legacy ? mac : std::string(message.substr(0, message.size() - asked.payload.size())) + mac;
 }
 
 void deliver_challenge(ByteConnection& connection, std::string_view authkey) {

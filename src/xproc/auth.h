@@ -1,7 +1,9 @@
 // multiprocessing.connection's HMAC challenge-response, compatible with CPython both as
 // the challenger and as the answerer: challenges are "#CHALLENGE#{sha256}" + 40 random
 // bytes; answers are "{sha256}" + HMAC-SHA256 of the whole challenge payload, and the
-// legacy raw HMAC-MD5 answer that Python 3.11 and older send is accepted. HMAC and
+// legacy raw HMAC-MD5 answer that Python 3.11 and older send is accepted (told apart by
+// its length, as CPython does). A peer's challenge may name any digest CPython allows
+// (md5, sha256, sha384, sha3_256, sha3_384). HMAC and
 // randomness come from OpenSSL; digests are compared in constant time.
 #pragma once
 
