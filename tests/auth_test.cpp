@@ -65,7 +65,12 @@ TEST(AuthTest, EveryDigestCPythonNamesIsAnsweredAndOthersAreRefused) {
   }
   for (std::string name : {"sha1", "md4", "", "sha256 "}) {
     const std::string challenge = "#CHALLENGE#{" + name + "}" + std::string(40, 'r');
-    EXPECT_THROW(answer_to("key", challenge), AuthenticationError) << name;
+    try {
+      answer_to("key", challenge);
+      ADD_FAILURE() << "answered " << name;
+    } catch (const AuthenticationError& e) {
+      EXPECT_NE(std::string(e.what()).find("md5, sha256, sha384, sha3_256, sha3_384"), std::string::npos) << e.what();
+    }
     EXPECT_FALSE(answers("key", challenge, "{" + name + "}" + std::string(32, 'a'))) << name;
   }
 }

@@ -103,8 +103,11 @@ std::string answer_to(std::string_view authkey, std::string_view challenge) {
   const std::string_view message = challenge.substr(kChallenge.size());
   const SplitMessage asked = split_digest(message);
   if (asked.openssl_name == nullptr) {
-    throw AuthenticationError(
-        "the challenge names no digest this end supports (md5, sha256, sha384, sha3_256, sha3_384)");
+    std::string supported;
+    for (const NamedDigest& digest : kNamedDigests) {
+      supported += (supported.empty() ? "" : ", ") + std::string(digest.name);
+    }
+    throw AuthenticationError("the challenge names no digest this end supports (" + supported + ")");
   }
   // A legacy challenge wants a raw HMAC-MD5; a named one "{name}" and the MAC, both of the
   // whole message, prefix included.
